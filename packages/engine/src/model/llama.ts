@@ -1,0 +1,355 @@
+/**
+ * LLaMA-family decoder in TensorFlow.js, numerically following Hugging Face `LlamaForCausalLM`
+ * (transformers `models/llama/modeling_llama.py`): RMSNorm, rotary embeddings (rotate_half form),
+ * grouped-query attention, SwiGLU MLP, tied or untied LM head.
+ *
+ * Activations are kept 2-D, [batch*seq, hidden], because tf.matMul(3-D, 2-D) has no gradient for its
+ * second input in tfjs 4.22. Weights keep the HF layout [out, in] and are multiplied transposed.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaConfig } from './config.js';
+import { loadLlamaConfig } from './config.js';
+import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
+
+/** LoRA factors on one linear (PEFT `LoraLayer`): y += scale * B(A(dropout(x))). */
+export interface LoraPair {
+  /** [r, in] */
+  A: tf.Variable;
+  /** [out, r] */
+  B: tf.Variable;
+  /** lora_alpha / r */
+  scale: number;
+  /** dropout probability on the LoRA branch input (training only) */
+  dropout: number;
+}
+
+/** A bias-optional linear layer, weight in HF layout [out, in]. */
+export interface Linear {
+  /** HF module path, e.g. `model.layers.3.self_attn.q_proj`. */
+  name: string;
+  /** [out, in] */
+  weight: tf.Tensor2D;
+  /** [out] */
+  bias?: tf.Tensor1D;
+  lora?: LoraPair;
+}
+
+/** The linears of one decoder layer, by their HF short names. */
+export const LINEAR_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LinearName = (typeof LINEAR_NAMES)[number];
+
+/** One `LlamaDecoderLayer`. */
+export interface DecoderLayer {
+  index: number;
+  /** [hidden] */
+  inputNorm: tf.Tensor1D;
+  /** [hidden] */
+  postNorm: tf.Tensor1D;
+  linears: Record<LinearName, Linear>;
+}
+
+/** Per-forward context shared by every layer. */
+export interface ForwardContext {
+  batch: number;
+  seq: number;
+  /** [seq, headDim] cos and sin tables of RoPE for positions 0..seq-1. */
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+  /** additive attention mask, [1 or batch, 1, seq, seq]: 0 where allowed, -1e9 where masked. */
+  mask: tf.Tensor4D;
+  /** enables LoRA dropout */
+  training: boolean;
+  /** seed for LoRA dropout masks (deterministic per step) */
+  seed?: number;
+}
+
+/** Fills in defaults for a context. */
+export type ContextOptions = { batch: number; seq: number; attentionMask?: ArrayLike<number>; training?: boolean; seed?: number };
+
+const MASK_VALUE = -1e9;
+
+function linearOf(name: string, get: (n: string) => tf.Tensor | undefined, bias: boolean): Linear {
+  const weight = get(`${name}.weight`) as tf.Tensor2D | undefined;
+  if (!weight) throw new Error(`missing tensor ${name}.weight`);
+  const b = bias ? (get(`${name}.bias`) as tf.Tensor1D | undefined) : undefined;
+  return { name, weight, bias: b };
+}
+
+/**
+ * The base model: frozen weights as tf.Tensors (not Variables, so no gradient is ever taken for them)
+ * and the forward pieces the trainer composes (embedding, one layer, norm, head).
+ */
+export class LlamaModel {
+  readonly layers: DecoderLayer[];
+  /** [vocab, hidden] */
+  readonly embedTokens: tf.Tensor2D;
+  /** [hidden]; replaceable by a PEFT adapter's `modules_to_save`. */
+  finalNorm: tf.Tensor1D;
+  /** [vocab, hidden]; the same tensor as embedTokens when tied; replaceable like finalNorm. */
+  lmHead: tf.Tensor2D;
+  /** [headDim, headDim] signed permutation so that x . R = rotate_half(x). */
+  private readonly rotate: tf.Tensor2D;
+  private ropeCache = new Map<number, { cos: tf.Tensor2D; sin: tf.Tensor2D }>();
+  private maskCache = new Map<number, tf.Tensor4D>();
+
+  constructor(readonly config: LlamaConfig, tensors: Map<string, tf.Tensor>) {
+    const get = (n: string) => tensors.get(n);
+    const need = (n: string) => {
+      const t = tensors.get(n);
+      if (!t) throw new Error(`model weights: missing tensor ${n}`);
+      return t;
+    };
+    this.embedTokens = need('model.embed_tokens.weight') as tf.Tensor2D;
+    this.finalNorm = need('model.norm.weight') as tf.Tensor1D;
+    this.lmHead = (config.tieWordEmbeddings ? get('lm_head.weight') ?? this.embedTokens : need('lm_head.weight')) as tf.Tensor2D;
+    const { hiddenSize: d, vocabSize: v } = config;
+    if (this.embedTokens.shape[0] !== v || this.embedTokens.shape[1] !== d) throw new Error(`model.embed_tokens.weight has shape [${this.embedTokens.shape}], config says [${v}, ${d}]`);
+    this.layers = [];
+    for (let i = 0; i < config.numHiddenLayers; i++) {
+      const p = `model.layers.${i}`;
+      const linears = {} as Record<LinearName, Linear>;
+      for (const n of LINEAR_NAMES) {
+        const isAttn = n === 'q_proj' || n === 'k_proj' || n === 'v_proj' || n === 'o_proj';
+        linears[n] = linearOf(`${p}.${isAttn ? 'self_attn' : 'mlp'}.${n}`, get, isAttn ? config.attentionBias : config.mlpBias);
+      }
+      this.layers.push({ index: i, inputNorm: need(`${p}.input_layernorm.weight`) as tf.Tensor1D, postNorm: need(`${p}.post_attention_layernorm.weight`) as tf.Tensor1D, linears });
+    }
+    const h = config.headDim / 2;
+    const r = new Float32Array(config.headDim * config.headDim);
+    // rotate_half(x) = cat(-x[h:], x[:h]): out[j] = -x[j+h] for j<h, out[j] = x[j-h] for j>=h.
+    for (let j = 0; j < h; j++) {
+      r[(j + h) * config.headDim + j] = -1;
+      r[j * config.headDim + (j + h)] = 1;
+    }
+    this.rotate = tf.tensor2d(r, [config.headDim, config.headDim]);
+  }
+
+  /**
+   * Loads a Hugging Face LLaMA folder (`config.json`, `model.safetensors` or sharded index; F32/F16/BF16).
+   * @throws ModelConfigError / SafetensorsError / Error naming a missing tensor.
+   */
+  static load(dir: string): LlamaModel {
+    const config = loadLlamaConfig(dir);
+    const raw = readModelWeights(dir);
+    return LlamaModel.fromNamedTensors(config, raw);
+  }
+
+  /** Builds a model from decoded tensors (float32 on the current backend). */
+  static fromNamedTensors(config: LlamaConfig, raw: Map<string, NamedTensor>): LlamaModel {
+    const tensors = new Map<string, tf.Tensor>();
+    for (const [name, t] of raw) {
+      if (name.includes('rotary_emb')) continue;
+      tensors.set(name, tf.tensor(t.data instanceof Float32Array ? t.data : Float32Array.from(t.data), t.shape, 'float32'));
+    }
+    return new LlamaModel(config, tensors);
+  }
+
+  /** Every base tensor by HF name (tied head listed once, as the embedding). */
+  namedWeights(): Map<string, tf.Tensor> {
+    const m = new Map<string, tf.Tensor>();
+    m.set('model.embed_tokens.weight', this.embedTokens);
+    for (const l of this.layers) {
+      m.set(`model.layers.${l.index}.input_layernorm.weight`, l.inputNorm);
+      m.set(`model.layers.${l.index}.post_attention_layernorm.weight`, l.postNorm);
+      for (const lin of Object.values(l.linears)) {
+        m.set(`${lin.name}.weight`, lin.weight);
+        if (lin.bias) m.set(`${lin.name}.bias`, lin.bias);
+      }
+    }
+    m.set('model.norm.weight', this.finalNorm);
+    if (this.lmHead !== this.embedTokens) m.set('lm_head.weight', this.lmHead);
+    return m;
+  }
+
+  /** Every linear by HF module path. */
+  linears(): Map<string, Linear> {
+    const m = new Map<string, Linear>();
+    for (const l of this.layers) for (const lin of Object.values(l.linears)) m.set(lin.name, lin);
+    return m;
+  }
+
+  /** Total parameter count (tied head counted once). */
+  paramCount(): number {
+    let n = 0;
+    for (const t of this.namedWeights().values()) n += t.size;
+    return n;
+  }
+
+  /**
+   * RoPE tables for positions 0..seq-1 (HF LlamaRotaryEmbedding): inv_freq_i = theta^(-2i/headDim),
+   * emb = cat(freqs, freqs); cached per seq length. Returns [seq, headDim] cos and sin.
+   */
+  ropeTables(seq: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    let c = this.ropeCache.get(seq);
+    if (c) return c;
+    const { headDim, ropeTheta } = this.config;
+    const half = headDim / 2;
+    const cos = new Float32Array(seq * headDim), sin = new Float32Array(seq * headDim);
+    for (let t = 0; t < seq; t++) {
+      for (let i = 0; i < half; i++) {
+        // float32 inv_freq as in HF (computed in float then multiplied by an int position).
+        const invFreq = Math.fround(1 / Math.pow(ropeTheta, (2 * i) / headDim));
+        const a = Math.fround(t * invFreq);
+        cos[t * headDim + i] = cos[t * headDim + i + half] = Math.cos(a);
+        sin[t * headDim + i] = sin[t * headDim + i + half] = Math.sin(a);
+      }
+    }
+    c = { cos: tf.keep(tf.tensor2d(cos, [seq, headDim])), sin: tf.keep(tf.tensor2d(sin, [seq, headDim])) };
+    this.ropeCache.set(seq, c);
+    return c;
+  }
+
+  /** Causal additive mask [1,1,seq,seq] (cached), or [batch,1,seq,seq] when a key padding mask is given. */
+  attentionMask(seq: number, batch: number, keyMask?: ArrayLike<number>): tf.Tensor4D {
+    if (!keyMask) {
+      let m = this.maskCache.get(seq);
+      if (!m) {
+        const a = new Float32Array(seq * seq);
+        for (let i = 0; i < seq; i++) for (let j = i + 1; j < seq; j++) a[i * seq + j] = MASK_VALUE;
+        m = tf.keep(tf.tensor4d(a, [1, 1, seq, seq]));
+        this.maskCache.set(seq, m);
+      }
+      return m;
+    }
+    const a = new Float32Array(batch * seq * seq);
+    for (let b = 0; b < batch; b++) {
+      for (let i = 0; i < seq; i++) {
+        for (let j = 0; j < seq; j++) {
+          if (j > i || !keyMask[b * seq + j]) a[(b * seq + i) * seq + j] = MASK_VALUE;
+        }
+      }
+    }
+    return tf.tensor4d(a, [batch, 1, seq, seq]);
+  }
+
+  /** Builds a forward context (RoPE tables and mask) for a batch. */
+  context(o: ContextOptions): ForwardContext {
+    const { cos, sin } = this.ropeTables(o.seq);
+    const padded = o.attentionMask && Array.prototype.some.call(o.attentionMask, (x: number) => !x);
+    return { batch: o.batch, seq: o.seq, cos, sin, mask: this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined), training: o.training ?? false, seed: o.seed };
+  }
+
+  /** Token embedding: ids [batch*seq] int32 -> [batch*seq, hidden]. */
+  embed(ids: tf.Tensor1D): tf.Tensor2D {
+    return tf.gather(this.embedTokens, ids) as tf.Tensor2D;
+  }
+
+  /** RMSNorm (HF LlamaRMSNorm): x * rsqrt(mean(x^2) + eps) * w, over the last axis. x [n, hidden]. */
+  rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D): tf.Tensor2D {
+    return tf.tidy(() => {
+      const v = tf.mean(tf.square(x), -1, true);
+      return tf.mul(tf.mul(x, tf.rsqrt(tf.add(v, this.config.rmsNormEps))), w) as tf.Tensor2D;
+    });
+  }
+
+  /**
+   * y = x W^T (+ b) (+ scale * dropout(x) A^T B^T when `useLora` and the linear has LoRA).
+   * x [n, in] -> [n, out].
+   */
+  linear(lin: Linear, x: tf.Tensor2D, useLora: boolean, ctx?: ForwardContext, salt = 0): tf.Tensor2D {
+    let y: tf.Tensor = tf.matMul(x, lin.weight, false, true);
+    if (lin.bias) y = tf.add(y, lin.bias);
+    const lora = lin.lora;
+    if (useLora && lora) {
+      let xin: tf.Tensor2D = x;
+      if (ctx?.training && lora.dropout > 0) xin = tf.dropout(x, lora.dropout, undefined, ctx.seed === undefined ? undefined : ctx.seed * 7919 + salt) as tf.Tensor2D;
+      const low = tf.matMul(xin, lora.A, false, true);
+      y = tf.add(y, tf.mul(tf.matMul(low, lora.B, false, true), lora.scale));
+    }
+    return y as tf.Tensor2D;
+  }
+
+  /** Applies RoPE to x [batch, heads, seq, headDim]: x*cos + rotate_half(x)*sin. */
+  private applyRope(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
+    const [b, h, t, dh] = x.shape;
+    const rot = tf.reshape(tf.matMul(tf.reshape(x, [b * h * t, dh]), this.rotate), [b, h, t, dh]);
+    return tf.add(tf.mul(x, ctx.cos), tf.mul(rot, ctx.sin)) as tf.Tensor4D;
+  }
+
+  /**
+   * One LlamaDecoderLayer: h + attn(norm(h)), then + mlp(norm(.)). h [batch*seq, hidden] -> same.
+   * @param useLora whether this layer's LoRA branches are active.
+   */
+  layer(i: number, h: tf.Tensor2D, ctx: ForwardContext, useLora: boolean): tf.Tensor2D {
+    const L = this.layers[i];
+    const { numAttentionHeads: H, numKeyValueHeads: KV, headDim: dh } = this.config;
+    const { batch: B, seq: T } = ctx;
+    const rep = H / KV;
+    const lin = L.linears;
+    const x = this.rmsNorm(h, L.inputNorm);
+    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [B, T, n, dh]), [0, 2, 1, 3]) as tf.Tensor4D;
+    // Scale q before the product (fewer elements than the [T,T] scores; same math as HF up to rounding).
+    let q = this.applyRope(heads(this.linear(lin.q_proj, x, useLora, ctx, i * 16 + 1), H), ctx);
+    q = tf.mul(q, 1 / Math.sqrt(dh));
+    const k = this.applyRope(heads(this.linear(lin.k_proj, x, useLora, ctx, i * 16 + 2), KV), ctx);
+    const v = heads(this.linear(lin.v_proj, x, useLora, ctx, i * 16 + 3), KV);
+    // GQA without repeat_kv: query head g*rep+r uses kv head g, so fold (rep, T) into one axis.
+    const qg = tf.reshape(q, [B, KV, rep * T, dh]);
+    let scores = tf.reshape(tf.matMul(qg, k, false, true), [B, H, T, T]);
+    scores = tf.add(scores, ctx.mask);
+    const probs = tf.reshape(tf.softmax(scores), [B, KV, rep * T, T]);
+    const attn = tf.reshape(tf.matMul(probs, v), [B, H, T, dh]);
+    const merged = tf.reshape(tf.transpose(attn, [0, 2, 1, 3]), [B * T, H * dh]) as tf.Tensor2D;
+    const h1 = tf.add(h, this.linear(lin.o_proj, merged, useLora, ctx, i * 16 + 4)) as tf.Tensor2D;
+    const x2 = this.rmsNorm(h1, L.postNorm);
+    const g = this.linear(lin.gate_proj, x2, useLora, ctx, i * 16 + 5);
+    const u = this.linear(lin.up_proj, x2, useLora, ctx, i * 16 + 6);
+    const act = tf.mul(tf.mul(g, tf.sigmoid(g)), u) as tf.Tensor2D;
+    return tf.add(h1, this.linear(lin.down_proj, act, useLora, ctx, i * 16 + 7)) as tf.Tensor2D;
+  }
+
+  /**
+   * Full forward of the base model (optionally with LoRA on the layers `loraLayers` selects).
+   * @param ids [batch][seq] token ids.
+   * @returns logits [batch, seq, vocab] and, when asked, every hidden state (embedding output, then each
+   *   layer's output before the final norm), each [batch, seq, hidden]. Caller disposes.
+   */
+  forward(ids: number[][], opts: { lora?: boolean | ((layer: number) => boolean); hiddenStates?: boolean; attentionMask?: number[][] } = {}): { logits: tf.Tensor3D; hiddenStates: tf.Tensor3D[] } {
+    const B = ids.length, T = ids[0].length;
+    const flat = Int32Array.from(ids.flat());
+    const useLora = typeof opts.lora === 'function' ? opts.lora : () => opts.lora === true;
+    const hiddenStates: tf.Tensor3D[] = [];
+    const logits = tf.tidy(() => {
+      const ctx = this.context({ batch: B, seq: T, attentionMask: opts.attentionMask?.flat() });
+      let h = this.embed(tf.tensor1d(flat, 'int32'));
+      if (opts.hiddenStates) hiddenStates.push(tf.keep(tf.reshape(h, [B, T, -1])) as tf.Tensor3D);
+      for (let i = 0; i < this.layers.length; i++) {
+        h = this.layer(i, h, ctx, useLora(i));
+        if (opts.hiddenStates) hiddenStates.push(tf.keep(tf.reshape(h, [B, T, -1])) as tf.Tensor3D);
+      }
+      const out = tf.matMul(this.rmsNorm(h, this.finalNorm), this.lmHead, false, true);
+      return tf.reshape(out, [B, T, this.config.vocabSize]) as tf.Tensor3D;
+    });
+    return { logits, hiddenStates };
+  }
+
+  /** Frees every tensor the model holds (weights, LoRA, caches). */
+  dispose(): void {
+    for (const t of this.namedWeights().values()) t.dispose();
+    for (const lin of this.linears().values()) { lin.lora?.A.dispose(); lin.lora?.B.dispose(); }
+    if (this.lmHead !== this.embedTokens && !this.lmHead.isDisposed) this.lmHead.dispose();
+    for (const c of this.ropeCache.values()) { c.cos.dispose(); c.sin.dispose(); }
+    for (const m of this.maskCache.values()) m.dispose();
+    this.rotate.dispose();
+  }
+}
+
+/**
+ * Mean next-token cross-entropy (HF causal-LM loss): logits[:, t] predicts labels[:, t+1];
+ * positions whose target is -100 are ignored. logits [batch, seq, vocab], labels [batch][seq].
+ */
+export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): tf.Scalar {
+  return tf.tidy(() => {
+    const [B, T, V] = logits.shape;
+    const rows: number[] = [], targets: number[] = [];
+    for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) {
+      const y = labels[b][t + 1];
+      if (y !== -100) { rows.push(b * T + t); targets.push(y); }
+    }
+    if (!rows.length) return tf.scalar(0);
+    const sel = tf.gather(tf.reshape(logits, [B * T, V]), tf.tensor1d(rows, 'int32'));
+    const logp = tf.logSoftmax(sel);
+    const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor1d(targets, 'int32'), V)), -1);
+    return tf.neg(tf.mean(picked)) as tf.Scalar;
+  });
+}

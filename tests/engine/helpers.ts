@@ -1,0 +1,28 @@
+// Shared test helpers for the engine tests.
+import * as tf from '@tensorflow/tfjs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = join(here, '..', '..');
+/** The PyTorch-referenced tiny LLaMA shipped beside the checkout. */
+export const FIXTURE_DIR = process.env.EDGETUNE_FIXTURE_DIR ?? join(REPO_ROOT, '..', 'shared', 'fixtures', 'llama-tiny-gqa');
+
+/** Uses the engine's production backend choice (wasm + our kernels here). */
+export async function useTestBackend(): Promise<void> {
+  await tf.setBackend('cpu');
+  await tf.ready();
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
