@@ -66,8 +66,8 @@ export function attachLora(model: LlamaModel, cfg: LoraConfig, rng: Rng): Linear
     lin.lora?.A.dispose();
     lin.lora?.B.dispose();
     lin.lora = {
-      A: tf.variable(tf.tensor2d(a, [cfg.r, inDim]), true, `${lin.name}.lora_A`),
-      B: tf.variable(tf.zeros([outDim, cfg.r]), true, `${lin.name}.lora_B`),
+      A: tf.variable(tf.tensor2d(a, [cfg.r, inDim]), true),
+      B: tf.variable(tf.zeros([outDim, cfg.r]), true),
       scale: cfg.alpha / cfg.r,
       dropout: cfg.dropout,
     };
@@ -147,8 +147,8 @@ export function applyPeftAdapter(model: LlamaModel, dir: string): { config: Lora
     lin.lora?.A.dispose();
     lin.lora?.B.dispose();
     lin.lora = {
-      A: tf.variable(tf.tensor2d(e.A, [r, inDim]), true, `${module}.lora_A`),
-      B: tf.variable(tf.tensor2d(e.B, [outDim, r]), true, `${module}.lora_B`),
+      A: tf.variable(tf.tensor2d(e.A, [r, inDim]), true),
+      B: tf.variable(tf.tensor2d(e.B, [outDim, r]), true),
       scale: (cfg.raw.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank),
       dropout: cfg.dropout,
     };

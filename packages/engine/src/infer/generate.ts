@@ -1,0 +1,86 @@
+/**
+ * Generation and label scoring with exit voting: at every step each exit path gives a next-token
+ * distribution and the voting rule combines them (edge-llm.md §4).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaModel } from '../model/llama.js';
+import { Rng } from '../util/rng.js';
+import { combineExits, exitProbabilities, type ExitPath, type VotingRule } from './voting.js';
+
+export interface GenerateOptions {
+  /** new tokens at most */
+  maxNewTokens: number;
+  rule: VotingRule;
+  /** 0 = greedy */
+  temperature?: number;
+  /** stop tokens (eos) */
+  stopIds?: number[];
+  seed?: number;
+  /** longest context kept (tokens); older tokens are dropped from the left */
+  maxContext?: number;
+}
+
+/**
+ * Generates a continuation of `prompt` (token ids). No KV cache: each step reruns the (short) context,
+ * which is what a tiny edge model on a CPU can afford and keeps one code path for voting.
+ * @returns the new token ids (stop token excluded).
+ */
+export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[], o: GenerateOptions): number[] {
+  const out: number[] = [];
+  const rng = new Rng(o.seed ?? 0);
+  const ctxLen = o.maxContext ?? model.config.maxPositionEmbeddings;
+  for (let s = 0; s < o.maxNewTokens; s++) {
+    const ids = [...prompt, ...out].slice(-ctxLen);
+    const probs = exitProbabilities(model, paths, [ids], Int32Array.of(ids.length - 1));
+    const voted = combineExits(probs, o.rule);
+    const p = voted.dataSync() as Float32Array;
+    tf.dispose([...probs, voted]);
+    let next = 0;
+    if (!o.temperature) {
+      for (let i = 1; i < p.length; i++) if (p[i] > p[next]) next = i;
+    } else {
+      // Sample from p^(1/T), renormalised.
+      const w = Array.from(p, (x) => Math.pow(x, 1 / o.temperature!));
+      const z = w.reduce((a, b) => a + b, 0);
+      let u = rng.next() * z;
+      next = w.length - 1;
+      for (let i = 0; i < w.length; i++) { u -= w[i]; if (u <= 0) { next = i; break; } }
+    }
+    if (o.stopIds?.includes(next)) break;
+    out.push(next);
+  }
+  return out;
+}
+
+/**
+ * Scores candidate labels for each prompt by the voted probability of their first token at the end of
+ * the prompt (the first tokens must differ).
+ * @param prompts token ids per prompt
+ * @param labelFirstTokens first token id of each label
+ * @returns per prompt: the winning label index and the voted probabilities of every label (renormalised over labels)
+ * @throws Error when two labels share a first token.
+ */
+export function classify(model: LlamaModel, paths: ExitPath[], prompts: number[][], labelFirstTokens: number[], rule: VotingRule, batchSize = 16): { label: number; probs: number[]; perExit: number[] }[] {
+  if (new Set(labelFirstTokens).size !== labelFirstTokens.length) throw new Error('labels must start with different tokens');
+  const res: { label: number; probs: number[]; perExit: number[] }[] = [];
+  for (let i = 0; i < prompts.length; i += batchSize) {
+    const chunk = prompts.slice(i, i + batchSize);
+    const T = Math.max(...chunk.map((p) => p.length));
+    const ids = chunk.map((p) => [...p, ...new Array(T - p.length).fill(0)]);
+    const rows = Int32Array.from(chunk.map((p, b) => b * T + p.length - 1));
+    const probs = exitProbabilities(model, paths, ids, rows);
+    const voted = combineExits(probs, rule);
+    const sub = (t: tf.Tensor2D) => tf.tidy(() => tf.gather(t, tf.tensor1d(labelFirstTokens, 'int32'), 1).arraySync() as number[][]);
+    const v = sub(voted);
+    const per = probs.map(sub);
+    tf.dispose([...probs, voted]);
+    v.forEach((row, b) => {
+      const z = row.reduce((a, x) => a + x, 0) || 1;
+      let best = 0;
+      for (let c = 1; c < row.length; c++) if (row[c] > row[best]) best = c;
+      const perExit = per.map((pr) => { let bb = 0; for (let c = 1; c < pr[b].length; c++) if (pr[b][c] > pr[b][bb]) bb = c; return bb; });
+      res.push({ label: best, probs: row.map((x) => x / z), perExit });
+    });
+  }
+  return res;
+}

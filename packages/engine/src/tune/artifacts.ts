@@ -1,0 +1,124 @@
+/**
+ * What a tuning run leaves behind, and how to load it back:
+ * - `edge_llm.json` + `edge_llm.safetensors`: the voted model — every window's LoRA (PEFT names),
+ *   every exit's norm and head (`exits.<layer>.norm.weight`, `exits.<layer>.head.weight`), exit
+ *   layers and the voting rule chosen on validation data.
+ * - `peft/`: a Hugging Face PEFT adapter holding exactly ONE trained and evaluated path, the deepest
+ *   exit: its window's LoRA (`layers_to_transform`) and its norm/head as `modules_to_save`
+ *   (`model.norm`, `lm_head`), so PEFT, which activates every tensor in the file, computes that path.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LlamaModel, Linear } from '../model/llama.js';
+import { AdapterError, peftName, savePeftAdapter, type LoraConfig } from '../model/lora.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import type { ExitHead } from './exits.js';
+import type { ExitPath, VotingRule } from '../infer/voting.js';
+
+export const EDGE_FORMAT = 'edgetune.edge_llm/1';
+
+/** Contents of `edge_llm.json`. */
+export interface EdgeLlmManifest {
+  format: typeof EDGE_FORMAT;
+  /** exit layers, 0-based, ascending; the last is the last decoder layer */
+  exit_layers: number[];
+  /** first layer of each exit's window */
+  window_starts: number[];
+  voting_rule: VotingRule;
+  lora: { r: number; lora_alpha: number; lora_dropout: number; target_modules: string[] };
+  base_model?: string;
+  /** validation metrics per exit and per rule, when evaluated */
+  validation?: unknown;
+  [key: string]: unknown;
+}
+
+function layerOf(name: string): number {
+  return Number(/\.layers\.(\d+)\./.exec(name)?.[1] ?? -1);
+}
+
+/**
+ * Writes the voted model and the deepest path's PEFT adapter into `dir`.
+ * @param linears linears carrying trained LoRA
+ */
+export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[], linears: Linear[], lora: LoraConfig, manifest: { voting_rule: VotingRule; base_model?: string; validation?: unknown; [key: string]: unknown }): void {
+  mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, TensorToWrite>();
+  for (const lin of linears) {
+    if (!lin.lora) continue;
+    tensors.set(peftName(lin.name, 'lora_A'), { shape: lin.lora.A.shape, data: lin.lora.A.dataSync() as Float32Array });
+    tensors.set(peftName(lin.name, 'lora_B'), { shape: lin.lora.B.shape, data: lin.lora.B.dataSync() as Float32Array });
+  }
+  for (const e of exits) {
+    tensors.set(`exits.${e.layer}.norm.weight`, { shape: e.norm.shape, data: e.norm.dataSync() as Float32Array });
+    tensors.set(`exits.${e.layer}.head.weight`, { shape: e.head.shape, data: e.head.dataSync() as Float32Array });
+  }
+  writeSafetensors(join(dir, 'edge_llm.safetensors'), tensors, { format: 'edgetune' });
+  const full: EdgeLlmManifest = {
+    ...manifest,
+    format: EDGE_FORMAT,
+    exit_layers: exits.map((e) => e.layer),
+    window_starts: exits.map((e) => e.start),
+    lora: { r: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, target_modules: lora.targetModules },
+  };
+  writeFileSync(join(dir, 'edge_llm.json'), JSON.stringify(full, null, 2) + '\n');
+  // Deepest path as PEFT: its window's LoRA and its own norm/head replacing model.norm/lm_head.
+  const last = exits[exits.length - 1];
+  const window = linears.filter((l) => layerOf(l.name) >= last.start && layerOf(l.name) <= last.layer);
+  const layers: number[] = [];
+  for (let i = last.start; i <= last.layer; i++) layers.push(i);
+  savePeftAdapter(join(dir, 'peft'), { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] }, window,
+    new Map<string, tf.Tensor>([['lm_head', last.head], ['model.norm', last.norm]]), { base_model_name_or_path: manifest.base_model ?? null });
+  void model;
+}
+
+/**
+ * Loads a voted model written by {@link saveEdgeAdapter} onto `model` (LoRA attached in place).
+ * @returns the exit paths in ascending layer order and the manifest.
+ * @throws AdapterError for a missing or inconsistent folder.
+ */
+export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPath[]; manifest: EdgeLlmManifest } {
+  const mf = join(dir, 'edge_llm.json');
+  if (!existsSync(mf)) throw new AdapterError(`no edge_llm.json in ${dir}`);
+  const manifest = JSON.parse(readFileSync(mf, 'utf8')) as EdgeLlmManifest;
+  if (manifest.format !== EDGE_FORMAT) throw new AdapterError(`${mf}: format ${manifest.format} is not ${EDGE_FORMAT}`);
+  const { tensors } = readSafetensors(join(dir, 'edge_llm.safetensors'));
+  const linears = model.linears();
+  const scale = manifest.lora.lora_alpha / manifest.lora.r;
+  const pairs = new Map<string, { A?: { data: Float32Array; shape: number[] }; B?: { data: Float32Array; shape: number[] } }>();
+  for (const [name, t] of tensors) {
+    const m = /^base_model\.model\.(.+)\.(lora_A|lora_B)\.weight$/.exec(name);
+    if (!m) continue;
+    const e = pairs.get(m[1]) ?? {};
+    e[m[2] === 'lora_A' ? 'A' : 'B'] = { data: t.data as Float32Array, shape: t.shape };
+    pairs.set(m[1], e);
+  }
+  for (const [module, e] of pairs) {
+    const lin = linears.get(module);
+    if (!lin || !e.A || !e.B) throw new AdapterError(`${dir}: bad LoRA entry for ${module}`);
+    lin.lora?.A.dispose();
+    lin.lora?.B.dispose();
+    lin.lora = { A: tf.variable(tf.tensor(e.A.data, e.A.shape), false), B: tf.variable(tf.tensor(e.B.data, e.B.shape), false), scale, dropout: 0 };
+  }
+  const paths: ExitPath[] = manifest.exit_layers.map((layer, k) => {
+    const norm = tensors.get(`exits.${layer}.norm.weight`), head = tensors.get(`exits.${layer}.head.weight`);
+    if (!norm || !head) throw new AdapterError(`${dir}: exit ${layer} has no norm/head tensors`);
+    return { layer, start: manifest.window_starts[k], norm: tf.tensor1d(norm.data as Float32Array), head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]) };
+  });
+  return { paths, manifest };
+}
+
+/** Exit paths of a trainer's live exits (no copies). */
+export function pathsOf(exits: ExitHead[]): ExitPath[] {
+  return exits.map((e) => ({ layer: e.layer, start: e.start, norm: e.norm as unknown as tf.Tensor1D, head: e.head as unknown as tf.Tensor2D }));
+}
+
+/** The single path of a plain model (optionally LoRA on every layer): final norm + lm_head. */
+export function plainPath(model: LlamaModel): ExitPath {
+  return { layer: model.config.numHiddenLayers - 1, start: 0, norm: model.finalNorm, head: model.lmHead };
+}
+
+/** Writes a checkpoint-like JSON helper (pretty, newline-terminated). */
+export function writeJson(file: string, value: unknown): void {
+  writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
+}

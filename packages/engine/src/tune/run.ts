@@ -1,0 +1,144 @@
+/**
+ * One tuning job end to end, as the CLI and the worker run it: load the base model and tokenizer,
+ * encode the JSONL data, run adaptive layer tuning (checkpointing and resuming when asked), evaluate
+ * every exit and every voting rule on the validation data, choose the rule, and write the artifacts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LlamaModel } from '../model/llama.js';
+import { DEFAULT_LORA, type LoraConfig } from '../model/lora.js';
+import { loadTokenizer, type EngineTokenizer } from '../tokenizer/index.js';
+import { readJsonlFile } from '../data/jsonl.js';
+import { encodeRecord } from '../data/encode.js';
+import type { TrainingRecord } from '../data/jsonl.js';
+import { AdaptiveTrainer, DEFAULT_TUNE, type StepReport, type TuneOptions } from './trainer.js';
+import type { Example } from './batches.js';
+import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
+import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
+import type { VotingRule } from '../infer/voting.js';
+
+/** Inputs of {@link runTuning}. Paths are folders/files on disk. */
+export interface TuneJobOptions {
+  modelDir: string;
+  trainFile: string;
+  validationFile?: string;
+  outDir: string;
+  /** tokens per example after truncation */
+  maxLength?: number;
+  tune?: Partial<Omit<TuneOptions, 'lora'>> & { lora?: Partial<LoraConfig> };
+  /** examples per evaluation forward */
+  evalBatchSize?: number;
+  /** save a resumable checkpoint every N optimizer steps into `<outDir>/checkpoint` (0 = never) */
+  checkpointEvery?: number;
+  /** resume from `<outDir>/checkpoint` when it exists */
+  resume?: boolean;
+  onStep?: (r: StepReport) => void | Promise<void>;
+  onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
+  /** aborts between steps (cancel); the run throws an AbortError-named Error */
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+}
+
+/** What {@link runTuning} returns and writes as `metrics.json`. Units: ms, bytes, tokens. */
+export interface TuneJobReport {
+  mode: TuneOptions['mode'];
+  steps: number;
+  trainExamples: number;
+  validationExamples: number;
+  wallMs: number;
+  trainMs: number;
+  tokens: number;
+  tokensPerSec: number;
+  peakRssBytes: number;
+  finalLoss: number;
+  votingRule: VotingRule | null;
+  validation: EvalReport | null;
+  outDir: string;
+}
+
+/** Reads and tokenizes a JSONL file. @throws DatasetError naming the bad line. */
+export async function loadExamples(file: string, tok: EngineTokenizer, maxLength: number): Promise<{ records: TrainingRecord[]; examples: Example[] }> {
+  const records = await readJsonlFile(file);
+  return { records, examples: records.map((r) => encodeRecord(tok, r, { maxLength })) };
+}
+
+/** Full options with defaults filled in. */
+export function resolveTuneOptions(o: TuneJobOptions['tune'] = {}): TuneOptions {
+  const { lora, ...rest } = o;
+  return { ...DEFAULT_TUNE, ...rest, lora: { ...DEFAULT_LORA, ...lora } } as TuneOptions;
+}
+
+/**
+ * Runs a tuning job. Writes `<outDir>/edge_llm.json`, `edge_llm.safetensors`, `peft/`, `metrics.json`.
+ * @throws DatasetError / ModelConfigError / AdapterError for bad inputs; Error named AbortError when aborted.
+ */
+export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
+  const t0 = performance.now();
+  const log = o.log ?? (() => {});
+  const maxLength = o.maxLength ?? 256;
+  const opts = resolveTuneOptions(o.tune);
+  const tok = await loadTokenizer(o.modelDir);
+  const model = LlamaModel.load(o.modelDir);
+  const padId = tok.padId ?? tok.eosId ?? 0;
+  const train = await loadExamples(o.trainFile, tok, maxLength);
+  const val = o.validationFile ? await loadExamples(o.validationFile, tok, maxLength) : null;
+  log(`model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`);
+  mkdirSync(o.outDir, { recursive: true });
+  const trainer = new AdaptiveTrainer(model, train.examples, opts, padId);
+  const ckptDir = join(o.outDir, 'checkpoint');
+  if (o.resume && existsSync(join(ckptDir, 'trainer_state.json'))) {
+    trainer.loadCheckpoint(ckptDir);
+    log(`resumed from ${ckptDir} at step ${trainer.state.step}`);
+  }
+  let last: StepReport | null = null;
+  while (!trainer.done) {
+    if (o.signal?.aborted) {
+      const e = new Error('tuning aborted');
+      e.name = 'AbortError';
+      throw e;
+    }
+    last = await trainer.step();
+    await o.onStep?.(last);
+    if (o.checkpointEvery && (trainer.state.step % o.checkpointEvery === 0 || trainer.done)) {
+      trainer.saveCheckpoint(ckptDir);
+      await o.onCheckpoint?.(trainer.state.step, ckptDir);
+    }
+  }
+  const trainMs = trainer.state.elapsedMs;
+  const paths = opts.mode === 'vanilla' ? [plainPath(model)] : pathsOf(trainer.exits);
+  let validation: EvalReport | null = null;
+  let votingRule: VotingRule | null = null;
+  if (val && val.examples.length) {
+    validation = evaluatePaths(model, paths, val.examples, { batchSize: o.evalBatchSize ?? 16, padId });
+    votingRule = chooseRule(validation);
+  }
+  if (opts.mode === 'edge_llm') {
+    saveEdgeAdapter(o.outDir, model, trainer.exits, trainer.loraLinears, opts.lora, {
+      voting_rule: votingRule ?? 'mean',
+      base_model: resolve(o.modelDir),
+      validation: validation ?? undefined,
+      max_length: maxLength,
+    });
+  }
+  const report: TuneJobReport = {
+    mode: opts.mode,
+    steps: trainer.state.step,
+    trainExamples: train.examples.length,
+    validationExamples: val?.examples.length ?? 0,
+    wallMs: performance.now() - t0,
+    trainMs,
+    tokens: trainer.state.tokens,
+    tokensPerSec: trainer.state.tokens / Math.max(1e-9, trainMs / 1000),
+    peakRssBytes: trainer.peakRss,
+    finalLoss: last?.loss ?? NaN,
+    votingRule,
+    validation,
+    outDir: resolve(o.outDir),
+  };
+  writeJson(join(o.outDir, 'metrics.json'), report);
+  trainer.optimizer.dispose();
+  model.dispose();
+  tf.disposeVariables();
+  return report;
+}

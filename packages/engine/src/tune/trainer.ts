@@ -1,0 +1,330 @@
+/**
+ * Adaptive layer tuning (Edge-LLM, Yu et al. DAC 2024, §"adaptive layer tuning"; official code
+ * `utils/trainer_wrappers.py`, see edge-llm.md §3) and, for comparison, vanilla LoRA tuning through all
+ * layers.
+ *
+ * Each optimizer step trains ONE window (the layers between two exits) with its LoRA and its exit
+ * head: the frozen prefix runs outside the gradient tape (no saved activations) without LoRA, the
+ * forward stops at the active exit, and the loss is next-token cross-entropy on response tokens only,
+ * computed only at the positions that carry a label.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaModel, Linear } from '../model/llama.js';
+import { attachLora, type LoraConfig } from '../model/lora.js';
+import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
+import { Rng } from '../util/rng.js';
+import { AdamW, clipByGlobalNorm, scheduledLr, type LrSchedule } from './optim.js';
+import { createExits, defaultExitLayers, windowLayers, type ExitHead } from './exits.js';
+import { BatchIterator, type Batch, type BatchCursor, type Example } from './batches.js';
+import { peftName } from '../model/lora.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type WindowSchedule = 'sequential' | 'round_robin' | 'random';
+export type TuneMode = 'edge_llm' | 'vanilla';
+
+/** Everything a tuning run needs besides the model and data. Step counts are optimizer steps. */
+export interface TuneOptions {
+  /** `edge_llm`: adaptive layer tuning with exits; `vanilla`: LoRA on every layer, loss at lm_head. */
+  mode: TuneMode;
+  /** exit layers (0-based); default {@link defaultExitLayers}. */
+  exitLayers?: number[];
+  schedule: WindowSchedule;
+  lora: LoraConfig;
+  /** optimizer steps in total (over all windows) */
+  steps: number;
+  microBatch: number;
+  gradAccum: number;
+  /** peak learning rate */
+  lr: number;
+  warmupSteps: number;
+  lrSchedule: LrSchedule;
+  weightDecay: number;
+  /** global-norm clip; 0 disables */
+  maxGradNorm: number;
+  seed: number | string;
+  /** train the exit norms and heads (default true; the official code trains the heads) */
+  trainHeads?: boolean;
+  /** wrap every step in tf.profile to record peak tensor bytes (costs a little time) */
+  measureMemory?: boolean;
+}
+
+export const DEFAULT_TUNE: Omit<TuneOptions, 'lora'> = {
+  mode: 'edge_llm', schedule: 'sequential', steps: 200, microBatch: 8, gradAccum: 1, lr: 1e-3, warmupSteps: 10,
+  lrSchedule: 'cosine', weightDecay: 0, maxGradNorm: 1, seed: 42, trainHeads: true,
+};
+
+/** What one optimizer step reports (units: ms, tokens, bytes). */
+export interface StepReport {
+  step: number;
+  totalSteps: number;
+  /** index of the trained window/exit (0 in vanilla mode) */
+  window: number;
+  exitLayer: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** real tokens in this step's micro-batches */
+  tokens: number;
+  stepMs: number;
+  elapsedMs: number;
+  tokensPerSec: number;
+  etaMs: number;
+  /** tf.profile peak bytes of this step (measureMemory only) */
+  peakTfBytes?: number;
+}
+
+/** Serializable trainer state for checkpoints (tensors separately, by stable names). */
+export interface TrainerState {
+  step: number;
+  windowSteps: number[];
+  cursor: BatchCursor;
+  rng: number;
+  optimizerSteps: Record<string, number>;
+  elapsedMs: number;
+  tokens: number;
+}
+
+/** Rows (b*T + t) whose next token has a label, and those labels. */
+function labelledRows(labels: number[][]): { rows: Int32Array; targets: Int32Array } {
+  const rows: number[] = [], targets: number[] = [];
+  const T = labels[0].length;
+  for (let b = 0; b < labels.length; b++) {
+    for (let t = 0; t + 1 < T; t++) {
+      const y = labels[b][t + 1];
+      if (y !== -100) { rows.push(b * T + t); targets.push(y); }
+    }
+  }
+  return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
+}
+
+/**
+ * Runs adaptive layer tuning (or vanilla LoRA) on a model. LoRA is attached to the targeted linears of
+ * every layer at construction; the exits are created from the model's final norm and head.
+ */
+export class AdaptiveTrainer {
+  readonly exits: ExitHead[];
+  readonly loraLinears: Linear[];
+  readonly optimizer: AdamW;
+  readonly iterator: BatchIterator;
+  state: TrainerState;
+  private rng: Rng;
+  private readonly stepsPerWindow: number[];
+  private peakTfBytes = 0;
+  private peakRssBytes = 0;
+
+  constructor(readonly model: LlamaModel, examples: Example[], readonly opts: TuneOptions, padId: number) {
+    const L = model.config.numHiddenLayers;
+    this.rng = new Rng(`${opts.seed}:init`);
+    this.loraLinears = attachLora(model, opts.lora, this.rng);
+    if (!this.loraLinears.length) throw new Error(`LoRA target_modules ${JSON.stringify(opts.lora.targetModules)} match no linear of the model`);
+    const exitLayers = opts.mode === 'vanilla' ? [L - 1] : opts.exitLayers ?? defaultExitLayers(L);
+    this.exits = opts.mode === 'vanilla' ? [] : createExits(model, exitLayers);
+    this.optimizer = new AdamW({ lr: opts.lr, weightDecay: opts.weightDecay });
+    this.iterator = new BatchIterator(examples, opts.microBatch, padId, `${opts.seed}:data`);
+    const K = Math.max(1, this.exits.length);
+    // Steps allotted to each window: sequential phases get floor(N/K), the remainder goes to the last
+    // (official code); round-robin/random spread evenly in expectation.
+    this.stepsPerWindow = new Array(K).fill(Math.floor(opts.steps / K));
+    this.stepsPerWindow[K - 1] += opts.steps - Math.floor(opts.steps / K) * K;
+    this.state = { step: 0, windowSteps: new Array(K).fill(0), cursor: this.iterator.cursor, rng: this.rng.state(), optimizerSteps: {}, elapsedMs: 0, tokens: 0 };
+  }
+
+  /** Window trained at optimizer step `step` under the configured schedule. */
+  windowAt(step: number): number {
+    const K = Math.max(1, this.exits.length);
+    if (K === 1) return 0;
+    switch (this.opts.schedule) {
+      case 'sequential': {
+        let acc = 0;
+        for (let k = 0; k < K; k++) { acc += this.stepsPerWindow[k]; if (step < acc) return k; }
+        return K - 1;
+      }
+      case 'round_robin': return step % K;
+      case 'random': return new Rng(`${this.opts.seed}:window:${step}`).int(K);
+    }
+  }
+
+  /** Trainable variables of window k (its LoRA factors, and its exit norm + head). */
+  trainableVars(k: number): tf.Variable[] {
+    if (this.opts.mode === 'vanilla') return this.loraLinears.flatMap((l) => [l.lora!.A, l.lora!.B]);
+    const e = this.exits[k];
+    const layers = new Set(windowLayers(e));
+    const vars = this.loraLinears.filter((l) => layers.has(Number(/\.layers\.(\d+)\./.exec(l.name)![1]))).flatMap((l) => [l.lora!.A, l.lora!.B]);
+    if (this.opts.trainHeads !== false) vars.push(e.norm, e.head);
+    return vars;
+  }
+
+  /**
+   * Loss of one micro-batch for window k, and its gradients w.r.t. the window's variables.
+   * The prefix (layers before the window) runs in a tidy outside the tape.
+   */
+  private microStep(k: number, batch: Batch, seed: number): { loss: number; grads: Record<string, tf.Tensor> } {
+    const m = this.model;
+    const B = batch.ids.length, T = batch.ids[0].length;
+    const { rows, targets } = labelledRows(batch.labels);
+    if (!rows.length) return { loss: 0, grads: {} };
+    const ctx = m.context({ batch: B, seq: T, training: true, seed });
+    const vanilla = this.opts.mode === 'vanilla';
+    const start = vanilla ? 0 : this.exits[k].start;
+    const end = vanilla ? m.config.numHiddenLayers - 1 : this.exits[k].layer;
+    const ids = tf.tensor1d(Int32Array.from(batch.ids.flat()), 'int32');
+    const prefix = tf.tidy(() => {
+      let h = m.embed(ids);
+      for (let i = 0; i < start; i++) h = m.layer(i, h, ctx, false);
+      return h;
+    });
+    const rowT = tf.tensor1d(rows, 'int32'), tgt = tf.tensor1d(targets, 'int32');
+    const vars = this.trainableVars(k);
+    const { value, grads } = tf.variableGrads(() => {
+      let h = prefix;
+      for (let i = start; i <= end; i++) h = m.layer(i, h, ctx, true);
+      const sel = tf.gather(h, rowT) as tf.Tensor2D;
+      const normW = vanilla ? m.finalNorm : this.exits[k].norm;
+      const headW = vanilla ? m.lmHead : this.exits[k].head;
+      const logits = tf.matMul(m.rmsNorm(sel, normW as tf.Tensor1D), headW as tf.Tensor2D, false, true) as tf.Tensor2D;
+      return sparseSoftmaxCrossEntropy(logits, tgt);
+    }, vars);
+    const loss = value.dataSync()[0];
+    tf.dispose([value, prefix, ids, rowT, tgt]);
+    return { loss, grads };
+  }
+
+  /** Runs one optimizer step (gradAccum micro-batches) and reports it. */
+  async step(): Promise<StepReport> {
+    const t0 = performance.now();
+    const s = this.state.step;
+    const k = this.windowAt(s);
+    const vars = this.trainableVars(k);
+    let tokens = 0, lossSum = 0;
+    let acc: Record<string, tf.Tensor> = {};
+    const run = () => {
+      for (let a = 0; a < this.opts.gradAccum; a++) {
+        const batch = this.iterator.next();
+        tokens += batch.tokens;
+        const { loss, grads } = this.microStep(k, batch, (s * 131 + a) >>> 0);
+        lossSum += loss;
+        for (const [n, g] of Object.entries(grads)) {
+          if (acc[n]) { const old = acc[n]; acc[n] = tf.add(old, g); old.dispose(); g.dispose(); } else acc[n] = g;
+        }
+      }
+      if (this.opts.gradAccum > 1) {
+        for (const n of Object.keys(acc)) { const old = acc[n]; acc[n] = tf.div(old, this.opts.gradAccum); old.dispose(); }
+      }
+    };
+    let peakTfBytes: number | undefined;
+    let gradNorm = 0;
+    const stepWindow = this.state.windowSteps[k];
+    const lr = scheduledLr(this.opts.lr, stepWindow, this.opts.mode === 'vanilla' ? this.opts.steps : Math.max(1, this.stepsPerWindow[k]), this.opts.warmupSteps, this.opts.lrSchedule);
+    const update = () => {
+      gradNorm = clipByGlobalNorm(acc, this.opts.maxGradNorm);
+      this.optimizer.apply(vars, acc, lr);
+      tf.dispose(Object.values(acc));
+      acc = {};
+    };
+    if (this.opts.measureMemory) {
+      const info = await tf.profile(() => { run(); update(); });
+      peakTfBytes = info.peakBytes;
+      if (peakTfBytes > this.peakTfBytes) this.peakTfBytes = peakTfBytes;
+    } else {
+      run();
+      update();
+    }
+    const stepMs = performance.now() - t0;
+    this.state.step++;
+    this.state.windowSteps[k]++;
+    this.state.elapsedMs += stepMs;
+    this.state.tokens += tokens;
+    this.state.cursor = this.iterator.cursor;
+    const rss = process.memoryUsage().rss;
+    if (rss > this.peakRssBytes) this.peakRssBytes = rss;
+    const tps = this.state.tokens / (this.state.elapsedMs / 1000);
+    const remaining = this.opts.steps - this.state.step;
+    return {
+      step: this.state.step, totalSteps: this.opts.steps, window: k, exitLayer: this.opts.mode === 'vanilla' ? this.model.config.numHiddenLayers - 1 : this.exits[k].layer,
+      loss: lossSum / this.opts.gradAccum, lr, gradNorm, tokens, stepMs, elapsedMs: this.state.elapsedMs, tokensPerSec: tps,
+      etaMs: (this.state.elapsedMs / this.state.step) * remaining, peakTfBytes,
+    };
+  }
+
+  /** Every trainable variable with a stable name (PEFT names for LoRA, `exits.<layer>.*` for exits). */
+  namedVariables(): Map<string, tf.Variable> {
+    const m = new Map<string, tf.Variable>();
+    for (const l of this.loraLinears) { m.set(peftName(l.name, 'lora_A'), l.lora!.A); m.set(peftName(l.name, 'lora_B'), l.lora!.B); }
+    for (const e of this.exits) { m.set(`exits.${e.layer}.norm.weight`, e.norm); m.set(`exits.${e.layer}.head.weight`, e.head); }
+    return m;
+  }
+
+  /**
+   * Writes a resumable checkpoint (variables, AdamW moments, step counters, data cursor) to `dir`,
+   * atomically: a temp folder renamed over the old one, so a crash mid-write keeps the previous one.
+   */
+  saveCheckpoint(dir: string): void {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    const tensors = new Map<string, TensorToWrite>();
+    const byVar = new Map<string, string>();
+    for (const [name, v] of this.namedVariables()) {
+      tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
+      byVar.set(v.name, name);
+    }
+    const opt = this.optimizer.stateTensors();
+    const steps: Record<string, number> = {};
+    for (const [key, t] of opt.tensors) {
+      const m = /^(.*)\.(exp_avg|exp_avg_sq)$/.exec(key)!;
+      const stable = byVar.get(m[1]);
+      if (stable) tensors.set(`optimizer.${stable}.${m[2]}`, { shape: t.shape, data: t.dataSync() as Float32Array });
+    }
+    for (const [k, n] of Object.entries(opt.steps)) { const stable = byVar.get(k); if (stable) steps[stable] = n; }
+    writeSafetensors(join(tmp, 'trainer.safetensors'), tensors);
+    writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ ...this.state, optimizerSteps: steps, rng: this.rng.state() }, null, 2));
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  }
+
+  /**
+   * Restores a checkpoint written by {@link saveCheckpoint} into this trainer (same model, data and
+   * options). @throws Error when the folder is missing or does not match the trainer's variables.
+   */
+  loadCheckpoint(dir: string): void {
+    const sf = join(dir, 'trainer.safetensors'), st = join(dir, 'trainer_state.json');
+    if (!existsSync(sf) || !existsSync(st)) throw new Error(`no trainer checkpoint in ${dir}`);
+    const { tensors } = readSafetensors(sf);
+    const state = JSON.parse(readFileSync(st, 'utf8')) as TrainerState;
+    const vars = this.namedVariables();
+    const byStable = new Map<string, string>();
+    for (const [name, v] of vars) {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`checkpoint ${dir} lacks ${name}`);
+      if (t.shape.join() !== v.shape.join()) throw new Error(`checkpoint ${dir}: ${name} has shape [${t.shape}], expected [${v.shape}]`);
+      v.assign(tf.tensor(t.data as Float32Array, t.shape));
+      byStable.set(name, v.name);
+    }
+    const moments = new Map<string, { data: Float32Array; shape: number[] }>();
+    for (const [key, t] of tensors) {
+      const m = /^optimizer\.(.*)\.(exp_avg|exp_avg_sq)$/.exec(key);
+      if (m && byStable.has(m[1])) moments.set(`${byStable.get(m[1])}.${m[2]}`, { data: t.data as Float32Array, shape: t.shape });
+    }
+    const steps: Record<string, number> = {};
+    for (const [k, n] of Object.entries(state.optimizerSteps)) if (byStable.has(k)) steps[byStable.get(k)!] = n;
+    this.optimizer.restore(moments, steps);
+    this.state = { ...state, optimizerSteps: {} };
+    this.rng.restore(state.rng);
+    this.iterator.seek(state.cursor);
+  }
+
+  /** True when every configured step has run. */
+  get done(): boolean {
+    return this.state.step >= this.opts.steps;
+  }
+
+  /** Peak process RSS seen after a step (bytes). */
+  get peakRss(): number {
+    return this.peakRssBytes;
+  }
+  get peakTf(): number {
+    return this.peakTfBytes;
+  }
+}
