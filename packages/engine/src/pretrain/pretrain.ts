@@ -151,6 +151,19 @@ export interface PretrainReport {
   corpus: { description: string; license: string; trainDocs: number; validationDocs: number; trainTokens: number; validationTokens: number };
 }
 
+/**
+ * Writes `config.json`, `model.safetensors` (in `dtype`) and `generation_config.json` for a model whose
+ * weights are given by HF name. Tokenizer files are written by the caller.
+ */
+export function saveModelFolder(dir: string, config: LlamaConfig, weights: Map<string, tf.Tensor>, dtype: 'F32' | 'F16' | 'BF16' = 'F32'): void {
+  mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [name, v] of weights) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype });
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfig(config, { torch_dtype: dtype === 'F32' ? 'float32' : dtype === 'F16' ? 'float16' : 'bfloat16' }), null, 2) + '\n');
+  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: config.bosTokenId, eos_token_id: config.eosTokenId, pad_token_id: config.padTokenId }, null, 2) + '\n');
+}
+
 /** Trains tokenizer and model, writes the HF folder, returns the report. */
 export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
   const log = o.log ?? (() => {});
@@ -215,11 +228,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
   const uni = unigramPerplexity(train, val.subarray(0, ev.tokens + 1), config.vocabSize);
   log(`validation perplexity ${ev.perplexity.toFixed(2)} vs unigram ${uni.toFixed(2)} on ${ev.tokens} tokens`);
   // 5. Save.
-  const tensors = new Map<string, TensorToWrite>();
-  for (const [name, v] of vars) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype: o.saveDtype });
-  writeSafetensors(join(o.outDir, 'model.safetensors'), tensors, { format: 'pt' });
-  writeFileSync(join(o.outDir, 'config.json'), JSON.stringify(toHfConfig(config, { torch_dtype: o.saveDtype === 'F32' ? 'float32' : o.saveDtype === 'F16' ? 'float16' : 'bfloat16' }), null, 2) + '\n');
-  writeFileSync(join(o.outDir, 'generation_config.json'), JSON.stringify({ bos_token_id: config.bosTokenId, eos_token_id: config.eosTokenId, pad_token_id: config.padTokenId }, null, 2) + '\n');
+  saveModelFolder(o.outDir, config, vars, o.saveDtype);
   const report: PretrainReport = {
     params: model.paramCount(), steps: step, trainTokensSeen: seen, trainMs, tokensPerSec: seen / (trainMs / 1000), finalTrainLoss: lastLoss,
     validation: { tokens: ev.tokens, loss: ev.loss, perplexity: ev.perplexity, unigramPerplexity: uni },

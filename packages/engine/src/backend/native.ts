@@ -1,0 +1,77 @@
+// Loader for the optional OpenBLAS N-API addon (native/blas_addon.c, built by scripts/build-native.mjs).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The functions exported by native/blas_addon.c. */
+export interface BlasAddon {
+  /**
+   * Batched row-major SGEMM via `cblas_sgemm`: for i < batch,
+   * C[cOff + i*strideC] (M x N) = op(A[aOff + i*strideA]) (M x K) * op(B[bOff + i*strideB]) (K x N),
+   * op = transpose when transA/transB. Offsets and strides are in float elements (stride 0 broadcasts).
+   * Throws RangeError when any access would fall outside the arrays.
+   */
+  sgemm(a: Float32Array, aOff: number, b: Float32Array, bOff: number, c: Float32Array, cOff: number,
+    M: number, N: number, K: number, transA: boolean, transB: boolean,
+    batch: number, strideA: number, strideB: number, strideC: number): void;
+  /**
+   * Fused softmax cross-entropy forward over row-major logits z[N, V] (see native/blas_addon.c):
+   * writes lse[i] = logsumexp(z_i) for rows whose label != ignoreIndex (0 for ignored rows) and
+   * returns the float64 sum of lse[i] - z_i[label_i]. Throws RangeError on a label outside [0, V).
+   * Optional: absent in addons built before it existed.
+   */
+  xentForward?(z: Float32Array, zOff: number, labels: Int32Array, labelsOff: number, lse: Float32Array,
+    lseOff: number, N: number, V: number, ignoreIndex: number): number;
+  /** g_i = scale * (softmax(z_i) - onehot(label_i)) from the saved lse; ignored rows get 0. */
+  xentBackward?(z: Float32Array, zOff: number, labels: Int32Array, labelsOff: number, lse: Float32Array,
+    lseOff: number, N: number, V: number, ignoreIndex: number, scale: number, g: Float32Array, gOff: number): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+  info(): { config: string; corename: string; threads: number };
+}
+
+let cached: { addon: BlasAddon | null; path: string | null; error: string | null } | undefined;
+
+/** Candidate addon paths: $EDGETUNE_NATIVE_ADDON, then packages/engine/native/build (from src/ or dist/). */
+function candidates(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const list = [process.env.EDGETUNE_NATIVE_ADDON, join(here, '..', '..', 'native', 'build', 'blas_addon.node')];
+  return list.filter((p): p is string => !!p).map((p) => resolve(p));
+}
+
+/**
+ * Loads the addon once per process. Returns null (and remembers why, see `nativeLoadError`) when it
+ * is not built, fails to load (e.g. libopenblas missing at run time) or is disabled by EDGETUNE_NATIVE=0.
+ */
+export function loadBlasAddon(): BlasAddon | null {
+  if (cached) return cached.addon;
+  if (process.env.EDGETUNE_NATIVE === '0') {
+    cached = { addon: null, path: null, error: 'disabled by EDGETUNE_NATIVE=0' };
+    return null;
+  }
+  const require = createRequire(import.meta.url);
+  const errors: string[] = [];
+  for (const p of candidates()) {
+    if (!existsSync(p)) { errors.push(`${p}: not built`); continue; }
+    try {
+      const addon = require(p) as BlasAddon;
+      if (typeof addon.sgemm !== 'function' || typeof addon.setThreads !== 'function') {
+        errors.push(`${p}: not an edgetune BLAS addon`);
+        continue;
+      }
+      cached = { addon, path: p, error: null };
+      return addon;
+    } catch (e) {
+      errors.push(`${p}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  cached = { addon: null, path: null, error: errors.join('; ') || 'no candidate path' };
+  return null;
+}
+
+/** Why `loadBlasAddon()` returned null, or null when it loaded. */
+export function nativeLoadError(): string | null {
+  loadBlasAddon();
+  return cached?.error ?? null;
+}

@@ -1,0 +1,169 @@
+// Adaptive layer tuning: what each step trains, schedules, determinism, checkpoints, artifacts.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initBackend } from '../../packages/engine/src/backend/index.js';
+import { LlamaModel } from '../../packages/engine/src/model/llama.js';
+import { applyPeftAdapter } from '../../packages/engine/src/model/lora.js';
+import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
+import { AdaptiveTrainer, DEFAULT_TUNE, type TuneOptions } from '../../packages/engine/src/tune/trainer.js';
+import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
+import { defaultExitLayers, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
+import { loadEdgeAdapter } from '../../packages/engine/src/tune/artifacts.js';
+import { exitProbabilities } from '../../packages/engine/src/infer/voting.js';
+import { DEFAULT_LORA } from '../../packages/engine/src/model/lora.js';
+import type { Example } from '../../packages/engine/src/tune/batches.js';
+import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
+
+let dir: string;
+let modelDir: string;
+let examples: Example[];
+let padId: number;
+
+const opts = (o: Partial<TuneOptions> = {}): TuneOptions => ({ ...DEFAULT_TUNE, lora: { ...DEFAULT_LORA, r: 4, alpha: 8, dropout: 0 }, steps: 8, microBatch: 4, warmupSteps: 0, lr: 5e-3, ...o });
+const snapshot = (ts: tf.Tensor[]) => ts.map((t) => Float32Array.from(t.dataSync()));
+const same = (a: Float32Array, b: ArrayLike<number>) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+beforeAll(async () => {
+  await initBackend({ quiet: true });
+  dir = mkdtempSync(join(tmpdir(), 'edgetune-tune-'));
+  modelDir = join(dir, 'model');
+  createTinyModel(modelDir, { layers: 4 });
+  writeToyTask(join(dir, 'train.jsonl'), 48, 1);
+  writeToyTask(join(dir, 'val.jsonl'), 24, 2);
+  const tok = await loadTokenizer(modelDir);
+  padId = tok.padId!;
+  examples = (await loadExamples(join(dir, 'train.jsonl'), tok, 64)).examples;
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('exit layout', () => {
+  it('defaults to every L/4 layers with the last exit on the last layer', () => {
+    expect(defaultExitLayers(32)).toEqual([7, 15, 23, 31]);
+    expect(defaultExitLayers(8)).toEqual([1, 3, 5, 7]);
+    expect(defaultExitLayers(2)).toEqual([0, 1]);
+    expect(() => validateExitLayers([1, 2], 4)).toThrow(/last exit/);
+    expect(() => validateExitLayers([1, 1, 3], 4)).toThrow(/twice/);
+  });
+});
+
+describe('AdaptiveTrainer', () => {
+  it('trains only the active window (LoRA + exit head); frozen prefix, other windows and base stay put', async () => {
+    const model = LlamaModel.load(modelDir);
+    const t = new AdaptiveTrainer(model, examples, opts({ schedule: 'round_robin', steps: 4 }), padId);
+    expect(t.exits.map((e) => [e.start, e.layer])).toEqual([[0, 0], [1, 1], [2, 2], [3, 3]]);
+    // Step 0..1 train windows 0 and 1; step 2 trains window 2: check what moves during it.
+    await t.step();
+    await t.step();
+    const base = [...model.namedWeights().values()];
+    const lora = (layer: number) => t.loraLinears.filter((l) => l.name.includes(`.layers.${layer}.`)).flatMap((l) => [l.lora!.A, l.lora!.B]);
+    const before = { base: snapshot(base), w1: snapshot(lora(1)), w2: snapshot(lora(2)), h1: snapshot([t.exits[1].head]), h2: snapshot([t.exits[2].head]) };
+    const r = await t.step();
+    expect(r.window).toBe(2);
+    expect(r.exitLayer).toBe(2);
+    snapshot(base).forEach((x, i) => expect(same(x, before.base[i])).toBe(true));
+    snapshot(lora(1)).forEach((x, i) => expect(same(x, before.w1[i])).toBe(true));
+    expect(same(snapshot([t.exits[1].head])[0], before.h1[0])).toBe(true);
+    expect(snapshot(lora(2)).some((x, i) => !same(x, before.w2[i]))).toBe(true);
+    expect(same(snapshot([t.exits[2].head])[0], before.h2[0])).toBe(false);
+    t.optimizer.dispose();
+    model.dispose();
+  });
+
+  it('keeps no prefix activations: a deep window peaks lower than vanilla LoRA through all layers', async () => {
+    const peak = async (o: Partial<TuneOptions>) => {
+      const model = LlamaModel.load(modelDir);
+      const t = new AdaptiveTrainer(model, examples, opts({ measureMemory: true, steps: 4, ...o }), padId);
+      for (let i = 0; i < 4; i++) await t.step();
+      const p = t.peakTf;
+      t.optimizer.dispose();
+      model.dispose();
+      return p;
+    };
+    const edge = await peak({ mode: 'edge_llm', schedule: 'sequential', exitLayers: [1, 3] });
+    const vanilla = await peak({ mode: 'vanilla' });
+    expect(edge).toBeGreaterThan(0);
+    expect(edge).toBeLessThan(vanilla);
+  });
+
+  it('follows the window schedules', () => {
+    const model = LlamaModel.load(modelDir);
+    const seq = new AdaptiveTrainer(model, examples, opts({ schedule: 'sequential', steps: 10 }), padId);
+    expect(Array.from({ length: 10 }, (_, s) => seq.windowAt(s))).toEqual([0, 0, 1, 1, 2, 2, 3, 3, 3, 3]);
+    const rr = new AdaptiveTrainer(model, examples, opts({ schedule: 'round_robin', steps: 10 }), padId);
+    expect(Array.from({ length: 6 }, (_, s) => rr.windowAt(s))).toEqual([0, 1, 2, 3, 0, 1]);
+    const rnd = new AdaptiveTrainer(model, examples, opts({ schedule: 'random', steps: 64 }), padId);
+    const w = Array.from({ length: 64 }, (_, s) => rnd.windowAt(s));
+    expect(new Set(w).size).toBe(4);
+    expect(w).toEqual(Array.from({ length: 64 }, (_, s) => rnd.windowAt(s)));
+    model.dispose();
+  });
+
+  it('is deterministic for a seed, and a resumed checkpoint continues exactly', async () => {
+    const run = async (steps: number, ckpt?: { save?: string; load?: string }) => {
+      const model = LlamaModel.load(modelDir);
+      const t = new AdaptiveTrainer(model, examples, opts({ schedule: 'round_robin', steps: 6, lora: { ...DEFAULT_LORA, r: 4, alpha: 8, dropout: 0.1 } }), padId);
+      if (ckpt?.load) t.loadCheckpoint(ckpt.load);
+      const losses: number[] = [];
+      while (t.state.step < steps) losses.push((await t.step()).loss);
+      if (ckpt?.save) t.saveCheckpoint(ckpt.save);
+      const vars = snapshot([...t.namedVariables().values()]);
+      t.optimizer.dispose();
+      model.dispose();
+      return { losses, vars };
+    };
+    const full = await run(6);
+    const again = await run(6);
+    expect(again.losses).toEqual(full.losses);
+    const ck = join(dir, 'ckpt');
+    const first = await run(3, { save: ck });
+    expect(existsSync(join(ck, 'trainer_state.json'))).toBe(true);
+    const resumed = await run(6, { load: ck });
+    expect([...first.losses, ...resumed.losses]).toEqual(full.losses);
+    resumed.vars.forEach((v, i) => expect(same(v, full.vars[i])).toBe(true));
+  });
+
+  it('learns: the loss falls on a toy task', async () => {
+    const model = LlamaModel.load(modelDir);
+    const t = new AdaptiveTrainer(model, examples, opts({ exitLayers: [3], steps: 30, lr: 1e-2 }), padId);
+    const losses: number[] = [];
+    while (!t.done) losses.push((await t.step()).loss);
+    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+    expect(mean(losses.slice(-5))).toBeLessThan(mean(losses.slice(0, 5)) * 0.7);
+    t.optimizer.dispose();
+    model.dispose();
+  });
+});
+
+describe('runTuning artifacts', () => {
+  it('writes the voted model and a PEFT adapter whose PEFT-way logits equal the deepest exit path', async () => {
+    const out = join(dir, 'out');
+    const report = await runTuning({ modelDir, trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 64, tune: { steps: 8, microBatch: 4, lr: 5e-3, lora: { r: 4, alpha: 8 } } });
+    expect(report.validation?.perExit).toHaveLength(4);
+    expect(report.votingRule).not.toBeNull();
+    for (const f of ['edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors']) expect(existsSync(join(out, f)), f).toBe(true);
+    const ids = [[1, 40, 41, 42, 43, 44, 45, 46], [1, 50, 51, 52, 53, 54, 55, 56]];
+    const rows = Int32Array.from({ length: 16 }, (_, i) => i);
+    const voted = LlamaModel.load(modelDir);
+    const { paths } = loadEdgeAdapter(voted, out);
+    const probs = exitProbabilities(voted, paths, ids, rows);
+    const deepest = probs[probs.length - 1].dataSync();
+    const peft = LlamaModel.load(modelDir);
+    applyPeftAdapter(peft, join(out, 'peft'));
+    const { logits } = peft.forward(ids, { lora: true });
+    const viaPeft = tf.softmax(tf.reshape(logits, [16, -1])).dataSync();
+    let err = 0;
+    for (let i = 0; i < deepest.length; i++) err = Math.max(err, Math.abs(deepest[i] - viaPeft[i]));
+    expect(err).toBeLessThan(1e-5);
+    // The shallower exits differ from the deepest path (they really are other paths).
+    let diff = 0;
+    const shallow = probs[0].dataSync();
+    for (let i = 0; i < deepest.length; i++) diff = Math.max(diff, Math.abs(deepest[i] - shallow[i]));
+    expect(diff).toBeGreaterThan(1e-4);
+    tf.dispose([...probs, logits]);
+    voted.dispose();
+    peft.dispose();
+  });
+});
