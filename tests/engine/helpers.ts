@@ -1,5 +1,5 @@
 // Shared test helpers for the engine tests.
-import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../../packages/engine/src/backend/index.js';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -10,8 +10,7 @@ export const FIXTURE_DIR = process.env.EDGETUNE_FIXTURE_DIR ?? join(REPO_ROOT, '
 
 /** Uses the engine's production backend choice (wasm + our kernels here). */
 export async function useTestBackend(): Promise<void> {
-  await tf.setBackend('cpu');
-  await tf.ready();
+  await initBackend({ quiet: true });
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -1,4 +1,5 @@
-// edgetune native BLAS addon: OpenBLAS cblas_sgemm on Float32Array views, zero-copy.
+// edgetune native addon: OpenBLAS cblas_sgemm and a fused softmax cross-entropy, working in place
+// on Float32Array/Int32Array views (zero-copy; e.g. views of the TF.js wasm heap).
 //
 // Built by scripts/build-native.mjs into native/build/blas_addon.node (optional; the engine falls
 // back to its wasm kernels without it). Plain N-API (ABI-stable across Node versions), no node-gyp.
@@ -88,14 +89,15 @@ static bool get_bool(napi_env env, napi_value v, bool *out) {
 }
 
 // Checks that elements [off + i*stride, off + i*stride + extent) lie inside [0, len) for all i < batch.
+// In double precision, so absurd arguments cannot overflow (lengths are far below 2^53).
 static bool in_range(napi_env env, const char *name, int64_t len, int64_t off, int64_t stride, int64_t batch,
-                     int64_t extent) {
-  int64_t lo = off + (stride < 0 ? stride * (batch - 1) : 0);
-  int64_t hi = off + (stride > 0 ? stride * (batch - 1) : 0) + extent;
-  if (lo >= 0 && hi <= len) return true;
+                     double extent) {
+  const double span = (double)stride * (double)(batch > 0 ? batch - 1 : 0);
+  const double lo = (double)off + (span < 0 ? span : 0), hi = (double)off + (span > 0 ? span : 0) + extent;
+  if (lo >= 0 && hi <= (double)len) return true;
   char msg[160];
-  snprintf(msg, sizeof msg, "blas_addon: %s out of range (needs elements [%lld, %lld) of %lld)", name,
-           (long long)lo, (long long)hi, (long long)len);
+  snprintf(msg, sizeof msg, "blas_addon: %s out of range (needs elements [%.0f, %.0f) of %lld)", name, lo, hi,
+           (long long)len);
   napi_throw_range_error(env, NULL, msg);
   return false;
 }
@@ -126,13 +128,14 @@ static napi_value sgemm(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (batch == 0 || M == 0 || N == 0) return NULL;
-  if (!in_range(env, "c", lenC, cOff, sC, batch, M * N)) return NULL;
+  if (!in_range(env, "c", lenC, cOff, sC, batch, (double)M * (double)N)) return NULL;
   if (K == 0) {  // BLAS rejects lda = 0; the product of empty matrices is zero.
     for (int64_t i = 0; i < batch; i++)
       for (int64_t j = 0; j < M * N; j++) C[cOff + i * sC + j] = 0.f;
     return NULL;
   }
-  if (!in_range(env, "a", lenA, aOff, sA, batch, M * K) || !in_range(env, "b", lenB, bOff, sB, batch, K * N))
+  if (!in_range(env, "a", lenA, aOff, sA, batch, (double)M * (double)K) ||
+      !in_range(env, "b", lenB, bOff, sB, batch, (double)K * (double)N))
     return NULL;
   const int lda = (int)(ta ? M : K), ldb = (int)(tb ? K : N), ldc = (int)N;
   for (int64_t i = 0; i < batch; i++)
@@ -274,8 +277,9 @@ static bool xent_args(napi_env env, napi_value *a, XentArgs *x) {
     napi_throw_range_error(env, NULL, "blas_addon.xent: need N >= 0, V >= 1");
     return false;
   }
-  if (!in_range(env, "z", lenZ, zOff, 0, 1, x->N * x->V) || !in_range(env, "labels", lenLab, labOff, 0, 1, x->N) ||
-      !in_range(env, "lse", lenLse, lseOff, 0, 1, x->N))
+  if (!in_range(env, "z", lenZ, zOff, 0, 1, (double)x->N * (double)x->V) ||
+      !in_range(env, "labels", lenLab, labOff, 0, 1, (double)x->N) ||
+      !in_range(env, "lse", lenLse, lseOff, 0, 1, (double)x->N))
     return false;
   x->z = z + zOff;
   x->labels = lab + labOff;
@@ -344,7 +348,7 @@ static napi_value xent_backward(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (!get_f32(env, a[10], "g", &g, &lenG) || !get_i64(env, a[11], "gOff", &gOff) ||
-      !in_range(env, "g", lenG, gOff, 0, 1, x.N * x.V))
+      !in_range(env, "g", lenG, gOff, 0, 1, (double)x.N * (double)x.V))
     return NULL;
   g += gOff;
   for (int64_t i = 0; i < x.N; i++) {

@@ -24,8 +24,8 @@ import { ProgressBar } from './util/progress.js';
 const USAGE = `usage: edgetune-engine <command> [options]
 
 commands:
-  pretrain --out DIR [--steps N --time-budget-min M --hidden 192 --layers 8 --heads 4 --kv-heads 2 --ffn 512 --vocab 4096 --seq 128 --batch 16 --lr 3e-3 --seed 1234 --dtype F32|F16|BF16
-            --tokenizer-chars 4000000 --eval-tokens 65536]
+  pretrain --out DIR [--steps N --time-budget-min M --hidden 192 --layers 8 --heads 4 --kv-heads 2 --ffn 512 --vocab 4096 --seq 256 --batch 8 --lr 3e-3 --seed 1234 --dtype F32|F16|BF16
+            --tokenizer-chars 20000000 --eval-tokens 65536]
   data spam-assassin --out DIR [--body-chars 400]
   tune --model DIR --train FILE --out DIR [--val FILE --steps 200 --lr 1e-3 --batch 8 --grad-accum 1 --max-length 256
        --mode edge_llm|vanilla --schedule sequential|round_robin|random --exit-layers 1,3,5,7 --lora-r 8 --lora-alpha 16
@@ -35,7 +35,7 @@ commands:
   infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE) [--labels spam,ham] [--rule max|mean|confidence]
         [--max-new-tokens 32 --temperature 0]
   logits --model DIR --ids FILE [--adapter DIR]     (FILE: {"input_ids": [[...]]}; prints {"logits": [...]})
-  bench [--out FILE] [--steps N] [--quick]
+  bench [--out FILE] [--steps N] [--quick] [--model DIR]
   backend                                          (prints the backend in use)
 
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
@@ -199,7 +199,17 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'bench': {
       const { runBench } = await import('./bench/bench.js');
-      await runBench({ out: v.out as string | undefined, steps: v.steps ? Number(v.steps) : undefined, quick: v.quick === true });
+      await runBench({ out: v.out as string | undefined, steps: v.steps ? Number(v.steps) : undefined, quick: v.quick === true, model: v.model as string | undefined });
+      return;
+    }
+    case 'bench-run': {
+      // Internal: one benchmark mode in a fresh process (see bench/bench.ts).
+      const { benchRun } = await import('./bench/bench.js');
+      const r = await benchRun(pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), {
+        model: need(v, 'model'), train: need(v, 'train'), val: need(v, 'val'), steps: numOpt(v, 'steps', 240), batch: numOpt(v, 'batch', 8),
+        maxLength: numOpt(v, 'max-length', 192), lr: numOpt(v, 'lr', 2e-3), seed: numOpt(v, 'seed', 42), loraR: numOpt(v, 'lora-r', 8),
+      });
+      process.stdout.write(JSON.stringify(r) + '\n');
       return;
     }
     default:

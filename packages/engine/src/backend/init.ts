@@ -6,7 +6,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelFunc } from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { cpuUnsortedSegmentSum, wasmIdentityAlias, wasmUnsortedSegmentSum } from './kernels.js';
-import { fastWasmBatchMatMul, fusedMatMulOverride, nativeCpuBatchMatMul, nativeWasmBatchMatMul } from './matmul.js';
+import {
+  fastWasmBatchMatMul, fusedMatMulOverride, jsCpuBatchMatMul, nativeCpuBatchMatMul, nativeWasmBatchMatMul,
+} from './matmul.js';
 import { loadBlasAddon, nativeLoadError } from './native.js';
 import { overriddenKernels, overrideKernel, restoreAll, stockKernel } from './registry.js';
 import type { BackendInfo, WasmBackend } from './types.js';
@@ -20,7 +22,7 @@ export interface InitBackendOptions {
   backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   /** Use the OpenBLAS addon for matmul when it loads (default true). EDGETUNE_NATIVE=0 forces false. */
   native?: boolean;
-  /** OpenBLAS threads (default: EDGETUNE_BLAS_THREADS, else os.availableParallelism()). */
+  /** OpenBLAS threads (default: EDGETUNE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else os.availableParallelism()). */
   blasThreads?: number;
   /** Do not log the one-line summary to stderr. */
   quiet?: boolean;
@@ -45,7 +47,8 @@ function resolve(opts: InitBackendOptions): Resolved {
   const backend = (env || opts.backend || 'auto') as BackendChoice;
   if (!CHOICES.includes(backend)) throw new Error(`initBackend: unknown backend '${backend}', expected one of ${CHOICES.join(', ')}`);
   const native = opts.native !== false && process.env.EDGETUNE_NATIVE !== '0';
-  const envThreads = process.env.EDGETUNE_BLAS_THREADS ? Number(process.env.EDGETUNE_BLAS_THREADS) : undefined;
+  const envValue = process.env.EDGETUNE_BLAS_THREADS || process.env.OPENBLAS_NUM_THREADS;
+  const envThreads = envValue ? Number(envValue) : undefined;
   const blasThreads = opts.blasThreads ?? envThreads ?? availableParallelism();
   if (!Number.isInteger(blasThreads) || blasThreads < 1) {
     throw new Error(`initBackend: blasThreads must be a positive integer, got ${blasThreads}`);
@@ -65,7 +68,8 @@ function resolve(opts: InitBackendOptions): Resolved {
  * Idempotent: a second call with the same effective options returns the same object; different
  * options re-initialize (overrides are restored to stock first). Calls are serialized.
  * Environment: EDGETUNE_BACKEND=auto|wasm|cpu|tensorflow forces the backend, EDGETUNE_NATIVE=0
- * disables the addon, EDGETUNE_BLAS_THREADS sets the default BLAS threads.
+ * disables the addon, EDGETUNE_BLAS_THREADS (or OPENBLAS_NUM_THREADS) sets the default BLAS threads,
+ * EDGETUNE_DEBUG=1 adds why tfjs-node could not be used to the log line.
  *
  * @returns the BackendInfo, also logged as one line to stderr unless `quiet`.
  * @throws Error when the requested backend cannot be initialized (including tf silently falling
@@ -104,7 +108,8 @@ async function init(opts: InitBackendOptions): Promise<BackendInfo> {
   current = { key, info };
   if (!opts.quiet) {
     const mm = info.matmul === 'openblas' ? `openblas(${info.blasThreads} threads)` : info.matmul;
-    const why = r.native && info.matmul === 'wasm-fastmm' ? ` (native addon: ${nativeLoadError()})` : '';
+    const why = r.native && info.matmul !== 'openblas' && info.backend !== 'tensorflow'
+      ? ` (native addon: ${nativeLoadError()})` : '';
     const node = r.backend === 'auto' && nodeError && process.env.EDGETUNE_DEBUG ? ` (tfjs-node: ${nodeError})` : '';
     process.stderr.write(`[edgetune] backend=${info.backend} matmul=${mm}${why} kernels=${info.kernels.join(',') || '-'}` +
       `${info.simd === undefined ? '' : ` simd=${info.simd}`}${node}\n`);
@@ -137,8 +142,11 @@ async function activate(name: string): Promise<void> {
   if (name === 'wasm' && !wasmPathsSet && !tf.findBackend('wasm')) {
     // Point the loader at the package's dist folder explicitly: its default (the script's directory)
     // breaks once the engine is bundled.
-    const entry = createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm');
-    setWasmPaths(dirname(entry) + sep);
+    let dist: string | null = null;
+    try {
+      dist = dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm')) + sep;
+    } catch { /* not resolvable (bundled): keep tfjs's default lookup */ }
+    if (dist) setWasmPaths(dist);
     wasmPathsSet = true;
   }
   let ok = false, error = '';
@@ -148,7 +156,8 @@ async function activate(name: string): Promise<void> {
   } catch (e) {
     error = `: ${(e as Error).message}`;
   }
-  const got = tf.getBackend();
+  let got: string;
+  try { got = tf.getBackend() ?? 'none'; } catch { got = 'none'; } // throws when no backend could start
   if (!ok || got !== name) {
     throw new Error(`initBackend: failed to initialize TF.js backend '${name}' (active backend: '${got}')${error}`);
   }
@@ -172,6 +181,8 @@ function installKernels(name: 'wasm' | 'cpu', r: Resolved): BackendInfo {
   } else if (name === 'wasm') {
     mm = fastWasmBatchMatMul(stockFn('BatchMatMul'));
     matmul = 'wasm-fastmm';
+  } else {
+    overrideKernel('BatchMatMul', 'cpu', jsCpuBatchMatMul(stockFn('BatchMatMul'))); // correctness fix only
   }
   if (mm) {
     overrideKernel('BatchMatMul', name, mm);

@@ -162,6 +162,38 @@ export function nativeCpuBatchMatMul(blas: BlasAddon, fallback: KernelFunc): Ker
   }) as KernelFunc;
 }
 
+/**
+ * BatchMatMul for the cpu backend without the addon: the stock kernel, except for general batch
+ * broadcasts (e.g. [2,1,M,K] x [1,3,K,N]), where the stock kernel indexes batches modulo their
+ * count and returns wrong results; those run a plain JS loop (i-k-j order, float32 like the stock one).
+ */
+export function jsCpuBatchMatMul(stockFn: KernelFunc): KernelFunc {
+  return ((args: KernelArgs) => {
+    const [a, b] = operands(args);
+    const backend = args.backend as CpuBackend;
+    const { transposeA: ta, transposeB: tb } = matMulAttrs(args);
+    const p = planMatMul(a.shape, b.shape, ta, tb);
+    const A = a.dtype === 'float32' ? cpuFloat32(backend, a) : null;
+    const B = b.dtype === 'float32' ? cpuFloat32(backend, b) : null;
+    if (!p.aIndex || !p.bIndex || !A || !B) return stockFn(args as Parameters<KernelFunc>[0]);
+    const { M, N, K } = p;
+    const C = new Float32Array(p.batch * M * N);
+    // Element (r, c) of op(X) for a rows x cols matrix stored row-major, transposed or not.
+    const aAt = (base: number, i: number, k: number) => A[base + (ta ? k * M + i : i * K + k)];
+    const bAt = (base: number, k: number, j: number) => B[base + (tb ? j * K + k : k * N + j)];
+    for (let o = 0; o < p.batch; o++) {
+      const aBase = p.aIndex[o] * M * K, bBase = p.bIndex[o] * K * N, cBase = o * M * N;
+      for (let i = 0; i < M; i++) {
+        for (let k = 0; k < K; k++) {
+          const av = aAt(aBase, i, k);
+          for (let j = 0; j < N; j++) C[cBase + i * N + j] += av * bAt(bBase, k, j);
+        }
+      }
+    }
+    return backend.makeTensorInfo(p.outShape, 'float32', C);
+  }) as KernelFunc;
+}
+
 type RawBatchMatMul = (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array,
   bRank: number, transposeA: number, transposeB: number, outId: number) => void;
 const rawCache = new WeakMap<object, RawBatchMatMul>();
@@ -265,7 +297,7 @@ export function fusedMatMulOverride(backendName: string, matmul: KernelFunc, sto
     const [a, b] = operands(args);
     const { transposeA, transposeB } = matMulAttrs(args);
     const activation = String(args.attrs?.activation ?? 'linear');
-    const actKernel = ACTIVATIONS[activation];
+    const actKernel = Object.hasOwn(ACTIVATIONS, activation) ? ACTIVATIONS[activation] : undefined;
     const { bias, preluActivationWeights } = args.inputs;
     const plain = a.shape.length === 3 && b.shape.length === 3 && a.shape[0] === 1 && b.shape[0] === 1 &&
       !transposeA && !transposeB;

@@ -188,13 +188,24 @@ export function installXentKernels(backendName: 'wasm' | 'cpu', blas: BlasAddon 
   return [XENT_KERNEL, XENT_GRAD_KERNEL];
 }
 
-/** logSoftmax + gather composition for backends without our kernel (tensorflow, webgl, ...). */
-function xentFromOps(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+/** Runs `f` on int32-cast labels and frees the cast (the tape keeps its own copy if it needs one). */
+function withIntLabels(labels: tf.Tensor1D, f: (l: tf.Tensor1D) => tf.Scalar): tf.Scalar {
+  const cast = tf.cast(labels, 'int32');
+  try { return f(cast); } finally { cast.dispose(); }
+}
+
+/**
+ * The same loss composed of stock ops (logSoftmax + gather, no one-hot); used on backends without
+ * our kernel (tensorflow, webgl, ...). Same contract as sparseSoftmaxCrossEntropy, except that label
+ * ranges are not checked (an out-of-range label reads a wrong logit instead of throwing).
+ */
+export function sparseSoftmaxCrossEntropyOps(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  if (labels.dtype === 'float32') return withIntLabels(labels, (l) => sparseSoftmaxCrossEntropyOps(logits, l));
+  const [N, V] = xentShapes(logits, labels);
   return tf.tidy(() => {
-    const [N, V] = logits.shape;
     const valid = tf.notEqual(labels, IGNORE_INDEX);
     const safe = tf.where(valid, labels, tf.zerosLike(labels));
-    const flat = tf.add(tf.mul(tf.range(0, N, 1, 'int32'), V), safe);
+    const flat = tf.add(tf.mul(tf.range(0, N, 1, 'int32'), tf.scalar(V, 'int32')), safe); // int32 (a JS number would upcast)
     const picked = tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), flat);
     const w = tf.cast(valid, 'float32');
     return tf.div(tf.neg(tf.sum(tf.mul(picked, w))), tf.maximum(tf.sum(w), 1)) as tf.Scalar;
@@ -216,16 +227,13 @@ function xentFromOps(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
  *   other than -100. The composition fallback does not check label ranges.
  */
 export function sparseSoftmaxCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  if (labels.dtype === 'float32') {
-    const cast = tf.cast(labels, 'int32');
-    try { return sparseSoftmaxCrossEntropy(logits, cast); } finally { cast.dispose(); }
-  }
+  if (labels.dtype === 'float32') return withIntLabels(labels, (l) => sparseSoftmaxCrossEntropy(logits, l));
   xentShapes(logits, labels);
   const backend = tf.getBackend();
   if ((backend === 'wasm' || backend === 'cpu') && !tf.getKernel(XENT_KERNEL, backend)) {
     installXentKernels(backend, loadBlasAddon()); // used without initBackend
   }
-  if (!tf.getKernel(XENT_KERNEL, backend)) return xentFromOps(logits, labels);
+  if (!tf.getKernel(XENT_KERNEL, backend)) return sparseSoftmaxCrossEntropyOps(logits, labels);
   const [loss, lse] = tf.engine().runKernel<tf.Tensor[]>(XENT_KERNEL, { logits, labels });
   lse.dispose(); // the tape keeps its own reference for the backward pass
   return loss as tf.Scalar;

@@ -51,18 +51,22 @@ export interface PretrainOptions {
 
 export const DEFAULT_PRETRAIN: Omit<PretrainOptions, 'outDir'> = {
   vocabSize: 4096, hiddenSize: 192, layers: 8, heads: 4, kvHeads: 2, intermediateSize: 512, tieWordEmbeddings: true,
-  ropeTheta: 10000, seq: 128, batch: 16, steps: 3000, lr: 3e-3, warmupSteps: 100, weightDecay: 0.1, seed: 1234,
-  tokenizerChars: 4_000_000, evalTokens: 65536, timeBudgetMs: 0, saveDtype: 'F32',
+  ropeTheta: 10000, seq: 256, batch: 8, steps: 1400, lr: 3e-3, warmupSteps: 100, weightDecay: 0.1, seed: 1234,
+  tokenizerChars: 20_000_000, evalTokens: 65536, timeBudgetMs: 0, saveDtype: 'F32',
 };
 
 export const SPECIAL_TOKENS = ['<unk>', '<s>', '</s>', '<pad>'];
 
-/** Concatenates documents into one id stream, each document followed by eos. */
+/**
+ * Concatenates documents into one id stream, each as bos + text + eos, so the model sees bos the way
+ * tuning prompts start (encodePrompt puts bos in front).
+ */
 export function tokenStream(tok: EngineTokenizer, docs: { text: string }[]): Int32Array {
   const parts: number[][] = [];
   let n = 0;
   for (const d of docs) {
     const ids = tok.encode(d.text, { addSpecialTokens: false });
+    if (tok.bosId !== null) ids.unshift(tok.bosId);
     if (tok.eosId !== null) ids.push(tok.eosId);
     parts.push(ids);
     n += ids.length;

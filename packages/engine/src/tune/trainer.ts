@@ -46,8 +46,9 @@ export interface TuneOptions {
   seed: number | string;
   /** train the exit norms and heads (default true; the official code trains the heads) */
   trainHeads?: boolean;
-  /** wrap every step in tf.profile to record peak tensor bytes (costs a little time) */
-  measureMemory?: boolean;
+  /** wrap steps in tf.profile to record peak tensor bytes (costs a little time): true = every step,
+   *  n = every n-th step plus the first step of each window */
+  measureMemory?: boolean | number;
 }
 
 export const DEFAULT_TUNE: Omit<TuneOptions, 'lora'> = {
@@ -223,7 +224,9 @@ export class AdaptiveTrainer {
       tf.dispose(Object.values(acc));
       acc = {};
     };
-    if (this.opts.measureMemory) {
+    const mm = this.opts.measureMemory;
+    const profileThis = mm === true || (typeof mm === 'number' && mm > 0 && (s % mm === 0 || stepWindow === 0));
+    if (profileThis) {
       const info = await tf.profile(() => { run(); update(); });
       peakTfBytes = info.peakBytes;
       if (peakTfBytes > this.peakTfBytes) this.peakTfBytes = peakTfBytes;
