@@ -16,7 +16,7 @@ import { loadEdgeAdapter, plainPath } from './tune/artifacts.js';
 import { evaluatePaths, chooseRule, type EvalReport } from './infer/evaluate.js';
 import { classify, generate } from './infer/generate.js';
 import { VOTING_RULES, type VotingRule, type ExitPath } from './infer/voting.js';
-import { buildSpamAssassin } from './data/spam-assassin.js';
+import { buildSpamAssassin, spamPromptFromEmail, SPAM_COMPLETION } from './data/spam-assassin.js';
 import { encodePrompt } from './data/encode.js';
 import { pretrain, DEFAULT_PRETRAIN } from './pretrain/pretrain.js';
 import { ProgressBar } from './util/progress.js';
@@ -32,7 +32,8 @@ commands:
        --lora-dropout 0.05 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
        --checkpoint-every N --resume]
   eval --model DIR --data FILE [--adapter DIR] [--json]
-  infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE) [--labels spam,ham] [--rule max|mean|confidence]
+  infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE | --email RFC822-FILE) [--labels " spam, ham"]
+        [--rule max|mean|confidence]   (--email builds the spam-task prompt and scores " spam"/" ham")
         [--max-new-tokens 32 --temperature 0]
   logits --model DIR --ids FILE [--adapter DIR]     (FILE: {"input_ids": [[...]]}; prints {"logits": [...]})
   bench [--out FILE] [--steps N] [--quick] [--model DIR]
@@ -87,7 +88,7 @@ async function main(argv: string[]): Promise<void> {
     args: rest, allowPositionals: true, strict: true,
     options: {
       out: { type: 'string' }, model: { type: 'string' }, train: { type: 'string' }, val: { type: 'string' }, data: { type: 'string' },
-      adapter: { type: 'string' }, ids: { type: 'string' }, prompt: { type: 'string' }, 'prompt-file': { type: 'string' },
+      adapter: { type: 'string' }, ids: { type: 'string' }, prompt: { type: 'string' }, 'prompt-file': { type: 'string' }, email: { type: 'string' },
       labels: { type: 'string' }, rule: { type: 'string' }, 'max-new-tokens': { type: 'string' }, temperature: { type: 'string' },
       steps: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'grad-accum': { type: 'string' },
       'max-length': { type: 'string' }, mode: { type: 'string' }, schedule: { type: 'string' }, 'exit-layers': { type: 'string' },
@@ -172,11 +173,13 @@ async function main(argv: string[]): Promise<void> {
       const { model, paths, rule: saved } = loadWithAdapter(modelDir, v.adapter as string | undefined);
       const rule = v.rule ? pick(v, 'rule', VOTING_RULES, 'max') : saved ?? 'max';
       const tok = await loadTokenizer(modelDir);
-      const text = typeof v.prompt === 'string' ? v.prompt : typeof v['prompt-file'] === 'string' ? readFileSync(v['prompt-file'], 'utf8') : null;
-      if (text === null) throw new UsageError('--prompt or --prompt-file is required');
+      const email = typeof v.email === 'string' ? readFileSync(v.email, 'utf8') : null;
+      const text = typeof v.prompt === 'string' ? v.prompt : typeof v['prompt-file'] === 'string' ? readFileSync(v['prompt-file'], 'utf8') : email !== null ? spamPromptFromEmail(email) : null;
+      if (text === null) throw new UsageError('--prompt, --prompt-file or --email is required');
       const ids = encodePrompt(tok, text);
-      if (typeof v.labels === 'string') {
-        const labels = v.labels.split(',');
+      const labelList = typeof v.labels === 'string' ? v.labels : email !== null ? `${SPAM_COMPLETION.spam},${SPAM_COMPLETION.ham}` : null;
+      if (labelList !== null) {
+        const labels = labelList.split(',');
         const first = labels.map((l) => tok.encode(l, { addSpecialTokens: false })[0]);
         const [res] = classify(model, paths, [ids], first, rule);
         process.stdout.write(JSON.stringify({ label: labels[res.label].trim(), probabilities: Object.fromEntries(labels.map((l, i) => [l.trim(), res.probs[i]])), per_exit: res.perExit.map((i, k) => ({ layer: paths[k].layer, label: labels[i].trim() })), rule }, null, 2) + '\n');
