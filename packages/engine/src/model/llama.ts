@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LlamaConfig } from './config.js';
 import { loadLlamaConfig } from './config.js';
 import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
+import { dequantizeWeight, fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
 
 /** LoRA factors on one linear (PEFT `LoraLayer`): y += scale * B(A(dropout(x))). */
 export interface LoraPair {
@@ -27,11 +28,20 @@ export interface LoraPair {
 export interface Linear {
   /** HF module path, e.g. `model.layers.3.self_attn.q_proj`. */
   name: string;
-  /** [out, in] */
+  /** [out, in]; when `packed` is set this is unused (weights are dequantized just in time). */
   weight: tf.Tensor2D;
   /** [out] */
   bias?: tf.Tensor1D;
   lora?: LoraPair;
+  /** LUC: the frozen weight stored as packed low-bit integers, dequantized per use (layer by layer). */
+  packed?: PackedWeight;
+  /** LUC: fake-quantize this linear's input to this many bits per token (LLM-QAT, STE); absent = off. */
+  actBits?: number;
+}
+
+/** [out, in] of a linear, whether its weight is dense or packed. */
+export function weightShape(lin: Linear): [number, number] {
+  return lin.packed ? [lin.packed.rows, lin.packed.cols] : (lin.weight.shape as [number, number]);
 }
 
 /** The linears of one decoder layer, by their HF short names. */
@@ -61,6 +71,8 @@ export interface ForwardContext {
   training: boolean;
   /** seed for LoRA dropout masks (deterministic per step) */
   seed?: number;
+  /** called with every linear's input [n, in] (calibration: Wanda norms, SparseGPT Hessians) */
+  capture?: (lin: Linear, x: tf.Tensor2D) => void;
 }
 
 /** Fills in defaults for a context. */
@@ -247,7 +259,10 @@ export class LlamaModel {
    * x [n, in] -> [n, out].
    */
   linear(lin: Linear, x: tf.Tensor2D, useLora: boolean, ctx?: ForwardContext, salt = 0): tf.Tensor2D {
-    let y: tf.Tensor = tf.matMul(x, lin.weight, false, true);
+    ctx?.capture?.(lin, x);
+    const W = lin.packed ? tf.tensor2d(dequantizeWeight(lin.packed), [lin.packed.rows, lin.packed.cols]) : lin.weight;
+    const xq = lin.actBits !== undefined && lin.actBits < 16 ? fakeQuantActivations(x, lin.actBits) : x;
+    let y: tf.Tensor = tf.matMul(xq, W, false, true);
     if (lin.bias) y = tf.add(y, lin.bias);
     const lora = lin.lora;
     if (useLora && lora) {

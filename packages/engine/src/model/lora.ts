@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { LINEAR_NAMES, type Linear, type LlamaModel } from './llama.js';
+import { LINEAR_NAMES, weightShape, type Linear, type LlamaModel } from './llama.js';
 import type { Rng } from '../util/rng.js';
 
 /** The subset of PEFT's LoraConfig we honour. */
@@ -59,7 +59,7 @@ export function attachLora(model: LlamaModel, cfg: LoraConfig, rng: Rng): Linear
   const out: Linear[] = [];
   for (const lin of model.linears().values()) {
     if (!targets(cfg, lin.name)) continue;
-    const [outDim, inDim] = lin.weight.shape;
+    const [outDim, inDim] = weightShape(lin);
     const bound = 1 / Math.sqrt(inDim);
     const a = new Float32Array(cfg.r * inDim);
     for (let i = 0; i < a.length; i++) a[i] = (rng.next() * 2 - 1) * bound;
@@ -137,7 +137,7 @@ export function applyPeftAdapter(model: LlamaModel, dir: string): { config: Lora
     const lin = linears.get(module);
     if (!lin) throw new AdapterError(`${file}: LoRA on ${module}, which the base model does not have`);
     if (!e.A || !e.B || !e.aShape || !e.bShape) throw new AdapterError(`${file}: ${module} has only one of lora_A / lora_B`);
-    const [outDim, inDim] = lin.weight.shape;
+    const [outDim, inDim] = weightShape(lin);
     const r = e.aShape[0];
     if (e.aShape[1] !== inDim || e.bShape[0] !== outDim || e.bShape[1] !== r) {
       throw new AdapterError(`${file}: ${module} lora_A [${e.aShape}] / lora_B [${e.bShape}] do not fit weight [${outDim}, ${inDim}]`);
