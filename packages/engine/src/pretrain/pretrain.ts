@@ -39,6 +39,8 @@ export interface PretrainOptions {
   tokenizerChars: number;
   /** validation tokens scored for perplexity */
   evalTokens: number;
+  /** use only the first documents up to this many characters of training text (validation: a tenth); 0 = all */
+  corpusChars?: number;
   /** stop early (still cosine-annealed to the planned steps) after this many ms; 0 = no limit */
   timeBudgetMs: number;
   /** dtype of model.safetensors */
@@ -172,6 +174,11 @@ export function saveModelFolder(dir: string, config: LlamaConfig, weights: Map<s
 export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
   const log = o.log ?? (() => {});
   const corpus: Corpus = loadPretrainCorpus();
+  if (o.corpusChars) {
+    const cap = (docs: Corpus['train'], n: number) => { let c = 0; return docs.filter((d) => (c += d.text.length) - d.text.length < n); };
+    corpus.train = cap(corpus.train, o.corpusChars);
+    corpus.validation = cap(corpus.validation, o.corpusChars / 10);
+  }
   mkdirSync(o.outDir, { recursive: true });
   // 1. Tokenizer: byte-level BPE learned on the first `tokenizerChars` of training text.
   const texts: string[] = [];
