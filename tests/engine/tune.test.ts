@@ -125,6 +125,26 @@ describe('AdaptiveTrainer', () => {
     resumed.vars.forEach((v, i) => expect(same(v, full.vars[i])).toBe(true));
   });
 
+  it('caches the frozen prefix across epochs without changing the result', async () => {
+    const run = async (prefixCache: boolean) => {
+      const model = LlamaModel.load(modelDir);
+      // 48 examples / micro-batch 4 = 12 batches per epoch: 30 steps of window 2 (start 2) see each example 2-3 times.
+      const t = new AdaptiveTrainer(model, examples, opts({ exitLayers: [1, 3], schedule: 'sequential', steps: 60, prefixCache }), padId);
+      const losses: number[] = [];
+      while (!t.done) losses.push((await t.step()).loss);
+      const r = { losses, hits: t.cacheHits, misses: t.cacheMisses, bytes: t.cacheBytes };
+      t.optimizer.dispose();
+      model.dispose();
+      return r;
+    };
+    const plain = await run(false), cached = await run(true);
+    expect(plain.hits).toBe(0);
+    expect(cached.misses).toBe(48); // every example's prefix computed once for window 1 (start 2)
+    expect(cached.hits).toBeGreaterThanOrEqual(12 * 4); // at least one whole epoch served from the cache
+    expect(cached.bytes).toBeGreaterThan(0);
+    cached.losses.forEach((l, i) => expect(l).toBeCloseTo(plain.losses[i], 4));
+  });
+
   it('learns: the loss falls on a toy task', async () => {
     const model = LlamaModel.load(modelDir);
     const t = new AdaptiveTrainer(model, examples, opts({ exitLayers: [3], steps: 30, lr: 1e-2 }), padId);

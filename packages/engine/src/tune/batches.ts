@@ -21,6 +21,8 @@ export interface Batch {
   mask: number[][];
   /** real (non-pad) tokens in the batch */
   tokens: number;
+  /** index of each row's example in the training set (for per-example caches) */
+  indices?: number[];
 }
 
 /** Pads examples to their longest length. */
@@ -85,6 +87,6 @@ export class BatchIterator {
       this.order = this.plan(this.cursor.epoch);
     }
     const b = this.order[this.cursor.index++];
-    return makeBatch(b.map((i) => this.examples[i]), this.padId);
+    return { ...makeBatch(b.map((i) => this.examples[i]), this.padId), indices: b };
   }
 }

@@ -46,6 +46,11 @@ export interface TuneOptions {
   seed: number | string;
   /** train the exit norms and heads (default true; the official code trains the heads) */
   trainHeads?: boolean;
+  /**
+   * cache each example's frozen-prefix output (the window's input) across epochs, float32 in JS memory,
+   * so later epochs skip the prefix; the planner turns it on when it fits (edge_llm mode only)
+   */
+  prefixCache?: boolean;
   /** wrap steps in tf.profile to record peak tensor bytes (costs a little time): true = every step,
    *  n = every n-th step plus the first step of each window */
   measureMemory?: boolean | number;
@@ -114,6 +119,11 @@ export class AdaptiveTrainer {
   private readonly stepsPerWindow: number[];
   private peakTfBytes = 0;
   private peakRssBytes = 0;
+  /** window start -> example index -> prefix output [len, hidden] */
+  private readonly cache = new Map<number, Map<number, Float32Array>>();
+  /** examples whose prefix output came from the cache / was computed and stored */
+  cacheHits = 0;
+  cacheMisses = 0;
 
   constructor(readonly model: LlamaModel, examples: Example[], readonly opts: TuneOptions, padId: number) {
     const L = model.config.numHiddenLayers;
@@ -171,11 +181,7 @@ export class AdaptiveTrainer {
     const start = vanilla ? 0 : this.exits[k].start;
     const end = vanilla ? m.config.numHiddenLayers - 1 : this.exits[k].layer;
     const ids = tf.tensor1d(Int32Array.from(batch.ids.flat()), 'int32');
-    const prefix = tf.tidy(() => {
-      let h = m.embed(ids);
-      for (let i = 0; i < start; i++) h = m.layer(i, h, ctx, false);
-      return h;
-    });
+    const prefix = this.prefixOutput(batch, ids, start, ctx);
     const rowT = tf.tensor1d(rows, 'int32'), tgt = tf.tensor1d(targets, 'int32');
     const vars = this.trainableVars(k);
     const { value, grads } = tf.variableGrads(() => {
@@ -192,12 +198,56 @@ export class AdaptiveTrainer {
     return { loss, grads };
   }
 
+  /**
+   * The window's input for a batch: layers 0..start-1 without LoRA, off the tape. With prefixCache,
+   * per-example outputs are stored on first sight and reused; right padding and causal attention make
+   * an example's prefix output independent of its batch-mates, so the cached rows are exact.
+   */
+  private prefixOutput(batch: Batch, ids: tf.Tensor1D, start: number, ctx: ReturnType<LlamaModel['context']>): tf.Tensor2D {
+    const m = this.model;
+    const run = () => tf.tidy(() => {
+      let h = m.embed(ids);
+      for (let i = 0; i < start; i++) h = m.layer(i, h, ctx, false);
+      return h;
+    });
+    if (!this.opts.prefixCache || start === 0 || !batch.indices) return run();
+    const d = m.config.hiddenSize, T = batch.ids[0].length;
+    let store = this.cache.get(start);
+    if (!store) { store = new Map(); this.cache.set(start, store); }
+    const lens = batch.mask.map((r) => r.reduce((a, b) => a + b, 0));
+    if (batch.indices.every((i) => store!.has(i))) {
+      this.cacheHits += batch.indices.length;
+      const buf = new Float32Array(batch.ids.length * T * d);
+      batch.indices.forEach((i, b) => buf.set(store!.get(i)!, b * T * d));
+      return tf.tensor2d(buf, [batch.ids.length * T, d]);
+    }
+    const h = run();
+    const data = h.dataSync() as Float32Array;
+    batch.indices.forEach((i, b) => {
+      if (store!.has(i)) return;
+      store!.set(i, data.slice(b * T * d, (b * T + lens[b]) * d));
+      this.cacheMisses++;
+    });
+    return h;
+  }
+
+  /** Bytes held by the prefix cache. */
+  get cacheBytes(): number {
+    let n = 0;
+    for (const s of this.cache.values()) for (const a of s.values()) n += a.byteLength;
+    return n;
+  }
+
   /** Runs one optimizer step (gradAccum micro-batches) and reports it. */
   async step(): Promise<StepReport> {
     const t0 = performance.now();
     const s = this.state.step;
     const k = this.windowAt(s);
     const vars = this.trainableVars(k);
+    if (this.opts.schedule === 'sequential' && this.exits.length) {
+      // Sequential phases never return to an earlier window: free its cache.
+      for (const start of [...this.cache.keys()]) if (start !== this.exits[k].start) this.cache.delete(start);
+    }
     let tokens = 0, lossSum = 0;
     let acc: Record<string, tf.Tensor> = {};
     const run = () => {
