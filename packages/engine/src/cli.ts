@@ -31,6 +31,10 @@ commands:
        --mode edge_llm|vanilla --schedule sequential|round_robin|random --exit-layers 1,3,5,7 --lora-r 8 --lora-alpha 16
        --lora-dropout 0.05 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
        --checkpoint-every N --resume]
+       LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule inverse|owl|uniform
+       --bits-rule budgeted|mean|uniform --group-size 0]
+  plan --model DIR [--memory-budget-mb M --threads N --batch 8 --max-length 256 --steps 200 --examples N
+       --mode edge_llm|vanilla --lora-r 8 --avg-bits 16]   (prints the execution plan and its forecast)
   eval --model DIR --data FILE [--adapter DIR] [--json]
   infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE | --email RFC822-FILE) [--labels " spam, ham"]
         [--rule max|mean|confidence]   (--email builds the spam-task prompt and scores " spam"/" ham")
@@ -97,7 +101,9 @@ async function main(argv: string[]): Promise<void> {
       'checkpoint-every': { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, quick: { type: 'boolean' },
       'body-chars': { type: 'string' }, hidden: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' },
       'kv-heads': { type: 'string' }, ffn: { type: 'string' }, vocab: { type: 'string' }, seq: { type: 'string' },
-      'time-budget-min': { type: 'string' }, dtype: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
+      'time-budget-min': { type: 'string' }, dtype: { type: 'string' }, sparsity: { type: 'string' }, 'avg-bits': { type: 'string' },
+      prune: { type: 'string' }, 'sparsity-rule': { type: 'string' }, 'bits-rule': { type: 'string' }, 'group-size': { type: 'string' },
+      'memory-budget-mb': { type: 'string' }, threads: { type: 'string' }, examples: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
     },
   });
   const quiet = cmd === 'logits';
@@ -140,6 +146,13 @@ async function main(argv: string[]): Promise<void> {
       const r = await runTuning({
         modelDir: need(v, 'model'), trainFile: need(v, 'train'), validationFile: v.val as string | undefined, outDir: need(v, 'out'),
         maxLength: numOpt(v, 'max-length', 256), checkpointEvery: numOpt(v, 'checkpoint-every', 0), resume: v.resume === true,
+        compression: v.sparsity !== undefined || v['avg-bits'] !== undefined ? {
+          targetSparsity: numOpt(v, 'sparsity', 0), avgBits: numOpt(v, 'avg-bits', 16),
+          method: pick(v, 'prune', ['wanda', 'sparsegpt'] as const, 'wanda'),
+          sparsityRule: pick(v, 'sparsity-rule', ['inverse', 'owl', 'uniform'] as const, 'inverse'),
+          bitsRule: pick(v, 'bits-rule', ['budgeted', 'mean', 'uniform'] as const, 'budgeted'),
+          groupSize: numOpt(v, 'group-size', 0),
+        } : undefined,
         tune: {
           mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'),
           schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'),
@@ -198,6 +211,22 @@ async function main(argv: string[]): Promise<void> {
       }
       const { logits } = model.forward(ids, { lora: true });
       process.stdout.write(JSON.stringify({ logits: logits.arraySync() }) + '\n');
+      return;
+    }
+    case 'plan': {
+      const { plan } = await import('./schedule/planner.js');
+      const { measureSgemmPeak } = await import('./backend/index.js');
+      const { loadLlamaConfig } = await import('./model/config.js');
+      const { freemem } = await import('node:os');
+      const cfg = loadLlamaConfig(need(v, 'model'));
+      const bits = numOpt(v, 'avg-bits', 16);
+      const peak = measureSgemmPeak({});
+      const p = plan({
+        model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8),
+        batchSize: numOpt(v, 'batch', 8), seqLen: numOpt(v, 'max-length', 256), steps: numOpt(v, 'steps', 200),
+        trainExamples: numOpt(v, 'examples', 1000), policy: bits < 16 ? { bits: new Array(cfg.numHiddenLayers).fill(bits), sparsity: new Array(cfg.numHiddenLayers).fill(numOpt(v, 'sparsity', 0)) } : null,
+      }, { memoryBudgetBytes: v['memory-budget-mb'] ? numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 : freemem(), threads: numOpt(v, 'threads', info.blasThreads), backend: info.backend, matmulGflops: peak.gflops });
+      process.stdout.write(JSON.stringify(p, null, 2) + '\n');
       return;
     }
     case 'bench': {

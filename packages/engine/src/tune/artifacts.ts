@@ -54,6 +54,22 @@ export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[
     tensors.set(`exits.${e.layer}.head.weight`, { shape: e.head.shape, data: e.head.dataSync() as Float32Array });
   }
   writeSafetensors(join(dir, 'edge_llm.safetensors'), tensors, { format: 'edgetune' });
+  // Compressed base weights (LUC): packed integers + scales per linear, so the edge box runs exactly the
+  // model that was tuned without redoing calibration.
+  const packed = new Map<string, TensorToWrite>();
+  const meta: Record<string, string> = { format: 'edgetune-packed' };
+  for (const lin of model.linears().values()) {
+    if (!lin.packed) continue;
+    const p = lin.packed;
+    packed.set(`${lin.name}.qweight`, { shape: [p.data.length], data: p.data, dtype: p.bits === 8 ? 'I8' : 'U8' });
+    packed.set(`${lin.name}.scales`, { shape: [p.scales.length], data: p.scales });
+    meta[lin.name] = JSON.stringify({ bits: p.bits, rows: p.rows, cols: p.cols, group_size: p.groupSize });
+  }
+  for (const l of model.layers) for (const lin of Object.values(l.linears)) {
+    if (lin.packed || !manifest.compression) continue;
+    packed.set(`${lin.name}.weight`, { shape: lin.weight.shape, data: lin.weight.dataSync() as Float32Array });
+  }
+  if (packed.size) writeSafetensors(join(dir, 'compressed_model.safetensors'), packed, meta);
   const full: EdgeLlmManifest = {
     ...manifest,
     format: EDGE_FORMAT,
@@ -84,6 +100,20 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
   if (manifest.format !== EDGE_FORMAT) throw new AdapterError(`${mf}: format ${manifest.format} is not ${EDGE_FORMAT}`);
   const { tensors } = readSafetensors(join(dir, 'edge_llm.safetensors'));
   const linears = model.linears();
+  const cf = join(dir, 'compressed_model.safetensors');
+  if (existsSync(cf)) {
+    const { tensors: ct, metadata } = readSafetensors(cf);
+    for (const lin of linears.values()) {
+      const w = ct.get(`${lin.name}.weight`);
+      if (w) { lin.weight.dispose(); lin.weight = tf.tensor2d(w.data as Float32Array, w.shape as [number, number]); continue; }
+      const q = ct.get(`${lin.name}.qweight`), sc = ct.get(`${lin.name}.scales`), info = metadata[lin.name];
+      if (!q || !sc || !info) continue;
+      const m = JSON.parse(info) as { bits: 2 | 3 | 4 | 8; rows: number; cols: number; group_size: number };
+      lin.packed = { bits: m.bits, rows: m.rows, cols: m.cols, groupSize: m.group_size, scales: sc.data as Float32Array, data: q.data as Int8Array | Uint8Array };
+      lin.weight.dispose();
+      lin.weight = tf.zeros([0, 0]) as tf.Tensor2D;
+    }
+  }
   const scale = manifest.lora.lora_alpha / manifest.lora.r;
   const pairs = new Map<string, { A?: { data: Float32Array; shape: number[] }; B?: { data: Float32Array; shape: number[] } }>();
   for (const [name, t] of tensors) {

@@ -17,6 +17,36 @@ import type { Example } from './batches.js';
 import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
 import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
 import type { VotingRule } from '../infer/voting.js';
+import { buildPolicy, compressModel, profileSensitivity, type CalibrationSet, type CompressionReport, type LucPolicy, type PolicyOptions, type PruneMethod, type SensitivityReport } from '../compress/luc.js';
+
+/** LUC settings of a job: a stored policy to reuse, or a budget to profile and build one for. */
+export interface CompressionOptions extends Partial<PolicyOptions> {
+  targetSparsity: number;
+  avgBits: number;
+  method?: PruneMethod;
+  /** 0 = per-channel scales */
+  groupSize?: number;
+  /** reuse this policy (and skip profiling) */
+  policy?: LucPolicy;
+  /** calibration sequences x tokens taken from the training data */
+  calibrationSequences?: number;
+  calibrationTokens?: number;
+  /** called with the fresh sensitivity report and policy (to store them) before compression */
+  onPolicy?: (policy: LucPolicy, report: SensitivityReport | null) => void | Promise<void>;
+}
+
+/**
+ * Calibration sequences from training examples: their token ids concatenated in file order and cut into
+ * `n` windows of `len` tokens (SparseGPT's random-window recipe, made deterministic).
+ */
+export function calibrationFromExamples(examples: Example[], n: number, len: number, source: string): CalibrationSet {
+  const stream: number[] = [];
+  for (const e of examples) { stream.push(...e.inputIds); if (stream.length >= n * len) break; }
+  if (stream.length < len) throw new Error(`not enough training tokens for calibration (${stream.length} < ${len})`);
+  const ids: number[][] = [];
+  for (let i = 0; i < n && (i + 1) * len <= stream.length; i++) ids.push(stream.slice(i * len, (i + 1) * len));
+  return { ids, description: `${ids.length} x ${len} tokens: the first training examples of ${source}, concatenated` };
+}
 
 /** Inputs of {@link runTuning}. Paths are folders/files on disk. */
 export interface TuneJobOptions {
@@ -33,6 +63,8 @@ export interface TuneJobOptions {
   checkpointEvery?: number;
   /** resume from `<outDir>/checkpoint` when it exists */
   resume?: boolean;
+  /** layer-wise unified compression before tuning (absent = dense model) */
+  compression?: CompressionOptions;
   onStep?: (r: StepReport) => void | Promise<void>;
   onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
   /** aborts between steps (cancel); the run throws an AbortError-named Error */
@@ -55,6 +87,7 @@ export interface TuneJobReport {
   votingRule: VotingRule | null;
   validation: EvalReport | null;
   outDir: string;
+  compression: { policy: LucPolicy; report: CompressionReport; sensitivity: SensitivityReport | null } | null;
 }
 
 /** Reads and tokenizes a JSONL file. @throws DatasetError naming the bad line. */
@@ -85,6 +118,22 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   const val = o.validationFile ? await loadExamples(o.validationFile, tok, maxLength) : null;
   log(`model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`);
   mkdirSync(o.outDir, { recursive: true });
+  let compression: TuneJobReport['compression'] = null;
+  if (o.compression) {
+    const c = o.compression;
+    const calib = calibrationFromExamples(train.examples, c.calibrationSequences ?? 8, c.calibrationTokens ?? 128, resolve(o.trainFile));
+    let sensitivity: SensitivityReport | null = null;
+    let policy = c.policy;
+    if (!policy) {
+      sensitivity = profileSensitivity(model, calib, { method: c.method, groupSize: c.groupSize });
+      policy = buildPolicy(sensitivity, c);
+      log(`LUC: profiled ${model.layers.length} layers in ${(sensitivity.ms / 1000).toFixed(1)} s; sparsity [${policy.sparsity.map((x) => x.toFixed(2)).join(', ')}], bits [${policy.bits.join(', ')}]`);
+    }
+    await c.onPolicy?.(policy, sensitivity);
+    const report = compressModel(model, calib, policy, { method: c.method, groupSize: c.groupSize });
+    log(`LUC: frozen linear weights ${(report.denseBytes / 2 ** 20).toFixed(1)} MiB -> ${(report.storedBytes / 2 ** 20).toFixed(1)} MiB in ${(report.ms / 1000).toFixed(1)} s`);
+    compression = { policy, report, sensitivity };
+  }
   const trainer = new AdaptiveTrainer(model, train.examples, opts, padId);
   const ckptDir = join(o.outDir, 'checkpoint');
   if (o.resume && existsSync(join(ckptDir, 'trainer_state.json'))) {
@@ -119,6 +168,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
       base_model: resolve(o.modelDir),
       validation: validation ?? undefined,
       max_length: maxLength,
+      compression: compression ? { policy: compression.policy, method: o.compression?.method ?? 'wanda', group_size: o.compression?.groupSize ?? 0, stored_bytes: compression.report.storedBytes, dense_bytes: compression.report.denseBytes } : null,
     });
   }
   const report: TuneJobReport = {
@@ -135,6 +185,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     votingRule,
     validation,
     outDir: resolve(o.outDir),
+    compression,
   };
   writeJson(join(o.outDir, 'metrics.json'), report);
   trainer.optimizer.dispose();

@@ -1,0 +1,232 @@
+/**
+ * The execution planner (Edge-LLM's hardware scheduling, edge-llm.md §5; PockEngine's "decide before
+ * execution" idea, algorithms.md §2.8): from a device profile, the model's shape, a LUC policy and the
+ * hyperparameters, choose exit layers (window depth), micro-batch and gradient accumulation, whether to
+ * cache the frozen prefix's activations across epochs, and each layer's weight storage format; and
+ * forecast peak memory and time per step before anything runs.
+ *
+ * Pure arithmetic: imports no TF.js, so the API can answer dry runs and refuse jobs that cannot fit.
+ * The cost model's coefficients are fitted to measurements of this engine (calibration.ts, made by
+ * `node packages/engine/scripts/calibrate-planner.mjs`).
+ */
+import { CALIBRATION, type CostCoefficients } from './calibration.js';
+
+/** The decoder dimensions the cost model needs (a subset of LlamaConfig). */
+export interface ModelShape {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  tieWordEmbeddings: boolean;
+}
+
+/** What the planner knows of the machine. Bytes, GFLOP/s. */
+export interface DeviceProfile {
+  /** memory the job may use (process RSS), bytes */
+  memoryBudgetBytes: number;
+  threads: number;
+  backend: string;
+  /** measured SGEMM throughput, GFLOP/s (measureSgemmPeak) */
+  matmulGflops: number;
+}
+
+export interface PlanInput {
+  model: ModelShape;
+  /** per-layer weight bits (16 = dense float32) and sparsity; absent = dense */
+  policy?: { bits: number[]; sparsity: number[] } | null;
+  mode: 'edge_llm' | 'vanilla';
+  /** requested exits; the planner may add exits (shallower windows) to fit memory */
+  exitLayers?: number[];
+  loraR: number;
+  /** LoRA-wrapped linears per layer (7 = all) */
+  loraLinears?: number;
+  /** examples per optimizer step (micro-batch x accumulation) */
+  batchSize: number;
+  /** tokens per example (the max length the data is truncated to, or a measured mean) */
+  seqLen: number;
+  steps: number;
+  trainExamples: number;
+  /** force a micro-batch instead of choosing one */
+  microBatch?: number;
+  groupSize?: number;
+}
+
+export type StorageFormat = 'f32' | 'int8' | 'int4';
+
+/** The plan and its forecast. Bytes and milliseconds. */
+export interface Plan {
+  fits: boolean;
+  /** why it does not fit (when fits is false) */
+  reason?: string;
+  exitLayers: number[];
+  /** deepest window, layers */
+  windowDepth: number;
+  microBatch: number;
+  gradAccum: number;
+  prefixCache: boolean;
+  storage: StorageFormat[];
+  forecast: {
+    /** TF.js peak tensor bytes of a step (what tf.profile reports) */
+    peakTfBytes: number;
+    /** process resident memory at peak, bytes (compared with the budget) */
+    peakRssBytes: number;
+    weightBytes: number;
+    trainableBytes: number;
+    activationBytes: number;
+    prefixCacheBytes: number;
+    stepMs: number;
+    totalMs: number;
+    /** matmul FLOPs of one optimizer step */
+    flopsPerStep: number;
+  };
+  device: DeviceProfile;
+}
+
+/** Error for a request the planner cannot evaluate (bad shapes, empty budget). */
+export class PlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlanError';
+  }
+}
+
+function defaultExits(L: number, count = 4): number[] {
+  const n = Math.min(count, L), out = new Set<number>();
+  for (let k = 1; k <= n; k++) out.add(Math.round((L * k) / n) - 1);
+  return [...out].sort((a, b) => a - b);
+}
+
+function windows(exits: number[]): { start: number; end: number }[] {
+  return exits.map((e, k) => ({ start: k === 0 ? 0 : exits[k - 1] + 1, end: e }));
+}
+
+const storageOf = (bits: number): StorageFormat => (bits >= 16 ? 'f32' : bits > 4 ? 'int8' : 'int4');
+
+/** Bytes of one layer's seven linears in a storage format (+ per-row or per-group float32 scales). */
+function layerWeightBytes(m: ModelShape, fmt: StorageFormat, groupSize: number): number {
+  const d = m.hiddenSize, f = m.intermediateSize, q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
+  const mats: [number, number][] = [[q, d], [kv, d], [kv, d], [d, q], [f, d], [f, d], [d, f]];
+  let b = 2 * d * 4; // norms
+  for (const [o, i] of mats) {
+    const n = o * i;
+    const scales = o * (groupSize > 0 ? Math.ceil(i / groupSize) : 1) * 4;
+    b += fmt === 'f32' ? n * 4 : fmt === 'int8' ? n + scales : Math.ceil(n / 2) + scales;
+  }
+  return b;
+}
+
+/** Matmul FLOPs of one layer's forward for `tokens` tokens of sequences of length T. */
+function layerFlops(m: ModelShape, tokens: number, T: number, loraR: number, loraLinears: number, lora: boolean): number {
+  const d = m.hiddenSize, f = m.intermediateSize, q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
+  const lin = 2 * tokens * (q * d + 2 * kv * d + d * q + 3 * f * d);
+  const att = 2 * 2 * tokens * T * m.numAttentionHeads * m.headDim;
+  const rope = 2 * 2 * tokens * (q + kv) * m.headDim; // rotate_half as a matmul
+  const lr = lora ? 2 * tokens * loraR * loraLinears * (d + d + (f - d) * (3 / 7)) : 0;
+  return lin + att + rope + lr;
+}
+
+/** Everything the forecast needs for one choice of (exits, microBatch); all bytes. */
+function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: number, cache: boolean, c: CostCoefficients) {
+  const m = inp.model, L = m.numHiddenLayers, V = m.vocabSize, d = m.hiddenSize, f = m.intermediateSize;
+  const T = inp.seqLen, N = mb * T, r = inp.loraR, nl = inp.loraLinears ?? 7;
+  const gs = inp.groupSize ?? 0;
+  const bits = inp.policy?.bits ?? new Array(L).fill(16);
+  const storage = bits.map(storageOf);
+  // Frozen weights: embeddings (+ untied head) + layers in their storage; packed layers are JS memory
+  // (not TF.js tensors) plus one layer's transient float32 copy while it runs.
+  const embed = V * d * 4 * (m.tieWordEmbeddings ? 1 : 2);
+  const layerBytes = storage.map((s) => layerWeightBytes(m, s, gs));
+  const tfLayerBytes = storage.map((s, i) => (s === 'f32' ? layerBytes[i] : 0));
+  const transient = storage.some((s) => s !== 'f32') ? layerWeightBytes(m, 'f32', 0) : 0;
+  const weightTf = embed + tfLayerBytes.reduce((a, b) => a + b, 0) + transient;
+  const weightAll = embed + layerBytes.reduce((a, b) => a + b, 0) + transient;
+  // Trainable state: LoRA (all layers) + exit norms/heads; Adam m and v for everything trained so far.
+  const q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
+  const loraPerLayer = r * (d + q + d + kv + d + kv + q + d + d + f + d + f + f + d) * (nl / 7);
+  const heads = inp.mode === 'edge_llm' ? exits.length * (V * d + d) : 0;
+  const trainableParams = loraPerLayer * L + heads;
+  const wins = inp.mode === 'edge_llm' ? windows(exits) : [{ start: 0, end: L - 1 }];
+  const depth = Math.max(...wins.map((w) => w.end - w.start + 1));
+  const windowParams = loraPerLayer * depth + (inp.mode === 'edge_llm' ? V * d + d : 0);
+  const trainable = 4 * (trainableParams * 3 + windowParams);
+  // Activations on the tape for the deepest window (per layer, fitted), plus the prefix output.
+  const perLayer = 4 * (c.actD * N * d + c.actF * N * f + c.actAtt * mb * m.numAttentionHeads * T * T + c.actLora * N * r * nl);
+  const activations = depth * perLayer + 4 * N * d * 2;
+  const peakTf = c.tfFixed + weightTf + trainable + activations;
+  // Prefix cache: every example's window input for one window start (sequential schedule), float32.
+  const cacheBytes = cache ? inp.trainExamples * T * d * 4 : 0;
+  const rss = c.rssBase + c.rssPerTfByte * peakTf + (weightAll - weightTf) + cacheBytes;
+  // Time: matmul FLOPs at the device's measured rate (scaled by the fitted efficiency) + per-layer overheads.
+  const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
+  const prefixShare = cache && epochs > 1 ? 1 / epochs : 1;
+  let flops = 0, layerPasses = 0;
+  for (const w of wins) {
+    const tape = w.end - w.start + 1;
+    const fwd = tape * layerFlops(m, N, T, r, nl, true);
+    const prefix = w.start * layerFlops(m, N, T, r, nl, false) * prefixShare;
+    flops += (fwd * (1 + c.bwdRatio) + prefix) / wins.length;
+    layerPasses += (tape * (1 + c.bwdRatio) + w.start * prefixShare) / wins.length;
+  }
+  const labelled = mb; // classification-style: ~one labelled position per example per step
+  flops += 2 * labelled * V * d * (inp.mode === 'edge_llm' ? 3 : 2);
+  const accum = Math.ceil(inp.batchSize / mb);
+  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + layerPasses * (c.msPerLayerPass + c.msPerLayerToken * N);
+  const stepMs = accum * microMs + c.msPerStep;
+  return {
+    storage, depth, weightBytes: weightAll, trainableBytes: trainable, activationBytes: activations, peakTf, rss, cacheBytes,
+    stepMs, totalMs: stepMs * inp.steps, flopsPerStep: flops * accum,
+  };
+}
+
+/**
+ * Chooses the plan: the largest micro-batch (power of two, <= batchSize) and the default exits if they
+ * fit the budget; else more exits (shallower windows), then smaller micro-batches; prefix caching when
+ * the run has more than one epoch and the cache fits too.
+ * @throws PlanError for an invalid request.
+ */
+export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficients = CALIBRATION): Plan {
+  const L = inp.model.numHiddenLayers;
+  if (!(dev.memoryBudgetBytes > 0)) throw new PlanError('memory_budget_bytes must be positive');
+  if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= 1)) throw new PlanError('batch size, sequence length and steps must be positive');
+  if (inp.policy && (inp.policy.bits.length !== L || inp.policy.sparsity.length !== L)) throw new PlanError(`policy has ${inp.policy.bits.length} layers, the model ${L}`);
+  const exitChoices: number[][] = [];
+  if (inp.mode === 'vanilla') exitChoices.push([L - 1]);
+  else {
+    exitChoices.push(inp.exitLayers ?? defaultExits(L));
+    for (let n = (inp.exitLayers ?? defaultExits(L)).length + 1; n <= L; n++) exitChoices.push(defaultExits(L, n));
+  }
+  const mbs: number[] = [];
+  if (inp.microBatch) mbs.push(inp.microBatch);
+  else for (let mb = 2 ** Math.floor(Math.log2(inp.batchSize)); mb >= 1; mb /= 2) mbs.push(mb);
+  const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
+  let last: ReturnType<typeof estimate> | null = null, lastExits = exitChoices[0], lastMb = mbs[mbs.length - 1];
+  for (const mb of mbs) {
+    for (const exits of exitChoices) {
+      const e = estimate(inp, dev, exits, mb, false, coeffs);
+      last = e; lastExits = exits; lastMb = mb;
+      if (e.rss <= dev.memoryBudgetBytes) {
+        let final = e, cache = false;
+        if (inp.mode === 'edge_llm' && epochs > 1) {
+          const withCache = estimate(inp, dev, exits, mb, true, coeffs);
+          if (withCache.rss <= dev.memoryBudgetBytes) { final = withCache; cache = true; }
+        }
+        return result(true, undefined, exits, mb, cache, final, inp, dev);
+      }
+    }
+  }
+  return result(false, `needs about ${Math.ceil(last!.rss / 2 ** 20)} MiB even with micro-batch ${lastMb} and ${lastExits.length} exits; the budget is ${Math.floor(dev.memoryBudgetBytes / 2 ** 20)} MiB`, lastExits, lastMb, false, last!, inp, dev);
+}
+
+function result(fits: boolean, reason: string | undefined, exits: number[], mb: number, cache: boolean, e: ReturnType<typeof estimate>, inp: PlanInput, dev: DeviceProfile): Plan {
+  return {
+    fits, reason, exitLayers: exits, windowDepth: e.depth, microBatch: mb, gradAccum: Math.ceil(inp.batchSize / mb), prefixCache: cache, storage: e.storage,
+    forecast: {
+      peakTfBytes: Math.round(e.peakTf), peakRssBytes: Math.round(e.rss), weightBytes: Math.round(e.weightBytes), trainableBytes: Math.round(e.trainableBytes),
+      activationBytes: Math.round(e.activationBytes), prefixCacheBytes: Math.round(e.cacheBytes), stepMs: e.stepMs, totalMs: e.totalMs, flopsPerStep: e.flopsPerStep,
+    },
+    device: dev,
+  };
+}
