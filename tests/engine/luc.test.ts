@@ -12,7 +12,12 @@ import { dequantizeWeight } from '../../packages/engine/src/compress/quantize.js
 import { AdaptiveTrainer, DEFAULT_TUNE } from '../../packages/engine/src/tune/trainer.js';
 import { DEFAULT_LORA } from '../../packages/engine/src/model/lora.js';
 import { Rng } from '../../packages/engine/src/util/rng.js';
-import { createTinyModel } from '../helpers/tiny-model.js';
+import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
+import { runTuning } from '../../packages/engine/src/tune/run.js';
+import { loadEdgeAdapter } from '../../packages/engine/src/tune/artifacts.js';
+import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
+import { loadExamples } from '../../packages/engine/src/tune/run.js';
+import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 
 let dir: string;
 let report: SensitivityReport;
@@ -73,5 +78,31 @@ describe('LUC', () => {
       t.optimizer.dispose();
       model.dispose();
     })();
+  });
+});
+
+describe('LUC in a tuning job', () => {
+  it('profiles, compresses, tunes, and ships the packed model so the bundle evaluates the same', async () => {
+    writeToyTask(join(dir, 'train.jsonl'), 40, 1);
+    writeToyTask(join(dir, 'val.jsonl'), 16, 2);
+    const out = join(dir, 'run');
+    let seen: unknown = null;
+    const r = await runTuning({
+      modelDir: join(dir, 'model'), trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 48,
+      tune: { steps: 4, microBatch: 4, lora: { r: 2, alpha: 4 } },
+      compression: { targetSparsity: 0.5, avgBits: 6, calibrationSequences: 4, calibrationTokens: 32, onPolicy: (p) => { seen = p; } },
+    });
+    expect(r.compression?.policy.sparsity).toHaveLength(4);
+    expect(seen).toEqual(r.compression?.policy);
+    expect(r.compression!.report.storedBytes).toBeLessThan(r.compression!.report.denseBytes / 2.5);
+    const model = LlamaModel.load(join(dir, 'model'));
+    const { paths, manifest } = loadEdgeAdapter(model, out);
+    expect((manifest.compression as { policy: { bits: number[] } }).policy.bits).toEqual(r.compression!.policy.bits);
+    expect(model.layers[0].linears.q_proj.packed?.bits).toBe(r.compression!.policy.bits[0]);
+    const tok = await loadTokenizer(join(dir, 'model'));
+    const { examples } = await loadExamples(join(dir, 'val.jsonl'), tok, 48);
+    const ev = evaluatePaths(model, paths, examples, { padId: tok.padId! });
+    expect(ev.voted.mean.loss).toBeCloseTo(r.validation!.voted.mean.loss, 5);
+    model.dispose();
   });
 });

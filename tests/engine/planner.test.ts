@@ -1,0 +1,53 @@
+// The planner's decisions and forecast arithmetic (pure, no TF.js).
+import { describe, it, expect } from 'vitest';
+import { plan, PlanError, type PlanInput, type DeviceProfile } from '../../packages/engine/src/schedule/planner.js';
+
+const model = { vocabSize: 4096, hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 8, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 48, tieWordEmbeddings: true };
+const base: PlanInput = { model, mode: 'edge_llm', loraR: 8, batchSize: 8, seqLen: 192, steps: 200, trainExamples: 4000 };
+const dev = (mb: number): DeviceProfile => ({ memoryBudgetBytes: mb * 2 ** 20, threads: 2, backend: 'wasm', matmulGflops: 150 });
+
+describe('plan', () => {
+  it('keeps the default exits and micro-batch when they fit', () => {
+    const p = plan(base, dev(8000));
+    expect(p.fits).toBe(true);
+    expect(p.exitLayers).toEqual([1, 3, 5, 7]);
+    expect(p.windowDepth).toBe(2);
+    expect(p.microBatch).toBe(8);
+    expect(p.gradAccum).toBe(1);
+    expect(p.forecast.peakRssBytes).toBeLessThanOrEqual(8000 * 2 ** 20);
+    expect(p.forecast.stepMs).toBeGreaterThan(0);
+  });
+
+  it('shrinks windows, then micro-batches, to fit a tighter budget; refuses what cannot fit', () => {
+    const roomy = plan(base, dev(8000));
+    const tight = plan(base, dev(Math.floor((roomy.forecast.peakRssBytes / 2 ** 20) * 0.8)));
+    expect(tight.fits).toBe(true);
+    expect(tight.windowDepth < roomy.windowDepth || tight.microBatch < roomy.microBatch).toBe(true);
+    expect(tight.microBatch * tight.gradAccum).toBeGreaterThanOrEqual(8);
+    const none = plan(base, dev(50));
+    expect(none.fits).toBe(false);
+    expect(none.reason).toMatch(/MiB/);
+  });
+
+  it('forecasts less memory and time for Edge-LLM than vanilla LoRA, and less weight memory when compressed', () => {
+    const edge = plan(base, dev(8000)), vanilla = plan({ ...base, mode: 'vanilla' }, dev(8000));
+    expect(vanilla.forecast.activationBytes).toBeGreaterThan(3 * edge.forecast.activationBytes);
+    expect(vanilla.forecast.stepMs).toBeGreaterThan(edge.forecast.stepMs);
+    const packed = plan({ ...base, policy: { bits: new Array(8).fill(4), sparsity: new Array(8).fill(0.5) } }, dev(8000));
+    expect(packed.storage.every((s) => s === 'int4')).toBe(true);
+    expect(packed.forecast.weightBytes).toBeLessThan(edge.forecast.weightBytes * 0.6);
+  });
+
+  it('caches the prefix only for multi-epoch runs that can afford it', () => {
+    expect(plan(base, dev(8000)).prefixCache).toBe(false); // 200 x 8 < 4000 examples: one pass
+    const multi = plan({ ...base, steps: 2000 }, dev(8000));
+    expect(multi.prefixCache).toBe(true);
+    expect(multi.forecast.prefixCacheBytes).toBe(4000 * 192 * 192 * 4);
+    expect(plan({ ...base, mode: 'vanilla', steps: 2000 }, dev(8000)).prefixCache).toBe(false);
+  });
+
+  it('rejects invalid requests', () => {
+    expect(() => plan(base, dev(0))).toThrow(PlanError);
+    expect(() => plan({ ...base, policy: { bits: [4], sparsity: [0] } }, dev(1000))).toThrow(/layers/);
+  });
+});
