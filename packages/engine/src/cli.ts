@@ -33,6 +33,7 @@ commands:
        --checkpoint-every N --resume]
        LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule inverse|owl|uniform
        --bits-rule budgeted|mean|uniform --group-size 0]
+       planner: [--memory-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching to the device)
   plan --model DIR [--memory-budget-mb M --threads N --batch 8 --max-length 256 --steps 200 --examples N
        --mode edge_llm|vanilla --lora-r 8 --avg-bits 16]   (prints the execution plan and its forecast)
   eval --model DIR --data FILE [--adapter DIR] [--json]
@@ -146,6 +147,7 @@ async function main(argv: string[]): Promise<void> {
       const r = await runTuning({
         modelDir: need(v, 'model'), trainFile: need(v, 'train'), validationFile: v.val as string | undefined, outDir: need(v, 'out'),
         maxLength: numOpt(v, 'max-length', 256), checkpointEvery: numOpt(v, 'checkpoint-every', 0), resume: v.resume === true,
+        device: v['memory-budget-mb'] !== undefined ? { memoryBudgetBytes: numOpt(v, 'memory-budget-mb', 0) * 2 ** 20, threads: v.threads ? numOpt(v, 'threads', 2) : undefined } : undefined,
         compression: v.sparsity !== undefined || v['avg-bits'] !== undefined ? {
           targetSparsity: numOpt(v, 'sparsity', 0), avgBits: numOpt(v, 'avg-bits', 16),
           method: pick(v, 'prune', ['wanda', 'sparsegpt'] as const, 'wanda'),
@@ -166,6 +168,7 @@ async function main(argv: string[]): Promise<void> {
       });
       bar.done();
       if (r.validation) printEval(r.validation, r.votingRule);
+      if (r.plan) process.stderr.write(`plan forecast vs measured: TF.js peak ${(r.plan.plan.forecast.peakTfBytes / 2 ** 20).toFixed(0)} vs ${(r.plan.measured.peakTfBytes / 2 ** 20).toFixed(0)} MiB, step ${r.plan.plan.forecast.stepMs.toFixed(0)} vs ${r.plan.measured.stepMs.toFixed(0)} ms\n`);
       process.stderr.write(`wrote ${r.outDir} (${r.steps} steps, ${(r.trainMs / 1000).toFixed(1)} s training, ${Math.round(r.tokensPerSec)} tokens/s, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB)\n`);
       return;
     }

@@ -128,8 +128,12 @@ function layerFlops(m: ModelShape, tokens: number, T: number, loraR: number, lor
   return lin + att + rope + lr;
 }
 
-/** Everything the forecast needs for one choice of (exits, microBatch); all bytes. */
-function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: number, cache: boolean, c: CostCoefficients) {
+/**
+ * The raw quantities of one choice of (exits, micro-batch, cache), before the fitted coefficients:
+ * bytes of weights and trainable state, the activation "features" (element counts the coefficients
+ * multiply), FLOPs and layer passes. Exported for the calibration script.
+ */
+export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache: boolean) {
   const m = inp.model, L = m.numHiddenLayers, V = m.vocabSize, d = m.hiddenSize, f = m.intermediateSize;
   const T = inp.seqLen, N = mb * T, r = inp.loraR, nl = inp.loraLinears ?? 7;
   const gs = inp.groupSize ?? 0;
@@ -152,32 +156,38 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
   const depth = Math.max(...wins.map((w) => w.end - w.start + 1));
   const windowParams = loraPerLayer * depth + (inp.mode === 'edge_llm' ? V * d + d : 0);
   const trainable = 4 * (trainableParams * 3 + windowParams);
-  // Activations on the tape for the deepest window (per layer, fitted), plus the prefix output.
-  const perLayer = 4 * (c.actD * N * d + c.actF * N * f + c.actAtt * mb * m.numAttentionHeads * T * T + c.actLora * N * r * nl);
-  const activations = depth * perLayer + 4 * N * d * 2;
-  const peakTf = c.tfFixed + weightTf + trainable + activations;
-  // Prefix cache: every example's window input for one window start (sequential schedule), float32.
+  const prefixOut = 4 * N * d * 2;
+  // Activation features of the deepest window (element counts per coefficient).
+  const act = { d: depth * N * d, f: depth * N * f, att: depth * mb * m.numAttentionHeads * T * T, lora: depth * N * r * nl };
   const cacheBytes = cache ? inp.trainExamples * T * d * 4 : 0;
-  const rss = c.rssBase + c.rssPerTfByte * peakTf + (weightAll - weightTf) + cacheBytes;
-  // Time: matmul FLOPs at the device's measured rate (scaled by the fitted efficiency) + per-layer overheads.
+  // Time features: FLOPs and layer passes of an average micro-step (windows weighted equally).
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
   const prefixShare = cache && epochs > 1 ? 1 / epochs : 1;
-  let flops = 0, layerPasses = 0;
+  let fwdFlops = 0, prefixFlops = 0, tapePasses = 0, prefixPasses = 0;
   for (const w of wins) {
     const tape = w.end - w.start + 1;
-    const fwd = tape * layerFlops(m, N, T, r, nl, true);
-    const prefix = w.start * layerFlops(m, N, T, r, nl, false) * prefixShare;
-    flops += (fwd * (1 + c.bwdRatio) + prefix) / wins.length;
-    layerPasses += (tape * (1 + c.bwdRatio) + w.start * prefixShare) / wins.length;
+    fwdFlops += (tape * layerFlops(m, N, T, r, nl, true)) / wins.length;
+    prefixFlops += (w.start * layerFlops(m, N, T, r, nl, false) * prefixShare) / wins.length;
+    tapePasses += tape / wins.length;
+    prefixPasses += (w.start * prefixShare) / wins.length;
   }
-  const labelled = mb; // classification-style: ~one labelled position per example per step
-  flops += 2 * labelled * V * d * (inp.mode === 'edge_llm' ? 3 : 2);
-  const accum = Math.ceil(inp.batchSize / mb);
-  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + layerPasses * (c.msPerLayerPass + c.msPerLayerToken * N);
-  const stepMs = accum * microMs + c.msPerStep;
+  const headFlops = 2 * mb * V * d * (inp.mode === 'edge_llm' ? 3 : 2); // ~one labelled position per example
+  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, fwdFlops, prefixFlops, headFlops, tapePasses, prefixPasses, accum: Math.ceil(inp.batchSize / mb) };
+}
+
+/** Forecast of one choice from its features and the fitted coefficients. */
+function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: number, cache: boolean, c: CostCoefficients) {
+  const x = costFeatures(inp, exits, mb, cache);
+  const activations = 4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut;
+  const peakTf = c.tfFixed + x.weightTf + x.trainable + activations;
+  const rss = c.rssBase + c.rssPerTfByte * peakTf + (x.weightAll - x.weightTf) + x.cacheBytes;
+  const flops = x.fwdFlops * (1 + c.bwdRatio) + x.prefixFlops + x.headFlops;
+  const passes = x.tapePasses * (1 + c.bwdRatio) + x.prefixPasses;
+  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + passes * (c.msPerLayerPass + c.msPerLayerToken * x.N);
+  const stepMs = x.accum * microMs + c.msPerStep;
   return {
-    storage, depth, weightBytes: weightAll, trainableBytes: trainable, activationBytes: activations, peakTf, rss, cacheBytes,
-    stepMs, totalMs: stepMs * inp.steps, flopsPerStep: flops * accum,
+    storage: x.storage, depth: x.depth, weightBytes: x.weightAll, trainableBytes: x.trainable, activationBytes: activations, peakTf, rss,
+    cacheBytes: x.cacheBytes, stepMs, totalMs: stepMs * inp.steps, flopsPerStep: flops * x.accum,
   };
 }
 

@@ -17,6 +17,9 @@ import type { Example } from './batches.js';
 import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
 import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
 import type { VotingRule } from '../infer/voting.js';
+import { plan as makePlan, type DeviceProfile, type Plan } from '../schedule/planner.js';
+import { backendInfo, measureSgemmPeak } from '../backend/index.js';
+import { freemem } from 'node:os';
 import { buildPolicy, compressModel, profileSensitivity, type CalibrationSet, type CompressionReport, type LucPolicy, type PolicyOptions, type PruneMethod, type SensitivityReport } from '../compress/luc.js';
 
 /** LUC settings of a job: a stored policy to reuse, or a budget to profile and build one for. */
@@ -63,6 +66,12 @@ export interface TuneJobOptions {
   checkpointEvery?: number;
   /** resume from `<outDir>/checkpoint` when it exists */
   resume?: boolean;
+  /**
+   * the device the job must fit (memory budget in bytes, threads); when given, the planner chooses
+   * micro-batch / accumulation, exit layers and prefix caching, and the report compares its forecast with
+   * the measured peak memory and step time. `true` = this machine (free memory, its cores).
+   */
+  device?: Partial<DeviceProfile> | true;
   /** layer-wise unified compression before tuning (absent = dense model) */
   compression?: CompressionOptions;
   onStep?: (r: StepReport) => void | Promise<void>;
@@ -88,6 +97,27 @@ export interface TuneJobReport {
   validation: EvalReport | null;
   outDir: string;
   compression: { policy: LucPolicy; report: CompressionReport; sensitivity: SensitivityReport | null } | null;
+  /** the plan the run followed, and what was measured against its forecast */
+  plan: { plan: Plan; measured: { peakTfBytes: number; peakRssBytes: number; stepMs: number }; error: { peakTfBytes: number; stepMs: number } } | null;
+}
+
+/** Fills a device profile from this machine where fields are missing (measures matmul throughput). */
+export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
+  const info = backendInfo();
+  return {
+    memoryBudgetBytes: d.memoryBudgetBytes ?? freemem(),
+    threads: d.threads ?? info?.blasThreads ?? 1,
+    backend: d.backend ?? info?.backend ?? 'wasm',
+    matmulGflops: d.matmulGflops ?? measureSgemmPeak({ seconds: 0.3 }).gflops,
+  };
+}
+
+/** A job whose plan cannot fit the device's memory budget (a user error: ask for less, or more memory). */
+export class PlanNotFeasibleError extends Error {
+  constructor(readonly plan: Plan) {
+    super(`the job does not fit the device: ${plan.reason}`);
+    this.name = 'PlanNotFeasibleError';
+  }
 }
 
 /** Reads and tokenizes a JSONL file. @throws DatasetError naming the bad line. */
@@ -134,6 +164,23 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     log(`LUC: frozen linear weights ${(report.denseBytes / 2 ** 20).toFixed(1)} MiB -> ${(report.storedBytes / 2 ** 20).toFixed(1)} MiB in ${(report.ms / 1000).toFixed(1)} s`);
     compression = { policy, report, sensitivity };
   }
+  let plan: Plan | null = null;
+  if (o.device) {
+    const dev = localDevice(o.device === true ? {} : o.device);
+    const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
+    plan = makePlan({
+      model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraLinears: opts.lora.targetModules.length,
+      batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength, steps: opts.steps,
+      trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize,
+    }, dev);
+    if (!plan.fits) throw new PlanNotFeasibleError(plan);
+    opts.microBatch = plan.microBatch;
+    opts.gradAccum = plan.gradAccum;
+    if (opts.mode === 'edge_llm') opts.exitLayers = plan.exitLayers;
+    opts.prefixCache = plan.prefixCache;
+    opts.measureMemory = opts.measureMemory ?? 10;
+    log(`plan: exits [${plan.exitLayers}], micro-batch ${plan.microBatch} x ${plan.gradAccum}, prefix cache ${plan.prefixCache}; forecast ${(plan.forecast.peakTfBytes / 2 ** 20).toFixed(0)} MiB TF.js peak, ${plan.forecast.stepMs.toFixed(0)} ms/step`);
+  }
   const trainer = new AdaptiveTrainer(model, train.examples, opts, padId);
   const ckptDir = join(o.outDir, 'checkpoint');
   if (o.resume && existsSync(join(ckptDir, 'trainer_state.json'))) {
@@ -155,6 +202,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     }
   }
   const trainMs = trainer.state.elapsedMs;
+  const stepMsMeasured = trainMs / Math.max(1, trainer.state.step);
   const paths = opts.mode === 'vanilla' ? [plainPath(model)] : pathsOf(trainer.exits);
   let validation: EvalReport | null = null;
   let votingRule: VotingRule | null = null;
@@ -186,6 +234,11 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     validation,
     outDir: resolve(o.outDir),
     compression,
+    plan: plan ? {
+      plan,
+      measured: { peakTfBytes: trainer.peakTf, peakRssBytes: trainer.peakRss, stepMs: stepMsMeasured },
+      error: { peakTfBytes: plan.forecast.peakTfBytes / Math.max(1, trainer.peakTf) - 1, stepMs: plan.forecast.stepMs / stepMsMeasured - 1 },
+    } : null,
   };
   writeJson(join(o.outDir, 'metrics.json'), report);
   trainer.optimizer.dispose();

@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// Fits the planner's cost-model coefficients (src/schedule/calibration.ts) to measurements of real
+// training steps of this engine on this machine, one fresh process per configuration (so RSS is
+// per-configuration), and writes the fitted coefficients plus every measured point and its forecast
+// error to bench/results/planner-calibration.json.
+//   node packages/engine/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama]
+import { spawnSync } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..', '..');
+const dist = join(here, '..', 'dist');
+const args = process.argv.slice(2);
+const modelDir = resolve(args[args.indexOf('--model') + 1] && args.includes('--model') ? args[args.indexOf('--model') + 1] : join(root, 'models', 'edgetune-tiny-llama'));
+
+async function one(cfg) {
+  const tf = await import('@tensorflow/tfjs');
+  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
+  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
+  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
+  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
+  const { compressModel } = await import(join(dist, 'compress', 'luc.js'));
+  const { Rng } = await import(join(dist, 'util', 'rng.js'));
+  await initBackend({ quiet: true });
+  const model = LlamaModel.load(modelDir);
+  const L = model.config.numHiddenLayers, V = model.config.vocabSize;
+  const rng = new Rng(1);
+  const ex = Array.from({ length: 64 }, () => {
+    const ids = Array.from({ length: cfg.T }, () => 4 + rng.int(V - 4));
+    return { inputIds: ids, labels: ids.map((x, t) => (t >= cfg.T - 2 ? x : -100)) };
+  });
+  if (cfg.bits < 16) {
+    const calib = { ids: ex.slice(0, 4).map((e) => e.inputIds.slice(0, 64)), description: 'random' };
+    compressModel(model, calib, { sparsity: new Array(L).fill(0.5), bits: new Array(L).fill(cfg.bits), targetSparsity: 0.5, avgBits: cfg.bits, sparsityRule: 'uniform', bitsRule: 'uniform', pruneSensitivity: [], quantSensitivity: [] });
+  }
+  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: 8 } }, 0);
+  const K = Math.max(1, t.exits.length);
+  for (let i = 0; i < K; i++) await t.step(); // warm-up: one step per window
+  const times = [];
+  for (let i = 0; i < 2 * K; i++) times.push((await t.step()).stepMs);
+  // Peak memory: profile one step of every window.
+  let peak = 0;
+  for (let i = 0; i < K; i++) {
+    const info = await tf.profile(async () => { await t.step(); });
+    peak = Math.max(peak, info.peakBytes);
+  }
+  return { ...cfg, stepMs: times.reduce((a, b) => a + b, 0) / times.length, peakTfBytes: peak, peakRssBytes: t.peakRss, L };
+}
+
+if (args[0] === '--one') {
+  const r = await one(JSON.parse(args[1]));
+  process.stdout.write(JSON.stringify(r) + '\n');
+  process.exit(0);
+}
+
+const { costFeatures } = await import(join(dist, 'schedule', 'planner.js'));
+const { loadLlamaConfig } = await import(join(dist, 'model', 'config.js'));
+const { measureSgemmPeak, initBackend } = await import(join(dist, 'backend', 'index.js'));
+await initBackend({ quiet: true });
+const G = measureSgemmPeak({}).gflops;
+const model = loadLlamaConfig(modelDir);
+const grid = [
+  { mode: 'edge_llm', mb: 8, T: 256, bits: 16 }, { mode: 'edge_llm', mb: 4, T: 256, bits: 16 }, { mode: 'edge_llm', mb: 8, T: 128, bits: 16 },
+  { mode: 'edge_llm', mb: 16, T: 64, bits: 16 }, { mode: 'vanilla', mb: 8, T: 256, bits: 16 }, { mode: 'vanilla', mb: 4, T: 128, bits: 16 },
+  { mode: 'vanilla', mb: 16, T: 64, bits: 16 }, { mode: 'edge_llm', mb: 8, T: 256, bits: 4 }, { mode: 'edge_llm', mb: 8, T: 128, bits: 8 },
+  { mode: 'vanilla', mb: 8, T: 128, bits: 8 },
+];
+const points = [];
+for (const cfg of grid) {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', JSON.stringify(cfg), '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+  const m = JSON.parse(r.stdout.trim().split('\n').pop());
+  const input = { model, mode: cfg.mode, loraR: 8, batchSize: cfg.mb, seqLen: cfg.T, steps: 1000, trainExamples: 64, microBatch: cfg.mb,
+    policy: cfg.bits < 16 ? { bits: new Array(m.L).fill(cfg.bits), sparsity: new Array(m.L).fill(0.5) } : null };
+  const exits = cfg.mode === 'vanilla' ? [m.L - 1] : [1, 3, 5, 7].filter((e) => e < m.L);
+  points.push({ cfg, measured: m, x: costFeatures(input, exits, cfg.mb, false) });
+  process.stderr.write(`${JSON.stringify(cfg)}: ${m.stepMs.toFixed(0)} ms/step, TF.js peak ${(m.peakTfBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
+}
+
+// Least squares via normal equations (small systems), with a ridge term for stability.
+function lstsq(X, y, ridge = 1e-9) {
+  const n = X[0].length, A = Array.from({ length: n }, () => new Array(n).fill(0)), b = new Array(n).fill(0);
+  X.forEach((row, i) => { for (let a = 0; a < n; a++) { b[a] += row[a] * y[i]; for (let c = 0; c < n; c++) A[a][c] += row[a] * row[c]; } });
+  for (let a = 0; a < n; a++) A[a][a] += ridge * (A[a][a] || 1);
+  for (let c = 0; c < n; c++) { let p = c; for (let r = c + 1; r < n; r++) if (Math.abs(A[r][c]) > Math.abs(A[p][c])) p = r; [A[c], A[p]] = [A[p], A[c]]; [b[c], b[p]] = [b[p], b[c]];
+    for (let r = 0; r < n; r++) if (r !== c) { const f = A[r][c] / A[c][c]; for (let k = c; k < n; k++) A[r][k] -= f * A[c][k]; b[r] -= f * b[c]; } }
+  return b.map((v, i) => v / A[i][i]);
+}
+// Memory: peakTf - weights - trainable - prefixOut = tfFixed + 4 (actD d + actF f + actAtt att + actLora lora).
+// Relative weighting (divide each row by its target) so small and large configurations count alike.
+const memRows = points.map((p) => [1, 4 * p.x.act.d, 4 * p.x.act.f, 4 * p.x.act.att, 4 * p.x.act.lora]);
+const memY = points.map((p) => p.measured.peakTfBytes - p.x.weightTf - p.x.trainable - p.x.prefixOut);
+const w = points.map((p) => 1 / p.measured.peakTfBytes);
+const [tfFixed, actD, actF, actAtt, actLora] = lstsq(memRows.map((r, i) => r.map((v) => v * w[i])), memY.map((v, i) => v * w[i]));
+const rssRows = points.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
+const rssY = points.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
+const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
+let best = null;
+for (let bwd = 0.5; bwd <= 3.001; bwd += 0.25) {
+  const rows = points.map((p) => { const flops = p.x.fwdFlops * (1 + bwd) + p.x.prefixFlops + p.x.headFlops, passes = p.x.tapePasses * (1 + bwd) + p.x.prefixPasses;
+    return [flops / (G * 1e9) * 1000, passes, passes * p.x.N, 1].map((v) => v / p.measured.stepMs); });
+  const y = points.map(() => 1);
+  const [invEff, pass, tok, step] = lstsq(rows, y);
+  const err = rows.reduce((a, r) => a + (r[0] * invEff + r[1] * pass + r[2] * tok + r[3] * step - 1) ** 2, 0);
+  if (!best || err < best.err) best = { err, bwd, invEff, pass, tok, step };
+}
+const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, bwdRatio: best.bwd, mmEfficiency: 1 / best.invEff, msPerLayerPass: best.pass, msPerLayerToken: best.tok, msPerStep: best.step };
+const { plan } = await import(join(dist, 'schedule', 'planner.js'));
+const report = points.map((p) => {
+  const input = { model, mode: p.cfg.mode, loraR: 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,
+    policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
+  const f = plan(input, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
+  return { ...p.cfg, measured: { stepMs: p.measured.stepMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
+    forecast: { stepMs: f.stepMs, peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
+    error: { stepMs: f.stepMs / p.measured.stepMs - 1, peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 } };
+});
+for (const r of report) process.stderr.write(`${r.mode} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
+const date = new Date().toISOString();
+const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v).toString() : Number(v.toPrecision(6)).toString());
+const ts = `/**
+ * Cost-model coefficients of the planner, fitted to measurements of this engine.
+ * Fitted ${date} on ${model.numHiddenLayers}-layer ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by
+ * \`node packages/engine/scripts/calibrate-planner.mjs\`; the measured points and the forecast errors are in
+ * bench/results/planner-calibration.json.
+ */
+export interface CostCoefficients {
+  /** activation floats kept per layer on the tape, per token per hidden unit */
+  actD: number;
+  /** ... per token per MLP unit */
+  actF: number;
+  /** ... per attention score (batch x heads x T x T) */
+  actAtt: number;
+  /** ... per token per LoRA rank per wrapped linear */
+  actLora: number;
+  /** TF.js bytes outside weights/activations (caches, scalars) */
+  tfFixed: number;
+  /** process RSS = rssBase + rssPerTfByte x TF.js peak + JS-side weights and caches */
+  rssBase: number;
+  rssPerTfByte: number;
+  /** backward cost relative to forward, per layer on the tape */
+  bwdRatio: number;
+  /** achieved fraction of the SGEMM peak on the model's matmuls */
+  mmEfficiency: number;
+  /** per layer pass overhead (kernel dispatch), ms */
+  msPerLayerPass: number;
+  /** per layer pass per token (elementwise work), ms */
+  msPerLayerToken: number;
+  /** per optimizer step overhead (AdamW, clipping), ms */
+  msPerStep: number;
+}
+
+export const CALIBRATION: CostCoefficients = {
+${Object.entries(coeffs).map(([k, v]) => `  ${k}: ${fmt(v)},`).join('\n')}
+};
+`;
+writeFileSync(join(here, '..', 'src', 'schedule', 'calibration.ts'), ts);
+mkdirSync(join(root, 'bench', 'results'), { recursive: true });
+writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: 'node packages/engine/scripts/calibrate-planner.mjs', model: modelDir, sgemmGflops: G, coefficients: coeffs, points: report }, null, 2) + '\n');
+process.stderr.write('wrote src/schedule/calibration.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');
