@@ -41,7 +41,7 @@ commands:
         [--rule max|mean|confidence]   (--email builds the spam-task prompt and scores " spam"/" ham")
         [--max-new-tokens 32 --temperature 0]
   logits --model DIR --ids FILE [--adapter DIR]     (FILE: {"input_ids": [[...]]}; prints {"logits": [...]})
-  bench [--out FILE] [--steps N] [--quick] [--model DIR]
+  bench [--out FILE] [--steps N] [--quick] [--model DIR] [--skip-luc]
   backend                                          (prints the backend in use)
 
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
@@ -104,7 +104,7 @@ async function main(argv: string[]): Promise<void> {
       'kv-heads': { type: 'string' }, ffn: { type: 'string' }, vocab: { type: 'string' }, seq: { type: 'string' },
       'time-budget-min': { type: 'string' }, dtype: { type: 'string' }, sparsity: { type: 'string' }, 'avg-bits': { type: 'string' },
       prune: { type: 'string' }, 'sparsity-rule': { type: 'string' }, 'bits-rule': { type: 'string' }, 'group-size': { type: 'string' },
-      'memory-budget-mb': { type: 'string' }, threads: { type: 'string' }, examples: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
+      'memory-budget-mb': { type: 'string' }, spec: { type: 'string' }, 'skip-luc': { type: 'boolean' }, threads: { type: 'string' }, examples: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
     },
   });
   const quiet = cmd === 'logits';
@@ -234,16 +234,13 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'bench': {
       const { runBench } = await import('./bench/bench.js');
-      await runBench({ out: v.out as string | undefined, steps: v.steps ? Number(v.steps) : undefined, quick: v.quick === true, model: v.model as string | undefined });
+      await runBench({ out: v.out as string | undefined, steps: v.steps ? Number(v.steps) : undefined, quick: v.quick === true, model: v.model as string | undefined, skipLuc: v['skip-luc'] === true });
       return;
     }
     case 'bench-run': {
-      // Internal: one benchmark mode in a fresh process (see bench/bench.ts).
+      // Internal: one benchmark run in a fresh process (see bench/bench.ts).
       const { benchRun } = await import('./bench/bench.js');
-      const r = await benchRun(pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), {
-        model: need(v, 'model'), train: need(v, 'train'), val: need(v, 'val'), steps: numOpt(v, 'steps', 240), batch: numOpt(v, 'batch', 8),
-        maxLength: numOpt(v, 'max-length', 192), lr: numOpt(v, 'lr', 2e-3), seed: numOpt(v, 'seed', 42), loraR: numOpt(v, 'lora-r', 8),
-      });
+      const r = await benchRun(JSON.parse(readFileSync(need(v, 'spec'), 'utf8')));
       process.stdout.write(JSON.stringify(r) + '\n');
       return;
     }

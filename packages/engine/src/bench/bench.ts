@@ -1,31 +1,43 @@
 /**
- * `npm run bench`: Edge-LLM adaptive layer tuning vs vanilla LoRA through all layers, same model, data,
- * steps and seed, measured side by side in one run. Each mode runs in its own child process so that
- * process RSS (which never shrinks: the wasm heap only grows) is measured per mode. Reports tokens/s,
- * TF.js peak bytes, peak RSS, validation accuracy (voted for Edge-LLM), and training matmul GFLOP/s
- * as a fraction of the SGEMM peak measured in the same run.
+ * `npm run bench`: measured side by side in one run, on the default model and the SpamAssassin task.
+ *
+ * 1. Edge-LLM adaptive layer tuning vs vanilla LoRA through all layers (same model, data, steps, seed):
+ *    tokens/s, TF.js peak bytes, peak RSS, validation accuracy (voted for Edge-LLM), and training matmul
+ *    GFLOP/s as a fraction of the SGEMM peak measured in the same run.
+ * 2. LUC (issue 4): perplexity on held-out text and task accuracy of the LUC policy vs a uniform policy at
+ *    the same average sparsity and bits; memory and speed of compressed vs uncompressed tuning; the
+ *    planner's forecast error on every run.
+ * Each tuning run is a child process so that RSS (the wasm heap only grows) is measured per run.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { backendInfo, measureSgemmPeak } from '../backend/index.js';
 import { buildSpamAssassin } from '../data/spam-assassin.js';
-import { runTuning, type TuneJobReport } from '../tune/run.js';
+import { runTuning, loadExamples, calibrationFromExamples, type TuneJobReport } from '../tune/run.js';
 import { instrumentMatMulFlops, matmulFlops, resetMatmulFlops } from './flops.js';
 import type { TuneMode } from '../tune/trainer.js';
+import { LlamaModel } from '../model/llama.js';
+import { loadTokenizer } from '../tokenizer/index.js';
+import { buildPolicy, compressModel, profileSensitivity, type LucPolicy } from '../compress/luc.js';
+import { loadPretrainCorpus } from '../pretrain/corpus.js';
+import { streamPerplexity, tokenStream } from '../pretrain/pretrain.js';
+import { evaluatePaths } from '../infer/evaluate.js';
+import { loadEdgeAdapter } from '../tune/artifacts.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, '..', 'cli.js');
 const REPO = resolve(here, '..', '..', '..', '..');
 
-/** Settings shared by both modes. */
+/** Settings shared by every run. */
 export interface BenchSettings {
   model: string;
   train: string;
   val: string;
+  test: string;
   steps: number;
   batch: number;
   maxLength: number;
@@ -34,8 +46,18 @@ export interface BenchSettings {
   loraR: number;
 }
 
-/** One mode's measurements. Units: tokens/s, bytes, ms, GFLOP/s; accuracy in [0,1]. */
+/** One run's specification (written to a file for the child). */
+export interface BenchSpec {
+  label: string;
+  mode: TuneMode;
+  settings: BenchSettings;
+  /** LUC policy to compress with before tuning */
+  policy?: LucPolicy;
+}
+
+/** One run's measurements. Units: tokens/s, bytes, ms, GFLOP/s; accuracy in [0,1]. */
 export interface BenchRunResult {
+  label: string;
   mode: TuneMode;
   steps: number;
   tokens: number;
@@ -45,72 +67,113 @@ export interface BenchRunResult {
   gflopsPerSec: number;
   peakTfBytes: number;
   peakRssBytes: number;
+  /** validation accuracy (voted for Edge-LLM, final head for vanilla) */
   accuracy: number | null;
+  /** test accuracy of the same model */
+  testAccuracy: number | null;
   votingRule: string | null;
   perExit: { layer: number; accuracy: number | null }[];
+  compression: { storedBytes: number; denseBytes: number } | null;
+  plan: TuneJobReport['plan'];
   backend: unknown;
 }
 
-/** Runs one mode in this process (the `bench-run` child command). */
-export async function benchRun(mode: TuneMode, s: BenchSettings): Promise<BenchRunResult> {
+/** Runs one spec in this process (the `bench-run` child command). */
+export async function benchRun(spec: BenchSpec): Promise<BenchRunResult> {
+  const s = spec.settings, mode = spec.mode;
   instrumentMatMulFlops();
   resetMatmulFlops();
-  const out = mkdtempSync(join(tmpdir(), `edgetune-bench-${mode}-`));
-  let peakTf = 0, trainFlops = 0;
-  const report: TuneJobReport = await runTuning({
-    modelDir: s.model, trainFile: s.train, validationFile: s.val, outDir: out, maxLength: s.maxLength,
+  const out = mkdtempSync(join(tmpdir(), `edgetune-bench-${spec.label}-`));
+  let peakTf = 0, trainFlops = 0, flopsAtStart = -1;
+  const report = await runTuning({
+    modelDir: s.model, trainFile: s.train, validationFile: s.val, outDir: out, maxLength: s.maxLength, device: true,
+    compression: spec.policy ? { targetSparsity: spec.policy.targetSparsity, avgBits: spec.policy.avgBits, policy: spec.policy, calibrationSequences: 8, calibrationTokens: 128 } : undefined,
     tune: { mode, steps: s.steps, microBatch: s.batch, lr: s.lr, seed: s.seed, warmupSteps: Math.min(10, Math.floor(s.steps / 8)), measureMemory: 10, lora: { r: s.loraR, alpha: 2 * s.loraR, dropout: 0.05 } },
     onStep: (r) => {
+      if (flopsAtStart < 0) flopsAtStart = 0;
       if (r.peakTfBytes && r.peakTfBytes > peakTf) peakTf = r.peakTfBytes;
       trainFlops = matmulFlops();
-      if (r.step % 25 === 0 || r.step === r.totalSteps) process.stderr.write(`[bench ${mode}] step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} ${Math.round(r.tokensPerSec)} tok/s\n`);
+      if (r.step % 40 === 0 || r.step === r.totalSteps) process.stderr.write(`[bench ${spec.label}] step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} ${Math.round(r.tokensPerSec)} tok/s\n`);
     },
   });
   const v = report.validation;
-  const voted = v && report.votingRule && mode === 'edge_llm' ? v.voted[report.votingRule].accuracy : v?.perExit[v.perExit.length - 1].accuracy ?? null;
+  const pick = (r: { voted: Record<string, { accuracy: number | null }>; perExit: { accuracy: number | null }[] }) =>
+    mode === 'edge_llm' && report.votingRule ? r.voted[report.votingRule].accuracy : r.perExit[r.perExit.length - 1].accuracy;
+  // Test accuracy of the saved artifact (Edge-LLM: the voted bundle; vanilla: the live model, no exits).
+  let testAccuracy: number | null = null;
+  if (mode === 'edge_llm') {
+    const tok = await loadTokenizer(s.model);
+    const model = LlamaModel.load(s.model);
+    const { paths } = loadEdgeAdapter(model, out);
+    const { examples } = await loadExamples(s.test, tok, s.maxLength);
+    testAccuracy = pick(evaluatePaths(model, paths, examples, { padId: tok.padId ?? 0 }));
+    model.dispose();
+  }
   return {
-    mode, steps: report.steps, tokens: report.tokens, trainMs: report.trainMs, tokensPerSec: report.tokensPerSec,
+    label: spec.label, mode, steps: report.steps, tokens: report.tokens, trainMs: report.trainMs, tokensPerSec: report.tokensPerSec,
     matmulGflop: trainFlops / 1e9, gflopsPerSec: trainFlops / 1e9 / (report.trainMs / 1000), peakTfBytes: peakTf,
-    peakRssBytes: report.peakRssBytes, accuracy: voted, votingRule: mode === 'edge_llm' ? report.votingRule : null,
-    perExit: v?.perExit.map((e) => ({ layer: e.layer, accuracy: e.accuracy })) ?? [], backend: backendInfo(),
+    peakRssBytes: report.peakRssBytes, accuracy: v ? pick(v) : null, testAccuracy, votingRule: mode === 'edge_llm' ? report.votingRule : null,
+    perExit: v?.perExit.map((e) => ({ layer: e.layer, accuracy: e.accuracy })) ?? [],
+    compression: report.compression ? { storedBytes: report.compression.report.storedBytes, denseBytes: report.compression.report.denseBytes } : null,
+    plan: report.plan, backend: backendInfo(),
   };
 }
 
-function child(mode: TuneMode, s: BenchSettings): Promise<BenchRunResult> {
+function child(spec: BenchSpec, dir: string): Promise<BenchRunResult> {
+  const file = join(dir, `${spec.label}.json`);
+  writeFileSync(file, JSON.stringify(spec));
   return new Promise((res, rej) => {
-    const args = [CLI, 'bench-run', '--mode', mode, '--model', s.model, '--train', s.train, '--val', s.val, '--steps', String(s.steps),
-      '--batch', String(s.batch), '--max-length', String(s.maxLength), '--lr', String(s.lr), '--seed', String(s.seed), '--lora-r', String(s.loraR)];
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [CLI, 'bench-run', '--spec', file], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.on('error', rej);
     p.on('close', (code) => {
-      if (code !== 0) return rej(new Error(`bench-run ${mode} exited with ${code}`));
+      if (code !== 0) return rej(new Error(`bench-run ${spec.label} exited with ${code}`));
       try { res(JSON.parse(out.trim().split('\n').pop()!)); } catch (e) { rej(e); }
     });
   });
 }
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`);
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((x, c) => (x ?? '').padEnd(w[c])).join('  ')).join('\n');
+}
+
+/** Held-out text perplexity of the base model under a policy (null = dense), no LoRA. */
+async function heldOutPerplexity(modelDir: string, calibFile: string, policy: LucPolicy | null, maxTokens: number): Promise<number> {
+  const tok = await loadTokenizer(modelDir);
+  const model = LlamaModel.load(modelDir);
+  if (policy) {
+    const { examples } = await loadExamples(calibFile, tok, 256);
+    compressModel(model, calibrationFromExamples(examples, 8, 128, calibFile), policy);
+  }
+  const val = tokenStream(tok, loadPretrainCorpus().validation);
+  const r = streamPerplexity(model, val, 128, 8, maxTokens);
+  model.dispose();
+  return r.perplexity;
+}
 
 /**
- * The whole benchmark. Writes JSON to `out` (default bench/results/tuning-<date>.json).
+ * The whole benchmark. Writes JSON to `out` (default bench/results/bench-<date>.json).
  * @throws Error when the default model is missing.
  */
-export async function runBench(o: { out?: string; steps?: number; quick?: boolean; model?: string }): Promise<void> {
+export async function runBench(o: { out?: string; steps?: number; quick?: boolean; model?: string; skipLuc?: boolean }): Promise<void> {
   const model = resolve(o.model ?? process.env.EDGETUNE_BENCH_MODEL ?? join(REPO, 'models', 'edgetune-tiny-llama'));
   if (!existsSync(join(model, 'config.json'))) throw new Error(`bench: no model at ${model} (see README: models/ holds the default base model)`);
-  const data = mkdtempSync(join(tmpdir(), 'edgetune-bench-data-'));
-  await buildSpamAssassin({ outDir: data });
+  const work = mkdtempSync(join(tmpdir(), 'edgetune-bench-'));
+  await buildSpamAssassin({ outDir: work });
   const s: BenchSettings = {
-    model, train: join(data, 'train.jsonl'), val: join(data, 'validation.jsonl'),
+    model, train: join(work, 'train.jsonl'), val: join(work, 'validation.jsonl'), test: join(work, 'test.jsonl'),
     steps: o.steps ?? (o.quick ? 40 : 240), batch: 8, maxLength: 192, lr: 2e-3, seed: 42, loraR: 8,
   };
   process.stderr.write(`[bench] model ${model}, ${s.steps} steps x ${s.batch} examples, max ${s.maxLength} tokens, seed ${s.seed}\n`);
   const peak = measureSgemmPeak({});
   process.stderr.write(`[bench] SGEMM peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.source}, n=${peak.n}, ${peak.threads} threads)\n`);
-  const vanilla = await child('vanilla', s);
-  const edge = await child('edge_llm', s);
+  const vanilla = await child({ label: 'vanilla', mode: 'vanilla', settings: s }, work);
+  const edge = await child({ label: 'edge_llm', mode: 'edge_llm', settings: s }, work);
   const ratio = {
     speedup: edge.tokensPerSec / vanilla.tokensPerSec,
     tfMemoryReduction: vanilla.peakTfBytes / edge.peakTfBytes,
@@ -119,8 +182,7 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     edgePeakFraction: edge.gflopsPerSec / peak.gflops,
     vanillaPeakFraction: vanilla.gflopsPerSec / peak.gflops,
   };
-  const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(2)}%`);
-  const rows = [
+  let text = '\n## Edge-LLM adaptive layer tuning vs vanilla LoRA\n\n' + table([
     ['', 'vanilla LoRA', 'Edge-LLM', 'ratio'],
     ['tokens/s', vanilla.tokensPerSec.toFixed(0), edge.tokensPerSec.toFixed(0), `${ratio.speedup.toFixed(2)}x faster`],
     ['peak TF.js memory', mib(vanilla.peakTfBytes), mib(edge.peakTfBytes), `${ratio.tfMemoryReduction.toFixed(2)}x less`],
@@ -128,14 +190,49 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     ['validation accuracy', pct(vanilla.accuracy), `${pct(edge.accuracy)} (${edge.votingRule} vote)`, ratio.accuracyDeltaPoints === null ? 'n/a' : `${ratio.accuracyDeltaPoints >= 0 ? '+' : ''}${ratio.accuracyDeltaPoints.toFixed(2)} points`],
     ['matmul GFLOP/s', vanilla.gflopsPerSec.toFixed(1), edge.gflopsPerSec.toFixed(1), ''],
     [`share of SGEMM peak (${peak.gflops.toFixed(0)})`, pct(ratio.vanillaPeakFraction), pct(ratio.edgePeakFraction), ''],
-  ];
-  const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
-  process.stdout.write('\n' + rows.map((r) => r.map((x, c) => x.padEnd(w[c])).join('  ')).join('\n') + '\n');
-  process.stdout.write(`targets: speedup >= 3x ${ratio.speedup >= 3 ? 'MET' : 'not met'}; TF memory >= 4x ${ratio.tfMemoryReduction >= 4 ? 'MET' : 'not met'}; accuracy within 1 point ${ratio.accuracyDeltaPoints !== null && ratio.accuracyDeltaPoints >= -1 ? 'MET' : 'not met'}; >= 25% of SGEMM peak ${ratio.edgePeakFraction >= 0.25 ? 'MET' : 'not met'}\n`);
-  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model }, settings: s, sgemmPeak: peak, vanilla, edge_llm: edge, ratio };
-  const out = o.out ?? join(REPO, 'bench', 'results', `tuning-${new Date().toISOString().slice(0, 10)}.json`);
+  ]) + `\ntargets: speedup >= 3x ${ratio.speedup >= 3 ? 'MET' : 'not met'}; TF.js memory >= 4x ${ratio.tfMemoryReduction >= 4 ? 'MET' : 'not met'}; accuracy within 1 point ${ratio.accuracyDeltaPoints !== null && ratio.accuracyDeltaPoints >= -1 ? 'MET' : 'not met'}; >= 25% of SGEMM peak ${ratio.edgePeakFraction >= 0.25 ? 'MET' : 'not met'}\n`;
+  process.stdout.write(text);
+  let luc: Record<string, unknown> | null = null;
+  if (!o.skipLuc) {
+    // One sensitivity profile, two policies at the same budget.
+    const tok = await loadTokenizer(model);
+    const dense = LlamaModel.load(model);
+    const { examples } = await loadExamples(s.train, tok, 256);
+    const sens = profileSensitivity(dense, calibrationFromExamples(examples, 8, 128, s.train), { method: 'wanda' });
+    dense.dispose();
+    tf.disposeVariables();
+    const budget = { targetSparsity: 0.5, avgBits: 4 };
+    const lucPolicy = buildPolicy(sens, { ...budget, sparsityRule: 'inverse', bitsRule: 'budgeted', maxSparsity: 0.8 });
+    const uniform = buildPolicy(sens, { ...budget, sparsityRule: 'uniform', bitsRule: 'uniform' });
+    process.stderr.write(`[bench] LUC policy: sparsity [${lucPolicy.sparsity.map((x) => x.toFixed(2))}], bits [${lucPolicy.bits}] (profiled in ${(sens.ms / 1000).toFixed(1)} s)\n`);
+    const pplTokens = o.quick ? 8192 : 32768;
+    const ppl = {
+      dense: await heldOutPerplexity(model, s.train, null, pplTokens),
+      luc: await heldOutPerplexity(model, s.train, lucPolicy, pplTokens),
+      uniform: await heldOutPerplexity(model, s.train, uniform, pplTokens),
+    };
+    const lucRun = await child({ label: 'edge_llm_luc', mode: 'edge_llm', settings: s, policy: lucPolicy }, work);
+    const uniRun = await child({ label: 'edge_llm_uniform', mode: 'edge_llm', settings: s, policy: uniform }, work);
+    const fe = (r: BenchRunResult) => (r.plan ? `${(r.plan.error.peakTfBytes * 100).toFixed(1)}% / ${(r.plan.error.stepMs * 100).toFixed(1)}%` : 'n/a');
+    text = `\n## LUC (layer-wise unified compression), budget: mean sparsity ${budget.targetSparsity}, mean ${budget.avgBits} bits\n\n` + table([
+      ['', 'dense', 'LUC policy', 'uniform policy'],
+      ['held-out perplexity (base, no tuning)', ppl.dense.toFixed(2), ppl.luc.toFixed(2), ppl.uniform.toFixed(2)],
+      ['spam validation accuracy (voted)', pct(edge.accuracy), pct(lucRun.accuracy), pct(uniRun.accuracy)],
+      ['spam test accuracy (voted)', pct(edge.testAccuracy), pct(lucRun.testAccuracy), pct(uniRun.testAccuracy)],
+      ['frozen linear weights', mib(lucRun.compression?.denseBytes ?? 0), mib(lucRun.compression?.storedBytes ?? 0), mib(uniRun.compression?.storedBytes ?? 0)],
+      ['tuning tokens/s', edge.tokensPerSec.toFixed(0), lucRun.tokensPerSec.toFixed(0), uniRun.tokensPerSec.toFixed(0)],
+      ['peak TF.js memory', mib(edge.peakTfBytes), mib(lucRun.peakTfBytes), mib(uniRun.peakTfBytes)],
+      ['peak RSS', mib(edge.peakRssBytes), mib(lucRun.peakRssBytes), mib(uniRun.peakRssBytes)],
+      ['planner forecast error (peak / step)', fe(edge), fe(lucRun), fe(uniRun)],
+    ]) + `\nvs vanilla LoRA (dense): Edge-LLM + LUC is ${(lucRun.tokensPerSec / vanilla.tokensPerSec).toFixed(2)}x faster with ${(vanilla.peakTfBytes / lucRun.peakTfBytes).toFixed(2)}x less TF.js memory and ${(vanilla.peakRssBytes / lucRun.peakRssBytes).toFixed(2)}x less RSS\n` +
+      `targets: LUC better than uniform (perplexity) ${ppl.luc < ppl.uniform ? 'MET' : 'not met'}; planner within 20% (all runs) ${[vanilla, edge, lucRun, uniRun].every((r) => r.plan && Math.abs(r.plan.error.peakTfBytes) <= 0.2 && Math.abs(r.plan.error.stepMs) <= 0.2) ? 'MET' : 'not met'}\n`;
+    process.stdout.write(text);
+    luc = { budget, sensitivity: sens, policies: { luc: lucPolicy, uniform }, perplexity: ppl, runs: { luc: lucRun, uniform: uniRun } };
+  }
+  const result = { date: new Date().toISOString(), command: 'npm run bench', machine: { cpus: cpus().length, cpu: cpus()[0]?.model }, settings: s, sgemmPeak: peak, vanilla, edge_llm: edge, ratio, luc };
+  const out = o.out ?? join(REPO, 'bench', 'results', `bench-${new Date().toISOString().slice(0, 10)}.json`);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(`wrote ${out}\n`);
-  void tf;
+  void readFileSync;
 }
