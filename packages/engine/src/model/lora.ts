@@ -174,6 +174,17 @@ function replaceModule(model: LlamaModel, module: string, data: Float32Array, sh
   throw new AdapterError(`modules_to_save: ${module} is not supported (lm_head, model.norm and layer norms are)`);
 }
 
+/** The LoRA factors of `linears` by PEFT tensor name, ready for the safetensors writer. */
+export function loraTensors(linears: Iterable<Linear>): Map<string, TensorToWrite> {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const lin of linears) {
+    if (!lin.lora) continue;
+    tensors.set(peftName(lin.name, 'lora_A'), { shape: lin.lora.A.shape, data: lin.lora.A.dataSync() as Float32Array });
+    tensors.set(peftName(lin.name, 'lora_B'), { shape: lin.lora.B.shape, data: lin.lora.B.dataSync() as Float32Array });
+  }
+  return tensors;
+}
+
 /**
  * Writes a PEFT adapter folder: `adapter_config.json` and `adapter_model.safetensors` with the LoRA
  * factors of `linears` and the `modulesToSave` tensors (keyed by module path, stored as
@@ -181,12 +192,7 @@ function replaceModule(model: LlamaModel, module: string, data: Float32Array, sh
  */
 export function savePeftAdapter(dir: string, cfg: LoraConfig, linears: Linear[], modulesToSave: Map<string, tf.Tensor> = new Map(), extraConfig: Record<string, unknown> = {}): void {
   mkdirSync(dir, { recursive: true });
-  const tensors = new Map<string, TensorToWrite>();
-  for (const lin of linears) {
-    if (!lin.lora) continue;
-    tensors.set(peftName(lin.name, 'lora_A'), { shape: lin.lora.A.shape, data: lin.lora.A.dataSync() as Float32Array });
-    tensors.set(peftName(lin.name, 'lora_B'), { shape: lin.lora.B.shape, data: lin.lora.B.dataSync() as Float32Array });
-  }
+  const tensors = loraTensors(linears);
   for (const [module, t] of modulesToSave) tensors.set(`base_model.model.${module}.weight`, { shape: t.shape, data: t.dataSync() as Float32Array });
   writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
   const config: Record<string, unknown> = {

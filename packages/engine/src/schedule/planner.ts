@@ -10,18 +10,10 @@
  * `node packages/engine/scripts/calibrate-planner.mjs`).
  */
 import { CALIBRATION, type CostCoefficients } from './calibration.js';
+import type { LlamaConfig } from '../model/config.js';
 
-/** The decoder dimensions the cost model needs (a subset of LlamaConfig). */
-export interface ModelShape {
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numHiddenLayers: number;
-  numAttentionHeads: number;
-  numKeyValueHeads: number;
-  headDim: number;
-  tieWordEmbeddings: boolean;
-}
+/** The decoder dimensions the cost model needs (a subset of LlamaConfig; config.ts loads no TF.js). */
+export type ModelShape = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'tieWordEmbeddings'>;
 
 /** What the planner knows of the machine. Bytes, GFLOP/s. */
 export interface DeviceProfile {

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel, Linear } from '../model/llama.js';
-import { AdapterError, peftName, savePeftAdapter, type LoraConfig } from '../model/lora.js';
+import { AdapterError, loraTensors, savePeftAdapter, type LoraConfig } from '../model/lora.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { ExitHead } from './exits.js';
 import type { ExitPath, VotingRule } from '../infer/voting.js';
@@ -43,12 +43,7 @@ function layerOf(name: string): number {
  */
 export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[], linears: Linear[], lora: LoraConfig, manifest: { voting_rule: VotingRule; base_model?: string; validation?: unknown; [key: string]: unknown }): void {
   mkdirSync(dir, { recursive: true });
-  const tensors = new Map<string, TensorToWrite>();
-  for (const lin of linears) {
-    if (!lin.lora) continue;
-    tensors.set(peftName(lin.name, 'lora_A'), { shape: lin.lora.A.shape, data: lin.lora.A.dataSync() as Float32Array });
-    tensors.set(peftName(lin.name, 'lora_B'), { shape: lin.lora.B.shape, data: lin.lora.B.dataSync() as Float32Array });
-  }
+  const tensors = loraTensors(linears);
   for (const e of exits) {
     tensors.set(`exits.${e.layer}.norm.weight`, { shape: e.norm.shape, data: e.norm.dataSync() as Float32Array });
     tensors.set(`exits.${e.layer}.head.weight`, { shape: e.head.shape, data: e.head.dataSync() as Float32Array });

@@ -64,6 +64,8 @@ export interface TuneJobOptions {
   evalBatchSize?: number;
   /** save a resumable checkpoint every N optimizer steps into `<outDir>/checkpoint` (0 = never) */
   checkpointEvery?: number;
+  /** asked after every step; true saves a checkpoint now (e.g. a worker shutting down on SIGTERM) */
+  shouldCheckpoint?: (step: number) => boolean;
   /** resume from `<outDir>/checkpoint` when it exists */
   resume?: boolean;
   /**
@@ -196,7 +198,8 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     }
     last = await trainer.step();
     await o.onStep?.(last);
-    if (o.checkpointEvery && (trainer.state.step % o.checkpointEvery === 0 || trainer.done)) {
+    const every = o.checkpointEvery ?? 0;
+    if ((every && (trainer.state.step % every === 0 || trainer.done)) || o.shouldCheckpoint?.(trainer.state.step)) {
       trainer.saveCheckpoint(ckptDir);
       await o.onCheckpoint?.(trainer.state.step, ckptDir);
     }

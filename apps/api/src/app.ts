@@ -1,0 +1,101 @@
+/**
+ * The Fastify app: `/v1` REST API (bearer keys, problem+json errors, SSE events), `/healthz`, `/readyz`,
+ * the generated OpenAPI 3.1 document at `/openapi.json` and Swagger UI at `/docs`. Never loads TF.js.
+ */
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from './shared/config.js';
+import type { PrismaClient } from './shared/db.js';
+import type { QueueJobData } from './shared/queue.js';
+import { registerErrorHandling } from './errors.js';
+import { registerAuth } from './auth.js';
+import { EventHub } from './hub.js';
+import { NAMED_SCHEMAS } from './schemas.js';
+import { validatorCompiler } from './validation.js';
+import files from './routes/files.js';
+import jobs from './routes/jobs.js';
+import models from './routes/models.js';
+import projects from './routes/projects.js';
+import health from './routes/health.js';
+
+/** API version reported in the OpenAPI document. */
+export const API_VERSION = '0.1.0';
+
+/** What the routes use. */
+export interface AppDeps {
+  config: Config;
+  db: PrismaClient;
+  redis: Redis;
+  queue: Queue<QueueJobData>;
+  hub: EventHub;
+  /** finishers of open SSE streams (ended when the app closes) */
+  streams: Set<() => void>;
+}
+
+/** Inputs of {@link buildApp}. The caller owns (and closes) db, redis and queue. */
+export interface BuildAppOptions {
+  config: Config;
+  db: PrismaClient;
+  redis: Redis;
+  queue: Queue<QueueJobData>;
+  logger?: FastifyServerOptions['logger'];
+}
+
+/** Builds the app (not listening). */
+export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: o.logger ?? false,
+    genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  const deps: AppDeps = { config: o.config, db: o.db, redis: o.redis, queue: o.queue, hub: new EventHub(o.redis, o.config.queuePrefix), streams: new Set() };
+
+  registerErrorHandling(app);
+  app.removeContentTypeParser('text/plain'); // JSON or multipart only: anything else is 415
+  registerAuth(app, o.db);
+  for (const s of NAMED_SCHEMAS) app.addSchema(s);
+  app.setValidatorCompiler(validatorCompiler(NAMED_SCHEMAS));
+  await app.register(multipart, { limits: { fileSize: o.config.maxFileBytes } });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'edgetune API',
+        version: API_VERSION,
+        description: 'Edge-LLM tuning service: upload JSONL datasets, run adaptive layer tuning jobs on base models, stream progress, '
+          + 'download the voted adapter. Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 application/problem+json with a stable `code`.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key (et-...)' } } },
+      security: [{ bearerAuth: [] }],
+      tags: [
+        { name: 'files', description: 'JSONL datasets' },
+        { name: 'jobs', description: 'tuning jobs, their events, checkpoints and adapters' },
+        { name: 'models', description: 'base models' },
+        { name: 'projects', description: 'projects and API keys (admin)' },
+        { name: 'health', description: 'liveness and readiness' },
+      ],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String((json as { $id?: string }).$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+  app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
+
+  await app.register(health, deps);
+  await app.register(files, deps);
+  await app.register(jobs, deps);
+  await app.register(models, deps);
+  await app.register(projects, deps);
+
+  app.addHook('preClose', async () => {
+    for (const finish of [...deps.streams]) finish();
+  });
+  app.addHook('onClose', async () => {
+    await deps.hub.close();
+  });
+  return app;
+}

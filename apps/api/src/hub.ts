@@ -1,0 +1,49 @@
+/** One Redis subscriber per API process that wakes SSE streams when their job has new events. */
+import type { Redis } from 'ioredis';
+import { channels } from './shared/queue.js';
+
+/** Fan-out of "job X has new events" nudges to in-process listeners. */
+export class EventHub {
+  private readonly listeners = new Map<string, Set<() => void>>();
+  private sub: Redis | null = null;
+  private ready: Promise<void> | null = null;
+
+  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+
+  /** Subscribes (lazily, once). */
+  start(): Promise<void> {
+    if (!this.ready) {
+      this.sub = this.redis.duplicate();
+      this.sub.on('message', (_ch: string, jobId: string) => {
+        for (const fn of this.listeners.get(jobId) ?? []) fn();
+      });
+      this.sub.on('error', () => {});
+      this.ready = this.sub.subscribe(channels(this.prefix).events).then(() => undefined, (e: unknown) => {
+        this.sub?.disconnect();
+        this.sub = null;
+        this.ready = null; // retried by the next stream
+        throw e;
+      });
+    }
+    return this.ready;
+  }
+
+  /** Calls `fn` on every nudge for `jobId`; returns the unsubscribe function. */
+  listen(jobId: string, fn: () => void): () => void {
+    const set = this.listeners.get(jobId) ?? new Set();
+    set.add(fn);
+    this.listeners.set(jobId, set);
+    return () => {
+      set.delete(fn);
+      if (!set.size) this.listeners.delete(jobId);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    if (this.sub) {
+      this.sub.disconnect();
+      this.sub = null;
+    }
+  }
+}

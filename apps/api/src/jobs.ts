@@ -1,0 +1,113 @@
+/** Job lifecycle on the API side: creation (validate, resolve, enqueue), lookup, cancel. */
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { PrismaClient } from './shared/db.js';
+import { newId } from './shared/ids.js';
+import { addEvents } from './shared/events.js';
+import { resolveJobConfig, JobConfigError } from './shared/jobconfig.js';
+import { channels, type ControlMessage, type QueueJobData } from './shared/queue.js';
+import { isTerminal } from './shared/status.js';
+import { ApiError, notFound } from './errors.js';
+import { jobObject, type JobRow } from './serialize.js';
+import type { JobCreateBody, JobObject } from './schemas.js';
+
+/** What job routes need. */
+export interface JobDeps {
+  db: PrismaClient;
+  redis: Redis;
+  queue: Queue<QueueJobData>;
+  prefix: string;
+}
+
+/** The job object of a row (counts checkpoints and adapters). */
+export async function renderJob(db: PrismaClient, j: JobRow): Promise<JobObject> {
+  const [count, latest, adapters] = await Promise.all([
+    db.checkpoint.count({ where: { jobId: j.id } }),
+    db.checkpoint.findFirst({ where: { jobId: j.id }, orderBy: { step: 'desc' }, select: { id: true } }),
+    db.adapter.findMany({ where: { jobId: j.id }, select: { format: true }, orderBy: { format: 'asc' } }),
+  ]);
+  return jobObject(j, { checkpointCount: count, latestCheckpointId: latest?.id ?? null, adapterFormats: adapters.map((a) => a.format) });
+}
+
+/** A job of the project or 404. */
+export async function findJob(db: PrismaClient, projectId: string, id: string) {
+  const j = await db.job.findFirst({ where: { id, projectId } });
+  if (!j) throw notFound('job', id);
+  return j;
+}
+
+/**
+ * Creates a job: checks the model and files, resolves the configuration, records the job in
+ * `validating_files`, then (files were validated at upload) moves it to `queued` and enqueues it.
+ */
+export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<JobObject> {
+  const { db } = deps;
+  const model = await db.baseModel.findUnique({ where: { id: body.model } });
+  if (!model) throw new ApiError(400, 'model_not_found', `Base model ${JSON.stringify(body.model)} is not installed; see GET /v1/models`, { param: 'model' });
+  const fileOf = async (id: string, param: string) => {
+    const f = await db.file.findFirst({ where: { id, projectId } });
+    if (!f) throw new ApiError(400, 'file_not_found', `No file with id ${JSON.stringify(id)}`, { param });
+    if (f.purpose !== 'fine-tune') throw new ApiError(400, 'invalid_file_purpose', `File ${id} has purpose "${f.purpose}", not "fine-tune"`, { param });
+    return f;
+  };
+  const train = await fileOf(body.training_file, 'training_file');
+  const val = body.validation_file ? await fileOf(body.validation_file, 'validation_file') : null;
+  let cfg;
+  try {
+    cfg = resolveJobConfig(body, model, train.records);
+  } catch (e) {
+    if (e instanceof JobConfigError) throw new ApiError(400, e.code, e.message, { param: e.param, errors: [{ param: e.param, message: e.message }] });
+    throw e;
+  }
+  const id = newId('job');
+  await db.job.create({
+    data: {
+      id, projectId, model: model.id, trainingFile: train.id, validationFile: val?.id ?? null, status: 'validating_files',
+      method: cfg.method as object, hyperparameters: cfg.hyperparameters as object, checkpointEvery: cfg.checkpointEvery, seed: cfg.seed,
+      suffix: body.suffix ?? null, metadata: (body.metadata ?? {}) as object, totalSteps: cfg.totalSteps, queueJobId: id,
+    },
+  });
+  await addEvents(db, deps.redis, deps.prefix, id, [
+    { type: 'status', message: 'Job created; validating files', data: { status: 'validating_files' } },
+    { message: `Files validated: ${train.records} training records${val ? `, ${val.records} validation records` : ''}`, data: { training_records: train.records, validation_records: val?.records ?? 0 } },
+  ]);
+  // queued before it reaches the queue, so a worker never sees a job still validating
+  await db.job.updateMany({ where: { id, status: 'validating_files' }, data: { status: 'queued' } });
+  await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Job queued', data: { status: 'queued' } }]);
+  try {
+    await deps.queue.add('tune', { jobId: id }, { jobId: id, removeOnComplete: 1000, removeOnFail: 5000 });
+  } catch (e) {
+    const error = { code: 'queue_unavailable', message: 'The job queue (Redis) is unavailable', param: null };
+    await db.job.update({ where: { id }, data: { status: 'failed', error, finishedAt: new Date() } });
+    throw new ApiError(503, 'queue_unavailable', `${error.message}: ${(e as Error).message}`, { headers: { 'retry-after': '5' } });
+  }
+  return renderJob(db, await findJob(db, projectId, id));
+}
+
+/**
+ * Cancels a job: a queued job is cancelled at once (and removed from the queue); a running one goes
+ * to `cancelling` and its worker is told over Redis (it also polls), so it stops within seconds.
+ * @throws ApiError 409 `invalid_state` for a finished job.
+ */
+export async function cancelJob(deps: JobDeps, projectId: string, id: string): Promise<JobObject> {
+  const { db } = deps;
+  const j = await findJob(db, projectId, id);
+  if (isTerminal(j.status)) throw new ApiError(409, 'invalid_state', `Job ${id} is ${j.status} and cannot be cancelled`, { param: 'id' });
+  const now = new Date();
+  const q = await db.job.updateMany({ where: { id, status: { in: ['validating_files', 'queued'] } }, data: { status: 'cancelled', cancelRequestedAt: now, finishedAt: now, etaSeconds: null } });
+  if (q.count) {
+    if (j.queueJobId) await deps.queue.remove(j.queueJobId).catch(() => 0);
+    await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);
+  } else {
+    const r = await db.job.updateMany({ where: { id, status: 'running' }, data: { status: 'cancelling', cancelRequestedAt: now } });
+    if (r.count) {
+      await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Cancellation requested', data: { status: 'cancelling' } }]);
+      const msg: ControlMessage = { type: 'cancel', job_id: id };
+      await deps.redis.publish(channels(deps.prefix).control, JSON.stringify(msg)).catch(() => 0);
+    } else {
+      const now2 = await findJob(db, projectId, id);
+      if (isTerminal(now2.status)) throw new ApiError(409, 'invalid_state', `Job ${id} is ${now2.status} and cannot be cancelled`, { param: 'id' });
+    }
+  }
+  return renderJob(db, await findJob(db, projectId, id));
+}

@@ -1,0 +1,97 @@
+/** Database rows -> API objects (snake_case, unix seconds, `object` tags). */
+import type { Static } from '@fastify/type-provider-typebox';
+import type * as S from './schemas.js';
+import { limitsOf } from './shared/models.js';
+import type { JobError } from './shared/status.js';
+
+/** Unix seconds of a date (null stays null). */
+export function unix(d: Date): number;
+export function unix(d: Date | null | undefined): number | null;
+export function unix(d: Date | null | undefined): number | null {
+  return d ? Math.floor(d.getTime() / 1000) : null;
+}
+
+export function fileObject(f: { id: string; bytes: bigint; createdAt: Date; filename: string; purpose: string; records: number; blob?: { sha256: string } | null; sha256?: string }): Static<typeof S.FileObject> {
+  return {
+    id: f.id, object: 'file', bytes: Number(f.bytes), created_at: unix(f.createdAt), filename: f.filename, purpose: f.purpose,
+    status: 'processed', status_details: null, records: f.records, sha256: f.blob?.sha256 ?? f.sha256 ?? '',
+  };
+}
+
+/** Job row fields the job object needs. */
+export interface JobRow {
+  id: string; projectId: string; model: string; trainingFile: string; validationFile: string | null; status: string;
+  method: unknown; hyperparameters: unknown; checkpointEvery: number; seed: number; suffix: string | null; metadata: unknown;
+  fineTunedModel: string | null; error: unknown; step: number; totalSteps: number; etaSeconds: number | null; latestMetrics: unknown;
+  result: unknown; trainedTokens: bigint | null; attempts: number; createdAt: Date; updatedAt: Date; startedAt: Date | null; finishedAt: Date | null;
+}
+
+export function jobObject(j: JobRow, extra: { checkpointCount: number; latestCheckpointId: string | null; adapterFormats: string[] }): Static<typeof S.Job> {
+  const running = j.status === 'running' && j.etaSeconds !== null;
+  return {
+    id: j.id,
+    object: 'fine_tuning.job',
+    created_at: unix(j.createdAt),
+    updated_at: unix(j.updatedAt),
+    started_at: unix(j.startedAt),
+    finished_at: unix(j.finishedAt),
+    estimated_finish: running ? Math.floor(Date.now() / 1000) + (j.etaSeconds ?? 0) : null,
+    status: j.status as Static<typeof S.Job>['status'],
+    model: j.model,
+    fine_tuned_model: j.fineTunedModel,
+    training_file: j.trainingFile,
+    validation_file: j.validationFile,
+    method: j.method as Static<typeof S.Job>['method'],
+    hyperparameters: j.hyperparameters as Static<typeof S.Job>['hyperparameters'],
+    checkpointing: { every_n_steps: j.checkpointEvery },
+    seed: j.seed,
+    suffix: j.suffix,
+    metadata: (j.metadata ?? {}) as Record<string, string>,
+    progress: {
+      step: j.step,
+      total_steps: j.totalSteps,
+      percent: j.totalSteps ? Math.round((1000 * j.step) / j.totalSteps) / 10 : 0,
+      eta_seconds: j.status === 'running' ? j.etaSeconds : null,
+    },
+    latest_metrics: (j.latestMetrics ?? null) as Record<string, unknown> | null,
+    result: (j.result ?? null) as Static<typeof S.JobResult> | null,
+    trained_tokens: j.trainedTokens === null ? null : Number(j.trainedTokens),
+    error: (j.error ?? null) as JobError | null,
+    attempt: j.attempts,
+    checkpoints: { count: extra.checkpointCount, latest_id: extra.latestCheckpointId },
+    result_files: extra.adapterFormats,
+    project_id: j.projectId,
+  };
+}
+
+export function eventObject(e: { id: string; createdAt: Date; level: string; type: string; message: string; data: unknown }): Static<typeof S.JobEvent> {
+  return { id: e.id, object: 'fine_tuning.job.event', created_at: unix(e.createdAt), level: e.level, type: e.type, message: e.message, data: (e.data ?? null) as Record<string, unknown> | null };
+}
+
+export function checkpointObject(c: { id: string; jobId: string; createdAt: Date; step: number; metrics: unknown; blob: { size: bigint; sha256: string } }): Static<typeof S.Checkpoint> {
+  return { id: c.id, object: 'fine_tuning.job.checkpoint', created_at: unix(c.createdAt), fine_tuning_job_id: c.jobId, step_number: c.step, metrics: (c.metrics ?? {}) as Record<string, unknown>, bytes: Number(c.blob.size), sha256: c.blob.sha256 };
+}
+
+export function modelObject(m: { id: string; createdAt: Date; numLayers: number; hiddenSize: number; vocabSize: number; maxPositionEmbeddings: number; paramCount: bigint; hosts: string[] }): Static<typeof S.ModelObject> {
+  return {
+    id: m.id, object: 'model', created: unix(m.createdAt), owned_by: 'edgetune', n_params: Number(m.paramCount), hidden_size: m.hiddenSize, vocab_size: m.vocabSize,
+    limits: limitsOf(m), hosts: m.hosts,
+  };
+}
+
+export function projectObject(p: { id: string; name: string; createdAt: Date }): Static<typeof S.Project> {
+  return { id: p.id, object: 'project', name: p.name, created_at: unix(p.createdAt) };
+}
+
+export function apiKeyObject(k: { id: string; projectId: string; name: string; prefix: string; admin: boolean; createdAt: Date; lastUsedAt: Date | null; revokedAt: Date | null }, secret?: string): Static<typeof S.ApiKey> {
+  return {
+    id: k.id, object: 'api_key', project_id: k.projectId, name: k.name, prefix: k.prefix, admin: k.admin, created_at: unix(k.createdAt),
+    last_used_at: unix(k.lastUsedAt), revoked_at: unix(k.revokedAt), ...(secret ? { secret } : {}),
+  };
+}
+
+/** `{object: "list", data, has_more, first_id, last_id}` from `limit + 1` fetched rows. */
+export function listPage<T extends { id: string }>(items: T[], limit: number): { object: 'list'; data: T[]; has_more: boolean; first_id: string | null; last_id: string | null } {
+  const data = items.slice(0, limit);
+  return { object: 'list', data, has_more: items.length > limit, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null };
+}

@@ -1,0 +1,35 @@
+/**
+ * Starts the API server: serves the API on PORT. On start it creates the bootstrap admin key when asked
+ * (EDGETUNE_BOOTSTRAP_API_KEY) and registers the base models of its own models folder, if any.
+ */
+import { Queue } from 'bullmq';
+import { buildApp } from './app.js';
+import { bootstrapAdminKey } from './shared/auth.js';
+import { loadConfig } from './shared/config.js';
+import { createPrisma } from './shared/db.js';
+import { registerModels, scanModels } from './shared/models.js';
+import { QUEUE_NAME, redisConnection, type QueueJobData } from './shared/queue.js';
+
+/** Starts the API; resolves once it listens. Returns a stop function. */
+export async function startApi(env: NodeJS.ProcessEnv = process.env, opts: { logger?: boolean } = {}): Promise<{ port: number; stop: () => Promise<void> }> {
+  const config = loadConfig(env);
+  const db = createPrisma(config.databaseUrl);
+  const redis = redisConnection(config.redisUrl);
+  const queue = new Queue<QueueJobData>(QUEUE_NAME, { connection: redis, prefix: config.queuePrefix });
+  const app = await buildApp({ config, db, redis, queue, logger: opts.logger === false ? false : { level: config.logLevel } });
+  if (await bootstrapAdminKey(db, config.bootstrapApiKey)) app.log.info('created project "default" with the bootstrap admin key');
+  const found = scanModels(config.modelsDir, (m) => app.log.warn(m));
+  await registerModels(db, found, `api@${config.hostName}`);
+  app.log.info(`base models in ${config.modelsDir}: ${found.map((m) => m.id).join(', ') || '(none)'}`);
+  await app.listen({ port: config.port, host: config.host });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  let stopping: Promise<void> | null = null;
+  const stop = () => (stopping ??= (async () => {
+    await app.close();
+    await queue.close();
+    redis.disconnect();
+    await db.$disconnect();
+  })());
+  return { port, stop };
+}

@@ -1,0 +1,59 @@
+/** Service configuration, read from the environment (documented in the README). */
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Everything the API and the worker read from the environment. */
+export interface Config {
+  databaseUrl: string;
+  redisUrl: string;
+  port: number;
+  host: string;
+  /** folder whose subfolders with a config.json are base models */
+  modelsDir: string;
+  /** when set and no key exists yet, project `default` is created with this admin key */
+  bootstrapApiKey: string | null;
+  /** BullMQ key prefix (and Redis pub/sub channel prefix) */
+  queuePrefix: string;
+  /** upload limit for one file, bytes */
+  maxFileBytes: number;
+  /** BullMQ lock duration / stalled check interval, ms; max stalls before a job fails */
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  maxStalledCount: number;
+  /** jobs one worker process runs at once */
+  workerConcurrency: number;
+  /** local scratch folder of the worker */
+  workDir: string;
+  /** name this host reports (base model registry, job worker_id) */
+  hostName: string;
+  logLevel: string;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, dflt: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(v)}`);
+  return Math.floor(n);
+}
+
+/** Reads the configuration from `env` (defaults: local PostgreSQL and Redis, port 8080, `models/`). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  return {
+    databaseUrl: env.DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/edgetune',
+    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
+    port: int(env, 'PORT', 8080),
+    host: env.HOST || '0.0.0.0',
+    modelsDir: resolve(env.EDGETUNE_MODELS_DIR || 'models'),
+    bootstrapApiKey: env.EDGETUNE_BOOTSTRAP_API_KEY || null,
+    queuePrefix: env.EDGETUNE_QUEUE_PREFIX || 'edgetune',
+    maxFileBytes: int(env, 'EDGETUNE_MAX_FILE_BYTES', 512 * 1024 * 1024),
+    lockDurationMs: int(env, 'EDGETUNE_LOCK_DURATION_MS', 30_000),
+    stalledIntervalMs: int(env, 'EDGETUNE_STALLED_INTERVAL_MS', 30_000),
+    maxStalledCount: int(env, 'EDGETUNE_MAX_STALLED_COUNT', 3),
+    workerConcurrency: Math.max(1, int(env, 'EDGETUNE_WORKER_CONCURRENCY', 1)),
+    workDir: resolve(env.EDGETUNE_WORK_DIR || join(tmpdir(), 'edgetune-work')),
+    hostName: env.EDGETUNE_HOST_NAME || hostname(),
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * Archives the worker stores as blobs: checkpoint folders (tar), the PEFT adapter (tar of
+ * `adapter_config.json` + `adapter_model.safetensors`) and the edge bundle (PEFT files, the voted model
+ * `edge_llm.json` + `edge_llm.safetensors`, `metrics.json`, and `manifest.json` with sha256 sums).
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tar from 'tar';
+
+/** Bundle manifest format tag. */
+export const BUNDLE_FORMAT = 'edgetune.bundle/1';
+
+/** Writes a tar of `files` (paths relative to `cwd`) to `out`; ownership-free, fixed mtime. */
+export async function packTar(cwd: string, files: string[], out: string, mtime = new Date()): Promise<void> {
+  await tar.create({ cwd, file: out, portable: true, mtime, noDirRecurse: false }, files);
+}
+
+/** Extracts a tar file into `dir` (created). */
+export async function unpackTar(file: string, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  await tar.extract({ file, cwd: dir, strict: true });
+}
+
+/** Files of a folder (recursive), relative, sorted. */
+export function listFiles(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...listFiles(dir, rel));
+    else if (e.isFile()) out.push(rel);
+  }
+  return out.sort();
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** The bundle manifest. */
+export interface BundleManifest {
+  format: typeof BUNDLE_FORMAT;
+  job_id: string;
+  base_model: string;
+  created_at: number;
+  exit_layers: number[];
+  voting_rule: string;
+  files: Record<string, { bytes: number; sha256: string }>;
+}
+
+/**
+ * Rewrites the engine's output folder for distribution: `base_model` / `base_model_name_or_path` name
+ * the base model id (not the worker's local path). Returns the voted model's exit layers and rule.
+ */
+export function normalizeArtifacts(outDir: string, modelId: string): { exitLayers: number[]; votingRule: string } {
+  const edgeFile = join(outDir, 'edge_llm.json');
+  const edge = JSON.parse(readFileSync(edgeFile, 'utf8')) as { exit_layers: number[]; voting_rule: string; base_model?: string };
+  edge.base_model = modelId;
+  writeFileSync(edgeFile, JSON.stringify(edge, null, 2) + '\n');
+  const cfgFile = join(outDir, 'peft', 'adapter_config.json');
+  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  cfg.base_model_name_or_path = modelId;
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2) + '\n');
+  return { exitLayers: edge.exit_layers, votingRule: edge.voting_rule };
+}
+
+/**
+ * Packs `<outDir>` (after {@link normalizeArtifacts}) into `peft.tar` and `bundle.tar` under `destDir`.
+ * @returns the two tar paths.
+ */
+export async function packAdapters(outDir: string, destDir: string, meta: { jobId: string; modelId: string; exitLayers: number[]; votingRule: string }): Promise<{ peft: string; bundle: string }> {
+  const mtime = new Date();
+  const peft = join(destDir, 'peft.tar');
+  await packTar(join(outDir, 'peft'), ['adapter_config.json', 'adapter_model.safetensors'], peft, mtime);
+  const files = ['edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors'];
+  const manifest: BundleManifest = {
+    format: BUNDLE_FORMAT,
+    job_id: meta.jobId,
+    base_model: meta.modelId,
+    created_at: Math.floor(mtime.getTime() / 1000),
+    exit_layers: meta.exitLayers,
+    voting_rule: meta.votingRule,
+    files: Object.fromEntries(files.map((f) => [f, { bytes: statSync(join(outDir, f)).size, sha256: sha256File(join(outDir, f)) }])),
+  };
+  writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  const bundle = join(destDir, 'bundle.tar');
+  await packTar(outDir, ['manifest.json', ...files], bundle, mtime);
+  return { peft, bundle };
+}

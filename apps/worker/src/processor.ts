@@ -1,0 +1,37 @@
+/**
+ * BullMQ sandboxed processor: runs in a child process per worker slot, so the engine's CPU-bound steps
+ * never block the parent's lock renewal. Holds its own database and Redis connections.
+ */
+import { Queue, type SandboxedJob } from 'bullmq';
+import { createPrisma, loadConfig, QUEUE_NAME, redisConnection, type QueueJobData } from '@edgetune/api/shared';
+import { runJob, type RunContext, type RunOutcome } from './run-job.js';
+
+let ctx: RunContext | null = null;
+let engine: Promise<typeof import('@edgetune/engine')> | null = null;
+
+// The parent worker died (e.g. kill -9): stop at once; another worker resumes the job from its checkpoint.
+process.once('disconnect', () => process.exit(1));
+
+function context(): RunContext {
+  if (ctx) return ctx;
+  const config = loadConfig();
+  const redis = redisConnection(config.redisUrl);
+  ctx = {
+    config,
+    db: createPrisma(config.databaseUrl, { max: 3 }),
+    redis,
+    queue: new Queue<QueueJobData>(QUEUE_NAME, { connection: redis, prefix: config.queuePrefix }),
+    workerId: process.env.EDGETUNE_WORKER_ID ?? `${config.hostName}:${process.ppid}`,
+    engine: () => (engine ??= import('@edgetune/engine').then(async (m) => {
+      await m.initBackend({ quiet: process.env.EDGETUNE_QUIET === '1' });
+      return m;
+    })),
+    log: (line) => console.error(line),
+  };
+  return ctx;
+}
+
+/** Processes one queue job: the database row it names is the job. */
+export default async function process_(job: SandboxedJob<QueueJobData>, _token?: string, signal?: AbortSignal): Promise<RunOutcome> {
+  return runJob(context(), job.data.jobId, signal);
+}

@@ -1,0 +1,256 @@
+// Jobs end to end through HTTP with real workers (child processes running the engine in BullMQ
+// sandboxed processors) against real PostgreSQL and Redis: a whole job from upload to adapter download
+// (PEFT file checked against the engine's own evaluation), cancel, a worker killed with SIGKILL whose job
+// resumes on a new worker from its last checkpoint, and SIGTERM checkpointing and re-queueing.
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tar from 'tar';
+import { initBackend } from '../../packages/engine/src/backend/index.js';
+import { LlamaModel } from '../../packages/engine/src/model/llama.js';
+import { applyPeftAdapter } from '../../packages/engine/src/model/lora.js';
+import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
+import { loadExamples } from '../../packages/engine/src/tune/run.js';
+import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artifacts.js';
+import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
+import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
+import { ADMIN_KEY, Client, createTestEnv, readSse, spawnWorker, startTestApi, stopWorker, waitFor, type TestEnv, type WorkerProcess } from '../helpers/service.js';
+
+let t: TestEnv;
+let api: { url: string; stop: () => Promise<void> };
+let c: Client;
+let train: string, val: string;
+const workers: WorkerProcess[] = [];
+let shared: WorkerProcess | undefined;
+const MODEL = 'tiny-llama';
+
+const job = async (id: string) => (await c.get(`/v1/jobs/${id}`)).body;
+const events = async (id: string) => (await c.get(`/v1/jobs/${id}/events?limit=1000`)).body.data as any[];
+const untilStatus = (id: string, statuses: string[], ms = 90_000) => waitFor(async () => { const j = await job(id); return statuses.includes(j.status) && j; }, ms, `job ${id} in ${statuses}`);
+const worker = (name: string) => { const w = spawnWorker(t, name); workers.push(w); return w; };
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+beforeAll(async () => {
+  await initBackend({ quiet: true });
+  t = await createTestEnv({ setupModels: (d) => createTinyModel(join(d, MODEL), { layers: 4 }) });
+  writeToyTask(join(t.dir, 'train.jsonl'), 48, 1);
+  writeToyTask(join(t.dir, 'val.jsonl'), 24, 2);
+  api = await startTestApi(t);
+  c = new Client(api.url);
+  train = (await c.upload(readFileSync(join(t.dir, 'train.jsonl')), 'train.jsonl')).body.id;
+  val = (await c.upload(readFileSync(join(t.dir, 'val.jsonl')), 'val.jsonl')).body.id;
+});
+
+afterEach(async () => {
+  for (const w of workers.splice(0)) await stopWorker(w);
+});
+
+afterAll(async () => {
+  await api?.stop();
+  await t?.destroy();
+});
+
+describe('with one worker', () => {
+  beforeAll(() => { shared = spawnWorker(t, 'w-main'); });
+  afterAll(async () => { if (shared) await stopWorker(shared); });
+
+  it('upload -> job -> SSE progress -> result -> checkpoints -> PEFT and bundle downloads that the engine loads', async () => {
+    const created = await c.post('/v1/jobs', {
+      model: MODEL, training_file: train, validation_file: val, suffix: 'toy',
+      hyperparameters: { max_steps: 12, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, checkpointing: { every_n_steps: 4 },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    const sse = await readSse(`${api.url}/v1/jobs/${id}/events/stream`, ADMIN_KEY, { timeoutMs: 90_000 });
+    const j = await job(id);
+    expect(j.status).toBe('succeeded');
+
+    // the stream carried everything, in order, and ended with the job
+    const all = await events(id);
+    expect(sse.messages.filter((m) => m.event !== 'end').map((m) => m.id)).toEqual(all.map((e) => e.id));
+    expect(sse.messages.at(-1)).toMatchObject({ event: 'end', data: JSON.stringify({ status: 'succeeded' }) });
+    const steps = all.filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data);
+    expect(steps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(steps.map((s) => s.exit_layer)).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+    for (const s of steps) expect(s).toMatchObject({ total_steps: 12, train_loss: expect.any(Number), tokens_per_sec: expect.any(Number), eta_seconds: expect.any(Number) });
+    const statuses = all.filter((e) => e.type === 'status').map((e) => e.data.status);
+    expect(statuses).toEqual(['validating_files', 'queued', 'running', 'succeeded']);
+
+    // the job records the engine's report
+    expect(j).toMatchObject({
+      progress: { step: 12, total_steps: 12, percent: 100, eta_seconds: null }, attempt: 1, error: null, trained_tokens: expect.any(Number),
+      fine_tuned_model: `ft:${MODEL}:toy:${id}`, result_files: ['bundle', 'peft'], latest_metrics: { step: 12 },
+    });
+    expect(j.finished_at).toBeGreaterThanOrEqual(j.started_at);
+    expect(j.result.exits.map((e: any) => e.layer)).toEqual([0, 1, 2, 3]);
+    expect(['max', 'mean', 'confidence']).toContain(j.result.voting_rule);
+    expect(j.result.voted_accuracy).toBe(j.result.voted[j.result.voting_rule].accuracy);
+    expect(j.result).toMatchObject({ validation_examples: 24, train_examples: 48, steps: 12 });
+
+    const ck = (await c.get(`/v1/jobs/${id}/checkpoints`)).body;
+    expect(ck.data.map((x: any) => x.step_number)).toEqual([12, 8, 4]);
+    expect(ck.data[0]).toMatchObject({ object: 'fine_tuning.job.checkpoint', fine_tuning_job_id: id, bytes: expect.any(Number), metrics: { train_loss: expect.any(Number) } });
+    expect(j.checkpoints).toEqual({ count: 3, latest_id: ck.data[0].id });
+
+    // PEFT download: tar of exactly the two PEFT files; sha256 header; the engine loading it the PEFT
+    // way computes the deepest exit's path exactly as the job's evaluation did
+    const peft = await c.bytes(`/v1/jobs/${id}/adapter?format=peft`);
+    expect(peft.status).toBe(200);
+    expect(peft.headers.get('content-type')).toBe('application/x-tar');
+    expect(peft.headers.get('x-content-sha256')).toBe(sha256(peft.data));
+    expect(peft.headers.get('etag')).toBe(`"sha256-${sha256(peft.data)}"`);
+    expect(peft.headers.get('repr-digest')).toBe(`sha-256=:${createHash('sha256').update(peft.data).digest('base64')}:`);
+    expect(Number(peft.headers.get('content-length'))).toBe(peft.data.length);
+    const peftDir = join(t.dir, 'peft');
+    mkdirSync(peftDir);
+    writeFileSync(join(t.dir, 'peft.tar'), peft.data);
+    await tar.extract({ file: join(t.dir, 'peft.tar'), cwd: peftDir });
+    expect(readdirSync(peftDir).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    const cfg = JSON.parse(readFileSync(join(peftDir, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 4, base_model_name_or_path: MODEL, layers_to_transform: [3], modules_to_save: expect.arrayContaining(['lm_head', 'model.norm']) });
+
+    const modelDir = join(t.modelsDir, MODEL);
+    const tok = await loadTokenizer(modelDir);
+    const { examples } = await loadExamples(join(t.dir, 'val.jsonl'), tok, j.hyperparameters.max_length);
+    const padId = tok.padId ?? tok.eosId ?? 0;
+    const base = LlamaModel.load(modelDir);
+    const before = evaluatePaths(base, [plainPath(base)], examples, { padId }).perExit[0];
+    applyPeftAdapter(base, peftDir);
+    const viaPeft = evaluatePaths(base, [plainPath(base)], examples, { padId }).perExit[0];
+    const deepest = j.result.exits.at(-1);
+    expect(viaPeft.accuracy).toBe(deepest.accuracy);
+    expect(viaPeft.loss).toBeCloseTo(deepest.loss, 4);
+    expect(Math.abs(before.loss - deepest.loss)).toBeGreaterThan(1e-3); // the adapter changes the model
+    base.dispose();
+
+    // Range: a slice, the tail, and an unsatisfiable range
+    const part = await c.bytes(`/v1/jobs/${id}/adapter?format=peft`, { range: 'bytes=100-199' });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 100-199/${peft.data.length}`);
+    expect(part.data.equals(peft.data.subarray(100, 200))).toBe(true);
+    const tail = await c.bytes(`/v1/jobs/${id}/adapter?format=peft`, { range: 'bytes=-10' });
+    expect(tail.data.equals(peft.data.subarray(peft.data.length - 10))).toBe(true);
+    const open = await c.bytes(`/v1/jobs/${id}/adapter?format=peft`, { range: `bytes=${peft.data.length - 5}-` });
+    expect(open.data.equals(peft.data.subarray(peft.data.length - 5))).toBe(true);
+    const bad = await c.get(`/v1/jobs/${id}/adapter?format=peft`, { range: `bytes=${peft.data.length}-` });
+    expect(bad.status).toBe(416);
+    expect(bad.body.code).toBe('range_not_satisfiable');
+    expect(bad.headers.get('content-range')).toBe(`bytes */${peft.data.length}`);
+    const stale = await c.bytes(`/v1/jobs/${id}/adapter?format=peft`, { range: 'bytes=0-9', 'if-range': '"other"' });
+    expect(stale.status).toBe(200);
+
+    // bundle: manifest sums hold; the voted model loads and evaluates to the job's per-exit and voted numbers
+    const bundle = await c.bytes(`/v1/jobs/${id}/adapter?format=bundle`);
+    expect(bundle.status).toBe(200);
+    expect(bundle.headers.get('x-content-sha256')).toBe(sha256(bundle.data));
+    const bdir = join(t.dir, 'bundle');
+    mkdirSync(bdir);
+    writeFileSync(join(t.dir, 'bundle.tar'), bundle.data);
+    await tar.extract({ file: join(t.dir, 'bundle.tar'), cwd: bdir });
+    const manifest = JSON.parse(readFileSync(join(bdir, 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ format: 'edgetune.bundle/1', job_id: id, base_model: MODEL, exit_layers: [0, 1, 2, 3], voting_rule: j.result.voting_rule });
+    expect(Object.keys(manifest.files).sort()).toEqual(['edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors']);
+    for (const [f, m] of Object.entries(manifest.files as Record<string, { sha256: string; bytes: number }>)) {
+      const data = readFileSync(join(bdir, f));
+      expect(sha256(data), f).toBe(m.sha256);
+      expect(data.length).toBe(m.bytes);
+    }
+    expect(readFileSync(join(bdir, 'peft', 'adapter_model.safetensors')).equals(readFileSync(join(peftDir, 'adapter_model.safetensors')))).toBe(true);
+    const voted = LlamaModel.load(modelDir);
+    const { paths, manifest: edge } = loadEdgeAdapter(voted, bdir);
+    expect(edge.voting_rule).toBe(j.result.voting_rule);
+    const ev = evaluatePaths(voted, paths, examples, { padId });
+    ev.perExit.forEach((e, k) => {
+      expect(e.accuracy).toBe(j.result.exits[k].accuracy);
+      expect(e.loss).toBeCloseTo(j.result.exits[k].loss, 4);
+    });
+    expect(ev.voted[edge.voting_rule].accuracy).toBe(j.result.voted_accuracy);
+    voted.dispose();
+
+    // a finished job cannot be cancelled
+    expect((await c.post(`/v1/jobs/${id}/cancel`)).status).toBe(409);
+  });
+
+  it('cancel reaches a running job within seconds; it ends cancelled with no adapter', async () => {
+    const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: 5000, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;
+    await waitFor(async () => { const j = await job(id); return j.status === 'running' && j.progress.step >= 3 && j; }, 60_000, 'training');
+    const t0 = Date.now();
+    const r = await c.post(`/v1/jobs/${id}/cancel`);
+    expect(r.status).toBe(200);
+    expect(['cancelling', 'cancelled']).toContain(r.body.status);
+    const done = await untilStatus(id, ['cancelled', 'succeeded', 'failed'], 15_000);
+    expect(done.status).toBe('cancelled');
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(done.progress.step).toBeLessThan(5000);
+    expect(done.result_files).toEqual([]);
+    expect((await c.get(`/v1/jobs/${id}/adapter`)).body.code).toBe('adapter_not_ready');
+    const statuses = (await events(id)).filter((e) => e.type === 'status').map((e) => e.data.status);
+    expect(statuses.slice(-2)).toEqual(['cancelling', 'cancelled']);
+    // no step after the cancel was acknowledged
+    await new Promise((res) => setTimeout(res, 500));
+    expect((await job(id)).progress.step).toBe(done.progress.step);
+  });
+});
+
+describe('worker death and shutdown', () => {
+  it('a worker killed with SIGKILL mid-job: a new worker resumes from the last checkpoint without redoing earlier steps', async () => {
+    const total = 80, every = 5;
+    const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, validation_file: val, hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: every } })).body.id;
+    const a = worker('w-doomed');
+    await waitFor(async () => { const ck = (await c.get(`/v1/jobs/${id}/checkpoints?limit=1`)).body.data[0]; return ck && ck.step_number >= 3 * every; }, 60_000, 'checkpoints');
+    a.killGroup();
+    await a.exited;
+    const killedAt = (await job(id)).progress.step;
+    const last = (await c.get(`/v1/jobs/${id}/checkpoints?limit=1`)).body.data[0].step_number;
+    expect(killedAt).toBeLessThan(total);
+    expect((await job(id)).status).toBe('running');
+    await new Promise((res) => setTimeout(res, 300));
+    expect((await job(id)).progress.step).toBe(killedAt); // nothing runs on: the sandbox died with its worker
+
+    const b = worker('w-rescue');
+    const done = await untilStatus(id, ['succeeded', 'failed', 'cancelled'], 120_000);
+    expect(done.status, JSON.stringify(done.error) + b.log()).toBe('succeeded');
+    expect(done.attempt).toBe(2);
+    const all = await events(id);
+    const resumedIdx = all.findIndex((e) => e.type === 'status' && e.data.resumed_from_step !== undefined && e.data.resumed_from_step !== null);
+    expect(all[resumedIdx].data).toMatchObject({ resumed_from_step: last, attempt: 2, worker_id: expect.stringMatching(/^w-rescue:/) });
+    const after = all.slice(resumedIdx + 1).filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data.step);
+    expect(after[0]).toBe(last + 1);
+    expect(after).toEqual(Array.from({ length: total - last }, (_, i) => last + 1 + i));
+    const before = all.slice(0, resumedIdx).filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data.step);
+    expect(before.at(-1)).toBeGreaterThanOrEqual(last);
+    expect(done.result.steps).toBe(total);
+    expect(done.result_files).toEqual(['bundle', 'peft']);
+  });
+
+  it('SIGTERM: the worker checkpoints the step it is on, re-queues the job and exits cleanly; the next worker resumes there', async () => {
+    const total = 80;
+    const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;
+    const a = worker('w-term');
+    await waitFor(async () => { const j = await job(id); return j.progress.step >= 10 && j; }, 60_000, 'training');
+    const t0 = Date.now();
+    a.signal('SIGTERM');
+    expect(await a.exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const q = await job(id);
+    expect(q.status).toBe('queued');
+    expect(q.progress.step).toBeLessThan(total);
+    const ck = (await c.get(`/v1/jobs/${id}/checkpoints`)).body.data;
+    expect(ck).toHaveLength(1); // every_n_steps 1000: only the shutdown checkpoint
+    const s = ck[0].step_number;
+    expect(s).toBe(q.progress.step);
+    const requeued = (await events(id)).find((e) => e.type === 'status' && e.data.status === 'queued' && e.data.resume_step !== undefined);
+    expect(requeued.data.resume_step).toBe(s);
+
+    worker('w-next');
+    const done = await untilStatus(id, ['succeeded', 'failed', 'cancelled'], 120_000);
+    expect(done.status).toBe('succeeded');
+    const all = await events(id);
+    const resumedIdx = all.findIndex((e) => e.type === 'status' && e.data.resumed_from_step === s);
+    expect(resumedIdx).toBeGreaterThan(0);
+    const after = all.slice(resumedIdx + 1).filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data.step);
+    expect(after[0]).toBe(s + 1);
+    expect(after.at(-1)).toBe(total);
+  });
+});
