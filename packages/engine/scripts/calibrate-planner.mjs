@@ -119,43 +119,15 @@ const report = points.map((p) => {
 for (const r of report) process.stderr.write(`${r.mode} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
 const date = new Date().toISOString();
 const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v).toString() : Number(v.toPrecision(6)).toString());
-const ts = `/**
- * Cost-model coefficients of the planner, fitted to measurements of this engine.
- * Fitted ${date} on ${model.numHiddenLayers}-layer ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by
- * \`node packages/engine/scripts/calibrate-planner.mjs\`; the measured points and the forecast errors are in
- * bench/results/planner-calibration.json.
- */
-export interface CostCoefficients {
-  /** activation floats kept per layer on the tape, per token per hidden unit */
-  actD: number;
-  /** ... per token per MLP unit */
-  actF: number;
-  /** ... per attention score (batch x heads x T x T) */
-  actAtt: number;
-  /** ... per token per LoRA rank per wrapped linear */
-  actLora: number;
-  /** TF.js bytes outside weights/activations (caches, scalars) */
-  tfFixed: number;
-  /** process RSS = rssBase + rssPerTfByte x TF.js peak + JS-side weights and caches */
-  rssBase: number;
-  rssPerTfByte: number;
-  /** backward cost relative to forward, per layer on the tape */
-  bwdRatio: number;
-  /** achieved fraction of the SGEMM peak on the model's matmuls */
-  mmEfficiency: number;
-  /** per layer pass overhead (kernel dispatch), ms */
-  msPerLayerPass: number;
-  /** per layer pass per token (elementwise work), ms */
-  msPerLayerToken: number;
-  /** per optimizer step overhead (AdamW, clipping), ms */
-  msPerStep: number;
-}
+const ts = `// Fitted ${date} on ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by
+// \`node packages/engine/scripts/calibrate-planner.mjs\`; points and errors: bench/results/planner-calibration.json.
+import type { CostCoefficients } from './calibration.js';
 
-export const CALIBRATION: CostCoefficients = {
+export const FITTED: CostCoefficients = {
 ${Object.entries(coeffs).map(([k, v]) => `  ${k}: ${fmt(v)},`).join('\n')}
 };
 `;
-writeFileSync(join(here, '..', 'src', 'schedule', 'calibration.ts'), ts);
+writeFileSync(join(here, '..', 'src', 'schedule', 'calibration-values.ts'), ts);
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
 writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: 'node packages/engine/scripts/calibrate-planner.mjs', model: modelDir, sgemmGflops: G, coefficients: coeffs, points: report }, null, 2) + '\n');
-process.stderr.write('wrote src/schedule/calibration.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');
+process.stderr.write('wrote src/schedule/calibration-values.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');

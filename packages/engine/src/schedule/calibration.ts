@@ -1,8 +1,10 @@
 /**
- * Cost-model coefficients of the planner, fitted to measurements of this engine.
- * PROVISIONAL: written by hand from one profile (tmp/prof.mjs, 4M-param model, B=8, T=256, wasm +
- * OpenBLAS, 2026-11-22); `node packages/engine/scripts/calibrate-planner.mjs` refits and rewrites them.
+ * Cost-model coefficients of the planner, fitted to measurements of this engine by
+ * `node packages/engine/scripts/calibrate-planner.mjs`, which rewrites calibration-values.ts and records
+ * every measured point and its forecast error in bench/results/planner-calibration.json.
  */
+import { FITTED } from './calibration-values.js';
+
 export interface CostCoefficients {
   /** activation floats kept per layer on the tape, per token per hidden unit */
   actD: number;
@@ -29,17 +31,5 @@ export interface CostCoefficients {
   msPerStep: number;
 }
 
-export const CALIBRATION: CostCoefficients = {
-  actD: 40,
-  actF: 12,
-  actAtt: 6,
-  actLora: 4,
-  tfFixed: 8 * 2 ** 20,
-  rssBase: 180 * 2 ** 20,
-  rssPerTfByte: 0.8,
-  bwdRatio: 1.5,
-  mmEfficiency: 0.5,
-  msPerLayerPass: 2,
-  msPerLayerToken: 0.01,
-  msPerStep: 20,
-};
+/** The fitted values (calibration-values.ts is written by the calibration script). */
+export const CALIBRATION: CostCoefficients = FITTED;
