@@ -2,11 +2,13 @@
 // auth and tenancy, projects and keys, files (validation, limits), jobs (create/list/get/cancel),
 // events (JSON + SSE), adapters before success, idempotency, problem+json errors.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { ADMIN_KEY, Client, createTestEnv, readSse, startTestApi, type TestEnv } from '../helpers/service.js';
+import { ADMIN_KEY, Client, createTestEnv, readSse, REPO_ROOT, startTestApi, type TestEnv } from '../helpers/service.js';
 
 const MAX_FILE_BYTES = 64 * 1024;
 let t: TestEnv;
@@ -387,12 +389,171 @@ describe('jobs', () => {
     expect((await admin.post('/v1/jobs', body, { 'idempotency-key': 'job-create-2' })).status).toBe(201);
   });
 
+  it('dry run: returns the resolved job and its plan, creates nothing (no row, no queue entry)', async () => {
+    const before = { jobs: (await admin.get('/v1/jobs?limit=100')).body.data.length, queue: await q.count() };
+    const body = { model: 'tiny-llama', training_file: train, validation_file: val, hyperparameters: { max_steps: 8, batch_size: 8, max_length: 64 }, device: { memory_budget_bytes: 2 ** 30, threads: 2 } };
+    const r = await admin.post('/v1/jobs?dry_run=true', body);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body).toMatchObject({
+      object: 'job.plan', model: 'tiny-llama', training_file: train, validation_file: val, training_records: 40, total_steps: 8, policy_id: null,
+      device: { memory_budget_bytes: 2 ** 30, threads: 2 }, hyperparameters: { batch_size: 8, max_length: 64 },
+      method: { type: 'edge_llm', edge_llm: { exit_layers: [0, 1, 2, 3], compression: null } },
+      plan: {
+        source: 'api', fits: true, reason: null, exit_layers: [0, 1, 2, 3], window_depth: 1, micro_batch: 8, gradient_accumulation_steps: 1,
+        storage: ['f32', 'f32', 'f32', 'f32'], policy: null, measured: null, error: null, admission: null,
+        device: { memory_budget_bytes: 2 ** 30, threads: 2, matmul_gflops: 20 },
+      },
+    });
+    const f = r.body.plan.forecast;
+    for (const k of ['peak_rss_bytes', 'peak_tf_bytes', 'weight_bytes', 'trainable_bytes', 'activation_bytes', 'step_ms', 'total_ms', 'flops_per_step']) expect(f[k], k).toBeGreaterThan(0);
+    expect(f.peak_rss_bytes).toBeLessThan(2 ** 30);
+    expect(f.total_ms).toBeCloseTo(8 * f.step_ms, -1);
+    // a larger batch costs more activation memory; a compressed model fewer weight bytes
+    const big = (await admin.post('/v1/jobs?dry_run=true', { ...body, hyperparameters: { max_steps: 8, batch_size: 32, max_length: 64 } })).body.plan;
+    expect(big.forecast.activation_bytes).toBeGreaterThan(f.activation_bytes);
+    const comp = (await admin.post('/v1/jobs?dry_run=true', { ...body, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } })).body;
+    expect(comp.method.edge_llm.compression).toEqual({ target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'inverse', bits_rule: 'budgeted', group_size: 0 });
+    expect(comp.plan).toMatchObject({ storage: ['int4', 'int4', 'int4', 'int4'], policy: { id: null, source: 'estimated' } });
+    expect(comp.plan.forecast.weight_bytes).toBeLessThan(f.weight_bytes);
+    // a dry run that does not fit still answers 200, with the reason
+    const tight = await admin.post('/v1/jobs?dry_run=true', { ...body, device: { memory_budget_bytes: 1024 } });
+    expect(tight.status).toBe(200);
+    expect(tight.body.plan).toMatchObject({ fits: false, reason: expect.stringContaining('MiB') });
+    // the usual checks apply, and an Idempotency-Key does not store anything for a dry run
+    expectProblem(await admin.post('/v1/jobs?dry_run=true', { ...body, model: 'gpt-5' }), 400, 'model_not_found');
+    expect((await admin.post('/v1/jobs?dry_run=true', body, { 'idempotency-key': 'dry-1' })).status).toBe(200);
+    expectProblem(await admin.post('/v1/jobs?dry_run=maybe', body), 400, 'invalid_request');
+    expect((await admin.get('/v1/jobs?limit=100')).body.data.length).toBe(before.jobs);
+    expect(await q.count()).toBe(before.queue);
+    expect((await admin.post('/v1/jobs', body, { 'idempotency-key': 'dry-1' })).status).toBe(201); // the key was not taken
+  });
+
+  it('a job whose plan cannot fit its memory budget is refused (422 plan_does_not_fit, forecast in the body) and nothing is queued', async () => {
+    const before = { jobs: (await admin.get('/v1/jobs?limit=100')).body.data.length, queue: await q.count() };
+    const r = await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 }, device: { memory_budget_bytes: 64 * 2 ** 20 } });
+    expectProblem(r, 422, 'plan_does_not_fit');
+    expect(r.body.param).toBe('device.memory_budget_bytes');
+    expect(r.body.detail).toMatch(/budget is 64 MiB/);
+    expect(r.body.plan).toMatchObject({ source: 'api', fits: false, device: { memory_budget_bytes: 64 * 2 ** 20 }, forecast: { peak_rss_bytes: expect.any(Number) } });
+    expect(r.body.plan.forecast.peak_rss_bytes).toBeGreaterThan(64 * 2 ** 20);
+    expect((await admin.get('/v1/jobs?limit=100')).body.data.length).toBe(before.jobs);
+    expect(await q.count()).toBe(before.queue);
+  });
+
+  it('a created job records its compression budget, device and the API plan', async () => {
+    const r = await admin.post('/v1/jobs', {
+      model: 'deep-llama', training_file: train, hyperparameters: { max_steps: 8, batch_size: 4 }, device: { memory_budget_bytes: 2 ** 31 },
+      method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.3, avg_bits: 6, method: 'sparsegpt', sparsity_rule: 'owl', group_size: 32 } } },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body).toMatchObject({
+      status: 'queued', device: { memory_budget_bytes: 2 ** 31, threads: null }, policy_id: null,
+      method: { edge_llm: { compression: { target_sparsity: 0.3, avg_bits: 6, method: 'sparsegpt', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 32 } } },
+      plan: { source: 'api', fits: true, policy: { id: null, source: 'estimated' }, measured: null, device: { memory_budget_bytes: 2 ** 31 } },
+    });
+    // budgeted 6 bits over 8 layers: half the layers stored as int8, half as int4
+    expect([...r.body.plan.storage].sort()).toEqual(['int4', 'int4', 'int4', 'int4', 'int8', 'int8', 'int8', 'int8']);
+    expect((await admin.get(`/v1/jobs/${r.body.id}`)).body.plan).toEqual(r.body.plan);
+    // without a device: planned for the configured/local default, echoed as null
+    const d = await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 } });
+    expect(d.body).toMatchObject({ device: null, method: { edge_llm: { compression: null } }, plan: { fits: true, policy: null } });
+    expect(d.body.plan.device.memory_budget_bytes).toBeGreaterThan(0);
+    for (const id of [r.body.id, d.body.id]) await admin.post(`/v1/jobs/${id}/cancel`);
+  });
+
+  it('validates compression and device fields (400 listing each bad field)', async () => {
+    const base = { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 } };
+    const r = await admin.post('/v1/jobs', {
+      ...base,
+      method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 1.5, avg_bits: 1, method: 'magnitude', sparsity_rule: 'random', bits_rule: 'max', group_size: -1, extra: 1 } } },
+      device: { memory_budget_bytes: 0, threads: 0, gpu: true },
+    });
+    expectProblem(r, 400, 'invalid_request');
+    const p = 'method.edge_llm.compression';
+    expect(r.body.errors.map((e: any) => e.param).sort()).toEqual([
+      `${p}.avg_bits`, `${p}.bits_rule`, `${p}.extra`, `${p}.group_size`, `${p}.method`, `${p}.sparsity_rule`, `${p}.target_sparsity`,
+      'device.gpu', 'device.memory_budget_bytes', 'device.threads',
+    ].sort());
+    const missing = await admin.post('/v1/jobs', { ...base, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5 } } } });
+    expectProblem(missing, 400, 'invalid_request');
+    expect(missing.body.errors.map((e: any) => e.param)).toEqual([`${p}.avg_bits`]);
+    expectProblem(await admin.post('/v1/jobs', { ...base, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: '0.5', avg_bits: 4 } } } }), 400, 'invalid_request');
+    // uniform bits need a bit-width the quantizer stores
+    const uni = await admin.post('/v1/jobs', { ...base, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 6, bits_rule: 'uniform' } } } });
+    expectProblem(uni, 400, 'invalid_compression');
+    expect(uni.body.param).toBe(`${p}.avg_bits`);
+    // dry runs validate the same way
+    expectProblem(await admin.post('/v1/jobs?dry_run=true', { ...base, device: { threads: 0 } }), 400, 'invalid_request');
+  });
+
+  it('policies: empty list, 404 for an unknown id, model filter, cursors; stored policies with their arrays and usage', async () => {
+    expect((await admin.get('/v1/policies')).body).toEqual({ object: 'list', data: [], has_more: false, first_id: null, last_id: null });
+    expectProblem(await admin.get('/v1/policies/pol_nope'), 404, 'policy_not_found');
+    expectProblem(await admin.get('/v1/policies?after=pol_nope'), 400, 'invalid_cursor');
+    expectProblem(await admin.withKey(null).get('/v1/policies'), 401, 'missing_api_key');
+    // policies are written by workers; store two the way a worker does
+    const { createPrisma, storePolicy } = await import('../../apps/api/src/shared/index.js');
+    const db = createPrisma(t.databaseUrl, { max: 2 });
+    try {
+      const budget = { target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'inverse', bits_rule: 'budgeted', group_size: 0 } as const;
+      const policy = { sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], targetSparsity: 0.5, avgBits: 4, sparsityRule: 'inverse', bitsRule: 'budgeted', pruneSensitivity: [0.4, 0.2, 0.1, 0.1], quantSensitivity: [0.02, 0.01, 0.01, 0.005] } as const;
+      const sensitivity = {
+        method: 'wanda', sparsities: [0.5], bits: [4], groupSize: 0, denseLoss: 5.9, ms: 1200,
+        layers: [0, 1, 2, 3].map((l) => ({ layer: l, pruneNmse: [0.1], pruneDloss: [0.01], quantNmse: [0.02], quantDloss: [NaN] })),
+        calibration: { description: '8 x 128 tokens: the first training examples of training file file_x, concatenated', sequences: 8, seqLen: 128, tokens: 1024 },
+      };
+      const a = await storePolicy(db, { modelId: 'tiny-llama', compression: budget, policy: { ...policy, sparsity: [...policy.sparsity], bits: [...policy.bits], pruneSensitivity: [...policy.pruneSensitivity], quantSensitivity: [...policy.quantSensitivity] }, sensitivity, jobId: null });
+      const b = await storePolicy(db, { modelId: 'deep-llama', compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4, 4, 4, 4, 4], pruneSensitivity: new Array(8).fill(0.1), quantSensitivity: new Array(8).fill(0.1) }, sensitivity: null, jobId: null });
+      expect([a.created, b.created]).toEqual([true, true]);
+      const list = (await admin.get('/v1/policies')).body;
+      expect(list.data.map((x: any) => x.id)).toEqual([b.row.id, a.row.id]);
+      expect((await admin.get('/v1/policies?model=tiny-llama')).body.data.map((x: any) => x.id)).toEqual([a.row.id]);
+      expect((await admin.get('/v1/policies?model=other')).body.data).toEqual([]);
+      const page = (await admin.get(`/v1/policies?limit=1&after=${b.row.id}`)).body;
+      expect(page).toMatchObject({ data: [{ id: a.row.id }], has_more: false });
+      const got = (await user.get(`/v1/policies/${a.row.id}`)).body; // global: any project reads it
+      expect(got).toMatchObject({
+        id: a.row.id, object: 'policy', model: 'tiny-llama', budget, n_layers: 4, sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], mean_sparsity: 0.5, mean_bits: 4,
+        sensitivity: { prune: [0.4, 0.2, 0.1, 0.1], quant: [0.02, 0.01, 0.01, 0.005], profile: { method: 'wanda', dense_loss: 5.9, layers: expect.any(Array) } },
+        calibration: { description: expect.stringContaining('file_x'), sequences: 8, seq_len: 128, tokens: 1024 }, job_count: 0,
+      });
+      expect(got.sensitivity.profile.layers[0]).toEqual({ layer: 0, prune_nmse: [0.1], prune_dloss: [0.01], quant_nmse: [0.02], quant_dloss: [null] });
+      // a job with a stored budget is planned with that policy's bits
+      const dry = (await admin.post('/v1/jobs?dry_run=true', { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 }, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } })).body;
+      expect(dry).toMatchObject({ policy_id: a.row.id, plan: { storage: ['int8', 'int4', 'int4', 'int4'], policy: { id: a.row.id, source: 'stored' } } });
+      // storing the same budget again (a racing job) keeps the first row
+      const again = await storePolicy(db, { modelId: 'tiny-llama', compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null });
+      expect(again).toMatchObject({ created: false, row: { id: a.row.id, sparsity: [0.3, 0.5, 0.6, 0.6] } });
+      expect((await admin.get('/v1/policies')).body.data).toHaveLength(2);
+      // two jobs racing to store a new budget's policy: one row, both get it
+      const other = { ...budget, target_sparsity: 0.4 };
+      const race = await Promise.all([0.1, 0.2, 0.3].map((x) => storePolicy(db, { modelId: 'tiny-llama', compression: other, policy: { ...policy, sparsity: [x, x, x, x], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null })));
+      expect(race.filter((x) => x.created)).toHaveLength(1);
+      expect(new Set(race.map((x) => x.row.id)).size).toBe(1);
+      expect((await admin.get('/v1/policies?model=tiny-llama')).body.data).toHaveLength(2);
+    } finally {
+      await db.$disconnect();
+    }
+  });
+
   it('refuses to delete a file a live job uses (409)', async () => {
     const f = (await admin.upload(goodJsonl(10))).body.id;
     const j = (await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: f, hyperparameters: { max_steps: 8 } })).body;
     expectProblem(await admin.delete(`/v1/files/${f}`), 409, 'file_in_use');
     await admin.post(`/v1/jobs/${j.id}/cancel`);
     expect((await admin.delete(`/v1/files/${f}`)).status).toBe(200);
+  });
+});
+
+describe('isolation', () => {
+  it('the API (with the planner and model config it takes from the engine) loads no TF.js', () => {
+    // a resolve hook that fails on any @tensorflow module, then the API's entry point (sources, through tsx)
+    const hook = 'export async function resolve(s, c, next) { const r = await next(s, c); if (/@tensorflow/.test(r.url)) throw new Error("TF.js loaded: " + r.url + " from " + c.parentURL); return r; }';
+    const script = `import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));`
+      + `await import(${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'apps', 'api', 'src', 'index.ts')).href)}); console.log('loaded');`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, encoding: 'utf8' });
+    expect(r.stderr).not.toMatch(/TF\.js loaded/);
+    expect(r.stdout.trim()).toBe('loaded');
   });
 });
 

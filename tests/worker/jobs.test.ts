@@ -172,6 +172,82 @@ describe('with one worker', () => {
     expect((await c.post(`/v1/jobs/${id}/cancel`)).status).toBe(409);
   });
 
+  it('compression: the first job profiles and stores a policy, the next with the same model and budget reuses it; plans record forecast vs measured; the bundle rebuilds the compressed voted model', async () => {
+    const budget = { target_sparsity: 0.3, avg_bits: 4 };
+    const device = { memory_budget_bytes: 4 * 2 ** 30, threads: 1 };
+    const body = {
+      model: MODEL, training_file: train, validation_file: val, device,
+      hyperparameters: { max_steps: 8, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, method: { type: 'edge_llm', edge_llm: { compression: budget } },
+    };
+    const run = async () => {
+      const created = await c.post('/v1/jobs', body);
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      expect(created.body.plan).toMatchObject({ source: 'api', fits: true });
+      const done = await untilStatus(created.body.id, ['succeeded', 'failed', 'cancelled']);
+      expect(done.status, JSON.stringify(done.error) + shared!.log().slice(-3000)).toBe('succeeded');
+      return done;
+    };
+    const a = await run();
+    expect(a.policy_id).toMatch(/^pol_/);
+    expect(a.result.compression).toMatchObject({ policy_id: a.policy_id, policy_reused: false, mean_sparsity: expect.closeTo(0.3, 5), mean_bits: expect.any(Number) });
+    expect(a.result.compression.mean_bits).toBeLessThanOrEqual(4);
+    expect(a.result.compression.stored_bytes).toBeLessThan(a.result.compression.dense_bytes / 4);
+    // the worker's plan replaced the API's, with what it measured and the admission forecast kept
+    expect(a.plan).toMatchObject({
+      source: 'worker', fits: true, exit_layers: [0, 1, 2, 3], micro_batch: 4, policy: { id: a.policy_id, source: 'run' },
+      device: { memory_budget_bytes: device.memory_budget_bytes, threads: 1 }, admission: { fits: true, memory_budget_bytes: device.memory_budget_bytes },
+    });
+    expect(a.plan.storage.every((s: string) => s === 'int4' || s === 'int8')).toBe(true);
+    for (const k of ['peak_rss_bytes', 'peak_tf_bytes', 'step_ms']) {
+      expect(a.plan.measured[k], k).toBeGreaterThan(0);
+      expect(a.plan.error[k], k).toBeCloseTo(a.plan.forecast[k] / a.plan.measured[k] - 1, 2);
+    }
+    const evA = await events(a.id);
+    expect(evA.map((e) => e.message)).toEqual(expect.arrayContaining([
+      `Compression policy ${a.policy_id} created from a fresh sensitivity profile and stored`, expect.stringMatching(/^Plan forecast vs measured: peak RSS \d+ MiB vs \d+ MiB/),
+    ]));
+    let policies = (await c.get(`/v1/policies?model=${MODEL}`)).body.data;
+    expect(policies).toHaveLength(1);
+    expect(policies[0]).toMatchObject({ id: a.policy_id, model: MODEL, budget: { ...budget, method: 'wanda', sparsity_rule: 'inverse', bits_rule: 'budgeted', group_size: 0 }, n_layers: 4, job_count: 1 });
+    expect(policies[0].calibration.description).toContain(`training file ${train}`);
+    expect(policies[0].calibration.description).not.toContain(t.dir);
+    expect(policies[0].sensitivity.profile.layers).toHaveLength(4);
+
+    const b = await run();
+    expect(b.policy_id).toBe(a.policy_id);
+    expect(b.result.compression).toMatchObject({ policy_id: a.policy_id, policy_reused: true, stored_bytes: a.result.compression.stored_bytes });
+    expect((await events(b.id)).map((e) => e.message)).toContain(`Compression policy ${a.policy_id} reused (stored for this model and budget: no profiling)`);
+    expect(shared!.log()).toContain(`[${b.id}] LUC policy ${a.policy_id} reused`);
+    policies = (await c.get('/v1/policies')).body.data;
+    expect(policies.map((p: any) => p.id)).toEqual([a.policy_id]);
+    expect(policies[0].job_count).toBe(2);
+    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({ policy_id: a.policy_id, plan: { policy: { id: a.policy_id, source: 'stored' }, storage: a.plan.storage } });
+
+    // the bundle carries the policy and the packed weights: the voted compressed model evaluates as the job did
+    const bundle = await c.bytes(`/v1/jobs/${b.id}/adapter?format=bundle`);
+    const bdir = join(t.dir, 'bundle-compressed');
+    mkdirSync(bdir);
+    writeFileSync(join(t.dir, 'bundle-compressed.tar'), bundle.data);
+    await tar.extract({ file: join(t.dir, 'bundle-compressed.tar'), cwd: bdir });
+    const manifest = JSON.parse(readFileSync(join(bdir, 'manifest.json'), 'utf8'));
+    expect(Object.keys(manifest.files).sort()).toEqual(['compressed_model.safetensors', 'edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors', 'policy.json']);
+    expect(manifest.compression).toMatchObject({ policy_id: a.policy_id, budget: { target_sparsity: 0.3, avg_bits: 4 } });
+    for (const [f, m] of Object.entries(manifest.files as Record<string, { sha256: string }>)) expect(sha256(readFileSync(join(bdir, f))), f).toBe(m.sha256);
+    const policyJson = JSON.parse(readFileSync(join(bdir, 'policy.json'), 'utf8'));
+    expect(policyJson).toMatchObject({ id: a.policy_id, object: 'policy', sparsity: policies[0].sparsity, bits: policies[0].bits });
+    const edge = JSON.parse(readFileSync(join(bdir, 'edge_llm.json'), 'utf8'));
+    expect(edge.compression).toMatchObject({ policy_id: a.policy_id, policy: { sparsity: policies[0].sparsity, bits: policies[0].bits } });
+    const modelDir = join(t.modelsDir, MODEL);
+    const tok = await loadTokenizer(modelDir);
+    const { examples } = await loadExamples(join(t.dir, 'val.jsonl'), tok, b.hyperparameters.max_length);
+    const voted = LlamaModel.load(modelDir);
+    const { paths } = loadEdgeAdapter(voted, bdir);
+    const ev = evaluatePaths(voted, paths, examples, { padId: tok.padId ?? tok.eosId ?? 0 });
+    ev.perExit.forEach((e, k) => expect(e.loss).toBeCloseTo(b.result.exits[k].loss, 4));
+    expect(ev.voted[b.result.voting_rule].accuracy).toBe(b.result.voted_accuracy);
+    voted.dispose();
+  });
+
   it('cancel reaches a running job within seconds; it ends cancelled with no adapter', async () => {
     const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: 5000, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;
     await waitFor(async () => { const j = await job(id); return j.status === 'running' && j.progress.step >= 3 && j; }, 60_000, 'training');

@@ -20,6 +20,7 @@ import { validatorCompiler } from './validation.js';
 import files from './routes/files.js';
 import jobs from './routes/jobs.js';
 import models from './routes/models.js';
+import policies from './routes/policies.js';
 import projects from './routes/projects.js';
 import health from './routes/health.js';
 
@@ -66,7 +67,8 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
       info: {
         title: 'edgetune API',
         version: API_VERSION,
-        description: 'Edge-LLM tuning service: upload JSONL datasets, run adaptive layer tuning jobs on base models, stream progress, '
+        description: 'Edge-LLM tuning service: upload JSONL datasets, run adaptive layer tuning jobs on base models (optionally compressed '
+          + 'with a reusable layer-wise policy, planned to fit a device), stream progress, '
           + 'download the voted adapter. Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 application/problem+json with a stable `code`.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
@@ -76,6 +78,7 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
         { name: 'files', description: 'JSONL datasets' },
         { name: 'jobs', description: 'tuning jobs, their events, checkpoints and adapters' },
         { name: 'models', description: 'base models' },
+        { name: 'policies', description: 'LUC compression policies (per base model and budget)' },
         { name: 'projects', description: 'projects and API keys (admin)' },
         { name: 'health', description: 'liveness and readiness' },
       ],
@@ -89,6 +92,7 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
   await app.register(files, deps);
   await app.register(jobs, deps);
   await app.register(models, deps);
+  await app.register(policies, deps);
   await app.register(projects, deps);
 
   app.addHook('preClose', async () => {

@@ -36,7 +36,9 @@ export class ApiError extends Error {
   readonly param: string | null;
   readonly errors?: ProblemItem[];
   readonly headers?: Record<string, string>;
-  constructor(status: number, code: string, detail: string, opts: { param?: string | null; errors?: ProblemItem[]; headers?: Record<string, string> } = {}) {
+  /** extension members of the problem document (e.g. the plan of a job that does not fit) */
+  readonly extra?: Record<string, unknown>;
+  constructor(status: number, code: string, detail: string, opts: { param?: string | null; errors?: ProblemItem[]; headers?: Record<string, string>; extra?: Record<string, unknown> } = {}) {
     super(detail);
     this.name = 'ApiError';
     this.status = status;
@@ -44,11 +46,12 @@ export class ApiError extends Error {
     this.param = opts.param ?? null;
     this.errors = opts.errors;
     this.headers = opts.headers;
+    this.extra = opts.extra;
   }
 }
 
 /** 404 for a resource that does not exist or belongs to another project (same answer for both). */
-export function notFound(kind: 'job' | 'file' | 'model' | 'project' | 'api_key' | 'checkpoint', id: string): ApiError {
+export function notFound(kind: 'job' | 'file' | 'model' | 'project' | 'api_key' | 'checkpoint' | 'policy', id: string): ApiError {
   return new ApiError(404, `${kind}_not_found`, `No ${kind.replace('_', ' ')} with id ${JSON.stringify(id)}`, { param: 'id' });
 }
 
@@ -63,6 +66,7 @@ export function sendProblem(req: FastifyRequest, reply: FastifyReply, e: ApiErro
     code: e.code,
     param: e.param,
     ...(e.errors ? { errors: e.errors } : {}),
+    ...e.extra,
     request_id: String(req.id),
   };
   if (e.headers) reply.headers(e.headers);

@@ -1,15 +1,19 @@
-/** Job lifecycle on the API side: creation (validate, resolve, enqueue), lookup, cancel. */
+/** Job lifecycle on the API side: planning (dry runs), creation (validate, resolve, plan, enqueue), lookup, cancel. */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { parseLlamaConfig } from '@edgetune/engine/config';
+import type { Config } from './shared/config.js';
 import type { PrismaClient } from './shared/db.js';
 import { newId } from './shared/ids.js';
 import { addEvents } from './shared/events.js';
-import { resolveJobConfig, JobConfigError } from './shared/jobconfig.js';
+import { resolveJobConfig, JobConfigError, type ResolvedJobConfig } from './shared/jobconfig.js';
+import { planJob, type JobPlan } from './shared/plan.js';
+import { findPolicy } from './shared/policies.js';
 import { channels, type ControlMessage, type QueueJobData } from './shared/queue.js';
 import { isTerminal } from './shared/status.js';
 import { ApiError, notFound } from './errors.js';
 import { jobObject, type JobRow } from './serialize.js';
-import type { JobCreateBody, JobObject } from './schemas.js';
+import type { JobCreateBody, JobDryRunObject, JobObject } from './schemas.js';
 
 /** What job routes need. */
 export interface JobDeps {
@@ -17,6 +21,8 @@ export interface JobDeps {
   redis: Redis;
   queue: Queue<QueueJobData>;
   prefix: string;
+  /** device defaults of the plan (EDGETUNE_DEVICE_*) */
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>;
 }
 
 /** The job object of a row (counts checkpoints and adapters). */
@@ -36,11 +42,19 @@ export async function findJob(db: PrismaClient, projectId: string, id: string) {
   return j;
 }
 
-/**
- * Creates a job: checks the model and files, resolves the configuration, records the job in
- * `validating_files`, then (files were validated at upload) moves it to `queued` and enqueues it.
- */
-export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<JobObject> {
+/** A create request checked and resolved: its model, files, configuration and plan. */
+interface PreparedJob {
+  model: { id: string };
+  train: { id: string; records: number };
+  val: { id: string; records: number } | null;
+  cfg: ResolvedJobConfig;
+  plan: JobPlan;
+  /** the stored policy the job would reuse */
+  policyId: string | null;
+}
+
+/** Checks the model and files, resolves the configuration, and plans the job (nothing is written). */
+async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<PreparedJob> {
   const { db } = deps;
   const model = await db.baseModel.findUnique({ where: { id: body.model } });
   if (!model) throw new ApiError(400, 'model_not_found', `Base model ${JSON.stringify(body.model)} is not installed; see GET /v1/models`, { param: 'model' });
@@ -52,12 +66,53 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
   };
   const train = await fileOf(body.training_file, 'training_file');
   const val = body.validation_file ? await fileOf(body.validation_file, 'validation_file') : null;
-  let cfg;
+  let cfg: ResolvedJobConfig;
   try {
     cfg = resolveJobConfig(body, model, train.records);
   } catch (e) {
     if (e instanceof JobConfigError) throw new ApiError(400, e.code, e.message, { param: e.param, errors: [{ param: e.param, message: e.message }] });
     throw e;
+  }
+  let shape;
+  try {
+    shape = parseLlamaConfig(model.config as Record<string, unknown>);
+  } catch (e) {
+    throw new ApiError(400, 'invalid_model', `Base model ${model.id} cannot be planned: ${(e as Error).message}`, { param: 'model' });
+  }
+  const c = cfg.method.edge_llm.compression;
+  const stored = c ? await findPolicy(db, model.id, c) : null;
+  let plan: JobPlan;
+  try {
+    plan = planJob(shape, cfg, train.records, deps.config, stored);
+  } catch (e) {
+    if ((e as Error).name === 'PlanError') throw new ApiError(400, 'invalid_request', `The job cannot be planned: ${(e as Error).message}`, { param: null });
+    throw e;
+  }
+  return { model, train, val, cfg, plan, policyId: stored?.id ?? null };
+}
+
+/** `POST /v1/jobs?dry_run=true`: the resolved job and its plan; creates nothing. */
+export async function dryRunJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<JobDryRunObject> {
+  const p = await prepareJob(deps, projectId, body);
+  return {
+    object: 'job.plan', model: p.model.id, training_file: p.train.id, validation_file: p.val?.id ?? null, training_records: p.train.records,
+    total_steps: p.cfg.totalSteps, method: p.cfg.method, hyperparameters: p.cfg.hyperparameters as unknown as Record<string, unknown>,
+    device: p.cfg.device, policy_id: p.policyId, plan: p.plan,
+  };
+}
+
+/**
+ * Creates a job: checks the model and files, resolves the configuration, plans it and refuses it (422
+ * `plan_does_not_fit`, the plan in the problem) when it cannot fit its memory budget; otherwise records
+ * the job in `validating_files`, then (files were validated at upload) moves it to `queued` and enqueues it.
+ */
+export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<JobObject> {
+  const { db } = deps;
+  const { model, train, val, cfg, plan } = await prepareJob(deps, projectId, body);
+  if (!plan.fits) {
+    const param = cfg.device?.memory_budget_bytes != null ? 'device.memory_budget_bytes' : 'device';
+    throw new ApiError(422, 'plan_does_not_fit', `The job does not fit its memory budget: it ${plan.reason}. Lower hyperparameters.batch_size or max_length, `
+      + 'compress the model (method.edge_llm.compression), or raise device.memory_budget_bytes. The forecast is in `plan`.', { param, extra: { plan } });
   }
   const id = newId('job');
   await db.job.create({
@@ -65,6 +120,7 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
       id, projectId, model: model.id, trainingFile: train.id, validationFile: val?.id ?? null, status: 'validating_files',
       method: cfg.method as object, hyperparameters: cfg.hyperparameters as object, checkpointEvery: cfg.checkpointEvery, seed: cfg.seed,
       suffix: body.suffix ?? null, metadata: (body.metadata ?? {}) as object, totalSteps: cfg.totalSteps, queueJobId: id,
+      device: (cfg.device ?? undefined) as object | undefined, plan: plan as object,
     },
   });
   await addEvents(db, deps.redis, deps.prefix, id, [

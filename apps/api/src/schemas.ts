@@ -4,6 +4,7 @@
  */
 import { Type, type Static, type TSchema } from '@fastify/type-provider-typebox';
 import { JOB_STATUSES } from './shared/status.js';
+import { BITS_RULES, PRUNE_METHODS, SPARSITY_RULES } from './shared/jobconfig.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Auto = <T extends TSchema>(t: T) => Type.Union([Type.Literal('auto'), t]);
@@ -58,6 +59,36 @@ export const DeletedFile = Type.Object({ id: Type.String(), object: Type.Literal
 
 const ExitLayers = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: 64 });
 
+const budgetProps = {
+  target_sparsity: Type.Number({ minimum: 0, maximum: 0.9, description: 'mean fraction of each decoder layer\'s linear weights to prune (0 = prune nothing)' }),
+  avg_bits: Type.Number({ minimum: 2, maximum: 16, description: 'average weight bit-width over the layers (16 = no quantization with bits_rule "uniform")' }),
+};
+const methodDoc = 'pruning method: Wanda (weight x activation norm) or SparseGPT (Hessian-based, slower)';
+const sparsityRuleDoc = 'per-layer sparsity from sensitivity: `inverse` (the paper\'s), `owl` (bounded to target +- 0.08), `uniform`';
+const bitsRuleDoc = 'per-layer bits: `budgeted` (greedy under avg_bits over 2/3/4/8 bits), `mean` (8 bits above mean sensitivity, else 4), `uniform` (avg_bits everywhere: 2, 3, 4, 8 or 16)';
+const groupSizeDoc = 'quantization scales per group of this many input columns (0 = one per output channel)';
+
+export const CompressionInput = Type.Object({
+  ...budgetProps,
+  method: Type.Optional(Type.Enum(PRUNE_METHODS, { description: `${methodDoc}; default wanda` })),
+  sparsity_rule: Type.Optional(Type.Enum(SPARSITY_RULES, { description: `${sparsityRuleDoc}; default inverse` })),
+  bits_rule: Type.Optional(Type.Enum(BITS_RULES, { description: `${bitsRuleDoc}; default budgeted` })),
+  group_size: Type.Optional(Type.Integer({ minimum: 0, maximum: 8192, description: `${groupSizeDoc}; default 0` })),
+}, {
+  $id: 'CompressionInput', additionalProperties: false,
+  description: 'Layer-wise unified compression (LUC) budget: the base model is pruned and quantized layer by layer before tuning, following a policy '
+    + 'built from per-layer sensitivities. The policy of a model and budget is made once and reused by every later job (GET /v1/policies).',
+});
+
+/** A resolved compression budget (every field set): with the base model, the key of a policy. */
+export const Compression = Type.Object({
+  ...budgetProps,
+  method: Type.Enum(PRUNE_METHODS, { description: methodDoc }),
+  sparsity_rule: Type.Enum(SPARSITY_RULES, { description: sparsityRuleDoc }),
+  bits_rule: Type.Enum(BITS_RULES, { description: bitsRuleDoc }),
+  group_size: Type.Integer({ description: groupSizeDoc }),
+}, { $id: 'Compression', description: 'a LUC budget with defaults filled in' });
+
 export const MethodInput = Type.Object({
   type: Type.Literal('edge_llm'),
   edge_llm: Type.Optional(Type.Object({
@@ -65,8 +96,53 @@ export const MethodInput = Type.Object({
     schedule: Type.Optional(Type.Enum(['sequential', 'round_robin', 'random'])),
     train_heads: Type.Optional(Type.Boolean()),
     voting: Type.Optional(Type.Literal('auto', { description: 'the voting rule is chosen on validation data' })),
+    compression: Type.Optional(Nullable(ref(CompressionInput))),
   }, { additionalProperties: false })),
 }, { $id: 'MethodInput', additionalProperties: false });
+
+export const DeviceInput = Type.Object({
+  memory_budget_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'memory the job may use (process resident set), bytes; default: the worker\'s free memory' })),
+  threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'matmul (BLAS) threads; default: the worker\'s cores' })),
+}, {
+  $id: 'DeviceInput', additionalProperties: false,
+  description: 'The device the job must fit. The planner picks micro-batch, gradient accumulation, exit windows and prefix caching for it; '
+    + 'a job whose plan cannot fit is refused (422 `plan_does_not_fit`) before it is queued.',
+});
+
+const PlanForecast = Type.Object({
+  peak_rss_bytes: Type.Integer({ description: 'process resident memory at peak (compared with the budget)' }),
+  peak_tf_bytes: Type.Integer({ description: 'TF.js tensor bytes at the peak of a step' }),
+  weight_bytes: Type.Integer(),
+  trainable_bytes: Type.Integer({ description: 'LoRA, exit heads and their optimizer state' }),
+  activation_bytes: Type.Integer(),
+  prefix_cache_bytes: Type.Integer(),
+  step_ms: Type.Number({ description: 'per optimizer step' }),
+  total_ms: Type.Number(),
+  flops_per_step: Type.Number({ description: 'matmul FLOPs per optimizer step' }),
+});
+
+export const JobPlan = Type.Object({
+  source: Type.Enum(['api', 'worker'], { description: '`api`: planned at creation (sequence length = max_length, so an upper bound); `worker`: the plan the worker followed' }),
+  fits: Type.Boolean(),
+  reason: Nullable(Type.String({ description: 'why it does not fit' })),
+  exit_layers: Type.Array(Type.Integer(), { description: 'exits the plan trains (the planner may add shallower exits to fit memory)' }),
+  window_depth: Type.Integer({ description: 'layers of the deepest window (backpropagation depth)' }),
+  micro_batch: Type.Integer(),
+  gradient_accumulation_steps: Type.Integer(),
+  prefix_cache: Type.Boolean({ description: 'the frozen prefix\'s activations are cached across epochs' }),
+  storage: Type.Array(Type.String(), { description: 'per layer weight storage: f32, int8 or int4' }),
+  device: Type.Object({ memory_budget_bytes: Type.Integer(), threads: Type.Integer(), backend: Type.String(), matmul_gflops: Type.Number() }),
+  policy: Nullable(Type.Object({
+    id: Nullable(Type.String()),
+    source: Type.Enum(['stored', 'estimated', 'run'], { description: '`stored`: a stored policy\'s bits; `estimated`: from the budget, before a policy exists; `run`: the policy the job ran with' }),
+  })),
+  forecast: PlanForecast,
+  measured: Nullable(Type.Object({ peak_rss_bytes: Type.Integer(), peak_tf_bytes: Type.Integer(), step_ms: Type.Number() }, { description: 'what the worker measured' })),
+  error: Nullable(Type.Object({ peak_rss_bytes: Nullable(Type.Number()), peak_tf_bytes: Nullable(Type.Number()), step_ms: Nullable(Type.Number()) }, { description: 'forecast / measured - 1' })),
+  admission: Nullable(Type.Object({
+    fits: Type.Boolean(), peak_rss_bytes: Type.Integer(), step_ms: Type.Number(), total_ms: Type.Number(), memory_budget_bytes: Type.Integer(),
+  }, { description: 'the API\'s forecast at creation, kept once the worker\'s plan replaces it' })),
+}, { $id: 'JobPlan', description: 'the execution plan (Edge-LLM hardware scheduling): choices, forecast, and after the run the measurements' });
 
 export const HyperparametersInput = Type.Object({
   n_epochs: Type.Optional(Auto(Type.Integer({ minimum: 1, maximum: 100 }))),
@@ -98,7 +174,12 @@ export const JobCreate = Type.Object({
   seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2147483647 })),
   suffix: Type.Optional(Nullable(Type.String({ maxLength: 64, pattern: '^[A-Za-z0-9_.-]*$' }))),
   metadata: Type.Optional(Nullable(Metadata)),
+  device: Type.Optional(Nullable(ref(DeviceInput))),
 }, { $id: 'JobCreate', additionalProperties: false });
+
+export const JobCreateQuery = Type.Object({
+  dry_run: Type.Optional(Type.Boolean({ description: 'plan the job and return the plan (200, object `job.plan`); nothing is created or queued' })),
+}, { additionalProperties: false });
 
 export const JobErrorObject = Type.Object({ code: Type.String(), message: Type.String(), param: Nullable(Type.String()) }, { $id: 'JobError' });
 
@@ -116,6 +197,14 @@ export const JobResult = Type.Object({
   tokens_per_sec: Type.Number(),
   train_seconds: Type.Number(),
   final_loss: Nullable(Type.Number()),
+  compression: Type.Optional(Nullable(Type.Object({
+    policy_id: Nullable(Type.String()),
+    policy_reused: Type.Boolean({ description: 'the policy was stored before this job (no profiling)' }),
+    stored_bytes: Type.Integer({ description: 'frozen linear weights as stored (packed)' }),
+    dense_bytes: Type.Integer({ description: 'the same weights in float32' }),
+    mean_sparsity: Type.Number(),
+    mean_bits: Type.Number(),
+  }, { additionalProperties: true }))),
 }, { $id: 'JobResult', description: "the engine's report: per-exit and voted validation metrics" });
 
 export const Job = Type.Object({
@@ -131,7 +220,10 @@ export const Job = Type.Object({
   fine_tuned_model: Nullable(Type.String()),
   training_file: Type.String(),
   validation_file: Nullable(Type.String()),
-  method: Type.Object({ type: Type.Literal('edge_llm'), edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), voting: Type.String() }) }),
+  method: Type.Object({
+    type: Type.Literal('edge_llm'),
+    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), voting: Type.String(), compression: Nullable(ref(Compression)) }),
+  }),
   hyperparameters: Type.Object({
     n_epochs: Type.Integer(), batch_size: Type.Integer(), learning_rate_multiplier: Type.Number(), learning_rate: Type.Number(),
     max_steps: Nullable(Type.Integer()), gradient_accumulation_steps: Type.Integer(), warmup_steps: Type.Integer(), lr_scheduler: Type.String(),
@@ -155,10 +247,29 @@ export const Job = Type.Object({
   attempt: Type.Integer({ description: 'times a worker picked the job up' }),
   checkpoints: Type.Object({ count: Type.Integer(), latest_id: Nullable(Type.String()) }),
   result_files: Type.Array(Type.String(), { description: 'adapter formats ready for download (GET /v1/jobs/{id}/adapter?format=...)' }),
+  device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) }, { description: 'the device the job asked for (null fields: the worker\'s own)' })),
+  plan: Nullable(ref(JobPlan)),
+  policy_id: Nullable(Type.String({ description: 'the LUC policy the job used (GET /v1/policies/{id})' })),
   project_id: Type.String(),
 }, { $id: 'Job' });
 export const JobList = listOf(Job, 'JobList');
 
+export const JobDryRun = Type.Object({
+  object: Type.Literal('job.plan'),
+  model: Type.String(),
+  training_file: Type.String(),
+  validation_file: Nullable(Type.String()),
+  training_records: Type.Integer(),
+  total_steps: Type.Integer(),
+  method: Type.Object({
+    type: Type.Literal('edge_llm'),
+    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), voting: Type.String(), compression: Nullable(ref(Compression)) }),
+  }),
+  hyperparameters: Type.Record(Type.String(), Type.Unknown(), { description: 'resolved, as the job would have them' }),
+  device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) })),
+  policy_id: Nullable(Type.String({ description: 'the stored policy the job would reuse (null: it would profile the model and store one)' })),
+  plan: ref(JobPlan),
+}, { $id: 'JobDryRun', description: 'what POST /v1/jobs?dry_run=true returns: the resolved job and its plan; nothing was created' });
 export const JobEvent = Type.Object({
   id: Type.String({ examples: ['evt_abc123'] }),
   object: Type.Literal('fine_tuning.job.event'),
@@ -198,6 +309,29 @@ export const ModelObject = Type.Object({
 }, { $id: 'Model' });
 export const ModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ref(ModelObject)) }, { $id: 'ModelList' });
 
+export const PolicyObject = Type.Object({
+  id: Type.String({ examples: ['pol_abc123'] }),
+  object: Type.Literal('policy'),
+  created_at: Timestamp('creation time'),
+  model: Type.String({ description: 'base model id' }),
+  budget: ref(Compression),
+  n_layers: Type.Integer(),
+  sparsity: Type.Array(Type.Number(), { description: 'per decoder layer: fraction of its linear weights pruned' }),
+  bits: Type.Array(Type.Integer(), { description: 'per decoder layer: weight bit-width (16 = not quantized)' }),
+  mean_sparsity: Type.Number(),
+  mean_bits: Type.Number(),
+  sensitivity: Type.Object({
+    prune: Type.Array(Nullable(Type.Number()), { description: 'per layer pruning sensitivity (mean normalised output MSE over the sparsity grid)' }),
+    quant: Type.Array(Nullable(Type.Number()), { description: 'per layer quantization sensitivity (normalised output MSE at 4 bits)' }),
+    profile: Nullable(Type.Record(Type.String(), Type.Unknown(), { description: 'the profile: grids, per-layer normalised MSE and loss change per grid point, dense loss' })),
+  }),
+  calibration: Nullable(Type.Object({
+    description: Type.String(), sequences: Type.Integer(), seq_len: Type.Integer(), tokens: Type.Integer(),
+  }, { description: 'the calibration data of the profile' })),
+  job_count: Type.Optional(Type.Integer({ description: 'jobs of this project that used the policy' })),
+}, { $id: 'Policy', description: 'A LUC policy: per-layer sparsity and bit-widths of a base model for a budget, reused by every job with that model and budget' });
+export const PolicyList = listOf(PolicyObject, 'PolicyList');
+
 export const Project = Type.Object({ id: Type.String(), object: Type.Literal('project'), name: Type.String(), created_at: Type.Integer() }, { $id: 'Project' });
 export const ProjectList = listOf(Project, 'ProjectList');
 export const ApiKey = Type.Object({
@@ -215,7 +349,7 @@ export const ApiKey = Type.Object({
 export const ApiKeyList = listOf(ApiKey, 'ApiKeyList');
 
 /** Every named schema, registered with app.addSchema in this order. */
-export const NAMED_SCHEMAS: TSchema[] = [ProblemItem, Problem, FileObject, FileList, DeletedFile, MethodInput, HyperparametersInput, JobCreate, JobErrorObject, JobResult, Job, JobList, JobEvent, JobEventList, Checkpoint, CheckpointList, ModelObject, ModelList, Project, ProjectList, ApiKey, ApiKeyList];
+export const NAMED_SCHEMAS: TSchema[] = [ProblemItem, Problem, FileObject, FileList, DeletedFile, CompressionInput, Compression, MethodInput, HyperparametersInput, DeviceInput, JobCreate, JobErrorObject, JobResult, JobPlan, Job, JobList, JobDryRun, PolicyObject, PolicyList, JobEvent, JobEventList, Checkpoint, CheckpointList, ModelObject, ModelList, Project, ProjectList, ApiKey, ApiKeyList];
 
 const listProps = {
   after: Type.Optional(Type.String({ description: 'id of the last item of the previous page' })),
@@ -232,11 +366,12 @@ export function listQuery<P extends Record<string, TSchema>>(extra: P, opts: { p
 
 export const IdParams = Type.Object({ id: Type.String() });
 
-/** Problem responses (application/problem+json) for the given statuses. */
-export function problems(...statuses: number[]): Record<number, TSchema> {
+/** Problem responses (application/problem+json) for the given statuses ([status, description] to word one for the route). */
+export function problems(...statuses: (number | [number, string])[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {};
-  for (const s of statuses) {
-    out[s] = { description: PROBLEM_DESCRIPTIONS[s] ?? 'Problem', content: { 'application/problem+json': { schema: ref(Problem) } } } as unknown as TSchema;
+  for (const x of statuses) {
+    const [s, description] = Array.isArray(x) ? x : [x, PROBLEM_DESCRIPTIONS[x] ?? 'Problem'];
+    out[s] = { description, content: { 'application/problem+json': { schema: ref(Problem) } } } as unknown as TSchema;
   }
   return out;
 }
@@ -256,3 +391,5 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
 
 export type JobCreateBody = Static<typeof JobCreate>;
 export type JobObject = Static<typeof Job>;
+export type JobDryRunObject = Static<typeof JobDryRun>;
+export type PolicyObjectType = Static<typeof PolicyObject>;

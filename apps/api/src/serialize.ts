@@ -24,6 +24,14 @@ export interface JobRow {
   method: unknown; hyperparameters: unknown; checkpointEvery: number; seed: number; suffix: string | null; metadata: unknown;
   fineTunedModel: string | null; error: unknown; step: number; totalSteps: number; etaSeconds: number | null; latestMetrics: unknown;
   result: unknown; trainedTokens: bigint | null; attempts: number; createdAt: Date; updatedAt: Date; startedAt: Date | null; finishedAt: Date | null;
+  device: unknown; plan: unknown; policyId: string | null;
+}
+
+/** `method` as stored; rows older than compression have none (null). */
+function withCompression(method: unknown): unknown {
+  const m = method as { edge_llm?: Record<string, unknown> };
+  if (!m?.edge_llm || 'compression' in m.edge_llm) return method;
+  return { ...m, edge_llm: { ...m.edge_llm, compression: null } };
 }
 
 export function jobObject(j: JobRow, extra: { checkpointCount: number; latestCheckpointId: string | null; adapterFormats: string[] }): Static<typeof S.Job> {
@@ -41,7 +49,7 @@ export function jobObject(j: JobRow, extra: { checkpointCount: number; latestChe
     fine_tuned_model: j.fineTunedModel,
     training_file: j.trainingFile,
     validation_file: j.validationFile,
-    method: j.method as Static<typeof S.Job>['method'],
+    method: withCompression(j.method) as Static<typeof S.Job>['method'],
     hyperparameters: j.hyperparameters as Static<typeof S.Job>['hyperparameters'],
     checkpointing: { every_n_steps: j.checkpointEvery },
     seed: j.seed,
@@ -60,6 +68,9 @@ export function jobObject(j: JobRow, extra: { checkpointCount: number; latestChe
     attempt: j.attempts,
     checkpoints: { count: extra.checkpointCount, latest_id: extra.latestCheckpointId },
     result_files: extra.adapterFormats,
+    device: (j.device ?? null) as Static<typeof S.Job>['device'],
+    plan: (j.plan ?? null) as Static<typeof S.JobPlan> | null,
+    policy_id: j.policyId,
     project_id: j.projectId,
   };
 }

@@ -1,10 +1,12 @@
 /**
  * Archives the worker stores as blobs: checkpoint folders (tar), the PEFT adapter (tar of
  * `adapter_config.json` + `adapter_model.safetensors`) and the edge bundle (PEFT files, the voted model
- * `edge_llm.json` + `edge_llm.safetensors`, `metrics.json`, and `manifest.json` with sha256 sums).
+ * `edge_llm.json` + `edge_llm.safetensors`, `metrics.json`, and `manifest.json` with sha256 sums; for a
+ * compressed job also `compressed_model.safetensors`, the packed pruned and quantized base weights, and
+ * `policy.json`, the LUC policy as GET /v1/policies/{id} shows it).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tar from 'tar';
 
@@ -45,17 +47,21 @@ export interface BundleManifest {
   created_at: number;
   exit_layers: number[];
   voting_rule: string;
+  /** the compression budget and policy of a compressed job (null: dense base model) */
+  compression: { policy_id: string | null; budget: unknown } | null;
   files: Record<string, { bytes: number; sha256: string }>;
 }
 
 /**
  * Rewrites the engine's output folder for distribution: `base_model` / `base_model_name_or_path` name
- * the base model id (not the worker's local path). Returns the voted model's exit layers and rule.
+ * the base model id (not the worker's local path), and a compressed model's `compression` names its
+ * stored policy. Returns the voted model's exit layers and rule.
  */
-export function normalizeArtifacts(outDir: string, modelId: string): { exitLayers: number[]; votingRule: string } {
+export function normalizeArtifacts(outDir: string, modelId: string, policyId: string | null = null): { exitLayers: number[]; votingRule: string } {
   const edgeFile = join(outDir, 'edge_llm.json');
-  const edge = JSON.parse(readFileSync(edgeFile, 'utf8')) as { exit_layers: number[]; voting_rule: string; base_model?: string };
+  const edge = JSON.parse(readFileSync(edgeFile, 'utf8')) as { exit_layers: number[]; voting_rule: string; base_model?: string; compression?: Record<string, unknown> | null };
   edge.base_model = modelId;
+  if (edge.compression) edge.compression = { policy_id: policyId, ...edge.compression };
   writeFileSync(edgeFile, JSON.stringify(edge, null, 2) + '\n');
   const cfgFile = join(outDir, 'peft', 'adapter_config.json');
   const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
@@ -68,11 +74,17 @@ export function normalizeArtifacts(outDir: string, modelId: string): { exitLayer
  * Packs `<outDir>` (after {@link normalizeArtifacts}) into `peft.tar` and `bundle.tar` under `destDir`.
  * @returns the two tar paths.
  */
-export async function packAdapters(outDir: string, destDir: string, meta: { jobId: string; modelId: string; exitLayers: number[]; votingRule: string }): Promise<{ peft: string; bundle: string }> {
+export async function packAdapters(outDir: string, destDir: string, meta: { jobId: string; modelId: string; exitLayers: number[]; votingRule: string; policy?: { id: string } | null; compression?: unknown }): Promise<{ peft: string; bundle: string }> {
   const mtime = new Date();
   const peft = join(destDir, 'peft.tar');
   await packTar(join(outDir, 'peft'), ['adapter_config.json', 'adapter_model.safetensors'], peft, mtime);
   const files = ['edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors'];
+  if (existsSync(join(outDir, 'compressed_model.safetensors'))) files.push('compressed_model.safetensors');
+  if (meta.policy) {
+    writeFileSync(join(outDir, 'policy.json'), JSON.stringify(meta.policy, null, 2) + '\n');
+    files.push('policy.json');
+  }
+  files.sort();
   const manifest: BundleManifest = {
     format: BUNDLE_FORMAT,
     job_id: meta.jobId,
@@ -80,6 +92,7 @@ export async function packAdapters(outDir: string, destDir: string, meta: { jobI
     created_at: Math.floor(mtime.getTime() / 1000),
     exit_layers: meta.exitLayers,
     voting_rule: meta.votingRule,
+    compression: meta.compression ? { policy_id: meta.policy?.id ?? null, budget: meta.compression } : null,
     files: Object.fromEntries(files.map((f) => [f, { bytes: statSync(join(outDir, f)).size, sha256: sha256File(join(outDir, f)) }])),
   };
   writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');

@@ -22,10 +22,12 @@ function context(): RunContext {
     redis,
     queue: new Queue<QueueJobData>(QUEUE_NAME, { connection: redis, prefix: config.queuePrefix }),
     workerId: process.env.EDGETUNE_WORKER_ID ?? `${config.hostName}:${process.ppid}`,
-    engine: () => (engine ??= import('@edgetune/engine').then(async (m) => {
-      await m.initBackend({ quiet: process.env.EDGETUNE_QUIET === '1' });
+    // A job's `device.threads` (or EDGETUNE_DEVICE_THREADS) sets the BLAS threads; initBackend is a no-op when they are unchanged.
+    engine: async (blasThreads) => {
+      const m = await (engine ??= import('@edgetune/engine'));
+      await m.initBackend({ quiet: process.env.EDGETUNE_QUIET === '1', ...(blasThreads ? { blasThreads } : {}) });
       return m;
-    })),
+    },
     log: (line) => console.error(line),
   };
   return ctx;

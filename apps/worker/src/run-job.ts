@@ -3,15 +3,22 @@
  * latest checkpoint, runs the engine with progress/metrics events and checkpoints, and stores the
  * adapters and the report. Cancel (DB status `cancelling`, or the BullMQ abort signal with reason
  * `cancel`) stops it between steps; reason `shutdown` checkpoints the current step and re-queues it.
+ *
+ * Compressed jobs reuse the stored LUC policy of their model and budget, or store the one the engine
+ * profiles (policies.ts settles races). Every job runs under the planner for its device (the job's
+ * `device`, else this worker's free memory and cores) and records the plan with what was measured.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { availableParallelism, freemem } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
-import type { StepReport, TuneJobReport } from '@edgetune/engine';
+import type { StepReport, TuneJobOptions, TuneJobReport } from '@edgetune/engine';
+import type { Plan } from '@edgetune/engine/schedule';
 import {
-  addEvents, blobToFile, isTerminal, putBlob, type Config, type Hyperparameters, type JobError, type Method, type NewJobEvent,
+  addEvents, admissionOf, blobToFile, describePlan, enginePolicyOf, findPolicy, isTerminal, jobPlanOf, policyObject, putBlob, readModelSummary, storePolicy,
+  type Config, type Hyperparameters, type JobDevice, type JobError, type JobPlan, type Method, type NewJobEvent, type PolicyRow,
   type PrismaClient, type QueueJobData, newId,
 } from '@edgetune/api/shared';
 import { engineTuneOptions } from './engine-options.js';
@@ -24,8 +31,8 @@ export interface RunContext {
   redis: Redis;
   queue: Queue<QueueJobData>;
   workerId: string;
-  /** the engine (loaded lazily, once per process: it pulls TF.js) */
-  engine: () => Promise<typeof import('@edgetune/engine')>;
+  /** the engine (loaded lazily, once per process: it pulls TF.js), its backend set to `blasThreads` (default: the engine's) */
+  engine: (blasThreads?: number) => Promise<typeof import('@edgetune/engine')>;
   log: (line: string) => void;
 }
 
@@ -42,6 +49,8 @@ const USER_ERRORS: Record<string, string> = {
   AdapterError: 'invalid_adapter',
   ExitConfigError: 'invalid_exit_layers',
   EvaluationError: 'evaluation_failed',
+  PlanNotFeasibleError: 'plan_does_not_fit',
+  PolicyError: 'invalid_compression',
 };
 
 /** Validation metrics and run totals as the job's `result`. */
@@ -59,6 +68,18 @@ export function resultOf(r: TuneJobReport): Record<string, unknown> {
     tokens_per_sec: Math.round(r.tokensPerSec * 10) / 10,
     train_seconds: Math.round(r.trainMs) / 1000,
     final_loss: Number.isFinite(r.finalLoss) ? r.finalLoss : null,
+    compression: null,
+  };
+}
+
+/** `result.compression` of a compressed run. */
+export function compressionResultOf(r: TuneJobReport, policy: { id: string; reused: boolean } | null): Record<string, unknown> | null {
+  const c = r.compression;
+  if (!c) return null;
+  const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
+  return {
+    policy_id: policy?.id ?? null, policy_reused: policy?.reused ?? false, stored_bytes: c.report.storedBytes, dense_bytes: c.report.denseBytes,
+    mean_sparsity: Math.round(mean(c.policy.sparsity) * 1e6) / 1e6, mean_bits: Math.round(mean(c.policy.bits) * 1e6) / 1e6,
   };
 }
 
@@ -137,9 +158,59 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
 
     const method = j.method as unknown as Method;
     const hp = j.hyperparameters as unknown as Hyperparameters;
+    const device = (j.device ?? null) as JobDevice | null;
+    const wantThreads = device?.threads ?? config.deviceThreads ?? undefined;
     tick('inputs fetched');
-    const engine = await ctx.engine();
+    const engine = await ctx.engine(wantThreads ? Math.min(wantThreads, availableParallelism()) : undefined);
     tick('engine loaded');
+
+    // LUC: reuse the stored policy of this model and budget, else store the one the engine profiles.
+    const budget = method.edge_llm.compression ?? null;
+    let policyUsed: { id: string; reused: boolean } | null = null;
+    let compression: TuneJobOptions['compression'];
+    if (budget) {
+      const layers = readModelSummary(modelDir, j.model).numLayers;
+      const stored = await findPolicy(db, j.model, budget);
+      const usable = stored && stored.numLayers === layers ? stored : null;
+      if (stored && !usable) ctx.log(`[${jobId}] stored policy ${stored.id} has ${stored.numLayers} layers, the model ${layers}: profiling afresh`);
+      const POLICY_MESSAGES = {
+        reused: 'reused (stored for this model and budget: no profiling)',
+        created: 'created from a fresh sensitivity profile and stored',
+        adopted: 'stored meanwhile by another job with this model and budget: compressing with it',
+        resumed: 'stored by an earlier attempt of this job: compressing with it again',
+      } as const;
+      const usePolicy = async (row: PolicyRow, how: keyof typeof POLICY_MESSAGES) => {
+        policyUsed = { id: row.id, reused: how === 'reused' || how === 'adopted' };
+        await db.job.update({ where: { id: jobId }, data: { policyId: row.id } });
+        ctx.log(`[${jobId}] LUC policy ${row.id} ${POLICY_MESSAGES[how]}`);
+        await events([{ message: `Compression policy ${row.id} ${POLICY_MESSAGES[how]}`, data: { policy_id: row.id, policy_reused: policyUsed.reused, budget } }]);
+      };
+      if (usable) await usePolicy(usable, usable.sourceJobId === jobId ? 'resumed' : 'reused');
+      compression = {
+        targetSparsity: budget.target_sparsity, avgBits: budget.avg_bits, method: budget.method, sparsityRule: budget.sparsity_rule,
+        bitsRule: budget.bits_rule, groupSize: budget.group_size,
+        policy: usable ? enginePolicyOf(usable) : undefined,
+        onPolicy: async (policy, sensitivity) => {
+          if (usable) return;
+          const { row, created } = await storePolicy(db, {
+            modelId: j.model, compression: budget, policy, sensitivity, jobId,
+            calibrationDescription: sensitivity?.calibration.description.replace(resolve(files[0].path), `training file ${j.trainingFile}`),
+          });
+          if (created) return usePolicy(row, 'created');
+          if (row.numLayers !== policy.sparsity.length) return;
+          // Another job stored this budget's policy first: compress with it, so every job of the budget runs the same policy.
+          Object.assign(policy, enginePolicyOf(row));
+          await usePolicy(row, 'adopted');
+        },
+      };
+    }
+    // The planner fits the run to the job's device, else this worker's free memory.
+    const deviceOpt = {
+      memoryBudgetBytes: device?.memory_budget_bytes ?? config.deviceMemoryBytes ?? freemem(),
+      ...(config.deviceGflops ? { matmulGflops: config.deviceGflops } : {}),
+    };
+    const admission = admissionOf((j.plan ?? null) as JobPlan | null);
+    const policyRef = () => (budget ? { id: (policyUsed as { id: string } | null)?.id ?? null, source: 'run' as const } : null);
     // Step metrics are written in batches (every ~250 ms, and before checkpoints and the end).
     const pending: NewJobEvent[] = [];
     let progress: { step: number; etaSeconds: number; latestMetrics: object } | null = null;
@@ -161,6 +232,8 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
       outDir,
       maxLength: hp.max_length,
       tune: engineTuneOptions(method, hp, j.seed, j.totalSteps),
+      compression,
+      device: deviceOpt,
       checkpointEvery: j.checkpointEvery,
       // On shutdown the step in progress is checkpointed before the abort takes effect at the top of
       // the engine's loop (tests/worker/jobs.test.ts "SIGTERM").
@@ -199,18 +272,22 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
 
     tick('tuned');
     await flush();
+    const plan = report.plan ? jobPlanOf(report.plan.plan, 'worker', { measured: report.plan.measured, policy: policyRef(), admission }) : null;
     // Trained and evaluated: store the adapters, then finish (unless a cancel came in meanwhile).
-    const meta = normalizeArtifacts(outDir, j.model);
-    const tars = await packAdapters(outDir, work, { jobId, modelId: j.model, ...meta });
+    const used = policyUsed as { id: string; reused: boolean } | null;
+    const policyRow = used ? await db.policy.findUnique({ where: { id: used.id } }) : null;
+    const meta = normalizeArtifacts(outDir, j.model, used?.id ?? null);
+    const tars = await packAdapters(outDir, work, { jobId, modelId: j.model, ...meta, policy: policyRow ? policyObject(policyRow) : null, compression: budget });
     const stored: { format: string; blob: Awaited<ReturnType<typeof putBlob>> }[] = [];
     for (const [format, file] of Object.entries(tars)) stored.push({ format, blob: await putBlob(db, file, 'application/x-tar') });
     tick('adapters stored');
-    const result = resultOf(report);
+    const result: Record<string, unknown> = { ...resultOf(report), compression: compressionResultOf(report, used) };
     const done = await db.$transaction(async (tx) => {
       const r = await tx.job.updateMany({
         where: { id: jobId, status: 'running' },
         data: {
           status: 'succeeded', finishedAt: now(), step: report.steps, etaSeconds: null, result: result as object, trainedTokens: BigInt(report.tokens),
+          ...(plan ? { plan: plan as object } : {}),
           fineTunedModel: `ft:${j.model}:${j.suffix ?? ''}:${jobId}`,
         },
       });
@@ -224,7 +301,13 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
       return markCancelled();
     }
     const acc = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
     await events([
+      ...(plan?.measured ? [{
+        message: `Plan forecast vs measured: peak RSS ${mib(plan.forecast.peak_rss_bytes)} vs ${mib(plan.measured.peak_rss_bytes)}, TF.js peak ${mib(plan.forecast.peak_tf_bytes)} vs ${mib(plan.measured.peak_tf_bytes)}, `
+          + `step ${Math.round(plan.forecast.step_ms)} vs ${Math.round(plan.measured.step_ms)} ms`,
+        data: { plan },
+      }] : []),
       {
         type: 'metrics',
         message: `Validation: ${(result.exits as { layer: number; accuracy: number | null }[]).map((e) => `exit ${e.layer} ${acc(e.accuracy)}`).join(', ')}; voted (${result.voting_rule ?? 'n/a'}) ${acc(result.voted_accuracy as number | null)}`,
@@ -242,7 +325,15 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
     }
     const code = USER_ERRORS[err.name];
     ctx.log(`[${jobId}] ${code ? 'job error' : 'internal error'}: ${err.stack ?? err.message}`);
-    const param = err.name === 'DatasetError' ? ((err as { source?: string }).source?.endsWith('validation.jsonl') ? 'validation_file' : 'training_file') : err.name === 'ExitConfigError' ? 'method.edge_llm.exit_layers' : null;
+    if (err.name === 'PlanNotFeasibleError') {
+      const p = jobPlanOf((err as Error & { plan: Plan }).plan, 'worker', { admission: admissionOf((j.plan ?? null) as JobPlan | null) });
+      await db.job.update({ where: { id: jobId }, data: { plan: p as object } }).catch(() => {});
+      await events([{ level: 'error', message: `Plan: ${describePlan(p)}`, data: { plan: p } }]).catch(() => {});
+    }
+    const param = err.name === 'DatasetError' ? ((err as { source?: string }).source?.endsWith('validation.jsonl') ? 'validation_file' : 'training_file')
+      : err.name === 'ExitConfigError' ? 'method.edge_llm.exit_layers'
+        : err.name === 'PlanNotFeasibleError' ? 'device.memory_budget_bytes'
+          : err.name === 'PolicyError' ? 'method.edge_llm.compression' : null;
     return await fail({ code: code ?? 'internal_error', message: err.message, param });
   } finally {
     clearInterval(poll);

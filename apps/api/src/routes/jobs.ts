@@ -5,11 +5,11 @@ import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
 import { authOf } from '../auth.js';
 import { idempotent, requestHash } from '../idempotency.js';
-import { cancelJob, createJob, findJob, renderJob } from '../jobs.js';
+import { cancelJob, createJob, dryRunJob, findJob, renderJob } from '../jobs.js';
 import { readBlob } from '../shared/blobs.js';
 import { isTerminal, JOB_STATUSES } from '../shared/status.js';
 import { checkpointObject, eventObject, listPage } from '../serialize.js';
-import { CheckpointList, IdParams, Job, JobCreate, JobEventList, JobList, ListQuery, listQuery, problems, ref } from '../schemas.js';
+import { CheckpointList, IdParams, Job, JobCreate, JobCreateQuery, JobDryRun, JobEventList, JobList, ListQuery, listQuery, problems, ref } from '../schemas.js';
 
 /** Adapter download formats. */
 export const ADAPTER_FORMATS = ['peft', 'bundle'] as const;
@@ -36,17 +36,26 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { db, hub } = deps;
-  const jd = { db, redis: deps.redis, queue: deps.queue, prefix: deps.config.queuePrefix };
+  const jd = { db, redis: deps.redis, queue: deps.queue, prefix: deps.config.queuePrefix, config: deps.config };
 
   app.post('/v1/jobs', {
     schema: {
-      operationId: 'createJob', summary: 'Create a tuning job', tags: ['jobs'],
-      description: 'Creates an Edge-LLM adaptive layer tuning job on a base model. "auto" values are resolved and echoed back. Supports Idempotency-Key.',
+      operationId: 'createJob', summary: 'Create a tuning job (or plan one: ?dry_run=true)', tags: ['jobs'],
+      description: 'Creates an Edge-LLM adaptive layer tuning job on a base model, optionally compressed first (`method.edge_llm.compression`, LUC). '
+        + '"auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker\'s own memory and cores): '
+        + 'micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit '
+        + 'its memory budget is refused with 422 `plan_does_not_fit` (the plan in the problem) before anything is created. '
+        + '`?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key.',
+      querystring: JobCreateQuery,
       body: ref(JobCreate),
-      response: { 201: ref(Job), ...problems(400, 401, 409, 503) },
+      response: {
+        200: ref(JobDryRun), 201: ref(Job),
+        ...problems(400, 401, 409, [422, 'The job does not fit its memory budget (`plan_does_not_fit`; the forecast is in `plan`)'], 503),
+      },
     },
   }, async (req, reply) => {
     const { projectId } = authOf(req);
+    if (req.query.dry_run) return reply.code(200).send(await dryRunJob(jd, projectId, req.body));
     return idempotent(db, req, reply, requestHash(req.body), async () => ({ status: 201, body: await createJob(jd, projectId, req.body) }));
   });
 
@@ -217,7 +226,8 @@ const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
       operationId: 'downloadJobAdapter', summary: 'Download the tuned adapter', tags: ['jobs'], params: IdParams,
       description: '`peft`: a tar with `adapter_config.json` + `adapter_model.safetensors` (Hugging Face PEFT; the deepest exit\'s path). '
         + '`bundle`: a tar with the PEFT files, `edge_llm.json` + `edge_llm.safetensors` (all windows\' LoRA, exit layers, exit heads, voting rule), '
-        + '`metrics.json` and `manifest.json` (sha256 of every file). Headers: `ETag`, `X-Content-SHA256` (hex), `Repr-Digest`. Supports `Range` (single range).',
+        + '`metrics.json` and `manifest.json` (sha256 of every file); a compressed job adds `compressed_model.safetensors` (packed pruned and quantized base weights) '
+        + 'and `policy.json` (its LUC policy). Headers: `ETag`, `X-Content-SHA256` (hex), `Repr-Digest`. Supports `Range` (single range).',
       querystring: Type.Object({ format: Type.Optional(Type.Enum(ADAPTER_FORMATS, { default: 'peft' })) }, { additionalProperties: false }),
       headers: Type.Object({ range: Type.Optional(Type.String()), 'if-range': Type.Optional(Type.String()) }),
       response: {

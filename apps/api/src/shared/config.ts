@@ -27,7 +27,18 @@ export interface Config {
   /** name this host reports (base model registry, job worker_id) */
   hostName: string;
   logLevel: string;
+  /**
+   * The device a job runs on when it states none (EDGETUNE_DEVICE_MEMORY_BYTES, EDGETUNE_DEVICE_THREADS,
+   * EDGETUNE_DEVICE_GFLOPS): null = unknown. The API plans with these (else its host's free memory and
+   * cores, and DEFAULT_DEVICE_GFLOPS); a worker uses them over its own free memory, cores and measured SGEMM.
+   */
+  deviceMemoryBytes: number | null;
+  deviceThreads: number | null;
+  deviceGflops: number | null;
 }
+
+/** Matmul throughput (GFLOP/s) the API assumes for workers when EDGETUNE_DEVICE_GFLOPS is unset: a 2-core x86 box with OpenBLAS. */
+export const DEFAULT_DEVICE_GFLOPS = 20;
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number): number {
   const v = env[name];
@@ -35,6 +46,14 @@ function int(env: NodeJS.ProcessEnv, name: string, dflt: number): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(v)}`);
   return Math.floor(n);
+}
+
+function positive(env: NodeJS.ProcessEnv, name: string, integer = false): number | null {
+  const v = env[name];
+  if (v === undefined || v === '') return null;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || (integer && n < 1)) throw new Error(`${name} must be a positive number, got ${JSON.stringify(v)}`);
+  return integer ? Math.floor(n) : n;
 }
 
 /** Reads the configuration from `env` (defaults: local PostgreSQL and Redis, port 8080, `models/`). */
@@ -55,5 +74,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workDir: resolve(env.EDGETUNE_WORK_DIR || join(tmpdir(), 'edgetune-work')),
     hostName: env.EDGETUNE_HOST_NAME || hostname(),
     logLevel: env.LOG_LEVEL || 'info',
+    deviceMemoryBytes: positive(env, 'EDGETUNE_DEVICE_MEMORY_BYTES', true),
+    deviceThreads: positive(env, 'EDGETUNE_DEVICE_THREADS', true),
+    deviceGflops: positive(env, 'EDGETUNE_DEVICE_GFLOPS'),
   };
 }

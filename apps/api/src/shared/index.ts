@@ -1,6 +1,7 @@
 /**
  * What the API and the worker share: configuration, the Prisma client, ids, the blob store, the queue
- * contract, job events, base model discovery and job configuration. No Fastify, no TF.js.
+ * contract, job events, base model discovery, job configuration, execution plans (the engine's planner:
+ * pure arithmetic) and LUC policies. No Fastify, no TF.js.
  */
 export * from './config.js';
 export * from './db.js';
@@ -12,3 +13,5 @@ export * from './models.js';
 export * from './jobconfig.js';
 export * from './status.js';
 export * from './auth.js';
+export * from './plan.js';
+export * from './policies.js';

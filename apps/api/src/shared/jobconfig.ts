@@ -6,6 +6,45 @@
 import { defaultExitLayers, limitsOf, LORA_TARGETS, type ModelLimits } from './models.js';
 import { randomInt } from 'node:crypto';
 
+/** Pruning methods, sparsity rules and bit rules of LUC (the engine's names). */
+export const PRUNE_METHODS = ['wanda', 'sparsegpt'] as const;
+export const SPARSITY_RULES = ['inverse', 'owl', 'uniform'] as const;
+export const BITS_RULES = ['budgeted', 'mean', 'uniform'] as const;
+/** Bit-widths the quantizer stores (16 = left in float): what `bits_rule: "uniform"` can give every layer. */
+export const WEIGHT_BITS = [2, 3, 4, 8, 16] as const;
+
+/** `method.edge_llm.compression` as a client sends it: the LUC budget. */
+export interface CompressionInput {
+  target_sparsity: number;
+  avg_bits: number;
+  method?: (typeof PRUNE_METHODS)[number];
+  sparsity_rule?: (typeof SPARSITY_RULES)[number];
+  bits_rule?: (typeof BITS_RULES)[number];
+  group_size?: number;
+}
+
+/** The resolved budget (every field set): with the base model, the key of a stored policy. */
+export interface Compression {
+  target_sparsity: number;
+  avg_bits: number;
+  method: (typeof PRUNE_METHODS)[number];
+  sparsity_rule: (typeof SPARSITY_RULES)[number];
+  bits_rule: (typeof BITS_RULES)[number];
+  group_size: number;
+}
+
+/** `device` as a client sends it (absent fields: the worker's own). */
+export interface DeviceInput {
+  memory_budget_bytes?: number;
+  threads?: number;
+}
+
+/** The device a job asked for, as stored and echoed (null fields: the worker's own). */
+export interface JobDevice {
+  memory_budget_bytes: number | null;
+  threads: number | null;
+}
+
 /** `method` as a client sends it. */
 export interface MethodInput {
   type: 'edge_llm';
@@ -14,6 +53,7 @@ export interface MethodInput {
     schedule?: 'sequential' | 'round_robin' | 'random';
     train_heads?: boolean;
     voting?: 'auto';
+    compression?: CompressionInput | null;
   };
 }
 
@@ -39,7 +79,7 @@ export interface HyperparametersInput {
 /** Resolved method. */
 export interface Method {
   type: 'edge_llm';
-  edge_llm: { exit_layers: number[]; schedule: 'sequential' | 'round_robin' | 'random'; train_heads: boolean; voting: 'auto' };
+  edge_llm: { exit_layers: number[]; schedule: 'sequential' | 'round_robin' | 'random'; train_heads: boolean; voting: 'auto'; compression: Compression | null };
 }
 
 /** Resolved hyperparameters (every value a number or list). */
@@ -67,6 +107,7 @@ export interface JobConfigInput {
   hyperparameters?: HyperparametersInput;
   checkpointing?: { every_n_steps?: 'auto' | number };
   seed?: number;
+  device?: DeviceInput | null;
 }
 
 /** Everything the worker needs besides the files and the model. */
@@ -76,6 +117,8 @@ export interface ResolvedJobConfig {
   checkpointEvery: number;
   seed: number;
   totalSteps: number;
+  /** null: the worker's own */
+  device: JobDevice | null;
 }
 
 /** A request that is well-formed but does not fit the model or the data. `param` is a dotted path. */
@@ -133,11 +176,14 @@ export function resolveJobConfig(input: JobConfigInput, model: { numLayers: numb
   const maxLength = hp.max_length ?? Math.min(256, limits.max_length);
   if (maxLength > limits.max_length) fail('invalid_hyperparameters', `max_length ${maxLength} exceeds this model's limit ${limits.max_length}`, 'hyperparameters.max_length');
   const warmup = hp.warmup_steps === undefined || hp.warmup_steps === 'auto' ? Math.min(10, Math.floor(totalSteps * 0.1)) : hp.warmup_steps;
+  const compression = resolveCompression(el.compression ?? null, fail);
+  const device = input.device && (input.device.memory_budget_bytes !== undefined || input.device.threads !== undefined)
+    ? { memory_budget_bytes: input.device.memory_budget_bytes ?? null, threads: input.device.threads ?? null } : null;
   const every = input.checkpointing?.every_n_steps;
   const checkpointEvery = every === undefined || every === 'auto' ? Math.max(1, Math.ceil(totalSteps / 10)) : every;
 
   return {
-    method: { type: 'edge_llm', edge_llm: { exit_layers: exitLayers, schedule: el.schedule ?? 'sequential', train_heads: el.train_heads ?? true, voting: 'auto' } },
+    method: { type: 'edge_llm', edge_llm: { exit_layers: exitLayers, schedule: el.schedule ?? 'sequential', train_heads: el.train_heads ?? true, voting: 'auto', compression } },
     hyperparameters: {
       n_epochs: epochs,
       batch_size: batch,
@@ -158,5 +204,23 @@ export function resolveJobConfig(input: JobConfigInput, model: { numLayers: numb
     checkpointEvery,
     seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
     totalSteps,
+    device,
   };
+}
+
+/** Fills in a compression budget's defaults and checks what the schema cannot (the bit rule's needs). */
+function resolveCompression(c: CompressionInput | null, fail: (code: string, message: string, param: string) => never): Compression | null {
+  if (!c) return null;
+  const out: Compression = {
+    target_sparsity: c.target_sparsity,
+    avg_bits: c.avg_bits,
+    method: c.method ?? 'wanda',
+    sparsity_rule: c.sparsity_rule ?? 'inverse',
+    bits_rule: c.bits_rule ?? 'budgeted',
+    group_size: c.group_size ?? 0,
+  };
+  if (out.bits_rule === 'uniform' && !(WEIGHT_BITS as readonly number[]).includes(out.avg_bits)) {
+    fail('invalid_compression', `bits_rule "uniform" gives every layer avg_bits bits, so avg_bits must be one of ${WEIGHT_BITS.join(', ')} (got ${out.avg_bits})`, 'method.edge_llm.compression.avg_bits');
+  }
+  return out;
 }
