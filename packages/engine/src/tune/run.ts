@@ -34,8 +34,11 @@ export interface CompressionOptions extends Partial<PolicyOptions> {
   /** calibration sequences x tokens taken from the training data */
   calibrationSequences?: number;
   calibrationTokens?: number;
-  /** called with the fresh sensitivity report and policy (to store them) before compression */
-  onPolicy?: (policy: LucPolicy, report: SensitivityReport | null) => void | Promise<void>;
+  /**
+   * called with the policy and the fresh sensitivity report (null when reused) before compression, to
+   * store them; returning a policy compresses with that one instead (e.g. one a concurrent job stored first)
+   */
+  onPolicy?: (policy: LucPolicy, report: SensitivityReport | null) => LucPolicy | void | Promise<LucPolicy | void>;
 }
 
 /**
@@ -161,7 +164,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
       policy = buildPolicy(sensitivity, c);
       log(`LUC: profiled ${model.layers.length} layers in ${(sensitivity.ms / 1000).toFixed(1)} s; sparsity [${policy.sparsity.map((x) => x.toFixed(2)).join(', ')}], bits [${policy.bits.join(', ')}]`);
     }
-    await c.onPolicy?.(policy, sensitivity);
+    policy = (await c.onPolicy?.(policy, sensitivity)) ?? policy;
     const report = compressModel(model, calib, policy, { method: c.method, groupSize: c.groupSize });
     log(`LUC: frozen linear weights ${(report.denseBytes / 2 ** 20).toFixed(1)} MiB -> ${(report.storedBytes / 2 ** 20).toFixed(1)} MiB in ${(report.ms / 1000).toFixed(1)} s`);
     compression = { policy, report, sensitivity };
