@@ -90,7 +90,7 @@ describe('LUC in a tuning job', () => {
     const r = await runTuning({
       modelDir: join(dir, 'model'), trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 48,
       tune: { steps: 4, microBatch: 4, lora: { r: 2, alpha: 4 } },
-      compression: { targetSparsity: 0.5, avgBits: 6, calibrationSequences: 4, calibrationTokens: 32, onPolicy: (p) => { seen = p; } },
+      compression: { targetSparsity: 0.5, avgBits: 6, activationBits: 8, calibrationSequences: 4, calibrationTokens: 32, onPolicy: (p) => { seen = p; } },
     });
     expect(r.compression?.policy.sparsity).toHaveLength(4);
     expect(seen).toEqual(r.compression?.policy);
@@ -99,6 +99,7 @@ describe('LUC in a tuning job', () => {
     const { paths, manifest } = loadEdgeAdapter(model, out);
     expect((manifest.compression as { policy: { bits: number[] } }).policy.bits).toEqual(r.compression!.policy.bits);
     expect(model.layers[0].linears.q_proj.packed?.bits).toBe(r.compression!.policy.bits[0]);
+    expect(model.layers[0].linears.q_proj.actBits).toBe(8); // activation fake-quant travels with the bundle
     const tok = await loadTokenizer(join(dir, 'model'));
     const { examples } = await loadExamples(join(dir, 'val.jsonl'), tok, 48);
     const ev = evaluatePaths(model, paths, examples, { padId: tok.padId! });

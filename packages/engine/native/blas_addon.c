@@ -18,6 +18,9 @@
 //     (float64); ignored rows get lse[i] = 0. Throws RangeError on a label outside [0, V).
 //   xentBackward(z, zOff, labels, labelsOff, lse, lseOff, N, V, ignoreIndex, scale, g, gOff)
 //     g_i = scale * (exp(z_i - lse[i]) - onehot(label_i)); ignored rows get 0.
+//     (Both row loops run on fused.c's thread pool, see setFusedThreads.)
+//   The fused training kernels (RMSNorm, SwiGLU, RoPE, attention, LoRA linear, dropout, AdamW, add,
+//   setFusedThreads): see fused.c.
 #include <node_api.h>
 #include <cblas.h>
 #include <stdbool.h>
@@ -26,6 +29,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "vmath.h"
+
+// Registers the fused kernels of fused.c on `exports`.
+napi_status edgetune_register_fused(napi_env env, napi_value exports);
+// fused.c's thread pool: fn(ctx, lo, hi, tid) over chunks of [0, n); threads (tid < the result of
+// edgetune_par_threads(work)) per the addon's setFusedThreads.
+typedef void (*edgetune_range_fn)(void *ctx, int64_t lo, int64_t hi, int tid);
+void edgetune_par_range(int64_t n, double work, edgetune_range_fn fn, void *ctx);
+int edgetune_par_threads(double work);
 
 // OpenBLAS extensions (declared by OpenBLAS's cblas.h, repeated here for other cblas.h copies).
 extern void openblas_set_num_threads(int num_threads);
@@ -180,36 +193,7 @@ static napi_value get_info(napi_env env, napi_callback_info info) {
 
 // ---- fused softmax cross-entropy ----
 
-// Vectorizable expf (Cephes expf scheme): x = k*ln2 + r with |r| <= ln2/2, exp(r) by a degree-7
-// polynomial (relative error < 2e-7), 2^k built in the exponent bits. Inputs are clamped to
-// [-87.3, 88.3]: below that exp underflows (the result is then ~1e-38 instead of 0, negligible in
-// a softmax sum). Plain arithmetic only, so the loops below vectorize without -ffast-math.
-static inline float exp_approx(float x) {
-  x = x < -87.3f ? -87.3f : x;
-  x = x > 88.3f ? 88.3f : x;
-  float k = x * 1.44269504088896341f + 12582912.f;  // 1.5*2^23: rounds to the nearest integer
-  k -= 12582912.f;
-  float r = x - k * 0.693359375f;
-  r = r - k * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.f;
-  uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-// Multi-versioned for the CPU it runs on (the addon is built once, e.g. into a Docker image).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define EDGETUNE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EDGETUNE_CLONES
-#endif
+// exp_approx and EDGETUNE_CLONES: vmath.h.
 
 // Row max with lane-wise partial maxima (vectorizable).
 EDGETUNE_CLONES static float row_max(const float *z, int64_t V) {
@@ -297,6 +281,49 @@ static bool xent_args(napi_env env, napi_value *a, XentArgs *x) {
   return true;
 }
 
+typedef struct {
+  const XentArgs *x;
+  float *scratch;  // V floats per thread
+  double *sums;    // per thread
+  float *g;
+  float scale;
+} XentJob;
+
+static void xent_forward_rows(void *p, int64_t lo, int64_t hi, int tid) {
+  XentJob *j = p;
+  const XentArgs *x = j->x;
+  float *scratch = j->scratch + (int64_t)tid * x->V;
+  double sum = 0;
+  for (int64_t i = lo; i < hi; i++) {
+    const int64_t y = x->labels[i];
+    if (y == x->ignore) {
+      x->lse[i] = 0.f;
+      continue;
+    }
+    const float *row = x->z + i * x->V;
+    const double l = row_logsumexp(row, x->V, scratch);
+    x->lse[i] = (float)l;
+    sum += l - (double)row[y];
+  }
+  j->sums[tid] += sum;
+}
+
+static void xent_backward_rows(void *p, int64_t lo, int64_t hi, int tid) {
+  (void)tid;
+  XentJob *j = p;
+  const XentArgs *x = j->x;
+  for (int64_t i = lo; i < hi; i++) {
+    const int64_t y = x->labels[i];
+    float *gi = j->g + i * x->V;
+    if (y == x->ignore || j->scale == 0) {
+      memset(gi, 0, sizeof(float) * (size_t)x->V);
+      continue;
+    }
+    row_grad(x->z + i * x->V, x->V, x->lse[i], j->scale, gi);
+    gi[y] -= j->scale;
+  }
+}
+
 static napi_value xent_forward(napi_env env, napi_callback_info info) {
   size_t argc = 9;
   napi_value a[9];
@@ -307,24 +334,20 @@ static napi_value xent_forward(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (!xent_args(env, a, &x)) return NULL;
-  float *scratch = malloc(sizeof(float) * (size_t)x.V);
-  if (!scratch) {
+  const double work = (double)x.N * (double)x.V;
+  const int nt = edgetune_par_threads(work);
+  XentJob j = {.x = &x, .scratch = malloc(sizeof(float) * (size_t)x.V * (size_t)nt), .sums = calloc((size_t)nt, sizeof(double))};
+  if (!j.scratch || !j.sums) {
+    free(j.scratch);
+    free(j.sums);
     napi_throw_error(env, NULL, "blas_addon.xentForward: out of memory");
     return NULL;
   }
+  edgetune_par_range(x.N, work, xent_forward_rows, &j);
   double sum = 0;
-  for (int64_t i = 0; i < x.N; i++) {
-    const int64_t y = x.labels[i];
-    if (y == x.ignore) {
-      x.lse[i] = 0.f;
-      continue;
-    }
-    const float *row = x.z + i * x.V;
-    const double l = row_logsumexp(row, x.V, scratch);
-    x.lse[i] = (float)l;
-    sum += l - (double)row[y];
-  }
-  free(scratch);
+  for (int t = 0; t < nt; t++) sum += j.sums[t];
+  free(j.scratch);
+  free(j.sums);
   napi_value r;
   CHECK(napi_create_double(env, sum, &r));
   return r;
@@ -350,17 +373,8 @@ static napi_value xent_backward(napi_env env, napi_callback_info info) {
   if (!get_f32(env, a[10], "g", &g, &lenG) || !get_i64(env, a[11], "gOff", &gOff) ||
       !in_range(env, "g", lenG, gOff, 0, 1, (double)x.N * (double)x.V))
     return NULL;
-  g += gOff;
-  for (int64_t i = 0; i < x.N; i++) {
-    const int64_t y = x.labels[i];
-    float *gi = g + i * x.V;
-    if (y == x.ignore || scale == 0) {
-      memset(gi, 0, sizeof(float) * (size_t)x.V);
-      continue;
-    }
-    row_grad(x.z + i * x.V, x.V, x.lse[i], (float)scale, gi);
-    gi[y] -= (float)scale;
-  }
+  XentJob j = {.x = &x, .g = g + gOff, .scale = (float)scale};
+  edgetune_par_range(x.N, (double)x.N * (double)x.V, xent_backward_rows, &j);
   return NULL;
 }
 
@@ -378,5 +392,6 @@ NAPI_MODULE_INIT() {
   CHECK(napi_set_named_property(env, exports, "xentForward", f));
   CHECK(napi_create_function(env, "xentBackward", NAPI_AUTO_LENGTH, xent_backward, NULL, &f));
   CHECK(napi_set_named_property(env, exports, "xentBackward", f));
+  CHECK(edgetune_register_fused(env, exports));
   return exports;
 }

@@ -5,7 +5,8 @@ import { dirname, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { KernelFunc } from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { cpuUnsortedSegmentSum, wasmIdentityAlias, wasmUnsortedSegmentSum } from './kernels.js';
+import { cpuUnsortedSegmentSum, wasmCastAlias, wasmGatherFast, wasmIdentityAlias, wasmUnsortedSegmentSum } from './kernels.js';
+import { installFusedKernels } from './fused.js';
 import {
   fastWasmBatchMatMul, fusedMatMulOverride, jsCpuBatchMatMul, nativeCpuBatchMatMul, nativeWasmBatchMatMul,
 } from './matmul.js';
@@ -24,12 +25,17 @@ export interface InitBackendOptions {
   native?: boolean;
   /** OpenBLAS threads (default: EDGETUNE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else os.availableParallelism()). */
   blasThreads?: number;
+  /**
+   * Threads of the fused native kernels (fused.ts; default: EDGETUNE_FUSED_THREADS, else the BLAS
+   * threads, at most 4). 1 keeps them on the calling thread.
+   */
+  fusedThreads?: number;
   /** Do not log the one-line summary to stderr. */
   quiet?: boolean;
 }
 
 type BackendChoice = NonNullable<InitBackendOptions['backend']>;
-interface Resolved { backend: BackendChoice; native: boolean; blasThreads: number }
+interface Resolved { backend: BackendChoice; native: boolean; blasThreads: number; fusedThreads: number }
 
 const CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 const NODE_BACKENDS = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
@@ -53,7 +59,12 @@ function resolve(opts: InitBackendOptions): Resolved {
   if (!Number.isInteger(blasThreads) || blasThreads < 1) {
     throw new Error(`initBackend: blasThreads must be a positive integer, got ${blasThreads}`);
   }
-  return { backend, native, blasThreads };
+  const fusedEnv = process.env.EDGETUNE_FUSED_THREADS ? Number(process.env.EDGETUNE_FUSED_THREADS) : undefined;
+  const fusedThreads = opts.fusedThreads ?? fusedEnv ?? Math.min(blasThreads, 4);
+  if (!Number.isInteger(fusedThreads) || fusedThreads < 1 || fusedThreads > 64) {
+    throw new Error(`initBackend: fusedThreads must be an integer in [1, 64], got ${fusedThreads}`);
+  }
+  return { backend, native, blasThreads, fusedThreads };
 }
 
 /**
@@ -63,12 +74,14 @@ function resolve(opts: InitBackendOptions): Resolved {
  *   as-is when installed), else 'wasm' with our kernels. 'wasm'/'cpu'/'tensorflow' pick one.
  * - wasm and cpu get: BatchMatMul and _FusedMatMul on OpenBLAS when the addon loads and `native`
  *   is on (wasm without it: the fastmm kernel), scatter-add UnsortedSegmentSum, the fused sparse
- *   softmax cross-entropy kernels, and on wasm an aliasing Identity.
+ *   softmax cross-entropy kernels, the fused training kernels of fused.ts (addon only), and on wasm
+ *   an aliasing Identity and same-dtype Cast and a block-copy GatherV2.
  *
  * Idempotent: a second call with the same effective options returns the same object; different
  * options re-initialize (overrides are restored to stock first). Calls are serialized.
  * Environment: EDGETUNE_BACKEND=auto|wasm|cpu|tensorflow forces the backend, EDGETUNE_NATIVE=0
  * disables the addon, EDGETUNE_BLAS_THREADS (or OPENBLAS_NUM_THREADS) sets the default BLAS threads,
+ * EDGETUNE_FUSED_THREADS sets the threads of the fused native kernels (default: the BLAS threads, at most 4),
  * EDGETUNE_DEBUG=1 adds why tfjs-node could not be used to the log line.
  *
  * @returns the BackendInfo, also logged as one line to stderr unless `quiet`.
@@ -193,10 +206,14 @@ function installKernels(name: 'wasm' | 'cpu', r: Resolved): BackendInfo {
   if (name === 'wasm') {
     if (!stockKernel('UnsortedSegmentSum', 'wasm')) overrideKernel('UnsortedSegmentSum', 'wasm', wasmUnsortedSegmentSum);
     overrideKernel('Identity', 'wasm', wasmIdentityAlias(stockFn('Identity')));
+    overrideKernel('Cast', 'wasm', wasmCastAlias(stockFn('Cast')));
+    overrideKernel('GatherV2', 'wasm', wasmGatherFast(stockFn('GatherV2')));
   } else {
     overrideKernel('UnsortedSegmentSum', 'cpu', cpuUnsortedSegmentSum(stockKernel('UnsortedSegmentSum', 'cpu')?.kernelFunc));
   }
   installXentKernels(name, blas);
+  installFusedKernels(name, blas);
+  blas?.setFusedThreads?.(r.fusedThreads);
   const threads = blas ? r.blasThreads : name === 'wasm' ? (tf.backend() as unknown as WasmBackend).wasm.tfjs.getThreadsCount() : 1;
   return { backend: name, matmul, blasThreads: threads, kernels: overriddenKernels(name) };
 }

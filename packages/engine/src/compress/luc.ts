@@ -217,9 +217,10 @@ export interface CompressionReport {
  * Compresses the model in place following `policy`, layer-sequential: layer l is calibrated on the
  * outputs of the compressed layers before it, pruned with `method`, then quantized and stored packed
  * (bits < 16) with per-channel (groupSize 0) or per-group scales. Masks are implicit (zeros), and stay
- * fixed while tuning because LoRA never writes W.
+ * fixed while tuning because LoRA never writes W. With `activationBits`, every linear's input is
+ * fake-quantized per token with a straight-through estimator while tuning (LLM-QAT).
  */
-export function compressModel(model: LlamaModel, calib: CalibrationSet, policy: LucPolicy, opts: { method?: PruneMethod; groupSize?: number } = {}): CompressionReport {
+export function compressModel(model: LlamaModel, calib: CalibrationSet, policy: LucPolicy, opts: { method?: PruneMethod; groupSize?: number; activationBits?: number } = {}): CompressionReport {
   const t0 = performance.now();
   const method = opts.method ?? 'wanda', groupSize = opts.groupSize ?? 0;
   const { ids, B, T } = flatIds(calib);
@@ -245,6 +246,8 @@ export function compressModel(model: LlamaModel, calib: CalibrationSet, policy: 
         stored += rows * cols * 4;
       }
     }
+    // LLM-QAT activation fake-quantization (per token, straight-through gradient) on every linear input.
+    if (opts.activationBits !== undefined && opts.activationBits < 16) for (const lin of stats.keys()) lin.actBits = opts.activationBits;
     const next = tf.keep(tf.tidy(() => model.layer(l, h, ctx, false)));
     h.dispose();
     h = next;

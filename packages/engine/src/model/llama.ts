@@ -5,11 +5,15 @@
  *
  * Activations are kept 2-D, [batch*seq, hidden], because tf.matMul(3-D, 2-D) has no gradient for its
  * second input in tfjs 4.22. Weights keep the HF layout [out, in] and are multiplied transposed.
+ *
+ * RMSNorm, RoPE + head split, the attention core, SwiGLU and linears with LoRA are the fused ops of
+ * backend/fused.ts: native kernels when the addon is loaded (wasm/cpu), else TF.js compositions.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaConfig } from './config.js';
 import { loadLlamaConfig } from './config.js';
 import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
+import { attention, attentionOps, dropout, loraLinear, ropeHeads, rmsNorm as fusedRmsNorm, swiglu } from '../backend/fused.js';
 import { dequantizeWeight, fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
 
 /** LoRA factors on one linear (PEFT `LoraLayer`): y += scale * B(A(dropout(x))). */
@@ -65,8 +69,17 @@ export interface ForwardContext {
   /** [seq, headDim] cos and sin tables of RoPE for positions 0..seq-1. */
   cos: tf.Tensor2D;
   sin: tf.Tensor2D;
-  /** additive attention mask, [1 or batch, 1, seq, seq]: 0 where allowed, -1e9 where masked. */
+  /**
+   * additive attention mask, [1 or batch, 1, seq, seq]: 0 where allowed, -1e9 where masked (used by
+   * the TF.js composition path of attention).
+   */
   mask: tf.Tensor4D;
+  /**
+   * key padding mask [batch, seq] float32 (1 = token, 0 = padding), null without padding. The fused
+   * attention needs it (the causal part is implicit). A context without this field whose `mask` has
+   * a batch dimension runs attention as TF.js ops with that mask.
+   */
+  keyMask?: tf.Tensor2D | null;
   /** enables LoRA dropout */
   training: boolean;
   /** seed for LoRA dropout masks (deterministic per step) */
@@ -99,8 +112,6 @@ export class LlamaModel {
   finalNorm: tf.Tensor1D;
   /** [vocab, hidden]; the same tensor as embedTokens when tied; replaceable like finalNorm. */
   lmHead: tf.Tensor2D;
-  /** [headDim, headDim] signed permutation so that x . R = rotate_half(x). */
-  private readonly rotate: tf.Tensor2D;
   private ropeCache = new Map<number, { cos: tf.Tensor2D; sin: tf.Tensor2D }>();
   private maskCache = new Map<number, tf.Tensor4D>();
 
@@ -126,14 +137,6 @@ export class LlamaModel {
       }
       this.layers.push({ index: i, inputNorm: need(`${p}.input_layernorm.weight`) as tf.Tensor1D, postNorm: need(`${p}.post_attention_layernorm.weight`) as tf.Tensor1D, linears });
     }
-    const h = config.headDim / 2;
-    const r = new Float32Array(config.headDim * config.headDim);
-    // rotate_half(x) = cat(-x[h:], x[:h]): out[j] = -x[j+h] for j<h, out[j] = x[j-h] for j>=h.
-    for (let j = 0; j < h; j++) {
-      r[(j + h) * config.headDim + j] = -1;
-      r[j * config.headDim + (j + h)] = 1;
-    }
-    this.rotate = tf.tensor2d(r, [config.headDim, config.headDim]);
   }
 
   /**
@@ -238,7 +241,8 @@ export class LlamaModel {
   context(o: ContextOptions): ForwardContext {
     const { cos, sin } = this.ropeTables(o.seq);
     const padded = o.attentionMask && Array.prototype.some.call(o.attentionMask, (x: number) => !x);
-    return { batch: o.batch, seq: o.seq, cos, sin, mask: this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined), training: o.training ?? false, seed: o.seed };
+    const keyMask = padded ? tf.tensor2d(Float32Array.from(o.attentionMask!, (x) => (x ? 1 : 0)), [o.batch, o.seq]) : null;
+    return { batch: o.batch, seq: o.seq, cos, sin, mask: this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined), keyMask, training: o.training ?? false, seed: o.seed };
   }
 
   /** Token embedding: ids [batch*seq] int32 -> [batch*seq, hidden]. */
@@ -248,10 +252,7 @@ export class LlamaModel {
 
   /** RMSNorm (HF LlamaRMSNorm): x * rsqrt(mean(x^2) + eps) * w, over the last axis. x [n, hidden]. */
   rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D): tf.Tensor2D {
-    return tf.tidy(() => {
-      const v = tf.mean(tf.square(x), -1, true);
-      return tf.mul(tf.mul(x, tf.rsqrt(tf.add(v, this.config.rmsNormEps))), w) as tf.Tensor2D;
-    });
+    return fusedRmsNorm(x, w, this.config.rmsNormEps);
   }
 
   /**
@@ -262,23 +263,24 @@ export class LlamaModel {
     ctx?.capture?.(lin, x);
     const W = lin.packed ? tf.tensor2d(dequantizeWeight(lin.packed), [lin.packed.rows, lin.packed.cols]) : lin.weight;
     const xq = lin.actBits !== undefined && lin.actBits < 16 ? fakeQuantActivations(x, lin.actBits) : x;
-    let y: tf.Tensor = tf.matMul(xq, W, false, true);
-    if (lin.bias) y = tf.add(y, lin.bias);
-    const lora = lin.lora;
-    if (useLora && lora) {
-      let xin: tf.Tensor2D = x;
-      if (ctx?.training && lora.dropout > 0) xin = tf.dropout(x, lora.dropout, undefined, ctx.seed === undefined ? undefined : ctx.seed * 7919 + salt) as tf.Tensor2D;
-      const low = tf.matMul(xin, lora.A, false, true);
-      y = tf.add(y, tf.mul(tf.matMul(low, lora.B, false, true), lora.scale));
+    const lora = useLora ? lin.lora : undefined;
+    const rate = ctx?.training && lora ? lora.dropout : 0;
+    const seed = ctx?.seed === undefined ? undefined : ctx.seed * 7919 + salt;
+    let y: tf.Tensor;
+    if (lora && xq === x) {
+      // Main product + LoRA branch (dropout, A, B, scale, add) as one fused op (TF.js ops without the addon).
+      y = loraLinear(x, W, lora.A as tf.Tensor2D, lora.B as tf.Tensor2D, { scale: lora.scale, dropout: rate, seed });
+    } else {
+      y = tf.matMul(xq, W, false, true);
+      if (lora) {
+        const xin = rate > 0 ? dropout(x, rate, seed) : x;
+        // scale applied to the [n, r] product rather than the [n, out] one (same value up to rounding)
+        const low = tf.mul(tf.matMul(xin, lora.A, false, true), lora.scale);
+        y = tf.add(y, tf.matMul(low, lora.B, false, true));
+      }
     }
+    if (lin.bias) y = tf.add(y, lin.bias);
     return y as tf.Tensor2D;
-  }
-
-  /** Applies RoPE to x [batch, heads, seq, headDim]: x*cos + rotate_half(x)*sin. */
-  private applyRope(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    const [b, h, t, dh] = x.shape;
-    const rot = tf.reshape(tf.matMul(tf.reshape(x, [b * h * t, dh]), this.rotate), [b, h, t, dh]);
-    return tf.add(tf.mul(x, ctx.cos), tf.mul(rot, ctx.sin)) as tf.Tensor4D;
   }
 
   /**
@@ -289,27 +291,22 @@ export class LlamaModel {
     const L = this.layers[i];
     const { numAttentionHeads: H, numKeyValueHeads: KV, headDim: dh } = this.config;
     const { batch: B, seq: T } = ctx;
-    const rep = H / KV;
     const lin = L.linears;
     const x = this.rmsNorm(h, L.inputNorm);
-    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [B, T, n, dh]), [0, 2, 1, 3]) as tf.Tensor4D;
-    // Scale q before the product (fewer elements than the [T,T] scores; same math as HF up to rounding).
-    let q = this.applyRope(heads(this.linear(lin.q_proj, x, useLora, ctx, i * 16 + 1), H), ctx);
-    q = tf.mul(q, 1 / Math.sqrt(dh));
-    const k = this.applyRope(heads(this.linear(lin.k_proj, x, useLora, ctx, i * 16 + 2), KV), ctx);
-    const v = heads(this.linear(lin.v_proj, x, useLora, ctx, i * 16 + 3), KV);
-    // GQA without repeat_kv: query head g*rep+r uses kv head g, so fold (rep, T) into one axis.
-    const qg = tf.reshape(q, [B, KV, rep * T, dh]);
-    let scores = tf.reshape(tf.matMul(qg, k, false, true), [B, H, T, T]);
-    scores = tf.add(scores, ctx.mask);
-    const probs = tf.reshape(tf.softmax(scores), [B, KV, rep * T, T]);
-    const attn = tf.reshape(tf.matMul(probs, v), [B, H, T, dh]);
-    const merged = tf.reshape(tf.transpose(attn, [0, 2, 1, 3]), [B * T, H * dh]) as tf.Tensor2D;
+    const shape = { batch: B, seq: T, headDim: dh };
+    // [B*T, n*dh] projections -> [B, n, T, dh] heads, RoPE on q and k (HF apply_rotary_pos_emb).
+    const q = ropeHeads(this.linear(lin.q_proj, x, useLora, ctx, i * 16 + 1), { ...shape, heads: H, cos: ctx.cos, sin: ctx.sin });
+    const k = ropeHeads(this.linear(lin.k_proj, x, useLora, ctx, i * 16 + 2), { ...shape, heads: KV, cos: ctx.cos, sin: ctx.sin });
+    const v = ropeHeads(this.linear(lin.v_proj, x, useLora, ctx, i * 16 + 3), { ...shape, heads: KV });
+    // Causal GQA core, heads merged back to [B*T, H*dh] for o_proj.
+    const attnOpts = { scale: 1 / Math.sqrt(dh), keyMask: ctx.keyMask, merged: true, additiveMask: ctx.mask };
+    const legacyMask = ctx.keyMask === undefined && ctx.mask.shape[0] !== 1; // hand-built padded context
+    const merged = (legacyMask ? attentionOps(q, k, v, attnOpts) : attention(q, k, v, attnOpts)) as tf.Tensor2D;
     const h1 = tf.add(h, this.linear(lin.o_proj, merged, useLora, ctx, i * 16 + 4)) as tf.Tensor2D;
     const x2 = this.rmsNorm(h1, L.postNorm);
     const g = this.linear(lin.gate_proj, x2, useLora, ctx, i * 16 + 5);
     const u = this.linear(lin.up_proj, x2, useLora, ctx, i * 16 + 6);
-    const act = tf.mul(tf.mul(g, tf.sigmoid(g)), u) as tf.Tensor2D;
+    const act = swiglu(g, u);
     return tf.add(h1, this.linear(lin.down_proj, act, useLora, ctx, i * 16 + 7)) as tf.Tensor2D;
   }
 
@@ -345,7 +342,6 @@ export class LlamaModel {
     if (this.lmHead !== this.embedTokens && !this.lmHead.isDisposed) this.lmHead.dispose();
     for (const c of this.ropeCache.values()) { c.cos.dispose(); c.sin.dispose(); }
     for (const m of this.maskCache.values()) m.dispose();
-    this.rotate.dispose();
   }
 }
 

@@ -58,7 +58,7 @@ export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[
     const p = lin.packed;
     packed.set(`${lin.name}.qweight`, { shape: [p.data.length], data: p.data, dtype: p.bits === 8 ? 'I8' : 'U8' });
     packed.set(`${lin.name}.scales`, { shape: [p.scales.length], data: p.scales });
-    meta[lin.name] = JSON.stringify({ bits: p.bits, rows: p.rows, cols: p.cols, group_size: p.groupSize });
+    meta[lin.name] = JSON.stringify({ bits: p.bits, rows: p.rows, cols: p.cols, group_size: p.groupSize, act_bits: lin.actBits ?? null });
   }
   for (const l of model.layers) for (const lin of Object.values(l.linears)) {
     if (lin.packed || !manifest.compression) continue;
@@ -103,8 +103,9 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
       if (w) { lin.weight.dispose(); lin.weight = tf.tensor2d(w.data as Float32Array, w.shape as [number, number]); continue; }
       const q = ct.get(`${lin.name}.qweight`), sc = ct.get(`${lin.name}.scales`), info = metadata[lin.name];
       if (!q || !sc || !info) continue;
-      const m = JSON.parse(info) as { bits: 2 | 3 | 4 | 8; rows: number; cols: number; group_size: number };
+      const m = JSON.parse(info) as { bits: 2 | 3 | 4 | 8; rows: number; cols: number; group_size: number; act_bits?: number | null };
       lin.packed = { bits: m.bits, rows: m.rows, cols: m.cols, groupSize: m.group_size, scales: sc.data as Float32Array, data: q.data as Int8Array | Uint8Array };
+      if (m.act_bits) lin.actBits = m.act_bits;
       lin.weight.dispose();
       lin.weight = tf.zeros([0, 0]) as tf.Tensor2D;
     }

@@ -5,6 +5,7 @@
  * checkpointed by variable name and restored exactly.
  */
 import * as tf from '@tensorflow/tfjs';
+import { adamwInPlace, sumOfSquares } from '../backend/fused.js';
 
 export type LrSchedule = 'constant' | 'linear' | 'cosine';
 
@@ -36,7 +37,9 @@ export function scheduledLr(peak: number, step: number, total: number, warmup: n
 export function clipByGlobalNorm(grads: Record<string, tf.Tensor>, maxNorm: number): number {
   const names = Object.keys(grads);
   if (!names.length) return 0;
-  const norm = tf.tidy(() => tf.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]))))).dataSync()[0]);
+  // Native: one float64 pass per gradient; else a TF.js reduction (float32).
+  const sq = sumOfSquares(names.map((n) => grads[n]));
+  const norm = sq !== null ? Math.sqrt(sq) : tf.tidy(() => tf.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]))))).dataSync()[0]);
   if (maxNorm > 0 && norm > maxNorm) {
     const s = maxNorm / (norm + 1e-6);
     for (const n of names) {
@@ -69,6 +72,8 @@ export class AdamW {
   /**
    * One update: w -= lr * (mhat / (sqrt(vhat) + eps) + wd * w) for each (variable, gradient) pair.
    * Variables without a gradient are untouched (their moments too), so windows can alternate.
+   * With the native addon (wasm/cpu) each variable is updated in place in one C pass over w, m, v, g
+   * (the same float32 operations as the TF.js composition below, which runs otherwise).
    */
   apply(vars: tf.Variable[], grads: Record<string, tf.Tensor>, lr: number): void {
     const { beta1: b1, beta2: b2, eps, weightDecay: wd } = this;
@@ -79,16 +84,18 @@ export class AdamW {
       this.steps.set(w.name, t);
       let m = this.m.get(w.name), v = this.v.get(w.name);
       if (!m || !v) {
-        m = tf.variable(tf.zerosLike(w), false);
-        v = tf.variable(tf.zerosLike(w), false);
+        // In a tidy, so the zeros are released and the moments own their data (in-place updates).
+        m = tf.tidy(() => tf.variable(tf.zerosLike(w), false));
+        v = tf.tidy(() => tf.variable(tf.zerosLike(w), false));
         this.m.set(w.name, m);
         this.v.set(w.name, v);
       }
       const mm = m, vv = v;
+      const c1 = 1 - Math.pow(b1, t), c2 = 1 - Math.pow(b2, t);
+      if (adamwInPlace(w, mm, vv, g, { b1, b2, eps, lrC1: lr / c1, sqrtC2: Math.sqrt(c2), lrWd: wd > 0 ? lr * wd : 0 })) continue;
       tf.tidy(() => {
         const m1 = tf.add(tf.mul(mm, b1), tf.mul(g, 1 - b1));
         const v1 = tf.add(tf.mul(vv, b2), tf.mul(tf.square(g), 1 - b2));
-        const c1 = 1 - Math.pow(b1, t), c2 = 1 - Math.pow(b2, t);
         // lr * mhat / (sqrt(vhat) + eps) written as in torch: (lr / c1) * m / (sqrt(v) / sqrt(c2) + eps)
         const upd = tf.div(m1, tf.add(tf.div(tf.sqrt(v1), Math.sqrt(c2)), eps));
         let w1 = tf.sub(w, tf.mul(upd, lr / c1));
@@ -114,7 +121,7 @@ export class AdamW {
       const m = /^(.*)\.(exp_avg|exp_avg_sq)$/.exec(key);
       if (!m) continue;
       const target = m[2] === 'exp_avg' ? this.m : this.v;
-      target.set(m[1], tf.variable(tf.tensor(t.data, t.shape), false));
+      target.set(m[1], tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)));
     }
     this.steps = new Map(Object.entries(steps));
   }

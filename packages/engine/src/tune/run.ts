@@ -29,6 +29,8 @@ export interface CompressionOptions extends Partial<PolicyOptions> {
   method?: PruneMethod;
   /** 0 = per-channel scales */
   groupSize?: number;
+  /** fake-quantize linear inputs per token to this many bits while tuning (LLM-QAT, STE); absent = off */
+  activationBits?: number;
   /** reuse this policy (and skip profiling) */
   policy?: LucPolicy;
   /** calibration sequences x tokens taken from the training data */
@@ -96,6 +98,9 @@ export interface TuneJobReport {
   trainMs: number;
   tokens: number;
   tokensPerSec: number;
+  /** matmul FLOPs of the training steps (analytic) and their rate over training time */
+  flops: number;
+  gflopsPerSec: number;
   peakRssBytes: number;
   finalLoss: number;
   votingRule: VotingRule | null;
@@ -165,7 +170,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
       log(`LUC: profiled ${model.layers.length} layers in ${(sensitivity.ms / 1000).toFixed(1)} s; sparsity [${policy.sparsity.map((x) => x.toFixed(2)).join(', ')}], bits [${policy.bits.join(', ')}]`);
     }
     policy = (await c.onPolicy?.(policy, sensitivity)) ?? policy;
-    const report = compressModel(model, calib, policy, { method: c.method, groupSize: c.groupSize });
+    const report = compressModel(model, calib, policy, { method: c.method, groupSize: c.groupSize, activationBits: c.activationBits });
     log(`LUC: frozen linear weights ${(report.denseBytes / 2 ** 20).toFixed(1)} MiB -> ${(report.storedBytes / 2 ** 20).toFixed(1)} MiB in ${(report.ms / 1000).toFixed(1)} s`);
     compression = { policy, report, sensitivity };
   }
@@ -234,6 +239,8 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     trainMs,
     tokens: trainer.state.tokens,
     tokensPerSec: trainer.state.tokens / Math.max(1e-9, trainMs / 1000),
+    flops: trainer.state.flops ?? 0,
+    gflopsPerSec: (trainer.state.flops ?? 0) / 1e9 / Math.max(1e-9, trainMs / 1000),
     peakRssBytes: trainer.peakRss,
     finalLoss: last?.loss ?? NaN,
     votingRule,

@@ -90,6 +90,8 @@ export interface TrainerState {
   optimizerSteps: Record<string, number>;
   elapsedMs: number;
   tokens: number;
+  /** matmul FLOPs executed so far (analytic count, see matmulFlopsOf) */
+  flops?: number;
 }
 
 /** Rows (b*T + t) whose next token has a label, and those labels. */
@@ -231,6 +233,33 @@ export class AdaptiveTrainer {
     return h;
   }
 
+  /**
+   * Matrix-multiply FLOPs one micro-step of window k executes on `batch` (2*M*N*K per product): the
+   * frozen prefix forward (skipped when served from the cache is not subtracted: an upper bound), the
+   * window forward with LoRA, its backward (input gradients through the frozen weights, LoRA factor
+   * gradients, attention's four products) and the head at the labelled rows. Counted analytically so
+   * fused native kernels are counted like BLAS calls.
+   */
+  matmulFlopsOf(k: number, batch: Batch): number {
+    const c = this.model.config;
+    const B = batch.ids.length, T = batch.ids[0].length, N = B * T;
+    const d = c.hiddenSize, f = c.intermediateSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
+    const base = 2 * N * (q * d + 2 * kv * d + d * q + 3 * f * d);
+    const att = 4 * B * c.numAttentionHeads * T * T * c.headDim;
+    const r = this.opts.lora.r;
+    const dims: [number, number][] = [[d, q], [d, kv], [d, kv], [q, d], [d, f], [d, f], [f, d]];
+    const names = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    const lora = dims.reduce((a, [i, o], j) => a + (this.opts.lora.targetModules.includes(names[j]) ? 2 * N * r * (i + o) : 0), 0);
+    const vanilla = this.opts.mode === 'vanilla';
+    const start = vanilla ? 0 : this.exits[k].start, end = vanilla ? c.numHiddenLayers - 1 : this.exits[k].layer;
+    const tape = end - start + 1;
+    let labelled = 0;
+    for (const row of batch.labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) labelled++;
+    const head = 2 * labelled * c.vocabSize * d;
+    // backward: base dX (1x base), attention (2x), LoRA (dA, dB, dX: 2x)
+    return start * (base + att) + tape * (base + att + lora + base + 2 * att + 2 * lora) + head * (vanilla ? 2 : 3);
+  }
+
   /** Bytes held by the prefix cache. */
   get cacheBytes(): number {
     let n = 0;
@@ -248,12 +277,13 @@ export class AdaptiveTrainer {
       // Sequential phases never return to an earlier window: free its cache.
       for (const start of [...this.cache.keys()]) if (start !== this.exits[k].start) this.cache.delete(start);
     }
-    let tokens = 0, lossSum = 0;
+    let tokens = 0, lossSum = 0, flops = 0;
     let acc: Record<string, tf.Tensor> = {};
     const run = () => {
       for (let a = 0; a < this.opts.gradAccum; a++) {
         const batch = this.iterator.next();
         tokens += batch.tokens;
+        flops += this.matmulFlopsOf(k, batch);
         const { loss, grads } = this.microStep(k, batch, (s * 131 + a) >>> 0);
         lossSum += loss;
         for (const [n, g] of Object.entries(grads)) {
@@ -289,6 +319,7 @@ export class AdaptiveTrainer {
     this.state.windowSteps[k]++;
     this.state.elapsedMs += stepMs;
     this.state.tokens += tokens;
+    this.state.flops = (this.state.flops ?? 0) + flops;
     this.state.cursor = this.iterator.cursor;
     const rss = process.memoryUsage().rss;
     if (rss > this.peakRssBytes) this.peakRssBytes = rss;
