@@ -1,8 +1,10 @@
 // edgetune native addon, part 2: fused training kernels behind packages/engine/src/backend/fused.ts.
 // Every function works in place on Float32Array views (on wasm: views of the TF.js heap), addressed
 // as (array, element offset) pairs and bounds-checked before anything is written. Sizes come first
-// in every signature. Loops over rows run on up to `setFusedThreads(n)` OpenMP threads when the work
-// is large enough; GEMMs go to OpenBLAS (its own threads).
+// in every signature. Loops over rows run on a small work-claiming thread pool (up to
+// `setFusedThreads(n)` threads, see par_range) when the work is large enough; GEMMs go to OpenBLAS
+// (its own threads, or one thread per pool worker inside the attention kernels). The attention
+// products skip the key blocks right of the causal diagonal (block 64, EDGETUNE_ATTN_BLOCK).
 //
 // Exports (all shapes row-major, float32):
 //   setFusedThreads(n), getFusedThreads()
@@ -41,7 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 
 #include "vmath.h"
