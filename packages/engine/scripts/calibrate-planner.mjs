@@ -97,16 +97,22 @@ const [tfFixed, actD, actF, actAtt, actLora] = lstsq(memRows.map((r, i) => r.map
 const rssRows = points.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
 const rssY = points.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
 const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
-let best = null;
-for (let bwd = 0.5; bwd <= 3.001; bwd += 0.25) {
-  const rows = points.map((p) => { const flops = p.x.fwdFlops * (1 + bwd) + p.x.prefixFlops + p.x.headFlops, passes = p.x.tapePasses * (1 + bwd) + p.x.prefixPasses;
-    return [flops / (G * 1e9) * 1000, passes, passes * p.x.N, 1].map((v) => v / p.measured.stepMs); });
-  const y = points.map(() => 1);
-  const [invEff, pass, tok, step] = lstsq(rows, y);
-  const err = rows.reduce((a, r) => a + (r[0] * invEff + r[1] * pass + r[2] * tok + r[3] * step - 1) ** 2, 0);
-  if (!best || err < best.err) best = { err, bwd, invEff, pass, tok, step };
+// Time: stepMs = msPerStep + accum * (flops / (G * eff) + passes * (msPerLayerPass + msPerLayerToken * N)), all
+// coefficients non-negative (least squares, dropping any feature that comes out negative and refitting).
+function nnls(rows, y) {
+  let active = rows[0].map((_, i) => i);
+  for (;;) {
+    const sol = lstsq(rows.map((r) => active.map((i) => r[i])), y);
+    const neg = sol.findIndex((v) => v < 0);
+    if (neg < 0) { const full = rows[0].map(() => 0); active.forEach((i, j) => (full[i] = sol[j])); return full; }
+    active = active.filter((_, j) => j !== neg);
+  }
 }
-const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, bwdRatio: best.bwd, mmEfficiency: 1 / best.invEff, msPerLayerPass: best.pass, msPerLayerToken: best.tok, msPerStep: best.step };
+const timeRows = points.map((p) => { const passes = p.x.tapePasses * 2 + p.x.prefixPasses;
+  return [(p.x.trainFlops / (G * 1e9)) * 1000 * p.x.accum, passes * p.x.accum, passes * p.x.N * p.x.accum, 1, p.x.updParams, p.x.dequantElems * p.x.accum].map((v) => v / p.measured.stepMs); });
+const [invEff, pass, tok, step, upd, deq] = nnls(timeRows, points.map(() => 1));
+const best = { invEff: invEff || 1e-9, pass, tok, step, upd, deq };
+const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, mmEfficiency: 1 / best.invEff, msPerLayerPass: best.pass, msPerLayerToken: best.tok, msPerStep: best.step, msPerUpdatedParam: best.upd, msPerDequantElem: best.deq };
 const { plan } = await import(join(dist, 'schedule', 'planner.js'));
 const report = points.map((p) => {
   const input = { model, mode: p.cfg.mode, loraR: 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,

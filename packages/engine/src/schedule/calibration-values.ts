@@ -1,18 +1,19 @@
-// PROVISIONAL values set by hand from one profile (tmp/prof.mjs: 4M-param model, B=8, T=256, wasm +
-// OpenBLAS, 2026-11-22), until `node packages/engine/scripts/calibrate-planner.mjs` rewrites this file.
+// Fitted 2026-11-22T05:47:29.860Z on edgetune-tiny-llama (SGEMM peak 166 GFLOP/s) by
+// `node packages/engine/scripts/calibrate-planner.mjs`; points and errors: bench/results/planner-calibration.json.
 import type { CostCoefficients } from './calibration.js';
 
 export const FITTED: CostCoefficients = {
-  actD: 40,
-  actF: 12,
-  actAtt: 6,
-  actLora: 4,
-  tfFixed: 8388608,
-  rssBase: 188743680,
-  rssPerTfByte: 0.8,
-  bwdRatio: 1.5,
-  mmEfficiency: 0.5,
-  msPerLayerPass: 2,
-  msPerLayerToken: 0.01,
-  msPerStep: 20,
+  actD: 14.698,
+  actF: 5.51174,
+  actAtt: 1.28678,
+  actLora: 50.393,
+  tfFixed: 26205862,
+  rssBase: 163837901,
+  rssPerTfByte: 0.808724,
+  mmEfficiency: 0.870388,
+  msPerLayerPass: 6.51323,
+  msPerLayerToken: 0.00475532,
+  msPerStep: 0,
+  msPerUpdatedParam: 0,
+  msPerDequantElem: 0.0000159817,
 };

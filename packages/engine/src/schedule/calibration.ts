@@ -19,16 +19,18 @@ export interface CostCoefficients {
   /** process RSS = rssBase + rssPerTfByte x TF.js peak + JS-side weights and caches */
   rssBase: number;
   rssPerTfByte: number;
-  /** backward cost relative to forward, per layer on the tape */
-  bwdRatio: number;
   /** achieved fraction of the SGEMM peak on the model's matmuls */
   mmEfficiency: number;
   /** per layer pass overhead (kernel dispatch), ms */
   msPerLayerPass: number;
   /** per layer pass per token (elementwise work), ms */
   msPerLayerToken: number;
-  /** per optimizer step overhead (AdamW, clipping), ms */
+  /** per optimizer step overhead, ms */
   msPerStep: number;
+  /** per parameter updated by AdamW each step (gradients, clipping, update), ms */
+  msPerUpdatedParam: number;
+  /** per weight dequantized just in time (packed layers), ms */
+  msPerDequantElem: number;
 }
 
 /** The fitted values (calibration-values.ts is written by the calibration script). */

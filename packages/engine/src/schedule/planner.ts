@@ -115,9 +115,15 @@ function layerFlops(m: ModelShape, tokens: number, T: number, loraR: number, lor
   const d = m.hiddenSize, f = m.intermediateSize, q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
   const lin = 2 * tokens * (q * d + 2 * kv * d + d * q + 3 * f * d);
   const att = 2 * 2 * tokens * T * m.numAttentionHeads * m.headDim;
-  const rope = 2 * 2 * tokens * (q + kv) * m.headDim; // rotate_half as a matmul
   const lr = lora ? 2 * tokens * loraR * loraLinears * (d + d + (f - d) * (3 / 7)) : 0;
-  return lin + att + rope + lr;
+  return lin + att + lr;
+}
+
+/** Forward + backward matmul FLOPs of one layer on the tape: base dX (1x), attention (2x), LoRA (2x). */
+function layerTrainFlops(m: ModelShape, tokens: number, T: number, loraR: number, loraLinears: number): number {
+  const base = layerFlops(m, tokens, T, loraR, loraLinears, false), withLora = layerFlops(m, tokens, T, loraR, loraLinears, true);
+  const att = 4 * tokens * T * m.numAttentionHeads * m.headDim;
+  return withLora + base + 2 * att + 2 * (withLora - base);
 }
 
 /**
@@ -152,19 +158,24 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   // Activation features of the deepest window (element counts per coefficient).
   const act = { d: depth * N * d, f: depth * N * f, att: depth * mb * m.numAttentionHeads * T * T, lora: depth * N * r * nl };
   const cacheBytes = cache ? inp.trainExamples * T * d * 4 : 0;
-  // Time features: FLOPs and layer passes of an average micro-step (windows weighted equally).
+  // Time features: FLOPs (forward + backward, as AdaptiveTrainer.matmulFlopsOf counts them) and layer
+  // passes of an average micro-step, windows weighted equally.
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
   const prefixShare = cache && epochs > 1 ? 1 / epochs : 1;
-  let fwdFlops = 0, prefixFlops = 0, tapePasses = 0, prefixPasses = 0;
+  let trainFlops = 0, tapePasses = 0, prefixPasses = 0;
   for (const w of wins) {
     const tape = w.end - w.start + 1;
-    fwdFlops += (tape * layerFlops(m, N, T, r, nl, true)) / wins.length;
-    prefixFlops += (w.start * layerFlops(m, N, T, r, nl, false) * prefixShare) / wins.length;
+    trainFlops += (tape * layerTrainFlops(m, N, T, r, nl) + w.start * layerFlops(m, N, T, r, nl, false) * prefixShare) / wins.length;
     tapePasses += tape / wins.length;
     prefixPasses += (w.start * prefixShare) / wins.length;
   }
   const headFlops = 2 * mb * V * d * (inp.mode === 'edge_llm' ? 3 : 2); // ~one labelled position per example
-  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, fwdFlops, prefixFlops, headFlops, tapePasses, prefixPasses, accum: Math.ceil(inp.batchSize / mb) };
+  // Per optimizer step: parameters AdamW updates (the window's); per micro-step: weights dequantized just
+  // in time (packed layers, once per forward pass).
+  const packedFrac = storage.filter((x) => x !== 'f32').length / L;
+  const layerParams = (q * d + 2 * kv * d + d * q + 3 * f * d);
+  const dequantElems = (tapePasses + prefixPasses) * packedFrac * layerParams;
+  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, trainFlops: trainFlops + headFlops, tapePasses, prefixPasses, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
 }
 
 /** Forecast of one choice from its features and the fitted coefficients. */
@@ -173,10 +184,10 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
   const activations = 4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut;
   const peakTf = c.tfFixed + x.weightTf + x.trainable + activations;
   const rss = c.rssBase + c.rssPerTfByte * peakTf + (x.weightAll - x.weightTf) + x.cacheBytes;
-  const flops = x.fwdFlops * (1 + c.bwdRatio) + x.prefixFlops + x.headFlops;
-  const passes = x.tapePasses * (1 + c.bwdRatio) + x.prefixPasses;
-  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + passes * (c.msPerLayerPass + c.msPerLayerToken * x.N);
-  const stepMs = x.accum * microMs + c.msPerStep;
+  const flops = x.trainFlops;
+  const passes = x.tapePasses * 2 + x.prefixPasses;
+  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + passes * (c.msPerLayerPass + c.msPerLayerToken * x.N) + c.msPerDequantElem * x.dequantElems;
+  const stepMs = x.accum * microMs + c.msPerStep + c.msPerUpdatedParam * x.updParams;
   return {
     storage: x.storage, depth: x.depth, weightBytes: x.weightAll, trainableBytes: x.trainable, activationBytes: activations, peakTf, rss,
     cacheBytes: x.cacheBytes, stepMs, totalMs: stepMs * inp.steps, flopsPerStep: flops * x.accum,
