@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from './backend/index.js';
 import { LlamaModel } from './model/llama.js';
@@ -261,4 +261,3 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
-void resolve;

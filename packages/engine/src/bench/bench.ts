@@ -10,7 +10,7 @@
  * Each tuning run is a child process so that RSS (the wasm heap only grows) is measured per run.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -238,5 +238,4 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(`wrote ${out}\n`);
-  void readFileSync;
 }

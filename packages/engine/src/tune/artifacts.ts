@@ -80,7 +80,6 @@ export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[
   for (let i = last.start; i <= last.layer; i++) layers.push(i);
   savePeftAdapter(join(dir, 'peft'), { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] }, window,
     new Map<string, tf.Tensor>([['lm_head', last.head], ['model.norm', last.norm]]), { base_model_name_or_path: manifest.base_model ?? null });
-  void model;
 }
 
 /**
