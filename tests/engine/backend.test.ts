@@ -6,21 +6,12 @@ import {
   backendInfo, initBackend, loadBlasAddon, measureSgemmPeak, memoryStats, sparseSoftmaxCrossEntropy,
   sparseSoftmaxCrossEntropyOps, XENT_KERNEL,
 } from '../../packages/engine/src/backend/index.js';
+import { rng } from './helpers.js';
 
 const hasAddon = loadBlasAddon() !== null;
 
 // ---- deterministic data and float64 references ----
 
-function rng(seed: number): () => number { // mulberry32, values in [-1, 1)
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
-}
 interface Arr { data: Float64Array; shape: number[] }
 function randArr(shape: number[], seed: number, scale = 1): Arr {
   const r = rng(seed), n = shape.reduce((a, b) => a * b, 1);

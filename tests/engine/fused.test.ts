@@ -14,20 +14,10 @@ import { initLlamaWeights } from '../../packages/engine/src/pretrain/pretrain.js
 import { attachLora } from '../../packages/engine/src/model/lora.js';
 import type { LlamaConfig } from '../../packages/engine/src/model/config.js';
 import { Rng } from '../../packages/engine/src/util/rng.js';
-import { maxAbs, maxAbsDiff } from './helpers.js';
+import { maxAbs, maxAbsDiff, rng } from './helpers.js';
 
 const hasAddon = loadBlasAddon() !== null;
 
-function rng(seed: number): () => number { // mulberry32, values in [-1, 1)
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
-}
 const rand = (shape: number[], seed: number, scale = 1) => {
   const r = rng(seed), n = shape.reduce((a, b) => a * b, 1);
   return tf.tensor(Float32Array.from({ length: n }, () => r() * scale), shape, 'float32');

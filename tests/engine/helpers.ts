@@ -1,5 +1,6 @@
 // Shared test helpers for the engine tests.
 import { initBackend } from '../../packages/engine/src/backend/index.js';
+import { Rng } from '../../packages/engine/src/util/rng.js';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -24,4 +25,10 @@ export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
   return m;
+}
+
+/** Deterministic uniform values in [-1, 1) for test data (the engine's seeded Rng). */
+export function rng(seed: number): () => number {
+  const r = new Rng(seed);
+  return () => r.next() * 2 - 1;
 }
