@@ -32,7 +32,7 @@ commands:
        --lora-dropout 0.05 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
        --checkpoint-every N --resume]
        LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule inverse|owl|uniform
-       --bits-rule budgeted|mean|uniform --group-size 0]
+       --bits-rule budgeted|mean|uniform --group-size 0 --activation-bits 8]
        planner: [--memory-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching to the device)
   plan --model DIR [--memory-budget-mb M --threads N --batch 8 --max-length 256 --steps 200 --examples N
        --mode edge_llm|vanilla --lora-r 8 --avg-bits 16]   (prints the execution plan and its forecast)
@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
       'body-chars': { type: 'string' }, hidden: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' },
       'kv-heads': { type: 'string' }, ffn: { type: 'string' }, vocab: { type: 'string' }, seq: { type: 'string' },
       'time-budget-min': { type: 'string' }, dtype: { type: 'string' }, sparsity: { type: 'string' }, 'avg-bits': { type: 'string' },
-      prune: { type: 'string' }, 'sparsity-rule': { type: 'string' }, 'bits-rule': { type: 'string' }, 'group-size': { type: 'string' },
+      prune: { type: 'string' }, 'sparsity-rule': { type: 'string' }, 'bits-rule': { type: 'string' }, 'group-size': { type: 'string' }, 'activation-bits': { type: 'string' },
       'memory-budget-mb': { type: 'string' }, spec: { type: 'string' }, 'skip-luc': { type: 'boolean' }, threads: { type: 'string' }, examples: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
     },
   });
@@ -154,6 +154,7 @@ async function main(argv: string[]): Promise<void> {
           sparsityRule: pick(v, 'sparsity-rule', ['inverse', 'owl', 'uniform'] as const, 'inverse'),
           bitsRule: pick(v, 'bits-rule', ['budgeted', 'mean', 'uniform'] as const, 'budgeted'),
           groupSize: numOpt(v, 'group-size', 0),
+          activationBits: v['activation-bits'] !== undefined ? numOpt(v, 'activation-bits', 16) : undefined,
         } : undefined,
         tune: {
           mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'),
