@@ -153,6 +153,9 @@ const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write('retry: 2000\n\n');
     let closed = false, busy = false, again = false;
+    // The worker flips the status before it writes its last events, so a terminal status alone does not
+    // mean the stream has everything: end after the terminal `status` event, or 5 s after the flip.
+    let sentTerminalEvent = false, terminalSince = 0;
     let poll: NodeJS.Timeout | undefined, ping: NodeJS.Timeout | undefined;
     const finish = () => {
       if (closed) return;
@@ -176,8 +179,14 @@ const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
             for (const e of rows) {
               res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(eventObject(e))}\n\n`);
               seq = e.seq;
+              const st = (e.data as { status?: string } | null)?.status;
+              if (e.type === 'status' && st && isTerminal(st as Parameters<typeof isTerminal>[0])) sentTerminalEvent = true;
             }
             if (rows.length < 500) break;
+          }
+          if (status && isTerminal(status) && !sentTerminalEvent) {
+            terminalSince ||= Date.now();
+            if (Date.now() - terminalSince < 5000) continue;
           }
           if (!status || isTerminal(status)) {
             res.write(`event: end\ndata: ${JSON.stringify({ status: status ?? null })}\n\n`);
