@@ -33,3 +33,5 @@ export { generate, classify } from './infer/generate.js';
 export { pretrain, saveModelFolder, initLlamaWeights, unigramPerplexity, DEFAULT_PRETRAIN, SPECIAL_TOKENS } from './pretrain/pretrain.js';
 export type { PretrainOptions, PretrainReport } from './pretrain/pretrain.js';
 export { Rng } from './util/rng.js';
+export { profileSensitivity, buildPolicy, compressModel } from './compress/luc.js';
+export type { LucPolicy, SensitivityReport, CompressionReport, CalibrationSet, PolicyOptions, PruneMethod } from './compress/luc.js';

@@ -9,29 +9,9 @@ import type { Prisma, PrismaClient } from './db.js';
 import { newId } from './ids.js';
 import type { Compression } from './jobconfig.js';
 
-/** The engine's LucPolicy (camelCase), as runTuning takes and reports it. */
-export interface EnginePolicy {
-  sparsity: number[];
-  bits: number[];
-  targetSparsity: number;
-  avgBits: number;
-  sparsityRule: 'inverse' | 'owl' | 'uniform';
-  bitsRule: 'budgeted' | 'mean' | 'uniform';
-  pruneSensitivity: number[];
-  quantSensitivity: number[];
-}
-
-/** The engine's SensitivityReport (the fields stored). */
-export interface EngineSensitivity {
-  method: string;
-  sparsities: number[];
-  bits: number[];
-  groupSize: number;
-  denseLoss: number;
-  layers: { layer: number; pruneNmse: number[]; pruneDloss: number[]; quantNmse: number[]; quantDloss: number[] }[];
-  calibration: { description: string; sequences: number; seqLen: number; tokens: number };
-  ms: number;
-}
+/** The engine's LucPolicy and SensitivityReport (type-only: erased at run time, so the API loads no TF.js). */
+export type { LucPolicy as EnginePolicy, SensitivityReport as EngineSensitivity } from '@edgetune/engine';
+import type { LucPolicy as EnginePolicy, SensitivityReport as EngineSensitivity } from '@edgetune/engine';
 
 /** A stored policy row. */
 export type PolicyRow = Prisma.PolicyGetPayload<object>;
