@@ -1339,6 +1339,30 @@ static void lora_dab_job(void *p, int64_t lo, int64_t hi, int tid) {
   float *xd4 = s + r * (in + out), *zeros = xd4 + 4 * in, *coef = zeros + (in > out ? in : out);
   lora_dab_rows(d, c->dy, c->x, c->A, c->Bt, accA, accA + r * in, s, s + r * in, xd4, zeros, coef, c->dlowOut, lo, hi);
 }
+/**
+ * Runs the low-rank branch `job` over the rows of c->d in parallel: transposes B [out, r] once, gives each
+ * thread (in + r) floats of scratch, frees both. Throws `oom` (a JS Error) when allocation fails.
+ */
+static void lora_branch(napi_env env, LoraCtx *c, const float *B, range_fn job, const char *oom) {
+  const LoraDims *d = c->d;
+  float *Bt = transpose_b(B, d->out, d->r);
+  const double work = (double)d->n * (d->in + d->out) * d->r / 4;
+  const int nt = par_threads(work);
+  float *scratch = malloc(sizeof(float) * (size_t)nt * (size_t)(d->in + d->r));
+  if (!Bt || !scratch) {
+    free(Bt);
+    free(scratch);
+    napi_throw_error(env, NULL, oom);
+    return;
+  }
+  c->Bt = Bt;
+  c->scratch = scratch;
+  c->per = (size_t)(d->in + d->r);
+  par_range(d->n, work, job, c);
+  free(Bt);
+  free(scratch);
+}
+
 
 static napi_value lora_linear_forward(napi_env env, napi_callback_info info) {
   napi_value buf[17];
@@ -1356,20 +1380,8 @@ static napi_value lora_linear_forward(napi_env env, napi_callback_info info) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.n, (int)d.out, (int)d.in, 1.f, x, (int)d.in, w,
               (int)d.in, 0.f, y, (int)d.out);
   if (d.r == 0) return NULL;
-  float *Bt = transpose_b(B, d.out, d.r);
-  const double work = (double)d.n * (d.in + d.out) * d.r / 4;
-  const int nt = par_threads(work);
-  float *scratch = malloc(sizeof(float) * (size_t)nt * (size_t)(d.in + d.r));
-  if (!Bt || !scratch) {
-    free(Bt);
-    free(scratch);
-    napi_throw_error(env, NULL, "blas_addon.loraLinearForward: out of memory");
-    return NULL;
-  }
-  LoraCtx c = {.d = &d, .x = x, .A = A, .Bt = Bt, .y = y, .scratch = scratch, .per = (size_t)(d.in + d.r)};
-  par_range(d.n, work, lora_fwd_job, &c);
-  free(Bt);
-  free(scratch);
+  LoraCtx c = {.d = &d, .x = x, .A = A, .y = y};
+  lora_branch(env, &c, B, lora_fwd_job, "blas_addon.loraLinearForward: out of memory");
   return NULL;
 }
 
@@ -1390,21 +1402,8 @@ static napi_value lora_linear_grad_x(napi_env env, napi_callback_info info) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d.n, (int)d.in, (int)d.out, 1.f, dy, (int)d.out, w,
               (int)d.in, 0.f, dx, (int)d.in);
   if (d.r == 0) return NULL;
-  float *Bt = transpose_b(B, d.out, d.r);
-  const double work = (double)d.n * (d.in + d.out) * d.r / 4;
-  const int nt = par_threads(work);
-  float *scratch = malloc(sizeof(float) * (size_t)nt * (size_t)(d.in + d.r));
-  if (!Bt || !scratch) {
-    free(Bt);
-    free(scratch);
-    napi_throw_error(env, NULL, "blas_addon.loraLinearGradX: out of memory");
-    return NULL;
-  }
-  LoraCtx c = {.d = &d, .dy = dy, .A = A, .Bt = Bt, .dlow = dlow, .dx = dx, .scratch = scratch,
-               .per = (size_t)(d.in + d.r)};
-  par_range(d.n, work, lora_dx_job, &c);
-  free(Bt);
-  free(scratch);
+  LoraCtx c = {.d = &d, .dy = dy, .A = A, .dlow = dlow, .dx = dx};
+  lora_branch(env, &c, B, lora_dx_job, "blas_addon.loraLinearGradX: out of memory");
   return NULL;
 }
 
