@@ -79,6 +79,9 @@ export interface StepReport {
   etaMs: number;
   /** tf.profile peak bytes of this step (measureMemory only) */
   peakTfBytes?: number;
+  /** where the step's wall time went, ms: the frozen prefix forward (or cache gather), the window's
+   *  forward + backward on the tape, and clipping + AdamW; the rest is batching and bookkeeping */
+  phases: { prefixMs: number; tapeMs: number; updateMs: number };
 }
 
 /** Serializable trainer state for checkpoints (tensors separately, by stable names). */
@@ -173,7 +176,7 @@ export class AdaptiveTrainer {
    * Loss of one micro-batch for window k, and its gradients w.r.t. the window's variables.
    * The prefix (layers before the window) runs in a tidy outside the tape.
    */
-  private microStep(k: number, batch: Batch, seed: number): { loss: number; grads: Record<string, tf.Tensor> } {
+  private microStep(k: number, batch: Batch, seed: number, phases: StepReport['phases']): { loss: number; grads: Record<string, tf.Tensor> } {
     const m = this.model;
     const B = batch.ids.length, T = batch.ids[0].length;
     const { rows, targets } = labelledRows(batch.labels);
@@ -183,7 +186,10 @@ export class AdaptiveTrainer {
     const start = vanilla ? 0 : this.exits[k].start;
     const end = vanilla ? m.config.numHiddenLayers - 1 : this.exits[k].layer;
     const ids = tf.tensor1d(Int32Array.from(batch.ids.flat()), 'int32');
+    const t0 = performance.now();
     const prefix = this.prefixOutput(batch, ids, start, ctx);
+    const t1 = performance.now();
+    phases.prefixMs += t1 - t0;
     const rowT = tf.tensor1d(rows, 'int32'), tgt = tf.tensor1d(targets, 'int32');
     const vars = this.trainableVars(k);
     const { value, grads } = tf.variableGrads(() => {
@@ -196,6 +202,7 @@ export class AdaptiveTrainer {
       return sparseSoftmaxCrossEntropy(logits, tgt);
     }, vars);
     const loss = value.dataSync()[0];
+    phases.tapeMs += performance.now() - t1;
     tf.dispose([value, prefix, ids, rowT, tgt]);
     return { loss, grads };
   }
@@ -278,13 +285,14 @@ export class AdaptiveTrainer {
       for (const start of [...this.cache.keys()]) if (start !== this.exits[k].start) this.cache.delete(start);
     }
     let tokens = 0, lossSum = 0, flops = 0;
+    const phases = { prefixMs: 0, tapeMs: 0, updateMs: 0 };
     let acc: Record<string, tf.Tensor> = {};
     const run = () => {
       for (let a = 0; a < this.opts.gradAccum; a++) {
         const batch = this.iterator.next();
         tokens += batch.tokens;
         flops += this.matmulFlopsOf(k, batch);
-        const { loss, grads } = this.microStep(k, batch, (s * 131 + a) >>> 0);
+        const { loss, grads } = this.microStep(k, batch, (s * 131 + a) >>> 0, phases);
         lossSum += loss;
         for (const [n, g] of Object.entries(grads)) {
           if (acc[n]) { const old = acc[n]; acc[n] = tf.add(old, g); old.dispose(); g.dispose(); } else acc[n] = g;
@@ -299,10 +307,12 @@ export class AdaptiveTrainer {
     const stepWindow = this.state.windowSteps[k];
     const lr = scheduledLr(this.opts.lr, stepWindow, this.opts.mode === 'vanilla' ? this.opts.steps : Math.max(1, this.stepsPerWindow[k]), this.opts.warmupSteps, this.opts.lrSchedule);
     const update = () => {
+      const u0 = performance.now();
       gradNorm = clipByGlobalNorm(acc, this.opts.maxGradNorm);
       this.optimizer.apply(vars, acc, lr);
       tf.dispose(Object.values(acc));
       acc = {};
+      phases.updateMs += performance.now() - u0;
     };
     const mm = this.opts.measureMemory;
     const profileThis = mm === true || (typeof mm === 'number' && mm > 0 && (s % mm === 0 || stepWindow === 0));
@@ -328,7 +338,7 @@ export class AdaptiveTrainer {
     return {
       step: this.state.step, totalSteps: this.opts.steps, window: k, exitLayer: this.opts.mode === 'vanilla' ? this.model.config.numHiddenLayers - 1 : this.exits[k].layer,
       loss: lossSum / this.opts.gradAccum, lr, gradNorm, tokens, stepMs, elapsedMs: this.state.elapsedMs, tokensPerSec: tps,
-      etaMs: (this.state.elapsedMs / this.state.step) * remaining, peakTfBytes,
+      etaMs: (this.state.elapsedMs / this.state.step) * remaining, peakTfBytes, phases,
     };
   }
 
