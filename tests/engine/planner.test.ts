@@ -44,6 +44,21 @@ describe('plan', () => {
     expect(multi.prefixCache).toBe(true);
     expect(multi.forecast.prefixCacheBytes).toBe(4000 * 192 * 192 * 4);
     expect(plan({ ...base, mode: 'vanilla', steps: 2000 }, dev(8000)).prefixCache).toBe(false);
+    // a caller can forbid the cache (the calibration script measures uncached steps)
+    const off = plan({ ...base, steps: 2000, prefixCache: false }, dev(8000));
+    expect(off.prefixCache).toBe(false);
+    expect(off.forecast.prefixCacheBytes).toBe(0);
+    expect(off.forecast.stepMs).toBeGreaterThan(multi.forecast.stepMs);
+  });
+
+  it('charges a frozen prefix layer less than a window layer, and deeper prefixes more', () => {
+    const c = { actD: 0, actF: 0, actAtt: 0, actLora: 0, tfFixed: 0, rssBase: 0, rssPerTfByte: 1, mmEfficiency: 1e12, prefixPassCost: 0.5,
+      msPerLayerPass: 10, msPerLayerToken: 0, msPerAttScore: 0, msPerStep: 0, msPerUpdatedParam: 0, msPerDequantElem: 0 };
+    // only the per-layer-equivalent term is non-zero: time = 10 ms x (window layers + 0.5 x prefix layers)
+    const one = (exitLayers: number[]) => plan({ ...base, exitLayers, prefixCache: false }, dev(8000), c).forecast.stepMs;
+    expect(one([7])).toBeCloseTo(80, 3); // one window of 8 layers, no prefix
+    expect(one([3, 7])).toBeCloseTo(10 * (4 + 0.5 * 4 / 2), 3); // windows 0-3 and 4-7 (prefix of 4), averaged
+    expect(plan({ ...base, mode: 'vanilla' }, dev(8000), c).forecast.stepMs).toBeCloseTo(80, 3);
   });
 
   it('rejects invalid requests', () => {

@@ -3,9 +3,9 @@
 // training steps of this engine on this machine, one fresh process per configuration (so RSS is
 // per-configuration), and writes the fitted coefficients plus every measured point and its forecast
 // error to bench/results/planner-calibration.json.
-//   node packages/engine/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama]
+//   node packages/engine/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama] [--refit]
 import { spawnSync } from 'node:child_process';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,7 +35,7 @@ async function one(cfg) {
     const calib = { ids: ex.slice(0, 4).map((e) => e.inputIds.slice(0, 64)), description: 'random' };
     compressModel(model, calib, { sparsity: new Array(L).fill(0.5), bits: new Array(L).fill(cfg.bits), targetSparsity: 0.5, avgBits: cfg.bits, sparsityRule: 'uniform', bitsRule: 'uniform', pruneSensitivity: [], quantSensitivity: [] });
   }
-  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: 8 } }, 0);
+  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: 8 }, ...(cfg.exits ? { exitLayers: cfg.exits } : {}) }, 0);
   const K = Math.max(1, t.exits.length);
   for (let i = 0; i < K; i++) await t.step(); // warm-up: one step per window
   const times = [];
@@ -59,22 +59,32 @@ const { costFeatures } = await import(join(dist, 'schedule', 'planner.js'));
 const { loadLlamaConfig } = await import(join(dist, 'model', 'config.js'));
 const { measureSgemmPeak, initBackend } = await import(join(dist, 'backend', 'index.js'));
 await initBackend({ quiet: true });
-const G = measureSgemmPeak({}).gflops;
+const G = args.includes('--refit') ? JSON.parse(readFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), 'utf8')).sgemmGflops : measureSgemmPeak({}).gflops;
 const model = loadLlamaConfig(modelDir);
 const grid = [
   { mode: 'edge_llm', mb: 8, T: 256, bits: 16 }, { mode: 'edge_llm', mb: 4, T: 256, bits: 16 }, { mode: 'edge_llm', mb: 8, T: 128, bits: 16 },
   { mode: 'edge_llm', mb: 16, T: 64, bits: 16 }, { mode: 'vanilla', mb: 8, T: 256, bits: 16 }, { mode: 'vanilla', mb: 4, T: 128, bits: 16 },
   { mode: 'vanilla', mb: 16, T: 64, bits: 16 }, { mode: 'edge_llm', mb: 8, T: 256, bits: 4 }, { mode: 'edge_llm', mb: 8, T: 128, bits: 8 },
   { mode: 'vanilla', mb: 8, T: 128, bits: 8 },
+  // other window depths (the planner adds exits to fit memory): 1-layer and 4-layer windows
+  { mode: 'edge_llm', mb: 8, T: 128, bits: 16, exits: [0, 1, 2, 3, 4, 5, 6, 7] }, { mode: 'edge_llm', mb: 8, T: 256, bits: 16, exits: [3, 7] },
 ];
+// --refit: fit again to the points measured by the last full run (bench/results/planner-calibration.json)
+// without measuring, e.g. after a change to the cost model's features.
+const previous = join(root, 'bench', 'results', 'planner-calibration.json');
+const refit = args.includes('--refit') ? JSON.parse(readFileSync(previous, 'utf8')) : null;
 const points = [];
-for (const cfg of grid) {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', JSON.stringify(cfg), '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
-  if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
-  const m = JSON.parse(r.stdout.trim().split('\n').pop());
+for (const cfg of refit ? refit.points.map(({ mode, mb, T, bits, exits }) => ({ mode, mb, T, bits, ...(exits ? { exits } : {}) })) : grid) {
+  let m;
+  if (refit) m = { ...refit.points.find((p) => p.mode === cfg.mode && p.mb === cfg.mb && p.T === cfg.T && p.bits === cfg.bits && String(p.exits) === String(cfg.exits)).measured, L: model.numHiddenLayers };
+  else {
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', JSON.stringify(cfg), '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+    m = JSON.parse(r.stdout.trim().split('\n').pop());
+  }
   const input = { model, mode: cfg.mode, loraR: 8, batchSize: cfg.mb, seqLen: cfg.T, steps: 1000, trainExamples: 64, microBatch: cfg.mb,
     policy: cfg.bits < 16 ? { bits: new Array(m.L).fill(cfg.bits), sparsity: new Array(m.L).fill(0.5) } : null };
-  const exits = cfg.mode === 'vanilla' ? [m.L - 1] : [1, 3, 5, 7].filter((e) => e < m.L);
+  const exits = cfg.mode === 'vanilla' ? [m.L - 1] : cfg.exits ?? [1, 3, 5, 7].filter((e) => e < m.L);
   points.push({ cfg, measured: m, x: costFeatures(input, exits, cfg.mb, false) });
   process.stderr.write(`${JSON.stringify(cfg)}: ${m.stepMs.toFixed(0)} ms/step, TF.js peak ${(m.peakTfBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
 }
@@ -97,32 +107,47 @@ const [tfFixed, actD, actF, actAtt, actLora] = lstsq(memRows.map((r, i) => r.map
 const rssRows = points.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
 const rssY = points.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
 const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
-// Time: stepMs = msPerStep + accum * (flops / (G * eff) + passes * (msPerLayerPass + msPerLayerToken * N)), all
-// coefficients non-negative (least squares, dropping any feature that comes out negative and refitting).
+// Time: stepMs = msPerStep + accum * (flops / (G * eff) + passes * (msPerLayerPass + msPerLayerToken * N)) + ..., all
+// coefficients non-negative: exact non-negative least squares by trying every subset of features (6 features,
+// 64 subsets) and keeping the best fit whose coefficients are all >= 0.
 function nnls(rows, y) {
-  let active = rows[0].map((_, i) => i);
-  for (;;) {
+  const n = rows[0].length;
+  let best = null;
+  for (let mask = 1; mask < 1 << n; mask++) {
+    const active = [...Array(n).keys()].filter((i) => mask & (1 << i));
     const sol = lstsq(rows.map((r) => active.map((i) => r[i])), y);
-    const neg = sol.findIndex((v) => v < 0);
-    if (neg < 0) { const full = rows[0].map(() => 0); active.forEach((i, j) => (full[i] = sol[j])); return full; }
-    active = active.filter((_, j) => j !== neg);
+    if (sol.some((v) => !(v >= 0))) continue;
+    const full = new Array(n).fill(0);
+    active.forEach((i, j) => (full[i] = sol[j]));
+    const err = rows.reduce((a, r, k) => a + (r.reduce((b, v, i) => b + v * full[i], 0) - y[k]) ** 2, 0);
+    if (!best || err < best.err) best = { err, full };
   }
+  return best.full;
 }
-const timeRows = points.map((p) => { const passes = p.x.tapePasses * 2 + p.x.prefixPasses;
-  return [(p.x.trainFlops / (G * 1e9)) * 1000 * p.x.accum, passes * p.x.accum, passes * p.x.N * p.x.accum, 1, p.x.updParams, p.x.dequantElems * p.x.accum].map((v) => v / p.measured.stepMs); });
-const [invEff, pass, tok, step, upd, deq] = nnls(timeRows, points.map(() => 1));
-const best = { invEff: invEff || 1e-9, pass, tok, step, upd, deq };
-const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, mmEfficiency: 1 / best.invEff, msPerLayerPass: best.pass, msPerLayerToken: best.tok, msPerStep: best.step, msPerUpdatedParam: best.upd, msPerDequantElem: best.deq };
+// Layer-equivalents E = window layers + rho x prefix layers: rho by grid search, the rest by NNLS on
+// relative errors (each row divided by its measured step time).
+function timeRowsFor(rho) {
+  return points.map((p) => { const t = p.x.time, E = t.tapeLayers + rho * t.prefixLayers, a = p.x.accum;
+    return [(p.x.trainFlops / (G * 1e9)) * 1000 * a, E * a, E * p.x.N * a, E * t.attScores * a, p.x.updParams, p.x.dequantElems * a, 1].map((v) => v / p.measured.stepMs); });
+}
+let fit = null;
+for (let rho = 0; rho <= 1.0001; rho += 0.02) {
+  const rows = timeRowsFor(rho), sol = nnls(rows, points.map(() => 1));
+  const err = rows.reduce((acc, r) => acc + (r.reduce((b, v, i) => b + v * sol[i], 0) - 1) ** 2, 0);
+  if (!fit || err < fit.err) fit = { err, rho, sol };
+}
+const [invEff, pass, tok, att, upd, deq, step] = fit.sol;
+const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, mmEfficiency: 1 / (invEff || 1e-9), prefixPassCost: fit.rho, msPerLayerPass: pass, msPerLayerToken: tok, msPerAttScore: att, msPerStep: step, msPerUpdatedParam: upd, msPerDequantElem: deq };
 const { plan } = await import(join(dist, 'schedule', 'planner.js'));
 const report = points.map((p) => {
   const input = { model, mode: p.cfg.mode, loraR: 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,
-    policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
+    prefixCache: false, ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}), policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
   const f = plan(input, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
   return { ...p.cfg, measured: { stepMs: p.measured.stepMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
     forecast: { stepMs: f.stepMs, peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
     error: { stepMs: f.stepMs / p.measured.stepMs - 1, peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 } };
 });
-for (const r of report) process.stderr.write(`${r.mode} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
+for (const r of report) process.stderr.write(`${r.mode}${r.exits ? ` exits ${r.exits}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
 const date = new Date().toISOString();
 const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v).toString() : Number(v.toPrecision(6)).toString());
 const ts = `// Fitted ${date} on ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by

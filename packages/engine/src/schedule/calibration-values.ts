@@ -1,4 +1,4 @@
-// Fitted 2026-11-22T05:47:29.860Z on edgetune-tiny-llama (SGEMM peak 166 GFLOP/s) by
+// Fitted 2026-11-22T06:58:53.324Z on edgetune-tiny-llama (SGEMM peak 166 GFLOP/s) by
 // `node packages/engine/scripts/calibrate-planner.mjs`; points and errors: bench/results/planner-calibration.json.
 import type { CostCoefficients } from './calibration.js';
 
@@ -10,10 +10,12 @@ export const FITTED: CostCoefficients = {
   tfFixed: 26205862,
   rssBase: 163837901,
   rssPerTfByte: 0.808724,
-  mmEfficiency: 0.870388,
-  msPerLayerPass: 6.51323,
-  msPerLayerToken: 0.00475532,
-  msPerStep: 0,
+  mmEfficiency: 3.08287,
+  prefixPassCost: 0.22,
+  msPerLayerPass: 6.3057,
+  msPerLayerToken: 0.0270572,
+  msPerAttScore: 0,
+  msPerStep: 23.153,
   msPerUpdatedParam: 0,
-  msPerDequantElem: 0.0000159817,
+  msPerDequantElem: 0.000015145,
 };

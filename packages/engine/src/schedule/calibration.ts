@@ -19,12 +19,19 @@ export interface CostCoefficients {
   /** process RSS = rssBase + rssPerTfByte x TF.js peak + JS-side weights and caches */
   rssBase: number;
   rssPerTfByte: number;
-  /** achieved fraction of the SGEMM peak on the model's matmuls */
+  /** achieved fraction of the SGEMM peak on the model's matmuls. Fitted jointly with msPerLayerToken, with
+   *  which FLOPs are nearly collinear on one model shape, so the pair, not this value alone, is meaningful
+   *  (a value above 1 means the per-token term carries most of the time) */
   mmEfficiency: number;
-  /** per layer pass overhead (kernel dispatch), ms */
+  /** cost of a frozen-prefix layer (forward only, off the tape) relative to a window layer's forward +
+   *  backward; the time model counts layer-equivalents E = window layers + prefixPassCost x prefix layers */
+  prefixPassCost: number;
+  /** per layer-equivalent overhead (kernel dispatch), ms */
   msPerLayerPass: number;
-  /** per layer pass per token (elementwise work), ms */
+  /** per layer-equivalent per token (elementwise work: norms, RoPE, SwiGLU, LoRA branch), ms */
   msPerLayerToken: number;
+  /** per layer-equivalent per attention score (batch x heads x T x T: softmax and its gradient), ms */
+  msPerAttScore: number;
   /** per optimizer step overhead, ms */
   msPerStep: number;
   /** per parameter updated by AdamW each step (gradients, clipping, update), ms */

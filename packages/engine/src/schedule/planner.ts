@@ -43,6 +43,9 @@ export interface PlanInput {
   trainExamples: number;
   /** force a micro-batch instead of choosing one */
   microBatch?: number;
+  /** false: never cache the frozen prefix's outputs (the planner otherwise caches when it fits and the
+   *  run has more than one epoch) */
+  prefixCache?: boolean;
   groupSize?: number;
 }
 
@@ -158,24 +161,27 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   // Activation features of the deepest window (element counts per coefficient).
   const act = { d: depth * N * d, f: depth * N * f, att: depth * mb * m.numAttentionHeads * T * T, lora: depth * N * r * nl };
   const cacheBytes = cache ? inp.trainExamples * T * d * 4 : 0;
-  // Time features: FLOPs (forward + backward, as AdaptiveTrainer.matmulFlopsOf counts them) and layer
-  // passes of an average micro-step, windows weighted equally.
+  // Time features of an average micro-step, windows weighted equally: the window's layers run forward +
+  // backward on the tape, the prefix's layers forward only (cheaper by the fitted prefixPassCost); FLOPs
+  // are counted as AdaptiveTrainer.matmulFlopsOf counts them.
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
   const prefixShare = cache && epochs > 1 ? 1 / epochs : 1;
-  let trainFlops = 0, tapePasses = 0, prefixPasses = 0;
+  let tapeLayers = 0, prefixLayers = 0;
   for (const w of wins) {
-    const tape = w.end - w.start + 1;
-    trainFlops += (tape * layerTrainFlops(m, N, T, r, nl) + w.start * layerFlops(m, N, T, r, nl, false) * prefixShare) / wins.length;
-    tapePasses += tape / wins.length;
-    prefixPasses += (w.start * prefixShare) / wins.length;
+    tapeLayers += (w.end - w.start + 1) / wins.length;
+    prefixLayers += (w.start * prefixShare) / wins.length;
   }
+  const layerTrain = layerTrainFlops(m, N, T, r, nl), layerFwd = layerFlops(m, N, T, r, nl, false);
   const headFlops = 2 * mb * V * d * (inp.mode === 'edge_llm' ? 3 : 2); // ~one labelled position per example
+  const trainFlops = tapeLayers * layerTrain + prefixLayers * layerFwd + headFlops;
+  const attScores = mb * m.numAttentionHeads * T * T;
   // Per optimizer step: parameters AdamW updates (the window's); per micro-step: weights dequantized just
   // in time (packed layers, once per forward pass).
   const packedFrac = storage.filter((x) => x !== 'f32').length / L;
   const layerParams = (q * d + 2 * kv * d + d * q + 3 * f * d);
-  const dequantElems = (tapePasses + prefixPasses) * packedFrac * layerParams;
-  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, trainFlops: trainFlops + headFlops, tapePasses, prefixPasses, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
+  const dequantElems = (tapeLayers + prefixLayers) * packedFrac * layerParams;
+  const time = { tapeLayers, prefixLayers, layerTrainFlops: layerTrain, layerFwdFlops: layerFwd, headFlops, attScores };
+  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, trainFlops, time, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
 }
 
 /** Forecast of one choice from its features and the fitted coefficients. */
@@ -185,8 +191,10 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
   const peakTf = c.tfFixed + x.weightTf + x.trainable + activations;
   const rss = c.rssBase + c.rssPerTfByte * peakTf + (x.weightAll - x.weightTf) + x.cacheBytes;
   const flops = x.trainFlops;
-  const passes = x.tapePasses * 2 + x.prefixPasses;
-  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + passes * (c.msPerLayerPass + c.msPerLayerToken * x.N) + c.msPerDequantElem * x.dequantElems;
+  const t = x.time, rho = c.prefixPassCost;
+  // Matmul time from FLOPs (prefix FLOPs at the same efficiency); the rest per layer-equivalent.
+  const E = t.tapeLayers + rho * t.prefixLayers;
+  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + E * (c.msPerLayerPass + c.msPerLayerToken * x.N + c.msPerAttScore * t.attScores) + c.msPerDequantElem * x.dequantElems;
   const stepMs = x.accum * microMs + c.msPerStep + c.msPerUpdatedParam * x.updParams;
   return {
     storage: x.storage, depth: x.depth, weightBytes: x.weightAll, trainableBytes: x.trainable, activationBytes: activations, peakTf, rss,
@@ -222,7 +230,7 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
       last = e; lastExits = exits; lastMb = mb;
       if (e.rss <= dev.memoryBudgetBytes) {
         let final = e, cache = false;
-        if (inp.mode === 'edge_llm' && epochs > 1) {
+        if (inp.mode === 'edge_llm' && epochs > 1 && inp.prefixCache !== false) {
           const withCache = estimate(inp, dev, exits, mb, true, coeffs);
           if (withCache.rss <= dev.memoryBudgetBytes) { final = withCache; cache = true; }
         }
