@@ -38,7 +38,7 @@ describe('edgetune-engine CLI', () => {
     expect(e.status, e.stderr).toBe(0);
     const rep = JSON.parse(e.stdout);
     expect(rep.perExit.map((x: { layer: number }) => x.layer)).toEqual([0, 1, 2, 3]);
-    expect(Object.keys(rep.voted).sort()).toEqual(['confidence', 'max', 'mean']);
+    expect(Object.keys(rep.voted).sort()).toEqual(['confidence', 'max', 'mean', 'weighted']);
     expect(rep.votingRule).toBe(JSON.parse(readFileSync(join(out, 'edge_llm.json'), 'utf8')).voting_rule);
     // Same weights, same data: eval must reproduce the validation metrics of the tuning run.
     expect(rep.voted.mean.loss).toBeCloseTo(metrics.validation.voted.mean.loss, 5);

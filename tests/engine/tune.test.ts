@@ -13,6 +13,7 @@ import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
 import { defaultExitLayers, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
 import { loadEdgeAdapter } from '../../packages/engine/src/tune/artifacts.js';
 import { exitProbabilities } from '../../packages/engine/src/infer/voting.js';
+import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
 import { DEFAULT_LORA } from '../../packages/engine/src/model/lora.js';
 import type { Example } from '../../packages/engine/src/tune/batches.js';
 import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
@@ -183,6 +184,15 @@ describe('runTuning artifacts', () => {
     for (let i = 0; i < deepest.length; i++) diff = Math.max(diff, Math.abs(deepest[i] - shallow[i]));
     expect(diff).toBeGreaterThan(1e-4);
     tf.dispose([...probs, logits]);
+    // The weighted vote's exit weights were fitted on validation, saved, and are reused as they are.
+    const w = report.validation!.exitWeights;
+    expect(w).toHaveLength(4);
+    expect(w.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+    expect(paths.map((p) => p.weight)).toEqual(w);
+    const { examples: valEx } = await loadExamples(join(dir, 'val.jsonl'), await loadTokenizer(modelDir), 64);
+    const again = evaluatePaths(voted, paths.map((p, k) => ({ ...p, weight: k === 0 ? 1 : 0 })), valEx, { padId });
+    expect(again.exitWeights).toEqual([1, 0, 0, 0]);
+    expect(again.voted.weighted.loss).toBeCloseTo(again.perExit[0].loss, 5); // all weight on exit 0 = exit 0 alone
     voted.dispose();
     peft.dispose();
   });

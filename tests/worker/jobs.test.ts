@@ -84,7 +84,7 @@ describe('with one worker', () => {
     });
     expect(j.finished_at).toBeGreaterThanOrEqual(j.started_at);
     expect(j.result.exits.map((e: any) => e.layer)).toEqual([0, 1, 2, 3]);
-    expect(['max', 'mean', 'confidence']).toContain(j.result.voting_rule);
+    expect(['max', 'mean', 'confidence', 'weighted']).toContain(j.result.voting_rule);
     expect(j.result.voted_accuracy).toBe(j.result.voted[j.result.voting_rule].accuracy);
     expect(j.result).toMatchObject({ validation_examples: 24, train_examples: 48, steps: 12 });
 

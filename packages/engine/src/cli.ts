@@ -38,7 +38,7 @@ commands:
        --mode edge_llm|vanilla --lora-r 8 --avg-bits 16]   (prints the execution plan and its forecast)
   eval --model DIR --data FILE [--adapter DIR] [--json]
   infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE | --email RFC822-FILE) [--labels " spam, ham"]
-        [--rule max|mean|confidence]   (--email builds the spam-task prompt and scores " spam"/" ham")
+        [--rule max|mean|confidence|weighted]   (--email builds the spam-task prompt and scores " spam"/" ham")
         [--max-new-tokens 32 --temperature 0]
   logits --model DIR --ids FILE [--adapter DIR]     (FILE: {"input_ids": [[...]]}; prints {"logits": [...]})
   bench [--out FILE] [--steps N] [--quick] [--model DIR] [--skip-luc]
@@ -83,6 +83,7 @@ function printEval(r: EvalReport, rule: VotingRule | null): void {
   const lines = [`examples ${r.examples}, completion tokens ${r.tokens}`, 'path            accuracy  perplexity'];
   for (const e of r.perExit) lines.push(`exit ${String(e.layer).padEnd(10)} ${pct(e.accuracy)}  ${e.perplexity.toFixed(3).padStart(10)}`);
   if (r.perExit.length > 1) for (const k of VOTING_RULES) lines.push(`vote ${k.padEnd(10)} ${pct(r.voted[k].accuracy)}  ${r.voted[k].perplexity.toFixed(3).padStart(10)}${k === rule ? '  <- chosen' : ''}`);
+  if (r.perExit.length > 1) lines.push(`weighted vote's exit weights: ${r.exitWeights.map((w, k) => `exit ${r.perExit[k].layer} ${w.toFixed(3)}`).join(', ')}`);
   process.stdout.write(lines.join('\n') + '\n');
 }
 

@@ -25,7 +25,7 @@ export { saveEdgeAdapter, loadEdgeAdapter, pathsOf, plainPath, EDGE_FORMAT } fro
 export type { EdgeLlmManifest } from './tune/artifacts.js';
 export { AdamW, scheduledLr, clipByGlobalNorm } from './tune/optim.js';
 export type { LrSchedule } from './tune/optim.js';
-export { combineExits, exitProbabilities, VOTING_RULES } from './infer/voting.js';
+export { combineExits, exitProbabilities, fitExitWeights, pathWeights, VOTING_RULES } from './infer/voting.js';
 export type { VotingRule, ExitPath } from './infer/voting.js';
 export { evaluatePaths, chooseRule, classTokensOf, EvaluationError } from './infer/evaluate.js';
 export type { EvalReport, PathMetrics } from './infer/evaluate.js';

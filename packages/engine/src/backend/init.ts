@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelFunc } from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { cpuUnsortedSegmentSum, wasmCastAlias, wasmGatherFast, wasmIdentityAlias, wasmUnsortedSegmentSum } from './kernels.js';
+import { installEagerBackprop, uninstallEagerBackprop } from './backprop.js';
 import { installFusedKernels } from './fused.js';
 import {
   fastWasmBatchMatMul, fusedMatMulOverride, jsCpuBatchMatMul, nativeCpuBatchMatMul, nativeWasmBatchMatMul,
@@ -35,7 +36,7 @@ export interface InitBackendOptions {
 }
 
 type BackendChoice = NonNullable<InitBackendOptions['backend']>;
-interface Resolved { backend: BackendChoice; native: boolean; blasThreads: number; fusedThreads: number }
+interface Resolved { backend: BackendChoice; native: boolean; blasThreads: number; fusedThreads: number; eagerBackprop: boolean }
 
 const CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 const NODE_BACKENDS = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
@@ -64,7 +65,8 @@ function resolve(opts: InitBackendOptions): Resolved {
   if (!Number.isInteger(fusedThreads) || fusedThreads < 1 || fusedThreads > 64) {
     throw new Error(`initBackend: fusedThreads must be an integer in [1, 64], got ${fusedThreads}`);
   }
-  return { backend, native, blasThreads, fusedThreads };
+  const eagerBackprop = process.env.EDGETUNE_EAGER_BACKPROP !== '0';
+  return { backend, native, blasThreads, fusedThreads, eagerBackprop };
 }
 
 /**
@@ -82,7 +84,9 @@ function resolve(opts: InitBackendOptions): Resolved {
  * Environment: EDGETUNE_BACKEND=auto|wasm|cpu|tensorflow forces the backend, EDGETUNE_NATIVE=0
  * disables the addon, EDGETUNE_BLAS_THREADS (or OPENBLAS_NUM_THREADS) sets the default BLAS threads,
  * EDGETUNE_FUSED_THREADS sets the threads of the fused native kernels (default: the BLAS threads, at most 4),
- * EDGETUNE_DEBUG=1 adds why tfjs-node could not be used to the log line.
+ * EDGETUNE_DEBUG=1 adds why tfjs-node could not be used to the log line,
+ * EDGETUNE_EAGER_BACKPROP=0 keeps the stock TF.js backward pass (default: installEagerBackprop,
+ * which frees gradients and saved activations during backprop, on every backend; see backprop.ts).
  *
  * @returns the BackendInfo, also logged as one line to stderr unless `quiet`.
  * @throws Error when the requested backend cannot be initialized (including tf silently falling
@@ -118,6 +122,8 @@ async function init(opts: InitBackendOptions): Promise<BackendInfo> {
     info = installKernels(name, r);
     if (name === 'wasm') info.simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
   }
+  info.eagerBackprop = r.eagerBackprop;
+  if (r.eagerBackprop) installEagerBackprop(); else uninstallEagerBackprop();
   current = { key, info };
   if (!opts.quiet) {
     const mm = info.matmul === 'openblas' ? `openblas(${info.blasThreads} threads)` : info.matmul;
@@ -125,7 +131,7 @@ async function init(opts: InitBackendOptions): Promise<BackendInfo> {
       ? ` (native addon: ${nativeLoadError()})` : '';
     const node = r.backend === 'auto' && nodeError && process.env.EDGETUNE_DEBUG ? ` (tfjs-node: ${nodeError})` : '';
     process.stderr.write(`[edgetune] backend=${info.backend} matmul=${mm}${why} kernels=${info.kernels.join(',') || '-'}` +
-      `${info.simd === undefined ? '' : ` simd=${info.simd}`}${node}\n`);
+      `${info.simd === undefined ? '' : ` simd=${info.simd}`} eager_backprop=${info.eagerBackprop ? 'on' : 'off'}${node}\n`);
   }
   return info;
 }

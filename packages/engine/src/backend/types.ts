@@ -15,6 +15,8 @@ export interface BackendInfo {
   kernels: string[];
   /** wasm only: whether the SIMD binary is running. */
   simd?: boolean;
+  /** Whether backprop frees gradients and saved tensors as it goes (backprop.ts; EDGETUNE_EAGER_BACKPROP=0: off). */
+  eagerBackprop?: boolean;
 }
 
 /** Per-tensor record of the wasm backend (`BackendWasm.dataIdMap`). */

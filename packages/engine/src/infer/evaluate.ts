@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.js';
 import type { Example } from '../tune/batches.js';
 import { makeBatch } from '../tune/batches.js';
-import { combineExits, exitProbabilities, VOTING_RULES, type ExitPath, type VotingRule } from './voting.js';
+import { combineExits, exitProbabilities, fitExitWeights, pathWeights, VOTING_RULES, type ExitPath, type VotingRule } from './voting.js';
 
 /** Metrics of one path or one vote. accuracy is null when the data is not classification-like. */
 export interface PathMetrics {
@@ -28,6 +28,8 @@ export interface EvalReport {
   classTokens: number[] | null;
   /** per-example predicted class token for each rule (for confusion matrices) */
   predictions?: Record<VotingRule, number[]>;
+  /** the `weighted` vote's per-exit weights: the paths' own, or fitted on these examples when they had none */
+  exitWeights: number[];
 }
 
 /** Error for data that cannot be scored. */
@@ -58,7 +60,9 @@ export function classTokensOf(examples: Example[], maxClasses = 32): number[] | 
 }
 
 /**
- * Evaluates every path and every voting rule on examples.
+ * Evaluates every path and every voting rule on examples. The `weighted` rule uses the paths' weights
+ * when all have one (an adapter's, fitted on its validation data); otherwise it fits them on these
+ * examples ({@link fitExitWeights}) and reports them in `exitWeights` (what tuning does on validation).
  * @param classTokens candidate first tokens for accuracy; default {@link classTokensOf}.
  * @param batchSize examples per forward.
  */
@@ -70,6 +74,9 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
   const correct = new Float64Array(K), correctVote: Record<string, number> = {};
   const predictions = Object.fromEntries(VOTING_RULES.map((r) => [r, [] as number[]])) as Record<VotingRule, number[]>;
   for (const r of VOTING_RULES) { nllVote[r] = 0; correctVote[r] = 0; }
+  // For the weighted vote, computed after the pass: each exit's probability of every scored target
+  // ([tokens][K]) and of every class at each first target ([scored][K][classes]).
+  const targetP: Float64Array[] = [], classP: { y: number; p: number[][] }[] = [];
   let tokens = 0, scored = 0;
   for (let i = 0; i < examples.length; i += bs) {
     const chunk = examples.slice(i, i + bs);
@@ -90,24 +97,19 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
     const probs = exitProbabilities(model, paths, batch.ids, Int32Array.from(rows));
     const tgtIdx = tf.tensor2d(targets.map((y, r) => [r, y]), [targets.length, 2], 'int32');
     const score = (p: tf.Tensor2D) => {
-      const nl = tf.tidy(() => tf.neg(tf.log(tf.add(tf.gatherND(p, tgtIdx), 1e-12))).dataSync());
+      const pt = tf.tidy(() => tf.gatherND(p, tgtIdx).dataSync() as Float32Array);
       let sum = 0;
-      for (const x of nl) sum += x;
-      let right = 0;
-      const preds: number[] = [];
-      if (classTokens) {
-        const sub = tf.tidy(() => tf.gather(tf.gather(p, tf.tensor1d(firstRow, 'int32')), tf.tensor1d(classTokens, 'int32'), 1).arraySync() as number[][]);
-        sub.forEach((row, j) => {
-          let best = 0;
-          for (let c = 1; c < row.length; c++) if (row[c] > row[best]) best = c;
-          preds.push(classTokens[best]);
-          if (classTokens[best] === targets[firstRow[j]]) right++;
-        });
-      }
-      return { sum, right, preds };
+      for (const x of pt) sum -= Math.log(x + 1e-12);
+      const sub = classTokens ? tf.tidy(() => tf.gather(tf.gather(p, tf.tensor1d(firstRow, 'int32')), tf.tensor1d(classTokens, 'int32'), 1).arraySync() as number[][]) : [];
+      const preds = sub.map((row) => classTokens![argmax(row)]);
+      const right = preds.filter((c, j) => c === targets[firstRow[j]]).length;
+      return { sum, right, preds, pt, sub };
     };
-    probs.forEach((p, k) => { const s = score(p); nll[k] += s.sum; correct[k] += s.right; });
+    const per = probs.map((p, k) => { const s = score(p); nll[k] += s.sum; correct[k] += s.right; return s; });
+    for (let r = 0; r < rows.length; r++) targetP.push(Float64Array.from(per, (s) => s.pt[r]));
+    firstRow.forEach((row, j) => classP.push({ y: targets[row], p: per.map((s) => s.sub[j]) }));
     for (const r of VOTING_RULES) {
+      if (r === 'weighted') continue;
       const v = combineExits(probs, r);
       const s = score(v);
       nllVote[r] += s.sum;
@@ -118,6 +120,14 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
     scored += firstRow.length;
     tf.dispose([...probs, tgtIdx]);
   }
+  const exitWeights = pathWeights(paths) ?? (targetP.length ? fitExitWeights(targetP) : new Array(K).fill(1 / K));
+  for (const row of targetP) nllVote.weighted -= Math.log(row.reduce((a, x, k) => a + exitWeights[k] * x, 0) + 1e-12);
+  for (const { y, p } of classP) {
+    const mix = classTokens!.map((_, c) => p.reduce((a, row, k) => a + exitWeights[k] * row[c], 0));
+    const pred = classTokens![argmax(mix)];
+    if (pred === y) correctVote.weighted++;
+    if (opts.keepPredictions) predictions.weighted.push(pred);
+  }
   const metrics = (n: number, c: number): PathMetrics => ({ accuracy: classTokens && scored ? c / scored : null, loss: n / Math.max(1, tokens), perplexity: Math.exp(n / Math.max(1, tokens)) });
   return {
     examples: examples.length,
@@ -126,12 +136,20 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
     voted: Object.fromEntries(VOTING_RULES.map((r) => [r, metrics(nllVote[r], correctVote[r])])) as Record<VotingRule, PathMetrics>,
     classTokens,
     predictions: opts.keepPredictions ? predictions : undefined,
+    exitWeights,
   };
+}
+
+function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let c = 1; c < row.length; c++) if (row[c] > row[best]) best = c;
+  return best;
 }
 
 /**
  * Picks the voting rule with the best validation accuracy (or lowest loss when the data has no
- * classes); ties go to the earlier rule in `max`, `mean`, `confidence`.
+ * classes); ties go to the earlier rule in `max`, `mean`, `confidence`, `weighted` (the weighted vote's
+ * weights are fitted on the same validation data, so it must win outright).
  */
 export function chooseRule(report: EvalReport): VotingRule {
   let best: VotingRule = VOTING_RULES[0];

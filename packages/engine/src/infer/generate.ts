@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.js';
 import { Rng } from '../util/rng.js';
-import { combineExits, exitProbabilities, type ExitPath, type VotingRule } from './voting.js';
+import { combineExits, exitProbabilities, pathWeights, type ExitPath, type VotingRule } from './voting.js';
 
 export interface GenerateOptions {
   /** new tokens at most */
@@ -32,7 +32,7 @@ export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[],
   for (let s = 0; s < o.maxNewTokens; s++) {
     const ids = [...prompt, ...out].slice(-ctxLen);
     const probs = exitProbabilities(model, paths, [ids], Int32Array.of(ids.length - 1));
-    const voted = combineExits(probs, o.rule);
+    const voted = combineExits(probs, o.rule, pathWeights(paths));
     const p = voted.dataSync() as Float32Array;
     tf.dispose([...probs, voted]);
     let next = 0;
@@ -69,7 +69,7 @@ export function classify(model: LlamaModel, paths: ExitPath[], prompts: number[]
     const ids = chunk.map((p) => [...p, ...new Array(T - p.length).fill(0)]);
     const rows = Int32Array.from(chunk.map((p, b) => b * T + p.length - 1));
     const probs = exitProbabilities(model, paths, ids, rows);
-    const voted = combineExits(probs, rule);
+    const voted = combineExits(probs, rule, pathWeights(paths));
     const sub = (t: tf.Tensor2D) => tf.tidy(() => tf.gather(t, tf.tensor1d(labelFirstTokens, 'int32'), 1).arraySync() as number[][]);
     const v = sub(voted);
     const per = probs.map(sub);

@@ -7,9 +7,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.js';
 
 /** `max`: element-wise max over exits, renormalised (official code); `mean`: average;
- *  `confidence`: per-row weights softmax_k(-H(P_k)) (lower entropy, more weight). */
-export type VotingRule = 'max' | 'mean' | 'confidence';
-export const VOTING_RULES: VotingRule[] = ['max', 'mean', 'confidence'];
+ *  `confidence`: per-row weights softmax_k(-H(P_k)) (lower entropy, more weight);
+ *  `weighted`: a mixture sum_k w_k P_k with per-exit weights fitted on validation data
+ *  ({@link fitExitWeights}; beyond the paper: a weak exit no longer drags the vote down). */
+export type VotingRule = 'max' | 'mean' | 'confidence' | 'weighted';
+export const VOTING_RULES: VotingRule[] = ['max', 'mean', 'confidence', 'weighted'];
 
 /** One exit path for inference (a trained ExitHead, or the plain final norm + lm_head). */
 export interface ExitPath {
@@ -21,18 +23,24 @@ export interface ExitPath {
   norm: tf.Tensor1D;
   /** [vocab, hidden] */
   head: tf.Tensor2D;
+  /** mixture weight of this exit in the `weighted` vote (fitted on validation; absent: uniform) */
+  weight?: number;
 }
 
 /**
  * Combines per-exit probabilities.
  * @param probs K tensors [n, vocab], each row a distribution.
+ * @param weights K mixture weights summing to 1 for `weighted` (default uniform); ignored by other rules.
  * @returns [n, vocab] rows summing to 1. Caller disposes.
+ * @throws Error when `weights` does not have one entry per exit.
  */
-export function combineExits(probs: tf.Tensor2D[], rule: VotingRule): tf.Tensor2D {
+export function combineExits(probs: tf.Tensor2D[], rule: VotingRule, weights?: number[]): tf.Tensor2D {
+  if (weights && weights.length !== probs.length) throw new Error(`combineExits: ${weights.length} weights for ${probs.length} exits`);
   return tf.tidy(() => {
     if (probs.length === 1) return tf.clone(probs[0]);
     const P = tf.stack(probs) as tf.Tensor3D; // [K, n, V]
-    if (rule === 'mean') return tf.mean(P, 0) as tf.Tensor2D;
+    if (rule === 'mean' || (rule === 'weighted' && !weights)) return tf.mean(P, 0) as tf.Tensor2D;
+    if (rule === 'weighted') return tf.sum(tf.mul(P, tf.tensor3d(weights!, [weights!.length, 1, 1])), 0) as tf.Tensor2D;
     if (rule === 'max') {
       const m = tf.max(P, 0);
       return tf.div(m, tf.sum(m, -1, true)) as tf.Tensor2D;
@@ -41,6 +49,34 @@ export function combineExits(probs: tf.Tensor2D[], rule: VotingRule): tf.Tensor2
     const w = tf.softmax(tf.transpose(tf.neg(ent)), -1); // [n, K]
     return tf.sum(tf.mul(P, tf.expandDims(tf.transpose(w), -1)), 0) as tf.Tensor2D;
   });
+}
+
+/** The `weighted` vote's weights of a list of paths (uniform where any is missing). */
+export function pathWeights(paths: ExitPath[]): number[] | undefined {
+  return paths.every((p) => typeof p.weight === 'number') ? paths.map((p) => p.weight!) : undefined;
+}
+
+/**
+ * Mixture weights w (w_k >= 0, sum 1) maximising the likelihood sum_n log sum_k w_k p[n][k] of the
+ * correct targets, by EM (Dempster et al. 1977; the classic update for mixture proportions:
+ * w_k <- mean_n w_k p_nk / sum_j w_j p_nj). The objective is concave in w, so EM converges to the optimum.
+ * @param p [n][K] probability each exit gave the correct target of position n
+ * @returns K weights; uniform when p is empty.
+ */
+export function fitExitWeights(p: ArrayLike<number>[], iterations = 200): number[] {
+  const K = p[0]?.length ?? 0;
+  if (!K) return [];
+  let w = new Array(K).fill(1 / K);
+  for (let it = 0; it < iterations; it++) {
+    const next = new Array(K).fill(0);
+    for (const row of p) {
+      let z = 0;
+      for (let k = 0; k < K; k++) z += w[k] * Math.max(row[k], 1e-12);
+      for (let k = 0; k < K; k++) next[k] += (w[k] * Math.max(row[k], 1e-12)) / z;
+    }
+    w = next.map((x) => x / p.length);
+  }
+  return w;
 }
 
 /**

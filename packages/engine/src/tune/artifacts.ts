@@ -26,6 +26,8 @@ export interface EdgeLlmManifest {
   /** first layer of each exit's window */
   window_starts: number[];
   voting_rule: VotingRule;
+  /** per-exit weights of the `weighted` vote, fitted on validation (absent in older adapters: uniform) */
+  exit_weights?: number[];
   lora: { r: number; lora_alpha: number; lora_dropout: number; target_modules: string[] };
   base_model?: string;
   /** validation metrics per exit and per rule, when evaluated */
@@ -128,7 +130,8 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
   const paths: ExitPath[] = manifest.exit_layers.map((layer, k) => {
     const norm = tensors.get(`exits.${layer}.norm.weight`), head = tensors.get(`exits.${layer}.head.weight`);
     if (!norm || !head) throw new AdapterError(`${dir}: exit ${layer} has no norm/head tensors`);
-    return { layer, start: manifest.window_starts[k], norm: tf.tensor1d(norm.data as Float32Array), head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]) };
+    const weight = manifest.exit_weights?.length === manifest.exit_layers.length ? manifest.exit_weights[k] : undefined;
+    return { layer, start: manifest.window_starts[k], norm: tf.tensor1d(norm.data as Float32Array), head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]), ...(weight === undefined ? {} : { weight }) };
   });
   return { paths, manifest };
 }

@@ -224,6 +224,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   if (opts.mode === 'edge_llm') {
     saveEdgeAdapter(o.outDir, model, trainer.exits, trainer.loraLinears, opts.lora, {
       voting_rule: votingRule ?? 'mean',
+      exit_weights: validation?.exitWeights,
       base_model: resolve(o.modelDir),
       validation: validation ?? undefined,
       max_length: maxLength,
