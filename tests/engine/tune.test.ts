@@ -10,7 +10,7 @@ import { applyPeftAdapter } from '../../packages/engine/src/model/lora.js';
 import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 import { AdaptiveTrainer, DEFAULT_TUNE, type TuneOptions } from '../../packages/engine/src/tune/trainer.js';
 import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
-import { defaultExitLayers, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
+import { defaultExitLayers, materializeHeads, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
 import { loadEdgeAdapter } from '../../packages/engine/src/tune/artifacts.js';
 import { exitProbabilities } from '../../packages/engine/src/infer/voting.js';
 import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
@@ -144,6 +144,34 @@ describe('AdaptiveTrainer', () => {
     expect(cached.hits).toBeGreaterThanOrEqual(12 * 4); // at least one whole epoch served from the cache
     expect(cached.bytes).toBeGreaterThan(0);
     cached.losses.forEach((l, i) => expect(l).toBeCloseTo(plain.losses[i], 4));
+  });
+
+  it('low-rank exit heads: lm_head shared and frozen, only A/B/norm train, and they materialise to head + 2BA', async () => {
+    const model = LlamaModel.load(modelDir);
+    const lm = Float32Array.from(model.lmHead.dataSync());
+    const t = new AdaptiveTrainer(model, examples, opts({ exitLayers: [1, 3], schedule: 'round_robin', steps: 24, lr: 1e-2, headRank: 4 }), padId);
+    const e = t.exits[0];
+    expect(e.head).toBe(model.lmHead);
+    expect(e.lora!.A.shape).toEqual([4, model.config.hiddenSize]);
+    expect(e.lora!.B.shape).toEqual([model.config.vocabSize, 4]);
+    expect(t.trainableVars(0)).toContain(e.lora!.A);
+    expect(t.trainableVars(0)).not.toContain(e.head);
+    expect([...t.namedVariables().keys()]).toContain('exits.1.head.lora_B.weight');
+    const losses: number[] = [];
+    while (!t.done) losses.push((await t.step()).loss);
+    expect(same(lm, model.lmHead.dataSync())).toBe(true); // the shared head never moved
+    const B = Float32Array.from(e.lora!.B.dataSync());
+    expect(B.some((x) => x !== 0)).toBe(true); // B left zero: the head did train
+    const expected = tf.tidy(() => tf.add(model.lmHead, tf.mul(tf.matMul(e.lora!.B, e.lora!.A), 2)).dataSync());
+    materializeHeads(t.exits);
+    expect(e.lora).toBeUndefined();
+    expect(e.head).not.toBe(model.lmHead);
+    const dense = e.head.dataSync();
+    expect(Math.max(...Array.from(dense, (x, i) => Math.abs(x - expected[i])))).toBeLessThan(1e-6);
+    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+    expect(mean(losses.slice(-4))).toBeLessThan(mean(losses.slice(0, 4)));
+    t.optimizer.dispose();
+    model.dispose();
   });
 
   it('learns: the loss falls on a toy task', async () => {

@@ -29,13 +29,13 @@ commands:
   data spam-assassin --out DIR [--body-chars 400]
   tune --model DIR --train FILE --out DIR [--val FILE --steps 200 --lr 1e-3 --batch 8 --grad-accum 1 --max-length 256
        --mode edge_llm|vanilla --schedule sequential|round_robin|random --exit-layers 1,3,5,7 --lora-r 8 --lora-alpha 16
-       --lora-dropout 0.05 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
+       --lora-dropout 0.05 --head-rank 0 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
        --checkpoint-every N --resume]
        LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule inverse|owl|uniform
        --bits-rule budgeted|mean|uniform --group-size 0 --activation-bits 8]
        planner: [--memory-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching to the device)
   plan --model DIR [--memory-budget-mb M --threads N --batch 8 --max-length 256 --steps 200 --examples N
-       --mode edge_llm|vanilla --lora-r 8 --avg-bits 16]   (prints the execution plan and its forecast)
+       --mode edge_llm|vanilla --lora-r 8 --head-rank 0 --avg-bits 16]   (prints the execution plan and its forecast)
   eval --model DIR --data FILE [--adapter DIR] [--json]
   infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE | --email RFC822-FILE) [--labels " spam, ham"]
         [--rule max|mean|confidence|weighted]   (--email builds the spam-task prompt and scores " spam"/" ham")
@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<void> {
       labels: { type: 'string' }, rule: { type: 'string' }, 'max-new-tokens': { type: 'string' }, temperature: { type: 'string' },
       steps: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'grad-accum': { type: 'string' },
       'max-length': { type: 'string' }, mode: { type: 'string' }, schedule: { type: 'string' }, 'exit-layers': { type: 'string' },
-      'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, warmup: { type: 'string' },
+      'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, warmup: { type: 'string' }, 'head-rank': { type: 'string' },
       'lr-schedule': { type: 'string' }, 'weight-decay': { type: 'string' }, 'max-grad-norm': { type: 'string' }, seed: { type: 'string' },
       'checkpoint-every': { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, quick: { type: 'boolean' },
       'body-chars': { type: 'string' }, hidden: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' },
@@ -164,6 +164,7 @@ async function main(argv: string[]): Promise<void> {
           warmupSteps: numOpt(v, 'warmup', 10), lrSchedule: pick(v, 'lr-schedule', ['cosine', 'linear', 'constant'] as const, 'cosine'),
           weightDecay: numOpt(v, 'weight-decay', 0), maxGradNorm: numOpt(v, 'max-grad-norm', 1), seed: numOpt(v, 'seed', 42),
           lora: { r: numOpt(v, 'lora-r', 8), alpha: numOpt(v, 'lora-alpha', 16), dropout: numOpt(v, 'lora-dropout', 0.05) },
+          headRank: numOpt(v, 'head-rank', 0),
         },
         onStep: (s) => bar.update(s.step, { loss: s.loss, tps: s.tokensPerSec, etaMs: s.etaMs, extra: `exit ${s.exitLayer}` }),
         log: (s) => { bar.clear(); process.stderr.write(s + '\n'); },
@@ -227,7 +228,7 @@ async function main(argv: string[]): Promise<void> {
       const bits = numOpt(v, 'avg-bits', 16);
       const peak = measureSgemmPeak({});
       const p = plan({
-        model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8),
+        model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8), headRank: numOpt(v, 'head-rank', 0),
         batchSize: numOpt(v, 'batch', 8), seqLen: numOpt(v, 'max-length', 256), steps: numOpt(v, 'steps', 200),
         trainExamples: numOpt(v, 'examples', 1000), policy: bits < 16 ? { bits: new Array(cfg.numHiddenLayers).fill(bits), sparsity: new Array(cfg.numHiddenLayers).fill(numOpt(v, 'sparsity', 0)) } : null,
       }, { memoryBudgetBytes: v['memory-budget-mb'] ? numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 : freemem(), threads: numOpt(v, 'threads', info.blasThreads), backend: info.backend, matmulGflops: peak.gflops });

@@ -35,6 +35,8 @@ export interface PlanInput {
   loraR: number;
   /** LoRA-wrapped linears per layer (7 = all) */
   loraLinears?: number;
+  /** exit heads: 0 = full trainable copies of lm_head, r > 0 = shared lm_head + rank-r LoRA per exit */
+  headRank?: number;
   /** examples per optimizer step (micro-batch x accumulation) */
   batchSize: number;
   /** tokens per example (the max length the data is truncated to, or a measured mean) */
@@ -151,11 +153,13 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   // Trainable state: LoRA (all layers) + exit norms/heads; Adam m and v for everything trained so far.
   const q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
   const loraPerLayer = r * (d + q + d + kv + d + kv + q + d + d + f + d + f + f + d) * (nl / 7);
-  const heads = inp.mode === 'edge_llm' ? exits.length * (V * d + d) : 0;
+  const hr = inp.headRank ?? 0;
+  const headParams = hr > 0 ? hr * (V + d) + d : V * d + d;
+  const heads = inp.mode === 'edge_llm' ? exits.length * headParams : 0;
   const trainableParams = loraPerLayer * L + heads;
   const wins = inp.mode === 'edge_llm' ? windows(exits) : [{ start: 0, end: L - 1 }];
   const depth = Math.max(...wins.map((w) => w.end - w.start + 1));
-  const windowParams = loraPerLayer * depth + (inp.mode === 'edge_llm' ? V * d + d : 0);
+  const windowParams = loraPerLayer * depth + (inp.mode === 'edge_llm' ? headParams : 0);
   const trainable = 4 * (trainableParams * 3 + windowParams);
   const prefixOut = 4 * N * d * 2;
   // Activation features of the deepest window (element counts per coefficient).

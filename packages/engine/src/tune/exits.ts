@@ -14,8 +14,15 @@ export interface ExitHead {
   start: number;
   /** [hidden] copy of model.norm */
   norm: tf.Variable;
-  /** [vocab, hidden] copy of lm_head */
-  head: tf.Variable;
+  /** [vocab, hidden]: a trainable copy of lm_head, or with `lora` the model's own lm_head (shared, frozen) */
+  head: tf.Tensor2D;
+  /**
+   * Low-rank head: logits use head + scale x B A (LoRA on the head, as PEFT's `lm_head` target; B starts
+   * at zero, so the exit starts as lm_head exactly). A [r, hidden], B [vocab, r]. Per exit this trains
+   * r (vocab + hidden) parameters instead of vocab x hidden, and AdamW keeps two moments of that size:
+   * at LLaMA-7B scale 4 full heads with moments are ~6 GB, 4 rank-16 heads ~25 MB.
+   */
+  lora?: { A: tf.Variable; B: tf.Variable; scale: number };
 }
 
 /** Error for an invalid exit layout. */
@@ -53,15 +60,51 @@ export function validateExitLayers(layers: number[], numLayers: number): number[
   return s;
 }
 
-/** Creates exit heads initialised from the model's final norm and lm_head. */
-export function createExits(model: LlamaModel, layers: number[]): ExitHead[] {
+/**
+ * Creates exit heads initialised from the model's final norm and lm_head.
+ * @param headRank 0: each head is a full trainable copy of lm_head (official code); r > 0: each head is
+ *   the shared lm_head plus a rank-r LoRA (alpha = 2r), A from `rng` like PEFT's kaiming-uniform, B zero.
+ * @param rng uniform [0, 1) source for A (required when headRank > 0)
+ */
+export function createExits(model: LlamaModel, layers: number[], headRank = 0, rng?: () => number): ExitHead[] {
   const s = validateExitLayers(layers, model.config.numHiddenLayers);
-  return s.map((layer, k) => ({
-    layer,
-    start: k === 0 ? 0 : s[k - 1] + 1,
-    norm: tf.variable(tf.clone(model.finalNorm), true),
-    head: tf.variable(tf.clone(model.lmHead), true),
-  }));
+  if (headRank < 0 || !Number.isInteger(headRank)) throw new ExitConfigError(`head rank must be a non-negative integer, got ${headRank}`);
+  const d = model.config.hiddenSize, V = model.config.vocabSize;
+  return s.map((layer, k) => {
+    const base = { layer, start: k === 0 ? 0 : s[k - 1] + 1, norm: tf.variable(tf.clone(model.finalNorm), true) };
+    if (!headRank) return { ...base, head: tf.variable(tf.clone(model.lmHead), true) as tf.Tensor2D };
+    const bound = 1 / Math.sqrt(d); // kaiming_uniform(a=sqrt(5)) on [r, d], as PEFT initialises lora_A
+    const a = Float32Array.from({ length: headRank * d }, () => (2 * rng!() - 1) * bound);
+    return {
+      ...base, head: model.lmHead,
+      lora: { A: tf.variable(tf.tensor2d(a, [headRank, d]), true), B: tf.variable(tf.zeros([V, headRank]), true), scale: 2 },
+    };
+  });
+}
+
+/**
+ * Exit logits for normalised hidden states x [n, hidden]: x head^T (+ scale (x A^T) B^T for a low-rank
+ * head). Returns [n, vocab].
+ */
+export function exitLogits(e: ExitHead, x: tf.Tensor2D): tf.Tensor2D {
+  const y = tf.matMul(x, e.head, false, true) as tf.Tensor2D;
+  if (!e.lora) return y;
+  return tf.add(y, tf.mul(tf.matMul(tf.matMul(x, e.lora.A, false, true), e.lora.B, false, true), e.lora.scale)) as tf.Tensor2D;
+}
+
+/**
+ * Turns low-rank heads into dense ones (head + scale B A, a new tensor per exit) once training is over,
+ * so inference, evaluation and saving see one [vocab, hidden] head per exit. No-op for full heads.
+ */
+export function materializeHeads(exits: ExitHead[]): void {
+  for (const e of exits) {
+    if (!e.lora) continue;
+    const { A, B, scale } = e.lora;
+    e.head = tf.tidy(() => tf.add(e.head, tf.mul(tf.matMul(B, A), scale)) as tf.Tensor2D);
+    A.dispose();
+    B.dispose();
+    delete e.lora;
+  }
 }
 
 /** The layers of exit k's window. */
@@ -71,6 +114,10 @@ export function windowLayers(e: ExitHead): number[] {
   return out;
 }
 
+/** Disposes the exits' own tensors (a low-rank head's base is the model's lm_head: kept). */
 export function disposeExits(exits: ExitHead[]): void {
-  for (const e of exits) { e.norm.dispose(); e.head.dispose(); }
+  for (const e of exits) {
+    e.norm.dispose();
+    if (e.lora) { e.lora.A.dispose(); e.lora.B.dispose(); } else e.head.dispose();
+  }
 }

@@ -16,6 +16,7 @@ import { AdaptiveTrainer, DEFAULT_TUNE, type StepReport, type TuneOptions } from
 import type { Example } from './batches.js';
 import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
 import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
+import { materializeHeads } from './exits.js';
 import type { VotingRule } from '../infer/voting.js';
 import { plan as makePlan, type DeviceProfile, type Plan } from '../schedule/planner.js';
 import { backendInfo, measureSgemmPeak } from '../backend/index.js';
@@ -179,7 +180,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     const dev = localDevice(o.device === true ? {} : o.device);
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
     plan = makePlan({
-      model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraLinears: opts.lora.targetModules.length,
+      model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraLinears: opts.lora.targetModules.length, headRank: opts.headRank ?? 0,
       batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength, steps: opts.steps,
       trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize,
     }, dev);
@@ -214,6 +215,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   }
   const trainMs = trainer.state.elapsedMs;
   const stepMsMeasured = trainMs / Math.max(1, trainer.state.step);
+  materializeHeads(trainer.exits); // low-rank heads -> dense: training is over
   const paths = opts.mode === 'vanilla' ? [plainPath(model)] : pathsOf(trainer.exits);
   let validation: EvalReport | null = null;
   let votingRule: VotingRule | null = null;

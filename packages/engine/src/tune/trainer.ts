@@ -14,7 +14,7 @@ import { attachLora, type LoraConfig } from '../model/lora.js';
 import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
 import { Rng } from '../util/rng.js';
 import { AdamW, clipByGlobalNorm, scheduledLr, type LrSchedule } from './optim.js';
-import { createExits, defaultExitLayers, windowLayers, type ExitHead } from './exits.js';
+import { createExits, defaultExitLayers, exitLogits, windowLayers, type ExitHead } from './exits.js';
 import { BatchIterator, type Batch, type BatchCursor, type Example } from './batches.js';
 import { peftName } from '../model/lora.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
@@ -46,6 +46,9 @@ export interface TuneOptions {
   seed: number | string;
   /** train the exit norms and heads (default true; the official code trains the heads) */
   trainHeads?: boolean;
+  /** 0: each exit head is a full trainable copy of lm_head (official code); r > 0: lm_head shared and
+   *  frozen plus a rank-r LoRA per exit (see ExitHead.lora: far less trainable state) */
+  headRank?: number;
   /**
    * cache each example's frozen-prefix output (the window's input) across epochs, float32 in JS memory,
    * so later epochs skip the prefix; the planner turns it on when it fits (edge_llm mode only)
@@ -136,7 +139,7 @@ export class AdaptiveTrainer {
     this.loraLinears = attachLora(model, opts.lora, this.rng);
     if (!this.loraLinears.length) throw new Error(`LoRA target_modules ${JSON.stringify(opts.lora.targetModules)} match no linear of the model`);
     const exitLayers = opts.mode === 'vanilla' ? [L - 1] : opts.exitLayers ?? defaultExitLayers(L);
-    this.exits = opts.mode === 'vanilla' ? [] : createExits(model, exitLayers);
+    this.exits = opts.mode === 'vanilla' ? [] : createExits(model, exitLayers, opts.headRank ?? 0, () => this.rng.next());
     this.optimizer = new AdamW({ lr: opts.lr, weightDecay: opts.weightDecay });
     this.iterator = new BatchIterator(examples, opts.microBatch, padId, `${opts.seed}:data`);
     const K = Math.max(1, this.exits.length);
@@ -168,7 +171,7 @@ export class AdaptiveTrainer {
     const e = this.exits[k];
     const layers = new Set(windowLayers(e));
     const vars = this.loraLinears.filter((l) => layers.has(Number(/\.layers\.(\d+)\./.exec(l.name)![1]))).flatMap((l) => [l.lora!.A, l.lora!.B]);
-    if (this.opts.trainHeads !== false) vars.push(e.norm, e.head);
+    if (this.opts.trainHeads !== false) vars.push(e.norm, ...(e.lora ? [e.lora.A, e.lora.B] : [e.head as tf.Variable]));
     return vars;
   }
 
@@ -196,9 +199,9 @@ export class AdaptiveTrainer {
       let h = prefix;
       for (let i = start; i <= end; i++) h = m.layer(i, h, ctx, true);
       const sel = tf.gather(h, rowT) as tf.Tensor2D;
-      const normW = vanilla ? m.finalNorm : this.exits[k].norm;
-      const headW = vanilla ? m.lmHead : this.exits[k].head;
-      const logits = tf.matMul(m.rmsNorm(sel, normW as tf.Tensor1D), headW as tf.Tensor2D, false, true) as tf.Tensor2D;
+      const logits = vanilla
+        ? tf.matMul(m.rmsNorm(sel, m.finalNorm), m.lmHead, false, true) as tf.Tensor2D
+        : exitLogits(this.exits[k], m.rmsNorm(sel, this.exits[k].norm as tf.Tensor1D));
       return sparseSoftmaxCrossEntropy(logits, tgt);
     }, vars);
     const loss = value.dataSync()[0];
@@ -346,7 +349,10 @@ export class AdaptiveTrainer {
   namedVariables(): Map<string, tf.Variable> {
     const m = new Map<string, tf.Variable>();
     for (const l of this.loraLinears) { m.set(peftName(l.name, 'lora_A'), l.lora!.A); m.set(peftName(l.name, 'lora_B'), l.lora!.B); }
-    for (const e of this.exits) { m.set(`exits.${e.layer}.norm.weight`, e.norm); m.set(`exits.${e.layer}.head.weight`, e.head); }
+    for (const e of this.exits) {
+      m.set(`exits.${e.layer}.norm.weight`, e.norm);
+      if (e.lora) { m.set(`exits.${e.layer}.head.lora_A.weight`, e.lora.A); m.set(`exits.${e.layer}.head.lora_B.weight`, e.lora.B); } else m.set(`exits.${e.layer}.head.weight`, e.head as tf.Variable);
+    }
     return m;
   }
 
