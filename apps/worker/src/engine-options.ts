@@ -9,6 +9,7 @@ export function engineTuneOptions(method: Method, hp: Hyperparameters, seed: num
     exitLayers: method.edge_llm.exit_layers,
     schedule: method.edge_llm.schedule,
     trainHeads: method.edge_llm.train_heads,
+    headRank: method.edge_llm.head_rank ?? 0, // jobs accepted before head_rank existed
     steps: totalSteps,
     microBatch: hp.batch_size,
     gradAccum: hp.gradient_accumulation_steps,
