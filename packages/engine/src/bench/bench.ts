@@ -44,6 +44,10 @@ export interface BenchSettings {
   lr: number;
   seed: number;
   loraR: number;
+  /** Edge-LLM window schedule */
+  schedule: 'sequential' | 'round_robin' | 'random';
+  /** Edge-LLM exit heads: 0 = full copies of lm_head, r = rank-r LoRA on the shared lm_head */
+  headRank: number;
 }
 
 /** One run's specification (written to a file for the child). */
@@ -90,7 +94,8 @@ export async function benchRun(spec: BenchSpec): Promise<BenchRunResult> {
   const report = await runTuning({
     modelDir: s.model, trainFile: s.train, validationFile: s.val, outDir: out, maxLength: s.maxLength, device: true,
     compression: spec.policy ? { targetSparsity: spec.policy.targetSparsity, avgBits: spec.policy.avgBits, policy: spec.policy, calibrationSequences: 8, calibrationTokens: 128 } : undefined,
-    tune: { mode, steps: s.steps, microBatch: s.batch, lr: s.lr, seed: s.seed, warmupSteps: Math.min(10, Math.floor(s.steps / 8)), measureMemory: 10, lora: { r: s.loraR, alpha: 2 * s.loraR, dropout: 0.05 } },
+    tune: { mode, steps: s.steps, microBatch: s.batch, lr: s.lr, seed: s.seed, warmupSteps: Math.min(10, Math.floor(s.steps / 8)), measureMemory: 10, lora: { r: s.loraR, alpha: 2 * s.loraR, dropout: 0.05 },
+      schedule: s.schedule ?? 'sequential', headRank: s.headRank ?? 0 },
     onStep: (r) => {
       if (flopsAtStart < 0) flopsAtStart = 0;
       if (r.peakTfBytes && r.peakTfBytes > peakTf) peakTf = r.peakTfBytes;
@@ -171,9 +176,9 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
   await buildSpamAssassin({ outDir: work });
   const s: BenchSettings = {
     model, train: join(work, 'train.jsonl'), val: join(work, 'validation.jsonl'), test: join(work, 'test.jsonl'),
-    steps: o.steps ?? (o.quick ? 40 : 240), batch: 8, maxLength: 192, lr: 2e-3, seed: 42, loraR: 8,
+    steps: o.steps ?? (o.quick ? 40 : 480), batch: 8, maxLength: 192, lr: 1e-3, seed: 42, loraR: 8, schedule: 'round_robin', headRank: 16,
   };
-  process.stderr.write(`[bench] model ${model}, ${s.steps} steps x ${s.batch} examples, max ${s.maxLength} tokens, seed ${s.seed}\n`);
+  process.stderr.write(`[bench] model ${model}, ${s.steps} steps x ${s.batch} examples, max ${s.maxLength} tokens, lr ${s.lr}, LoRA r ${s.loraR}, seed ${s.seed}; Edge-LLM: ${s.schedule} windows, exit head rank ${s.headRank || 'full'}\n`);
   const peak = measureSgemmPeak({});
   process.stderr.write(`[bench] SGEMM peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.source}, n=${peak.n}, ${peak.threads} threads)\n`);
   const vanilla = await child({ label: 'vanilla', mode: 'vanilla', settings: s }, work);
