@@ -10,8 +10,9 @@
 //   DATABASE_URL             default postgresql://postgres@127.0.0.1:5432/edgetune (created and migrated when missing)
 //   REDIS_URL                default redis://127.0.0.1:6379
 //   EDGETUNE_MODELS_DIR      default models/ ; EDGETUNE_DEMO_MODEL: base model id (default edgetune-tiny-llama)
-//   EDGETUNE_DEMO_STEPS      optimizer steps (default 600); EDGETUNE_DEMO_BATCH (8), EDGETUNE_DEMO_MAX_LENGTH (256),
-//   EDGETUNE_DEMO_LR         (2e-3), EDGETUNE_DEMO_SEED (42)
+//   EDGETUNE_DEMO_STEPS      optimizer steps (default 2400); EDGETUNE_DEMO_BATCH (8), EDGETUNE_DEMO_MAX_LENGTH (256),
+//   EDGETUNE_DEMO_LR         (1e-3), EDGETUNE_DEMO_SEED (42), EDGETUNE_DEMO_LORA_R (16, alpha 2r),
+//   EDGETUNE_DEMO_EXITS      exit layers, comma-separated, or auto (default 1,7); EDGETUNE_DEMO_SCHEDULE (round_robin)
 //   EDGETUNE_BOOTSTRAP_API_KEY  admin key the API creates on an empty database (default: a demo key); when the
 //                            database already has other keys, the demo adds an admin key of its own
 //   EDGETUNE_QUEUE_PREFIX    default: a fresh prefix per run (removed afterwards), so no other job is picked up
@@ -49,11 +50,16 @@ const DATABASE_URL = env.DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/e
 const REDIS_URL = env.REDIS_URL || 'redis://127.0.0.1:6379';
 const MODELS_DIR = resolve(env.EDGETUNE_MODELS_DIR || join(root, 'models'));
 const MODEL = env.EDGETUNE_DEMO_MODEL || 'edgetune-tiny-llama';
-const STEPS = intEnv('EDGETUNE_DEMO_STEPS', 600);
+// Defaults: the settings of the recorded real result (bench/results/spam-tuning-*.json): two exits (a
+// 2-layer and a 6-layer window), round-robin windows, LoRA r 16.
+const STEPS = intEnv('EDGETUNE_DEMO_STEPS', 2400);
 const BATCH = intEnv('EDGETUNE_DEMO_BATCH', 8);
 const MAX_LENGTH = intEnv('EDGETUNE_DEMO_MAX_LENGTH', 256);
 const SEED = intEnv('EDGETUNE_DEMO_SEED', 42);
-const LR = env.EDGETUNE_DEMO_LR ? Number(env.EDGETUNE_DEMO_LR) : 2e-3;
+const LR = env.EDGETUNE_DEMO_LR ? Number(env.EDGETUNE_DEMO_LR) : 1e-3;
+const LORA_R = intEnv('EDGETUNE_DEMO_LORA_R', 16);
+const EXITS = env.EDGETUNE_DEMO_EXITS === 'auto' ? 'auto' : (env.EDGETUNE_DEMO_EXITS ?? '1,7').split(',').map(Number);
+const SCHEDULE = env.EDGETUNE_DEMO_SCHEDULE ?? 'round_robin';
 if (!(LR > 0 && LR <= 1)) die(`EDGETUNE_DEMO_LR must be in (0, 1], got ${JSON.stringify(env.EDGETUNE_DEMO_LR)}`);
 const ownPrefix = !env.EDGETUNE_QUEUE_PREFIX;
 const PREFIX = env.EDGETUNE_QUEUE_PREFIX || `edgetune-demo-${randomBytes(4).toString('hex')}`;
@@ -302,8 +308,8 @@ async function main() {
   const job = await api('POST', '/v1/jobs', {
     json: {
       model: MODEL, training_file: train.id, validation_file: val.id,
-      method: { type: 'edge_llm', edge_llm: { exit_layers: 'auto', schedule: 'sequential' } },
-      hyperparameters: { max_steps: STEPS, batch_size: BATCH, max_length: MAX_LENGTH, learning_rate: LR },
+      method: { type: 'edge_llm', edge_llm: { exit_layers: EXITS, schedule: SCHEDULE } },
+      hyperparameters: { max_steps: STEPS, batch_size: BATCH, max_length: MAX_LENGTH, learning_rate: LR, lora_r: LORA_R, lora_alpha: 2 * LORA_R },
       seed: SEED, suffix: 'spam-demo', metadata: { source: 'npm run demo' },
     },
   });
