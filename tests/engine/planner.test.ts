@@ -36,6 +36,10 @@ describe('plan', () => {
     const packed = plan({ ...base, policy: { bits: new Array(8).fill(4), sparsity: new Array(8).fill(0.5) } }, dev(8000));
     expect(packed.storage.every((s) => s === 'int4')).toBe(true);
     expect(packed.forecast.weightBytes).toBeLessThan(edge.forecast.weightBytes * 0.6);
+    // low-rank exit heads: 4 x (V x d) parameters (x3 with AdamW's moments) become 4 x r (V + d)
+    const lowRank = plan({ ...base, headRank: 16 }, dev(8000));
+    expect(edge.forecast.trainableBytes - lowRank.forecast.trainableBytes).toBeGreaterThan(4 * 3 * 4 * (4096 * 192 - 16 * (4096 + 192)) * 0.99);
+    expect(lowRank.forecast.peakTfBytes).toBeLessThan(edge.forecast.peakTfBytes);
   });
 
   it('caches the prefix only for multi-epoch runs that can afford it', () => {
