@@ -38,15 +38,24 @@ async function one(cfg) {
   const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: 8 }, ...(cfg.exits ? { exitLayers: cfg.exits } : {}), headRank: cfg.headRank ?? 0 }, 0);
   const K = Math.max(1, t.exits.length);
   for (let i = 0; i < K; i++) await t.step(); // warm-up: one step per window
-  const times = [];
-  for (let i = 0; i < 2 * K; i++) times.push((await t.step()).stepMs);
+  // Whole window cycles (windows differ in prefix depth), at least 8 steps; the median cycle, since this
+  // shared 2-core VM has bursts of other load that a mean would fold in.
+  const cycles = [];
+  const nCycles = Math.max(4, Math.ceil(8 / K));
+  for (let c = 0; c < nCycles; c++) {
+    const cyc = { stepMs: 0, prefixMs: 0, tapeMs: 0 };
+    for (let i = 0; i < K; i++) { const r = await t.step(); cyc.stepMs += r.stepMs / K; cyc.prefixMs += r.phases.prefixMs / K; cyc.tapeMs += r.phases.tapeMs / K; }
+    cycles.push(cyc);
+  }
+  cycles.sort((a, b) => a.stepMs - b.stepMs);
+  const med = cycles[Math.floor(cycles.length / 2)];
   // Peak memory: profile one step of every window.
   let peak = 0;
   for (let i = 0; i < K; i++) {
     const info = await tf.profile(async () => { await t.step(); });
     peak = Math.max(peak, info.peakBytes);
   }
-  return { ...cfg, stepMs: times.reduce((a, b) => a + b, 0) / times.length, peakTfBytes: peak, peakRssBytes: t.peakRss, L };
+  return { ...cfg, stepMs: med.stepMs, prefixMs: med.prefixMs, tapeMs: med.tapeMs, cycleStepMs: cycles.map((c) => Math.round(c.stepMs)), peakTfBytes: peak, peakRssBytes: t.peakRss, L };
 }
 
 if (args[0] === '--one') {
@@ -126,18 +135,19 @@ function nnls(rows, y) {
   }
   return best.full;
 }
-// Layer-equivalents E = window layers + rho x prefix layers: rho by grid search, the rest by NNLS on
+// Layer-equivalents E = window layers + rho x prefix layers: rho measured (below), the rest by NNLS on
 // relative errors (each row divided by its measured step time).
 function timeRowsFor(rho) {
   return points.map((p) => { const t = p.x.time, E = t.tapeLayers + rho * t.prefixLayers, a = p.x.accum;
     return [(p.x.trainFlops / (G * 1e9)) * 1000 * a, E * a, E * p.x.N * a, E * t.attScores * a, p.x.updParams, p.x.dequantElems * a, 1].map((v) => v / p.measured.stepMs); });
 }
-let fit = null;
-for (let rho = 0; rho <= 1.0001; rho += 0.02) {
-  const rows = timeRowsFor(rho), sol = nnls(rows, points.map(() => 1));
-  const err = rows.reduce((acc, r) => acc + (r.reduce((b, v, i) => b + v * sol[i], 0) - 1) ** 2, 0);
-  if (!fit || err < fit.err) fit = { err, rho, sol };
-}
+// rho measured, not fitted (it is nearly collinear with the per-layer terms): per Edge-LLM point with a
+// prefix, (prefix ms per prefix layer) / (window ms per window layer) from the step reports' phase times;
+// the median over points.
+const ratios = points.filter((p) => p.x.time.prefixLayers > 0 && p.measured.tapeMs > 0)
+  .map((p) => (p.measured.prefixMs / p.x.time.prefixLayers) / (p.measured.tapeMs / p.x.time.tapeLayers)).sort((a, b) => a - b);
+const rho = ratios.length ? ratios[Math.floor(ratios.length / 2)] : 0.35;
+const fit = { rho, sol: nnls(timeRowsFor(rho), points.map(() => 1)) };
 const [invEff, pass, tok, att, upd, deq, step] = fit.sol;
 const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, mmEfficiency: 1 / (invEff || 1e-9), prefixPassCost: fit.rho, msPerLayerPass: pass, msPerLayerToken: tok, msPerAttScore: att, msPerStep: step, msPerUpdatedParam: upd, msPerDequantElem: deq };
 const { plan } = await import(join(dist, 'schedule', 'planner.js'));
@@ -145,7 +155,7 @@ const report = points.map((p) => {
   const input = { model, mode: p.cfg.mode, loraR: 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,
     prefixCache: false, headRank: p.cfg.headRank ?? 0, ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}), policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
   const f = plan(input, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
-  return { ...p.cfg, measured: { stepMs: p.measured.stepMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
+  return { ...p.cfg, measured: { stepMs: p.measured.stepMs, prefixMs: p.measured.prefixMs, tapeMs: p.measured.tapeMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
     forecast: { stepMs: f.stepMs, peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
     error: { stepMs: f.stepMs / p.measured.stepMs - 1, peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 } };
 });
