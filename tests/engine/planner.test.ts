@@ -20,7 +20,10 @@ describe('plan', () => {
 
   it('shrinks windows, then micro-batches, to fit a tighter budget; refuses what cannot fit', () => {
     const roomy = plan(base, dev(8000));
-    const tight = plan(base, dev(Math.floor((roomy.forecast.peakRssBytes / 2 ** 20) * 0.8)));
+    // a budget that the default exits at micro-batch 4 just fit (independent of the fitted coefficients)
+    const smaller = plan({ ...base, microBatch: 4 }, dev(8000));
+    expect(smaller.forecast.peakRssBytes).toBeLessThan(roomy.forecast.peakRssBytes);
+    const tight = plan(base, dev(Math.ceil(smaller.forecast.peakRssBytes / 2 ** 20)));
     expect(tight.fits).toBe(true);
     expect(tight.windowDepth < roomy.windowDepth || tight.microBatch < roomy.microBatch).toBe(true);
     expect(tight.microBatch * tight.gradAccum).toBeGreaterThanOrEqual(8);
