@@ -63,11 +63,28 @@ export function dequantizeWeight(p: PackedWeight): Float32Array {
   const { rows, cols, groupSize } = p;
   const g = groupsPerRow(cols, groupSize), gs = groupSize > 0 ? groupSize : cols;
   const out = new Float32Array(rows * cols);
+  const sc = p.scales;
+  // Monomorphic loops per width, the scale hoisted per group: this runs for every layer of every forward.
+  if (p.bits === 8) {
+    const d = p.data as Int8Array;
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      for (let k = 0; k < g; k++) {
+        const s = sc[r * g + k], c1 = Math.min(cols, (k + 1) * gs);
+        for (let c = k * gs; c < c1; c++) out[base + c] = d[base + c] * s;
+      }
+    }
+    return out;
+  }
+  const d = p.data as Uint8Array;
   for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const i = r * cols + c;
-      const q = p.bits === 8 ? (p.data as Int8Array)[i] : (((p.data[i >> 1] >> ((i & 1) * 4)) & 0xf) - 8);
-      out[i] = q * p.scales[r * g + Math.floor(c / gs)];
+    const base = r * cols;
+    for (let k = 0; k < g; k++) {
+      const s = sc[r * g + k], c1 = Math.min(cols, (k + 1) * gs);
+      for (let c = k * gs; c < c1; c++) {
+        const i = base + c;
+        out[i] = (((d[i >> 1] >> ((i & 1) << 2)) & 0xf) - 8) * s;
+      }
     }
   }
   return out;
