@@ -2,8 +2,11 @@
 // JS reference. Runs on wasm (native OpenBLAS when the addon is built, and the fastmm fallback) and cpu.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
-  backendInfo, initBackend, loadBlasAddon, measureSgemmPeak, memoryStats, sparseSoftmaxCrossEntropy,
+  backendInfo, initBackend, loadBlasAddon, measureSgemmPeak, plannerSgemmPeak, memoryStats, sparseSoftmaxCrossEntropy,
   sparseSoftmaxCrossEntropyOps, XENT_KERNEL,
 } from '../../packages/engine/src/backend/index.js';
 import { rng } from './helpers.js';
@@ -254,6 +257,29 @@ describe('backend: wasm + native OpenBLAS', () => {
     expect(p.threads).toBe(1);
     expect(p.gflops).toBeGreaterThan(0.1);
     expect(loadBlasAddon()!.getThreads()).toBe(backendInfo()!.blasThreads); // restored
+  });
+  it('plannerSgemmPeak keeps the best reading this machine has shown (a short probe under load only under-reads)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edgetune-peak-'));
+    const prev = process.env.EDGETUNE_CACHE_DIR;
+    process.env.EDGETUNE_CACHE_DIR = dir;
+    try {
+      const first = plannerSgemmPeak(0.02);
+      const file = join(dir, 'edgetune-sgemm-peak.json');
+      const seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>;
+      const [key] = Object.keys(seen);
+      expect(seen[key]).toBe(first.gflops);
+      // an earlier, better reading wins over today's probe
+      writeFileSync(file, JSON.stringify({ [key]: first.gflops * 1000 }));
+      expect(plannerSgemmPeak(0.02).gflops).toBe(first.gflops * 1000);
+      // a worse recorded reading is replaced by the new measurement
+      writeFileSync(file, JSON.stringify({ [key]: 1e-6 }));
+      const third = plannerSgemmPeak(0.02);
+      expect(third.gflops).toBeGreaterThan(1e-6);
+      expect(JSON.parse(readFileSync(file, 'utf8'))[key]).toBe(third.gflops);
+    } finally {
+      if (prev === undefined) delete process.env.EDGETUNE_CACHE_DIR; else process.env.EDGETUNE_CACHE_DIR = prev;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

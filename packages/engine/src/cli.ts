@@ -221,12 +221,12 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'plan': {
       const { plan } = await import('./schedule/planner.js');
-      const { measureSgemmPeak } = await import('./backend/index.js');
+      const { plannerSgemmPeak } = await import('./backend/index.js');
       const { loadLlamaConfig } = await import('./model/config.js');
       const { freemem } = await import('node:os');
       const cfg = loadLlamaConfig(need(v, 'model'));
       const bits = numOpt(v, 'avg-bits', 16);
-      const peak = measureSgemmPeak({});
+      const peak = plannerSgemmPeak(1);
       const p = plan({
         model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8), headRank: numOpt(v, 'head-rank', 0),
         batchSize: numOpt(v, 'batch', 8), seqLen: numOpt(v, 'max-length', 256), steps: numOpt(v, 'steps', 200),

@@ -19,7 +19,7 @@ import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
 import { materializeHeads } from './exits.js';
 import type { VotingRule } from '../infer/voting.js';
 import { plan as makePlan, type DeviceProfile, type Plan } from '../schedule/planner.js';
-import { backendInfo, measureSgemmPeak } from '../backend/index.js';
+import { backendInfo, plannerSgemmPeak } from '../backend/index.js';
 import { freemem } from 'node:os';
 import { buildPolicy, compressModel, profileSensitivity, type CalibrationSet, type CompressionReport, type LucPolicy, type PolicyOptions, type PruneMethod, type SensitivityReport } from '../compress/luc.js';
 
@@ -119,7 +119,7 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
     memoryBudgetBytes: d.memoryBudgetBytes ?? freemem(),
     threads: d.threads ?? info?.blasThreads ?? 1,
     backend: d.backend ?? info?.backend ?? 'wasm',
-    matmulGflops: d.matmulGflops ?? measureSgemmPeak({ seconds: 0.3 }).gflops,
+    matmulGflops: d.matmulGflops ?? plannerSgemmPeak(0.3).gflops,
   };
 }
 
