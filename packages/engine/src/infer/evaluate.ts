@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.js';
 import type { Example } from '../tune/batches.js';
 import { makeBatch } from '../tune/batches.js';
-import { combineExits, exitProbabilities, fitExitWeights, pathWeights, VOTING_RULES, type ExitPath, type VotingRule } from './voting.js';
+import { argmax, combineExits, exitProbabilities, fitExitWeights, pathWeights, VOTING_RULES, type ExitPath, type VotingRule } from './voting.js';
 
 /** Metrics of one path or one vote. accuracy is null when the data is not classification-like. */
 export interface PathMetrics {
@@ -138,12 +138,6 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
     predictions: opts.keepPredictions ? predictions : undefined,
     exitWeights,
   };
-}
-
-function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let c = 1; c < row.length; c++) if (row[c] > row[best]) best = c;
-  return best;
 }
 
 /**

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/llama.js';
 import { Rng } from '../util/rng.js';
-import { combineExits, exitProbabilities, pathWeights, type ExitPath, type VotingRule } from './voting.js';
+import { argmax, combineExits, exitProbabilities, pathWeights, type ExitPath, type VotingRule } from './voting.js';
 
 export interface GenerateOptions {
   /** new tokens at most */
@@ -37,7 +37,7 @@ export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[],
     tf.dispose([...probs, voted]);
     let next = 0;
     if (!o.temperature) {
-      for (let i = 1; i < p.length; i++) if (p[i] > p[next]) next = i;
+      next = argmax(p);
     } else {
       // Sample from p^(1/T), renormalised.
       const w = Array.from(p, (x) => Math.pow(x, 1 / o.temperature!));
@@ -76,10 +76,7 @@ export function classify(model: LlamaModel, paths: ExitPath[], prompts: number[]
     tf.dispose([...probs, voted]);
     v.forEach((row, b) => {
       const z = row.reduce((a, x) => a + x, 0) || 1;
-      let best = 0;
-      for (let c = 1; c < row.length; c++) if (row[c] > row[best]) best = c;
-      const perExit = per.map((pr) => { let bb = 0; for (let c = 1; c < pr[b].length; c++) if (pr[b][c] > pr[b][bb]) bb = c; return bb; });
-      res.push({ label: best, probs: row.map((x) => x / z), perExit });
+      res.push({ label: argmax(row), probs: row.map((x) => x / z), perExit: per.map((pr) => argmax(pr[b])) });
     });
   }
   return res;

@@ -51,6 +51,13 @@ export function combineExits(probs: tf.Tensor2D[], rule: VotingRule, weights?: n
   });
 }
 
+/** Index of the largest entry (the first on ties). */
+export function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let c = 1; c < row.length; c++) if (row[c] > row[best]) best = c;
+  return best;
+}
+
 /** The `weighted` vote's weights of a list of paths (uniform where any is missing). */
 export function pathWeights(paths: ExitPath[]): number[] | undefined {
   return paths.every((p) => typeof p.weight === 'number') ? paths.map((p) => p.weight!) : undefined;
