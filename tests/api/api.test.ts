@@ -228,7 +228,7 @@ describe('jobs', () => {
     expect(j).toMatchObject({
       object: 'fine_tuning.job', status: 'queued', model: 'tiny-llama', training_file: train, validation_file: val, suffix: 'spam-v1', seed: 7,
       metadata: { team: 'ops' }, fine_tuned_model: null, error: null, result: null, attempt: 0, result_files: [],
-      method: { type: 'edge_llm', edge_llm: { exit_layers: [0, 1, 2, 3], schedule: 'round_robin', train_heads: true, head_rank: 0, voting: 'auto' } },
+      method: { type: 'edge_llm', edge_llm: { exit_layers: [0, 1, 2, 3], schedule: 'round_robin', train_heads: true, head_rank: 0, prefix: 'backbone', voting: 'auto' } },
       hyperparameters: { n_epochs: 2, batch_size: 4, learning_rate_multiplier: 2, learning_rate: 0.002, max_steps: null, lora_r: 4, lora_alpha: 8, max_length: 256, lr_scheduler: 'cosine' },
       progress: { step: 0, total_steps: 20, percent: 0, eta_seconds: null },
       checkpointing: { every_n_steps: 2 },
@@ -257,9 +257,9 @@ describe('jobs', () => {
     const params = r.body.errors.map((e: any) => e.param).sort();
     expect(params).toEqual(['extra', 'hyperparameters.batch_size', 'hyperparameters.learning_rate', 'hyperparameters.lora_dropout', 'hyperparameters.n_epochs', 'metadata.k', 'method.type', 'model', 'suffix', 'training_file'].sort());
     for (const e of r.body.errors) expect(e.message).toMatch(new RegExp(`^${e.param.replace(/[.[\]]/g, '\\$&')} `));
-    const hr = await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, method: { type: 'edge_llm', edge_llm: { head_rank: -1 } } });
+    const hr = await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, method: { type: 'edge_llm', edge_llm: { head_rank: -1, prefix: 'lora' } } });
     expectProblem(hr, 400, 'invalid_request');
-    expect(hr.body.errors.map((e: any) => e.param)).toEqual(['method.edge_llm.head_rank']);
+    expect(hr.body.errors.map((e: any) => e.param).sort()).toEqual(['method.edge_llm.head_rank', 'method.edge_llm.prefix']);
     expectProblem(await admin.request('POST', '/v1/jobs', { body: '{"model": ', headers: { 'content-type': 'application/json' } }), 400, 'invalid_json');
     expectProblem(await admin.request('POST', '/v1/jobs', { body: 'model=x', headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type');
   });

@@ -45,6 +45,21 @@ describe('plan', () => {
     expect(lowRank.forecast.peakTfBytes).toBeLessThan(edge.forecast.peakTfBytes);
   });
 
+  it('an adapted prefix under round_robin runs no prefix layer: faster steps, no cache, one handed-on output per micro-batch', () => {
+    const rr = { ...base, schedule: 'round_robin' as const, steps: 2000 };
+    const backbone = plan(rr, dev(8000)), adapted = plan({ ...rr, prefix: 'adapted' }, dev(8000));
+    expect(backbone.prefixCache).toBe(true);
+    expect(adapted.prefixCache).toBe(false); // the adapted prefix changes as earlier windows train
+    expect(adapted.forecast.prefixCacheBytes).toBe(0);
+    const uncached = plan({ ...rr, prefixCache: false }, dev(8000));
+    expect(adapted.forecast.stepMs).toBeLessThan(uncached.forecast.stepMs);
+    expect(adapted.forecast.flopsPerStep).toBeLessThan(uncached.forecast.flopsPerStep);
+    expect(adapted.forecast.activationBytes - uncached.forecast.activationBytes).toBe(8 * 192 * 192 * 4);
+    // without round_robin the adapted prefix is recomputed each step, like the backbone's
+    const seq = plan({ ...rr, schedule: 'sequential', prefix: 'adapted' }, dev(8000));
+    expect(seq.forecast.flopsPerStep).toBe(uncached.forecast.flopsPerStep);
+  });
+
   it('caches the prefix only for multi-epoch runs that can afford it', () => {
     expect(plan(base, dev(8000)).prefixCache).toBe(false); // 200 x 8 < 4000 examples: one pass
     const multi = plan({ ...base, steps: 2000 }, dev(8000));

@@ -146,6 +146,68 @@ describe('AdaptiveTrainer', () => {
     cached.losses.forEach((l, i) => expect(l).toBeCloseTo(plain.losses[i], 4));
   });
 
+  it('adapted prefix under round_robin: a cycle shares its micro-batches, each window starts from the previous window\'s output, and resume is exact', async () => {
+    const model = LlamaModel.load(modelDir);
+    const t = new AdaptiveTrainer(model, examples, opts({ schedule: 'round_robin', prefix: 'adapted', exitLayers: [1, 3], steps: 6 }), padId);
+    expect(t.cascades).toBe(true);
+    // Window 1's input must be layers 0-1 WITH window 0's LoRA (dropout 0), as it was before window 0's update.
+    const w0 = t.exits[0];
+    const batchTokens: number[] = [];
+    const r0 = await t.step();
+    batchTokens.push(r0.tokens);
+    expect(r0.phases.prefixMs).toBeGreaterThanOrEqual(0);
+    const flopsAfter0 = t.state.flops!;
+    // Before window 0's first update its LoRA B is zero, so the output it hands on is the backbone's layers 0-1.
+    const inner = t as unknown as { carry: { level: number; h: tf.Tensor }[]; cycleBatches: { ids: number[][] }[] };
+    expect(inner.carry[0].level).toBe(2);
+    const ids = inner.cycleBatches[0].ids;
+    const ref = tf.tidy(() => {
+      const ctx = model.context({ batch: ids.length, seq: ids[0].length });
+      let h = model.embed(tf.tensor1d(Int32Array.from(ids.flat()), 'int32'));
+      for (let i = 0; i <= 1; i++) h = model.layer(i, h, ctx, false);
+      return h;
+    });
+    expect(Math.max(...Array.from(tf.sub(ref, inner.carry[0].h).abs().dataSync()))).toBeLessThan(1e-5);
+    ref.dispose();
+    const r1 = await t.step();
+    batchTokens.push(r1.tokens);
+    expect(batchTokens[1]).toBe(batchTokens[0]); // the same micro-batch, handed on
+    // Window 1 ran no prefix layer: its FLOPs are those of its own two layers (as window 0's two layers).
+    expect(Math.abs((t.state.flops! - flopsAfter0) - flopsAfter0) / flopsAfter0).toBeLessThan(0.01);
+    expect(w0.start).toBe(0);
+    t.optimizer.dispose();
+    model.dispose();
+    // The backbone prefix would have run layers 0-1 for window 1: twice the FLOPs of that step's prefix-free cost.
+    const m2 = LlamaModel.load(modelDir);
+    const b = new AdaptiveTrainer(m2, examples, opts({ schedule: 'round_robin', exitLayers: [1, 3], steps: 2 }), padId);
+    expect(b.cascades).toBe(false);
+    await b.step();
+    const f0 = b.state.flops!;
+    await b.step();
+    expect((b.state.flops! - f0) / f0).toBeGreaterThan(1.2);
+    b.optimizer.dispose();
+    m2.dispose();
+    // Determinism and exact resume in the middle of a cycle (the handed-on output is checkpointed).
+    const run = async (steps: number, ckpt?: { save?: string; load?: string }) => {
+      const m = LlamaModel.load(modelDir);
+      const tr = new AdaptiveTrainer(m, examples, opts({ schedule: 'round_robin', prefix: 'adapted', steps: 7, lora: { ...DEFAULT_LORA, r: 4, alpha: 8, dropout: 0.1 } }), padId);
+      if (ckpt?.load) tr.loadCheckpoint(ckpt.load);
+      const losses: number[] = [];
+      while (tr.state.step < steps) losses.push((await tr.step()).loss);
+      if (ckpt?.save) tr.saveCheckpoint(ckpt.save);
+      const vars = snapshot([...tr.namedVariables().values()]);
+      tr.optimizer.dispose();
+      m.dispose();
+      return { losses, vars };
+    };
+    const full = await run(7);
+    const ck = join(dir, 'ckpt-adapted');
+    const first = await run(2, { save: ck }); // mid-cycle: window 2 of 4 is next
+    const resumed = await run(7, { load: ck });
+    expect([...first.losses, ...resumed.losses]).toEqual(full.losses);
+    resumed.vars.forEach((v, i) => expect(same(v, full.vars[i])).toBe(true));
+  });
+
   it('low-rank exit heads: lm_head shared and frozen, only A/B/norm train, and they materialise to head + 2BA', async () => {
     const model = LlamaModel.load(modelDir);
     const lm = Float32Array.from(model.lmHead.dataSync());
@@ -187,6 +249,34 @@ describe('AdaptiveTrainer', () => {
 });
 
 describe('runTuning artifacts', () => {
+  it('adapted prefix: every exit path runs LoRA from layer 0, and the PEFT adapter (LoRA on all layers) equals the deepest path', async () => {
+    const out = join(dir, 'out-adapted');
+    await runTuning({ modelDir, trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 64, tune: { steps: 8, microBatch: 4, lr: 5e-3, schedule: 'round_robin', prefix: 'adapted', lora: { r: 4, alpha: 8 } } });
+    const voted = LlamaModel.load(modelDir);
+    const { paths, manifest } = loadEdgeAdapter(voted, out);
+    expect(manifest.prefix).toBe('adapted');
+    expect(manifest.window_starts).toEqual([0, 1, 2, 3]);
+    expect(paths.map((p) => p.start)).toEqual([0, 0, 0, 0]);
+    const ids = [[1, 40, 41, 42, 43, 44, 45, 46], [1, 50, 51, 52, 53, 54, 55, 56]];
+    const rows = Int32Array.from({ length: 16 }, (_, i) => i);
+    const probs = exitProbabilities(voted, paths, ids, rows);
+    // The shared LoRA stream gives each exit what a separate pass from layer 0 gives.
+    const alone = exitProbabilities(voted, [paths[1]], ids, rows);
+    expect(Math.max(...Array.from(tf.sub(probs[1], alone[0]).abs().dataSync()))).toBeLessThan(1e-6);
+    const peft = LlamaModel.load(modelDir);
+    applyPeftAdapter(peft, join(out, 'peft'));
+    const { logits } = peft.forward(ids, { lora: true });
+    const viaPeft = tf.softmax(tf.reshape(logits, [16, -1])).dataSync();
+    const deepest = probs[probs.length - 1].dataSync();
+    let err = 0;
+    for (let i = 0; i < deepest.length; i++) err = Math.max(err, Math.abs(deepest[i] - viaPeft[i]));
+    expect(err).toBeLessThan(1e-5);
+    tf.dispose([...probs, ...alone, logits]);
+    voted.dispose();
+    peft.dispose();
+  });
+
+
   it('writes the voted model and a PEFT adapter whose PEFT-way logits equal the deepest exit path', async () => {
     const out = join(dir, 'out');
     const report = await runTuning({ modelDir, trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 64, tune: { steps: 8, microBatch: 4, lr: 5e-3, lora: { r: 4, alpha: 8 } } });

@@ -177,7 +177,7 @@ describe('with one worker', () => {
     const device = { memory_budget_bytes: 4 * 2 ** 30, threads: 1 };
     const body = {
       model: MODEL, training_file: train, validation_file: val, device,
-      hyperparameters: { max_steps: 8, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, method: { type: 'edge_llm', edge_llm: { compression: budget } },
+      hyperparameters: { max_steps: 8, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, method: { type: 'edge_llm', edge_llm: { compression: budget, schedule: 'round_robin', prefix: 'adapted' } },
     };
     const run = async () => {
       const created = await c.post('/v1/jobs', body);
@@ -237,6 +237,9 @@ describe('with one worker', () => {
     expect(policyJson).toMatchObject({ id: a.policy_id, object: 'policy', sparsity: policies[0].sparsity, bits: policies[0].bits });
     const edge = JSON.parse(readFileSync(join(bdir, 'edge_llm.json'), 'utf8'));
     expect(edge.compression).toMatchObject({ policy_id: a.policy_id, policy: { sparsity: policies[0].sparsity, bits: policies[0].bits } });
+    // the job's adapted prefix reached the engine: every exit path runs LoRA from layer 0
+    expect(b.method.edge_llm.prefix).toBe('adapted');
+    expect(edge).toMatchObject({ prefix: 'adapted', path_starts: [0, 0, 0, 0], window_starts: [0, 1, 2, 3] });
     const modelDir = join(t.modelsDir, MODEL);
     const tok = await loadTokenizer(modelDir);
     const { examples } = await loadExamples(join(t.dir, 'val.jsonl'), tok, b.hyperparameters.max_length);

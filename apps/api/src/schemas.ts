@@ -96,6 +96,7 @@ export const MethodInput = Type.Object({
     schedule: Type.Optional(Type.Enum(['sequential', 'round_robin', 'random'])),
     train_heads: Type.Optional(Type.Boolean()),
     head_rank: Type.Optional(Type.Integer({ minimum: 0, maximum: 4096, description: 'exit heads: 0 = a full trainable copy of lm_head per exit (official code); r > 0 = lm_head shared and frozen plus a rank-r LoRA per exit (far less memory). Default 0' })),
+    prefix: Type.Optional(Type.Enum(['backbone', 'adapted'], { description: 'layers before the trained window: backbone = without LoRA (official code; exit k at inference = backbone, then its window with LoRA); adapted = with the LoRA earlier windows trained (exit k = LoRA on layers 0..k, one forward pass for all exits; with round_robin the windows of a cycle share micro-batches and hand their outputs on, so no layer runs twice). Default backbone' })),
     voting: Type.Optional(Type.Literal('auto', { description: 'the voting rule is chosen on validation data' })),
     compression: Type.Optional(Nullable(ref(CompressionInput))),
   }, { additionalProperties: false })),
@@ -223,7 +224,7 @@ export const Job = Type.Object({
   validation_file: Nullable(Type.String()),
   method: Type.Object({
     type: Type.Literal('edge_llm'),
-    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), head_rank: Type.Integer(), voting: Type.String(), compression: Nullable(ref(Compression)) }),
+    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), head_rank: Type.Integer(), prefix: Type.Optional(Type.String()), voting: Type.String(), compression: Nullable(ref(Compression)) }),
   }),
   hyperparameters: Type.Object({
     n_epochs: Type.Integer(), batch_size: Type.Integer(), learning_rate_multiplier: Type.Number(), learning_rate: Type.Number(),
@@ -264,7 +265,7 @@ export const JobDryRun = Type.Object({
   total_steps: Type.Integer(),
   method: Type.Object({
     type: Type.Literal('edge_llm'),
-    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), head_rank: Type.Integer(), voting: Type.String(), compression: Nullable(ref(Compression)) }),
+    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), head_rank: Type.Integer(), prefix: Type.Optional(Type.String()), voting: Type.String(), compression: Nullable(ref(Compression)) }),
   }),
   hyperparameters: Type.Record(Type.String(), Type.Unknown(), { description: 'resolved, as the job would have them' }),
   device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) })),

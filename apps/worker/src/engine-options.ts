@@ -10,6 +10,7 @@ export function engineTuneOptions(method: Method, hp: Hyperparameters, seed: num
     schedule: method.edge_llm.schedule,
     trainHeads: method.edge_llm.train_heads,
     headRank: method.edge_llm.head_rank ?? 0, // jobs accepted before head_rank existed
+    prefix: method.edge_llm.prefix ?? 'backbone', // ... or before prefix existed
     steps: totalSteps,
     microBatch: hp.batch_size,
     gradAccum: hp.gradient_accumulation_steps,

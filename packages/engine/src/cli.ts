@@ -28,8 +28,8 @@ commands:
             --tokenizer-chars 20000000 --eval-tokens 65536]
   data spam-assassin --out DIR [--body-chars 400]
   tune --model DIR --train FILE --out DIR [--val FILE --steps 200 --lr 1e-3 --batch 8 --grad-accum 1 --max-length 256
-       --mode edge_llm|vanilla --schedule sequential|round_robin|random --exit-layers 1,3,5,7 --lora-r 8 --lora-alpha 16
-       --lora-dropout 0.05 --head-rank 0 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
+       --mode edge_llm|vanilla --schedule sequential|round_robin|random --prefix backbone|adapted --exit-layers 1,3,5,7 --lora-r 8
+       --lora-alpha 16 --lora-dropout 0.05 --head-rank 0 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
        --checkpoint-every N --resume]
        LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule inverse|owl|uniform
        --bits-rule budgeted|mean|uniform --group-size 0 --activation-bits 8]
@@ -97,7 +97,7 @@ async function main(argv: string[]): Promise<void> {
       adapter: { type: 'string' }, ids: { type: 'string' }, prompt: { type: 'string' }, 'prompt-file': { type: 'string' }, email: { type: 'string' },
       labels: { type: 'string' }, rule: { type: 'string' }, 'max-new-tokens': { type: 'string' }, temperature: { type: 'string' },
       steps: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'grad-accum': { type: 'string' },
-      'max-length': { type: 'string' }, mode: { type: 'string' }, schedule: { type: 'string' }, 'exit-layers': { type: 'string' },
+      'max-length': { type: 'string' }, mode: { type: 'string' }, schedule: { type: 'string' }, prefix: { type: 'string' }, 'exit-layers': { type: 'string' },
       'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, warmup: { type: 'string' }, 'head-rank': { type: 'string' },
       'lr-schedule': { type: 'string' }, 'weight-decay': { type: 'string' }, 'max-grad-norm': { type: 'string' }, seed: { type: 'string' },
       'checkpoint-every': { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, quick: { type: 'boolean' },
@@ -165,6 +165,7 @@ async function main(argv: string[]): Promise<void> {
           weightDecay: numOpt(v, 'weight-decay', 0), maxGradNorm: numOpt(v, 'max-grad-norm', 1), seed: numOpt(v, 'seed', 42),
           lora: { r: numOpt(v, 'lora-r', 8), alpha: numOpt(v, 'lora-alpha', 16), dropout: numOpt(v, 'lora-dropout', 0.05) },
           headRank: numOpt(v, 'head-rank', 0),
+          prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
         },
         onStep: (s) => bar.update(s.step, { loss: s.loss, tps: s.tokensPerSec, etaMs: s.etaMs, extra: `exit ${s.exitLayer}` }),
         log: (s) => { bar.clear(); process.stderr.write(s + '\n'); },

@@ -53,6 +53,7 @@ export interface MethodInput {
     schedule?: 'sequential' | 'round_robin' | 'random';
     train_heads?: boolean;
     head_rank?: number;
+    prefix?: 'backbone' | 'adapted';
     voting?: 'auto';
     compression?: CompressionInput | null;
   };
@@ -80,7 +81,7 @@ export interface HyperparametersInput {
 /** Resolved method. */
 export interface Method {
   type: 'edge_llm';
-  edge_llm: { exit_layers: number[]; schedule: 'sequential' | 'round_robin' | 'random'; train_heads: boolean; head_rank: number; voting: 'auto'; compression: Compression | null };
+  edge_llm: { exit_layers: number[]; schedule: 'sequential' | 'round_robin' | 'random'; train_heads: boolean; head_rank: number; prefix?: 'backbone' | 'adapted'; voting: 'auto'; compression: Compression | null };
 }
 
 /** Resolved hyperparameters (every value a number or list). */
@@ -184,7 +185,7 @@ export function resolveJobConfig(input: JobConfigInput, model: { numLayers: numb
   const checkpointEvery = every === undefined || every === 'auto' ? Math.max(1, Math.ceil(totalSteps / 10)) : every;
 
   return {
-    method: { type: 'edge_llm', edge_llm: { exit_layers: exitLayers, schedule: el.schedule ?? 'sequential', train_heads: el.train_heads ?? true, head_rank: el.head_rank ?? 0, voting: 'auto', compression } },
+    method: { type: 'edge_llm', edge_llm: { exit_layers: exitLayers, schedule: el.schedule ?? 'sequential', train_heads: el.train_heads ?? true, head_rank: el.head_rank ?? 0, prefix: el.prefix ?? 'backbone', voting: 'auto', compression } },
     hyperparameters: {
       n_epochs: epochs,
       batch_size: batch,

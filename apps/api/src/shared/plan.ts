@@ -79,6 +79,7 @@ export function planInputOf(model: PlanInput['model'], cfg: Pick<ResolvedJobConf
   const hp = cfg.hyperparameters;
   return {
     model, mode: 'edge_llm', exitLayers: cfg.method.edge_llm.exit_layers, loraR: hp.lora_r, loraLinears: hp.target_modules.length, headRank: cfg.method.edge_llm.head_rank ?? 0,
+    prefix: cfg.method.edge_llm.prefix ?? 'backbone', schedule: cfg.method.edge_llm.schedule,
     batchSize: hp.batch_size * hp.gradient_accumulation_steps, seqLen: hp.max_length, steps: cfg.totalSteps, trainExamples: trainRecords,
     policy, groupSize: cfg.method.edge_llm.compression?.group_size,
   };

@@ -107,9 +107,13 @@ export function exitProbabilities(model: LlamaModel, paths: ExitPath[], ids: num
       if (needed.has(i)) starts.set(i, h);
       if (i < lastStart) h = model.layer(i, h, ctx, false);
     }
+    // LoRA streams: paths with the same start share their layers (an adapted prefix: one stream for all).
+    const streams = new Map<number, { next: number; h: tf.Tensor2D }>();
     return paths.map((p) => {
-      let x = starts.get(p.start)!;
-      for (let i = p.start; i <= p.layer; i++) x = model.layer(i, x, ctx, true);
+      const s = streams.get(p.start);
+      let x = s && s.next <= p.layer + 1 ? s.h : starts.get(p.start)!;
+      for (let i = s && s.next <= p.layer + 1 ? s.next : p.start; i <= p.layer; i++) x = model.layer(i, x, ctx, true);
+      streams.set(p.start, { next: p.layer + 1, h: x });
       const sel = tf.gather(x, rowT) as tf.Tensor2D;
       return tf.softmax(tf.matMul(model.rmsNorm(sel, p.norm), p.head, false, true)) as tf.Tensor2D;
     });

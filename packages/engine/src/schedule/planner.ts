@@ -45,6 +45,10 @@ export interface PlanInput {
   trainExamples: number;
   /** force a micro-batch instead of choosing one */
   microBatch?: number;
+  /** how layers before the window run (trainer PrefixMode; default backbone) and the window schedule: an
+   *  adapted prefix under round_robin hands each window's output to the next, so no prefix layer runs */
+  prefix?: 'backbone' | 'adapted';
+  schedule?: 'sequential' | 'round_robin' | 'random';
   /** false: never cache the frozen prefix's outputs (the planner otherwise caches when it fits and the
    *  run has more than one epoch) */
   prefixCache?: boolean;
@@ -161,7 +165,9 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const depth = Math.max(...wins.map((w) => w.end - w.start + 1));
   const windowParams = loraPerLayer * depth + (inp.mode === 'edge_llm' ? headParams : 0);
   const trainable = 4 * (trainableParams * 3 + windowParams);
-  const prefixOut = 4 * N * d * 2;
+  // An adapted prefix under round_robin keeps each micro-batch's last window output for the next window.
+  const handedOn = inp.mode === 'edge_llm' && inp.prefix === 'adapted' && inp.schedule === 'round_robin' && wins.length > 1;
+  const prefixOut = 4 * N * d * (2 + (handedOn ? Math.ceil(inp.batchSize / mb) : 0));
   // Activation features of the deepest window (element counts per coefficient).
   const act = { d: depth * N * d, f: depth * N * f, att: depth * mb * m.numAttentionHeads * T * T, lora: depth * N * r * nl };
   const cacheBytes = cache ? inp.trainExamples * T * d * 4 : 0;
@@ -169,7 +175,7 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   // backward on the tape, the prefix's layers forward only (cheaper by the fitted prefixPassCost); FLOPs
   // are counted as AdaptiveTrainer.matmulFlopsOf counts them.
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
-  const prefixShare = cache && epochs > 1 ? 1 / epochs : 1;
+  const prefixShare = handedOn ? 0 : cache && epochs > 1 ? 1 / epochs : 1;
   let tapeLayers = 0, prefixLayers = 0;
   for (const w of wins) {
     tapeLayers += (w.end - w.start + 1) / wins.length;
@@ -234,7 +240,7 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
       last = e; lastExits = exits; lastMb = mb;
       if (e.rss <= dev.memoryBudgetBytes) {
         let final = e, cache = false;
-        if (inp.mode === 'edge_llm' && epochs > 1 && inp.prefixCache !== false) {
+        if (inp.mode === 'edge_llm' && inp.prefix !== 'adapted' && epochs > 1 && inp.prefixCache !== false) {
           const withCache = estimate(inp, dev, exits, mb, true, coeffs);
           if (withCache.rss <= dev.memoryBudgetBytes) { final = withCache; cache = true; }
         }

@@ -25,6 +25,10 @@ export interface EdgeLlmManifest {
   exit_layers: number[];
   /** first layer of each exit's window */
   window_starts: number[];
+  /** how the layers before each window ran in training and run at inference (absent: `backbone`) */
+  prefix?: 'backbone' | 'adapted';
+  /** first layer that runs with LoRA on each exit's path (absent: window_starts; 0 with an adapted prefix) */
+  path_starts?: number[];
   voting_rule: VotingRule;
   /** per-exit weights of the `weighted` vote, fitted on validation (absent in older adapters: uniform) */
   exit_weights?: number[];
@@ -43,7 +47,8 @@ function layerOf(name: string): number {
  * Writes the voted model and the deepest path's PEFT adapter into `dir`.
  * @param linears linears carrying trained LoRA
  */
-export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[], linears: Linear[], lora: LoraConfig, manifest: { voting_rule: VotingRule; base_model?: string; validation?: unknown; [key: string]: unknown }): void {
+export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[], linears: Linear[], lora: LoraConfig, manifest: { voting_rule: VotingRule; base_model?: string; validation?: unknown; prefix?: 'backbone' | 'adapted'; [key: string]: unknown }): void {
+  const starts = pathsOf(exits, manifest.prefix).map((p) => p.start);
   mkdirSync(dir, { recursive: true });
   const tensors = loraTensors(linears);
   for (const e of exits) {
@@ -72,14 +77,17 @@ export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[
     format: EDGE_FORMAT,
     exit_layers: exits.map((e) => e.layer),
     window_starts: exits.map((e) => e.start),
+    prefix: manifest.prefix ?? 'backbone',
+    path_starts: starts,
     lora: { r: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, target_modules: lora.targetModules },
   };
   writeFileSync(join(dir, 'edge_llm.json'), JSON.stringify(full, null, 2) + '\n');
-  // Deepest path as PEFT: its window's LoRA and its own norm/head replacing model.norm/lm_head.
-  const last = exits[exits.length - 1];
-  const window = linears.filter((l) => layerOf(l.name) >= last.start && layerOf(l.name) <= last.layer);
+  // Deepest path as PEFT: the LoRA on its path (its window, or every layer with an adapted prefix) and its
+  // own norm/head replacing model.norm/lm_head.
+  const last = exits[exits.length - 1], from = starts[starts.length - 1];
+  const window = linears.filter((l) => layerOf(l.name) >= from && layerOf(l.name) <= last.layer);
   const layers: number[] = [];
-  for (let i = last.start; i <= last.layer; i++) layers.push(i);
+  for (let i = from; i <= last.layer; i++) layers.push(i);
   savePeftAdapter(join(dir, 'peft'), { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] }, window,
     new Map<string, tf.Tensor>([['lm_head', last.head], ['model.norm', last.norm]]), { base_model_name_or_path: manifest.base_model ?? null });
 }
@@ -131,14 +139,14 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
     const norm = tensors.get(`exits.${layer}.norm.weight`), head = tensors.get(`exits.${layer}.head.weight`);
     if (!norm || !head) throw new AdapterError(`${dir}: exit ${layer} has no norm/head tensors`);
     const weight = manifest.exit_weights?.length === manifest.exit_layers.length ? manifest.exit_weights[k] : undefined;
-    return { layer, start: manifest.window_starts[k], norm: tf.tensor1d(norm.data as Float32Array), head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]), ...(weight === undefined ? {} : { weight }) };
+    return { layer, start: (manifest.path_starts ?? manifest.window_starts)[k], norm: tf.tensor1d(norm.data as Float32Array), head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]), ...(weight === undefined ? {} : { weight }) };
   });
   return { paths, manifest };
 }
 
 /** Exit paths of a trainer's live exits (no copies). */
-export function pathsOf(exits: ExitHead[]): ExitPath[] {
-  return exits.map((e) => ({ layer: e.layer, start: e.start, norm: e.norm as unknown as tf.Tensor1D, head: e.head as unknown as tf.Tensor2D }));
+export function pathsOf(exits: ExitHead[], prefix: 'backbone' | 'adapted' = 'backbone'): ExitPath[] {
+  return exits.map((e) => ({ layer: e.layer, start: prefix === 'adapted' ? 0 : e.start, norm: e.norm as unknown as tf.Tensor1D, head: e.head as unknown as tf.Tensor2D }));
 }
 
 /** The single path of a plain model (optionally LoRA on every layer): final norm + lm_head. */

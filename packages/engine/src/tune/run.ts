@@ -181,7 +181,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
     plan = makePlan({
       model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraLinears: opts.lora.targetModules.length, headRank: opts.headRank ?? 0,
-      batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength, steps: opts.steps,
+      prefix: opts.prefix, schedule: opts.schedule, batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength, steps: opts.steps,
       trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize,
     }, dev);
     if (!plan.fits) throw new PlanNotFeasibleError(plan);
@@ -216,7 +216,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   const trainMs = trainer.state.elapsedMs;
   const stepMsMeasured = trainMs / Math.max(1, trainer.state.step);
   materializeHeads(trainer.exits); // low-rank heads -> dense: training is over
-  const paths = opts.mode === 'vanilla' ? [plainPath(model)] : pathsOf(trainer.exits);
+  const paths = opts.mode === 'vanilla' ? [plainPath(model)] : pathsOf(trainer.exits, opts.prefix);
   let validation: EvalReport | null = null;
   let votingRule: VotingRule | null = null;
   if (val && val.examples.length) {
@@ -226,6 +226,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   if (opts.mode === 'edge_llm') {
     saveEdgeAdapter(o.outDir, model, trainer.exits, trainer.loraLinears, opts.lora, {
       voting_rule: votingRule ?? 'mean',
+      prefix: opts.prefix ?? 'backbone',
       exit_weights: validation?.exitWeights,
       base_model: resolve(o.modelDir),
       validation: validation ?? undefined,

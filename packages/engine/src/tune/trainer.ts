@@ -23,6 +23,17 @@ import { join } from 'node:path';
 
 export type WindowSchedule = 'sequential' | 'round_robin' | 'random';
 export type TuneMode = 'edge_llm' | 'vanilla';
+/**
+ * How the layers before the active window run (edge_llm mode).
+ * - `backbone` (official code, edge-llm.md §3.4): without LoRA. Exit k's path at inference is the backbone
+ *   up to its window, then the window with LoRA; the prefix is static, so it can be cached across epochs.
+ * - `adapted` (beyond the official code): with the LoRA the earlier windows trained, frozen and off the
+ *   tape. Exit k's path is LoRA on layers 0..e_k, so one forward pass yields every exit at inference
+ *   and the deepest path is a plain PEFT adapter on all layers. With `round_robin`, the K windows of a
+ *   cycle train on the same micro-batches and window k's output (from its own forward, before its
+ *   update) is window k+1's input: no layer runs twice per cycle, so a step costs only its window.
+ */
+export type PrefixMode = 'backbone' | 'adapted';
 
 /** Everything a tuning run needs besides the model and data. Step counts are optimizer steps. */
 export interface TuneOptions {
@@ -54,6 +65,8 @@ export interface TuneOptions {
    * so later epochs skip the prefix; the planner turns it on when it fits (edge_llm mode only)
    */
   prefixCache?: boolean;
+  /** layers before the window: `backbone` (default, official code) or `adapted` (see PrefixMode) */
+  prefix?: PrefixMode;
   /** wrap steps in tf.profile to record peak tensor bytes (costs a little time): true = every step,
    *  n = every n-th step plus the first step of each window */
   measureMemory?: boolean | number;
@@ -98,6 +111,11 @@ export interface TrainerState {
   tokens: number;
   /** matmul FLOPs executed so far (analytic count, see matmulFlopsOf) */
   flops?: number;
+  /** adapted-prefix cycles: data cursor at the start of the current cycle (its micro-batches are redrawn on resume) */
+  cycleCursor?: BatchCursor;
+  /** adapted-prefix cycles: per micro-batch, the layer the handed-on output feeds (-1: none); the outputs
+   *  are saved as `carry.<slot>` tensors */
+  carryLevels?: number[];
 }
 
 /** Rows (b*T + t) whose next token has a label, and those labels. */
@@ -129,6 +147,10 @@ export class AdaptiveTrainer {
   private peakRssBytes = 0;
   /** window start -> example index -> prefix output [len, hidden] */
   private readonly cache = new Map<number, Map<number, Float32Array>>();
+  /** adapted-prefix cycles: the cycle's micro-batches, and per micro-batch the last window's output
+   *  [batch*seq, hidden] with the layer it feeds (the next window's start) */
+  private cycleBatches: Batch[] = [];
+  private carry: ({ level: number; h: tf.Tensor2D } | undefined)[] = [];
   /** examples whose prefix output came from the cache / was computed and stored */
   cacheHits = 0;
   cacheMisses = 0;
@@ -165,6 +187,11 @@ export class AdaptiveTrainer {
     }
   }
 
+  /** True when the windows of a round-robin cycle share micro-batches and hand their outputs on (adapted prefix). */
+  get cascades(): boolean {
+    return this.opts.mode === 'edge_llm' && this.opts.prefix === 'adapted' && this.opts.schedule === 'round_robin' && this.exits.length > 1;
+  }
+
   /** Trainable variables of window k (its LoRA factors, and its exit norm + head). */
   trainableVars(k: number): tf.Variable[] {
     if (this.opts.mode === 'vanilla') return this.loraLinears.flatMap((l) => [l.lora!.A, l.lora!.B]);
@@ -177,52 +204,68 @@ export class AdaptiveTrainer {
 
   /**
    * Loss of one micro-batch for window k, and its gradients w.r.t. the window's variables.
-   * The prefix (layers before the window) runs in a tidy outside the tape.
+   * The prefix (layers before the window) runs in a tidy outside the tape, or comes from the cache or,
+   * in an adapted-prefix cycle, from the previous window's output on the same micro-batch (`slot`).
+   * @returns also the number of prefix layers that actually ran (for the FLOP count)
    */
-  private microStep(k: number, batch: Batch, seed: number, phases: StepReport['phases']): { loss: number; grads: Record<string, tf.Tensor> } {
+  private microStep(k: number, batch: Batch, seed: number, phases: StepReport['phases'], slot: number): { loss: number; grads: Record<string, tf.Tensor>; prefixLayers: number } {
     const m = this.model;
     const B = batch.ids.length, T = batch.ids[0].length;
     const { rows, targets } = labelledRows(batch.labels);
-    if (!rows.length) return { loss: 0, grads: {} };
+    if (!rows.length) return { loss: 0, grads: {}, prefixLayers: 0 };
     const ctx = m.context({ batch: B, seq: T, training: true, seed });
     const vanilla = this.opts.mode === 'vanilla';
     const start = vanilla ? 0 : this.exits[k].start;
     const end = vanilla ? m.config.numHiddenLayers - 1 : this.exits[k].layer;
     const ids = tf.tensor1d(Int32Array.from(batch.ids.flat()), 'int32');
     const t0 = performance.now();
-    const prefix = this.prefixOutput(batch, ids, start, ctx);
+    const { h: prefix, layers: prefixLayers } = this.prefixOutput(batch, ids, start, ctx, slot);
     const t1 = performance.now();
     phases.prefixMs += t1 - t0;
     const rowT = tf.tensor1d(rows, 'int32'), tgt = tf.tensor1d(targets, 'int32');
     const vars = this.trainableVars(k);
+    const handOn = this.cascades && k < this.exits.length - 1;
+    let out: tf.Tensor2D | null = null;
     const { value, grads } = tf.variableGrads(() => {
       let h = prefix;
       for (let i = start; i <= end; i++) h = m.layer(i, h, ctx, true);
+      if (handOn) out = tf.keep(h); // the next window's input: a value, not a tape link
       const sel = tf.gather(h, rowT) as tf.Tensor2D;
       const logits = vanilla
         ? tf.matMul(m.rmsNorm(sel, m.finalNorm), m.lmHead, false, true) as tf.Tensor2D
         : exitLogits(this.exits[k], m.rmsNorm(sel, this.exits[k].norm as tf.Tensor1D));
       return sparseSoftmaxCrossEntropy(logits, tgt);
     }, vars);
+    if (out) this.carry[slot] = { level: end + 1, h: out };
     const loss = value.dataSync()[0];
     phases.tapeMs += performance.now() - t1;
     tf.dispose([value, prefix, ids, rowT, tgt]);
-    return { loss, grads };
+    return { loss, grads, prefixLayers };
   }
 
   /**
-   * The window's input for a batch: layers 0..start-1 without LoRA, off the tape. With prefixCache,
-   * per-example outputs are stored on first sight and reused; right padding and causal attention make
-   * an example's prefix output independent of its batch-mates, so the cached rows are exact.
+   * The window's input for a batch: layers 0..start-1 off the tape, without LoRA (`backbone`) or with the
+   * earlier windows' LoRA (`adapted`). With prefixCache (backbone only), per-example outputs are stored
+   * on first sight and reused; right padding and causal attention make an example's prefix output
+   * independent of its batch-mates, so the cached rows are exact. In an adapted-prefix cycle the previous
+   * window's output on the same micro-batch is used as is.
+   * @returns the input [batch*seq, hidden] and how many layers ran to make it
    */
-  private prefixOutput(batch: Batch, ids: tf.Tensor1D, start: number, ctx: ReturnType<LlamaModel['context']>): tf.Tensor2D {
+  private prefixOutput(batch: Batch, ids: tf.Tensor1D, start: number, ctx: ReturnType<LlamaModel['context']>, slot: number): { h: tf.Tensor2D; layers: number } {
     const m = this.model;
+    const adapted = this.opts.mode === 'edge_llm' && this.opts.prefix === 'adapted';
+    const carried = this.carry[slot];
+    this.carry[slot] = undefined;
+    if (carried && carried.level === start) return { h: carried.h, layers: 0 };
+    carried?.h.dispose();
+    // Off the tape the adapted prefix runs without LoRA dropout (as at inference).
+    const pctx = adapted ? { ...ctx, training: false } : ctx;
     const run = () => tf.tidy(() => {
       let h = m.embed(ids);
-      for (let i = 0; i < start; i++) h = m.layer(i, h, ctx, false);
+      for (let i = 0; i < start; i++) h = m.layer(i, h, pctx, adapted);
       return h;
     });
-    if (!this.opts.prefixCache || start === 0 || !batch.indices) return run();
+    if (adapted || !this.opts.prefixCache || start === 0 || !batch.indices) return { h: run(), layers: start };
     const d = m.config.hiddenSize, T = batch.ids[0].length;
     let store = this.cache.get(start);
     if (!store) { store = new Map(); this.cache.set(start, store); }
@@ -231,7 +274,7 @@ export class AdaptiveTrainer {
       this.cacheHits += batch.indices.length;
       const buf = new Float32Array(batch.ids.length * T * d);
       batch.indices.forEach((i, b) => buf.set(store!.get(i)!, b * T * d));
-      return tf.tensor2d(buf, [batch.ids.length * T, d]);
+      return { h: tf.tensor2d(buf, [batch.ids.length * T, d]), layers: 0 };
     }
     const h = run();
     const data = h.dataSync() as Float32Array;
@@ -240,17 +283,17 @@ export class AdaptiveTrainer {
       store!.set(i, data.slice(b * T * d, (b * T + lens[b]) * d));
       this.cacheMisses++;
     });
-    return h;
+    return { h, layers: start };
   }
 
   /**
    * Matrix-multiply FLOPs one micro-step of window k executes on `batch` (2*M*N*K per product): the
-   * frozen prefix forward (skipped when served from the cache is not subtracted: an upper bound), the
+   * frozen prefix forward (`prefixLayers` layers: the window's start unless cached or handed on), the
    * window forward with LoRA, its backward (input gradients through the frozen weights, LoRA factor
    * gradients, attention's four products) and the head at the labelled rows. Counted analytically so
    * fused native kernels are counted like BLAS calls.
    */
-  matmulFlopsOf(k: number, batch: Batch): number {
+  matmulFlopsOf(k: number, batch: Batch, prefixLayers?: number): number {
     const c = this.model.config;
     const B = batch.ids.length, T = batch.ids[0].length, N = B * T;
     const d = c.hiddenSize, f = c.intermediateSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
@@ -267,7 +310,7 @@ export class AdaptiveTrainer {
     for (const row of batch.labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) labelled++;
     const head = 2 * labelled * c.vocabSize * d;
     // backward: base dX (1x base), attention (2x), LoRA (dA, dB, dX: 2x)
-    return start * (base + att) + tape * (base + att + lora + base + 2 * att + 2 * lora) + head * (vanilla ? 2 : 3);
+    return (prefixLayers ?? start) * (base + att) + tape * (base + att + lora + base + 2 * att + 2 * lora) + head * (vanilla ? 2 : 3);
   }
 
   /** Bytes held by the prefix cache. */
@@ -290,12 +333,18 @@ export class AdaptiveTrainer {
     let tokens = 0, lossSum = 0, flops = 0;
     const phases = { prefixMs: 0, tapeMs: 0, updateMs: 0 };
     let acc: Record<string, tf.Tensor> = {};
+    if (this.cascades && (k === 0 || this.cycleBatches.length !== this.opts.gradAccum)) {
+      // A new cycle draws its micro-batches once; resumed mid-cycle, it redraws them from the cycle's start.
+      if (k !== 0 && this.state.cycleCursor) this.iterator.seek(this.state.cycleCursor);
+      else this.state.cycleCursor = { ...this.iterator.cursor };
+      this.cycleBatches = Array.from({ length: this.opts.gradAccum }, () => this.iterator.next());
+    }
     const run = () => {
       for (let a = 0; a < this.opts.gradAccum; a++) {
-        const batch = this.iterator.next();
+        const batch = this.cascades ? this.cycleBatches[a] : this.iterator.next();
         tokens += batch.tokens;
-        flops += this.matmulFlopsOf(k, batch);
-        const { loss, grads } = this.microStep(k, batch, (s * 131 + a) >>> 0, phases);
+        const { loss, grads, prefixLayers } = this.microStep(k, batch, (s * 131 + a) >>> 0, phases, a);
+        flops += this.matmulFlopsOf(k, batch, prefixLayers);
         lossSum += loss;
         for (const [n, g] of Object.entries(grads)) {
           if (acc[n]) { const old = acc[n]; acc[n] = tf.add(old, g); old.dispose(); g.dispose(); } else acc[n] = g;
@@ -329,6 +378,7 @@ export class AdaptiveTrainer {
     }
     const stepMs = performance.now() - t0;
     this.state.step++;
+    if (this.done) { this.carry.forEach((c) => c?.h.dispose()); this.carry = []; }
     this.state.windowSteps[k]++;
     this.state.elapsedMs += stepMs;
     this.state.tokens += tokens;
@@ -378,8 +428,12 @@ export class AdaptiveTrainer {
       if (stable) tensors.set(`optimizer.${stable}.${m[2]}`, { shape: t.shape, data: t.dataSync() as Float32Array });
     }
     for (const [k, n] of Object.entries(opt.steps)) { const stable = byVar.get(k); if (stable) steps[stable] = n; }
+    const carryLevels = this.carry.map((c, slot) => {
+      if (c) tensors.set(`carry.${slot}`, { shape: c.h.shape, data: c.h.dataSync() as Float32Array });
+      return c ? c.level : -1;
+    });
     writeSafetensors(join(tmp, 'trainer.safetensors'), tensors);
-    writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ ...this.state, optimizerSteps: steps, rng: this.rng.state() }, null, 2));
+    writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ ...this.state, optimizerSteps: steps, rng: this.rng.state(), carryLevels }, null, 2));
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   }
@@ -410,6 +464,12 @@ export class AdaptiveTrainer {
     const steps: Record<string, number> = {};
     for (const [k, n] of Object.entries(state.optimizerSteps)) if (byStable.has(k)) steps[byStable.get(k)!] = n;
     this.optimizer.restore(moments, steps);
+    this.carry.forEach((c) => c?.h.dispose());
+    this.carry = (state.carryLevels ?? []).map((level, slot) => {
+      const t = tensors.get(`carry.${slot}`);
+      return level >= 0 && t ? { level, h: tf.tensor2d(t.data as Float32Array, t.shape as [number, number]) } : undefined;
+    });
+    this.cycleBatches = [];
     this.state = { ...state, optimizerSteps: {} };
     this.rng.restore(state.rng);
     this.iterator.seek(state.cursor);
