@@ -90,6 +90,15 @@ export function measureSgemmPeak(opts: { n?: number; threads?: number; seconds?:
  */
 export function plannerSgemmPeak(seconds = 0.3): SgemmPeak {
   const now = measureSgemmPeak({ seconds });
+  return { ...now, gflops: recordSgemmPeak(now) };
+}
+
+/**
+ * Adds a reading to the machine's SGEMM memory used by {@link plannerSgemmPeak} (e.g. the benchmark's
+ * one-second measurement, so that its child runs plan with it).
+ * @returns the best reading now known for that matmul source, threads and size, GFLOP/s.
+ */
+export function recordSgemmPeak(now: SgemmPeak): number {
   const file = join(process.env.EDGETUNE_CACHE_DIR ?? tmpdir(), 'edgetune-sgemm-peak.json');
   const key = `${now.source}:${now.threads}:${now.n}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
   let seen: Record<string, number> = {};
@@ -98,5 +107,5 @@ export function plannerSgemmPeak(seconds = 0.3): SgemmPeak {
   if (best > (seen[key] ?? 0)) {
     try { writeFileSync(file, JSON.stringify({ ...seen, [key]: best })); } catch { /* read-only: fine */ }
   }
-  return { ...now, gflops: best };
+  return best;
 }

@@ -144,7 +144,10 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
   return { paths, manifest };
 }
 
-/** Exit paths of a trainer's live exits (no copies). */
+/**
+ * Exit paths of a trainer's live exits (no copies). A path's `start` is its first layer with LoRA: the
+ * window's start for a `backbone` prefix (trainer PrefixMode), 0 for an `adapted` one.
+ */
 export function pathsOf(exits: ExitHead[], prefix: 'backbone' | 'adapted' = 'backbone'): ExitPath[] {
   return exits.map((e) => ({ layer: e.layer, start: prefix === 'adapted' ? 0 : e.start, norm: e.norm as unknown as tf.Tensor1D, head: e.head as unknown as tf.Tensor2D }));
 }
