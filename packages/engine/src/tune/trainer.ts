@@ -30,8 +30,9 @@ export type TuneMode = 'edge_llm' | 'vanilla';
  * - `adapted` (beyond the official code): with the LoRA the earlier windows trained, frozen and off the
  *   tape. Exit k's path is LoRA on layers 0..e_k, so one forward pass yields every exit at inference
  *   and the deepest path is a plain PEFT adapter on all layers. With `round_robin`, the K windows of a
- *   cycle train on the same micro-batches and window k's output (from its own forward, before its
- *   update) is window k+1's input: no layer runs twice per cycle, so a step costs only its window.
+ *   cycle train on the same micro-batches and window k's output (from its own forward on the tape, LoRA
+ *   dropout included, before its update) is window k+1's input: no layer runs twice per cycle, so a step
+ *   costs only its window.
  */
 export type PrefixMode = 'backbone' | 'adapted';
 
