@@ -18,18 +18,41 @@ describe('plan', () => {
     expect(p.forecast.stepMs).toBeGreaterThan(0);
   });
 
-  it('shrinks windows, then micro-batches, to fit a tighter budget; refuses what cannot fit', () => {
+  it('shrinks micro-batches (the same gradient), then windows, to fit a tighter budget; refuses what cannot fit', () => {
     const roomy = plan(base, dev(8000));
     // a budget that the default exits at micro-batch 4 just fit (independent of the fitted coefficients)
     const smaller = plan({ ...base, microBatch: 4 }, dev(8000));
     expect(smaller.forecast.peakRssBytes).toBeLessThan(roomy.forecast.peakRssBytes);
     const tight = plan(base, dev(Math.ceil(smaller.forecast.peakRssBytes / 2 ** 20)));
     expect(tight.fits).toBe(true);
-    expect(tight.windowDepth < roomy.windowDepth || tight.microBatch < roomy.microBatch).toBe(true);
-    expect(tight.microBatch * tight.gradAccum).toBeGreaterThanOrEqual(8);
+    expect(tight.exitLayers).toEqual(roomy.exitLayers); // accumulation first: the windows stay
+    expect(tight.microBatch).toBe(4);
+    expect(tight.microBatch * tight.gradAccum).toBe(8);
+    // below what micro-batch 1 needs, windows get shallower (rank-16 heads: more exits add little memory)
+    const lowRank = { ...base, headRank: 16 };
+    const one = plan({ ...lowRank, microBatch: 1 }, dev(8000)).forecast.peakRssBytes;
+    const oneLayer = plan({ ...lowRank, microBatch: 1, exitLayers: [0, 1, 2, 3, 4, 5, 6, 7] }, dev(8000)).forecast.peakRssBytes;
+    expect(oneLayer).toBeLessThan(one);
+    const tighter = plan(lowRank, { ...dev(0), memoryBudgetBytes: (one + oneLayer) / 2 });
+    expect(tighter.fits).toBe(true);
+    expect(tighter.exitLayers.length).toBeGreaterThan(roomy.exitLayers.length);
+    expect(tighter.windowDepth).toBeLessThan(roomy.windowDepth);
     const none = plan(base, dev(50));
     expect(none.fits).toBe(false);
     expect(none.reason).toMatch(/MiB/);
+  });
+
+  it('a tensor budget (TF.js peak) is met like the RSS budget, by accumulation first', () => {
+    const roomy = plan(base, dev(8000));
+    const quarter = plan(base, { ...dev(8000), tensorBudgetBytes: Math.floor(roomy.forecast.peakTfBytes * 0.7) });
+    expect(quarter.fits).toBe(true);
+    expect(quarter.forecast.peakTfBytes).toBeLessThanOrEqual(roomy.forecast.peakTfBytes * 0.7);
+    expect(quarter.exitLayers).toEqual(roomy.exitLayers);
+    expect(quarter.microBatch).toBeLessThan(roomy.microBatch);
+    const tiny = plan(base, { ...dev(8000), tensorBudgetBytes: 2 ** 20 });
+    expect(tiny.fits).toBe(false);
+    expect(tiny.reason).toMatch(/MiB of tensors \(budget 1 MiB\)/);
+    expect(() => plan(base, { ...dev(8000), tensorBudgetBytes: 0 })).toThrow(PlanError);
   });
 
   it('forecasts less memory and time for Edge-LLM than vanilla LoRA, and less weight memory when compressed', () => {

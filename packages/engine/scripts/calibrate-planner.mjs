@@ -35,7 +35,7 @@ async function one(cfg) {
     const calib = { ids: ex.slice(0, 4).map((e) => e.inputIds.slice(0, 64)), description: 'random' };
     compressModel(model, calib, { sparsity: new Array(L).fill(0.5), bits: new Array(L).fill(cfg.bits), targetSparsity: 0.5, avgBits: cfg.bits, sparsityRule: 'uniform', bitsRule: 'uniform', pruneSensitivity: [], quantSensitivity: [] });
   }
-  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: cfg.r ?? 8 }, ...(cfg.exits ? { exitLayers: cfg.exits } : {}), headRank: cfg.headRank ?? 0 }, 0);
+  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: cfg.r ?? 8 }, ...(cfg.exits ? { exitLayers: cfg.exits } : {}), headRank: cfg.headRank ?? 0, prefix: cfg.prefix ?? 'backbone' }, 0);
   const K = Math.max(1, t.exits.length);
   for (let i = 0; i < K; i++) await t.step(); // warm-up: one step per window
   // Whole window cycles (windows differ in prefix depth), at least 8 steps; the median cycle, since this
@@ -89,9 +89,9 @@ const refit = args.includes('--refit') ? JSON.parse(readFileSync(previous, 'utf8
 // --pool FILE (repeatable, with --refit): earlier runs' points too; per configuration the fastest step time
 // is kept (timing noise on a shared machine only ever adds time), memory from the newest run.
 const pooled = args.flatMap((a, i) => (a === '--pool' ? [JSON.parse(readFileSync(args[i + 1], 'utf8'))] : []));
-const sameCfg = (p, cfg) => p.mode === cfg.mode && p.mb === cfg.mb && p.T === cfg.T && p.bits === cfg.bits && String(p.exits) === String(cfg.exits) && (p.headRank ?? 0) === (cfg.headRank ?? 0) && (p.r ?? 8) === (cfg.r ?? 8);
+const sameCfg = (p, cfg) => p.mode === cfg.mode && p.mb === cfg.mb && p.T === cfg.T && p.bits === cfg.bits && String(p.exits) === String(cfg.exits) && (p.headRank ?? 0) === (cfg.headRank ?? 0) && (p.r ?? 8) === (cfg.r ?? 8) && (p.prefix ?? 'backbone') === (cfg.prefix ?? 'backbone');
 const points = [];
-for (const cfg of refit ? refit.points.map(({ mode, mb, T, bits, exits, headRank, r }) => ({ mode, mb, T, bits, ...(exits ? { exits } : {}), ...(headRank ? { headRank } : {}), ...(r ? { r } : {}) })) : grid) {
+for (const cfg of refit ? refit.points.map(({ mode, mb, T, bits, exits, headRank, r, prefix }) => ({ mode, mb, T, bits, ...(exits ? { exits } : {}), ...(headRank ? { headRank } : {}), ...(r ? { r } : {}), ...(prefix ? { prefix } : {}) })) : grid) {
   let m;
   if (refit) {
     m = { ...refit.points.find((p) => sameCfg(p, cfg)).measured, L: model.numHiddenLayers };
@@ -106,7 +106,7 @@ for (const cfg of refit ? refit.points.map(({ mode, mb, T, bits, exits, headRank
     m = JSON.parse(r.stdout.trim().split('\n').pop());
   }
   const input = { model, mode: cfg.mode, loraR: cfg.r ?? 8, batchSize: cfg.mb, seqLen: cfg.T, steps: 1000, trainExamples: 64, microBatch: cfg.mb, headRank: cfg.headRank ?? 0,
-    policy: cfg.bits < 16 ? { bits: new Array(m.L).fill(cfg.bits), sparsity: new Array(m.L).fill(0.5) } : null };
+    schedule: 'round_robin', prefix: cfg.prefix ?? 'backbone', policy: cfg.bits < 16 ? { bits: new Array(m.L).fill(cfg.bits), sparsity: new Array(m.L).fill(0.5) } : null };
   const exits = cfg.mode === 'vanilla' ? [m.L - 1] : cfg.exits ?? [1, 3, 5, 7].filter((e) => e < m.L);
   points.push({ cfg, measured: m, x: costFeatures(input, exits, cfg.mb, false) });
   process.stderr.write(`${JSON.stringify(cfg)}: ${m.stepMs.toFixed(0)} ms/step, TF.js peak ${(m.peakTfBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
@@ -165,13 +165,13 @@ const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, mm
 const { plan } = await import(join(dist, 'schedule', 'planner.js'));
 const report = points.map((p) => {
   const input = { model, mode: p.cfg.mode, loraR: p.cfg.r ?? 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,
-    prefixCache: false, headRank: p.cfg.headRank ?? 0, ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}), policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
+    prefixCache: false, headRank: p.cfg.headRank ?? 0, schedule: 'round_robin', prefix: p.cfg.prefix ?? 'backbone', ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}), policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
   const f = plan(input, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
   return { ...p.cfg, measured: { stepMs: p.measured.stepMs, prefixMs: p.measured.prefixMs, tapeMs: p.measured.tapeMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
     forecast: { stepMs: f.stepMs, peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
     error: { stepMs: f.stepMs / p.measured.stepMs - 1, peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 } };
 });
-for (const r of report) process.stderr.write(`${r.mode}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
+for (const r of report) process.stderr.write(`${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
 const date = new Date().toISOString();
 const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v).toString() : Number(v.toPrecision(6)).toString());
 const ts = `// Fitted ${date} on ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by

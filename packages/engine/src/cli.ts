@@ -33,9 +33,10 @@ commands:
        --checkpoint-every N --resume]
        LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule inverse|owl|uniform
        --bits-rule budgeted|mean|uniform --group-size 0 --activation-bits 8]
-       planner: [--memory-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching to the device)
-  plan --model DIR [--memory-budget-mb M --threads N --batch 8 --max-length 256 --steps 200 --examples N
-       --mode edge_llm|vanilla --lora-r 8 --head-rank 0 --avg-bits 16]   (prints the execution plan and its forecast)
+       planner: [--memory-budget-mb M --tensor-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching
+       to the device: RSS within the memory budget, TF.js tensors within the tensor budget)
+  plan --model DIR [--memory-budget-mb M --tensor-budget-mb M --threads N --batch 8 --max-length 256 --steps 200
+       --examples N --mode edge_llm|vanilla --schedule S --prefix backbone|adapted --lora-r 8 --head-rank 0 --avg-bits 16]   (prints the execution plan and its forecast)
   eval --model DIR --data FILE [--adapter DIR] [--json]
   infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE | --email RFC822-FILE) [--labels " spam, ham"]
         [--rule max|mean|confidence|weighted]   (--email builds the spam-task prompt and scores " spam"/" ham")
@@ -105,7 +106,7 @@ async function main(argv: string[]): Promise<void> {
       'kv-heads': { type: 'string' }, ffn: { type: 'string' }, vocab: { type: 'string' }, seq: { type: 'string' },
       'time-budget-min': { type: 'string' }, dtype: { type: 'string' }, sparsity: { type: 'string' }, 'avg-bits': { type: 'string' },
       prune: { type: 'string' }, 'sparsity-rule': { type: 'string' }, 'bits-rule': { type: 'string' }, 'group-size': { type: 'string' }, 'activation-bits': { type: 'string' },
-      'memory-budget-mb': { type: 'string' }, spec: { type: 'string' }, 'skip-luc': { type: 'boolean' }, threads: { type: 'string' }, examples: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
+      'memory-budget-mb': { type: 'string' }, 'tensor-budget-mb': { type: 'string' }, spec: { type: 'string' }, 'skip-luc': { type: 'boolean' }, threads: { type: 'string' }, examples: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
     },
   });
   const quiet = cmd === 'logits';
@@ -148,7 +149,11 @@ async function main(argv: string[]): Promise<void> {
       const r = await runTuning({
         modelDir: need(v, 'model'), trainFile: need(v, 'train'), validationFile: v.val as string | undefined, outDir: need(v, 'out'),
         maxLength: numOpt(v, 'max-length', 256), checkpointEvery: numOpt(v, 'checkpoint-every', 0), resume: v.resume === true,
-        device: v['memory-budget-mb'] !== undefined ? { memoryBudgetBytes: numOpt(v, 'memory-budget-mb', 0) * 2 ** 20, threads: v.threads ? numOpt(v, 'threads', 2) : undefined } : undefined,
+        device: v['memory-budget-mb'] !== undefined || v['tensor-budget-mb'] !== undefined ? {
+          ...(v['memory-budget-mb'] !== undefined ? { memoryBudgetBytes: numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 } : {}),
+          ...(v['tensor-budget-mb'] !== undefined ? { tensorBudgetBytes: numOpt(v, 'tensor-budget-mb', 0) * 2 ** 20 } : {}),
+          threads: v.threads ? numOpt(v, 'threads', 2) : undefined,
+        } : undefined,
         compression: v.sparsity !== undefined || v['avg-bits'] !== undefined ? {
           targetSparsity: numOpt(v, 'sparsity', 0), avgBits: numOpt(v, 'avg-bits', 16),
           method: pick(v, 'prune', ['wanda', 'sparsegpt'] as const, 'wanda'),
@@ -230,9 +235,11 @@ async function main(argv: string[]): Promise<void> {
       const peak = plannerSgemmPeak(1);
       const p = plan({
         model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8), headRank: numOpt(v, 'head-rank', 0),
+        schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'), prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
         batchSize: numOpt(v, 'batch', 8), seqLen: numOpt(v, 'max-length', 256), steps: numOpt(v, 'steps', 200),
         trainExamples: numOpt(v, 'examples', 1000), policy: bits < 16 ? { bits: new Array(cfg.numHiddenLayers).fill(bits), sparsity: new Array(cfg.numHiddenLayers).fill(numOpt(v, 'sparsity', 0)) } : null,
-      }, { memoryBudgetBytes: v['memory-budget-mb'] ? numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 : freemem(), threads: numOpt(v, 'threads', info.blasThreads), backend: info.backend, matmulGflops: peak.gflops });
+      }, { memoryBudgetBytes: v['memory-budget-mb'] ? numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 : freemem(), threads: numOpt(v, 'threads', info.blasThreads), backend: info.backend, matmulGflops: peak.gflops,
+        ...(v['tensor-budget-mb'] ? { tensorBudgetBytes: numOpt(v, 'tensor-budget-mb', 0) * 2 ** 20 } : {}) });
       process.stdout.write(JSON.stringify(p, null, 2) + '\n');
       return;
     }

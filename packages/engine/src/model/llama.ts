@@ -299,17 +299,21 @@ export class LlamaModel {
     const { numAttentionHeads: H, numKeyValueHeads: KV, headDim: dh } = this.config;
     const { batch: B, seq: T } = ctx;
     const lin = L.linears;
-    const x = this.rmsNorm(h, L.inputNorm);
-    const shape = { batch: B, seq: T, headDim: dh };
-    // [B*T, n*dh] projections -> [B, n, T, dh] heads, RoPE on q and k (HF apply_rotary_pos_emb).
-    const q = ropeHeads(this.linear(lin.q_proj, x, useLora, ctx, i * 16 + 1), { ...shape, heads: H, cos: ctx.cos, sin: ctx.sin });
-    const k = ropeHeads(this.linear(lin.k_proj, x, useLora, ctx, i * 16 + 2), { ...shape, heads: KV, cos: ctx.cos, sin: ctx.sin });
-    const v = ropeHeads(this.linear(lin.v_proj, x, useLora, ctx, i * 16 + 3), { ...shape, heads: KV });
-    // Causal GQA core, heads merged back to [B*T, H*dh] for o_proj.
-    const attnOpts = { scale: 1 / Math.sqrt(dh), keyMask: ctx.keyMask, merged: true, additiveMask: ctx.mask };
-    const legacyMask = ctx.keyMask === undefined && ctx.mask.shape[0] !== 1; // hand-built padded context
-    const merged = (legacyMask ? attentionOps(q, k, v, attnOpts) : attention(q, k, v, attnOpts)) as tf.Tensor2D;
-    const h1 = tf.add(h, this.linear(lin.o_proj, merged, useLora, ctx, i * 16 + 4)) as tf.Tensor2D;
+    // The attention block in a tidy of its own: its temporaries are gone before the MLP block runs, so
+    // the layer's peak holds one block's temporaries, not both (backward keeps its saved clones).
+    const h1 = tf.tidy(() => {
+      const x = this.rmsNorm(h, L.inputNorm);
+      const shape = { batch: B, seq: T, headDim: dh };
+      // [B*T, n*dh] projections -> [B, n, T, dh] heads, RoPE on q and k (HF apply_rotary_pos_emb).
+      const q = ropeHeads(this.linear(lin.q_proj, x, useLora, ctx, i * 16 + 1), { ...shape, heads: H, cos: ctx.cos, sin: ctx.sin });
+      const k = ropeHeads(this.linear(lin.k_proj, x, useLora, ctx, i * 16 + 2), { ...shape, heads: KV, cos: ctx.cos, sin: ctx.sin });
+      const v = ropeHeads(this.linear(lin.v_proj, x, useLora, ctx, i * 16 + 3), { ...shape, heads: KV });
+      // Causal GQA core, heads merged back to [B*T, H*dh] for o_proj.
+      const attnOpts = { scale: 1 / Math.sqrt(dh), keyMask: ctx.keyMask, merged: true, additiveMask: ctx.mask };
+      const legacyMask = ctx.keyMask === undefined && ctx.mask.shape[0] !== 1; // hand-built padded context
+      const merged = (legacyMask ? attentionOps(q, k, v, attnOpts) : attention(q, k, v, attnOpts)) as tf.Tensor2D;
+      return tf.add(h, this.linear(lin.o_proj, merged, useLora, ctx, i * 16 + 4)) as tf.Tensor2D;
+    });
     const x2 = this.rmsNorm(h1, L.postNorm);
     const g = this.linear(lin.gate_proj, x2, useLora, ctx, i * 16 + 5);
     const u = this.linear(lin.up_proj, x2, useLora, ctx, i * 16 + 6);

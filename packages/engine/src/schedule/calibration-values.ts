@@ -1,21 +1,21 @@
-// Fitted 2026-11-22T08:24:26.653Z on edgetune-tiny-llama (SGEMM peak 174 GFLOP/s) by
+// Fitted 2026-11-22T10:13:16.128Z on edgetune-tiny-llama (SGEMM peak 194 GFLOP/s) by
 // `node packages/engine/scripts/calibrate-planner.mjs`; points and errors: bench/results/planner-calibration.json.
 import type { CostCoefficients } from './calibration.js';
 
 export const FITTED: CostCoefficients = {
-  actD: 10.5529,
-  actF: 3.95733,
-  actAtt: 1.63545,
-  actLora: 0.199409,
-  tfFixed: 28287669,
-  rssBase: 160138598,
-  rssPerTfByte: 0.734048,
-  mmEfficiency: 0.819203,
-  prefixPassCost: 0.348994,
-  msPerLayerPass: 4.62288,
-  msPerLayerToken: 0.00470594,
-  msPerAttScore: 0,
+  actD: 10.9372,
+  actF: 4.10143,
+  actAtt: 1.33736,
+  actLora: 0.420761,
+  tfFixed: 22321274,
+  rssBase: 161003662,
+  rssPerTfByte: 0.741424,
+  mmEfficiency: 1.69238,
+  prefixPassCost: 0.357822,
+  msPerLayerPass: 13.5539,
+  msPerLayerToken: 0,
+  msPerAttScore: 0.0000118985,
   msPerStep: 0,
   msPerUpdatedParam: 0,
-  msPerDequantElem: 0.00000678244,
+  msPerDequantElem: 0.00000162853,
 };

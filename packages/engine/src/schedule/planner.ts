@@ -23,6 +23,9 @@ export interface DeviceProfile {
   backend: string;
   /** measured SGEMM throughput, GFLOP/s (measureSgemmPeak) */
   matmulGflops: number;
+  /** TF.js tensor memory the job may hold at its peak (an accelerator's memory, or a cap on tensors),
+   *  bytes; absent = only memoryBudgetBytes applies */
+  tensorBudgetBytes?: number;
 }
 
 export interface PlanInput {
@@ -213,14 +216,17 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
 }
 
 /**
- * Chooses the plan: the largest micro-batch (power of two, <= batchSize) and the default exits if they
- * fit the budget; else more exits (shallower windows), then smaller micro-batches; prefix caching when
- * the run has more than one epoch and the cache fits too.
+ * Chooses the plan: the default (or requested) exits with the largest micro-batch (power of two, <= batchSize)
+ * whose forecast fits the budgets (RSS within memoryBudgetBytes, TF.js peak within tensorBudgetBytes when
+ * set); smaller micro-batches with gradient accumulation first, since they leave the gradient unchanged,
+ * then more exits (shallower windows), which change what is trained; prefix caching when the run has more
+ * than one epoch and the cache fits too.
  * @throws PlanError for an invalid request.
  */
 export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficients = CALIBRATION): Plan {
   const L = inp.model.numHiddenLayers;
   if (!(dev.memoryBudgetBytes > 0)) throw new PlanError('memory_budget_bytes must be positive');
+  if (dev.tensorBudgetBytes !== undefined && !(dev.tensorBudgetBytes > 0)) throw new PlanError('tensor_budget_bytes must be positive');
   if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= 1)) throw new PlanError('batch size, sequence length and steps must be positive');
   if (inp.policy && (inp.policy.bits.length !== L || inp.policy.sparsity.length !== L)) throw new PlanError(`policy has ${inp.policy.bits.length} layers, the model ${L}`);
   const exitChoices: number[][] = [];
@@ -233,22 +239,24 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
   if (inp.microBatch) mbs.push(inp.microBatch);
   else for (let mb = 2 ** Math.floor(Math.log2(inp.batchSize)); mb >= 1; mb /= 2) mbs.push(mb);
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
+  const fitsDevice = (e: ReturnType<typeof estimate>) => e.rss <= dev.memoryBudgetBytes && (dev.tensorBudgetBytes === undefined || e.peakTf <= dev.tensorBudgetBytes);
   let last: ReturnType<typeof estimate> | null = null, lastExits = exitChoices[0], lastMb = mbs[mbs.length - 1];
-  for (const mb of mbs) {
-    for (const exits of exitChoices) {
+  for (const exits of exitChoices) {
+    for (const mb of mbs) {
       const e = estimate(inp, dev, exits, mb, false, coeffs);
       last = e; lastExits = exits; lastMb = mb;
-      if (e.rss <= dev.memoryBudgetBytes) {
+      if (fitsDevice(e)) {
         let final = e, cache = false;
         if (inp.mode === 'edge_llm' && inp.prefix !== 'adapted' && epochs > 1 && inp.prefixCache !== false) {
           const withCache = estimate(inp, dev, exits, mb, true, coeffs);
-          if (withCache.rss <= dev.memoryBudgetBytes) { final = withCache; cache = true; }
+          if (fitsDevice(withCache)) { final = withCache; cache = true; }
         }
         return result(true, undefined, exits, mb, cache, final, inp, dev);
       }
     }
   }
-  return result(false, `needs about ${Math.ceil(last!.rss / 2 ** 20)} MiB even with micro-batch ${lastMb} and ${lastExits.length} exits; the budget is ${Math.floor(dev.memoryBudgetBytes / 2 ** 20)} MiB`, lastExits, lastMb, false, last!, inp, dev);
+  const tensors = dev.tensorBudgetBytes === undefined ? '' : ` and ${Math.ceil(last!.peakTf / 2 ** 20)} MiB of tensors (budget ${Math.floor(dev.tensorBudgetBytes / 2 ** 20)} MiB)`;
+  return result(false, `needs about ${Math.ceil(last!.rss / 2 ** 20)} MiB${tensors} even with micro-batch ${lastMb} and ${lastExits.length} exits; the budget is ${Math.floor(dev.memoryBudgetBytes / 2 ** 20)} MiB`, lastExits, lastMb, false, last!, inp, dev);
 }
 
 function result(fits: boolean, reason: string | undefined, exits: number[], mb: number, cache: boolean, e: ReturnType<typeof estimate>, inp: PlanInput, dev: DeviceProfile): Plan {

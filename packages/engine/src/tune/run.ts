@@ -120,6 +120,7 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
     threads: d.threads ?? info?.blasThreads ?? 1,
     backend: d.backend ?? info?.backend ?? 'wasm',
     matmulGflops: d.matmulGflops ?? plannerSgemmPeak(0.3).gflops,
+    ...(d.tensorBudgetBytes === undefined ? {} : { tensorBudgetBytes: d.tensorBudgetBytes }),
   };
 }
 
