@@ -58,6 +58,41 @@ async function one(cfg) {
   return { ...cfg, stepMs: med.stepMs, prefixMs: med.prefixMs, tapeMs: med.tapeMs, cycleStepMs: cycles.map((c) => Math.round(c.stepMs)), peakTfBytes: peak, peakRssBytes: t.peakRss, L };
 }
 
+// Per-layer-pass overhead, measured rather than fitted (the NNLS confuses it with the per-token and FLOP
+// terms on this noisy VM): vanilla LoRA (8 layers on the tape, no prefix) at micro-batches 1, 2, 4, 8 of
+// T = 128 in ONE process, their steps interleaved so that bursts of other load hit all sizes alike; the
+// intercept of ms per layer-pass against tokens per micro-batch is the fixed cost of a layer pass.
+async function overhead() {
+  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
+  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
+  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
+  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
+  const { Rng } = await import(join(dist, 'util', 'rng.js'));
+  await initBackend({ quiet: true });
+  const T = 128, rng = new Rng(2);
+  const sizes = [1, 2, 4, 8];
+  const runs = sizes.map((mb) => {
+    const model = LlamaModel.load(modelDir);
+    const V = model.config.vocabSize, L = model.config.numHiddenLayers;
+    const ex = Array.from({ length: 32 }, () => {
+      const ids = Array.from({ length: T }, () => 4 + rng.int(V - 4));
+      return { inputIds: ids, labels: ids.map((x, t) => (t >= T - 2 ? x : -100)) };
+    });
+    return { mb, L, t: new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: 'vanilla', steps: 1000, microBatch: mb, lora: { ...DEFAULT_LORA } }, 0), ms: [] };
+  });
+  for (const r of runs) for (let i = 0; i < 2; i++) await r.t.step();
+  for (let rep = 0; rep < 8; rep++) for (const r of runs) r.ms.push((await r.t.step()).stepMs);
+  const pts = runs.map((r) => { const s = [...r.ms].sort((a, b) => a - b); return { N: r.mb * T, msPerPass: s[Math.floor(s.length / 2)] / r.L }; });
+  const n = pts.length, mx = pts.reduce((a, p) => a + p.N, 0) / n, my = pts.reduce((a, p) => a + p.msPerPass, 0) / n;
+  const slope = pts.reduce((a, p) => a + (p.N - mx) * (p.msPerPass - my), 0) / pts.reduce((a, p) => a + (p.N - mx) ** 2, 0);
+  return { points: pts, msPerLayerPass: Math.max(0, my - slope * mx), msPerToken: slope };
+}
+
+if (args[0] === '--overhead') {
+  process.stdout.write(JSON.stringify(await overhead()) + '\n');
+  process.exit(0);
+}
+
 if (args[0] === '--one') {
   const r = await one(JSON.parse(args[1]));
   process.stdout.write(JSON.stringify(r) + '\n');
@@ -112,6 +147,16 @@ for (const cfg of refit ? refit.points.map(({ mode, mb, T, bits, exits, headRank
   process.stderr.write(`${JSON.stringify(cfg)}: ${m.stepMs.toFixed(0)} ms/step, TF.js peak ${(m.peakTfBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
 }
 
+// The fixed cost of a layer pass (see overhead()): measured now, or with --refit taken from the last run.
+let passOverhead;
+if (refit?.passOverhead) passOverhead = refit.passOverhead;
+else if (!refit) {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--overhead', '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+  passOverhead = JSON.parse(r.stdout.trim().split('\n').pop());
+  process.stderr.write(`layer-pass overhead: ${passOverhead.msPerLayerPass.toFixed(2)} ms (+ ${(passOverhead.msPerToken * 1000).toFixed(2)} us per token), from ${passOverhead.points.map((p) => `${p.N} tokens: ${p.msPerPass.toFixed(2)} ms`).join(', ')}\n`);
+}
+
 // Least squares via normal equations (small systems), with a ridge term for stability.
 function lstsq(X, y, ridge = 1e-9) {
   const n = X[0].length, A = Array.from({ length: n }, () => new Array(n).fill(0)), b = new Array(n).fill(0);
@@ -159,7 +204,12 @@ function timeRowsFor(rho) {
 const ratios = points.filter((p) => p.x.time.prefixLayers > 0 && p.measured.tapeMs > 0)
   .map((p) => (p.measured.prefixMs / p.x.time.prefixLayers) / (p.measured.tapeMs / p.x.time.tapeLayers)).sort((a, b) => a - b);
 const rho = ratios.length ? ratios[Math.floor(ratios.length / 2)] : 0.35;
-const fit = { rho, sol: nnls(timeRowsFor(rho), points.map(() => 1)) };
+// With the pass overhead measured, its column's contribution is subtracted and the column fixed.
+const pass0 = passOverhead?.msPerLayerPass;
+const rowsT = timeRowsFor(rho);
+const yT = points.map((p, i) => (pass0 === undefined ? 1 : 1 - pass0 * rowsT[i][1]));
+const solT = nnls(pass0 === undefined ? rowsT : rowsT.map((r) => r.filter((_, j) => j !== 1)), yT);
+const fit = { rho, sol: pass0 === undefined ? solT : [solT[0], pass0, ...solT.slice(1)] };
 const [invEff, pass, tok, att, upd, deq, step] = fit.sol;
 const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, mmEfficiency: 1 / (invEff || 1e-9), prefixPassCost: fit.rho, msPerLayerPass: pass, msPerLayerToken: tok, msPerAttScore: att, msPerStep: step, msPerUpdatedParam: upd, msPerDequantElem: deq };
 const { plan } = await import(join(dist, 'schedule', 'planner.js'));
@@ -184,5 +234,5 @@ ${Object.entries(coeffs).map(([k, v]) => `  ${k}: ${fmt(v)},`).join('\n')}
 `;
 writeFileSync(join(here, '..', 'src', 'schedule', 'calibration-values.ts'), ts);
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: 'node packages/engine/scripts/calibrate-planner.mjs', model: modelDir, sgemmGflops: G, coefficients: coeffs, points: report }, null, 2) + '\n');
+writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: 'node packages/engine/scripts/calibrate-planner.mjs', model: modelDir, sgemmGflops: G, coefficients: coeffs, passOverhead, points: report }, null, 2) + '\n');
 process.stderr.write('wrote src/schedule/calibration-values.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');
