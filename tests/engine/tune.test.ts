@@ -27,6 +27,20 @@ const opts = (o: Partial<TuneOptions> = {}): TuneOptions => ({ ...DEFAULT_TUNE, 
 const snapshot = (ts: tf.Tensor[]) => ts.map((t) => Float32Array.from(t.dataSync()));
 const same = (a: Float32Array, b: ArrayLike<number>) => a.length === b.length && a.every((x, i) => x === b[i]);
 
+/** Trains a fresh model to `steps` (optionally loading / saving a checkpoint); losses and final variables. */
+async function runTo(o: TuneOptions, steps: number, ckpt?: { save?: string; load?: string }) {
+  const model = LlamaModel.load(modelDir);
+  const t = new AdaptiveTrainer(model, examples, o, padId);
+  if (ckpt?.load) t.loadCheckpoint(ckpt.load);
+  const losses: number[] = [];
+  while (t.state.step < steps) losses.push((await t.step()).loss);
+  if (ckpt?.save) t.saveCheckpoint(ckpt.save);
+  const vars = snapshot([...t.namedVariables().values()]);
+  t.optimizer.dispose();
+  model.dispose();
+  return { losses, vars };
+}
+
 beforeAll(async () => {
   await initBackend({ quiet: true });
   dir = mkdtempSync(join(tmpdir(), 'edgetune-tune-'));
@@ -103,18 +117,7 @@ describe('AdaptiveTrainer', () => {
   });
 
   it('is deterministic for a seed, and a resumed checkpoint continues exactly', async () => {
-    const run = async (steps: number, ckpt?: { save?: string; load?: string }) => {
-      const model = LlamaModel.load(modelDir);
-      const t = new AdaptiveTrainer(model, examples, opts({ schedule: 'round_robin', steps: 6, lora: { ...DEFAULT_LORA, r: 4, alpha: 8, dropout: 0.1 } }), padId);
-      if (ckpt?.load) t.loadCheckpoint(ckpt.load);
-      const losses: number[] = [];
-      while (t.state.step < steps) losses.push((await t.step()).loss);
-      if (ckpt?.save) t.saveCheckpoint(ckpt.save);
-      const vars = snapshot([...t.namedVariables().values()]);
-      t.optimizer.dispose();
-      model.dispose();
-      return { losses, vars };
-    };
+    const run = (steps: number, ckpt?: { save?: string; load?: string }) => runTo(opts({ schedule: 'round_robin', steps: 6, lora: { ...DEFAULT_LORA, r: 4, alpha: 8, dropout: 0.1 } }), steps, ckpt);
     const full = await run(6);
     const again = await run(6);
     expect(again.losses).toEqual(full.losses);
@@ -188,18 +191,7 @@ describe('AdaptiveTrainer', () => {
     b.optimizer.dispose();
     m2.dispose();
     // Determinism and exact resume in the middle of a cycle (the handed-on output is checkpointed).
-    const run = async (steps: number, ckpt?: { save?: string; load?: string }) => {
-      const m = LlamaModel.load(modelDir);
-      const tr = new AdaptiveTrainer(m, examples, opts({ schedule: 'round_robin', prefix: 'adapted', steps: 7, lora: { ...DEFAULT_LORA, r: 4, alpha: 8, dropout: 0.1 } }), padId);
-      if (ckpt?.load) tr.loadCheckpoint(ckpt.load);
-      const losses: number[] = [];
-      while (tr.state.step < steps) losses.push((await tr.step()).loss);
-      if (ckpt?.save) tr.saveCheckpoint(ckpt.save);
-      const vars = snapshot([...tr.namedVariables().values()]);
-      tr.optimizer.dispose();
-      m.dispose();
-      return { losses, vars };
-    };
+    const run = (steps: number, ckpt?: { save?: string; load?: string }) => runTo(opts({ schedule: 'round_robin', prefix: 'adapted', steps: 7, lora: { ...DEFAULT_LORA, r: 4, alpha: 8, dropout: 0.1 } }), steps, ckpt);
     const full = await run(7);
     const ck = join(dir, 'ckpt-adapted');
     const first = await run(2, { save: ck }); // mid-cycle: window 2 of 4 is next
