@@ -304,7 +304,7 @@ describe('worker death and shutdown', () => {
   });
 
   it('SIGTERM: the worker checkpoints the step it is on, re-queues the job and exits cleanly; the next worker resumes there', async () => {
-    const total = 80;
+    const total = 400; // enough that the job is still running when SIGTERM lands, even on a fast machine
     const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;
     const a = worker('w-term');
     await waitFor(async () => { const j = await job(id); return j.progress.step >= 10 && j; }, 60_000, 'training');

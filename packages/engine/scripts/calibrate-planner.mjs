@@ -116,6 +116,10 @@ const grid = [
   { mode: 'edge_llm', mb: 8, T: 192, bits: 16, headRank: 16 },
   // other LoRA ranks (the LoRA activation term is otherwise collinear with the per-token ones)
   { mode: 'edge_llm', mb: 8, T: 256, bits: 16, r: 32, exits: [1, 7] }, { mode: 'vanilla', mb: 8, T: 128, bits: 16, r: 2 },
+  // the adapted prefix (round-robin cycles hand outputs on: no prefix layers), and small micro-batches
+  // (gradient accumulation, which the planner tries first to fit a tight budget)
+  { mode: 'edge_llm', mb: 8, T: 192, bits: 16, headRank: 16, prefix: 'adapted' }, { mode: 'edge_llm', mb: 2, T: 192, bits: 16, headRank: 16, prefix: 'adapted' },
+  { mode: 'edge_llm', mb: 1, T: 128, bits: 16 },
 ];
 // --refit: fit again to the points measured by the last full run (bench/results/planner-calibration.json)
 // without measuring, e.g. after a change to the cost model's features.
@@ -171,13 +175,14 @@ function lstsq(X, y, ridge = 1e-9) {
 const memRows = points.map((p) => [1, 4 * p.x.act.d, 4 * p.x.act.f, 4 * p.x.act.att, 4 * p.x.act.lora]);
 const memY = points.map((p) => p.measured.peakTfBytes - p.x.weightTf - p.x.trainable - p.x.prefixOut);
 const w = points.map((p) => 1 / p.measured.peakTfBytes);
-const [tfFixed, actD, actF, actAtt, actLora] = lstsq(memRows.map((r, i) => r.map((v) => v * w[i])), memY.map((v, i) => v * w[i]));
+// Non-negative (a negative bytes-per-element would forecast less memory for more work outside the grid).
+const [tfFixed, actD, actF, actAtt, actLora] = nnls(memRows.map((r, i) => r.map((v) => v * w[i])), memY.map((v, i) => v * w[i]));
 const rssRows = points.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
 const rssY = points.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
 const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
 // Time: stepMs = msPerStep + accum * (flops / (G * eff) + passes * (msPerLayerPass + msPerLayerToken * N)) + ..., all
-// coefficients non-negative: exact non-negative least squares by trying every subset of features (6 features,
-// 64 subsets) and keeping the best fit whose coefficients are all >= 0.
+// coefficients non-negative: exact non-negative least squares by trying every subset of features (at most 7
+// features, 127 subsets) and keeping the best fit whose coefficients are all >= 0. Also used for memory above.
 function nnls(rows, y) {
   const n = rows[0].length;
   let best = null;

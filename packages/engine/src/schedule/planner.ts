@@ -167,7 +167,9 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const wins = inp.mode === 'edge_llm' ? windows(exits) : [{ start: 0, end: L - 1 }];
   const depth = Math.max(...wins.map((w) => w.end - w.start + 1));
   const windowParams = loraPerLayer * depth + (inp.mode === 'edge_llm' ? headParams : 0);
-  const trainable = 4 * (trainableParams * 3 + windowParams);
+  // + the window's gradients and, at a variable's first update (still aliased to the tensor it was
+  // initialised from, so AdamW cannot run in place), the composition's three new tensors: 4 x window
+  const trainable = 4 * (trainableParams * 3 + windowParams * 4);
   // An adapted prefix under round_robin keeps each micro-batch's last window output for the next window.
   const handedOn = inp.mode === 'edge_llm' && inp.prefix === 'adapted' && inp.schedule === 'round_robin' && wins.length > 1;
   const prefixOut = 4 * N * d * (2 + (handedOn ? Math.ceil(inp.batchSize / mb) : 0));
