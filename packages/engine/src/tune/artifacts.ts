@@ -4,7 +4,8 @@
  *   every exit's norm and head (`exits.<layer>.norm.weight`, `exits.<layer>.head.weight`), exit
  *   layers and the voting rule chosen on validation data.
  * - `peft/`: a Hugging Face PEFT adapter holding exactly ONE trained and evaluated path, the deepest
- *   exit: its window's LoRA (`layers_to_transform`) and its norm/head as `modules_to_save`
+ *   exit: the LoRA on its path (`layers_to_transform`: its window, or every layer with an adapted prefix)
+ *   and its norm/head as `modules_to_save`
  *   (`model.norm`, `lm_head`), so PEFT, which activates every tensor in the file, computes that path.
  */
 import * as tf from '@tensorflow/tfjs';
