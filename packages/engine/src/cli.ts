@@ -67,6 +67,15 @@ function pick<T extends string>(v: Record<string, unknown>, k: string, allowed: 
   return x as T;
 }
 
+/** The device budgets given on the command line (--memory-budget-mb, --tensor-budget-mb, --threads); MiB -> bytes. */
+function deviceFlags(v: Record<string, unknown>): { memoryBudgetBytes?: number; tensorBudgetBytes?: number; threads?: number } {
+  return {
+    ...(v['memory-budget-mb'] !== undefined ? { memoryBudgetBytes: numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 } : {}),
+    ...(v['tensor-budget-mb'] !== undefined ? { tensorBudgetBytes: numOpt(v, 'tensor-budget-mb', 0) * 2 ** 20 } : {}),
+    ...(v.threads !== undefined ? { threads: numOpt(v, 'threads', 2) } : {}),
+  };
+}
+
 /** Loads a model and, optionally, an adapter folder: an edgetune tuning output (voted) or a PEFT folder. */
 function loadWithAdapter(modelDir: string, adapter?: string): { model: LlamaModel; paths: ExitPath[]; rule: VotingRule | null } {
   const model = LlamaModel.load(modelDir);
@@ -149,11 +158,7 @@ async function main(argv: string[]): Promise<void> {
       const r = await runTuning({
         modelDir: need(v, 'model'), trainFile: need(v, 'train'), validationFile: v.val as string | undefined, outDir: need(v, 'out'),
         maxLength: numOpt(v, 'max-length', 256), checkpointEvery: numOpt(v, 'checkpoint-every', 0), resume: v.resume === true,
-        device: v['memory-budget-mb'] !== undefined || v['tensor-budget-mb'] !== undefined ? {
-          ...(v['memory-budget-mb'] !== undefined ? { memoryBudgetBytes: numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 } : {}),
-          ...(v['tensor-budget-mb'] !== undefined ? { tensorBudgetBytes: numOpt(v, 'tensor-budget-mb', 0) * 2 ** 20 } : {}),
-          threads: v.threads ? numOpt(v, 'threads', 2) : undefined,
-        } : undefined,
+        device: v['memory-budget-mb'] !== undefined || v['tensor-budget-mb'] !== undefined ? deviceFlags(v) : undefined,
         compression: v.sparsity !== undefined || v['avg-bits'] !== undefined ? {
           targetSparsity: numOpt(v, 'sparsity', 0), avgBits: numOpt(v, 'avg-bits', 16),
           method: pick(v, 'prune', ['wanda', 'sparsegpt'] as const, 'wanda'),
@@ -229,17 +234,15 @@ async function main(argv: string[]): Promise<void> {
       const { plan } = await import('./schedule/planner.js');
       const { plannerSgemmPeak } = await import('./backend/index.js');
       const { loadLlamaConfig } = await import('./model/config.js');
-      const { freemem } = await import('node:os');
+      const { localDevice } = await import('./tune/run.js');
       const cfg = loadLlamaConfig(need(v, 'model'));
       const bits = numOpt(v, 'avg-bits', 16);
-      const peak = plannerSgemmPeak(1);
       const p = plan({
         model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8), headRank: numOpt(v, 'head-rank', 0),
         schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'), prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
         batchSize: numOpt(v, 'batch', 8), seqLen: numOpt(v, 'max-length', 256), steps: numOpt(v, 'steps', 200),
         trainExamples: numOpt(v, 'examples', 1000), policy: bits < 16 ? { bits: new Array(cfg.numHiddenLayers).fill(bits), sparsity: new Array(cfg.numHiddenLayers).fill(numOpt(v, 'sparsity', 0)) } : null,
-      }, { memoryBudgetBytes: v['memory-budget-mb'] ? numOpt(v, 'memory-budget-mb', 0) * 2 ** 20 : freemem(), threads: numOpt(v, 'threads', info.blasThreads), backend: info.backend, matmulGflops: peak.gflops,
-        ...(v['tensor-budget-mb'] ? { tensorBudgetBytes: numOpt(v, 'tensor-budget-mb', 0) * 2 ** 20 } : {}) });
+      }, localDevice({ ...deviceFlags(v), matmulGflops: plannerSgemmPeak(1).gflops }));
       process.stdout.write(JSON.stringify(p, null, 2) + '\n');
       return;
     }

@@ -153,6 +153,8 @@ function child(spec: BenchSpec, dir: string): Promise<BenchRunResult> {
   });
 }
 
+/** Accuracy difference b - a in points, signed ('n/a' when either is missing). */
+const points = (b: number | null, a: number | null) => (b === null || a === null ? 'n/a' : `${b >= a ? '+' : ''}${((b - a) * 100).toFixed(2)} points`);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`);
 
@@ -219,8 +221,8 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     ['tokens/s', vanilla.tokensPerSec.toFixed(0), edge.tokensPerSec.toFixed(0), `${ratio.speedup.toFixed(2)}x faster`],
     ['peak TF.js memory', mib(vanilla.peakTfBytes), mib(edge.peakTfBytes), `${ratio.tfMemoryReduction.toFixed(2)}x less`],
     ['peak RSS', mib(vanilla.peakRssBytes), mib(edge.peakRssBytes), `${ratio.rssReduction.toFixed(2)}x less`],
-    ['validation accuracy', pct(vanilla.accuracy), `${pct(edge.accuracy)} (${edge.votingRule} vote)`, ratio.accuracyDeltaPoints === null ? 'n/a' : `${ratio.accuracyDeltaPoints >= 0 ? '+' : ''}${ratio.accuracyDeltaPoints.toFixed(2)} points`],
-    [`  same wall time (${equalTime.steps} steps)`, '', `${pct(equalTime.accuracy)} in ${(equalTime.trainMs / 1000).toFixed(0)} s vs ${(vanilla.trainMs / 1000).toFixed(0)} s`, equalTime.accuracy !== null && vanilla.accuracy !== null ? `${equalTime.accuracy >= vanilla.accuracy ? '+' : ''}${((equalTime.accuracy - vanilla.accuracy) * 100).toFixed(2)} points` : 'n/a'],
+    ['validation accuracy', pct(vanilla.accuracy), `${pct(edge.accuracy)} (${edge.votingRule} vote)`, points(edge.accuracy, vanilla.accuracy)],
+    [`  same wall time (${equalTime.steps} steps)`, '', `${pct(equalTime.accuracy)} in ${(equalTime.trainMs / 1000).toFixed(0)} s vs ${(vanilla.trainMs / 1000).toFixed(0)} s`, points(equalTime.accuracy, vanilla.accuracy)],
     ['matmul GFLOP/s', vanilla.gflopsPerSec.toFixed(1), edge.gflopsPerSec.toFixed(1), ''],
     [`share of SGEMM peak (${peak.gflops.toFixed(0)})`, pct(ratio.vanillaPeakFraction), pct(ratio.edgePeakFraction), ''],
   ]) + '\n' + targetLine('micro-batch 8 as vanilla', edge) + '\n';
@@ -230,7 +232,7 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     ['tokens/s', vanilla.tokensPerSec.toFixed(0), quarter.tokensPerSec.toFixed(0), `${(quarter.tokensPerSec / vanilla.tokensPerSec).toFixed(2)}x faster`],
     ['peak TF.js memory', mib(vanilla.peakTfBytes), mib(quarter.peakTfBytes), `${(vanilla.peakTfBytes / quarter.peakTfBytes).toFixed(2)}x less`],
     ['peak RSS', mib(vanilla.peakRssBytes), mib(quarter.peakRssBytes), `${(vanilla.peakRssBytes / quarter.peakRssBytes).toFixed(2)}x less`],
-    ['validation accuracy', pct(vanilla.accuracy), `${pct(quarter.accuracy)} (${quarter.votingRule} vote)`, quarter.accuracy !== null && vanilla.accuracy !== null ? `${quarter.accuracy >= vanilla.accuracy ? '+' : ''}${((quarter.accuracy - vanilla.accuracy) * 100).toFixed(2)} points` : 'n/a'],
+    ['validation accuracy', pct(vanilla.accuracy), `${pct(quarter.accuracy)} (${quarter.votingRule} vote)`, points(quarter.accuracy, vanilla.accuracy)],
   ]) + '\n' + targetLine(`micro-batch ${qp?.microBatch ?? '?'} x ${qp?.gradAccum ?? '?'}`, quarter) + '\n';
   process.stdout.write(text);
   let luc: Record<string, unknown> | null = null;

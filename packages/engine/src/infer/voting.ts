@@ -111,8 +111,9 @@ export function exitProbabilities(model: LlamaModel, paths: ExitPath[], ids: num
     const streams = new Map<number, { next: number; h: tf.Tensor2D }>();
     return paths.map((p) => {
       const s = streams.get(p.start);
-      let x = s && s.next <= p.layer + 1 ? s.h : starts.get(p.start)!;
-      for (let i = s && s.next <= p.layer + 1 ? s.next : p.start; i <= p.layer; i++) x = model.layer(i, x, ctx, true);
+      const from = s && s.next <= p.layer + 1 ? s : { next: p.start, h: starts.get(p.start)! };
+      let x = from.h;
+      for (let i = from.next; i <= p.layer; i++) x = model.layer(i, x, ctx, true);
       streams.set(p.start, { next: p.layer + 1, h: x });
       const sel = tf.gather(x, rowT) as tf.Tensor2D;
       return tf.softmax(tf.matMul(model.rmsNorm(sel, p.norm), p.head, false, true)) as tf.Tensor2D;
