@@ -15,6 +15,14 @@ const dist = join(here, '..', 'dist');
 const args = process.argv.slice(2);
 const modelDir = resolve(args[args.indexOf('--model') + 1] && args.includes('--model') ? args[args.indexOf('--model') + 1] : join(root, 'models', 'edgetune-tiny-llama'));
 
+/** n random sequences of T tokens, the last two labelled (a classification-like loss at the end). */
+function randomExamples(rng, n, T, V) {
+  return Array.from({ length: n }, () => {
+    const ids = Array.from({ length: T }, () => 4 + rng.int(V - 4));
+    return { inputIds: ids, labels: ids.map((x, t) => (t >= T - 2 ? x : -100)) };
+  });
+}
+
 async function one(cfg) {
   const tf = await import('@tensorflow/tfjs');
   const { initBackend } = await import(join(dist, 'backend', 'index.js'));
@@ -27,10 +35,7 @@ async function one(cfg) {
   const model = LlamaModel.load(modelDir);
   const L = model.config.numHiddenLayers, V = model.config.vocabSize;
   const rng = new Rng(1);
-  const ex = Array.from({ length: 64 }, () => {
-    const ids = Array.from({ length: cfg.T }, () => 4 + rng.int(V - 4));
-    return { inputIds: ids, labels: ids.map((x, t) => (t >= cfg.T - 2 ? x : -100)) };
-  });
+  const ex = randomExamples(rng, 64, cfg.T, V);
   if (cfg.bits < 16) {
     const calib = { ids: ex.slice(0, 4).map((e) => e.inputIds.slice(0, 64)), description: 'random' };
     compressModel(model, calib, { sparsity: new Array(L).fill(0.5), bits: new Array(L).fill(cfg.bits), targetSparsity: 0.5, avgBits: cfg.bits, sparsityRule: 'uniform', bitsRule: 'uniform', pruneSensitivity: [], quantSensitivity: [] });
@@ -74,10 +79,7 @@ async function overhead() {
   const runs = sizes.map((mb) => {
     const model = LlamaModel.load(modelDir);
     const V = model.config.vocabSize, L = model.config.numHiddenLayers;
-    const ex = Array.from({ length: 32 }, () => {
-      const ids = Array.from({ length: T }, () => 4 + rng.int(V - 4));
-      return { inputIds: ids, labels: ids.map((x, t) => (t >= T - 2 ? x : -100)) };
-    });
+    const ex = randomExamples(rng, 32, T, V);
     return { mb, L, t: new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: 'vanilla', steps: 1000, microBatch: mb, lora: { ...DEFAULT_LORA } }, 0), ms: [] };
   });
   for (const r of runs) for (let i = 0; i < 2; i++) await r.t.step();
