@@ -35,5 +35,5 @@ function context(): RunContext {
 
 /** Processes one queue job: the database row it names is the job. */
 export default async function process_(job: SandboxedJob<QueueJobData>, _token?: string, signal?: AbortSignal): Promise<RunOutcome> {
-  return runJob(context(), job.data.jobId, signal);
+  return runJob(context(), job.data.jobId, signal, job.id);
 }

@@ -83,8 +83,12 @@ export function compressionResultOf(r: TuneJobReport, policy: { id: string; reus
   };
 }
 
-/** Runs job `jobId` once. Never throws for job-level failures: they end up in the job row. */
-export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSignal): Promise<RunOutcome> {
+/**
+ * Runs job `jobId` once. Never throws for job-level failures: they end up in the job row. With
+ * `queueJobId` (the BullMQ job that delivered it), a delivery that is no longer the row's queue job (the
+ * job was re-queued under another one meanwhile) is skipped, so one job never runs twice at once.
+ */
+export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSignal, queueJobId?: string): Promise<RunOutcome> {
   const { db, config } = ctx;
   const prefix = config.queuePrefix;
   const events = (list: NewJobEvent[]) => addEvents(db, ctx.redis, prefix, jobId, list);
@@ -92,6 +96,10 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
 
   const j = await db.job.findUnique({ where: { id: jobId } });
   if (!j || isTerminal(j.status)) return 'skipped';
+  if (queueJobId && j.queueJobId && j.queueJobId !== queueJobId) {
+    ctx.log(`[${jobId}] queue job ${queueJobId} is stale (the job's is ${j.queueJobId}): skipped`);
+    return 'skipped';
+  }
   const markCancelled = async () => {
     await db.job.updateMany({ where: { id: jobId, status: { in: ['cancelling', 'running', 'queued'] } }, data: { status: 'cancelled', finishedAt: now(), etaSeconds: null } });
     await events([{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);

@@ -1,13 +1,16 @@
 /**
  * The worker process: registers its base models, consumes the queue with sandboxed processors, relays
- * cancel requests to the running job, and on stop checkpoints running jobs and re-queues them.
+ * cancel requests to the running job, reconciles jobs BullMQ no longer delivers with their rows (at
+ * startup, every EDGETUNE_RECONCILE_INTERVAL_MS, and when a queue job fails: reconcile.ts), and on stop
+ * checkpoints running jobs and re-queues them.
  */
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import {
-  addEvents, channels, createPrisma, isTerminal, loadConfig, QUEUE_NAME, redisConnection, registerModels, scanModels,
+  channels, createPrisma, loadConfig, QUEUE_NAME, redisConnection, registerModels, scanModels,
   type ControlMessage, type QueueJobData,
 } from '@edgetune/api/shared';
+import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from './reconcile.js';
 
 /** A running worker. */
 export interface RunningWorker {
@@ -44,19 +47,22 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   worker.on('active', (job) => { active.set(job.data.jobId, job.id!); });
   worker.on('completed', (job) => { active.delete(job.data.jobId); });
   worker.on('error', (err) => log(`[worker ${id}] ${err.message}`));
+  const queue = new Queue<QueueJobData>(QUEUE_NAME, { connection: pub, prefix: config.queuePrefix });
+  const deps: ReconcileDeps = { db, queue, redis: pub, prefix: config.queuePrefix };
   worker.on('failed', (job, err) => {
     if (!job) return;
     active.delete(job.data.jobId);
     // The processor records job failures itself; this covers what it could not (crash, too many stalls).
-    void (async () => {
-      const row = await db.job.findUnique({ where: { id: job.data.jobId }, select: { status: true } });
-      if (!row || isTerminal(row.status)) return;
-      const stalled = /stalled/i.test(err.message);
-      const error = { code: stalled ? 'worker_lost' : 'worker_error', message: err.message, param: null };
-      await db.job.updateMany({ where: { id: job.data.jobId, status: row.status }, data: { status: 'failed', error, finishedAt: new Date(), etaSeconds: null } });
-      await addEvents(db, pub, config.queuePrefix, job.data.jobId, [{ type: 'status', level: 'error', message: `Job failed: ${err.message}`, data: { status: 'failed', error } }]);
-    })().catch((e) => log(`[worker ${id}] failed to record failure: ${(e as Error).message}`));
+    // If this write is lost too, the next reconciliation pass settles the job from the failed queue job.
+    settleFailedQueueJob(deps, job.data.jobId, job.id!, err.message)
+      .catch((e) => log(`[worker ${id}] failed to record failure: ${(e as Error).message}`));
   });
+  // One pass at a time; a pass that fails (database or Redis down) is retried by the next one.
+  let pass: Promise<void> | null = null;
+  const reconcile = () => (pass ??= reconcileJobs(deps)
+    .then((done) => { for (const r of done) log(`[worker ${id}] reconciled ${r.jobId}: ${r.from} -> ${r.to} (queue job ${r.queueState})`); })
+    .catch((e) => log(`[worker ${id}] reconciliation failed: ${(e as Error).message}`))
+    .finally(() => { pass = null; }));
 
   const sub = redisConnection(config.redisUrl);
   sub.on('error', () => {});
@@ -71,12 +77,17 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   });
   await sub.subscribe(channels(config.queuePrefix).control);
   await worker.waitUntilReady();
+  await reconcile();
+  const timer = config.reconcileIntervalMs > 0 ? setInterval(reconcile, config.reconcileIntervalMs) : null;
 
   let stopping: Promise<void> | null = null;
   const stop = () => (stopping ??= (async () => {
     log(`[worker ${id}] stopping: running jobs checkpoint their current step and go back to the queue`);
+    if (timer) clearInterval(timer);
+    await pass;
     worker.cancelAllJobs('shutdown');
     await worker.close();
+    await queue.close();
     sub.disconnect();
     pub.disconnect();
     await db.$disconnect();

@@ -20,6 +20,8 @@ export interface Config {
   lockDurationMs: number;
   stalledIntervalMs: number;
   maxStalledCount: number;
+  /** how often a worker reconciles unfinished jobs with BullMQ, ms (0: only at its startup) */
+  reconcileIntervalMs: number;
   /** jobs one worker process runs at once */
   workerConcurrency: number;
   /** local scratch folder of the worker */
@@ -70,6 +72,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     lockDurationMs: int(env, 'EDGETUNE_LOCK_DURATION_MS', 30_000),
     stalledIntervalMs: int(env, 'EDGETUNE_STALLED_INTERVAL_MS', 30_000),
     maxStalledCount: int(env, 'EDGETUNE_MAX_STALLED_COUNT', 3),
+    reconcileIntervalMs: int(env, 'EDGETUNE_RECONCILE_INTERVAL_MS', 60_000),
     workerConcurrency: Math.max(1, int(env, 'EDGETUNE_WORKER_CONCURRENCY', 1)),
     workDir: resolve(env.EDGETUNE_WORK_DIR || join(tmpdir(), 'edgetune-work')),
     hostName: env.EDGETUNE_HOST_NAME || hostname(),

@@ -1,0 +1,138 @@
+/**
+ * Reconciles job rows with BullMQ's state of their queue jobs, so that no accepted job is lost when a
+ * process dies at the wrong moment. PostgreSQL is the system of record; BullMQ only delivers. A job
+ * that is not finished in the database but whose queue job BullMQ will never deliver again is settled:
+ *
+ * - `cancelling` -> `cancelled` when its queue job failed, completed or is gone (its worker died
+ *   before it stopped the job: nothing runs it any more);
+ * - `queued`/`running` -> `failed` with `worker_lost` when its queue job failed because it stalled more
+ *   than `EDGETUNE_MAX_STALLED_COUNT` times (the documented limit on worker deaths), or `worker_error` when
+ *   the processor itself failed;
+ * - `queued`/`running` -> back in the queue under a new queue job id, resuming from its latest
+ *   checkpoint, when its queue job is gone or completed without finishing the row (e.g. a process died
+ *   between writing `queued` and enqueueing, or Redis lost the queue job).
+ *
+ * `validating_files` rows are not touched: the API has not accepted them yet.
+ *
+ * Queue jobs that are waiting, delayed or active are left to BullMQ (its stalled checker redelivers the
+ * jobs of dead workers). Every change is a compare-and-set on the row's status and queue job id, so any
+ * number of workers may reconcile at once and a job is settled or re-queued once.
+ */
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { addEvents, type JobError, type PrismaClient, type QueueJobData } from '@edgetune/api/shared';
+
+/** What reconciling needs: the database, the queue, and Redis for event nudges. */
+export interface ReconcileDeps {
+  db: PrismaClient;
+  queue: Queue<QueueJobData>;
+  /** connection for the pub/sub nudge of new events (null: none) */
+  redis: Redis | null;
+  prefix: string;
+}
+
+/** One job the reconciler changed. */
+export interface Reconciled {
+  jobId: string;
+  /** the row's status before */
+  from: string;
+  /** BullMQ's state of the row's queue job (`missing` when BullMQ has no such job) */
+  queueState: string;
+  /** the row's status after */
+  to: 'cancelled' | 'failed' | 'queued';
+}
+
+/** Rows changed this recently are skipped: the API or a worker may be between writing the row and enqueueing. */
+export const RECONCILE_GRACE_MS = 30_000;
+
+/** Statuses of an accepted job that is not finished. */
+const OPEN_STATUSES = ['queued', 'running', 'cancelling'];
+/** BullMQ states in which BullMQ still delivers (or is running) the job. */
+const LIVE_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'paused']);
+const STALLED = /stalled/i;
+
+type OpenRow = { id: string; status: string; queueJobId: string | null };
+
+/** The job error of a queue job that failed with `reason`. */
+function lostError(reason: string): JobError {
+  return STALLED.test(reason)
+    ? { code: 'worker_lost', message: `The job's worker was lost more often than EDGETUNE_MAX_STALLED_COUNT allows (${reason})`, param: null }
+    : { code: 'worker_error', message: `The worker could not run the job: ${reason}`, param: null };
+}
+
+/**
+ * Settles `row`, whose queue job BullMQ will not deliver again (`queueState`; `reason`: its failure).
+ * @returns the new status, or null when the row changed meanwhile (someone else settled it).
+ */
+async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, reason: string | null): Promise<Reconciled['to'] | null> {
+  const { db } = deps;
+  const where = { id: row.id, status: row.status, queueJobId: row.queueJobId };
+  const now = new Date();
+  if (row.status === 'cancelling') {
+    const r = await db.job.updateMany({ where, data: { status: 'cancelled', finishedAt: now, etaSeconds: null } });
+    if (!r.count) return null;
+    await addEvents(db, deps.redis, deps.prefix, row.id, [{
+      type: 'status', message: 'Job cancelled (its worker stopped before acknowledging the cancel)', data: { status: 'cancelled', queue_state: queueState },
+    }]);
+    return 'cancelled';
+  }
+  if (queueState === 'failed') {
+    const error = lostError(reason ?? 'unknown failure');
+    const r = await db.job.updateMany({ where, data: { status: 'failed', error: error as object, finishedAt: now, etaSeconds: null } });
+    if (!r.count) return null;
+    await addEvents(db, deps.redis, deps.prefix, row.id, [{ type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } }]);
+    return 'failed';
+  }
+  // gone, or completed without finishing the row: back to the queue, from the latest checkpoint
+  const last = await db.checkpoint.findFirst({ where: { jobId: row.id }, orderBy: { step: 'desc' }, select: { step: true } });
+  const step = last?.step ?? 0;
+  const queueJobId = `${row.id}-q${now.getTime().toString(36)}`;
+  const r = await db.job.updateMany({ where, data: { status: 'queued', queueJobId, step, etaSeconds: null } });
+  if (!r.count) return null;
+  await addEvents(db, deps.redis, deps.prefix, row.id, [{
+    type: 'status', level: 'warn', message: `The job's queue entry ${row.queueJobId ?? '(none)'} was lost (${queueState}); job re-queued, it resumes from step ${step}`,
+    data: { status: 'queued', resume_step: step, queue_state: queueState },
+  }]);
+  // If this throws, the row names a queue job that does not exist: the next pass re-queues it again.
+  await deps.queue.add('tune', { jobId: row.id }, { jobId: queueJobId, removeOnComplete: 1000, removeOnFail: 5000 });
+  return 'queued';
+}
+
+/**
+ * Settles job `jobId` after its queue job `queueJobId` failed for good with `reason` (the worker's
+ * `failed` event: the processor crashed, or BullMQ gave up on a job that stalled too often): a
+ * `cancelling` job ends `cancelled`, a `queued`/`running` one `failed` (`worker_lost` for stalls, else
+ * `worker_error`). Does nothing for a finished job or one that has moved on to another queue job.
+ * @returns the new status, or null when nothing changed.
+ * @throws database errors (Prisma) as they come.
+ */
+export async function settleFailedQueueJob(deps: ReconcileDeps, jobId: string, queueJobId: string, reason: string): Promise<'cancelled' | 'failed' | null> {
+  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { id: true, status: true, queueJobId: true } });
+  if (!row || !OPEN_STATUSES.includes(row.status) || (row.queueJobId !== null && row.queueJobId !== queueJobId)) return null;
+  return (await settle(deps, row, 'failed', reason)) as 'cancelled' | 'failed' | null;
+}
+
+/**
+ * One reconciliation pass over every unfinished job not changed in the last `graceMs` (default
+ * {@link RECONCILE_GRACE_MS}): reads its queue job's state with `Queue.getJob` / `Job.getState` and
+ * settles or re-queues the jobs BullMQ will not deliver again (see the module comment).
+ * @returns the jobs it changed.
+ * @throws database or Redis errors as they come (a later pass picks up where this one stopped).
+ */
+export async function reconcileJobs(deps: ReconcileDeps, opts: { graceMs?: number } = {}): Promise<Reconciled[]> {
+  const before = new Date(Date.now() - (opts.graceMs ?? RECONCILE_GRACE_MS));
+  const rows = await deps.db.job.findMany({
+    where: { status: { in: OPEN_STATUSES }, updatedAt: { lte: before } },
+    select: { id: true, status: true, queueJobId: true },
+    orderBy: { seq: 'asc' },
+  });
+  const out: Reconciled[] = [];
+  for (const row of rows) {
+    const qj = row.queueJobId ? await deps.queue.getJob(row.queueJobId) : undefined;
+    const queueState = qj ? await qj.getState() : 'missing';
+    if (LIVE_STATES.has(queueState)) continue;
+    const to = await settle(deps, row, queueState, qj?.failedReason ?? null);
+    if (to) out.push({ jobId: row.id, from: row.status, queueState, to });
+  }
+  return out;
+}
