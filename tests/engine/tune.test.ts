@@ -11,7 +11,7 @@ import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 import { AdaptiveTrainer, DEFAULT_TUNE, type TuneOptions } from '../../packages/engine/src/tune/trainer.js';
 import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
 import { defaultExitLayers, materializeHeads, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
-import { loadEdgeAdapter } from '../../packages/engine/src/tune/artifacts.js';
+import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artifacts.js';
 import { exitProbabilities } from '../../packages/engine/src/infer/voting.js';
 import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
 import { DEFAULT_LORA } from '../../packages/engine/src/model/lora.js';
@@ -268,6 +268,21 @@ describe('runTuning artifacts', () => {
     peft.dispose();
   });
 
+
+  it('vanilla LoRA writes a PEFT adapter whose PEFT-way validation metrics are the run\'s, and refuses compression', async () => {
+    const out = join(dir, 'out-vanilla');
+    const base = { modelDir, trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 64 };
+    const report = await runTuning({ ...base, tune: { mode: 'vanilla', steps: 8, microBatch: 4, lr: 5e-3, lora: { r: 4, alpha: 8 } } });
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'metrics.json']) expect(existsSync(join(out, f)), f).toBe(true);
+    expect(existsSync(join(out, 'edge_llm.json'))).toBe(false);
+    const peft = LlamaModel.load(modelDir);
+    applyPeftAdapter(peft, out);
+    const { examples: valEx } = await loadExamples(join(dir, 'val.jsonl'), await loadTokenizer(modelDir), 64);
+    const r = evaluatePaths(peft, [plainPath(peft)], valEx, { padId });
+    expect(r.perExit[0].loss).toBeCloseTo(report.validation!.perExit[0].loss, 5);
+    peft.dispose();
+    await expect(runTuning({ ...base, outDir: join(dir, 'out-vanilla-luc'), compression: { targetSparsity: 0.5, avgBits: 4 }, tune: { mode: 'vanilla', steps: 2 } })).rejects.toThrow(/vanilla/);
+  });
 
   it('writes the voted model and a PEFT adapter whose PEFT-way logits equal the deepest exit path', async () => {
     const out = join(dir, 'out');

@@ -17,7 +17,7 @@ export { DatasetError, isChatRecord, parseJsonlLine, parseJsonlText, readJsonl, 
 export type { ChatRecord, DatasetErrorCode, PromptCompletionRecord, TrainingRecord, EncodedExample, SpamAssassinBuild } from './data/index.js';
 export { AdaptiveTrainer, DEFAULT_TUNE } from './tune/trainer.js';
 export type { TuneOptions, TuneMode, WindowSchedule, StepReport, TrainerState } from './tune/trainer.js';
-export { runTuning, loadExamples, resolveTuneOptions } from './tune/run.js';
+export { runTuning, loadExamples, resolveTuneOptions, TuneConfigError } from './tune/run.js';
 export type { TuneJobOptions, TuneJobReport } from './tune/run.js';
 export { defaultExitLayers, validateExitLayers, createExits, ExitConfigError } from './tune/exits.js';
 export type { ExitHead } from './tune/exits.js';

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LlamaModel } from '../model/llama.js';
-import { DEFAULT_LORA, type LoraConfig } from '../model/lora.js';
+import { DEFAULT_LORA, savePeftAdapter, type LoraConfig } from '../model/lora.js';
 import { loadTokenizer, type EngineTokenizer } from '../tokenizer/index.js';
 import { readJsonlFile } from '../data/jsonl.js';
 import { encodeRecord } from '../data/encode.js';
@@ -124,6 +124,14 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
   };
 }
 
+/** A tuning request whose options contradict each other (e.g. vanilla LoRA with compression). */
+export class TuneConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TuneConfigError';
+  }
+}
+
 /** A job whose plan cannot fit the device's memory budget (a user error: ask for less, or more memory). */
 export class PlanNotFeasibleError extends Error {
   constructor(readonly plan: Plan) {
@@ -145,14 +153,17 @@ export function resolveTuneOptions(o: TuneJobOptions['tune'] = {}): TuneOptions 
 }
 
 /**
- * Runs a tuning job. Writes `<outDir>/edge_llm.json`, `edge_llm.safetensors`, `peft/`, `metrics.json`.
- * @throws DatasetError / ModelConfigError / AdapterError for bad inputs; Error named AbortError when aborted.
+ * Runs a tuning job. Writes `<outDir>/edge_llm.json`, `edge_llm.safetensors`, `peft/`, `metrics.json`
+ * (vanilla: a PEFT adapter, `adapter_config.json` + `adapter_model.safetensors`, and `metrics.json`).
+ * @throws DatasetError / ModelConfigError / AdapterError / TuneConfigError for bad inputs; Error named AbortError when aborted.
  */
 export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   const t0 = performance.now();
   const log = o.log ?? (() => {});
   const maxLength = o.maxLength ?? 256;
   const opts = resolveTuneOptions(o.tune);
+  // Vanilla LoRA is the uncompressed baseline; its artifact is a plain PEFT adapter of the base model.
+  if (opts.mode === 'vanilla' && o.compression) throw new TuneConfigError('compression applies to edge_llm tuning; vanilla LoRA tunes the uncompressed model');
   const tok = await loadTokenizer(o.modelDir);
   const model = LlamaModel.load(o.modelDir);
   const padId = tok.padId ?? tok.eosId ?? 0;
@@ -224,7 +235,9 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     validation = evaluatePaths(model, paths, val.examples, { batchSize: o.evalBatchSize ?? 16, padId });
     votingRule = chooseRule(validation);
   }
-  if (opts.mode === 'edge_llm') {
+  if (opts.mode === 'vanilla') {
+    savePeftAdapter(o.outDir, opts.lora, trainer.loraLinears, new Map(), { base_model_name_or_path: resolve(o.modelDir) });
+  } else {
     saveEdgeAdapter(o.outDir, model, trainer.exits, trainer.loraLinears, opts.lora, {
       voting_rule: votingRule ?? 'mean',
       prefix: opts.prefix ?? 'backbone',
