@@ -1,7 +1,8 @@
 // Jobs that BullMQ no longer delivers (its job failed because it stalled too often, or is gone) against
 // real PostgreSQL and Redis: the reconciler settles them from BullMQ's own state. A `cancelling` job ends
 // `cancelled`, a job whose queue job stalled out ends `failed` with `worker_lost`, and a job whose queue
-// job is gone goes back to the queue and resumes from its latest checkpoint. The queue states are made
+// job is gone goes back to the queue and resumes from its latest checkpoint; a job an API left in
+// `validating_files` for over 60 s (it died before queueing it) ends `failed` with `api_interrupted`. The queue states are made
 // the way a dead worker leaves them (in-process BullMQ workers that fetch a job and die, and the stalled
 // checker), and a real worker process settles them at startup, from its `failed` handler and periodically.
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
@@ -25,11 +26,12 @@ const STALLED = 'job stalled more than allowable limit';
 async function jobRow(status: string, opts: { queueJobId?: string | null; fresh?: boolean } = {}): Promise<{ id: string; queueJobId: string | null }> {
   const id = newId('job');
   const queueJobId = opts.queueJobId === undefined ? id : opts.queueJobId;
+  const unstarted = status === 'queued' || status === 'validating_files';
   await db.job.create({
     data: {
       id, projectId, model: 'no-such-model', trainingFile: 'file_none', status, method: { type: 'edge_llm', edge_llm: {} }, hyperparameters: {},
-      checkpointEvery: 5, seed: 1, metadata: {}, totalSteps: 40, queueJobId, startedAt: status === 'queued' ? null : new Date(),
-      attempts: status === 'queued' ? 0 : 1, step: status === 'queued' ? 0 : 7,
+      checkpointEvery: 5, seed: 1, metadata: {}, totalSteps: 40, queueJobId, startedAt: unstarted ? null : new Date(),
+      attempts: unstarted ? 0 : 1, step: unstarted ? 0 : 7,
     },
   });
   if (!opts.fresh) await db.$executeRaw`UPDATE jobs SET updated_at = now() - interval '1 hour' WHERE id = ${id}`;
@@ -168,7 +170,9 @@ describe('reconcileJobs', () => {
     await addQueueJob(waiting.queueJobId!, waiting.id);
     const fresh = await jobRow('cancelling', { fresh: true }); // the API may still be between its two writes
     const terminal = await jobRow('succeeded');
-    const validating = await jobRow('validating_files'); // not accepted yet: the API's business
+    // past the 30 s grace of accepted jobs but within the 60 s one of validating_files rows: its POST may still run
+    const validating = await jobRow('validating_files', { fresh: true });
+    await db.$executeRaw`UPDATE jobs SET updated_at = now() - interval '45 seconds' WHERE id = ${validating.id}`;
 
     expect(await reconcileJobs(deps)).toEqual([]);
     expect((await row(waiting.id)).status).toBe('queued');
@@ -178,6 +182,20 @@ describe('reconcileJobs', () => {
     expect((await row(validating.id)).status).toBe('validating_files');
     // past the grace period the fresh row is settled
     expect(await reconcileJobs(deps, { graceMs: 0 })).toEqual([{ jobId: fresh.id, from: 'cancelling', queueState: 'missing', to: 'cancelled' }]);
+  });
+
+  it('a job an API left in validating_files for over 60 s ends failed (api_interrupted), once, even with racing reconcilers, and is not queued', async () => {
+    const left = await jobRow('validating_files'); // an hour old: its API died between creating the row and queueing it
+    const [a, b] = await Promise.all([reconcileJobs(deps), reconcileJobs(deps)]);
+    expect([...a, ...b]).toEqual([{ jobId: left.id, from: 'validating_files', queueState: 'missing', to: 'failed' }]);
+    const r = await row(left.id);
+    expect(r).toMatchObject({ status: 'failed', error: { code: 'api_interrupted', message: expect.stringContaining('never accepted'), param: null }, step: 0 });
+    expect(r.finishedAt).toBeInstanceOf(Date);
+    expect(await statusEvents(left.id)).toEqual([
+      { message: expect.stringContaining('Job failed: The API stopped'), level: 'error', data: { status: 'failed', error: expect.objectContaining({ code: 'api_interrupted' }) } },
+    ]);
+    expect(await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')).toEqual({ waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0 });
+    expect(await reconcileJobs(deps)).toEqual([]);
   });
 
   it('two reconcilers racing on a lost job re-queue it once', async () => {
@@ -214,12 +232,13 @@ describe('a worker process reconciles', () => {
     await orphanActive(rows.cancelStalling.queueJobId!, rows.cancelStalling.id);
     rows.runStalling = await jobRow('running');
     await orphanActive(rows.runStalling.queueJobId!, rows.runStalling.id);
+    rows.validating = await jobRow('validating_files'); // left by an API that died while creating it
     w = spawnWorker(t, 'w-reconcile', { EDGETUNE_MAX_STALLED_COUNT: '0', EDGETUNE_RECONCILE_INTERVAL_MS: '500' });
   });
 
   afterAll(async () => { if (w) await stopWorker(w); });
 
-  it('at startup and from its failed handler: cancelling jobs end cancelled, stalled-out running jobs failed (worker_lost), a lost running job runs again', async () => {
+  it('at startup and from its failed handler: cancelling jobs end cancelled, stalled-out running jobs failed (worker_lost), a lost running job runs again, an abandoned validating job failed (api_interrupted)', async () => {
     const ids = Object.values(rows).map((r) => r.id);
     // settled: each row finished and its last status event written (just after the row)
     const settled = async () => (await Promise.all(ids.map(async (id) => ['cancelled', 'failed'].includes((await statusEvents(id)).at(-1)?.data.status as string))))
@@ -233,6 +252,7 @@ describe('a worker process reconciles', () => {
     for (const k of ['runFailed', 'runStalling']) {
       expect(await row(rows[k].id), k).toMatchObject({ status: 'failed', error: { code: 'worker_lost', message: expect.stringContaining(STALLED) } });
     }
+    expect(await row(rows.validating.id)).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'api_interrupted' } });
     // the lost job went back to the queue (resuming at its checkpoint) and the worker picked it up: it has no such model
     const gone = await row(rows.runGone.id);
     expect(gone).toMatchObject({ status: 'failed', attempts: 2, error: { code: 'model_not_available' } });

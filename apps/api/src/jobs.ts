@@ -105,6 +105,9 @@ export async function dryRunJob(deps: JobDeps, projectId: string, body: JobCreat
  * Creates a job: checks the model and files, resolves the configuration, plans it and refuses it (422
  * `plan_does_not_fit`, the plan in the problem) when it cannot fit its memory budget; otherwise records
  * the job in `validating_files`, then (files were validated at upload) moves it to `queued` and enqueues it.
+ * The job is accepted (answered 201) only once it is `queued`: a row left in `validating_files` by an API
+ * that died is failed with `api_interrupted` by the workers' reconciler, and a row that reconciler failed
+ * while this request was still slowly under way answers 503 `api_interrupted`.
  */
 export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<JobObject> {
   const { db } = deps;
@@ -128,7 +131,16 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
     { message: `Files validated: ${train.records} training records${val ? `, ${val.records} validation records` : ''}`, data: { training_records: train.records, validation_records: val?.records ?? 0 } },
   ]);
   // queued before it reaches the queue, so a worker never sees a job still validating
-  await db.job.updateMany({ where: { id, status: 'validating_files' }, data: { status: 'queued' } });
+  const accepted = await db.job.updateMany({ where: { id, status: 'validating_files' }, data: { status: 'queued' } });
+  if (!accepted.count) {
+    // Settled meanwhile: cancelled, or failed `api_interrupted` by a worker's reconciler because this
+    // request took longer than its grace period (it takes such rows for ones a dead API left behind).
+    const settled = await findJob(db, projectId, id);
+    if (settled.status === 'failed') {
+      throw new ApiError(503, 'api_interrupted', `Job ${id} could not be queued in time and was failed; create it again`, { headers: { 'retry-after': '1' } });
+    }
+    return renderJob(db, settled);
+  }
   await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Job queued', data: { status: 'queued' } }]);
   try {
     await deps.queue.add('tune', { jobId: id }, { jobId: id, removeOnComplete: 1000, removeOnFail: 5000 });

@@ -10,9 +10,13 @@
  *   the processor itself failed;
  * - `queued`/`running` -> back in the queue under a new queue job id, resuming from its latest
  *   checkpoint, when its queue job is gone or completed without finishing the row (e.g. a process died
- *   between writing `queued` and enqueueing, or Redis lost the queue job).
- *
- * `validating_files` rows are not touched: the API has not accepted them yet.
+ *   between writing `queued` and enqueueing, or Redis lost the queue job);
+ * - `validating_files` -> `failed` with `api_interrupted` when the row is older than
+ *   {@link VALIDATING_GRACE_MS}: the API process that created it died before queueing it. Such a job was
+ *   never accepted (`POST /v1/jobs` answers 201 only once the row is `queued`, so its client got an
+ *   error or no answer and creates it again, possibly under the same Idempotency-Key); running it as
+ *   well would make a duplicate the client never asked for, so it is failed (kept, not deleted, so that
+ *   it and its events stay visible) rather than queued.
  *
  * Queue jobs that are waiting, delayed or active are left to BullMQ (its stalled checker redelivers the
  * jobs of dead workers). Every change is a compare-and-set on the row's status and queue job id, so any
@@ -42,8 +46,17 @@ export interface Reconciled {
   to: 'cancelled' | 'failed' | 'queued';
 }
 
+/** The job error of a job whose creating API process died before queueing it. */
+export const API_INTERRUPTED: JobError = {
+  code: 'api_interrupted',
+  message: 'The API stopped while creating this job, before it was queued; the job was never accepted and will not run. Create it again.',
+  param: null,
+};
+
 /** Rows changed this recently are skipped: the API or a worker may be between writing the row and enqueueing. */
 export const RECONCILE_GRACE_MS = 30_000;
+/** `validating_files` rows this recent are skipped: their `POST /v1/jobs` may still be under way (it takes milliseconds). */
+export const VALIDATING_GRACE_MS = 60_000;
 
 /** Statuses of an accepted job that is not finished. */
 const OPEN_STATUSES = ['queued', 'running', 'cancelling'];
@@ -68,6 +81,13 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
   const { db } = deps;
   const where = { id: row.id, status: row.status, queueJobId: row.queueJobId };
   const now = new Date();
+  if (row.status === 'validating_files') {
+    const error = API_INTERRUPTED;
+    const r = await db.job.updateMany({ where, data: { status: 'failed', error: error as object, finishedAt: now, etaSeconds: null } });
+    if (!r.count) return null;
+    await addEvents(db, deps.redis, deps.prefix, row.id, [{ type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } }]);
+    return 'failed';
+  }
   if (row.status === 'cancelling') {
     const r = await db.job.updateMany({ where, data: { status: 'cancelled', finishedAt: now, etaSeconds: null } });
     if (!r.count) return null;
@@ -114,15 +134,24 @@ export async function settleFailedQueueJob(deps: ReconcileDeps, jobId: string, q
 
 /**
  * One reconciliation pass over every unfinished job not changed in the last `graceMs` (default
- * {@link RECONCILE_GRACE_MS}): reads its queue job's state with `Queue.getJob` / `Job.getState` and
- * settles or re-queues the jobs BullMQ will not deliver again (see the module comment).
+ * {@link RECONCILE_GRACE_MS}) and every `validating_files` job not changed in the last
+ * `validatingGraceMs` (default {@link VALIDATING_GRACE_MS}): reads its queue job's state with
+ * `Queue.getJob` / `Job.getState` and settles or re-queues the jobs BullMQ will not deliver again, and
+ * fails the jobs an API left in `validating_files` (see the module comment).
  * @returns the jobs it changed.
  * @throws database or Redis errors as they come (a later pass picks up where this one stopped).
  */
-export async function reconcileJobs(deps: ReconcileDeps, opts: { graceMs?: number } = {}): Promise<Reconciled[]> {
-  const before = new Date(Date.now() - (opts.graceMs ?? RECONCILE_GRACE_MS));
+export async function reconcileJobs(deps: ReconcileDeps, opts: { graceMs?: number; validatingGraceMs?: number } = {}): Promise<Reconciled[]> {
+  const now = Date.now();
+  const before = new Date(now - (opts.graceMs ?? RECONCILE_GRACE_MS));
+  const validatingBefore = new Date(now - (opts.validatingGraceMs ?? VALIDATING_GRACE_MS));
   const rows = await deps.db.job.findMany({
-    where: { status: { in: OPEN_STATUSES }, updatedAt: { lte: before } },
+    where: {
+      OR: [
+        { status: { in: OPEN_STATUSES }, updatedAt: { lte: before } },
+        { status: 'validating_files', updatedAt: { lte: validatingBefore } },
+      ],
+    },
     select: { id: true, status: true, queueJobId: true },
     orderBy: { seq: 'asc' },
   });

@@ -106,7 +106,7 @@ const files: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) =>
         const blob = await putBlob(db, tmp, 'application/jsonl');
         const row = await db.file.create({ data: { id: newId('file'), projectId, filename: filename!, purpose: purpose!, bytes: BigInt(bytes), records: v.records, status: 'processed', blobId: blob.id } });
         return { status: 201, body: fileObject({ ...row, sha256: blob.sha256 }) };
-      });
+      }, { timeoutMs: config.idempotencyTimeoutMs });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -37,6 +37,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { db, hub } = deps;
   const jd = { db, redis: deps.redis, queue: deps.queue, prefix: deps.config.queuePrefix, config: deps.config };
+  const idem = { timeoutMs: deps.config.idempotencyTimeoutMs };
 
   app.post('/v1/jobs', {
     schema: {
@@ -56,7 +57,7 @@ const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   }, async (req, reply) => {
     const { projectId } = authOf(req);
     if (req.query.dry_run) return reply.code(200).send(await dryRunJob(jd, projectId, req.body));
-    return idempotent(db, req, reply, requestHash(req.body), async () => ({ status: 201, body: await createJob(jd, projectId, req.body) }));
+    return idempotent(db, req, reply, requestHash(req.body), async () => ({ status: 201, body: await createJob(jd, projectId, req.body) }), idem);
   });
 
   app.get('/v1/jobs', {
@@ -109,7 +110,7 @@ const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
     },
   }, async (req, reply) => {
     const { projectId } = authOf(req);
-    return idempotent(db, req, reply, requestHash({ cancel: req.params.id }), async () => ({ status: 200, body: await cancelJob(jd, projectId, req.params.id) }));
+    return idempotent(db, req, reply, requestHash({ cancel: req.params.id }), async () => ({ status: 200, body: await cancelJob(jd, projectId, req.params.id) }), idem);
   });
 
   const eventsAfter = async (jobId: string, after: string | undefined, param: string): Promise<bigint> => {

@@ -9,7 +9,8 @@ import { newId } from '../shared/ids.js';
 import { apiKeyObject, listPage, projectObject } from '../serialize.js';
 import { ApiKey, ApiKeyList, IdParams, ListQuery, Project, ProjectList, problems, ref } from '../schemas.js';
 
-const projects: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db }) => {
+const projects: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) => {
+  const idem = { timeoutMs: config.idempotencyTimeoutMs };
   app.post('/v1/projects', {
     schema: {
       operationId: 'createProject', summary: 'Create a project (admin)', tags: ['projects'],
@@ -21,7 +22,7 @@ const projects: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db }) => {
     return idempotent(db, req, reply, requestHash(req.body), async () => {
       const p = await db.project.create({ data: { id: newId('project'), name: req.body.name } });
       return { status: 201, body: projectObject(p) };
-    });
+    }, idem);
   });
 
   app.get('/v1/projects', {
@@ -61,7 +62,7 @@ const projects: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db }) => {
     return idempotent(db, req, reply, requestHash({ project: p.id, ...req.body }), async () => {
       const { row, secret } = await createApiKey(db, p.id, { name: req.body.name, admin: req.body.admin ?? false });
       return { status: 201, body: apiKeyObject(row, secret) };
-    });
+    }, idem);
   });
 
   app.get('/v1/projects/:id/keys', {

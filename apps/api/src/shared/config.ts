@@ -16,6 +16,8 @@ export interface Config {
   queuePrefix: string;
   /** upload limit for one file, bytes */
   maxFileBytes: number;
+  /** how long an Idempotency-Key's request may go without renewing its claim before a retry takes the key over, ms */
+  idempotencyTimeoutMs: number;
   /** BullMQ lock duration / stalled check interval, ms; max stalls before a job fails */
   lockDurationMs: number;
   stalledIntervalMs: number;
@@ -69,6 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapApiKey: env.EDGETUNE_BOOTSTRAP_API_KEY || null,
     queuePrefix: env.EDGETUNE_QUEUE_PREFIX || 'edgetune',
     maxFileBytes: int(env, 'EDGETUNE_MAX_FILE_BYTES', 512 * 1024 * 1024),
+    idempotencyTimeoutMs: positive(env, 'EDGETUNE_IDEMPOTENCY_TIMEOUT_MS', true) ?? 60_000,
     lockDurationMs: int(env, 'EDGETUNE_LOCK_DURATION_MS', 30_000),
     stalledIntervalMs: int(env, 'EDGETUNE_STALLED_INTERVAL_MS', 30_000),
     maxStalledCount: int(env, 'EDGETUNE_MAX_STALLED_COUNT', 3),

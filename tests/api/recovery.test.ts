@@ -1,0 +1,179 @@
+// What an API process that dies mid-request leaves behind, against real PostgreSQL and Redis: an
+// Idempotency-Key still "in progress" (taken over by a retry once its claim is older than
+// EDGETUNE_IDEMPOTENCY_TIMEOUT_MS, while a request that is merely slow keeps renewing its claim), and a job
+// creation that outlasts the reconciler's grace period for `validating_files` rows (the reconciler fails
+// the row as abandoned; the request then answers 503 `api_interrupted` and queues nothing). Slow requests
+// are made by holding a PostgreSQL table lock that blocks the request's next insert.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { createPrisma, QUEUE_NAME, redisConnection, type PrismaClient, type QueueJobData } from '../../apps/api/src/shared/index.js';
+import { reconcileJobs } from '../../apps/worker/src/reconcile.js';
+import { Client, createTestEnv, startTestApi, waitFor, type Res, type TestEnv } from '../helpers/service.js';
+
+const TIMEOUT_MS = 2000; // EDGETUNE_IDEMPOTENCY_TIMEOUT_MS of this API: claims are renewed every ~667 ms
+let t: TestEnv;
+let api: { url: string; stop: () => Promise<void> };
+let admin: Client;
+let db: PrismaClient;
+let redis: Redis;
+let queue: Queue<QueueJobData>;
+let body: Record<string, unknown>;
+/** the key row a POST /v1/jobs with `body` stores (project, method, path, request hash) */
+let probe: { projectId: string; method: string; path: string; requestHash: string };
+
+/** A config.json-only model folder: enough for the API (it never loads weights). */
+function fakeModel(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4,
+    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
+  }));
+}
+
+const jsonl = (n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' })).join('\n') + '\n';
+
+/** Leaves key `key` the way an API that died while running POST /v1/jobs with `body` leaves it: in progress, claimed `ageMs` ago. */
+async function abandonedKey(key: string, ageMs: number): Promise<void> {
+  await db.$executeRaw`INSERT INTO idempotency_keys (project_id, key, method, path, request_hash, created_at)
+    VALUES (${probe.projectId}, ${key}, ${probe.method}, ${probe.path}, ${probe.requestHash}, now() - make_interval(secs => ${ageMs / 1000}::float8))`;
+}
+
+/** Holds `LOCK TABLE <table> IN SHARE MODE` (inserts into it wait) until `release`. */
+async function lockTable(table: 'jobs' | 'job_events'): Promise<{ release: () => Promise<void> }> {
+  const c = new pg.Client({ connectionString: t.databaseUrl });
+  await c.connect();
+  await c.query('BEGIN');
+  await c.query(`LOCK TABLE ${table} IN SHARE MODE`);
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      try { await c.query('COMMIT'); } finally { await c.end(); }
+    },
+  };
+}
+
+const jobCount = () => db.job.count();
+
+function expectProblem(r: Res, status: number, code: string) {
+  expect(r.status, JSON.stringify(r.body)).toBe(status);
+  expect(r.body).toMatchObject({ status, code });
+}
+
+beforeAll(async () => {
+  t = await createTestEnv({ setupModels: (d) => fakeModel(join(d, 'tiny-llama')), env: { EDGETUNE_IDEMPOTENCY_TIMEOUT_MS: String(TIMEOUT_MS) } });
+  api = await startTestApi(t);
+  admin = new Client(api.url);
+  db = createPrisma(t.databaseUrl, { max: 3 });
+  redis = redisConnection(t.redisUrl);
+  queue = new Queue<QueueJobData>(QUEUE_NAME, { connection: redis, prefix: t.prefix });
+  const train = (await admin.upload(jsonl(40), 'train.jsonl')).body.id;
+  body = { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 } };
+  expect((await admin.post('/v1/jobs', body, { 'idempotency-key': 'probe' })).status).toBe(201);
+  const row = await db.idempotencyKey.findFirstOrThrow({ where: { key: 'probe' } });
+  probe = { projectId: row.projectId, method: row.method, path: row.path, requestHash: row.requestHash };
+});
+
+afterAll(async () => {
+  await api?.stop();
+  await queue?.close();
+  redis?.disconnect();
+  await db?.$disconnect();
+  await t?.destroy();
+});
+
+describe('an Idempotency-Key left in progress by a dead API', () => {
+  it('answers 409 idempotency_key_in_use (with Retry-After) within the timeout, and is taken over by a retry after it', async () => {
+    await abandonedKey('crashed-1', 0);
+    const early = await admin.post('/v1/jobs', body, { 'idempotency-key': 'crashed-1' });
+    expectProblem(early, 409, 'idempotency_key_in_use');
+    expect(Number(early.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(early.headers.get('retry-after'))).toBeLessThanOrEqual(TIMEOUT_MS / 1000);
+    // a different request under the key is still refused as reused, whatever the key's state
+    expectProblem(await admin.post('/v1/jobs', { ...body, seed: 7 }, { 'idempotency-key': 'crashed-1' }), 409, 'idempotency_key_reused');
+
+    await db.$executeRaw`UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE key = 'crashed-1'`;
+    const before = await jobCount();
+    const taken = await admin.post('/v1/jobs', body, { 'idempotency-key': 'crashed-1' });
+    expect(taken.status, JSON.stringify(taken.body)).toBe(201);
+    expect(taken.headers.get('idempotent-replayed')).toBeNull();
+    expect(taken.body).toMatchObject({ object: 'fine_tuning.job', status: 'queued' });
+    expect(await jobCount()).toBe(before + 1);
+    // the key now holds the retry's answer
+    const replay = await admin.post('/v1/jobs', body, { 'idempotency-key': 'crashed-1' });
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.body.id).toBe(taken.body.id);
+  });
+
+  it('retries racing for an abandoned key: one takes it over, the job is created once', async () => {
+    await abandonedKey('crashed-2', 3_600_000);
+    const before = await jobCount();
+    const rs = await Promise.all(Array.from({ length: 4 }, () => admin.post('/v1/jobs', body, { 'idempotency-key': 'crashed-2' })));
+    const ran = rs.filter((r) => r.status === 201 && r.headers.get('idempotent-replayed') === null);
+    expect(ran, JSON.stringify(rs.map((r) => [r.status, r.body.code]))).toHaveLength(1);
+    for (const r of rs) {
+      if (r === ran[0]) continue;
+      if (r.status === 201) expect(r.body.id).toBe(ran[0].body.id); // replayed after the winner stored its answer
+      else expectProblem(r, 409, 'idempotency_key_in_use');
+    }
+    expect(await jobCount()).toBe(before + 1);
+  });
+
+  it('a request that runs longer than the timeout renews its claim: a retry meanwhile gets 409, and the answer is stored', async () => {
+    const lock = await lockTable('jobs');
+    let first: Promise<Res>;
+    let retry: Promise<Res> | undefined;
+    try {
+      first = admin.post('/v1/jobs', body, { 'idempotency-key': 'slow-1' });
+      await waitFor(() => db.idempotencyKey.findFirst({ where: { key: 'slow-1' } }), 5000, 'the key claimed');
+      await new Promise((r) => setTimeout(r, 2.5 * TIMEOUT_MS)); // the request waits on the lock
+      retry = admin.post('/v1/jobs', body, { 'idempotency-key': 'slow-1' });
+      // a retry that took the key over would wait on the lock as well
+      const r = await Promise.race([retry, new Promise<null>((res) => setTimeout(() => res(null), 3000))]);
+      expect(r, 'the retry took the key over').not.toBeNull();
+      expectProblem(r!, 409, 'idempotency_key_in_use');
+    } finally {
+      await lock.release();
+      await retry;
+    }
+    const a = await first;
+    expect(a.status, JSON.stringify(a.body)).toBe(201);
+    const b = await admin.post('/v1/jobs', body, { 'idempotency-key': 'slow-1' });
+    expect(b.headers.get('idempotent-replayed')).toBe('true');
+    expect(b.body.id).toBe(a.body.id);
+  });
+});
+
+describe('a job creation that outlasts the reconciler\'s grace for validating_files', () => {
+  it('the reconciler fails the row (api_interrupted); the request answers 503 api_interrupted and queues nothing', async () => {
+    const lock = await lockTable('job_events'); // the request stops after writing its `validating_files` row
+    let created: Promise<Res>;
+    let reconciled: ReturnType<typeof reconcileJobs>;
+    let id: string;
+    try {
+      const known = new Set((await db.job.findMany({ select: { id: true } })).map((j) => j.id));
+      created = admin.post('/v1/jobs', body);
+      id = (await waitFor(async () => (await db.job.findMany({ where: { status: 'validating_files' } })).find((j) => !known.has(j.id)), 5000, 'the job row')).id;
+      reconciled = reconcileJobs({ db, queue, redis, prefix: t.prefix }, { validatingGraceMs: 0 });
+      await waitFor(async () => (await db.job.findUnique({ where: { id } }))?.status === 'failed', 5000, 'the row failed');
+    } finally {
+      await lock.release();
+    }
+    expect(await reconciled).toEqual([{ jobId: id, from: 'validating_files', queueState: 'missing', to: 'failed' }]);
+    const r = await created;
+    expectProblem(r, 503, 'api_interrupted');
+    expect(r.headers.get('retry-after')).toBe('1');
+    const job = await admin.get(`/v1/jobs/${id}`);
+    expect(job.body).toMatchObject({ status: 'failed', error: { code: 'api_interrupted' } });
+    expect(await queue.getJob(id)).toBeUndefined();
+    const statuses = (await db.jobEvent.findMany({ where: { jobId: id, type: 'status' }, orderBy: { seq: 'asc' } })).map((e) => (e.data as { status: string }).status);
+    expect(statuses).not.toContain('queued');
+    expect(statuses).toContain('failed');
+  });
+});
