@@ -415,7 +415,7 @@ describe('jobs', () => {
     const big = (await admin.post('/v1/jobs?dry_run=true', { ...body, hyperparameters: { max_steps: 8, batch_size: 32, max_length: 64 } })).body.plan;
     expect(big.forecast.activation_bytes).toBeGreaterThan(f.activation_bytes);
     const comp = (await admin.post('/v1/jobs?dry_run=true', { ...body, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } })).body;
-    expect(comp.method.edge_llm.compression).toEqual({ target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'inverse', bits_rule: 'budgeted', group_size: 0 });
+    expect(comp.method.edge_llm.compression).toEqual({ target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 });
     expect(comp.plan).toMatchObject({ storage: ['int4', 'int4', 'int4', 'int4'], policy: { id: null, source: 'estimated' } });
     expect(comp.plan.forecast.weight_bytes).toBeLessThan(f.weight_bytes);
     // a dry run that does not fit still answers 200, with the reason
@@ -498,8 +498,8 @@ describe('jobs', () => {
     const { createPrisma, storePolicy } = await import('../../apps/api/src/shared/index.js');
     const db = createPrisma(t.databaseUrl, { max: 2 });
     try {
-      const budget = { target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'inverse', bits_rule: 'budgeted', group_size: 0 } as const;
-      const policy = { sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], targetSparsity: 0.5, avgBits: 4, sparsityRule: 'inverse', bitsRule: 'budgeted', pruneSensitivity: [0.4, 0.2, 0.1, 0.1], quantSensitivity: [0.02, 0.01, 0.01, 0.005] } as const;
+      const budget = { target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 } as const;
+      const policy = { sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], targetSparsity: 0.5, avgBits: 4, sparsityRule: 'owl', bitsRule: 'budgeted', pruneSensitivity: [0.4, 0.2, 0.1, 0.1], quantSensitivity: [0.02, 0.01, 0.01, 0.005] } as const;
       const sensitivity = {
         method: 'wanda', sparsities: [0.5], bits: [4], groupSize: 0, denseLoss: 5.9, ms: 1200,
         layers: [0, 1, 2, 3].map((l) => ({ layer: l, pruneNmse: [0.1], pruneDloss: [0.01], quantNmse: [0.02], quantDloss: [NaN] })),

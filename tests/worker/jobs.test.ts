@@ -208,7 +208,7 @@ describe('with one worker', () => {
     ]));
     let policies = (await c.get(`/v1/policies?model=${MODEL}`)).body.data;
     expect(policies).toHaveLength(1);
-    expect(policies[0]).toMatchObject({ id: a.policy_id, model: MODEL, budget: { ...budget, method: 'wanda', sparsity_rule: 'inverse', bits_rule: 'budgeted', group_size: 0 }, n_layers: 4, job_count: 1 });
+    expect(policies[0]).toMatchObject({ id: a.policy_id, model: MODEL, budget: { ...budget, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 }, n_layers: 4, job_count: 1 });
     expect(policies[0].calibration.description).toContain(`training file ${train}`);
     expect(policies[0].calibration.description).not.toContain(t.dir);
     expect(policies[0].sensitivity.profile.layers).toHaveLength(4);

@@ -71,7 +71,7 @@ const groupSizeDoc = 'quantization scales per group of this many input columns (
 export const CompressionInput = Type.Object({
   ...budgetProps,
   method: Type.Optional(Type.Enum(PRUNE_METHODS, { description: `${methodDoc}; default wanda` })),
-  sparsity_rule: Type.Optional(Type.Enum(SPARSITY_RULES, { description: `${sparsityRuleDoc}; default inverse` })),
+  sparsity_rule: Type.Optional(Type.Enum(SPARSITY_RULES, { description: `${sparsityRuleDoc}; default owl (lower perplexity than inverse and uniform at every budget measured: README)` })),
   bits_rule: Type.Optional(Type.Enum(BITS_RULES, { description: `${bitsRuleDoc}; default budgeted` })),
   group_size: Type.Optional(Type.Integer({ minimum: 0, maximum: 8192, description: `${groupSizeDoc}; default 0` })),
 }, {

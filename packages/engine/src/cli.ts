@@ -31,7 +31,7 @@ commands:
        --mode edge_llm|vanilla --schedule sequential|round_robin|random --prefix backbone|adapted --exit-layers 1,3,5,7 --lora-r 8
        --lora-alpha 16 --lora-dropout 0.05 --head-rank 0 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
        --checkpoint-every N --resume]
-       LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule inverse|owl|uniform
+       LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule owl|inverse|uniform
        --bits-rule budgeted|mean|uniform --group-size 0 --activation-bits 8]
        planner: [--memory-budget-mb M --tensor-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching
        to the device: RSS within the memory budget, TF.js tensors within the tensor budget)
@@ -162,7 +162,7 @@ async function main(argv: string[]): Promise<void> {
         compression: v.sparsity !== undefined || v['avg-bits'] !== undefined ? {
           targetSparsity: numOpt(v, 'sparsity', 0), avgBits: numOpt(v, 'avg-bits', 16),
           method: pick(v, 'prune', ['wanda', 'sparsegpt'] as const, 'wanda'),
-          sparsityRule: pick(v, 'sparsity-rule', ['inverse', 'owl', 'uniform'] as const, 'inverse'),
+          sparsityRule: pick(v, 'sparsity-rule', ['inverse', 'owl', 'uniform'] as const, 'owl'),
           bitsRule: pick(v, 'bits-rule', ['budgeted', 'mean', 'uniform'] as const, 'budgeted'),
           groupSize: numOpt(v, 'group-size', 0),
           activationBits: v['activation-bits'] !== undefined ? numOpt(v, 'activation-bits', 16) : undefined,

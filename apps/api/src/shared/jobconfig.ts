@@ -217,7 +217,7 @@ function resolveCompression(c: CompressionInput | null, fail: (code: string, mes
     target_sparsity: c.target_sparsity,
     avg_bits: c.avg_bits,
     method: c.method ?? 'wanda',
-    sparsity_rule: c.sparsity_rule ?? 'inverse',
+    sparsity_rule: c.sparsity_rule ?? 'owl',
     bits_rule: c.bits_rule ?? 'budgeted',
     group_size: c.group_size ?? 0,
   };

@@ -193,7 +193,7 @@ export function buildPolicy(r: SensitivityReport, o: PolicyOptions): LucPolicy {
   const base = o.baseBits ?? 4, high = o.highBits ?? 8;
   const bi = r.bits.indexOf(base);
   const quantSens = r.layers.map((x) => (bi >= 0 ? x.quantNmse[bi] : x.quantNmse[0]));
-  const sr = o.sparsityRule ?? 'inverse', br = o.bitsRule ?? 'budgeted';
+  const sr = o.sparsityRule ?? 'owl', br = o.bitsRule ?? 'budgeted';
   const sparsity = sr === 'uniform' ? new Array(L).fill(o.targetSparsity)
     : sr === 'owl' ? owlSparsity(pruneSens, o.targetSparsity, o.lambda ?? 0.08)
       : inverseSensitivitySparsity(pruneSens, o.targetSparsity, { minSparsity: o.minSparsity ?? 0, maxSparsity: o.maxSparsity ?? 0.9 });
