@@ -17,13 +17,14 @@ let admin: Client;
 let user: Client; // a second project's key
 let otherProjectId: string;
 
-/** A config.json-only model folder: enough for the API (it never loads weights). */
-function fakeModel(dir: string, layers = 4): void {
+/** A model folder with a config.json and placeholder weights: enough for the API (it never loads weights, it only fingerprints them). */
+function fakeModel(dir: string, layers = 4, weights = 'weights v1'): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify({
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: layers,
     num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
   }));
+  writeFileSync(join(dir, 'model.safetensors'), weights);
 }
 
 const line = (i: number) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' });
@@ -122,6 +123,8 @@ describe('models', () => {
     expect(m).toMatchObject({ object: 'model', hidden_size: 32, limits: { n_layers: 8, max_lora_rank: 32, max_length: 512, default_exit_layers: [1, 3, 5, 7] } });
     expect(m.limits.target_modules).toContain('q_proj');
     expect(m.hosts[0]).toMatch(/^api@/);
+    expect(m.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    expect(r.body.data[1].fingerprint).not.toBe(m.fingerprint);
     expectProblem(await admin.get('/v1/models/nope'), 404, 'model_not_found');
   });
 });
@@ -495,8 +498,11 @@ describe('jobs', () => {
     expectProblem(await admin.get('/v1/policies?after=pol_nope'), 400, 'invalid_cursor');
     expectProblem(await admin.withKey(null).get('/v1/policies'), 401, 'missing_api_key');
     // policies are written by workers; store two the way a worker does
-    const { createPrisma, storePolicy } = await import('../../apps/api/src/shared/index.js');
+    const { createPrisma, storePolicy, modelFingerprint } = await import('../../apps/api/src/shared/index.js');
     const db = createPrisma(t.databaseUrl, { max: 2 });
+    // policies belong to a model's weights: the worker that profiled it stores its copy's fingerprint
+    const fingerprint = (await modelFingerprint(join(t.modelsDir, 'tiny-llama')))!;
+    const deepFingerprint = (await modelFingerprint(join(t.modelsDir, 'deep-llama')))!;
     try {
       const budget = { target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 } as const;
       const policy = { sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], targetSparsity: 0.5, avgBits: 4, sparsityRule: 'owl', bitsRule: 'budgeted', pruneSensitivity: [0.4, 0.2, 0.1, 0.1], quantSensitivity: [0.02, 0.01, 0.01, 0.005] } as const;
@@ -505,8 +511,8 @@ describe('jobs', () => {
         layers: [0, 1, 2, 3].map((l) => ({ layer: l, pruneNmse: [0.1], pruneDloss: [0.01], quantNmse: [0.02], quantDloss: [NaN] })),
         calibration: { description: '8 x 128 tokens: the first training examples of training file file_x, concatenated', sequences: 8, seqLen: 128, tokens: 1024 },
       };
-      const a = await storePolicy(db, { modelId: 'tiny-llama', compression: budget, policy: { ...policy, sparsity: [...policy.sparsity], bits: [...policy.bits], pruneSensitivity: [...policy.pruneSensitivity], quantSensitivity: [...policy.quantSensitivity] }, sensitivity, jobId: null });
-      const b = await storePolicy(db, { modelId: 'deep-llama', compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4, 4, 4, 4, 4], pruneSensitivity: new Array(8).fill(0.1), quantSensitivity: new Array(8).fill(0.1) }, sensitivity: null, jobId: null });
+      const a = await storePolicy(db, { modelId: 'tiny-llama', fingerprint, compression: budget, policy: { ...policy, sparsity: [...policy.sparsity], bits: [...policy.bits], pruneSensitivity: [...policy.pruneSensitivity], quantSensitivity: [...policy.quantSensitivity] }, sensitivity, jobId: null });
+      const b = await storePolicy(db, { modelId: 'deep-llama', fingerprint: deepFingerprint, compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4, 4, 4, 4, 4], pruneSensitivity: new Array(8).fill(0.1), quantSensitivity: new Array(8).fill(0.1) }, sensitivity: null, jobId: null });
       expect([a.created, b.created]).toEqual([true, true]);
       const list = (await admin.get('/v1/policies')).body;
       expect(list.data.map((x: any) => x.id)).toEqual([b.row.id, a.row.id]);
@@ -516,21 +522,27 @@ describe('jobs', () => {
       expect(page).toMatchObject({ data: [{ id: a.row.id }], has_more: false });
       const got = (await user.get(`/v1/policies/${a.row.id}`)).body; // global: any project reads it
       expect(got).toMatchObject({
-        id: a.row.id, object: 'policy', model: 'tiny-llama', budget, n_layers: 4, sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], mean_sparsity: 0.5, mean_bits: 4,
+        id: a.row.id, object: 'policy', model: 'tiny-llama', model_fingerprint: fingerprint, budget, n_layers: 4, sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], mean_sparsity: 0.5, mean_bits: 4,
         sensitivity: { prune: [0.4, 0.2, 0.1, 0.1], quant: [0.02, 0.01, 0.01, 0.005], profile: { method: 'wanda', dense_loss: 5.9, layers: expect.any(Array) } },
         calibration: { description: expect.stringContaining('file_x'), sequences: 8, seq_len: 128, tokens: 1024 }, job_count: 0,
       });
       expect(got.sensitivity.profile.layers[0]).toEqual({ layer: 0, prune_nmse: [0.1], prune_dloss: [0.01], quant_nmse: [0.02], quant_dloss: [null] });
       // a job with a stored budget is planned with that policy's bits
-      const dry = (await admin.post('/v1/jobs?dry_run=true', { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 }, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } })).body;
+      const dryBody = { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 }, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } };
+      const dry = (await admin.post('/v1/jobs?dry_run=true', dryBody)).body;
       expect(dry).toMatchObject({ policy_id: a.row.id, plan: { storage: ['int8', 'int4', 'int4', 'int4'], policy: { id: a.row.id, source: 'stored' } } });
+      // the API's copy of the model gets other weights (same shapes): that policy is not theirs; restored, it is again
+      fakeModel(join(t.modelsDir, 'tiny-llama'), 4, 'weights v2');
+      expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({ policy_id: null, plan: { storage: ['int4', 'int4', 'int4', 'int4'], policy: { id: null, source: 'estimated' } } });
+      fakeModel(join(t.modelsDir, 'tiny-llama'), 4, 'weights v1');
+      expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({ policy_id: a.row.id, plan: { policy: { id: a.row.id, source: 'stored' } } });
       // storing the same budget again (a racing job) keeps the first row
-      const again = await storePolicy(db, { modelId: 'tiny-llama', compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null });
+      const again = await storePolicy(db, { modelId: 'tiny-llama', fingerprint, compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null });
       expect(again).toMatchObject({ created: false, row: { id: a.row.id, sparsity: [0.3, 0.5, 0.6, 0.6] } });
       expect((await admin.get('/v1/policies')).body.data).toHaveLength(2);
       // two jobs racing to store a new budget's policy: one row, both get it
       const other = { ...budget, target_sparsity: 0.4 };
-      const race = await Promise.all([0.1, 0.2, 0.3].map((x) => storePolicy(db, { modelId: 'tiny-llama', compression: other, policy: { ...policy, sparsity: [x, x, x, x], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null })));
+      const race = await Promise.all([0.1, 0.2, 0.3].map((x) => storePolicy(db, { modelId: 'tiny-llama', fingerprint, compression: other, policy: { ...policy, sparsity: [x, x, x, x], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null })));
       expect(race.filter((x) => x.created)).toHaveLength(1);
       expect(new Set(race.map((x) => x.row.id)).size).toBe(1);
       expect((await admin.get('/v1/policies?model=tiny-llama')).body.data).toHaveLength(2);

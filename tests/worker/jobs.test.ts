@@ -15,6 +15,7 @@ import { loadExamples } from '../../packages/engine/src/tune/run.js';
 import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artifacts.js';
 import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
 import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
+import { modelFingerprint } from '../../apps/api/src/shared/fingerprint.js';
 import { ADMIN_KEY, Client, createTestEnv, readSse, spawnWorker, startTestApi, stopWorker, waitFor, type TestEnv, type WorkerProcess } from '../helpers/service.js';
 
 let t: TestEnv;
@@ -172,7 +173,7 @@ describe('with one worker', () => {
     expect((await c.post(`/v1/jobs/${id}/cancel`)).status).toBe(409);
   });
 
-  it('compression: the first job profiles and stores a policy, the next with the same model and budget reuses it; plans record forecast vs measured; the bundle rebuilds the compressed voted model', async () => {
+  it('compression: the first job profiles and stores a policy, the next with the same model and budget reuses it; plans record forecast vs measured; the bundle rebuilds the compressed voted model; other weights under the same model id get their own policy', async () => {
     const budget = { target_sparsity: 0.3, avg_bits: 4 };
     const device = { memory_budget_bytes: 4 * 2 ** 30, threads: 1 };
     const body = {
@@ -189,6 +190,8 @@ describe('with one worker', () => {
     };
     const a = await run();
     expect(a.policy_id).toMatch(/^pol_/);
+    // the sandboxed processor fingerprinted the model from the hashes its worker made at startup: it read no model file
+    expect(shared!.log()).toMatch(new RegExp(`\\[${a.id}\\] \\+\\d+ ms: model fingerprint [0-9a-f]{12} \\(0 model files hashed by this process\\)`));
     expect(a.result.compression).toMatchObject({ policy_id: a.policy_id, policy_reused: false, mean_sparsity: expect.closeTo(0.3, 5), mean_bits: expect.any(Number) });
     expect(a.result.compression.mean_bits).toBeLessThanOrEqual(4);
     expect(a.result.compression.stored_bytes).toBeLessThan(a.result.compression.dense_bytes / 4);
@@ -249,6 +252,27 @@ describe('with one worker', () => {
     ev.perExit.forEach((e, k) => expect(e.loss).toBeCloseTo(b.result.exits[k].loss, 4));
     expect(ev.voted[b.result.voting_rule].accuracy).toBe(b.result.voted_accuracy);
     voted.dispose();
+
+    // the model folder is re-pretrained with the same shapes (same id, other weights): its policy is not reused, a new one is profiled
+    const fpA = await modelFingerprint(modelDir);
+    expect(policies[0].model_fingerprint).toBe(fpA);
+    createTinyModel(modelDir, { layers: 4, seed: 8 });
+    const fpC = await modelFingerprint(modelDir);
+    expect(fpC).not.toBe(fpA);
+    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({ policy_id: null, plan: { policy: { id: null, source: 'estimated' } } });
+    const cJob = await run();
+    expect(cJob.policy_id).toMatch(/^pol_/);
+    expect(cJob.policy_id).not.toBe(a.policy_id);
+    expect(cJob.result.compression).toMatchObject({ policy_id: cJob.policy_id, policy_reused: false });
+    expect(shared!.log()).toMatch(new RegExp(`\\[${cJob.id}\\] \\+\\d+ ms: model fingerprint ${fpC!.slice(0, 12)} \\([1-9]\\d* model files hashed`)); // the changed file was read
+    expect((await events(cJob.id)).map((e) => e.message)).toContain(`Compression policy ${cJob.policy_id} created from a fresh sensitivity profile and stored`);
+    policies = (await c.get(`/v1/policies?model=${MODEL}`)).body.data;
+    expect(policies.map((p: any) => [p.id, p.model_fingerprint])).toEqual([[cJob.policy_id, fpC], [a.policy_id, fpA]]);
+    expect((await c.get(`/v1/models/${MODEL}`)).body.fingerprint).toBe(fpC); // the worker recorded the weights it found
+    // the old weights back: their policy applies again
+    createTinyModel(modelDir, { layers: 4, seed: 7 });
+    expect(await modelFingerprint(modelDir)).toBe(fpA);
+    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({ policy_id: a.policy_id, plan: { policy: { id: a.policy_id, source: 'stored' } } });
   });
 
   it('cancel reaches a running job within seconds; it ends cancelled with no adapter', async () => {

@@ -8,6 +8,7 @@ import { newId } from './shared/ids.js';
 import { addEvents } from './shared/events.js';
 import { resolveJobConfig, JobConfigError, type ResolvedJobConfig } from './shared/jobconfig.js';
 import { planJob, type JobPlan } from './shared/plan.js';
+import { hostFingerprint } from './shared/models.js';
 import { findPolicy } from './shared/policies.js';
 import { channels, type ControlMessage, type QueueJobData } from './shared/queue.js';
 import { isTerminal } from './shared/status.js';
@@ -21,8 +22,8 @@ export interface JobDeps {
   redis: Redis;
   queue: Queue<QueueJobData>;
   prefix: string;
-  /** device defaults of the plan (EDGETUNE_DEVICE_*) */
-  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>;
+  /** device defaults of the plan (EDGETUNE_DEVICE_*); the models folder (a local model's fingerprint keys its stored policies) */
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops' | 'modelsDir'>;
 }
 
 /** The job object of a row (counts checkpoints and adapters). */
@@ -80,7 +81,8 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
     throw new ApiError(400, 'invalid_model', `Base model ${model.id} cannot be planned: ${(e as Error).message}`, { param: 'model' });
   }
   const c = cfg.method.edge_llm.compression;
-  const stored = c ? await findPolicy(db, model.id, c) : null;
+  // the policy of this budget for the weights the API knows: its own copy's, else those the workers reported
+  const stored = c ? await findPolicy(db, model.id, await hostFingerprint(deps.config.modelsDir, model.id, model.fingerprint), c) : null;
   let plan: JobPlan;
   try {
     plan = planJob(shape, cfg, train.records, deps.config, stored);

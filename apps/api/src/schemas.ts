@@ -77,10 +77,11 @@ export const CompressionInput = Type.Object({
 }, {
   $id: 'CompressionInput', additionalProperties: false,
   description: 'Layer-wise unified compression (LUC) budget: the base model is pruned and quantized layer by layer before tuning, following a policy '
-    + 'built from per-layer sensitivities. The policy of a model and budget is made once and reused by every later job (GET /v1/policies).',
+    + 'built from per-layer sensitivities. The policy of a model\'s weights and budget is made once and reused by every later job with the same model '
+    + 'content (fingerprint) and budget (GET /v1/policies).',
 });
 
-/** A resolved compression budget (every field set): with the base model, the key of a policy. */
+/** A resolved compression budget (every field set): with the base model and its fingerprint, the key of a policy. */
 export const Compression = Type.Object({
   ...budgetProps,
   method: Type.Enum(PRUNE_METHODS, { description: methodDoc }),
@@ -269,7 +270,8 @@ export const JobDryRun = Type.Object({
   }),
   hyperparameters: Type.Record(Type.String(), Type.Unknown(), { description: 'resolved, as the job would have them' }),
   device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) })),
-  policy_id: Nullable(Type.String({ description: 'the stored policy the job would reuse (null: it would profile the model and store one)' })),
+  policy_id: Nullable(Type.String({ description: 'the stored policy the job would reuse (null: it would profile the model and store one): the policy of the budget for the '
+    + 'model\'s weights as the API sees them (the fingerprint of its own copy of the model, else the one the workers reported)' })),
   plan: ref(JobPlan),
 }, { $id: 'JobDryRun', description: 'what POST /v1/jobs?dry_run=true returns: the resolved job and its plan; nothing was created' });
 export const JobEvent = Type.Object({
@@ -308,6 +310,7 @@ export const ModelObject = Type.Object({
     target_modules: Type.Array(Type.String()), default_exit_layers: Type.Array(Type.Integer()),
   }),
   hosts: Type.Array(Type.String(), { description: 'hosts (API or workers) that have this model in their models folder' }),
+  fingerprint: Nullable(Type.String({ description: 'content fingerprint (sha256 over config.json and the weight files) the most recent host with the weights reported; compression policies are kept per fingerprint' })),
 }, { $id: 'Model' });
 export const ModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ref(ModelObject)) }, { $id: 'ModelList' });
 
@@ -316,6 +319,11 @@ export const PolicyObject = Type.Object({
   object: Type.Literal('policy'),
   created_at: Timestamp('creation time'),
   model: Type.String({ description: 'base model id' }),
+  model_fingerprint: Nullable(Type.String({
+    description: 'content fingerprint of the model the policy was profiled on: sha256 over its config.json and weight files (as GET /v1/models reports it). '
+      + 'A policy is reused only for the same model id, fingerprint and budget; null for policies stored before fingerprints existed (never reused)',
+    examples: ['9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'],
+  })),
   budget: ref(Compression),
   n_layers: Type.Integer(),
   sparsity: Type.Array(Type.Number(), { description: 'per decoder layer: fraction of its linear weights pruned' }),
@@ -331,7 +339,7 @@ export const PolicyObject = Type.Object({
     description: Type.String(), sequences: Type.Integer(), seq_len: Type.Integer(), tokens: Type.Integer(),
   }, { description: 'the calibration data of the profile' })),
   job_count: Type.Optional(Type.Integer({ description: 'jobs of this project that used the policy' })),
-}, { $id: 'Policy', description: 'A LUC policy: per-layer sparsity and bit-widths of a base model for a budget, reused by every job with that model and budget' });
+}, { $id: 'Policy', description: 'A LUC policy: per-layer sparsity and bit-widths of a base model\'s weights for a budget, reused by every job with that model, the same weights (fingerprint) and budget' });
 export const PolicyList = listOf(PolicyObject, 'PolicyList');
 
 export const Project = Type.Object({ id: Type.String(), object: Type.Literal('project'), name: Type.String(), created_at: Type.Integer() }, { $id: 'Project' });

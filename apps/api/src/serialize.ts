@@ -83,10 +83,10 @@ export function checkpointObject(c: { id: string; jobId: string; createdAt: Date
   return { id: c.id, object: 'fine_tuning.job.checkpoint', created_at: unix(c.createdAt), fine_tuning_job_id: c.jobId, step_number: c.step, metrics: (c.metrics ?? {}) as Record<string, unknown>, bytes: Number(c.blob.size), sha256: c.blob.sha256 };
 }
 
-export function modelObject(m: { id: string; createdAt: Date; numLayers: number; hiddenSize: number; vocabSize: number; maxPositionEmbeddings: number; paramCount: bigint; hosts: string[] }): Static<typeof S.ModelObject> {
+export function modelObject(m: { id: string; createdAt: Date; numLayers: number; hiddenSize: number; vocabSize: number; maxPositionEmbeddings: number; paramCount: bigint; hosts: string[]; fingerprint: string | null }): Static<typeof S.ModelObject> {
   return {
     id: m.id, object: 'model', created: unix(m.createdAt), owned_by: 'edgetune', n_params: Number(m.paramCount), hidden_size: m.hiddenSize, vocab_size: m.vocabSize,
-    limits: limitsOf(m), hosts: m.hosts,
+    limits: limitsOf(m), hosts: m.hosts, fingerprint: m.fingerprint,
   };
 }
 

@@ -18,8 +18,8 @@ export async function startApi(env: NodeJS.ProcessEnv = process.env, opts: { log
   const queue = new Queue<QueueJobData>(QUEUE_NAME, { connection: redis, prefix: config.queuePrefix });
   const app = await buildApp({ config, db, redis, queue, logger: opts.logger === false ? false : { level: config.logLevel } });
   if (await bootstrapAdminKey(db, config.bootstrapApiKey)) app.log.info('created project "default" with the bootstrap admin key');
-  const found = scanModels(config.modelsDir, (m) => app.log.warn(m));
-  await registerModels(db, found, `api@${config.hostName}`);
+  const found = await scanModels(config.modelsDir, (m) => app.log.warn(m));
+  await registerModels(db, found, `api@${config.hostName}`, (m) => app.log.warn(m));
   app.log.info(`base models in ${config.modelsDir}: ${found.map((m) => m.id).join(', ') || '(none)'}`);
   await app.listen({ port: config.port, host: config.host });
   const addr = app.server.address();

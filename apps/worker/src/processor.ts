@@ -3,7 +3,7 @@
  * never block the parent's lock renewal. Holds its own database and Redis connections.
  */
 import { Queue, type SandboxedJob } from 'bullmq';
-import { createPrisma, loadConfig, QUEUE_NAME, redisConnection, type QueueJobData } from '@edgetune/api/shared';
+import { createPrisma, loadConfig, QUEUE_NAME, redisConnection, seedFingerprintCache, type QueueJobData } from '@edgetune/api/shared';
 import { runJob, type RunContext, type RunOutcome } from './run-job.js';
 
 let ctx: RunContext | null = null;
@@ -15,6 +15,8 @@ process.once('disconnect', () => process.exit(1));
 function context(): RunContext {
   if (ctx) return ctx;
   const config = loadConfig();
+  // model file hashes the parent worker made at startup (a job's fingerprint then only stats the files)
+  seedFingerprintCache(process.env.EDGETUNE_FINGERPRINT_CACHE);
   const redis = redisConnection(config.redisUrl);
   ctx = {
     config,

@@ -4,8 +4,8 @@
  * adapters and the report. Cancel (DB status `cancelling`, or the BullMQ abort signal with reason
  * `cancel`) stops it between steps; reason `shutdown` checkpoints the current step and re-queues it.
  *
- * Compressed jobs reuse the stored LUC policy of their model and budget, or store the one the engine
- * profiles (policies.ts settles races). Every job runs under the planner for its device (the job's
+ * Compressed jobs reuse the stored LUC policy of their model's weights (the content fingerprint of this
+ * worker's copy) and budget, or store the one the engine profiles (policies.ts settles races). Every job runs under the planner for its device (the job's
  * `device`, else this worker's free memory and cores) and records the plan with what was measured.
  */
 import { existsSync } from 'node:fs';
@@ -17,7 +17,7 @@ import type { Queue } from 'bullmq';
 import type { StepReport, TuneJobOptions, TuneJobReport } from '@edgetune/engine';
 import type { Plan } from '@edgetune/engine/schedule';
 import {
-  addEvents, admissionOf, blobToFile, describePlan, enginePolicyOf, findPolicy, isTerminal, jobPlanOf, policyObject, putBlob, readModelSummary, storePolicy,
+  addEvents, admissionOf, blobToFile, describePlan, enginePolicyOf, findPolicy, fingerprintStats, isTerminal, jobPlanOf, modelFingerprint, policyObject, putBlob, readModelSummary, storePolicy,
   type Config, type Hyperparameters, type JobDevice, type JobError, type JobPlan, type Method, type NewJobEvent, type PolicyRow,
   type PrismaClient, type QueueJobData, newId,
 } from '@edgetune/api/shared';
@@ -172,13 +172,21 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
     const engine = await ctx.engine(wantThreads ? Math.min(wantThreads, availableParallelism()) : undefined);
     tick('engine loaded');
 
-    // LUC: reuse the stored policy of this model and budget, else store the one the engine profiles.
+    // LUC: reuse the stored policy of this model's weights and budget, else store the one the engine profiles.
     const budget = method.edge_llm.compression ?? null;
     let policyUsed: { id: string; reused: boolean } | null = null;
     let compression: TuneJobOptions['compression'];
     if (budget) {
       const layers = readModelSummary(modelDir, j.model).numLayers;
-      const stored = await findPolicy(db, j.model, budget);
+      // the weights this worker actually has (a policy profiled on other weights with the same model id is not theirs)
+      const fingerprint = await modelFingerprint(modelDir);
+      if (!fingerprint) {
+        return await fail({ code: 'invalid_model', message: `Base model ${j.model} on worker ${ctx.workerId} has no complete weights (model.safetensors or the shards of model.safetensors.index.json)`, param: 'model' });
+      }
+      tick(`model fingerprint ${fingerprint.slice(0, 12)} (${fingerprintStats.filesHashed} model files hashed by this process)`);
+      // keep base_models current when this folder changed since it was registered (the API plans with it)
+      await db.baseModel.updateMany({ where: { id: j.model, OR: [{ fingerprint: null }, { fingerprint: { not: fingerprint } }] }, data: { fingerprint } });
+      const stored = await findPolicy(db, j.model, fingerprint, budget);
       const usable = stored && stored.numLayers === layers ? stored : null;
       if (stored && !usable) ctx.log(`[${jobId}] stored policy ${stored.id} has ${stored.numLayers} layers, the model ${layers}: profiling afresh`);
       const POLICY_MESSAGES = {
@@ -191,7 +199,7 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
         policyUsed = { id: row.id, reused: how === 'reused' || how === 'adopted' };
         await db.job.update({ where: { id: jobId }, data: { policyId: row.id } });
         ctx.log(`[${jobId}] LUC policy ${row.id} ${POLICY_MESSAGES[how]}`);
-        await events([{ message: `Compression policy ${row.id} ${POLICY_MESSAGES[how]}`, data: { policy_id: row.id, policy_reused: policyUsed.reused, budget } }]);
+        await events([{ message: `Compression policy ${row.id} ${POLICY_MESSAGES[how]}`, data: { policy_id: row.id, policy_reused: policyUsed.reused, budget, model_fingerprint: fingerprint } }]);
       };
       if (usable) await usePolicy(usable, usable.sourceJobId === jobId ? 'resumed' : 'reused');
       compression = {
@@ -201,7 +209,7 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
         onPolicy: async (policy, sensitivity) => {
           if (usable) return;
           const { row, created } = await storePolicy(db, {
-            modelId: j.model, compression: budget, policy, sensitivity, jobId,
+            modelId: j.model, fingerprint, compression: budget, policy, sensitivity, jobId,
             calibrationDescription: sensitivity?.calibration.description.replace(resolve(files[0].path), `training file ${j.trainingFile}`),
           });
           if (created) return usePolicy(row, 'created');

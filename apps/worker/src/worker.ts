@@ -7,7 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
 import {
-  channels, createPrisma, loadConfig, QUEUE_NAME, redisConnection, registerModels, scanModels,
+  channels, createPrisma, fingerprintCacheSnapshot, loadConfig, QUEUE_NAME, redisConnection, registerModels, scanModels,
   type ControlMessage, type QueueJobData,
 } from '@edgetune/api/shared';
 import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from './reconcile.js';
@@ -26,9 +26,11 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   const id = `${config.hostName}:${process.pid}`;
   process.env.EDGETUNE_WORKER_ID = id; // inherited by the sandboxed children
   const db = createPrisma(config.databaseUrl, { max: 3 });
-  const models = scanModels(config.modelsDir, log);
-  await registerModels(db, models, `worker@${config.hostName}`);
+  const models = await scanModels(config.modelsDir, log);
+  await registerModels(db, models, `worker@${config.hostName}`, (m) => log(`[worker ${id}] ${m}`));
   log(`[worker ${id}] base models in ${config.modelsDir}: ${models.map((m) => m.id).join(', ') || '(none)'}`);
+  // the sandboxed processors start from these file hashes: they only rehash model files that changed since
+  process.env.EDGETUNE_FINGERPRINT_CACHE = JSON.stringify(fingerprintCacheSnapshot());
 
   const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
   const processorFile = fileURLToPath(new URL(`./processor.${ext}`, import.meta.url));

@@ -1,6 +1,6 @@
 /**
  * What the API and the worker share: configuration, the Prisma client, ids, the blob store, the queue
- * contract, job events, base model discovery, job configuration, execution plans (the engine's planner:
+ * contract, job events, base model discovery and fingerprints, job configuration, execution plans (the engine's planner:
  * pure arithmetic) and LUC policies. No Fastify, no TF.js.
  */
 export * from './config.js';
@@ -10,6 +10,7 @@ export * from './blobs.js';
 export * from './queue.js';
 export * from './events.js';
 export * from './models.js';
+export * from './fingerprint.js';
 export * from './jobconfig.js';
 export * from './status.js';
 export * from './auth.js';

@@ -1,10 +1,12 @@
 /**
  * Base models: every subfolder of the models folder with a Hugging Face `config.json` (LLaMA family).
- * Reads only the JSON (no TF.js), so the API can list and check models without loading weights.
+ * Reads only the JSON (no TF.js), so the API can list and check models without loading weights; the
+ * weight files are only hashed, for the model's content fingerprint (fingerprint.ts).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PrismaClient } from './db.js';
+import { modelFingerprint } from './fingerprint.js';
 
 /** The linear modules LoRA can target on a LLaMA-family decoder layer. */
 export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -70,23 +72,58 @@ export function readModelSummary(dir: string, id: string): ModelSummary {
   return { id, numLayers: L, hiddenSize: H, vocabSize: V, maxPositionEmbeddings: num(config, 'max_position_embeddings', 2048), paramCount, config };
 }
 
-/** Every usable model folder under `modelsDir` (missing folder: none). Unusable folders are skipped. */
-export function scanModels(modelsDir: string, log: (msg: string) => void = () => {}): ModelSummary[] {
+/** A scanned model folder: its summary and content fingerprint (null: the folder has no complete weights). */
+export interface ScannedModel extends ModelSummary {
+  fingerprint: string | null;
+}
+
+/**
+ * Every usable model folder under `modelsDir` (missing folder: none), with its content fingerprint
+ * (file hashes are cached, so a rescan of unchanged folders only stats them). Unusable folders are skipped.
+ */
+export async function scanModels(modelsDir: string, log: (msg: string) => void = () => {}): Promise<ScannedModel[]> {
   if (!existsSync(modelsDir)) return [];
-  const out: ModelSummary[] = [];
+  const out: ScannedModel[] = [];
   for (const e of readdirSync(modelsDir, { withFileTypes: true })) {
     if (!e.isDirectory() || !existsSync(join(modelsDir, e.name, 'config.json'))) continue;
+    let summary: ModelSummary;
     try {
-      out.push(readModelSummary(join(modelsDir, e.name), e.name));
+      summary = readModelSummary(join(modelsDir, e.name), e.name);
     } catch (err) {
       log(`skipping model ${e.name}: ${(err as Error).message}`);
+      continue;
     }
+    let fingerprint: string | null = null;
+    try {
+      fingerprint = await modelFingerprint(join(modelsDir, e.name));
+    } catch (err) {
+      log(`model ${e.name}: no fingerprint (${(err as Error).message})`);
+    }
+    out.push({ ...summary, fingerprint });
   }
   return out.sort((a, b) => a.id.localeCompare(b.id));
 }
 
-/** Records this host's models in the `base_models` table (upsert; adds `host` to the model's hosts). */
-export async function registerModels(db: PrismaClient, models: ModelSummary[], host: string): Promise<void> {
+/**
+ * The content fingerprint of base model `id` as this host sees it: its own folder's under `modelsDir`
+ * when it has the model's weights, else `reported` (what the hosts that have them recorded in `base_models`).
+ */
+export async function hostFingerprint(modelsDir: string, id: string, reported: string | null): Promise<string | null> {
+  const dir = join(modelsDir, id);
+  if (id === '.' || id === '..' || /[\\/]/.test(id) || !existsSync(join(dir, 'config.json'))) return reported;
+  try {
+    return (await modelFingerprint(dir)) ?? reported;
+  } catch {
+    return reported;
+  }
+}
+
+/**
+ * Records this host's models in the `base_models` table (upsert; adds `host` to the model's hosts). A
+ * model's `fingerprint` becomes this host's when it has one (a host without weights keeps the recorded
+ * one); `log` hears when it differs from the one another host recorded.
+ */
+export async function registerModels(db: PrismaClient, models: ScannedModel[], host: string, log: (msg: string) => void = () => {}): Promise<void> {
   for (const m of models) {
     const data = {
       config: m.config as object,
@@ -95,8 +132,13 @@ export async function registerModels(db: PrismaClient, models: ModelSummary[], h
       vocabSize: m.vocabSize,
       maxPositionEmbeddings: m.maxPositionEmbeddings,
       paramCount: BigInt(Math.round(m.paramCount)),
+      ...(m.fingerprint ? { fingerprint: m.fingerprint } : {}),
     };
-    const existing = await db.baseModel.findUnique({ where: { id: m.id }, select: { hosts: true } });
+    const existing = await db.baseModel.findUnique({ where: { id: m.id }, select: { hosts: true, fingerprint: true } });
+    if (m.fingerprint && existing?.fingerprint && existing.fingerprint !== m.fingerprint) {
+      log(`model ${m.id}: this host's weights (fingerprint ${m.fingerprint.slice(0, 12)}) differ from those last recorded (${existing.fingerprint.slice(0, 12)}); `
+        + 'compression policies are kept per fingerprint');
+    }
     const hosts = [...(existing?.hosts ?? []).filter((h) => h !== host), host].slice(-32);
     await db.baseModel.upsert({ where: { id: m.id }, create: { id: m.id, ...data, hosts }, update: { ...data, hosts } });
   }

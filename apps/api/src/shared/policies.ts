@@ -1,7 +1,9 @@
 /**
- * LUC policies as database entities: one per (base model, budget), where the budget is the resolved
- * `method.edge_llm.compression` (target sparsity, average bits, pruning method, rules, group size). The
- * first job with a model and budget profiles the model and stores its policy; every later one reuses it.
+ * LUC policies as database entities: one per (base model, model fingerprint, budget), where the
+ * fingerprint is the sha256 of the model's config and weights (fingerprint.ts) and the budget is the
+ * resolved `method.edge_llm.compression` (target sparsity, average bits, pruning method, rules, group
+ * size). The first job with a model's weights and a budget profiles the model and stores its policy; every
+ * later one with the same weights reuses it, and a model id whose weights changed gets a new policy.
  * Two jobs racing to store the same policy agree on one row: the insert skips duplicates of the unique
  * budget key and both read back the row that won.
  */
@@ -16,17 +18,21 @@ import type { LucPolicy as EnginePolicy, SensitivityReport as EngineSensitivity 
 /** A stored policy row. */
 export type PolicyRow = Prisma.PolicyGetPayload<object>;
 
-/** The unique key of a model's policy for a budget. */
-export function budgetKey(modelId: string, c: Compression) {
+/** The unique key of the policy of a model's weights (`fingerprint`) for a budget. */
+export function budgetKey(modelId: string, fingerprint: string, c: Compression) {
   return {
-    baseModelId: modelId, targetSparsity: c.target_sparsity, avgBits: c.avg_bits, method: c.method,
+    baseModelId: modelId, modelFingerprint: fingerprint, targetSparsity: c.target_sparsity, avgBits: c.avg_bits, method: c.method,
     sparsityRule: c.sparsity_rule, bitsRule: c.bits_rule, groupSize: c.group_size,
   };
 }
 
-/** The stored policy of a model for a budget, or null. */
-export function findPolicy(db: PrismaClient, modelId: string, c: Compression): Promise<PolicyRow | null> {
-  return db.policy.findUnique({ where: { budget: budgetKey(modelId, c) } });
+/**
+ * The stored policy of a model's weights for a budget, or null. A missing fingerprint (a model whose
+ * weights no host reported) matches nothing, nor do policies stored before fingerprints existed.
+ */
+export async function findPolicy(db: PrismaClient, modelId: string, fingerprint: string | null, c: Compression): Promise<PolicyRow | null> {
+  if (!fingerprint) return null;
+  return db.policy.findUnique({ where: { budget: budgetKey(modelId, fingerprint, c) } });
 }
 
 /** JSON cannot hold NaN or Infinity: such values become null. */
@@ -42,15 +48,17 @@ export function sensitivityJson(s: EngineSensitivity): Record<string, unknown> {
 }
 
 /**
- * Stores a freshly profiled policy unless the budget already has one (a concurrent job's); returns the
- * row that holds the budget and whether this call created it.
+ * Stores a freshly profiled policy unless the model's weights (`fingerprint`) and budget already have one
+ * (a concurrent job's); returns the row that holds the key and whether this call created it.
+ * @param fingerprint the content fingerprint of the model folder the policy was profiled on (modelFingerprint)
  * @param calibrationDescription where the calibration sequences came from (no worker-local paths)
  */
-export async function storePolicy(db: PrismaClient, a: { modelId: string; compression: Compression; policy: EnginePolicy; sensitivity: EngineSensitivity | null; calibrationDescription?: string; jobId: string | null }): Promise<{ row: PolicyRow; created: boolean }> {
+export async function storePolicy(db: PrismaClient, a: { modelId: string; fingerprint: string; compression: Compression; policy: EnginePolicy; sensitivity: EngineSensitivity | null; calibrationDescription?: string; jobId: string | null }): Promise<{ row: PolicyRow; created: boolean }> {
+  if (!a.fingerprint) throw new Error(`policy for ${a.modelId}: the model has no fingerprint`);
   const id = newId('policy');
   const s = a.sensitivity;
   const data = {
-    id, ...budgetKey(a.modelId, a.compression), numLayers: a.policy.sparsity.length,
+    id, ...budgetKey(a.modelId, a.fingerprint, a.compression), numLayers: a.policy.sparsity.length,
     sparsity: a.policy.sparsity, bits: a.policy.bits.map((b) => Math.round(b)),
     pruneSensitivity: a.policy.pruneSensitivity, quantSensitivity: a.policy.quantSensitivity,
     sensitivity: s ? (sensitivityJson(s) as object) : undefined,
@@ -59,8 +67,8 @@ export async function storePolicy(db: PrismaClient, a: { modelId: string; compre
   };
   // INSERT ... ON CONFLICT DO NOTHING: the loser of a race inserts nothing and reads the winner's row.
   const inserted = await db.policy.createMany({ data: [data], skipDuplicates: true });
-  const row = await findPolicy(db, a.modelId, a.compression);
-  if (!row) throw new Error(`policy for ${a.modelId} ${JSON.stringify(a.compression)} vanished after insert`);
+  const row = await findPolicy(db, a.modelId, a.fingerprint, a.compression);
+  if (!row) throw new Error(`policy for ${a.modelId} (${a.fingerprint}) ${JSON.stringify(a.compression)} vanished after insert`);
   return { row, created: inserted.count === 1 };
 }
 
@@ -89,6 +97,7 @@ export function policyObject(row: PolicyRow, jobCount?: number) {
     object: 'policy' as const,
     created_at: Math.floor(row.createdAt.getTime() / 1000),
     model: row.baseModelId,
+    model_fingerprint: row.modelFingerprint || null,
     budget: budgetOf(row),
     n_layers: row.numLayers,
     sparsity: row.sparsity,
