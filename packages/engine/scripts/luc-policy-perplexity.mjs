@@ -1,11 +1,14 @@
-// Held-out perplexity of the base model under several LUC policies at two budgets (one Wanda sensitivity
+// Held-out perplexity of the base model under several LUC policies at several budgets (one Wanda sensitivity
 // profile on 8 x 128 training tokens). Run from the repository root after a build, with data/spam made by
 // `npx edgetune-engine data spam-assassin --out data/spam`:
-//   node packages/engine/scripts/luc-policy-perplexity.mjs
+//   node packages/engine/scripts/luc-policy-perplexity.mjs [--budgets 0.5/4,0.6/3,0.7/3,0.7/4] [--out FILE.json]
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { initBackend, LlamaModel, loadTokenizer, loadExamples, profileSensitivity, buildPolicy, compressModel } from '../dist/index.js';
 import { calibrationFromExamples } from '../dist/tune/run.js';
 import { loadPretrainCorpus } from '../dist/pretrain/corpus.js';
 import { streamPerplexity, tokenStream } from '../dist/pretrain/pretrain.js';
+const { values: v } = parseArgs({ options: { budgets: { type: 'string', default: '0.5/4,0.6/3' }, out: { type: 'string' } } });
 await initBackend({ quiet: true });
 const M = 'models/edgetune-tiny-llama';
 const tok = await loadTokenizer(M);
@@ -16,7 +19,12 @@ const sens = profileSensitivity(dense, calib, { method: 'wanda' });
 dense.dispose();
 const val = tokenStream(tok, loadPretrainCorpus().validation);
 const rules = [['uniform', 'uniform'], ['inverse', 'budgeted'], ['owl', 'budgeted'], ['inverse', 'uniform'], ['owl', 'uniform'], ['uniform', 'budgeted']];
-for (const [s, b] of [[0.5, 4], [0.6, 3]]) {
+const rows = [];
+const base = LlamaModel.load(M);
+const densePpl = streamPerplexity(base, val, 128, 8, 32768).perplexity;
+base.dispose();
+console.log(`dense: ppl ${densePpl.toFixed(2)}`);
+for (const [s, b] of v.budgets.split(',').map((x) => x.split('/').map(Number))) {
   for (const [sr, br] of rules) {
     const p = buildPolicy(sens, { targetSparsity: s, avgBits: b, sparsityRule: sr, bitsRule: br, maxSparsity: 0.8 });
     const m = LlamaModel.load(M);
@@ -24,5 +32,7 @@ for (const [s, b] of [[0.5, 4], [0.6, 3]]) {
     const r = streamPerplexity(m, val, 128, 8, 32768);
     m.dispose();
     console.log(`budget ${s}/${b} ${sr}+${br}: ppl ${r.perplexity.toFixed(2)} sparsity [${p.sparsity.map((x) => x.toFixed(2))}] bits [${p.bits}]`);
+    rows.push({ target_sparsity: s, avg_bits: b, sparsity_rule: sr, bits_rule: br, perplexity: r.perplexity, sparsity: p.sparsity, bits: p.bits });
   }
 }
+if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/engine/scripts/luc-policy-perplexity.mjs ${process.argv.slice(2).join(' ')}`, dense: densePpl, policies: rows }, null, 2) + '\n');
