@@ -2,7 +2,7 @@
 // edge-llm.md §3.6), plus the Edge-LLM variants tried to close the gap, and Edge-LLM trained 4x the steps
 // (each window then sees as many examples as vanilla's layers). `npm run bench` judges the targets at 480
 // steps; this script answers "comparable accuracy at convergence?". Timings overlap whatever else runs:
-// use the bench for speed, or --only vanilla,edge-2x-steps --dir DIR alone on the machine. Runs already
+// use the bench for speed, or --only vanilla,edge-2x-steps --dir DIR [--seed N] alone on the machine. Runs already
 // finished (<dir>/conv-<name>/metrics.json) are reused, so it resumes.
 // From the repository root after a build, with data/spam made by `npx edgetune-engine data spam-assassin --out data/spam`:
 //   node packages/engine/scripts/accuracy-at-convergence.mjs [--out bench/results/accuracy-at-convergence.json]
@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-const { values: v } = parseArgs({ options: { out: { type: 'string' }, only: { type: 'string' }, dir: { type: 'string', default: 'runs' } } });
+const { values: v } = parseArgs({ options: { out: { type: 'string' }, only: { type: 'string' }, dir: { type: 'string', default: 'runs' }, seed: { type: 'string' } } });
 const EPOCH3 = 1788; // 3 epochs of the 4766 training examples at batch 8
 const common = ['--model', 'models/edgetune-tiny-llama', '--train', 'data/spam/train.jsonl', '--val', 'data/spam/validation.jsonl', '--batch', '8', '--max-length', '192', '--lora-r', '8', '--lora-alpha', '16'];
 const edge = ['--mode', 'edge_llm', '--schedule', 'round_robin', '--head-rank', '16'];
@@ -30,7 +30,7 @@ const results = [];
 // --only a,b runs a subset; --dir elsewhere makes fresh runs (e.g. alone on the machine, for timing).
 for (const r of runs.filter((x) => !v.only || v.only.split(',').includes(x.name))) {
   const out = `${v.dir}/conv-${r.name}`;
-  const args = ['tune', ...common, ...r.args.map(String), '--out', out];
+  const args = ['tune', ...common, ...r.args.map(String), ...(v.seed ? ['--seed', v.seed] : []), '--out', out];
   if (!existsSync(`${out}/metrics.json`)) {
     const t = spawnSync('node', ['packages/engine/bin/edgetune-engine.js', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (t.status !== 0) throw new Error(`tune failed: ${out}`);
