@@ -10,7 +10,7 @@ import { resolveJobConfig, JobConfigError, type ResolvedJobConfig } from './shar
 import { planJob, type JobPlan } from './shared/plan.js';
 import { hostFingerprint } from './shared/models.js';
 import { findPolicy } from './shared/policies.js';
-import { channels, type ControlMessage, type QueueJobData } from './shared/queue.js';
+import { channels, enqueueJob, type ControlMessage, type QueueJobData } from './shared/queue.js';
 import { isTerminal } from './shared/status.js';
 import { ApiError, notFound } from './errors.js';
 import { jobObject, type JobRow } from './serialize.js';
@@ -145,7 +145,7 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
   }
   await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Job queued', data: { status: 'queued' } }]);
   try {
-    await deps.queue.add('tune', { jobId: id }, { jobId: id, removeOnComplete: 1000, removeOnFail: 5000 });
+    await enqueueJob(deps.queue, id, id);
   } catch (e) {
     const error = { code: 'queue_unavailable', message: 'The job queue (Redis) is unavailable', param: null };
     await db.job.update({ where: { id }, data: { status: 'failed', error, finishedAt: new Date() } });

@@ -24,7 +24,7 @@
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { addEvents, type JobError, type PrismaClient, type QueueJobData } from '@edgetune/api/shared';
+import { addEvents, enqueueJob, type JobError, type PrismaClient, type QueueJobData } from '@edgetune/api/shared';
 
 /** What reconciling needs: the database, the queue, and Redis for event nudges. */
 export interface ReconcileDeps {
@@ -114,7 +114,7 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
     data: { status: 'queued', resume_step: step, queue_state: queueState },
   }]);
   // If this throws, the row names a queue job that does not exist: the next pass re-queues it again.
-  await deps.queue.add('tune', { jobId: row.id }, { jobId: queueJobId, removeOnComplete: 1000, removeOnFail: 5000 });
+  await enqueueJob(deps.queue, row.id, queueJobId);
   return 'queued';
 }
 

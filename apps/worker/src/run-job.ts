@@ -17,7 +17,7 @@ import type { Queue } from 'bullmq';
 import type { StepReport, TuneJobOptions, TuneJobReport } from '@edgetune/engine';
 import type { Plan } from '@edgetune/engine/schedule';
 import {
-  addEvents, admissionOf, blobToFile, describePlan, enginePolicyOf, findPolicy, fingerprintStats, isTerminal, jobPlanOf, modelFingerprint, policyObject, putBlob, readModelSummary, storePolicy,
+  addEvents, admissionOf, blobToFile, describePlan, enginePolicyOf, enqueueJob, findPolicy, fingerprintStats, isTerminal, jobPlanOf, modelFingerprint, policyObject, putBlob, readModelSummary, storePolicy,
   type Config, type Hyperparameters, type JobDevice, type JobError, type JobPlan, type Method, type NewJobEvent, type PolicyRow,
   type PrismaClient, type QueueJobData, newId,
 } from '@edgetune/api/shared';
@@ -374,6 +374,6 @@ async function requeue(ctx: RunContext, jobId: string): Promise<RunOutcome> {
   await addEvents(db, ctx.redis, ctx.config.queuePrefix, jobId, [{
     type: 'status', level: 'warn', message: `Worker ${ctx.workerId} shut down; job re-queued, it resumes from step ${last?.step ?? 0}`, data: { status: 'queued', resume_step: last?.step ?? 0 },
   }]);
-  await ctx.queue.add('tune', { jobId }, { jobId: queueJobId, removeOnComplete: 1000, removeOnFail: 5000 });
+  await enqueueJob(ctx.queue, jobId, queueJobId);
   return 'requeued';
 }
