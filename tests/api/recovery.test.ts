@@ -150,6 +150,58 @@ describe('an Idempotency-Key left in progress by a dead API', () => {
   });
 });
 
+/** Leaves key `key`, whose request created a job, the way an API that died before storing the answer leaves it. */
+async function unanswered(key: string): Promise<void> {
+  await db.$executeRaw`UPDATE idempotency_keys SET status = NULL, body = NULL, created_at = now() - interval '1 hour' WHERE key = ${key}`;
+}
+
+describe('a retry that takes over the key of a request that created its job and died', () => {
+  it('answers the job that request queued: no second job', async () => {
+    const first = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-queued' });
+    expect(first.status).toBe(201);
+    await unanswered('died-queued');
+    const before = await jobCount();
+    const retry = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-queued' });
+    expect(retry.status, JSON.stringify(retry.body)).toBe(201);
+    expect(retry.headers.get('idempotent-replayed')).toBeNull();
+    expect(retry.body).toMatchObject({ id: first.body.id, status: 'queued' });
+    expect(await jobCount()).toBe(before);
+    // the key now holds the retry's answer
+    expect((await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-queued' })).headers.get('idempotent-replayed')).toBe('true');
+  });
+
+  it('finishes accepting a job that request left in validating_files: queued and in the queue', async () => {
+    const first = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-validating' });
+    const id = first.body.id as string;
+    await db.job.update({ where: { id }, data: { status: 'validating_files' } });
+    await queue.remove(id);
+    expect(await queue.getJob(id)).toBeUndefined();
+    await unanswered('died-validating');
+    const before = await jobCount();
+    const retry = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-validating' });
+    expect(retry.status, JSON.stringify(retry.body)).toBe(201);
+    expect(retry.body).toMatchObject({ id, status: 'queued' });
+    expect(await jobCount()).toBe(before);
+    expect(await queue.getJob(id)).toBeDefined();
+  });
+
+  it('creates the job afresh when the reconciler failed the first one (api_interrupted)', async () => {
+    const first = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-interrupted' });
+    const id = first.body.id as string;
+    await queue.remove(id);
+    await db.job.update({ where: { id }, data: { status: 'failed', error: { code: 'api_interrupted', message: 'abandoned', param: null }, finishedAt: new Date() } });
+    await unanswered('died-interrupted');
+    const before = await jobCount();
+    const retry = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-interrupted' });
+    expect(retry.status, JSON.stringify(retry.body)).toBe(201);
+    expect(retry.body.id).not.toBe(id);
+    expect(retry.body.status).toBe('queued');
+    expect(await jobCount()).toBe(before + 1);
+    expect((await db.job.findUniqueOrThrow({ where: { id } })).idempotencyKey).toBeNull();
+    expect((await db.job.findUniqueOrThrow({ where: { id: retry.body.id } })).idempotencyKey).toBe('died-interrupted');
+  });
+});
+
 describe('a job creation that outlasts the reconciler\'s grace for validating_files', () => {
   it('the reconciler fails the row (api_interrupted); the request answers 503 api_interrupted and queues nothing', async () => {
     const lock = await lockTable('job_events'); // the request stops after writing its `validating_files` row

@@ -110,9 +110,16 @@ export async function dryRunJob(deps: JobDeps, projectId: string, body: JobCreat
  * The job is accepted (answered 201) only once it is `queued`: a row left in `validating_files` by an API
  * that died is failed with `api_interrupted` by the workers' reconciler, and a row that reconciler failed
  * while this request was still slowly under way answers 503 `api_interrupted`.
+ *
+ * With `idempotencyKey` (the request's Idempotency-Key, held by this request) the job records the key, and a
+ * retry that took over the key of a request whose API died finds that request's job instead of creating a
+ * second one: it finishes accepting a job left in `validating_files`, answers one already accepted as it is
+ * now, and creates a new one only when the first was failed `api_interrupted`.
  */
-export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<JobObject> {
+export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody, idempotencyKey: string | null = null): Promise<JobObject> {
   const { db } = deps;
+  const prior = idempotencyKey ? await priorJob(deps, projectId, idempotencyKey) : null;
+  if (prior) return prior;
   const { model, train, val, cfg, plan } = await prepareJob(deps, projectId, body);
   if (!plan.fits) {
     const param = cfg.device?.memory_budget_bytes != null ? 'device.memory_budget_bytes' : 'device';
@@ -120,18 +127,59 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
       + 'compress the model (method.edge_llm.compression), or raise device.memory_budget_bytes. The forecast is in `plan`.', { param, extra: { plan } });
   }
   const id = newId('job');
-  await db.job.create({
-    data: {
-      id, projectId, model: model.id, trainingFile: train.id, validationFile: val?.id ?? null, status: 'validating_files',
-      method: cfg.method as object, hyperparameters: cfg.hyperparameters as object, checkpointEvery: cfg.checkpointEvery, seed: cfg.seed,
-      suffix: body.suffix ?? null, metadata: (body.metadata ?? {}) as object, totalSteps: cfg.totalSteps, queueJobId: id,
-      device: (cfg.device ?? undefined) as object | undefined, plan: plan as object,
-    },
-  });
+  try {
+    await db.job.create({
+      data: {
+        id, projectId, model: model.id, trainingFile: train.id, validationFile: val?.id ?? null, status: 'validating_files',
+        method: cfg.method as object, hyperparameters: cfg.hyperparameters as object, checkpointEvery: cfg.checkpointEvery, seed: cfg.seed,
+        suffix: body.suffix ?? null, metadata: (body.metadata ?? {}) as object, totalSteps: cfg.totalSteps, queueJobId: id,
+        device: (cfg.device ?? undefined) as object | undefined, plan: plan as object, idempotencyKey,
+      },
+    });
+  } catch (e) {
+    // the request this one took the key from was slow, not dead, and created its job meanwhile
+    if ((e as { code?: string }).code === 'P2002' && idempotencyKey) {
+      const late = await priorJob(deps, projectId, idempotencyKey);
+      if (late) return late;
+    }
+    throw e;
+  }
   await addEvents(db, deps.redis, deps.prefix, id, [
     { type: 'status', message: 'Job created; validating files', data: { status: 'validating_files' } },
     { message: `Files validated: ${train.records} training records${val ? `, ${val.records} validation records` : ''}`, data: { training_records: train.records, validation_records: val?.records ?? 0 } },
   ]);
+  return acceptJob(deps, projectId, id);
+}
+
+/**
+ * The job an earlier request with this Idempotency-Key created, for a retry that took the key over: null
+ * when there is none, or when it was failed `api_interrupted` (the key is then released from it, so the
+ * retry creates the job afresh). A job still in `validating_files` is accepted now.
+ */
+async function priorJob(deps: JobDeps, projectId: string, idempotencyKey: string): Promise<JobObject | null> {
+  const { db } = deps;
+  const job = await db.job.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } } });
+  if (!job) return null;
+  if (job.status === 'validating_files') {
+    await addEvents(db, deps.redis, deps.prefix, job.id, [{ message: 'Acceptance resumed by a retry with the same Idempotency-Key', data: {} }]);
+    try {
+      return await acceptJob(deps, projectId, job.id);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.code === 'api_interrupted')) throw e;
+    }
+  } else if (!(job.status === 'failed' && (job.error as { code?: string } | null)?.code === 'api_interrupted')) {
+    return renderJob(db, job);
+  }
+  await db.job.updateMany({ where: { id: job.id, status: 'failed' }, data: { idempotencyKey: null } });
+  return null;
+}
+
+/**
+ * Moves a job from `validating_files` to `queued` and enqueues it (the job is accepted).
+ * @throws ApiError 503 `api_interrupted` when the reconciler failed the row meanwhile, 503 `queue_unavailable` when Redis is down
+ */
+async function acceptJob(deps: JobDeps, projectId: string, id: string): Promise<JobObject> {
+  const { db } = deps;
   // queued before it reaches the queue, so a worker never sees a job still validating
   const accepted = await db.job.updateMany({ where: { id, status: 'validating_files' }, data: { status: 'queued' } });
   if (!accepted.count) {

@@ -4,7 +4,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
 import { authOf } from '../auth.js';
-import { idempotent, requestHash } from '../idempotency.js';
+import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.js';
 import { cancelJob, createJob, dryRunJob, findJob, renderJob } from '../jobs.js';
 import { readBlob } from '../shared/blobs.js';
 import { isTerminal, JOB_STATUSES } from '../shared/status.js';
@@ -57,7 +57,7 @@ const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   }, async (req, reply) => {
     const { projectId } = authOf(req);
     if (req.query.dry_run) return reply.code(200).send(await dryRunJob(jd, projectId, req.body));
-    return idempotent(db, req, reply, requestHash(req.body), async () => ({ status: 201, body: await createJob(jd, projectId, req.body) }), idem);
+    return idempotent(db, req, reply, requestHash(req.body), async () => ({ status: 201, body: await createJob(jd, projectId, req.body, idempotencyKeyOf(req)) }), idem);
   });
 
   app.get('/v1/jobs', {
