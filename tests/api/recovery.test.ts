@@ -202,6 +202,22 @@ describe('a retry that takes over the key of a request that created its job and 
   });
 });
 
+describe('a key used again after its request answered 503 queue_unavailable', () => {
+  it('creates the job afresh (the failed job keeps no key)', async () => {
+    const first = await admin.post('/v1/jobs', body, { 'idempotency-key': 'redis-down' });
+    const id = first.body.id as string;
+    // what createJob leaves when Redis refuses the job: the row failed, the key released with the 503
+    await queue.remove(id);
+    await db.job.update({ where: { id }, data: { status: 'failed', error: { code: 'queue_unavailable', message: 'The job queue (Redis) is unavailable', param: null }, finishedAt: new Date() } });
+    await db.idempotencyKey.delete({ where: { projectId_key: { projectId: probe.projectId, key: 'redis-down' } } });
+    const retry = await admin.post('/v1/jobs', body, { 'idempotency-key': 'redis-down' });
+    expect(retry.status, JSON.stringify(retry.body)).toBe(201);
+    expect(retry.body.id).not.toBe(id);
+    expect(retry.body.status).toBe('queued');
+    expect((await db.job.findUniqueOrThrow({ where: { id } })).idempotencyKey).toBeNull();
+  });
+});
+
 describe('a job creation that outlasts the reconciler\'s grace for validating_files', () => {
   it('the reconciler fails the row (api_interrupted); the request answers 503 api_interrupted and queues nothing', async () => {
     const lock = await lockTable('job_events'); // the request stops after writing its `validating_files` row

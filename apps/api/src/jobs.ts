@@ -114,7 +114,7 @@ export async function dryRunJob(deps: JobDeps, projectId: string, body: JobCreat
  * With `idempotencyKey` (the request's Idempotency-Key, held by this request) the job records the key, and a
  * retry that took over the key of a request whose API died finds that request's job instead of creating a
  * second one: it finishes accepting a job left in `validating_files`, answers one already accepted as it is
- * now, and creates a new one only when the first was failed `api_interrupted`.
+ * now, and creates a new one only when the first failed before it was accepted.
  */
 export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody, idempotencyKey: string | null = null): Promise<JobObject> {
   const { db } = deps;
@@ -151,10 +151,14 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
   return acceptJob(deps, projectId, id);
 }
 
+/** Failures of a job before it was accepted: the request that created it answered an error, so a retry creates it afresh. */
+const ACCEPTANCE_FAILURES = new Set(['api_interrupted', 'queue_unavailable']);
+
 /**
- * The job an earlier request with this Idempotency-Key created, for a retry that took the key over: null
- * when there is none, or when it was failed `api_interrupted` (the key is then released from it, so the
- * retry creates the job afresh). A job still in `validating_files` is accepted now.
+ * The job an earlier request with this Idempotency-Key created, for a retry that took the key over (or, after
+ * that request answered 503, used it again): null when there is none, or when it failed before it was
+ * accepted (`api_interrupted`, `queue_unavailable`: the key is then released from it, so the retry creates
+ * the job afresh). A job still in `validating_files` is accepted now.
  */
 async function priorJob(deps: JobDeps, projectId: string, idempotencyKey: string): Promise<JobObject | null> {
   const { db } = deps;
@@ -167,7 +171,7 @@ async function priorJob(deps: JobDeps, projectId: string, idempotencyKey: string
     } catch (e) {
       if (!(e instanceof ApiError && e.code === 'api_interrupted')) throw e;
     }
-  } else if (!(job.status === 'failed' && (job.error as { code?: string } | null)?.code === 'api_interrupted')) {
+  } else if (!(job.status === 'failed' && ACCEPTANCE_FAILURES.has((job.error as { code?: string } | null)?.code ?? ''))) {
     return renderJob(db, job);
   }
   await db.job.updateMany({ where: { id: job.id, status: 'failed' }, data: { idempotencyKey: null } });
