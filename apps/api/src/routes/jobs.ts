@@ -46,7 +46,8 @@ const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
         + '"auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker\'s own memory and cores): '
         + 'micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit '
         + 'its memory budget is refused with 422 `plan_does_not_fit` (the plan in the problem) before anything is created. '
-        + '`?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key.',
+        + '`?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died '
+        + 'answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.',
       querystring: JobCreateQuery,
       body: ref(JobCreate),
       response: {
