@@ -1,6 +1,7 @@
 // What an API process that dies mid-request leaves behind, against real PostgreSQL and Redis: an
 // Idempotency-Key still "in progress" (taken over by a retry once its claim is older than
-// EDGETUNE_IDEMPOTENCY_TIMEOUT_MS, while a request that is merely slow keeps renewing its claim), and a job
+// EDGETUNE_IDEMPOTENCY_TIMEOUT_MS, while a request that is merely slow keeps renewing its claim; a retry that
+// takes over the key of a request that had created its job answers that job instead of creating another), and a job
 // creation that outlasts the reconciler's grace period for `validating_files` rows (the reconciler fails
 // the row as abandoned; the request then answers 503 `api_interrupted` and queues nothing). Slow requests
 // are made by holding a PostgreSQL table lock that blocks the request's next insert.
