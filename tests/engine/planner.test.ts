@@ -1,6 +1,6 @@
 // The planner's decisions and forecast arithmetic (pure, no TF.js).
 import { describe, it, expect } from 'vitest';
-import { plan, PlanError, type PlanInput, type DeviceProfile } from '../../packages/engine/src/schedule/planner.js';
+import { plan, PlanError, prefixCacheHits, type PlanInput, type DeviceProfile } from '../../packages/engine/src/schedule/planner.js';
 
 const model = { vocabSize: 4096, hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 8, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 48, tieWordEmbeddings: true };
 const base: PlanInput = { model, mode: 'edge_llm', loraR: 8, batchSize: 8, seqLen: 192, steps: 200, trainExamples: 4000 };
@@ -83,17 +83,35 @@ describe('plan', () => {
     expect(seq.forecast.flopsPerStep).toBe(uncached.forecast.flopsPerStep);
   });
 
-  it('caches the prefix only for multi-epoch runs that can afford it', () => {
+  it('caches the prefix only for runs where a window meets an example again, and that can afford it', () => {
     expect(plan(base, dev(8000)).prefixCache).toBe(false); // 200 x 8 < 4000 examples: one pass
-    const multi = plan({ ...base, steps: 2000 }, dev(8000));
+    // sequential, 4 windows, 4 epochs: each window runs for one epoch, so nothing would be read back
+    expect(plan({ ...base, steps: 2000 }, dev(8000)).prefixCache).toBe(false);
+    const multi = plan({ ...base, steps: 4000 }, dev(8000)); // 8 epochs: each window runs for two
     expect(multi.prefixCache).toBe(true);
-    expect(multi.forecast.prefixCacheBytes).toBe(4000 * 192 * 192 * 4);
-    expect(plan({ ...base, mode: 'vanilla', steps: 2000 }, dev(8000)).prefixCache).toBe(false);
+    expect(multi.forecast.prefixCacheBytes).toBe(4000 * 192 * 192 * 4); // one depth at a time
+    expect(plan({ ...base, steps: 4000, meanSeqLen: 96 }, dev(8000)).forecast.prefixCacheBytes).toBe(4000 * 96 * 192 * 4); // unpadded rows
+    expect(plan({ ...base, mode: 'vanilla', steps: 4000 }, dev(8000)).prefixCache).toBe(false);
     // a caller can forbid the cache (the calibration script measures uncached steps)
-    const off = plan({ ...base, steps: 2000, prefixCache: false }, dev(8000));
+    const off = plan({ ...base, steps: 4000, prefixCache: false }, dev(8000));
     expect(off.prefixCache).toBe(false);
     expect(off.forecast.prefixCacheBytes).toBe(0);
     expect(off.forecast.stepMs).toBeGreaterThan(multi.forecast.stepMs);
+  });
+
+  it('models cache hits per schedule: round-robin windows meet an example at random, so more of their prefix passes miss', () => {
+    // sequential: a window's epochs run in a row, only the first misses
+    expect(prefixCacheHits(4, 8, 'sequential')).toEqual({ missShare: 0.5, coverage: 1 });
+    expect(prefixCacheHits(4, 4, 'sequential').missShare).toBe(1);
+    // round robin, 4 windows, 4.5 epochs: 1 - (3/4)^4.5 = 72.6% of examples ever reach a depth; 1.125 visits each
+    const rr = prefixCacheHits(4, 4.5, 'round_robin');
+    expect(rr.coverage).toBeCloseTo(1 - 0.75 ** 4.5, 10);
+    expect(rr.missShare).toBeCloseTo(rr.coverage / 1.125, 10);
+    expect(prefixCacheHits(2, 4, 'random').missShare).toBeCloseTo((1 - 0.5 ** 4) / 2, 10);
+    // the forecast follows: round-robin keeps each prefix depth an example met (3 depths with exits 1,3,5,7)
+    const rrPlan = plan({ ...base, schedule: 'round_robin', steps: 2250, meanSeqLen: 100 }, dev(8000));
+    expect(rrPlan.prefixCache).toBe(true);
+    expect(rrPlan.forecast.prefixCacheBytes).toBeCloseTo(4000 * 100 * 192 * 4 * 3 * rr.coverage, -2);
   });
 
   it('charges a frozen prefix layer less than a window layer, and deeper prefixes more', () => {

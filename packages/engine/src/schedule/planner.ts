@@ -44,6 +44,8 @@ export interface PlanInput {
   batchSize: number;
   /** tokens per example (the max length the data is truncated to, or a measured mean) */
   seqLen: number;
+  /** mean tokens per example (the prefix cache keeps each example's unpadded rows); default seqLen */
+  meanSeqLen?: number;
   steps: number;
   trainExamples: number;
   /** force a micro-batch instead of choosing one */
@@ -139,6 +141,21 @@ function layerTrainFlops(m: ModelShape, tokens: number, T: number, loraR: number
 }
 
 /**
+ * How well the prefix cache serves a window with K windows over `epochs` passes of the data. Under
+ * `sequential` a window runs for epochs/K passes in a row: its first pass computes (and stores) every
+ * example's prefix, the others read it. Under `round_robin` / `random` each visit of an example lands on a
+ * window about uniformly at random, so a window meets an example epochs/K times on average and misses only
+ * the first time: 1 - (1 - 1/K)^epochs of the examples are ever stored at its depth (`coverage`).
+ * @returns missShare: the fraction of a window's prefix passes that still run (1 = no help from the cache)
+ */
+export function prefixCacheHits(K: number, epochs: number, schedule: 'sequential' | 'round_robin' | 'random'): { missShare: number; coverage: number } {
+  if (!(epochs > 0) || K < 1) return { missShare: 1, coverage: 0 };
+  if (schedule === 'sequential' || K === 1) return { missShare: Math.min(1, K / epochs), coverage: Math.min(1, epochs / K) };
+  const coverage = 1 - Math.pow(1 - 1 / K, epochs);
+  return { missShare: Math.min(1, coverage / (epochs / K)), coverage };
+}
+
+/**
  * The raw quantities of one choice of (exits, micro-batch, cache), before the fitted coefficients:
  * bytes of weights and trainable state, the activation "features" (element counts the coefficients
  * multiply), FLOPs and layer passes. Exported for the calibration script.
@@ -175,12 +192,17 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const prefixOut = 4 * N * d * (2 + (handedOn ? Math.ceil(inp.batchSize / mb) : 0));
   // Activation features of the deepest window (element counts per coefficient).
   const act = { d: depth * N * d, f: depth * N * f, att: depth * mb * m.numAttentionHeads * T * T, lora: depth * N * r * nl };
-  const cacheBytes = cache ? inp.trainExamples * T * d * 4 : 0;
   // Time features of an average micro-step, windows weighted equally: the window's layers run forward +
   // backward on the tape, the prefix's layers forward only (cheaper by the fitted prefixPassCost); FLOPs
   // are counted as AdaptiveTrainer.matmulFlopsOf counts them.
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
-  const prefixShare = handedOn ? 0 : cache && epochs > 1 ? 1 / epochs : 1;
+  const hits = prefixCacheHits(wins.length, epochs, inp.schedule ?? 'sequential');
+  const cached = cache && !handedOn && epochs > 1;
+  // The cache keeps every example's unpadded rows at each prefix depth it was needed at: one depth at a time
+  // under `sequential` (the trainer frees a finished window's), else each depth an example has met.
+  const depths = wins.filter((w) => w.start > 0).length;
+  const cacheBytes = cache ? inp.trainExamples * (inp.meanSeqLen ?? T) * d * 4 * ((inp.schedule ?? 'sequential') === 'sequential' ? Math.min(1, depths) : depths * hits.coverage) : 0;
+  const prefixShare = handedOn ? 0 : cached ? hits.missShare : 1;
   let tapeLayers = 0, prefixLayers = 0;
   for (const w of wins) {
     tapeLayers += (w.end - w.start + 1) / wins.length;
@@ -249,7 +271,9 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
       last = e; lastExits = exits; lastMb = mb;
       if (fitsDevice(e)) {
         let final = e, cache = false;
-        if (inp.mode === 'edge_llm' && inp.prefix !== 'adapted' && epochs > 1 && inp.prefixCache !== false) {
+        // cache only where a window meets an example more than once (not, e.g., sequential windows of one epoch each)
+        if (inp.mode === 'edge_llm' && inp.prefix !== 'adapted' && epochs > 1 && inp.prefixCache !== false
+          && prefixCacheHits(exits.length, epochs, inp.schedule ?? 'sequential').missShare < 1) {
           const withCache = estimate(inp, dev, exits, mb, true, coeffs);
           if (fitsDevice(withCache)) { final = withCache; cache = true; }
         }
