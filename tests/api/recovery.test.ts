@@ -1,7 +1,8 @@
 // What an API process that dies mid-request leaves behind, against real PostgreSQL and Redis: an
 // Idempotency-Key still "in progress" (taken over by a retry once its claim is older than
 // EDGETUNE_IDEMPOTENCY_TIMEOUT_MS, while a request that is merely slow keeps renewing its claim; a retry that
-// takes over the key of a request that had created its job answers that job instead of creating another), and a job
+// takes over the key of a request that had created its job, or stored its upload, answers that job or file instead
+// of creating another), and a job
 // creation that outlasts the reconciler's grace period for `validating_files` rows (the reconciler fails
 // the row as abandoned; the request then answers 503 `api_interrupted` and queues nothing). Slow requests
 // are made by holding a PostgreSQL table lock that blocks the request's next insert.
@@ -200,6 +201,22 @@ describe('a retry that takes over the key of a request that created its job and 
     expect(await jobCount()).toBe(before + 1);
     expect((await db.job.findUniqueOrThrow({ where: { id } })).idempotencyKey).toBeNull();
     expect((await db.job.findUniqueOrThrow({ where: { id: retry.body.id } })).idempotencyKey).toBe('died-interrupted');
+  });
+});
+
+describe('an upload retried after its API died having stored the file', () => {
+  it('answers the stored file: no second copy', async () => {
+    const data = jsonl(12);
+    const first = await admin.upload(data, 'retried.jsonl', 'fine-tune', { 'idempotency-key': 'upload-died' });
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    await unanswered('upload-died');
+    const files = await db.file.count(), blobs = await db.blob.count();
+    const retry = await admin.upload(data, 'retried.jsonl', 'fine-tune', { 'idempotency-key': 'upload-died' });
+    expect(retry.status, JSON.stringify(retry.body)).toBe(201);
+    expect(retry.headers.get('idempotent-replayed')).toBeNull();
+    expect(retry.body).toEqual(first.body);
+    expect(await db.file.count()).toBe(files);
+    expect(await db.blob.count()).toBe(blobs);
   });
 });
 

@@ -12,7 +12,7 @@ import { DatasetError, parseJsonlLine } from '@edgetune/engine/data';
 import type { AppDeps } from '../app.js';
 import { ApiError, notFound, type ProblemItem } from '../errors.js';
 import { authOf } from '../auth.js';
-import { idempotent, requestHash } from '../idempotency.js';
+import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.js';
 import { newId } from '../shared/ids.js';
 import { putBlob, readBlob } from '../shared/blobs.js';
 import { isTerminal } from '../shared/status.js';
@@ -95,7 +95,11 @@ const files: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) =>
       if (!filename) missing.push({ param: 'file', message: 'file is required' });
       if (missing.length) throw new ApiError(400, 'invalid_request', `Invalid request: ${missing.map((m) => m.message).join('; ')}`, { param: missing[0].param, errors: missing });
       const sha256 = hash.digest('hex');
+      const idempotencyKey = idempotencyKeyOf(req);
       return await idempotent(db, req, reply, requestHash({ purpose, filename, sha256 }), async () => {
+        // a retry that took over the key of a request whose API died after storing the file: that file
+        const prior = idempotencyKey ? await db.file.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } }, include: { blob: { select: { sha256: true } } } }) : null;
+        if (prior) return { status: 201, body: fileObject(prior) };
         if (bytes === 0) throw new ApiError(422, 'invalid_file', 'The file is empty', { param: 'file', errors: [{ line: 0, code: 'empty_file', param: null, message: 'the file has no records' }] });
         const v = await validateJsonl(tmp);
         if (v.badLines) {
@@ -104,7 +108,17 @@ const files: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) =>
         }
         if (!v.records) throw new ApiError(422, 'invalid_file', 'The file has no records', { param: 'file', errors: [{ line: 0, code: 'empty_file', param: null, message: 'the file has no records' }] });
         const blob = await putBlob(db, tmp, 'application/jsonl');
-        const row = await db.file.create({ data: { id: newId('file'), projectId, filename: filename!, purpose: purpose!, bytes: BigInt(bytes), records: v.records, status: 'processed', blobId: blob.id } });
+        let row;
+        try {
+          row = await db.file.create({ data: { id: newId('file'), projectId, filename: filename!, purpose: purpose!, bytes: BigInt(bytes), records: v.records, status: 'processed', blobId: blob.id, idempotencyKey } });
+        } catch (e) {
+          // the request this one took the key from was slow, not dead, and stored the file meanwhile
+          const late = (e as { code?: string }).code === 'P2002' && idempotencyKey
+            ? await db.file.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } }, include: { blob: { select: { sha256: true } } } }) : null;
+          if (!late) throw e;
+          await db.blob.delete({ where: { id: blob.id } });
+          return { status: 201, body: fileObject(late) };
+        }
         return { status: 201, body: fileObject({ ...row, sha256: blob.sha256 }) };
       }, { timeoutMs: config.idempotencyTimeoutMs });
     } finally {
