@@ -96,9 +96,11 @@ const files: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) =>
       if (missing.length) throw new ApiError(400, 'invalid_request', `Invalid request: ${missing.map((m) => m.message).join('; ')}`, { param: missing[0].param, errors: missing });
       const sha256 = hash.digest('hex');
       const idempotencyKey = idempotencyKeyOf(req);
+      // the file a request with this key stored (a retry that took the key over from a request whose API died)
+      const fileOfKey = () => (idempotencyKey
+        ? db.file.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } }, include: { blob: { select: { sha256: true } } } }) : null);
       return await idempotent(db, req, reply, requestHash({ purpose, filename, sha256 }), async () => {
-        // a retry that took over the key of a request whose API died after storing the file: that file
-        const prior = idempotencyKey ? await db.file.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } }, include: { blob: { select: { sha256: true } } } }) : null;
+        const prior = await fileOfKey();
         if (prior) return { status: 201, body: fileObject(prior) };
         if (bytes === 0) throw new ApiError(422, 'invalid_file', 'The file is empty', { param: 'file', errors: [{ line: 0, code: 'empty_file', param: null, message: 'the file has no records' }] });
         const v = await validateJsonl(tmp);
@@ -113,8 +115,7 @@ const files: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) =>
           row = await db.file.create({ data: { id: newId('file'), projectId, filename: filename!, purpose: purpose!, bytes: BigInt(bytes), records: v.records, status: 'processed', blobId: blob.id, idempotencyKey } });
         } catch (e) {
           // the request this one took the key from was slow, not dead, and stored the file meanwhile
-          const late = (e as { code?: string }).code === 'P2002' && idempotencyKey
-            ? await db.file.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } }, include: { blob: { select: { sha256: true } } } }) : null;
+          const late = (e as { code?: string }).code === 'P2002' ? await fileOfKey() : null;
           if (!late) throw e;
           await db.blob.delete({ where: { id: blob.id } });
           return { status: 201, body: fileObject(late) };

@@ -196,13 +196,13 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   // backward on the tape, the prefix's layers forward only (cheaper by the fitted prefixPassCost); FLOPs
   // are counted as AdaptiveTrainer.matmulFlopsOf counts them.
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
-  const hits = prefixCacheHits(wins.length, epochs, inp.schedule ?? 'sequential');
-  const cached = cache && !handedOn && epochs > 1;
+  const schedule = inp.schedule ?? 'sequential';
+  const hits = prefixCacheHits(wins.length, epochs, schedule);
   // The cache keeps every example's unpadded rows at each prefix depth it was needed at: one depth at a time
   // under `sequential` (the trainer frees a finished window's), else each depth an example has met.
   const depths = wins.filter((w) => w.start > 0).length;
-  const cacheBytes = cache ? inp.trainExamples * (inp.meanSeqLen ?? T) * d * 4 * ((inp.schedule ?? 'sequential') === 'sequential' ? Math.min(1, depths) : depths * hits.coverage) : 0;
-  const prefixShare = handedOn ? 0 : cached ? hits.missShare : 1;
+  const cacheBytes = cache ? inp.trainExamples * (inp.meanSeqLen ?? T) * d * 4 * (schedule === 'sequential' ? Math.min(1, depths) : depths * hits.coverage) : 0;
+  const prefixShare = handedOn ? 0 : cache && epochs > 1 ? hits.missShare : 1;
   let tapeLayers = 0, prefixLayers = 0;
   for (const w of wins) {
     tapeLayers += (w.end - w.start + 1) / wins.length;
