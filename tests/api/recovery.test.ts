@@ -2,7 +2,8 @@
 // Idempotency-Key still "in progress" (taken over by a retry once its claim is older than
 // EDGETUNE_IDEMPOTENCY_TIMEOUT_MS, while a request that is merely slow keeps renewing its claim; a retry that
 // takes over the key of a request that had created its job, or stored its upload, answers that job or file instead
-// of creating another), and a job
+// of creating another; a request creating a project or an API key that loses its claim to a retry rolls its row
+// back with the answer it could not store, so only the retry's row stays), and a job
 // creation that outlasts the reconciler's grace period for `validating_files` rows (the reconciler fails
 // the row as abandoned; the request then answers 503 `api_interrupted` and queues nothing). Slow requests
 // are made by holding a PostgreSQL table lock that blocks the request's next insert.
@@ -14,6 +15,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createPrisma, QUEUE_NAME, redisConnection, type PrismaClient, type QueueJobData } from '../../apps/api/src/shared/index.js';
 import { reconcileJobs } from '../../apps/worker/src/reconcile.js';
+import { requestHash } from '../../apps/api/src/idempotency.js';
 import { Client, createTestEnv, startTestApi, waitFor, type Res, type TestEnv } from '../helpers/service.js';
 
 const TIMEOUT_MS = 2000; // EDGETUNE_IDEMPOTENCY_TIMEOUT_MS of this API: claims are renewed every ~667 ms
@@ -45,7 +47,7 @@ async function abandonedKey(key: string, ageMs: number): Promise<void> {
 }
 
 /** Holds `LOCK TABLE <table> IN SHARE MODE` (inserts into it wait) until `release`. */
-async function lockTable(table: 'jobs' | 'job_events'): Promise<{ release: () => Promise<void> }> {
+async function lockTable(table: 'jobs' | 'job_events' | 'projects' | 'api_keys'): Promise<{ release: () => Promise<void> }> {
   const c = new pg.Client({ connectionString: t.databaseUrl });
   await c.connect();
   await c.query('BEGIN');
@@ -58,6 +60,12 @@ async function lockTable(table: 'jobs' | 'job_events'): Promise<{ release: () =>
       try { await c.query('COMMIT'); } finally { await c.end(); }
     },
   };
+}
+
+/** How many sessions of this database wait on a lock (e.g. inserts behind {@link lockTable}). */
+async function lockWaiters(): Promise<number> {
+  const [r] = await db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+  return r.n;
 }
 
 const jobCount = () => db.job.count();
@@ -149,6 +157,67 @@ describe('an Idempotency-Key left in progress by a dead API', () => {
     const b = await admin.post('/v1/jobs', body, { 'idempotency-key': 'slow-1' });
     expect(b.headers.get('idempotent-replayed')).toBe('true');
     expect(b.body.id).toBe(a.body.id);
+  });
+});
+
+describe('projects and API keys: the row and the stored answer commit together', () => {
+  const cases = [
+    {
+      what: 'project', table: 'projects' as const,
+      post: (name: string, key: string) => admin.post('/v1/projects', { name }, { 'idempotency-key': key }),
+      ids: async (name: string) => (await db.project.findMany({ where: { name } })).map((p) => p.id),
+    },
+    {
+      what: 'API key', table: 'api_keys' as const,
+      post: (name: string, key: string) => admin.post(`/v1/projects/${probe.projectId}/keys`, { name }, { 'idempotency-key': key }),
+      ids: async (name: string) => (await db.apiKey.findMany({ where: { name } })).map((k) => k.id),
+    },
+  ];
+
+  it.each(cases)('a request whose claim is taken over while it inserts its $what rolls it back and answers 409; the retry\'s row stays', async ({ table, post, ids }) => {
+    const name = `taken-over-${table}`, key = `taken-over-${table}`;
+    await admin.get('/v1/projects'); // the auth hook's last_used_at write (due once a minute) must not wait on the lock below
+    const lock = await lockTable(table);
+    let first: Promise<Res> | undefined, retry: Promise<Res> | undefined;
+    try {
+      first = post(name, key);
+      await waitFor(async () => (await lockWaiters()) >= 1 && db.idempotencyKey.findFirst({ where: { key } }), 5000, 'the insert waiting on the lock');
+      // as if its renewals had stalled past the timeout: a retry takes the key over
+      await db.$executeRaw`UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE key = ${key}`;
+      retry = post(name, key);
+      await waitFor(async () => (await lockWaiters()) >= 2, 5000, 'the retry taking the key over and waiting on the lock');
+    } finally {
+      await lock.release();
+    }
+    const [a, b] = await Promise.all([first, retry]);
+    expectProblem(a!, 409, 'idempotency_key_in_use');
+    expect(b!.status, JSON.stringify(b!.body)).toBe(201);
+    expect(b!.headers.get('idempotent-replayed')).toBeNull();
+    expect(await ids(name)).toEqual([b!.body.id]);
+    const again = await post(name, key);
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body).toEqual(b!.body);
+  });
+
+  it('POST /v1/projects retried after its API died: the retries that race for the key create the project once', async () => {
+    const name = 'died-project', key = 'died-project';
+    // what a dead request leaves: the key in progress, its transaction (project row) never committed
+    await db.$executeRaw`INSERT INTO idempotency_keys (project_id, key, method, path, request_hash, created_at)
+      VALUES (${probe.projectId}, ${key}, 'POST', '/v1/projects', ${requestHash({ name })}, now() - interval '1 hour')`;
+    const rs = await Promise.all(Array.from({ length: 3 }, () => cases[0].post(name, key)));
+    const ran = rs.filter((r) => r.status === 201 && r.headers.get('idempotent-replayed') === null);
+    expect(ran, JSON.stringify(rs.map((r) => [r.status, r.body.code]))).toHaveLength(1);
+    for (const r of rs) {
+      if (r === ran[0]) continue;
+      if (r.status === 201) expect(r.body.id).toBe(ran[0].body.id);
+      else expectProblem(r, 409, 'idempotency_key_in_use');
+    }
+    expect(await cases[0].ids(name)).toEqual([ran[0].body.id]);
+    const replay = await cases[0].post(name, key);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.body.id).toBe(ran[0].body.id);
+    expect(await cases[0].ids(name)).toHaveLength(1);
   });
 });
 

@@ -7,12 +7,20 @@
  * renews that claim every third of the timeout (EDGETUNE_IDEMPOTENCY_TIMEOUT_MS) while its handler runs,
  * so a claim older than the timeout belongs to a request whose API process died: the next request with
  * the same key and request takes it over (a compare-and-set on the claim time, so one retry wins) and
- * runs the handler again. A request that lost its claim (its renewals stalled past the timeout) still
- * answers its own client but neither stores its answer nor releases the key.
+ * runs the handler again. A request that lost its claim (its renewals stalled past the timeout) neither
+ * stores its answer nor releases the key.
+ *
+ * Two modes. {@link idempotent} stores the answer in a statement of its own after the handler: a request that
+ * dies or loses its claim in between keeps its side effects (and the loser still answers its own client), so
+ * a retry must find them again (jobs and files look theirs up by key; a queue entry or a blob cannot join a
+ * transaction). {@link idempotentTx}, for handlers whose only side effects are database writes, makes them in
+ * the transaction that stores the answer (compared on the claim): they commit together or not at all, and a
+ * request that lost its claim rolls back and answers 409 `idempotency_key_in_use` (projects, API keys: no
+ * second project, no live key whose secret nobody got).
  */
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { PrismaClient } from './shared/db.js';
+import type { Prisma, PrismaClient } from './shared/db.js';
 import { ApiError } from './errors.js';
 import { authOf } from './auth.js';
 
@@ -54,18 +62,20 @@ const inUse = (retryAfterMs: number) => new ApiError(409, 'idempotency_key_in_us
   param: 'Idempotency-Key', headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
 });
 
+/** A key claimed by this request: {@link claimKey}'s answer when the request is to run. */
+interface Claim {
+  /** the key row's where clause that matches only while this request holds the claim */
+  held: () => { projectId: string; key: string; status: null; createdAt: Date };
+  /** stops renewing the claim and waits for a renewal in flight */
+  settle: () => Promise<void>;
+}
+
 /**
- * Runs `handler` once per (project, Idempotency-Key) and sends its answer; replays it on repeats.
- * Without the header it just runs the handler. A handler error releases the key. A key left in progress
- * by a request that stopped renewing it for `opts.timeoutMs` (its API process died) is taken over.
+ * Claims `key` for this request (inserts its row, or takes over an abandoned one) and renews the claim
+ * until `settle`. Answers the stored response instead when the key already holds one.
+ * @throws ApiError 409 idempotency_key_reused (another request under the key), 409 idempotency_key_in_use (its request still runs)
  */
-export async function idempotent(db: PrismaClient, req: FastifyRequest, reply: FastifyReply, hash: string, handler: () => Promise<Stored>, opts: IdempotencyOptions = {}): Promise<FastifyReply> {
-  const key = idempotencyKeyOf(req);
-  if (!key) {
-    const r = await handler();
-    return reply.code(r.status).send(r.body);
-  }
-  const timeoutMs = opts.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS;
+async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash: string, timeoutMs: number): Promise<Claim | { replay: Stored }> {
   const { projectId } = authOf(req);
   const path = req.routeOptions.url ?? req.url;
   const id = { projectId, key };
@@ -80,7 +90,7 @@ export async function idempotent(db: PrismaClient, req: FastifyRequest, reply: F
     if (prior.requestHash !== hash || prior.method !== req.method || prior.path !== path) {
       throw new ApiError(409, 'idempotency_key_reused', 'This Idempotency-Key was used with a different request', { param: 'Idempotency-Key' });
     }
-    if (prior.status !== null) return reply.code(prior.status).header('idempotent-replayed', 'true').send(prior.body);
+    if (prior.status !== null) return { replay: { status: prior.status, body: prior.body } };
     const age = Date.now() - prior.createdAt.getTime();
     if (age < timeoutMs) throw inUse(timeoutMs - age);
     // abandoned (its request's process died): take it over, once however many retries race
@@ -102,20 +112,91 @@ export async function idempotent(db: PrismaClient, req: FastifyRequest, reply: F
     }).catch(() => {}); // a failed renewal is retried at the next tick
   };
   const timer = setInterval(renew, Math.max(1, Math.floor(timeoutMs / 3)));
-  const settled = async () => {
-    clearInterval(timer);
-    await renewing;
+  return {
+    held: () => ({ ...id, status: null, createdAt: claim }),
+    settle: async () => {
+      clearInterval(timer);
+      await renewing;
+    },
   };
+}
+
+const replay = (reply: FastifyReply, r: Stored) => reply.code(r.status).header('idempotent-replayed', 'true').send(r.body);
+
+/**
+ * Runs `handler` once per (project, Idempotency-Key) and sends its answer; replays it on repeats.
+ * Without the header it just runs the handler. A handler error releases the key. A key left in progress
+ * by a request that stopped renewing it for `opts.timeoutMs` (its API process died) is taken over.
+ * The answer is stored after the handler, so a request that dies in between leaves its side effects to a
+ * retry that reruns the handler: for handlers whose side effects can be found again (see {@link idempotentTx}).
+ * @throws ApiError 400 invalid_idempotency_key, 409 idempotency_key_reused / idempotency_key_in_use; the handler's errors
+ */
+export async function idempotent(db: PrismaClient, req: FastifyRequest, reply: FastifyReply, hash: string, handler: () => Promise<Stored>, opts: IdempotencyOptions = {}): Promise<FastifyReply> {
+  const key = idempotencyKeyOf(req);
+  if (!key) {
+    const r = await handler();
+    return reply.code(r.status).send(r.body);
+  }
+  const c = await claimKey(db, req, key, hash, opts.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS);
+  if ('replay' in c) return replay(reply, c.replay);
   let r: Stored;
   try {
     r = await handler();
   } catch (e) {
-    await settled();
-    await db.idempotencyKey.deleteMany({ where: { ...id, status: null, createdAt: claim } }).catch(() => {});
+    await c.settle();
+    await db.idempotencyKey.deleteMany({ where: c.held() }).catch(() => {});
     throw e;
   }
-  await settled();
-  const stored = await db.idempotencyKey.updateMany({ where: { ...id, status: null, createdAt: claim }, data: { status: r.status, body: r.body as object } });
+  await c.settle();
+  const stored = await db.idempotencyKey.updateMany({ where: c.held(), data: { status: r.status, body: r.body as object } });
   if (!stored.count) req.log.warn({ idempotencyKey: key }, 'Idempotency-Key was taken over while this request ran; its answer is not stored');
+  return reply.code(r.status).send(r.body);
+}
+
+/**
+ * Limit of {@link idempotentTx}'s transaction, ms: Prisma's 5 s default would roll back a handler that
+ * merely waits on a lock; one that takes longer is rolled back (an error, the key released).
+ */
+const TX_TIMEOUT_MS = 30_000;
+
+/** Thrown inside {@link idempotentTx}'s transaction to roll it back: the request lost its claim. */
+class ClaimLost extends Error {}
+
+/**
+ * {@link idempotent} for handlers whose only side effects are writes through `tx`: the handler's writes
+ * and the stored answer commit in one transaction, so a request that dies or loses its claim (taken over)
+ * leaves nothing behind, and the request that stores the answer is the one whose writes stay.
+ * Without the header it runs the handler in a transaction too.
+ * @throws ApiError 409 idempotency_key_in_use also when the claim was taken over while the handler ran
+ *   (its writes rolled back; a repeat gets the answer of the request that took over);
+ *   400 invalid_idempotency_key, 409 idempotency_key_reused; the handler's errors
+ */
+export async function idempotentTx(db: PrismaClient, req: FastifyRequest, reply: FastifyReply, hash: string, handler: (tx: Prisma.TransactionClient) => Promise<Stored>, opts: IdempotencyOptions = {}): Promise<FastifyReply> {
+  const key = idempotencyKeyOf(req);
+  if (!key) {
+    const r = await db.$transaction((tx) => handler(tx), { timeout: TX_TIMEOUT_MS });
+    return reply.code(r.status).send(r.body);
+  }
+  const c = await claimKey(db, req, key, hash, opts.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS);
+  if ('replay' in c) return replay(reply, c.replay);
+  let r: Stored;
+  try {
+    r = await db.$transaction(async (tx) => {
+      const answer = await handler(tx);
+      // renewals write the key row outside this transaction: none may wait on the row lock the store below takes
+      await c.settle();
+      const stored = await tx.idempotencyKey.updateMany({ where: c.held(), data: { status: answer.status, body: answer.body as object } });
+      if (!stored.count) throw new ClaimLost();
+      return answer;
+    }, { timeout: TX_TIMEOUT_MS });
+  } catch (e) {
+    await c.settle();
+    if (e instanceof ClaimLost) {
+      req.log.warn({ idempotencyKey: key }, 'Idempotency-Key was taken over while this request ran; its writes are rolled back');
+      throw inUse(1000);
+    }
+    await db.idempotencyKey.deleteMany({ where: c.held() }).catch(() => {});
+    throw e;
+  }
   return reply.code(r.status).send(r.body);
 }

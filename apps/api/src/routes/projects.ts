@@ -3,7 +3,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AppDeps } from '../app.js';
 import { ApiError, notFound } from '../errors.js';
 import { requireAdmin } from '../auth.js';
-import { idempotent, requestHash } from '../idempotency.js';
+import { idempotentTx, requestHash } from '../idempotency.js';
 import { createApiKey } from '../shared/auth.js';
 import { newId } from '../shared/ids.js';
 import { apiKeyObject, listPage, projectObject } from '../serialize.js';
@@ -19,8 +19,8 @@ const projects: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config })
     },
   }, async (req, reply) => {
     requireAdmin(req);
-    return idempotent(db, req, reply, requestHash(req.body), async () => {
-      const p = await db.project.create({ data: { id: newId('project'), name: req.body.name } });
+    return idempotentTx(db, req, reply, requestHash(req.body), async (tx) => {
+      const p = await tx.project.create({ data: { id: newId('project'), name: req.body.name } });
       return { status: 201, body: projectObject(p) };
     }, idem);
   });
@@ -59,8 +59,8 @@ const projects: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config })
   }, async (req, reply) => {
     requireAdmin(req);
     const p = await findProject(req.params.id);
-    return idempotent(db, req, reply, requestHash({ project: p.id, ...req.body }), async () => {
-      const { row, secret } = await createApiKey(db, p.id, { name: req.body.name, admin: req.body.admin ?? false });
+    return idempotentTx(db, req, reply, requestHash({ project: p.id, ...req.body }), async (tx) => {
+      const { row, secret } = await createApiKey(tx, p.id, { name: req.body.name, admin: req.body.admin ?? false });
       return { status: 201, body: apiKeyObject(row, secret) };
     }, idem);
   });

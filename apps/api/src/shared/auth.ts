@@ -1,6 +1,6 @@
 /** API keys: `et-<44 base62 chars>` secrets; only their sha256 is stored. */
 import { createHash } from 'node:crypto';
-import type { PrismaClient } from './db.js';
+import type { Prisma, PrismaClient } from './db.js';
 import { newId, randomString } from './ids.js';
 
 /** sha256 (hex) of a key secret. Keys are high-entropy random strings, so a fast hash is enough. */
@@ -18,8 +18,8 @@ export function keyPrefix(secret: string): string {
   return secret.slice(0, 7);
 }
 
-/** Creates an API key row for `projectId` and returns it with the secret (shown once). */
-export async function createApiKey(db: PrismaClient, projectId: string, opts: { name: string; admin: boolean; secret?: string }) {
+/** Creates an API key row for `projectId` (through `db`, a client or a transaction) and returns it with the secret (shown once). */
+export async function createApiKey(db: Prisma.TransactionClient, projectId: string, opts: { name: string; admin: boolean; secret?: string }) {
   const secret = opts.secret ?? newKeySecret();
   const row = await db.apiKey.create({ data: { id: newId('key'), projectId, name: opts.name, admin: opts.admin, prefix: keyPrefix(secret), hash: hashKey(secret) } });
   return { row, secret };
