@@ -30,6 +30,8 @@ export type { VotingRule, ExitPath } from './infer/voting.js';
 export { evaluatePaths, chooseRule, classTokensOf, EvaluationError } from './infer/evaluate.js';
 export type { EvalReport, PathMetrics } from './infer/evaluate.js';
 export { generate, classify } from './infer/generate.js';
+export { lastWordItems, lastWordAccuracy, pairedSignTest } from './infer/last-word.js';
+export type { LastWordItem, LastWordReport, LastWordOptions } from './infer/last-word.js';
 export { pretrain, saveModelFolder, initLlamaWeights, unigramPerplexity, DEFAULT_PRETRAIN, SPECIAL_TOKENS } from './pretrain/pretrain.js';
 export type { PretrainOptions, PretrainReport } from './pretrain/pretrain.js';
 export { Rng } from './util/rng.js';
