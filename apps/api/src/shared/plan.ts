@@ -78,7 +78,7 @@ export function estimatedPolicy(layers: number, c: Compression): { bits: number[
 export function planInputOf(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps'>, trainRecords: number, policy: { bits: number[]; sparsity: number[] } | null): PlanInput {
   const hp = cfg.hyperparameters;
   return {
-    model, mode: 'edge_llm', exitLayers: cfg.method.edge_llm.exit_layers, loraR: hp.lora_r, loraLinears: hp.target_modules.length, headRank: cfg.method.edge_llm.head_rank ?? 0,
+    model, mode: 'edge_llm', exitLayers: cfg.method.edge_llm.exit_layers, loraR: hp.lora_r, loraTargets: hp.target_modules, headRank: cfg.method.edge_llm.head_rank ?? 0,
     prefix: cfg.method.edge_llm.prefix ?? 'backbone', schedule: cfg.method.edge_llm.schedule,
     batchSize: hp.batch_size * hp.gradient_accumulation_steps, seqLen: hp.max_length, steps: cfg.totalSteps, trainExamples: trainRecords,
     policy, groupSize: cfg.method.edge_llm.compression?.group_size,

@@ -11,6 +11,7 @@
  */
 import { CALIBRATION, type CostCoefficients } from './calibration.js';
 import type { LlamaConfig } from '../model/config.js';
+import { layerForwardFlops, layerTrainFlops } from '../model/flops.js';
 
 /** The decoder dimensions the cost model needs (a subset of LlamaConfig; config.ts loads no TF.js). */
 export type ModelShape = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'tieWordEmbeddings'>;
@@ -36,8 +37,10 @@ export interface PlanInput {
   /** requested exits; the planner may add exits (shallower windows) to fit memory */
   exitLayers?: number[];
   loraR: number;
-  /** LoRA-wrapped linears per layer (7 = all) */
+  /** LoRA-wrapped linears per layer (7 = all); `loraTargets` when given */
   loraLinears?: number;
+  /** LoRA target-module names (PEFT `target_modules`, e.g. `q_proj`); default the first `loraLinears` of q, k, v, o, gate, up, down */
+  loraTargets?: readonly string[];
   /** exit heads: 0 = full trainable copies of lm_head, r > 0 = shared lm_head + rank-r LoRA per exit */
   headRank?: number;
   /** examples per optimizer step (micro-batch x accumulation) */
@@ -124,22 +127,6 @@ function layerWeightBytes(m: ModelShape, fmt: StorageFormat, groupSize: number):
   return b;
 }
 
-/** Matmul FLOPs of one layer's forward for `tokens` tokens of sequences of length T. */
-function layerFlops(m: ModelShape, tokens: number, T: number, loraR: number, loraLinears: number, lora: boolean): number {
-  const d = m.hiddenSize, f = m.intermediateSize, q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
-  const lin = 2 * tokens * (q * d + 2 * kv * d + d * q + 3 * f * d);
-  const att = 2 * 2 * tokens * T * m.numAttentionHeads * m.headDim;
-  const lr = lora ? 2 * tokens * loraR * loraLinears * (d + d + (f - d) * (3 / 7)) : 0;
-  return lin + att + lr;
-}
-
-/** Forward + backward matmul FLOPs of one layer on the tape: base dX (1x), attention (2x), LoRA (2x). */
-function layerTrainFlops(m: ModelShape, tokens: number, T: number, loraR: number, loraLinears: number): number {
-  const base = layerFlops(m, tokens, T, loraR, loraLinears, false), withLora = layerFlops(m, tokens, T, loraR, loraLinears, true);
-  const att = 4 * tokens * T * m.numAttentionHeads * m.headDim;
-  return withLora + base + 2 * att + 2 * (withLora - base);
-}
-
 /**
  * How well the prefix cache serves a window with K windows over `epochs` passes of the data. Under
  * `sequential` a window runs for epochs/K passes in a row: its first pass computes (and stores) every
@@ -162,7 +149,9 @@ export function prefixCacheHits(K: number, epochs: number, schedule: 'sequential
  */
 export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache: boolean) {
   const m = inp.model, L = m.numHiddenLayers, V = m.vocabSize, d = m.hiddenSize, f = m.intermediateSize;
-  const T = inp.seqLen, N = mb * T, r = inp.loraR, nl = inp.loraLinears ?? 7;
+  const T = inp.seqLen, N = mb * T, r = inp.loraR;
+  const targets = inp.loraTargets ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'].slice(0, inp.loraLinears ?? 7);
+  const nl = targets.length;
   const gs = inp.groupSize ?? 0;
   const bits = inp.policy?.bits ?? new Array(L).fill(16);
   const storage = bits.map(storageOf);
@@ -208,7 +197,8 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
     tapeLayers += (w.end - w.start + 1) / wins.length;
     prefixLayers += (w.start * prefixShare) / wins.length;
   }
-  const layerTrain = layerTrainFlops(m, N, T, r, nl), layerFwd = layerFlops(m, N, T, r, nl, false);
+  const fwd = layerForwardFlops(m, mb, T, r, targets);
+  const layerTrain = layerTrainFlops(fwd), layerFwd = fwd.base + fwd.att;
   const headFlops = 2 * mb * V * d * (inp.mode === 'edge_llm' ? 3 : 2); // ~one labelled position per example
   const trainFlops = tapeLayers * layerTrain + prefixLayers * layerFwd + headFlops;
   const attScores = mb * m.numAttentionHeads * T * T;

@@ -192,7 +192,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     const dev = localDevice(o.device === true ? {} : o.device);
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
     plan = makePlan({
-      model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraLinears: opts.lora.targetModules.length, headRank: opts.headRank ?? 0,
+      model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraTargets: opts.lora.targetModules, headRank: opts.headRank ?? 0,
       prefix: opts.prefix, schedule: opts.schedule, batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
       meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined, steps: opts.steps,
       trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize,

@@ -17,6 +17,7 @@ import { AdamW, clipByGlobalNorm, scheduledLr, type LrSchedule } from './optim.j
 import { createExits, defaultExitLayers, exitLogits, windowLayers, type ExitHead } from './exits.js';
 import { BatchIterator, type Batch, type BatchCursor, type Example } from './batches.js';
 import { peftName } from '../model/lora.js';
+import { layerForwardFlops, layerTrainFlops } from '../model/flops.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -296,22 +297,13 @@ export class AdaptiveTrainer {
    */
   matmulFlopsOf(k: number, batch: Batch, prefixLayers?: number): number {
     const c = this.model.config;
-    const B = batch.ids.length, T = batch.ids[0].length, N = B * T;
-    const d = c.hiddenSize, f = c.intermediateSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
-    const base = 2 * N * (q * d + 2 * kv * d + d * q + 3 * f * d);
-    const att = 4 * B * c.numAttentionHeads * T * T * c.headDim;
-    const r = this.opts.lora.r;
-    const dims: [number, number][] = [[d, q], [d, kv], [d, kv], [q, d], [d, f], [d, f], [f, d]];
-    const names = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-    const lora = dims.reduce((a, [i, o], j) => a + (this.opts.lora.targetModules.includes(names[j]) ? 2 * N * r * (i + o) : 0), 0);
+    const layer = layerForwardFlops(c, batch.ids.length, batch.ids[0].length, this.opts.lora.r, this.opts.lora.targetModules);
     const vanilla = this.opts.mode === 'vanilla';
     const start = vanilla ? 0 : this.exits[k].start, end = vanilla ? c.numHiddenLayers - 1 : this.exits[k].layer;
-    const tape = end - start + 1;
     let labelled = 0;
     for (const row of batch.labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) labelled++;
-    const head = 2 * labelled * c.vocabSize * d;
-    // backward: base dX (1x base), attention (2x), LoRA (dA, dB, dX: 2x)
-    return (prefixLayers ?? start) * (base + att) + tape * (base + att + lora + base + 2 * att + 2 * lora) + head * (vanilla ? 2 : 3);
+    const head = 2 * labelled * c.vocabSize * c.hiddenSize;
+    return (prefixLayers ?? start) * (layer.base + layer.att) + (end - start + 1) * layerTrainFlops(layer) + head * (vanilla ? 2 : 3);
   }
 
   /** Bytes held by the prefix cache. */
