@@ -72,7 +72,8 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
           + 'download the voted adapter. Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 application/problem+json with a stable `code`. '
           + 'POSTs accept `Idempotency-Key`: a repeat of the request gets the stored answer (`Idempotent-Replayed: true`), another request under the key 409 '
           + '`idempotency_key_reused`, and a repeat while the first request still runs 409 `idempotency_key_in_use` (with `Retry-After`); a key whose request '
-          + 'stopped (its API process died) is taken over by the next repeat EDGETUNE_IDEMPOTENCY_TIMEOUT_MS (60 s) after that request last renewed it.',
+          + 'stopped (its API process died) is taken over by the next repeat EDGETUNE_IDEMPOTENCY_TIMEOUT_MS (60 s) after that request last renewed it. '
+          + 'An answer is kept EDGETUNE_IDEMPOTENCY_RETENTION_MS (24 h) after its request; a key used after that is a new request.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key (et-...)' } } },

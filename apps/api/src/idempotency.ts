@@ -17,10 +17,18 @@
  * the transaction that stores the answer (compared on the claim): they commit together or not at all, and a
  * request that lost its claim rolls back and answers 409 `idempotency_key_in_use` (projects, API keys: no
  * second project, no live key whose secret nobody got).
+ *
+ * Answers are kept for the retention (EDGETUNE_IDEMPOTENCY_RETENTION_MS, 24 h as at Stripe), counted from the
+ * request's last claim (≈ when its answer was stored): the table would otherwise grow forever, and the answer of
+ * `POST /v1/projects/:id/keys` holds a live key's plaintext secret. After it the key is new: a claim deletes an
+ * expired answer in its way, and {@link sweepIdempotencyKeys} deletes the rest (at API startup and periodically).
+ * Either also clears the key from the job or file created under it, in the same statement, so that a request
+ * reusing the key creates its own instead of finding that one. In-progress keys never expire here (takeover).
  */
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Prisma, PrismaClient } from './shared/db.js';
+import { Prisma, type PrismaClient } from './shared/db.js';
+import type { Config } from './shared/config.js';
 import { ApiError } from './errors.js';
 import { authOf } from './auth.js';
 
@@ -52,10 +60,92 @@ export function idempotencyKeyOf(req: FastifyRequest): string | null {
 /** How long an in-progress key may go without its claim being renewed before a retry takes it over (EDGETUNE_IDEMPOTENCY_TIMEOUT_MS default). */
 export const IDEMPOTENCY_TIMEOUT_MS = 60_000;
 
+/** How long a key's stored answer is replayed, ms, counted from its request's last claim (EDGETUNE_IDEMPOTENCY_RETENTION_MS default: 24 h). */
+export const IDEMPOTENCY_RETENTION_MS = 24 * 3_600_000;
+
 /** Options of {@link idempotent}. */
 export interface IdempotencyOptions {
   /** takeover timeout of an in-progress key, ms (default {@link IDEMPOTENCY_TIMEOUT_MS}); its claim is renewed every third of it */
   timeoutMs?: number;
+  /** retention of a stored answer, ms (default {@link IDEMPOTENCY_RETENTION_MS}); an older one is deleted and the key is new */
+  retentionMs?: number;
+}
+
+/** The options of the configuration (EDGETUNE_IDEMPOTENCY_TIMEOUT_MS, EDGETUNE_IDEMPOTENCY_RETENTION_MS). */
+export function idempotencyOptions(config: Pick<Config, 'idempotencyTimeoutMs' | 'idempotencyRetentionMs'>): IdempotencyOptions {
+  return { timeoutMs: config.idempotencyTimeoutMs, retentionMs: config.idempotencyRetentionMs };
+}
+
+/**
+ * One statement that deletes the key rows `gone` selects (a DELETE ... RETURNING project_id, key) and clears
+ * those keys from the jobs and files created under them. One statement, so a key is never deleted without
+ * being cleared; raw SQL, so clearing leaves jobs.updated_at alone (the reconciler's grace periods read it).
+ */
+async function expireKeys(db: PrismaClient, gone: Prisma.Sql): Promise<number> {
+  // PostgreSQL runs every data-modifying WITH to completion, read or not
+  const [r] = await db.$queryRaw<{ keys: number }[]>`WITH gone AS (${gone}),
+    j AS (UPDATE jobs SET idempotency_key = NULL FROM gone WHERE jobs.project_id = gone.project_id AND jobs.idempotency_key = gone.key),
+    f AS (UPDATE files SET idempotency_key = NULL FROM gone WHERE files.project_id = gone.project_id AND files.idempotency_key = gone.key)
+    SELECT count(*)::int AS keys FROM gone`;
+  return r.keys;
+}
+
+// created_at is a timestamp without time zone that Prisma writes in UTC: compare with UTC ISO text (PostgreSQL ignores its zone)
+const ts = (d: Date) => Prisma.sql`${d.toISOString()}::timestamp`;
+
+/** Rows one sweep statement deletes at most: a backlog goes in batches, none holding many row locks for long. */
+const SWEEP_BATCH = 1000;
+
+/**
+ * Deletes the stored answers older than `retentionMs` (completed keys whose last claim is older) and clears
+ * their keys from the jobs and files created under them, in batches until none is left or `opts.stopped()`.
+ * In-progress keys are kept (takeover decides about them). Safe alongside claims and other API processes'
+ * sweeps (rows another transaction holds are skipped, to the next sweep).
+ * @param retentionMs how long an answer is kept, ms
+ * @param opts.now the time the retention counts back from, ms since the epoch (default: now); `opts.stopped` ends it between batches
+ * @returns how many keys it deleted
+ * @throws the database's errors
+ */
+export async function sweepIdempotencyKeys(db: PrismaClient, retentionMs: number, opts: { now?: number; stopped?: () => boolean } = {}): Promise<number> {
+  const before = ts(new Date((opts.now ?? Date.now()) - retentionMs));
+  let total = 0;
+  while (!opts.stopped?.()) {
+    const n = await expireKeys(db, Prisma.sql`DELETE FROM idempotency_keys k USING (
+      SELECT project_id, key FROM idempotency_keys WHERE status IS NOT NULL AND created_at < ${before}
+      ORDER BY created_at LIMIT ${SWEEP_BATCH} FOR UPDATE SKIP LOCKED) old
+      WHERE k.project_id = old.project_id AND k.key = old.key RETURNING k.project_id, k.key`);
+    total += n;
+    if (n < SWEEP_BATCH) break;
+  }
+  return total;
+}
+
+/**
+ * Runs {@link sweepIdempotencyKeys} now and every min(retention / 4, 1 h) (at least every second) until `stop`;
+ * the timer does not keep the process alive, and a sweep still running is skipped rather than overlapped.
+ * @param retentionMs how long an answer is kept, ms
+ * @param log told how many keys each sweep deleted (when any) and a sweep's error (the next sweep retries)
+ */
+export function startIdempotencySweeper(db: PrismaClient, retentionMs: number, log: { info: (o: object, m: string) => void; error: (o: object, m: string) => void }): { stop: () => Promise<void> } {
+  let stopped = false;
+  let running: Promise<void> | null = null;
+  const sweep = () => {
+    if (running || stopped) return;
+    running = sweepIdempotencyKeys(db, retentionMs, { stopped: () => stopped })
+      .then((n) => { if (n) log.info({ deleted: n, retentionMs }, 'expired Idempotency-Keys deleted'); },
+        (e: unknown) => log.error({ err: e }, 'Idempotency-Key sweep failed'))
+      .finally(() => { running = null; });
+  };
+  const timer = setInterval(sweep, Math.max(1000, Math.min(Math.floor(retentionMs / 4), 3_600_000)));
+  timer.unref();
+  sweep();
+  return {
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 const inUse = (retryAfterMs: number) => new ApiError(409, 'idempotency_key_in_use', 'A request with this Idempotency-Key is in progress; retry later', {
@@ -71,22 +161,36 @@ interface Claim {
 }
 
 /**
- * Claims `key` for this request (inserts its row, or takes over an abandoned one) and renews the claim
- * until `settle`. Answers the stored response instead when the key already holds one.
+ * Claims `key` for this request (inserts its row, takes over an abandoned one, or replaces an answer older than
+ * `retentionMs`) and renews the claim until `settle`. Answers the stored response instead when the key holds one.
+ * @param opts.timeoutMs takeover timeout, ms; `opts.retentionMs` how long an answer is kept, ms
  * @throws ApiError 409 idempotency_key_reused (another request under the key), 409 idempotency_key_in_use (its request still runs)
  */
-async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash: string, timeoutMs: number): Promise<Claim | { replay: Stored }> {
+async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash: string, opts: Required<IdempotencyOptions>): Promise<Claim | { replay: Stored }> {
+  const { timeoutMs, retentionMs } = opts;
   const { projectId } = authOf(req);
   const path = req.routeOptions.url ?? req.url;
   const id = { projectId, key };
   // the claim: the key row's created_at while its status is null (renewed below; every write compares it)
   let claim = new Date();
-  try {
-    await db.idempotencyKey.create({ data: { projectId, key, method: req.method, path, requestHash: hash, createdAt: claim } });
-  } catch (e) {
-    if ((e as { code?: string }).code !== 'P2002') throw e;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await db.idempotencyKey.create({ data: { projectId, key, method: req.method, path, requestHash: hash, createdAt: claim } });
+      break;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'P2002') throw e;
+    }
     const prior = await db.idempotencyKey.findUnique({ where: { projectId_key: id } });
     if (!prior) throw inUse(1000); // released just now
+    if (prior.status !== null && Date.now() - prior.createdAt.getTime() >= retentionMs) {
+      // an expired answer: the key is new, whatever request it answered. Deleted only as it was read, so
+      // of racing requests one deletes it and the others meet the winner's row at the next insert.
+      if (attempt > 2) throw inUse(1000);
+      await expireKeys(db, Prisma.sql`DELETE FROM idempotency_keys WHERE project_id = ${projectId} AND key = ${key}
+        AND status IS NOT NULL AND created_at = ${ts(prior.createdAt)} RETURNING project_id, key`);
+      claim = new Date();
+      continue;
+    }
     if (prior.requestHash !== hash || prior.method !== req.method || prior.path !== path) {
       throw new ApiError(409, 'idempotency_key_reused', 'This Idempotency-Key was used with a different request', { param: 'Idempotency-Key' });
     }
@@ -98,6 +202,7 @@ async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash
     const took = await db.idempotencyKey.updateMany({ where: { ...id, status: null, createdAt: prior.createdAt }, data: { createdAt: claim } });
     if (!took.count) throw inUse(1000);
     req.log.warn({ idempotencyKey: key, claimedAt: prior.createdAt }, 'Idempotency-Key taken over from a request that stopped');
+    break;
   }
   // renew the claim while the handler runs, so that only a dead request's key can be taken over
   let renewing: Promise<unknown> = Promise.resolve();
@@ -123,8 +228,13 @@ async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash
 
 const replay = (reply: FastifyReply, r: Stored) => reply.code(r.status).header('idempotent-replayed', 'true').send(r.body);
 
+const withDefaults = (o: IdempotencyOptions): Required<IdempotencyOptions> => ({
+  timeoutMs: o.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS, retentionMs: o.retentionMs ?? IDEMPOTENCY_RETENTION_MS,
+});
+
 /**
- * Runs `handler` once per (project, Idempotency-Key) and sends its answer; replays it on repeats.
+ * Runs `handler` once per (project, Idempotency-Key) and sends its answer; replays it on repeats for
+ * `opts.retentionMs`, after which the key is new (the handler runs again, whatever the request).
  * Without the header it just runs the handler. A handler error releases the key. A key left in progress
  * by a request that stopped renewing it for `opts.timeoutMs` (its API process died) is taken over.
  * The answer is stored after the handler, so a request that dies in between leaves its side effects to a
@@ -137,7 +247,7 @@ export async function idempotent(db: PrismaClient, req: FastifyRequest, reply: F
     const r = await handler();
     return reply.code(r.status).send(r.body);
   }
-  const c = await claimKey(db, req, key, hash, opts.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS);
+  const c = await claimKey(db, req, key, hash, withDefaults(opts));
   if ('replay' in c) return replay(reply, c.replay);
   let r: Stored;
   try {
@@ -177,7 +287,7 @@ export async function idempotentTx(db: PrismaClient, req: FastifyRequest, reply:
     const r = await db.$transaction((tx) => handler(tx), { timeout: TX_TIMEOUT_MS });
     return reply.code(r.status).send(r.body);
   }
-  const c = await claimKey(db, req, key, hash, opts.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS);
+  const c = await claimKey(db, req, key, hash, withDefaults(opts));
   if ('replay' in c) return replay(reply, c.replay);
   let r: Stored;
   try {

@@ -1,9 +1,11 @@
 /**
  * Starts the API server: serves the API on PORT. On start it creates the bootstrap admin key when asked
- * (EDGETUNE_BOOTSTRAP_API_KEY) and registers the base models of its own models folder, if any.
+ * (EDGETUNE_BOOTSTRAP_API_KEY) and registers the base models of its own models folder, if any; while it
+ * runs it deletes Idempotency-Key answers past their retention (EDGETUNE_IDEMPOTENCY_RETENTION_MS).
  */
 import { Queue } from 'bullmq';
 import { buildApp } from './app.js';
+import { startIdempotencySweeper } from './idempotency.js';
 import { bootstrapAdminKey } from './shared/auth.js';
 import { loadConfig } from './shared/config.js';
 import { createPrisma } from './shared/db.js';
@@ -22,10 +24,13 @@ export async function startApi(env: NodeJS.ProcessEnv = process.env, opts: { log
   await registerModels(db, found, `api@${config.hostName}`, (m) => app.log.warn(m));
   app.log.info(`base models in ${config.modelsDir}: ${found.map((m) => m.id).join(', ') || '(none)'}`);
   await app.listen({ port: config.port, host: config.host });
+  // here, not in buildApp: the OpenAPI generator builds the app with no database
+  const sweeper = startIdempotencySweeper(db, config.idempotencyRetentionMs, app.log);
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   let stopping: Promise<void> | null = null;
   const stop = () => (stopping ??= (async () => {
+    await sweeper.stop();
     await app.close();
     await queue.close();
     redis.disconnect();

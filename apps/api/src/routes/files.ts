@@ -12,7 +12,7 @@ import { DatasetError, parseJsonlLine } from '@edgetune/engine/data';
 import type { AppDeps } from '../app.js';
 import { ApiError, notFound, type ProblemItem } from '../errors.js';
 import { authOf } from '../auth.js';
-import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.js';
+import { idempotencyKeyOf, idempotencyOptions, idempotent, requestHash } from '../idempotency.js';
 import { newId } from '../shared/ids.js';
 import { putBlob, readBlob } from '../shared/blobs.js';
 import { isTerminal } from '../shared/status.js';
@@ -121,7 +121,7 @@ const files: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) =>
           return { status: 201, body: fileObject(late) };
         }
         return { status: 201, body: fileObject({ ...row, sha256: blob.sha256 }) };
-      }, { timeoutMs: config.idempotencyTimeoutMs });
+      }, idempotencyOptions(config));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

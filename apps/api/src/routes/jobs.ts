@@ -4,7 +4,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
 import { authOf } from '../auth.js';
-import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.js';
+import { idempotencyKeyOf, idempotencyOptions, idempotent, requestHash } from '../idempotency.js';
 import { cancelJob, createJob, dryRunJob, findJob, renderJob } from '../jobs.js';
 import { readBlob } from '../shared/blobs.js';
 import { isTerminal, JOB_STATUSES } from '../shared/status.js';
@@ -37,7 +37,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 const jobs: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { db, hub } = deps;
   const jd = { db, redis: deps.redis, queue: deps.queue, prefix: deps.config.queuePrefix, config: deps.config };
-  const idem = { timeoutMs: deps.config.idempotencyTimeoutMs };
+  const idem = idempotencyOptions(deps.config);
 
   app.post('/v1/jobs', {
     schema: {

@@ -3,14 +3,14 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AppDeps } from '../app.js';
 import { ApiError, notFound } from '../errors.js';
 import { requireAdmin } from '../auth.js';
-import { idempotentTx, requestHash } from '../idempotency.js';
+import { idempotencyOptions, idempotentTx, requestHash } from '../idempotency.js';
 import { createApiKey } from '../shared/auth.js';
 import { newId } from '../shared/ids.js';
 import { apiKeyObject, listPage, projectObject } from '../serialize.js';
 import { ApiKey, ApiKeyList, IdParams, ListQuery, Project, ProjectList, problems, ref } from '../schemas.js';
 
 const projects: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) => {
-  const idem = { timeoutMs: config.idempotencyTimeoutMs };
+  const idem = idempotencyOptions(config);
   app.post('/v1/projects', {
     schema: {
       operationId: 'createProject', summary: 'Create a project (admin)', tags: ['projects'],

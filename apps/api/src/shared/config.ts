@@ -18,6 +18,8 @@ export interface Config {
   maxFileBytes: number;
   /** how long an Idempotency-Key's request may go without renewing its claim before a retry takes the key over, ms */
   idempotencyTimeoutMs: number;
+  /** how long an Idempotency-Key's stored answer is kept (from its request's last claim), ms: after it the key is new */
+  idempotencyRetentionMs: number;
   /** BullMQ lock duration / stalled check interval, ms; max stalls before a job fails */
   lockDurationMs: number;
   stalledIntervalMs: number;
@@ -72,6 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     queuePrefix: env.EDGETUNE_QUEUE_PREFIX || 'edgetune',
     maxFileBytes: int(env, 'EDGETUNE_MAX_FILE_BYTES', 512 * 1024 * 1024),
     idempotencyTimeoutMs: positive(env, 'EDGETUNE_IDEMPOTENCY_TIMEOUT_MS', true) ?? 60_000,
+    idempotencyRetentionMs: positive(env, 'EDGETUNE_IDEMPOTENCY_RETENTION_MS', true) ?? 24 * 3_600_000,
     lockDurationMs: int(env, 'EDGETUNE_LOCK_DURATION_MS', 30_000),
     stalledIntervalMs: int(env, 'EDGETUNE_STALLED_INTERVAL_MS', 30_000),
     maxStalledCount: int(env, 'EDGETUNE_MAX_STALLED_COUNT', 3),

@@ -3,7 +3,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '../generated/prisma/client.js';
 
 export { PrismaClient };
-export type { Prisma } from '../generated/prisma/client.js';
+export { Prisma } from '../generated/prisma/client.js';
 
 /** Opens a Prisma client on `url` (postgresql://...). Call `$disconnect()` when done. */
 export function createPrisma(url: string, opts: { max?: number } = {}): PrismaClient {
