@@ -321,7 +321,15 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
       `  zero-shot last-word accuracy: ${zs.verdict}; at the harsher budget ${zsHarsh.verdict};\n` +
       `  spam test accuracy after tuning (${lucTest.n} seeds: ${pct(lucTest.mean)} vs ${pct(uniTest.mean)}) ${tunedVerdict}; planner within 20% (all ${planned.length} runs; worst ${(worst * 100).toFixed(1)}%) ${worst <= 0.2 ? 'MET' : 'not met'}\n`;
     process.stdout.write(text);
-    luc = { budget, sensitivity: sens, policies: { luc: lucPolicy, inverse: inversePolicy, uniform }, perplexity: ppl, zeroShot: { task: 'last word of held-out sentences (pretraining corpus validation split), greedy, 64-token context', items: items.length, accuracy: { dense: q.dense.lastWord.accuracy, luc: q.luc.lastWord.accuracy, inverse: q.inverse.lastWord.accuracy, uniform: q.uniform.lastWord.accuracy }, signTest: zs.test, harsh: { budget: harshBudget, perplexity: { luc: harsh.luc.perplexity, uniform: harsh.uniform.perplexity }, accuracy: { luc: harsh.luc.lastWord.accuracy, uniform: harsh.uniform.lastWord.accuracy }, signTest: zsHarsh.test } }, runs: { luc: lucRun, inverse: invRun, uniform: uniRun }, seedRuns: { luc: lucSeeds.slice(1), uniform: uniSeeds.slice(1) }, tunedTest: { luc: lucTest, uniform: uniTest, verdict: tunedVerdict } };
+    const zeroShot = {
+      task: 'last word of held-out sentences (pretraining corpus validation split), greedy, 64-token context', items: items.length,
+      accuracy: { dense: q.dense.lastWord.accuracy, luc: q.luc.lastWord.accuracy, inverse: q.inverse.lastWord.accuracy, uniform: q.uniform.lastWord.accuracy }, signTest: zs.test,
+      harsh: { budget: harshBudget, perplexity: { luc: harsh.luc.perplexity, uniform: harsh.uniform.perplexity }, accuracy: { luc: harsh.luc.lastWord.accuracy, uniform: harsh.uniform.lastWord.accuracy }, signTest: zsHarsh.test },
+    };
+    luc = {
+      budget, sensitivity: sens, policies: { luc: lucPolicy, inverse: inversePolicy, uniform }, perplexity: ppl, zeroShot,
+      runs: { luc: lucRun, inverse: invRun, uniform: uniRun }, seedRuns: { luc: lucSeeds.slice(1), uniform: uniSeeds.slice(1) }, tunedTest: { luc: lucTest, uniform: uniTest, verdict: tunedVerdict },
+    };
   }
   const result = { date: new Date().toISOString(), command: 'npm run bench', machine: { cpus: cpus().length, cpu: cpus()[0]?.model }, settings: s, sgemmPeak: peak, vanilla, edge_llm: edge, edge_llm_equal_time: equalTime, edge_llm_quarter_memory: quarter, ratio, luc };
   const out = o.out ?? join(REPO, 'bench', 'results', `bench-${new Date().toISOString().slice(0, 10)}.json`);
