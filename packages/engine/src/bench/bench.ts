@@ -25,7 +25,7 @@ import { instrumentMatMulFlops, matmulFlops, resetMatmulFlops } from './flops.js
 import type { TuneMode } from '../tune/trainer.js';
 import { LlamaModel } from '../model/llama.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { buildPolicy, compressModel, profileSensitivity, type LucPolicy } from '../compress/luc.js';
+import { buildPolicy, compressModel, profileSensitivity, type CalibrationSet, type LucPolicy } from '../compress/luc.js';
 import { loadPretrainCorpus } from '../pretrain/corpus.js';
 import { streamPerplexity, tokenStream } from '../pretrain/pretrain.js';
 import { evaluatePaths } from '../infer/evaluate.js';
@@ -166,16 +166,11 @@ function table(rows: string[][]): string {
 
 /**
  * Base-model quality under a policy (null = dense), no LoRA: held-out text perplexity (`maxTokens` tokens of
- * the pretraining corpus's validation split) and zero-shot last-word accuracy on `items` (LAMBADA-style).
+ * `val`, the pretraining corpus's validation split) and zero-shot last-word accuracy on `items` (LAMBADA-style).
  */
-async function baseQuality(modelDir: string, calibFile: string, policy: LucPolicy | null, maxTokens: number, items: LastWordItem[]): Promise<{ perplexity: number; lastWord: LastWordReport }> {
-  const tok = await loadTokenizer(modelDir);
+function baseQuality(modelDir: string, calib: CalibrationSet, policy: LucPolicy | null, val: Int32Array, maxTokens: number, items: LastWordItem[]): { perplexity: number; lastWord: LastWordReport } {
   const model = LlamaModel.load(modelDir);
-  if (policy) {
-    const { examples } = await loadExamples(calibFile, tok, 256);
-    compressModel(model, calibrationFromExamples(examples, 8, 128, calibFile), policy);
-  }
-  const val = tokenStream(tok, loadPretrainCorpus().validation);
+  if (policy) compressModel(model, calib, policy);
   const r = streamPerplexity(model, val, 128, 8, maxTokens);
   const lastWord = lastWordAccuracy(model, items);
   model.dispose();
@@ -257,7 +252,8 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     const tok = await loadTokenizer(model);
     const dense = LlamaModel.load(model);
     const { examples } = await loadExamples(s.train, tok, 256);
-    const sens = profileSensitivity(dense, calibrationFromExamples(examples, 8, 128, s.train), { method: 'wanda' });
+    const calib = calibrationFromExamples(examples, 8, 128, s.train);
+    const sens = profileSensitivity(dense, calib, { method: 'wanda' });
     dense.dispose();
     tf.disposeVariables();
     const budget = { targetSparsity: 0.5, avgBits: 4 };
@@ -266,19 +262,20 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     const uniform = buildPolicy(sens, { ...budget, sparsityRule: 'uniform', bitsRule: 'uniform' });
     for (const [name, p] of [['LUC (owl)', lucPolicy], ['LUC (inverse)', inversePolicy]] as const) process.stderr.write(`[bench] ${name} policy: sparsity [${p.sparsity.map((x) => x.toFixed(2))}], bits [${p.bits}] (profiled in ${(sens.ms / 1000).toFixed(1)} s)\n`);
     const pplTokens = o.quick ? 8192 : 32768;
-    const items = lastWordItems(tok, loadPretrainCorpus().validation, { contextTokens: 64, maxItems: o.quick ? 300 : undefined });
+    const heldOut = loadPretrainCorpus().validation, val = tokenStream(tok, heldOut);
+    const items = lastWordItems(tok, heldOut, { contextTokens: 64, maxItems: o.quick ? 300 : undefined });
     const q = {
-      dense: await baseQuality(model, s.train, null, pplTokens, items),
-      luc: await baseQuality(model, s.train, lucPolicy, pplTokens, items),
-      inverse: await baseQuality(model, s.train, inversePolicy, pplTokens, items),
-      uniform: await baseQuality(model, s.train, uniform, pplTokens, items),
+      dense: baseQuality(model, calib, null, val, pplTokens, items),
+      luc: baseQuality(model, calib, lucPolicy, val, pplTokens, items),
+      inverse: baseQuality(model, calib, inversePolicy, val, pplTokens, items),
+      uniform: baseQuality(model, calib, uniform, val, pplTokens, items),
     };
     const ppl = { dense: q.dense.perplexity, luc: q.luc.perplexity, inverse: q.inverse.perplexity, uniform: q.uniform.perplexity };
     // A harsher budget, base model only: where the policies differ more than at the paper's 50% / 4 bits.
     const harshBudget = { targetSparsity: 0.7, avgBits: 3 };
     const harsh = {
-      luc: await baseQuality(model, s.train, buildPolicy(sens, { ...harshBudget, sparsityRule: 'owl', bitsRule: 'budgeted' }), pplTokens, items),
-      uniform: await baseQuality(model, s.train, buildPolicy(sens, { ...harshBudget, sparsityRule: 'uniform', bitsRule: 'uniform' }), pplTokens, items),
+      luc: baseQuality(model, calib, buildPolicy(sens, { ...harshBudget, sparsityRule: 'owl', bitsRule: 'budgeted' }), val, pplTokens, items),
+      uniform: baseQuality(model, calib, buildPolicy(sens, { ...harshBudget, sparsityRule: 'uniform', bitsRule: 'uniform' }), val, pplTokens, items),
     };
     const zs = zeroShotVerdict(q.luc.lastWord, q.uniform.lastWord), zsHarsh = zeroShotVerdict(harsh.luc.lastWord, harsh.uniform.lastWord);
     const lucRun = await child({ label: 'edge_llm_luc', mode: 'edge_llm', settings: s, policy: lucPolicy }, work);

@@ -18,6 +18,9 @@ export interface LayerFlops {
   lora: number;
 }
 
+/** The linears of one decoder layer, by their HF short names (here: the planner imports this file, not TF.js). */
+export const LINEAR_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+
 /** [in, out] features of each linear, by PEFT target-module name. */
 function linearDims(c: LayerShape): Record<string, [number, number]> {
   const d = c.hiddenSize, f = c.intermediateSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;

@@ -48,8 +48,8 @@ export function weightShape(lin: Linear): [number, number] {
   return lin.packed ? [lin.packed.rows, lin.packed.cols] : (lin.weight.shape as [number, number]);
 }
 
-/** The linears of one decoder layer, by their HF short names. */
-export const LINEAR_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+import { LINEAR_NAMES } from './flops.js';
+export { LINEAR_NAMES };
 export type LinearName = (typeof LINEAR_NAMES)[number];
 
 /** One `LlamaDecoderLayer`. */

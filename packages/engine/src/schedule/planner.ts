@@ -11,7 +11,7 @@
  */
 import { CALIBRATION, type CostCoefficients } from './calibration.js';
 import type { LlamaConfig } from '../model/config.js';
-import { layerForwardFlops, layerTrainFlops } from '../model/flops.js';
+import { LINEAR_NAMES, layerForwardFlops, layerTrainFlops } from '../model/flops.js';
 
 /** The decoder dimensions the cost model needs (a subset of LlamaConfig; config.ts loads no TF.js). */
 export type ModelShape = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'tieWordEmbeddings'>;
@@ -150,7 +150,7 @@ export function prefixCacheHits(K: number, epochs: number, schedule: 'sequential
 export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache: boolean) {
   const m = inp.model, L = m.numHiddenLayers, V = m.vocabSize, d = m.hiddenSize, f = m.intermediateSize;
   const T = inp.seqLen, N = mb * T, r = inp.loraR;
-  const targets = inp.loraTargets ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'].slice(0, inp.loraLinears ?? 7);
+  const targets = inp.loraTargets ?? LINEAR_NAMES.slice(0, inp.loraLinears ?? 7);
   const nl = targets.length;
   const gs = inp.groupSize ?? 0;
   const bits = inp.policy?.bits ?? new Array(L).fill(16);
