@@ -57,11 +57,17 @@ describe('with one worker', () => {
   afterAll(async () => { if (shared) await stopWorker(shared); });
 
   it('upload -> job -> SSE progress -> result -> checkpoints -> PEFT and bundle downloads that the engine loads', async () => {
+    // the worker reports its measured device; the API plans the job for it
+    const me = await waitFor(async () => (await c.get('/v1/workers')).body.data.find((w: any) => w.host === 'w-main' && w.online), 30_000, 'worker device report');
+    expect(me).toMatchObject({ id: `w-main:${shared!.proc.pid}`, concurrency: 1, device: { backend: 'wasm', threads: expect.any(Number), matmul_gflops: expect.any(Number) } });
+    expect(me.device.matmul_gflops).toBeGreaterThan(0);
+    expect(me.device.memory_budget_bytes).toBeGreaterThan(0);
     const created = await c.post('/v1/jobs', {
       model: MODEL, training_file: train, validation_file: val, suffix: 'toy',
       hyperparameters: { max_steps: 12, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, checkpointing: { every_n_steps: 4 },
     });
     expect(created.status).toBe(201);
+    expect(created.body.plan.device).toMatchObject({ source: 'worker', worker_id: me.id, matmul_gflops: me.device.matmul_gflops, memory_budget_bytes: me.device.memory_budget_bytes });
     const id = created.body.id;
     const sse = await readSse(`${api.url}/v1/jobs/${id}/events/stream`, ADMIN_KEY, { timeoutMs: 90_000 });
     const j = await job(id);
@@ -84,6 +90,7 @@ describe('with one worker', () => {
       fine_tuned_model: `ft:${MODEL}:toy:${id}`, result_files: ['bundle', 'peft'], latest_metrics: { step: 12 },
     });
     expect(j.finished_at).toBeGreaterThanOrEqual(j.started_at);
+    expect(j.plan.device).toMatchObject({ source: 'worker', worker_id: me.id });
     expect(j.result.exits.map((e: any) => e.layer)).toEqual([0, 1, 2, 3]);
     expect(['max', 'mean', 'confidence', 'weighted']).toContain(j.result.voting_rule);
     expect(j.result.voted_accuracy).toBe(j.result.voted[j.result.voting_rule].accuracy);
@@ -332,10 +339,13 @@ describe('worker death and shutdown', () => {
     const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;
     const a = worker('w-term');
     await waitFor(async () => { const j = await job(id); return j.progress.step >= 10 && j; }, 60_000, 'training');
+    await waitFor(async () => (await c.get('/v1/workers')).body.data.some((w: any) => w.host === 'w-term'), 30_000, 'worker device report');
     const t0 = Date.now();
     a.signal('SIGTERM');
     expect(await a.exited).toBe(0);
     expect(Date.now() - t0).toBeLessThan(10_000);
+    // a stopped worker takes no jobs: its device report is gone
+    expect((await c.get('/v1/workers')).body.data.map((w: any) => w.host)).not.toContain('w-term');
     const q = await job(id);
     expect(q.status).toBe('queued');
     expect(q.progress.step).toBeLessThan(total);

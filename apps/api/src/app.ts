@@ -22,6 +22,7 @@ import jobs from './routes/jobs.js';
 import models from './routes/models.js';
 import policies from './routes/policies.js';
 import projects from './routes/projects.js';
+import workers from './routes/workers.js';
 import health from './routes/health.js';
 
 /** API version reported in the OpenAPI document. */
@@ -83,6 +84,7 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
         { name: 'jobs', description: 'tuning jobs, their events, checkpoints and adapters' },
         { name: 'models', description: 'base models' },
         { name: 'policies', description: 'LUC compression policies (per base model and budget)' },
+        { name: 'workers', description: 'worker processes and the devices jobs are planned for' },
         { name: 'projects', description: 'projects and API keys (admin)' },
         { name: 'health', description: 'liveness and readiness' },
       ],
@@ -98,6 +100,7 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
   await app.register(models, deps);
   await app.register(policies, deps);
   await app.register(projects, deps);
+  await app.register(workers, deps);
 
   app.addHook('preClose', async () => {
     for (const finish of [...deps.streams]) finish();

@@ -10,6 +10,7 @@ import { resolveJobConfig, JobConfigError, type ResolvedJobConfig } from './shar
 import { planJob, type JobPlan } from './shared/plan.js';
 import { hostFingerprint } from './shared/models.js';
 import { findPolicy } from './shared/policies.js';
+import { planningWorker } from './shared/workers.js';
 import { channels, enqueueJob, type ControlMessage, type QueueJobData } from './shared/queue.js';
 import { isTerminal } from './shared/status.js';
 import { ApiError, notFound } from './errors.js';
@@ -22,8 +23,11 @@ export interface JobDeps {
   redis: Redis;
   queue: Queue<QueueJobData>;
   prefix: string;
-  /** device defaults of the plan (EDGETUNE_DEVICE_*); the models folder (a local model's fingerprint keys its stored policies) */
-  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops' | 'modelsDir'>;
+  /**
+   * device defaults of the plan when no worker is live (EDGETUNE_DEVICE_*); the heartbeat that tells live workers;
+   * the models folder (a local model's fingerprint keys its stored policies)
+   */
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops' | 'modelsDir' | 'workerHeartbeatMs'>;
 }
 
 /** The job object of a row (counts checkpoints and adapters). */
@@ -85,7 +89,8 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
   const stored = c ? await findPolicy(db, model.id, await hostFingerprint(deps.config.modelsDir, model.id, model.fingerprint), c) : null;
   let plan: JobPlan;
   try {
-    plan = planJob(shape, cfg, train.records, deps.config, stored);
+    // planned for the device of a live worker that has the model: the one that will run it
+    plan = planJob(shape, cfg, train.records, deps.config, stored, await planningWorker(db, deps.config.workerHeartbeatMs, model.hosts));
   } catch (e) {
     if ((e as Error).name === 'PlanError') throw new ApiError(400, 'invalid_request', `The job cannot be planned: ${(e as Error).message}`, { param: null });
     throw e;

@@ -134,7 +134,11 @@ export const JobPlan = Type.Object({
   gradient_accumulation_steps: Type.Integer(),
   prefix_cache: Type.Boolean({ description: 'the frozen prefix\'s activations are cached across epochs' }),
   storage: Type.Array(Type.String(), { description: 'per layer weight storage: f32, int8 or int4' }),
-  device: Type.Object({ memory_budget_bytes: Type.Integer(), threads: Type.Integer(), backend: Type.String(), matmul_gflops: Type.Number() }),
+  device: Type.Object({
+    memory_budget_bytes: Type.Integer(), threads: Type.Integer(), backend: Type.String(), matmul_gflops: Type.Number({ description: 'measured SGEMM throughput the time forecast assumes' }),
+    source: Type.Enum(['worker', 'config', 'api_host'], { description: 'where the fields the job did not state came from: `worker`: a live worker\'s report (`worker_id`, see GET /v1/workers); `config`: the EDGETUNE_DEVICE_* settings; `api_host`: no worker was live, so the API host\'s free memory and cores and a default throughput' }),
+    worker_id: Nullable(Type.String()),
+  }, { description: 'the device planned for' }),
   policy: Nullable(Type.Object({
     id: Nullable(Type.String()),
     source: Type.Enum(['stored', 'estimated', 'run'], { description: '`stored`: a stored policy\'s bits; `estimated`: from the budget, before a policy exists; `run`: the policy the job ran with' }),
@@ -314,6 +318,25 @@ export const ModelObject = Type.Object({
 }, { $id: 'Model' });
 export const ModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ref(ModelObject)) }, { $id: 'ModelList' });
 
+export const WorkerObject = Type.Object({
+  id: Type.String({ description: '`host:pid`, as in a job\'s worker events' }),
+  object: Type.Literal('worker'),
+  host: Type.String(),
+  online: Type.Boolean({ description: 'heard from within the last 3 heartbeats (EDGETUNE_WORKER_HEARTBEAT_MS); only online workers are planned for' }),
+  concurrency: Type.Integer({ description: 'jobs it runs at once' }),
+  device: Type.Object({
+    memory_budget_bytes: Type.Integer({ description: 'bytes a job may use: EDGETUNE_DEVICE_MEMORY_BYTES, else the host\'s free memory when the worker was last idle' }),
+    total_memory_bytes: Type.Integer(),
+    threads: Type.Integer(),
+    backend: Type.String({ description: 'TF.js backend' }),
+    matmul: Type.String({ description: 'what runs the matmuls, e.g. openblas(2 threads)' }),
+    matmul_gflops: Type.Number({ description: 'measured SGEMM throughput, GFLOP/s' }),
+  }),
+  started_at: Type.Integer(),
+  heartbeat_at: Type.Integer(),
+}, { $id: 'Worker', description: 'a worker process and the device it runs jobs on' });
+export const WorkerList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ref(WorkerObject)) }, { $id: 'WorkerList' });
+
 export const PolicyObject = Type.Object({
   id: Type.String({ examples: ['pol_abc123'] }),
   object: Type.Literal('policy'),
@@ -359,7 +382,7 @@ export const ApiKey = Type.Object({
 export const ApiKeyList = listOf(ApiKey, 'ApiKeyList');
 
 /** Every named schema, registered with app.addSchema in this order. */
-export const NAMED_SCHEMAS: TSchema[] = [ProblemItem, Problem, FileObject, FileList, DeletedFile, CompressionInput, Compression, MethodInput, HyperparametersInput, DeviceInput, JobCreate, JobErrorObject, JobResult, JobPlan, Job, JobList, JobDryRun, PolicyObject, PolicyList, JobEvent, JobEventList, Checkpoint, CheckpointList, ModelObject, ModelList, Project, ProjectList, ApiKey, ApiKeyList];
+export const NAMED_SCHEMAS: TSchema[] = [ProblemItem, Problem, FileObject, FileList, DeletedFile, CompressionInput, Compression, MethodInput, HyperparametersInput, DeviceInput, JobCreate, JobErrorObject, JobResult, JobPlan, Job, JobList, JobDryRun, PolicyObject, PolicyList, JobEvent, JobEventList, Checkpoint, CheckpointList, ModelObject, ModelList, WorkerObject, WorkerList, Project, ProjectList, ApiKey, ApiKeyList];
 
 const listProps = {
   after: Type.Optional(Type.String({ description: 'id of the last item of the previous page' })),

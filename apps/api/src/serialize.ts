@@ -3,6 +3,7 @@ import type { Static } from '@fastify/type-provider-typebox';
 import type * as S from './schemas.js';
 import { limitsOf } from './shared/models.js';
 import type { JobError } from './shared/status.js';
+import { isLive, type WorkerRecord } from './shared/workers.js';
 
 /** Unix seconds of a date (null stays null). */
 export function unix(d: Date): number;
@@ -87,6 +88,18 @@ export function modelObject(m: { id: string; createdAt: Date; numLayers: number;
   return {
     id: m.id, object: 'model', created: unix(m.createdAt), owned_by: 'edgetune', n_params: Number(m.paramCount), hidden_size: m.hiddenSize, vocab_size: m.vocabSize,
     limits: limitsOf(m), hosts: m.hosts, fingerprint: m.fingerprint,
+  };
+}
+
+/** A `workers` row as the API shows it; `online` per {@link isLive}. */
+export function workerObject(w: WorkerRecord, heartbeatMs: number, now = Date.now()): Static<typeof S.WorkerObject> {
+  return {
+    id: w.id, object: 'worker', host: w.host, online: isLive(w, heartbeatMs, now), concurrency: w.concurrency,
+    device: {
+      memory_budget_bytes: w.memoryBudgetBytes, total_memory_bytes: w.totalMemoryBytes, threads: w.threads, backend: w.backend, matmul: w.matmul,
+      matmul_gflops: Math.round(w.matmulGflops * 100) / 100,
+    },
+    started_at: unix(w.startedAt), heartbeat_at: unix(w.heartbeatAt),
   };
 }
 

@@ -288,7 +288,7 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
 
     tick('tuned');
     await flush();
-    const plan = report.plan ? jobPlanOf(report.plan.plan, 'worker', { measured: report.plan.measured, policy: policyRef(), admission }) : null;
+    const plan = report.plan ? jobPlanOf(report.plan.plan, 'worker', { measured: report.plan.measured, policy: policyRef(), admission, deviceSource: { source: 'worker', workerId: ctx.workerId } }) : null;
     // Trained and evaluated: store the adapters, then finish (unless a cancel came in meanwhile).
     const used = policyUsed as { id: string; reused: boolean } | null;
     const policyRow = used ? await db.policy.findUnique({ where: { id: used.id } }) : null;
@@ -342,7 +342,7 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
     const code = USER_ERRORS[err.name];
     ctx.log(`[${jobId}] ${code ? 'job error' : 'internal error'}: ${err.stack ?? err.message}`);
     if (err.name === 'PlanNotFeasibleError') {
-      const p = jobPlanOf((err as Error & { plan: Plan }).plan, 'worker', { admission: admissionOf((j.plan ?? null) as JobPlan | null) });
+      const p = jobPlanOf((err as Error & { plan: Plan }).plan, 'worker', { admission: admissionOf((j.plan ?? null) as JobPlan | null), deviceSource: { source: 'worker', workerId: ctx.workerId } });
       await db.job.update({ where: { id: jobId }, data: { plan: p as object } }).catch(() => {});
       await events([{ level: 'error', message: `Plan: ${describePlan(p)}`, data: { plan: p } }]).catch(() => {});
     }

@@ -1,5 +1,6 @@
 /**
- * The worker process: registers its base models, consumes the queue with sandboxed processors, relays
+ * The worker process: registers its base models and its device (`workers`, refreshed every heartbeat: the
+ * API plans jobs for it), consumes the queue with sandboxed processors, relays
  * cancel requests to the running job, reconciles jobs BullMQ no longer delivers with their rows (at
  * startup, every EDGETUNE_RECONCILE_INTERVAL_MS, and when a queue job fails: reconcile.ts), and on stop
  * checkpoints running jobs and re-queues them.
@@ -7,9 +8,10 @@
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
 import {
-  channels, createPrisma, fingerprintCacheSnapshot, loadConfig, QUEUE_NAME, redisConnection, registerModels, scanModels,
-  type ControlMessage, type QueueJobData,
+  channels, createPrisma, fingerprintCacheSnapshot, heartbeatWorker, loadConfig, QUEUE_NAME, redisConnection, registerModels, removeWorker, scanModels,
+  type ControlMessage, type QueueJobData, type WorkerDevice,
 } from '@edgetune/api/shared';
+import { probeDevice, workerDevice, type ProbedDevice } from './device.js';
 import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from './reconcile.js';
 
 /** A running worker. */
@@ -82,10 +84,36 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   await reconcile();
   const timer = config.reconcileIntervalMs > 0 ? setInterval(reconcile, config.reconcileIntervalMs) : null;
 
+  // The device report: measured once (a child process, ~1.5 s, not awaited), then a heartbeat every
+  // EDGETUNE_WORKER_HEARTBEAT_MS. Free memory is read only while idle: a running job's own use is not
+  // what the next job will find.
+  let probed: ProbedDevice | null = null;
+  let device: WorkerDevice | null = null;
+  let beating: Promise<void> | null = null;
+  let removed = false;
+  const heartbeat = () => (beating ??= (async () => {
+    if (!probed || removed) return;
+    if (!device || active.size === 0) device = workerDevice(config, probed);
+    await heartbeatWorker(db, { id, host: config.hostName, pid: process.pid, concurrency: config.workerConcurrency, device });
+  })().catch((e) => log(`[worker ${id}] heartbeat failed: ${(e as Error).message}`)).finally(() => { beating = null; }));
+  const probing = probeDevice()
+    .then((p) => {
+      probed = p;
+      log(`[worker ${id}] device: ${p.backend}, ${p.matmul}, SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s`);
+      return heartbeat();
+    })
+    .catch((e) => log(`[worker ${id}] device probe failed, not reported (the API plans with its defaults): ${(e as Error).message}`));
+  const beat = setInterval(heartbeat, config.workerHeartbeatMs);
+
   let stopping: Promise<void> | null = null;
   const stop = () => (stopping ??= (async () => {
     log(`[worker ${id}] stopping: running jobs checkpoint their current step and go back to the queue`);
     if (timer) clearInterval(timer);
+    clearInterval(beat);
+    await probing;
+    await beating;
+    removed = true;
+    await removeWorker(db, id).catch((e) => log(`[worker ${id}] could not remove its device report: ${(e as Error).message}`));
     await pass;
     worker.cancelAllJobs('shutdown');
     await worker.close();

@@ -17,6 +17,8 @@ const edge = ['--mode', 'edge_llm', '--schedule', 'round_robin', '--head-rank', 
 const runs = [
   { name: 'vanilla', args: ['--mode', 'vanilla', '--steps', EPOCH3, '--lr', '2e-3'] },
   { name: 'edge', args: [...edge, '--prefix', 'adapted', '--steps', EPOCH3, '--lr', '2e-3'] },
+  // Equal steps past the paper's 3 epochs: vanilla 6 epochs, each Edge-LLM window 1.5.
+  { name: 'vanilla-2x-steps', args: ['--mode', 'vanilla', '--steps', 2 * EPOCH3, '--lr', '2e-3'] },
   { name: 'edge-lr4e-3', args: [...edge, '--prefix', 'adapted', '--steps', EPOCH3, '--lr', '4e-3'] },
   { name: 'edge-lr1e-3', args: [...edge, '--prefix', 'adapted', '--steps', EPOCH3, '--lr', '1e-3'] },
   { name: 'edge-r32', args: [...edge, '--prefix', 'adapted', '--steps', EPOCH3, '--lr', '2e-3', '--lora-r', '32', '--lora-alpha', '64'] },
@@ -48,10 +50,13 @@ for (const r of runs.filter((x) => !v.only || v.only.split(',').includes(x.name)
     validation: voted, voting_rule: multi ? m.votingRule : null, exits: val.perExit.map((e) => ({ layer: e.layer, accuracy: e.accuracy })) });
   console.log(`${r.name.padEnd(14)} ${String(m.steps).padStart(5)} steps  validation ${(100 * voted).toFixed(2)}%${multi ? ` (${m.votingRule} vote; exits ${val.perExit.map((e) => (100 * e.accuracy).toFixed(1)).join(' / ')})` : ''}  ${(m.trainMs / 1000).toFixed(0)} s`);
 }
-// Each Edge-LLM run against vanilla: accuracy difference and how much less training time it took.
-const van = results.find((r) => r.name === 'vanilla');
-const vsVanilla = van ? results.filter((r) => r !== van).map((r) => ({ name: r.name, steps: r.steps, accuracy_delta_points: 100 * (r.validation - van.validation), time_ratio: van.train_s / r.train_s })) : [];
-for (const x of vsVanilla) console.log(`${x.name.padEnd(16)} vs vanilla: ${x.accuracy_delta_points >= 0 ? '+' : ''}${x.accuracy_delta_points.toFixed(2)} points, ${x.time_ratio.toFixed(2)}x less training time`);
+// Each Edge-LLM run against vanilla at the same steps when that was run (equal steps), else the 3-epoch vanilla.
+const vanillas = results.filter((r) => r.name.startsWith('vanilla'));
+const vsVanilla = results.filter((r) => !r.name.startsWith('vanilla')).flatMap((r) => {
+  const van = vanillas.find((x) => x.steps === r.steps) ?? vanillas.find((x) => x.name === 'vanilla');
+  return van ? [{ name: r.name, steps: r.steps, vanilla: van.name, accuracy_delta_points: 100 * (r.validation - van.validation), time_ratio: van.train_s / r.train_s }] : [];
+});
+for (const x of vsVanilla) console.log(`${x.name.padEnd(16)} vs ${x.vanilla}: ${x.accuracy_delta_points >= 0 ? '+' : ''}${x.accuracy_delta_points.toFixed(2)} points, ${x.time_ratio.toFixed(2)}x less training time`);
 if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/engine/scripts/accuracy-at-convergence.mjs ${process.argv.slice(2).join(' ')}`,
   note: v.dir === 'runs' ? 'train_s / tokens_per_s of these runs overlapped other experiments on the 2 cores: compare speed in npm run bench or with --dir' : `fresh runs in ${v.dir}, one at a time`,
   runs: results, vs_vanilla: vsVanilla }, null, 2) + '\n');

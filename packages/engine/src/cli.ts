@@ -44,6 +44,8 @@ commands:
   logits --model DIR --ids FILE [--adapter DIR]     (FILE: {"input_ids": [[...]]}; prints {"logits": [...]})
   bench [--out FILE] [--steps N] [--quick] [--model DIR] [--skip-luc]
   backend                                          (prints the backend in use)
+  device [--memory-budget-mb M --threads N]        (prints this machine's device profile as the planner sees it:
+                                                    memory budget, threads, backend, measured SGEMM GFLOP/s)
 
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
 
@@ -228,6 +230,14 @@ async function main(argv: string[]): Promise<void> {
       }
       const { logits } = model.forward(ids, { lora: true });
       process.stdout.write(JSON.stringify({ logits: logits.arraySync() }) + '\n');
+      return;
+    }
+    case 'device': {
+      const { plannerSgemmPeak } = await import('./backend/index.js');
+      const { localDevice } = await import('./tune/run.js');
+      const peak = plannerSgemmPeak(1);
+      const dev = localDevice({ ...deviceFlags(v), matmulGflops: peak.gflops });
+      process.stdout.write(JSON.stringify({ ...dev, matmul: `${info.matmul}(${info.blasThreads} threads)`, sgemm: peak }, null, 2) + '\n');
       return;
     }
     case 'plan': {

@@ -26,6 +26,8 @@ export interface Config {
   maxStalledCount: number;
   /** how often a worker reconciles unfinished jobs with BullMQ, ms (0: only at its startup) */
   reconcileIntervalMs: number;
+  /** how often a worker refreshes its row in `workers` (device profile, liveness), ms; the API counts a worker live for 3 heartbeats */
+  workerHeartbeatMs: number;
   /** jobs one worker process runs at once */
   workerConcurrency: number;
   /** local scratch folder of the worker */
@@ -35,8 +37,9 @@ export interface Config {
   logLevel: string;
   /**
    * The device a job runs on when it states none (EDGETUNE_DEVICE_MEMORY_BYTES, EDGETUNE_DEVICE_THREADS,
-   * EDGETUNE_DEVICE_GFLOPS): null = unknown. The API plans with these (else its host's free memory and
-   * cores, and DEFAULT_DEVICE_GFLOPS); a worker uses them over its own free memory, cores and measured SGEMM.
+   * EDGETUNE_DEVICE_GFLOPS): null = unknown. A worker uses them over its own free memory, cores and measured
+   * SGEMM, and reports the result in `workers`; the API plans with a live worker's report, else these, else
+   * its own host's free memory and cores and DEFAULT_DEVICE_GFLOPS.
    */
   deviceMemoryBytes: number | null;
   deviceThreads: number | null;
@@ -79,6 +82,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     stalledIntervalMs: int(env, 'EDGETUNE_STALLED_INTERVAL_MS', 30_000),
     maxStalledCount: int(env, 'EDGETUNE_MAX_STALLED_COUNT', 3),
     reconcileIntervalMs: int(env, 'EDGETUNE_RECONCILE_INTERVAL_MS', 60_000),
+    workerHeartbeatMs: positive(env, 'EDGETUNE_WORKER_HEARTBEAT_MS', true) ?? 15_000,
     workerConcurrency: Math.max(1, int(env, 'EDGETUNE_WORKER_CONCURRENCY', 1)),
     workDir: resolve(env.EDGETUNE_WORK_DIR || join(tmpdir(), 'edgetune-work')),
     hostName: env.EDGETUNE_HOST_NAME || hostname(),

@@ -1,7 +1,7 @@
 /**
  * What the API and the worker share: configuration, the Prisma client, ids, the blob store, the queue
  * contract, job events, base model discovery and fingerprints, job configuration, execution plans (the engine's planner:
- * pure arithmetic) and LUC policies. No Fastify, no TF.js.
+ * pure arithmetic), LUC policies and the worker registry. No Fastify, no TF.js.
  */
 export * from './config.js';
 export * from './db.js';
@@ -16,3 +16,4 @@ export * from './status.js';
 export * from './auth.js';
 export * from './plan.js';
 export * from './policies.js';
+export * from './workers.js';

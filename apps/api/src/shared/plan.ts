@@ -8,6 +8,7 @@ import { availableParallelism, freemem } from 'node:os';
 import { plan as makePlan, type DeviceProfile, type Plan, type PlanInput } from '@edgetune/engine/schedule';
 import { DEFAULT_DEVICE_GFLOPS, type Config } from './config.js';
 import type { Compression, JobDevice, ResolvedJobConfig } from './jobconfig.js';
+import type { WorkerRecord } from './workers.js';
 
 /** What the planner forecasts. Bytes, milliseconds, FLOPs. */
 export interface PlanForecast {
@@ -35,7 +36,12 @@ export interface JobPlan {
   prefix_cache: boolean;
   /** per layer weight storage: f32 | int8 | int4 */
   storage: string[];
-  device: { memory_budget_bytes: number; threads: number; backend: string; matmul_gflops: number };
+  /**
+   * the device planned for; `source`: where the fields the job did not state came from (`worker`: a live
+   * worker's report, `worker_id`; `config`: EDGETUNE_DEVICE_*; `api_host`: the API host's free memory and
+   * cores with DEFAULT_DEVICE_GFLOPS, when no worker is live)
+   */
+  device: { memory_budget_bytes: number; threads: number; backend: string; matmul_gflops: number; source: DeviceSource; worker_id: string | null };
   /** the per-layer bits the forecast assumed: a stored policy's, an estimate from the budget, or the run's own */
   policy: { id: string | null; source: 'stored' | 'estimated' | 'run' } | null;
   forecast: PlanForecast;
@@ -49,13 +55,25 @@ export interface JobPlan {
 const round = (x: number, digits = 0) => { const f = 10 ** digits; return Math.round(x * f) / f; };
 const finiteOrNull = (x: number) => (Number.isFinite(x) ? round(x, 4) : null);
 
-/** The device a job is planned for on the API: the job's own fields, else the configured or local defaults. */
-export function apiDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, requested: JobDevice | null): DeviceProfile {
+/** Where a plan's device profile came from (see JobPlan.device). */
+export type DeviceSource = 'worker' | 'config' | 'api_host';
+
+/**
+ * The device a job is planned for on the API: the job's own fields, else the live worker's report
+ * (planningWorker), else the configured defaults (EDGETUNE_DEVICE_*), else the API host's free memory and
+ * cores with DEFAULT_DEVICE_GFLOPS.
+ */
+export function apiDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, requested: JobDevice | null, worker: WorkerRecord | null = null): { device: DeviceProfile; source: DeviceSource; workerId: string | null } {
+  const source: DeviceSource = worker ? 'worker' : config.deviceMemoryBytes != null || config.deviceThreads != null || config.deviceGflops != null ? 'config' : 'api_host';
   return {
-    memoryBudgetBytes: requested?.memory_budget_bytes ?? config.deviceMemoryBytes ?? freemem(),
-    threads: requested?.threads ?? config.deviceThreads ?? availableParallelism(),
-    backend: 'auto',
-    matmulGflops: config.deviceGflops ?? DEFAULT_DEVICE_GFLOPS,
+    device: {
+      memoryBudgetBytes: requested?.memory_budget_bytes ?? worker?.memoryBudgetBytes ?? config.deviceMemoryBytes ?? freemem(),
+      threads: requested?.threads ?? worker?.threads ?? config.deviceThreads ?? availableParallelism(),
+      backend: worker?.backend ?? 'auto',
+      matmulGflops: worker?.matmulGflops ?? config.deviceGflops ?? DEFAULT_DEVICE_GFLOPS,
+    },
+    source,
+    workerId: worker?.id ?? null,
   };
 }
 
@@ -86,7 +104,10 @@ export function planInputOf(model: PlanInput['model'], cfg: Pick<ResolvedJobConf
 }
 
 /** The engine's plan as a {@link JobPlan}. */
-export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: { policy?: JobPlan['policy']; measured?: { peakRssBytes: number; peakTfBytes: number; stepMs: number } | null; admission?: JobPlan['admission'] } = {}): JobPlan {
+export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: {
+  policy?: JobPlan['policy']; measured?: { peakRssBytes: number; peakTfBytes: number; stepMs: number } | null; admission?: JobPlan['admission'];
+  deviceSource?: { source: DeviceSource; workerId: string | null };
+} = {}): JobPlan {
   const f = p.forecast, m = extra.measured ?? null;
   const rel = (forecast: number, measured: number) => (measured > 0 ? finiteOrNull(forecast / measured - 1) : null);
   return {
@@ -99,7 +120,10 @@ export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: { policy?: 
     gradient_accumulation_steps: p.gradAccum,
     prefix_cache: p.prefixCache,
     storage: p.storage,
-    device: { memory_budget_bytes: Math.round(p.device.memoryBudgetBytes), threads: p.device.threads, backend: p.device.backend, matmul_gflops: round(p.device.matmulGflops, 2) },
+    device: {
+      memory_budget_bytes: Math.round(p.device.memoryBudgetBytes), threads: p.device.threads, backend: p.device.backend, matmul_gflops: round(p.device.matmulGflops, 2),
+      source: extra.deviceSource?.source ?? 'api_host', worker_id: extra.deviceSource?.workerId ?? null,
+    },
     policy: extra.policy ?? null,
     forecast: {
       peak_rss_bytes: Math.round(f.peakRssBytes), peak_tf_bytes: Math.round(f.peakTfBytes), weight_bytes: Math.round(f.weightBytes),
@@ -119,9 +143,12 @@ export function admissionOf(p: JobPlan | null): JobPlan['admission'] {
   return { fits: p.fits, peak_rss_bytes: p.forecast.peak_rss_bytes, step_ms: p.forecast.step_ms, total_ms: p.forecast.total_ms, memory_budget_bytes: p.device.memory_budget_bytes };
 }
 
-/** Plans a job on the API side. @throws PlanError (engine) for an input the planner cannot evaluate. */
+/**
+ * Plans a job on the API side, for `worker`'s device when one is live (apiDevice).
+ * @throws PlanError (engine) for an input the planner cannot evaluate.
+ */
 export function planJob(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps' | 'device'>, trainRecords: number,
-  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, stored: { id: string; bits: number[]; sparsity: number[] } | null): JobPlan {
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, stored: { id: string; bits: number[]; sparsity: number[] } | null, worker: WorkerRecord | null = null): JobPlan {
   const c = cfg.method.edge_llm.compression;
   const L = model.numHiddenLayers;
   let policy: { bits: number[]; sparsity: number[] } | null = null;
@@ -133,8 +160,9 @@ export function planJob(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 
     policy = estimatedPolicy(L, c);
     ref = { id: null, source: 'estimated' };
   }
-  const p = makePlan(planInputOf(model, cfg, trainRecords, policy), apiDevice(config, cfg.device));
-  return jobPlanOf(p, 'api', { policy: ref });
+  const dev = apiDevice(config, cfg.device, worker);
+  const p = makePlan(planInputOf(model, cfg, trainRecords, policy), dev.device);
+  return jobPlanOf(p, 'api', { policy: ref, deviceSource: dev });
 }
 
 /** One line for events and logs: choices and forecast against the budget. */

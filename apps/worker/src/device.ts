@@ -1,0 +1,51 @@
+/**
+ * This worker's device as the engine's planner sees it (memory budget, threads, backend, measured SGEMM
+ * GFLOP/s), reported in `workers` so that the API plans jobs for it (apps/api/src/shared/workers.ts).
+ */
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { freemem, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { Config, WorkerDevice } from '@edgetune/api/shared';
+
+/** What the engine's `device` command measures once at startup (the rest is read at every heartbeat). */
+export interface ProbedDevice {
+  threads: number;
+  backend: string;
+  matmul: string;
+  matmulGflops: number;
+}
+
+/**
+ * Runs `edgetune-engine device` in a child process (the worker's own process never loads TF.js: its
+ * sandboxed processors do) and returns its measurements: TF.js backend, matmul implementation and threads,
+ * and a one-second SGEMM reading (raised to the best this machine has measured, engine backend/peak.ts).
+ * @throws Error when the engine cannot start or prints no profile (the message has its stderr).
+ */
+export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
+  const bin = join(dirname(fileURLToPath(import.meta.resolve('@edgetune/engine'))), '..', 'bin', 'edgetune-engine.js');
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, [bin, 'device'], { timeout: timeoutMs, encoding: 'utf8' }, (err, out, errOut) => {
+      if (err) reject(new Error(`edgetune-engine device failed: ${err.message}${errOut ? `\n${errOut.trim()}` : ''}`));
+      else resolve(out);
+    });
+  });
+  const d = JSON.parse(stdout) as { threads: number; backend: string; matmul: string; matmulGflops: number };
+  if (!(d.matmulGflops > 0) || !(d.threads >= 1)) throw new Error(`edgetune-engine device printed no usable profile: ${stdout.slice(0, 200)}`);
+  return { threads: d.threads, backend: d.backend, matmul: d.matmul, matmulGflops: d.matmulGflops };
+}
+
+/**
+ * The device a job that states none runs on here, as the job's own run plans it (run-job.ts): the
+ * EDGETUNE_DEVICE_* settings over the probe, and this host's free memory now.
+ */
+export function workerDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, probed: ProbedDevice): WorkerDevice {
+  return {
+    memoryBudgetBytes: config.deviceMemoryBytes ?? freemem(),
+    totalMemoryBytes: totalmem(),
+    threads: config.deviceThreads ?? probed.threads,
+    backend: probed.backend,
+    matmul: probed.matmul,
+    matmulGflops: config.deviceGflops ?? probed.matmulGflops,
+  };
+}
