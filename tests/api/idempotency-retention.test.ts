@@ -150,7 +150,7 @@ describe('a completed key older than the retention', () => {
 });
 
 describe('sweepIdempotencyKeys', () => {
-  it('deletes the expired answers and clears their keys from jobs and files; keeps fresh answers and keys in progress', async () => {
+  it('deletes the expired answers and abandoned claims and clears their keys from jobs and files; keeps fresh answers and live claims', async () => {
     // another project's job under the same key string (its answer fresh) keeps the key
     const p2 = (await admin.post('/v1/projects', { name: 'sweep-other' })).body.id as string;
     const other = admin.withKey((await admin.post(`/v1/projects/${p2}/keys`, { name: 'p2' })).body.secret);
@@ -163,12 +163,13 @@ describe('sweepIdempotencyKeys', () => {
     await age('sw-expired');
     await age('sw-file');
     await keyRow(projectId, 'sw-fresh', 23);
-    await keyRow(projectId, 'sw-running-old', 48, false); // abandoned in progress: left to takeover
+    await keyRow(projectId, 'sw-running-old', 48, false); // in progress, its claim not renewed for 2 days: abandoned
+    await keyRow(projectId, 'sw-running-stale', 23, false); // abandoned too, but not yet past the retention
     await keyRow(projectId, 'sw-running', 0, false);
     const mine = (await keysOf(projectId)).filter((k) => !k.startsWith('sw-'));
 
-    expect(await sweepIdempotencyKeys(db, IDEMPOTENCY_RETENTION_MS)).toBe(2);
-    expect(await keysOf(projectId)).toEqual([...mine, 'sw-fresh', 'sw-running', 'sw-running-old'].sort());
+    expect(await sweepIdempotencyKeys(db, IDEMPOTENCY_RETENTION_MS)).toBe(3);
+    expect(await keysOf(projectId)).toEqual([...mine, 'sw-fresh', 'sw-running', 'sw-running-stale'].sort());
     expect(await keysOf(p2)).toEqual(['sw-expired']);
     expect((await db.job.findUniqueOrThrow({ where: { id: job.body.id } })).idempotencyKey).toBeNull();
     expect((await db.file.findUniqueOrThrow({ where: { id: file.body.id } })).idempotencyKey).toBeNull();
@@ -176,7 +177,11 @@ describe('sweepIdempotencyKeys', () => {
     expect(await sweepIdempotencyKeys(db, IDEMPOTENCY_RETENTION_MS)).toBe(0);
     // counted from `now`: a day later the fresh answer has expired too
     expect(await sweepIdempotencyKeys(db, IDEMPOTENCY_RETENTION_MS, { now: Date.now() + IDEMPOTENCY_RETENTION_MS })).toBeGreaterThanOrEqual(2);
-    expect(await keysOf(projectId)).toEqual(['sw-running', 'sw-running-old']);
+    expect(await keysOf(projectId)).toEqual([]);
+    // a claim younger than the takeover timeout is never swept, even with a shorter retention (its request may be alive)
+    await keyRow(projectId, 'sw-live', 30 / 3600, false);
+    expect(await sweepIdempotencyKeys(db, 10_000, { timeoutMs: 60_000 })).toBe(0);
+    expect(await sweepIdempotencyKeys(db, 10_000, { timeoutMs: 20_000 })).toBe(1);
   });
 
   it('deletes a backlog larger than one batch', async () => {
@@ -189,7 +194,7 @@ describe('sweepIdempotencyKeys', () => {
 
   it('the API sweeps at startup and periodically (EDGETUNE_IDEMPOTENCY_RETENTION_MS)', async () => {
     await keyRow(projectId, 'startup-expired', 0.01); // 36 s old: past a 30 s retention
-    await keyRow(projectId, 'startup-running', 1, false);
+    await keyRow(projectId, 'startup-running', 0, false);
     const { startApi } = await import('../../apps/api/src/server.js');
     const second = await startApi({ ...t.env, EDGETUNE_IDEMPOTENCY_RETENTION_MS: '30000' }, { logger: false });
     try {

@@ -99,19 +99,25 @@ const SWEEP_BATCH = 1000;
 /**
  * Deletes the stored answers older than `retentionMs` (completed keys whose last claim is older) and clears
  * their keys from the jobs and files created under them, in batches until none is left or `opts.stopped()`.
- * In-progress keys are kept (takeover decides about them). Safe alongside claims and other API processes'
- * sweeps (rows another transaction holds are skipped, to the next sweep).
+ * Keys still in progress are abandoned once their claim is older than both the retention and the takeover
+ * timeout (a live request renews its claim every timeout / 3): they are deleted too, as an expired answer
+ * would be. Safe alongside claims and other API processes' sweeps (rows another transaction holds are
+ * skipped, to the next sweep).
  * @param retentionMs how long an answer is kept, ms
- * @param opts.now the time the retention counts back from, ms since the epoch (default: now); `opts.stopped` ends it between batches
+ * @param opts.now the time the retention counts back from, ms since the epoch (default: now); `opts.stopped` ends it between batches;
+ *   `opts.timeoutMs` the takeover timeout, ms (default IDEMPOTENCY_TIMEOUT_MS)
  * @returns how many keys it deleted
  * @throws the database's errors
  */
-export async function sweepIdempotencyKeys(db: PrismaClient, retentionMs: number, opts: { now?: number; stopped?: () => boolean } = {}): Promise<number> {
-  const before = ts(new Date((opts.now ?? Date.now()) - retentionMs));
+export async function sweepIdempotencyKeys(db: PrismaClient, retentionMs: number, opts: { now?: number; stopped?: () => boolean; timeoutMs?: number } = {}): Promise<number> {
+  const now = opts.now ?? Date.now();
+  const before = ts(new Date(now - retentionMs));
+  const abandoned = ts(new Date(now - Math.max(retentionMs, opts.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS)));
   let total = 0;
   while (!opts.stopped?.()) {
     const n = await expireKeys(db, Prisma.sql`DELETE FROM idempotency_keys k USING (
-      SELECT project_id, key FROM idempotency_keys WHERE status IS NOT NULL AND created_at < ${before}
+      SELECT project_id, key FROM idempotency_keys
+      WHERE (status IS NOT NULL AND created_at < ${before}) OR (status IS NULL AND created_at < ${abandoned})
       ORDER BY created_at LIMIT ${SWEEP_BATCH} FOR UPDATE SKIP LOCKED) old
       WHERE k.project_id = old.project_id AND k.key = old.key RETURNING k.project_id, k.key`);
     total += n;
@@ -123,15 +129,15 @@ export async function sweepIdempotencyKeys(db: PrismaClient, retentionMs: number
 /**
  * Runs {@link sweepIdempotencyKeys} now and every min(retention / 4, 1 h) (at least every second) until `stop`;
  * the timer does not keep the process alive, and a sweep still running is skipped rather than overlapped.
- * @param retentionMs how long an answer is kept, ms
+ * @param retentionMs how long an answer is kept, ms; `timeoutMs` the takeover timeout, ms
  * @param log told how many keys each sweep deleted (when any) and a sweep's error (the next sweep retries)
  */
-export function startIdempotencySweeper(db: PrismaClient, retentionMs: number, log: { info: (o: object, m: string) => void; error: (o: object, m: string) => void }): { stop: () => Promise<void> } {
+export function startIdempotencySweeper(db: PrismaClient, retentionMs: number, log: { info: (o: object, m: string) => void; error: (o: object, m: string) => void }, timeoutMs = IDEMPOTENCY_TIMEOUT_MS): { stop: () => Promise<void> } {
   let stopped = false;
   let running: Promise<void> | null = null;
   const sweep = () => {
     if (running || stopped) return;
-    running = sweepIdempotencyKeys(db, retentionMs, { stopped: () => stopped })
+    running = sweepIdempotencyKeys(db, retentionMs, { stopped: () => stopped, timeoutMs })
       .then((n) => { if (n) log.info({ deleted: n, retentionMs }, 'expired Idempotency-Keys deleted'); },
         (e: unknown) => log.error({ err: e }, 'Idempotency-Key sweep failed'))
       .finally(() => { running = null; });

@@ -25,7 +25,7 @@ export async function startApi(env: NodeJS.ProcessEnv = process.env, opts: { log
   app.log.info(`base models in ${config.modelsDir}: ${found.map((m) => m.id).join(', ') || '(none)'}`);
   await app.listen({ port: config.port, host: config.host });
   // here, not in buildApp: the OpenAPI generator builds the app with no database
-  const sweeper = startIdempotencySweeper(db, config.idempotencyRetentionMs, app.log);
+  const sweeper = startIdempotencySweeper(db, config.idempotencyRetentionMs, app.log, config.idempotencyTimeoutMs);
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   let stopping: Promise<void> | null = null;
