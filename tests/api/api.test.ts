@@ -3,12 +3,12 @@
 // events (JSON + SSE), adapters before success, idempotency, problem+json errors.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { ADMIN_KEY, Client, createTestEnv, readSse, REPO_ROOT, startTestApi, type TestEnv } from '../helpers/service.js';
+import { fakeModel, ADMIN_KEY, Client, createTestEnv, readSse, REPO_ROOT, startTestApi, type TestEnv } from '../helpers/service.js';
 
 const MAX_FILE_BYTES = 64 * 1024;
 let t: TestEnv;
@@ -17,15 +17,6 @@ let admin: Client;
 let user: Client; // a second project's key
 let otherProjectId: string;
 
-/** A model folder with a config.json and placeholder weights: enough for the API (it never loads weights, it only fingerprints them). */
-function fakeModel(dir: string, layers = 4, weights = 'weights v1'): void {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: layers,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
-  }));
-  writeFileSync(join(dir, 'model.safetensors'), weights);
-}
 
 const line = (i: number) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' });
 const goodJsonl = (n: number) => Array.from({ length: n }, (_, i) => line(i)).join('\n') + '\n';
@@ -38,7 +29,7 @@ function expectProblem(r: { status: number; headers: Headers; body: any }, statu
 
 beforeAll(async () => {
   t = await createTestEnv({
-    setupModels: (d) => { fakeModel(join(d, 'tiny-llama')); fakeModel(join(d, 'deep-llama'), 8); mkdirSync(join(d, 'not-a-model')); },
+    setupModels: (d) => { fakeModel(join(d, 'tiny-llama')); fakeModel(join(d, 'deep-llama'), { layers: 8 }); mkdirSync(join(d, 'not-a-model')); },
     env: { EDGETUNE_MAX_FILE_BYTES: String(MAX_FILE_BYTES) },
   });
   api = await startTestApi(t);
@@ -532,9 +523,9 @@ describe('jobs', () => {
       const dry = (await admin.post('/v1/jobs?dry_run=true', dryBody)).body;
       expect(dry).toMatchObject({ policy_id: a.row.id, plan: { storage: ['int8', 'int4', 'int4', 'int4'], policy: { id: a.row.id, source: 'stored' } } });
       // the API's copy of the model gets other weights (same shapes): that policy is not theirs; restored, it is again
-      fakeModel(join(t.modelsDir, 'tiny-llama'), 4, 'weights v2');
+      fakeModel(join(t.modelsDir, 'tiny-llama'), { weights: 'weights v2' });
       expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({ policy_id: null, plan: { storage: ['int4', 'int4', 'int4', 'int4'], policy: { id: null, source: 'estimated' } } });
-      fakeModel(join(t.modelsDir, 'tiny-llama'), 4, 'weights v1');
+      fakeModel(join(t.modelsDir, 'tiny-llama'), { weights: 'weights v1' });
       expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({ policy_id: a.row.id, plan: { policy: { id: a.row.id, source: 'stored' } } });
       // storing the same budget again (a racing job) keeps the first row
       const again = await storePolicy(db, { modelId: 'tiny-llama', fingerprint, compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null });

@@ -4,11 +4,10 @@
 // reusing it creates its own). The sweep deletes expired answers, and only those, at API startup and
 // periodically. Keys are aged by moving their created_at (the request's last claim) back.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrisma, type PrismaClient } from '../../apps/api/src/shared/index.js';
 import { IDEMPOTENCY_RETENTION_MS, sweepIdempotencyKeys } from '../../apps/api/src/idempotency.js';
-import { Client, createTestEnv, startTestApi, waitFor, type TestEnv } from '../helpers/service.js';
+import { fakeModel, Client, createTestEnv, startTestApi, waitFor, type TestEnv } from '../helpers/service.js';
 import { expectOneRan } from '../helpers/idempotency.js';
 
 let t: TestEnv;
@@ -19,14 +18,6 @@ let body: Record<string, unknown>;
 /** the admin key's project */
 let projectId: string;
 
-/** A config.json-only model folder: enough for the API (it never loads weights). */
-function fakeModel(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
-  }));
-}
 
 const jsonl = (n: number, tag = '') => Array.from({ length: n }, (_, i) => JSON.stringify({ prompt: `message ${i}${tag}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' })).join('\n') + '\n';
 
@@ -46,7 +37,7 @@ async function keyRow(project: string, key: string, hoursAgo: number, completed 
 const keysOf = async (project: string) => (await db.idempotencyKey.findMany({ where: { projectId: project }, select: { key: true } })).map((k) => k.key).sort();
 
 beforeAll(async () => {
-  t = await createTestEnv({ setupModels: (d) => fakeModel(join(d, 'tiny-llama')) });
+  t = await createTestEnv({ setupModels: (d) => fakeModel(join(d, 'tiny-llama'), { weights: null }) });
   api = await startTestApi(t);
   admin = new Client(api.url);
   db = createPrisma(t.databaseUrl, { max: 3 });

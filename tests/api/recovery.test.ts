@@ -8,7 +8,6 @@
 // the row as abandoned; the request then answers 503 `api_interrupted` and queues nothing). Slow requests
 // are made by holding a PostgreSQL table lock that blocks the request's next insert.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Queue } from 'bullmq';
@@ -16,7 +15,7 @@ import type { Redis } from 'ioredis';
 import { createPrisma, QUEUE_NAME, redisConnection, type PrismaClient, type QueueJobData } from '../../apps/api/src/shared/index.js';
 import { reconcileJobs } from '../../apps/worker/src/reconcile.js';
 import { requestHash } from '../../apps/api/src/idempotency.js';
-import { Client, createTestEnv, startTestApi, waitFor, type Res, type TestEnv } from '../helpers/service.js';
+import { fakeModel, Client, createTestEnv, startTestApi, waitFor, type Res, type TestEnv } from '../helpers/service.js';
 import { expectOneRan } from '../helpers/idempotency.js';
 
 const TIMEOUT_MS = 2000; // EDGETUNE_IDEMPOTENCY_TIMEOUT_MS of this API: claims are renewed every ~667 ms
@@ -30,14 +29,6 @@ let body: Record<string, unknown>;
 /** the key row a POST /v1/jobs with `body` stores (project, method, path, request hash) */
 let probe: { projectId: string; method: string; path: string; requestHash: string };
 
-/** A config.json-only model folder: enough for the API (it never loads weights). */
-function fakeModel(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
-  }));
-}
 
 const jsonl = (n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' })).join('\n') + '\n';
 
@@ -77,7 +68,7 @@ function expectProblem(r: Res, status: number, code: string) {
 }
 
 beforeAll(async () => {
-  t = await createTestEnv({ setupModels: (d) => fakeModel(join(d, 'tiny-llama')), env: { EDGETUNE_IDEMPOTENCY_TIMEOUT_MS: String(TIMEOUT_MS) } });
+  t = await createTestEnv({ setupModels: (d) => fakeModel(join(d, 'tiny-llama'), { weights: null }), env: { EDGETUNE_IDEMPOTENCY_TIMEOUT_MS: String(TIMEOUT_MS) } });
   api = await startTestApi(t);
   admin = new Client(api.url);
   db = createPrisma(t.databaseUrl, { max: 3 });

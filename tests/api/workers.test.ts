@@ -4,10 +4,9 @@
 // that cannot fit the chosen worker; GET /v1/workers lists them. Rows are written with the same functions
 // a worker uses (the worker process itself is covered in tests/worker/jobs.test.ts).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrisma, heartbeatWorker, planningWorker, removeWorker, STALE_WORKER_RETENTION_MS, type WorkerDevice } from '../../apps/api/src/shared/index.js';
-import { Client, createTestEnv, startTestApi, type TestEnv } from '../helpers/service.js';
+import { fakeModel, Client, createTestEnv, startTestApi, type TestEnv } from '../helpers/service.js';
 
 const HEARTBEAT_MS = 1000;
 let t: TestEnv;
@@ -16,14 +15,6 @@ let c: Client;
 let db: ReturnType<typeof createPrisma>;
 let train: string;
 
-function fakeModel(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
-  }));
-  writeFileSync(join(dir, 'model.safetensors'), 'weights');
-}
 
 const GiB = 2 ** 30;
 const dev = (memoryBudgetBytes: number, matmulGflops: number, threads = 2): WorkerDevice => ({

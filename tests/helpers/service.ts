@@ -1,7 +1,7 @@
 // Test harness for the service: a database and queue prefix of its own per run (real PostgreSQL and
 // Redis), the API in-process on a random port, workers as child processes, and a small HTTP client.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, openSync, closeSync, readFileSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, openSync, closeSync, readFileSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,20 @@ const REDIS_URL = process.env.EDGETUNE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379
 
 /** The bootstrap admin key of every test environment. */
 export const ADMIN_KEY = 'et-test-admin-key-0123456789abcdefghijklmnop';
+
+/**
+ * A base model folder the API accepts without loading it: a LLaMA config.json (hidden 32, 4 heads, 2 KV heads,
+ * vocab 384) and, unless `weights` is null, placeholder bytes as model.safetensors (the API only fingerprints them).
+ */
+export function fakeModel(dir: string, opts: { layers?: number; weights?: string | null } = {}): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: opts.layers ?? 4,
+    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
+  }));
+  const weights = opts.weights === undefined ? 'weights v1' : opts.weights;
+  if (weights !== null) writeFileSync(join(dir, 'model.safetensors'), weights);
+}
 
 /** One isolated service environment. */
 export interface TestEnv {
