@@ -405,4 +405,14 @@ describe.skipIf(!hasAddon)('LlamaModel.layer: fused native path vs TF.js composi
       fused[i].grads.forEach((g, j) => close(g, ops[i].grads[j], 1e-4, `${what} grad ${j}`));
     });
   });
+
+  it('a context holds an additive mask only for the compositions (the fused kernel masks itself)', async () => {
+    const model = new LlamaModel(CFG, initLlamaWeights(CFG, new Rng(7)) as Map<string, tf.Tensor>);
+    await initBackend({ backend: 'wasm', quiet: true });
+    expect(model.context({ batch: 2, seq: 5 }).mask).toBeUndefined();
+    tf.tidy(() => { expect(model.context({ batch: 2, seq: 5, attentionMask: [1, 1, 1, 0, 0, 1, 1, 1, 1, 1] }).mask).toBeUndefined(); });
+    await initBackend({ backend: 'wasm', native: false, quiet: true });
+    expect(model.context({ batch: 2, seq: 5 }).mask?.shape).toEqual([1, 1, 5, 5]);
+    model.dispose();
+  });
 });

@@ -1,6 +1,7 @@
 // The planner's decisions and forecast arithmetic (pure, no TF.js).
 import { describe, it, expect } from 'vitest';
 import { plan, PlanError, prefixCacheHits, type PlanInput, type DeviceProfile } from '../../packages/engine/src/schedule/planner.js';
+import { CALIBRATION } from '../../packages/engine/src/schedule/calibration.js';
 
 const model = { vocabSize: 4096, hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 8, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 48, tieWordEmbeddings: true };
 const base: PlanInput = { model, mode: 'edge_llm', loraR: 8, batchSize: 8, seqLen: 192, steps: 200, trainExamples: 4000 };
@@ -115,13 +116,32 @@ describe('plan', () => {
   });
 
   it('charges a frozen prefix layer less than a window layer, and deeper prefixes more', () => {
-    const c = { actD: 0, actF: 0, actAtt: 0, actLora: 0, tfFixed: 0, rssBase: 0, rssPerTfByte: 1, mmEfficiency: 1e12, prefixPassCost: 0.5,
+    const c = { actD: 0, actF: 0, actAtt: 0, actLora: 0, tfFixed: 0, rssBase: 0, rssPerTfByte: 1, rssAtStart: 0, rssLongRun: 0, rssPerDataToken: 0, mmEfficiency: 1e12, prefixPassCost: 0.5,
       msPerLayerPass: 10, msPerLayerToken: 0, msPerAttScore: 0, msPerStep: 0, msPerUpdatedParam: 0, msPerDequantElem: 0 };
     // only the per-layer-equivalent term is non-zero: time = 10 ms x (window layers + 0.5 x prefix layers)
     const one = (exitLayers: number[]) => plan({ ...base, exitLayers, prefixCache: false }, dev(8000), c).forecast.stepMs;
     expect(one([7])).toBeCloseTo(80, 3); // one window of 8 layers, no prefix
     expect(one([3, 7])).toBeCloseTo(10 * (4 + 0.5 * 4 / 2), 3); // windows 0-3 and 4-7 (prefix of 4), averaged
     expect(plan({ ...base, mode: 'vanilla' }, dev(8000), c).forecast.stepMs).toBeCloseTo(80, 3);
+  });
+
+  it('sizes activations at the longest example (batches pad to it) and times steps at seqLen', () => {
+    const typical = plan({ ...base, seqLen: 258 }, dev(8000)), longest = plan({ ...base, seqLen: 258, maxSeqLen: 320 }, dev(8000));
+    expect(longest.forecast.activationBytes).toBeGreaterThan(typical.forecast.activationBytes * (320 / 258));
+    expect(longest.forecast.activationBytes).toBe(plan({ ...base, seqLen: 320 }, dev(8000)).forecast.activationBytes);
+    expect(longest.forecast.peakRssBytes).toBeGreaterThan(typical.forecast.peakRssBytes);
+    expect(longest.forecast.stepMs).toBe(typical.forecast.stepMs);
+  });
+
+  it('forecasts RSS from the host process base, the data held and the long-run growth', () => {
+    const c = { ...CALIBRATION, rssAtStart: 100e6, rssLongRun: 20e6, rssPerDataToken: 24 };
+    const cli = plan(base, dev(8000), c).forecast.peakRssBytes;
+    // a worker process that holds 75 MB more before the job: the forecast moves by that much
+    expect(plan(base, { ...dev(8000), baseRssBytes: 175e6 }, c).forecast.peakRssBytes - cli).toBeCloseTo(75e6, -1);
+    // twice the examples: 4000 x 192 tokens more data held in JS
+    expect(plan({ ...base, trainExamples: 8000 }, dev(8000), c).forecast.peakRssBytes - cli).toBeCloseTo(4000 * 192 * 24, -1);
+    expect(cli - plan(base, dev(8000), { ...c, rssLongRun: 0 }).forecast.peakRssBytes).toBeCloseTo(20e6, -1);
+    expect(() => plan(base, { ...dev(8000), baseRssBytes: -1 })).toThrow(PlanError);
   });
 
   it('rejects invalid requests', () => {

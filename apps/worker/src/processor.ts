@@ -8,6 +8,8 @@ import { runJob, type RunContext, type RunOutcome } from './run-job.js';
 
 let ctx: RunContext | null = null;
 let engine: Promise<typeof import('@edgetune/engine')> | null = null;
+/** RSS right after the engine's first load, before any job ran here (the wasm heap only grows after) */
+let baseRss: number | undefined;
 
 // The parent worker died (e.g. kill -9): stop at once; another worker resumes the job from its checkpoint.
 process.once('disconnect', () => process.exit(1));
@@ -28,8 +30,10 @@ function context(): RunContext {
     engine: async (blasThreads) => {
       const m = await (engine ??= import('@edgetune/engine'));
       await m.initBackend({ quiet: process.env.EDGETUNE_QUIET === '1', ...(blasThreads ? { blasThreads } : {}) });
+      baseRss ??= process.memoryUsage.rss();
       return m;
     },
+    baseRssBytes: () => baseRss,
     log: (line) => console.error(line),
   };
   return ctx;

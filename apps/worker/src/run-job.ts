@@ -33,6 +33,12 @@ export interface RunContext {
   workerId: string;
   /** the engine (loaded lazily, once per process: it pulls TF.js), its backend set to `blasThreads` (default: the engine's) */
   engine: (blasThreads?: number) => Promise<typeof import('@edgetune/engine')>;
+  /**
+   * this process's RSS once the engine was first loaded, before its first job, bytes: the planner's base
+   * (DeviceProfile.baseRssBytes; a sandbox also holds Prisma, BullMQ and Redis clients). Undefined before the
+   * engine is loaded, or where no such reading exists (the forecast then assumes a bare engine process).
+   */
+  baseRssBytes?: () => number | undefined;
   log: (line: string) => void;
 }
 
@@ -221,8 +227,10 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
       };
     }
     // The planner fits the run to the job's device, else this worker's free memory.
+    const baseRss = ctx.baseRssBytes?.();
     const deviceOpt = {
       memoryBudgetBytes: device?.memory_budget_bytes ?? config.deviceMemoryBytes ?? freemem(),
+      ...(baseRss ? { baseRssBytes: baseRss } : {}),
       ...(config.deviceGflops ? { matmulGflops: config.deviceGflops } : {}),
     };
     const admission = admissionOf((j.plan ?? null) as JobPlan | null);

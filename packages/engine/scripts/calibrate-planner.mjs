@@ -3,9 +3,12 @@
 // training steps of this engine on this machine, one fresh process per configuration (so RSS is
 // per-configuration), and writes the fitted coefficients plus every measured point and its forecast
 // error to bench/results/planner-calibration.json.
-//   node packages/engine/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama] [--refit [--pool FILE ...]]
+//   node packages/engine/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama] [--refit [--pool FILE ...]] [--growth]
+// --growth alone measures only the RSS terms the grid's short runs cannot show (rssAtStart, rssLongRun,
+// rssPerDataToken; a few minutes) and keeps every other coefficient.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,6 +35,7 @@ async function one(cfg) {
   const { compressModel } = await import(join(dist, 'compress', 'luc.js'));
   const { Rng } = await import(join(dist, 'util', 'rng.js'));
   await initBackend({ quiet: true });
+  const rssAtStart = process.memoryUsage.rss(); // a bare engine process (planner rssAtStart)
   const model = LlamaModel.load(modelDir);
   const L = model.config.numHiddenLayers, V = model.config.vocabSize;
   const rng = new Rng(1);
@@ -60,7 +64,42 @@ async function one(cfg) {
     const info = await tf.profile(async () => { await t.step(); });
     peak = Math.max(peak, info.peakBytes);
   }
-  return { ...cfg, stepMs: med.stepMs, prefixMs: med.prefixMs, tapeMs: med.tapeMs, cycleStepMs: cycles.map((c) => Math.round(c.stepMs)), peakTfBytes: peak, peakRssBytes: t.peakRss, L };
+  return { ...cfg, stepMs: med.stepMs, prefixMs: med.prefixMs, tapeMs: med.tapeMs, cycleStepMs: cycles.map((c) => Math.round(c.stepMs)), peakTfBytes: peak, peakRssBytes: t.peakRss, rssAtStart, L };
+}
+
+// RSS that the grid's short runs on 64 examples cannot show (planner rssLongRun, rssPerDataToken): the bench's
+// Edge-LLM configuration (micro-batch 8, 192 tokens, rank-16 heads, adapted prefix) for GROWTH_STEPS steps;
+// peak RSS after as many steps as a grid point runs, and at the end. `n` > 64 loads the examples as a job
+// does (a JSONL file of random-word records through the model's tokenizer, records kept as runTuning keeps
+// them), each truncated to GROWTH_T tokens so that only the amount of data differs.
+const GROWTH_STEPS = 200, GROWTH_T = 192;
+async function growth(n) {
+  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
+  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
+  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
+  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
+  const { Rng } = await import(join(dist, 'util', 'rng.js'));
+  await initBackend({ quiet: true });
+  const rssAtStart = process.memoryUsage.rss();
+  const model = LlamaModel.load(modelDir);
+  const rng = new Rng(3);
+  let ex, data = null;
+  if (n <= 64) ex = randomExamples(rng, n, GROWTH_T, model.config.vocabSize);
+  else {
+    const { loadTokenizer } = await import(join(dist, 'tokenizer', 'index.js'));
+    const { loadExamples } = await import(join(dist, 'tune', 'run.js'));
+    const word = () => Array.from({ length: 3 + rng.int(6) }, () => String.fromCharCode(97 + rng.int(26))).join('');
+    const file = join(tmpdir(), `calibrate-growth-${process.pid}.jsonl`);
+    writeFileSync(file, Array.from({ length: n }, () => JSON.stringify({ prompt: Array.from({ length: 2 * GROWTH_T }, word).join(' '), completion: ' ok' })).join('\n') + '\n');
+    data = await loadExamples(file, await loadTokenizer(modelDir), GROWTH_T);
+    rmSync(file, { force: true });
+    ex = data.examples;
+  }
+  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: 'edge_llm', schedule: 'round_robin', steps: 100000, microBatch: 8, lora: { ...DEFAULT_LORA, r: 8 }, headRank: 16, prefix: 'adapted' }, 0);
+  let shortRss = 0;
+  for (let i = 0; i < GROWTH_STEPS; i++) { await t.step(); if (i + 1 === 20) shortRss = t.peakRss; }
+  const tokens = ex.reduce((a, e) => a + e.inputIds.length, 0);
+  return { n, tokens, records: data ? data.records.length : 0, steps: GROWTH_STEPS, rssAtStart, shortRss, longRss: t.peakRss };
 }
 
 // Per-layer-pass overhead, measured rather than fitted (the NNLS confuses it with the per-token and FLOP
@@ -93,6 +132,54 @@ async function overhead() {
 if (args[0] === '--overhead') {
   process.stdout.write(JSON.stringify(await overhead()) + '\n');
   process.exit(0);
+}
+
+if (args[0] === '--growth-run') {
+  process.stdout.write(JSON.stringify(await growth(Number(args[1]))) + '\n');
+  process.exit(0);
+}
+
+/** The growth terms from two fresh processes: 64 examples (as the grid) and 4000. */
+function measureGrowth() {
+  const run = (n) => {
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--growth-run', String(n), '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  };
+  const few = run(64), many = run(4000);
+  const g = { few, many, rssLongRun: Math.max(0, few.longRss - few.shortRss), rssPerDataToken: Math.max(0, (many.longRss - few.longRss) / (many.tokens - few.tokens)) };
+  process.stderr.write(`RSS growth: ${((g.rssLongRun) / 2 ** 20).toFixed(1)} MiB from step 20 to ${few.steps}; ${g.rssPerDataToken.toFixed(1)} bytes per data token (${many.n} vs ${few.n} examples)\n`);
+  return g;
+}
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
+if (args.includes('--growth')) {
+  // Only the growth terms: the other coefficients stay as fitted (calibration-values.ts, the JSON's points).
+  const { FITTED } = await import(join(dist, 'schedule', 'calibration-values.js'));
+  const g = measureGrowth();
+  const coeffs = { ...FITTED, rssAtStart: median([g.few.rssAtStart, g.many.rssAtStart]), rssLongRun: g.rssLongRun, rssPerDataToken: g.rssPerDataToken };
+  const file = join(root, 'bench', 'results', 'planner-calibration.json');
+  const prev = JSON.parse(readFileSync(file, 'utf8'));
+  writeValues(coeffs, prev.date, prev.sgemmGflops, new Date().toISOString());
+  writeFileSync(file, JSON.stringify({ ...prev, coefficients: coeffs, growth: { date: new Date().toISOString(), ...g } }, null, 2) + '\n');
+  process.stderr.write('wrote src/schedule/calibration-values.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');
+  process.exit(0);
+}
+
+/** Writes calibration-values.ts. */
+function writeValues(coeffs, date, G, growthDate) {
+  const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v).toString() : Number(v.toPrecision(6)).toString());
+  const growthNote = growthDate && growthDate !== date ? `; RSS growth terms measured ${growthDate} (--growth)` : '';
+  const ts = `// Fitted ${date} on ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by
+// \`node packages/engine/scripts/calibrate-planner.mjs\`${growthNote};
+// points and errors: bench/results/planner-calibration.json.
+import type { CostCoefficients } from './calibration.js';
+
+export const FITTED: CostCoefficients = {
+${Object.entries(coeffs).map(([k, v]) => `  ${k}: ${fmt(v)},`).join('\n')}
+};
+`;
+  writeFileSync(join(here, '..', 'src', 'schedule', 'calibration-values.ts'), ts);
 }
 
 if (args[0] === '--one') {
@@ -182,6 +269,9 @@ const [tfFixed, actD, actF, actAtt, actLora] = nnls(memRows.map((r, i) => r.map(
 const rssRows = points.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
 const rssY = points.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
 const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
+// What the short grid runs cannot show: measured (--refit: the last run's measurement when it has one).
+const growthMeasured = refit?.growth ?? measureGrowth();
+const rssAtStart = median(points.map((p) => p.measured.rssAtStart).filter((v) => v > 0).concat(refit && !points.some((p) => p.measured.rssAtStart) ? [growthMeasured.few.rssAtStart] : []));
 // Time: stepMs = msPerStep + accum * (flops / (G * eff) + passes * (msPerLayerPass + msPerLayerToken * N)) + ..., all
 // coefficients non-negative: exact non-negative least squares by trying every subset of features (at most 7
 // features, 127 subsets) and keeping the best fit whose coefficients are all >= 0. Also used for memory above.
@@ -218,28 +308,19 @@ const yT = points.map((p, i) => (pass0 === undefined ? 1 : 1 - pass0 * rowsT[i][
 const solT = nnls(pass0 === undefined ? rowsT : rowsT.map((r) => r.filter((_, j) => j !== 1)), yT);
 const fit = { rho, sol: pass0 === undefined ? solT : [solT[0], pass0, ...solT.slice(1)] };
 const [invEff, pass, tok, att, upd, deq, step] = fit.sol;
-const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, mmEfficiency: 1 / (invEff || 1e-9), prefixPassCost: fit.rho, msPerLayerPass: pass, msPerLayerToken: tok, msPerAttScore: att, msPerStep: step, msPerUpdatedParam: upd, msPerDequantElem: deq };
+const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, rssAtStart, rssLongRun: growthMeasured.rssLongRun, rssPerDataToken: growthMeasured.rssPerDataToken, mmEfficiency: 1 / (invEff || 1e-9), prefixPassCost: fit.rho, msPerLayerPass: pass, msPerLayerToken: tok, msPerAttScore: att, msPerStep: step, msPerUpdatedParam: upd, msPerDequantElem: deq };
 const { plan } = await import(join(dist, 'schedule', 'planner.js'));
 const report = points.map((p) => {
   const input = { model, mode: p.cfg.mode, loraR: p.cfg.r ?? 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,
     prefixCache: false, headRank: p.cfg.headRank ?? 0, schedule: 'round_robin', prefix: p.cfg.prefix ?? 'backbone', ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}), policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
   const f = plan(input, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
-  return { ...p.cfg, measured: { stepMs: p.measured.stepMs, prefixMs: p.measured.prefixMs, tapeMs: p.measured.tapeMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
+  return { ...p.cfg, measured: { stepMs: p.measured.stepMs, prefixMs: p.measured.prefixMs, tapeMs: p.measured.tapeMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes, ...(p.measured.rssAtStart ? { rssAtStart: p.measured.rssAtStart } : {}) },
     forecast: { stepMs: f.stepMs, peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
     error: { stepMs: f.stepMs / p.measured.stepMs - 1, peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 } };
 });
 for (const r of report) process.stderr.write(`${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
 const date = new Date().toISOString();
-const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v).toString() : Number(v.toPrecision(6)).toString());
-const ts = `// Fitted ${date} on ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by
-// \`node packages/engine/scripts/calibrate-planner.mjs\`; points and errors: bench/results/planner-calibration.json.
-import type { CostCoefficients } from './calibration.js';
-
-export const FITTED: CostCoefficients = {
-${Object.entries(coeffs).map(([k, v]) => `  ${k}: ${fmt(v)},`).join('\n')}
-};
-`;
-writeFileSync(join(here, '..', 'src', 'schedule', 'calibration-values.ts'), ts);
+writeValues(coeffs, date, G, refit?.growth?.date);
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: 'node packages/engine/scripts/calibrate-planner.mjs', model: modelDir, sgemmGflops: G, coefficients: coeffs, passOverhead, points: report }, null, 2) + '\n');
+writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: 'node packages/engine/scripts/calibrate-planner.mjs', model: modelDir, sgemmGflops: G, coefficients: coeffs, passOverhead, growth: { date: refit?.growth?.date ?? date, ...growthMeasured }, points: report }, null, 2) + '\n');
 process.stderr.write('wrote src/schedule/calibration-values.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');

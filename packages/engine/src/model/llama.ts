@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LlamaConfig } from './config.js';
 import { loadLlamaConfig } from './config.js';
 import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
-import { attention, attentionOps, dropout, loraLinear, ropeHeads, rmsNorm as fusedRmsNorm, swiglu } from '../backend/fused.js';
+import { attention, attentionOps, dropout, fusedKernelsActive, loraLinear, ropeHeads, rmsNorm as fusedRmsNorm, swiglu } from '../backend/fused.js';
 import { dequantizeWeight, fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
 
 /** LoRA factors on one linear (PEFT `LoraLayer`): y += scale * B(A(dropout(x))). */
@@ -71,9 +71,11 @@ export interface ForwardContext {
   sin: tf.Tensor2D;
   /**
    * additive attention mask, [1 or batch, 1, seq, seq]: 0 where allowed, -1e9 where masked (used by
-   * the TF.js composition path of attention).
+   * the TF.js composition path of attention). Absent when the fused attention kernel runs: it masks
+   * causally and by keyMask itself, and a cached [seq, seq] table per sequence length would only fill
+   * (and fragment) the wasm heap.
    */
-  mask: tf.Tensor4D;
+  mask?: tf.Tensor4D;
   /**
    * key padding mask [batch, seq] float32 (1 = token, 0 = padding), null without padding. The fused
    * attention needs it (the causal part is implicit). A context without this field whose `mask` has
@@ -242,7 +244,10 @@ export class LlamaModel {
     const { cos, sin } = this.ropeTables(o.seq);
     const padded = o.attentionMask && Array.prototype.some.call(o.attentionMask, (x: number) => !x);
     const keyMask = padded ? tf.tensor2d(Float32Array.from(o.attentionMask!, (x) => (x ? 1 : 0)), [o.batch, o.seq]) : null;
-    return { batch: o.batch, seq: o.seq, cos, sin, mask: this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined), keyMask, training: o.training ?? false, seed: o.seed };
+    const ctx: ForwardContext = { batch: o.batch, seq: o.seq, cos, sin, keyMask, training: o.training ?? false, seed: o.seed };
+    // Only the composition path of attention reads the additive mask (the fused kernel masks causally and by keyMask).
+    if (!fusedKernelsActive()) ctx.mask = this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined);
+    return ctx;
   }
 
   /** Token embedding: ids [batch*seq] int32 -> [batch*seq, hidden]. */
@@ -310,7 +315,7 @@ export class LlamaModel {
       const v = ropeHeads(this.linear(lin.v_proj, x, useLora, ctx, i * 16 + 3), { ...shape, heads: KV });
       // Causal GQA core, heads merged back to [B*T, H*dh] for o_proj.
       const attnOpts = { scale: 1 / Math.sqrt(dh), keyMask: ctx.keyMask, merged: true, additiveMask: ctx.mask };
-      const legacyMask = ctx.keyMask === undefined && ctx.mask.shape[0] !== 1; // hand-built padded context
+      const legacyMask = ctx.keyMask === undefined && ctx.mask !== undefined && ctx.mask.shape[0] !== 1; // hand-built padded context
       const merged = (legacyMask ? attentionOps(q, k, v, attnOpts) : attention(q, k, v, attnOpts)) as tf.Tensor2D;
       return tf.add(h, this.linear(lin.o_proj, merged, useLora, ctx, i * 16 + 4)) as tf.Tensor2D;
     });

@@ -16,9 +16,20 @@ export interface CostCoefficients {
   actLora: number;
   /** TF.js bytes outside weights/activations (caches, scalars) */
   tfFixed: number;
-  /** process RSS = rssBase + rssPerTfByte x TF.js peak + JS-side weights and caches */
+  /** process RSS = rssBase + rssPerTfByte x TF.js peak + JS-side weights and caches, bytes, as fitted to the
+   *  calibration's short runs (a few synthetic examples, a bare engine process); the terms below add what
+   *  those runs lack */
   rssBase: number;
   rssPerTfByte: number;
+  /** RSS of a bare engine process (node, TF.js wasm backend, native addon) before it loads a model, bytes
+   *  (measured): DeviceProfile.baseRssBytes above it shifts the forecast by the difference */
+  rssAtStart: number;
+  /** RSS a run grows by after the calibration's ~20 steps, by ~200 steps where it levels off (V8's heap and
+   *  native buffers), bytes (measured on synthetic data) */
+  rssLongRun: number;
+  /** RSS per token of training data the process holds (the examples' JS arrays and V8's headroom over
+   *  them), bytes (measured: many examples vs a few, at the same steps) */
+  rssPerDataToken: number;
   /** achieved fraction of the SGEMM peak on the model's matmuls. Fitted jointly with msPerLayerToken, with
    *  which FLOPs are nearly collinear on one model shape, so the pair, not this value alone, is meaningful
    *  (a value above 1 means the per-token term carries most of the time) */

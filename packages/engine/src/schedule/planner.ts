@@ -27,6 +27,15 @@ export interface DeviceProfile {
   /** TF.js tensor memory the job may hold at its peak (an accelerator's memory, or a cap on tensors),
    *  bytes; absent = only memoryBudgetBytes applies */
   tensorBudgetBytes?: number;
+  /**
+   * Resident memory of the process that will run the job before the job loads anything: node, the
+   * engine's modules and the TF.js backend, plus whatever the host process holds itself (a worker's
+   * database and queue clients), bytes. The RSS forecast adds a run's growth to it. Read it once, after
+   * loading the engine and before the process's first job: the wasm heap never shrinks, so a later
+   * reading counts a previous job's tensors again. Absent = a bare engine CLI process
+   * (CostCoefficients.rssAtStart).
+   */
+  baseRssBytes?: number;
 }
 
 export interface PlanInput {
@@ -49,6 +58,9 @@ export interface PlanInput {
   seqLen: number;
   /** mean tokens per example (the prefix cache keeps each example's unpadded rows); default seqLen */
   meanSeqLen?: number;
+  /** tokens of the longest example; default seqLen. A micro-batch is padded to its longest row, so
+   *  activation memory peaks at a micro-batch of this length even where most batches are shorter. */
+  maxSeqLen?: number;
   steps: number;
   trainExamples: number;
   /** force a micro-batch instead of choosing one */
@@ -150,6 +162,8 @@ export function prefixCacheHits(K: number, epochs: number, schedule: 'sequential
 export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache: boolean) {
   const m = inp.model, L = m.numHiddenLayers, V = m.vocabSize, d = m.hiddenSize, f = m.intermediateSize;
   const T = inp.seqLen, N = mb * T, r = inp.loraR;
+  // Memory features at the longest micro-batch; time features at seqLen (a typical one).
+  const Tm = Math.max(T, inp.maxSeqLen ?? T), Nm = mb * Tm;
   const targets = inp.loraTargets ?? LINEAR_NAMES.slice(0, inp.loraLinears ?? 7);
   const nl = targets.length;
   const gs = inp.groupSize ?? 0;
@@ -178,9 +192,9 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const trainable = 4 * (trainableParams * 3 + windowParams * 4);
   // An adapted prefix under round_robin keeps each micro-batch's last window output for the next window.
   const handedOn = inp.mode === 'edge_llm' && inp.prefix === 'adapted' && inp.schedule === 'round_robin' && wins.length > 1;
-  const prefixOut = 4 * N * d * (2 + (handedOn ? Math.ceil(inp.batchSize / mb) : 0));
-  // Activation features of the deepest window (element counts per coefficient).
-  const act = { d: depth * N * d, f: depth * N * f, att: depth * mb * m.numAttentionHeads * T * T, lora: depth * N * r * nl };
+  const prefixOut = 4 * Nm * d * (2 + (handedOn ? Math.ceil(inp.batchSize / mb) : 0));
+  // Activation features of the deepest window at the longest micro-batch (element counts per coefficient).
+  const act = { d: depth * Nm * d, f: depth * Nm * f, att: depth * mb * m.numAttentionHeads * Tm * Tm, lora: depth * Nm * r * nl };
   // Time features of an average micro-step, windows weighted equally: the window's layers run forward +
   // backward on the tape, the prefix's layers forward only (cheaper by the fitted prefixPassCost); FLOPs
   // are counted as AdaptiveTrainer.matmulFlopsOf counts them.
@@ -208,7 +222,9 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const layerParams = (q * d + 2 * kv * d + d * q + 3 * f * d);
   const dequantElems = (tapeLayers + prefixLayers) * packedFrac * layerParams;
   const time = { tapeLayers, prefixLayers, layerTrainFlops: layerTrain, layerFwdFlops: layerFwd, headFlops, attScores };
-  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, trainFlops, time, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
+  // Tokens of training data the process holds as JS arrays while it trains (RSS: rssPerDataToken).
+  const dataTokens = inp.trainExamples * (inp.meanSeqLen ?? T);
+  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, dataTokens, trainFlops, time, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
 }
 
 /** Forecast of one choice from its features and the fitted coefficients. */
@@ -216,7 +232,10 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
   const x = costFeatures(inp, exits, mb, cache);
   const activations = 4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut;
   const peakTf = c.tfFixed + x.weightTf + x.trainable + activations;
-  const rss = c.rssBase + c.rssPerTfByte * peakTf + (x.weightAll - x.weightTf) + x.cacheBytes;
+  // The fit (short runs on a few synthetic examples in a bare engine process), shifted by the host process's
+  // own base, plus what a real run adds: long-run growth of V8's heap and native buffers, the data's JS arrays.
+  const base = c.rssBase + (dev.baseRssBytes ?? c.rssAtStart) - c.rssAtStart;
+  const rss = base + c.rssLongRun + c.rssPerDataToken * x.dataTokens + c.rssPerTfByte * peakTf + (x.weightAll - x.weightTf) + x.cacheBytes;
   const flops = x.trainFlops;
   const t = x.time, rho = c.prefixPassCost;
   // Matmul time from FLOPs (prefix FLOPs at the same efficiency); the rest per layer-equivalent.
@@ -241,6 +260,7 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
   const L = inp.model.numHiddenLayers;
   if (!(dev.memoryBudgetBytes > 0)) throw new PlanError('memory_budget_bytes must be positive');
   if (dev.tensorBudgetBytes !== undefined && !(dev.tensorBudgetBytes > 0)) throw new PlanError('tensor_budget_bytes must be positive');
+  if (dev.baseRssBytes !== undefined && !(dev.baseRssBytes >= 0)) throw new PlanError('base_rss_bytes must be non-negative');
   if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= 1)) throw new PlanError('batch size, sequence length and steps must be positive');
   if (inp.policy && (inp.policy.bits.length !== L || inp.policy.sparsity.length !== L)) throw new PlanError(`policy has ${inp.policy.bits.length} layers, the model ${L}`);
   const exitChoices: number[][] = [];

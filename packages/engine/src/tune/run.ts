@@ -75,7 +75,8 @@ export interface TuneJobOptions {
   /** resume from `<outDir>/checkpoint` when it exists */
   resume?: boolean;
   /**
-   * the device the job must fit (memory budget in bytes, threads); when given, the planner chooses
+   * the device the job must fit (memory budget in bytes, threads; a host process that holds more than a
+   * bare engine CLI passes its own base RSS, DeviceProfile.baseRssBytes); when given, the planner chooses
    * micro-batch / accumulation, exit layers and prefix caching, and the report compares its forecast with
    * the measured peak memory and step time. `true` = this machine (free memory, its cores).
    */
@@ -121,6 +122,7 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
     backend: d.backend ?? info?.backend ?? 'wasm',
     matmulGflops: d.matmulGflops ?? plannerSgemmPeak(0.3).gflops,
     ...(d.tensorBudgetBytes === undefined ? {} : { tensorBudgetBytes: d.tensorBudgetBytes }),
+    ...(d.baseRssBytes === undefined ? {} : { baseRssBytes: d.baseRssBytes }),
   };
 }
 
@@ -194,7 +196,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     plan = makePlan({
       model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraTargets: opts.lora.targetModules, headRank: opts.headRank ?? 0,
       prefix: opts.prefix, schedule: opts.schedule, batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
-      meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined, steps: opts.steps,
+      meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined, maxSeqLen: lens[lens.length - 1], steps: opts.steps,
       trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize,
     }, dev);
     if (!plan.fits) throw new PlanNotFeasibleError(plan);
