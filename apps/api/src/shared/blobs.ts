@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { once } from 'node:events';
-import type { PrismaClient } from './db.js';
+import { pgPoolOf, type PrismaClient } from './db.js';
 import { newId } from './ids.js';
 
 /** Bytes per stored chunk. */
@@ -51,18 +51,30 @@ export async function digestOf(source: Buffer | string): Promise<{ sha256: strin
 
 /**
  * Stores a buffer or a file (path) as a blob, in one transaction (no partial blob is ever visible).
+ * The chunks go through pg directly: through Prisma every 4 MiB chunk left ~7 MiB of resident memory behind
+ * (60 chunks: +430 MiB RSS, against +20 MiB with pg), which a worker's tuning process paid for every checkpoint.
+ * @param db a client made by createPrisma
  * @returns the new blob's id, size and sha256.
+ * @throws the database's errors (nothing is stored then)
  */
 export async function putBlob(db: PrismaClient, source: Buffer | string, contentType: string): Promise<BlobInfo> {
   const { sha256, size } = await digestOf(source);
   const id = newId('blob');
-  await db.$transaction(async (tx) => {
-    await tx.blob.create({ data: { id, size: BigInt(size), sha256, contentType } });
+  const client = await pgPoolOf(db).connect();
+  let failed = false;
+  try {
+    await client.query('BEGIN');
+    await client.query('INSERT INTO blobs (id, size, sha256, content_type) VALUES ($1, $2, $3, $4)', [id, size, sha256, contentType]);
     let index = 0;
-    for await (const c of chunksOf(source)) {
-      await tx.blobChunk.create({ data: { blobId: id, index: index++, data: c as Uint8Array<ArrayBuffer> } });
-    }
-  }, { timeout: 10 * 60_000, maxWait: 30_000 });
+    for await (const c of chunksOf(source)) await client.query('INSERT INTO blob_chunks (blob_id, index, data) VALUES ($1, $2, $3)', [id, index++, c]);
+    await client.query('COMMIT');
+  } catch (e) {
+    failed = true;
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  } finally {
+    client.release(failed); // a connection whose transaction failed midway is not reused
+  }
   return { id, size, sha256, contentType };
 }
 
