@@ -67,6 +67,17 @@ async function one(cfg) {
   return { ...cfg, stepMs: med.stepMs, prefixMs: med.prefixMs, tapeMs: med.tapeMs, cycleStepMs: cycles.map((c) => Math.round(c.stepMs)), peakTfBytes: peak, peakRssBytes: t.peakRss, rssAtStart, L };
 }
 
+/** The engine modules the measurements use, its backend initialised. */
+async function engineModules() {
+  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
+  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
+  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
+  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
+  const { Rng } = await import(join(dist, 'util', 'rng.js'));
+  await initBackend({ quiet: true });
+  return { LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng };
+}
+
 // RSS that the grid's short runs on 64 examples cannot show (planner rssLongRun, rssPerDataToken): the bench's
 // Edge-LLM configuration (micro-batch 8, 192 tokens, rank-16 heads, adapted prefix) for GROWTH_STEPS steps;
 // peak RSS after as many steps as a grid point runs, and at the end. `n` > 64 loads the examples as a job
@@ -74,12 +85,7 @@ async function one(cfg) {
 // them), each truncated to GROWTH_T tokens so that only the amount of data differs.
 const GROWTH_STEPS = 200, GROWTH_T = 192;
 async function growth(n) {
-  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
-  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
-  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
-  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
-  const { Rng } = await import(join(dist, 'util', 'rng.js'));
-  await initBackend({ quiet: true });
+  const { LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng } = await engineModules();
   const rssAtStart = process.memoryUsage.rss();
   const model = LlamaModel.load(modelDir);
   const rng = new Rng(3);
@@ -107,12 +113,7 @@ async function growth(n) {
 // T = 128 in ONE process, their steps interleaved so that bursts of other load hit all sizes alike; the
 // intercept of ms per layer-pass against tokens per micro-batch is the fixed cost of a layer pass.
 async function overhead() {
-  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
-  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
-  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
-  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
-  const { Rng } = await import(join(dist, 'util', 'rng.js'));
-  await initBackend({ quiet: true });
+  const { LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng } = await engineModules();
   const T = 128, rng = new Rng(2);
   const sizes = [1, 2, 4, 8];
   const runs = sizes.map((mb) => {
