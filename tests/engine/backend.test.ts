@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  backendInfo, initBackend, loadBlasAddon, measureSgemmPeak, plannerSgemmPeak, recordSgemmPeak, memoryStats, sparseSoftmaxCrossEntropy,
+  backendInfo, initBackend, loadBlasAddon, measureSgemmPeak, plannerSgemmPeak, recordSgemmPeak, SGEMM_MEMORY_MS, memoryStats, sparseSoftmaxCrossEntropy,
   sparseSoftmaxCrossEntropyOps, XENT_KERNEL,
 } from '../../packages/engine/src/backend/index.js';
 import { rng } from './helpers.js';
@@ -258,27 +258,32 @@ describe('backend: wasm + native OpenBLAS', () => {
     expect(p.gflops).toBeGreaterThan(0.1);
     expect(loadBlasAddon()!.getThreads()).toBe(backendInfo()!.blasThreads); // restored
   });
-  it('plannerSgemmPeak keeps the best reading this machine has shown (a short probe under load only under-reads)', () => {
+  it('plannerSgemmPeak keeps the best recent reading (a probe under load only under-reads) and forgets old ones (the machine drifts)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'edgetune-peak-'));
     const prev = process.env.EDGETUNE_CACHE_DIR;
     process.env.EDGETUNE_CACHE_DIR = dir;
     try {
       const first = plannerSgemmPeak(0.02);
       const file = join(dir, 'edgetune-sgemm-peak.json');
-      const seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>;
+      const seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, [number, number][]>;
       const [key] = Object.keys(seen);
-      expect(seen[key]).toBe(first.gflops);
-      // an earlier, better reading wins over today's probe
-      writeFileSync(file, JSON.stringify({ [key]: first.gflops * 1000 }));
+      expect(seen[key]).toHaveLength(1);
+      expect(seen[key][0][0]).toBe(first.gflops);
+      expect(Math.abs(seen[key][0][1] - Date.now())).toBeLessThan(60_000);
+      // a better reading a minute ago wins over this probe
+      writeFileSync(file, JSON.stringify({ [key]: [[first.gflops * 1000, Date.now() - 60_000]] }));
       expect(plannerSgemmPeak(0.02).gflops).toBe(first.gflops * 1000);
-      // a worse recorded reading is replaced by the new measurement
-      writeFileSync(file, JSON.stringify({ [key]: 1e-6 }));
-      const third = plannerSgemmPeak(0.02);
-      expect(third.gflops).toBeGreaterThan(1e-6);
-      expect(JSON.parse(readFileSync(file, 'utf8'))[key]).toBe(third.gflops);
+      // ... but not once it is older than the window: the probe's own reading counts
+      writeFileSync(file, JSON.stringify({ [key]: [[first.gflops * 1000, Date.now() - SGEMM_MEMORY_MS - 1000]] }));
+      const fresh = plannerSgemmPeak(0.02);
+      expect(fresh.gflops).toBeLessThan(first.gflops * 100);
+      expect(JSON.parse(readFileSync(file, 'utf8'))[key]).toEqual([[fresh.gflops, expect.any(Number)]]);
+      // the older single-number form is forgotten, not misread
+      writeFileSync(file, JSON.stringify({ [key]: first.gflops * 1000 }));
+      expect(plannerSgemmPeak(0.02).gflops).toBeLessThan(first.gflops * 100);
       // a reading taken elsewhere (the bench's one-second measurement) raises what the next probe reports
-      expect(recordSgemmPeak({ ...third, gflops: third.gflops * 50 })).toBe(third.gflops * 50);
-      expect(plannerSgemmPeak(0.02).gflops).toBe(third.gflops * 50);
+      expect(recordSgemmPeak({ ...fresh, gflops: fresh.gflops * 50 })).toBe(fresh.gflops * 50);
+      expect(plannerSgemmPeak(0.02).gflops).toBe(fresh.gflops * 50);
     } finally {
       if (prev === undefined) delete process.env.EDGETUNE_CACHE_DIR; else process.env.EDGETUNE_CACHE_DIR = prev;
       rmSync(dir, { recursive: true, force: true });

@@ -334,6 +334,17 @@ describe('worker death and shutdown', () => {
     expect(done.result_files).toEqual(['bundle', 'peft']);
   });
 
+  it('an idle worker re-measures its device every EDGETUNE_WORKER_REPROBE_MS and reports the new reading', async () => {
+    const w = spawnWorker(t, 'w-reprobe', { EDGETUNE_WORKER_REPROBE_MS: '1500' });
+    workers.push(w);
+    await waitFor(async () => (w.log().match(/device re-measured: SGEMM \d+ GFLOP\/s/g) ?? []).length >= 2 || null, 60_000, 'two re-measurements');
+    const readings = [...w.log().matchAll(/device(?: re-measured)?: .*SGEMM (\d+) GFLOP\/s/g)].map((m) => Number(m[1]));
+    expect(readings.length).toBeGreaterThanOrEqual(3);
+    // the row carries one of the readings (the latest the heartbeat sent)
+    const row = await waitFor(async () => (await c.get('/v1/workers')).body.data.find((x: any) => x.id === `w-reprobe:${w.proc.pid}`), 30_000, 'report');
+    expect(readings.some((g) => Math.abs(g - row.device.matmul_gflops) <= 0.5)).toBe(true);
+  });
+
   it('SIGTERM: the worker checkpoints the step it is on, re-queues the job and exits cleanly; the next worker resumes there', async () => {
     const total = 400; // enough that the job is still running when SIGTERM lands, even on a fast machine
     const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;

@@ -104,13 +104,31 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
     })
     .catch((e) => log(`[worker ${id}] device probe failed, not reported (the API plans with its defaults): ${(e as Error).message}`));
   const beat = setInterval(heartbeat, config.workerHeartbeatMs);
+  // Re-measured every EDGETUNE_WORKER_REPROBE_MS while idle: a VM's throughput drifts (one read 310 GFLOP/s,
+  // an hour later 247-263, and jobs planned with the first reading ran 25% slower than forecast); a reading
+  // taken while a job runs would measure the job's load instead, so it is dropped.
+  let reprobing: Promise<void> | null = null;
+  const reprobe = config.workerReprobeMs > 0 ? setInterval(() => {
+    if (!probed || removed || reprobing || active.size > 0) return;
+    reprobing = probeDevice()
+      .then((p) => {
+        if (active.size > 0 || removed) return;
+        probed = p;
+        log(`[worker ${id}] device re-measured: SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s`);
+        return heartbeat();
+      })
+      .catch((e) => log(`[worker ${id}] device re-measure failed, the last report stands: ${(e as Error).message}`))
+      .finally(() => { reprobing = null; });
+  }, config.workerReprobeMs) : null;
 
   let stopping: Promise<void> | null = null;
   const stop = () => (stopping ??= (async () => {
     log(`[worker ${id}] stopping: running jobs checkpoint their current step and go back to the queue`);
     if (timer) clearInterval(timer);
     clearInterval(beat);
+    if (reprobe) clearInterval(reprobe);
     await probing;
+    await reprobing;
     await beating;
     removed = true;
     await removeWorker(db, id).catch((e) => log(`[worker ${id}] could not remove its device report: ${(e as Error).message}`));

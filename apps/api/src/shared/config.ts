@@ -28,6 +28,8 @@ export interface Config {
   reconcileIntervalMs: number;
   /** how often a worker refreshes its row in `workers` (device profile, liveness), ms; the API counts a worker live for 3 heartbeats */
   workerHeartbeatMs: number;
+  /** how often an idle worker re-measures its device (SGEMM throughput drifts on shared machines), ms (0: only at its startup) */
+  workerReprobeMs: number;
   /** jobs one worker process runs at once */
   workerConcurrency: number;
   /** local scratch folder of the worker */
@@ -83,6 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxStalledCount: int(env, 'EDGETUNE_MAX_STALLED_COUNT', 3),
     reconcileIntervalMs: int(env, 'EDGETUNE_RECONCILE_INTERVAL_MS', 60_000),
     workerHeartbeatMs: positive(env, 'EDGETUNE_WORKER_HEARTBEAT_MS', true) ?? 15_000,
+    workerReprobeMs: int(env, 'EDGETUNE_WORKER_REPROBE_MS', 600_000),
     workerConcurrency: Math.max(1, int(env, 'EDGETUNE_WORKER_CONCURRENCY', 1)),
     workDir: resolve(env.EDGETUNE_WORK_DIR || join(tmpdir(), 'edgetune-work')),
     hostName: env.EDGETUNE_HOST_NAME || hostname(),

@@ -79,16 +79,22 @@ export function measureSgemmPeak(opts: { n?: number; threads?: number; seconds?:
   }
 }
 
+/** How long an SGEMM reading counts for {@link plannerSgemmPeak}, ms: long enough to outvote a probe that
+ *  a burst of other load slowed, short enough to follow a VM that slows for good (one read 310 GFLOP/s
+ *  and, an hour later, 247-263 for the rest of the day; planning with the old best made step forecasts 25% low). */
+export const SGEMM_MEMORY_MS = 15 * 60_000;
+
 /**
- * The SGEMM peak the planner uses for this machine: a short {@link measureSgemmPeak}, raised to the best
- * this machine has measured before with the same matmul source, threads and size. Other load can only
- * slow a measurement down, so on a shared box a single short probe under-reads (a bench run once read
- * 103 instead of ~190 GFLOP/s and the planner forecast 47% too much time); the maximum is the robust
- * estimate. Kept in `$EDGETUNE_CACHE_DIR` (default the OS temp folder) as `edgetune-sgemm-peak.json`;
- * an unreadable or unwritable file just means no memory of earlier runs.
+ * The SGEMM peak the planner uses for this machine: a {@link measureSgemmPeak} of `seconds`, raised to the
+ * best reading this machine gave with the same matmul source, threads and size within the last
+ * {@link SGEMM_MEMORY_MS}. Other load can only slow a measurement down, so on a shared box a single short
+ * probe under-reads (a bench run once read 103 instead of ~190 GFLOP/s and the planner forecast 47% too
+ * much time): the recent maximum is the robust estimate, and readings older than the window are dropped
+ * because the machine itself drifts. Kept in `$EDGETUNE_CACHE_DIR` (default the OS temp folder) as
+ * `edgetune-sgemm-peak.json`; an unreadable or unwritable file just means no memory of earlier runs.
  * @param seconds measurement budget, seconds. @returns GFLOP/s and how it was measured.
  */
-export function plannerSgemmPeak(seconds = 0.3): SgemmPeak {
+export function plannerSgemmPeak(seconds = 1): SgemmPeak {
   const now = measureSgemmPeak({ seconds });
   return { ...now, gflops: recordSgemmPeak(now) };
 }
@@ -96,16 +102,19 @@ export function plannerSgemmPeak(seconds = 0.3): SgemmPeak {
 /**
  * Adds a reading to the machine's SGEMM memory used by {@link plannerSgemmPeak} (e.g. the benchmark's
  * one-second measurement, so that its child runs plan with it).
- * @returns the best reading now known for that matmul source, threads and size, GFLOP/s.
+ * @param atMs when it was measured, ms since the epoch (default now).
+ * @returns the best reading within the last {@link SGEMM_MEMORY_MS} for that matmul source, threads and
+ * size (this one included), GFLOP/s.
  */
-export function recordSgemmPeak(now: SgemmPeak): number {
+export function recordSgemmPeak(now: SgemmPeak, atMs = Date.now()): number {
   const file = join(process.env.EDGETUNE_CACHE_DIR ?? tmpdir(), 'edgetune-sgemm-peak.json');
   const key = `${now.source}:${now.threads}:${now.n}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
-  let seen: Record<string, number> = {};
-  try { seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>; } catch { /* first run */ }
-  const best = Math.max(now.gflops, Number.isFinite(seen[key]) ? seen[key] : 0);
-  if (best > (seen[key] ?? 0)) {
-    try { writeFileSync(file, JSON.stringify({ ...seen, [key]: best })); } catch { /* read-only: fine */ }
-  }
+  let seen: Record<string, unknown> = {};
+  try { seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>; } catch { /* first run */ }
+  // [gflops, ms since the epoch] pairs; anything else (the older single-number form) is forgotten.
+  const kept = (Array.isArray(seen[key]) ? (seen[key] as unknown[]) : [])
+    .filter((r): r is [number, number] => Array.isArray(r) && Number.isFinite(r[0]) && Number.isFinite(r[1]) && atMs - r[1] < SGEMM_MEMORY_MS && r[1] <= atMs + SGEMM_MEMORY_MS);
+  const best = Math.max(now.gflops, ...kept.map((r) => r[0]));
+  try { writeFileSync(file, JSON.stringify({ ...seen, [key]: [...kept, [now.gflops, atMs]].slice(-64) })); } catch { /* read-only: fine */ }
   return best;
 }

@@ -120,7 +120,7 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
     memoryBudgetBytes: d.memoryBudgetBytes ?? freemem(),
     threads: d.threads ?? info?.blasThreads ?? 1,
     backend: d.backend ?? info?.backend ?? 'wasm',
-    matmulGflops: d.matmulGflops ?? plannerSgemmPeak(0.3).gflops,
+    matmulGflops: d.matmulGflops ?? plannerSgemmPeak().gflops,
     ...(d.tensorBudgetBytes === undefined ? {} : { tensorBudgetBytes: d.tensorBudgetBytes }),
     ...(d.baseRssBytes === undefined ? {} : { baseRssBytes: d.baseRssBytes }),
   };
