@@ -36,12 +36,20 @@ export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
 }
 
 /**
+ * The memory budget of a job that states none, bytes: EDGETUNE_DEVICE_MEMORY_BYTES, else this host's free
+ * memory now. One definition for the device report (read while idle) and the job's own plan (run-job.ts).
+ */
+export function defaultMemoryBudget(config: Pick<Config, 'deviceMemoryBytes'>): number {
+  return config.deviceMemoryBytes ?? freemem();
+}
+
+/**
  * The device a job that states none runs on here, as the job's own run plans it (run-job.ts): the
  * EDGETUNE_DEVICE_* settings over the probe, and this host's free memory now.
  */
 export function workerDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, probed: ProbedDevice): WorkerDevice {
   return {
-    memoryBudgetBytes: config.deviceMemoryBytes ?? freemem(),
+    memoryBudgetBytes: defaultMemoryBudget(config),
     totalMemoryBytes: totalmem(),
     threads: config.deviceThreads ?? probed.threads,
     backend: probed.backend,

@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, freemem } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
@@ -22,6 +22,7 @@ import {
   type PrismaClient, type QueueJobData, newId,
 } from '@edgetune/api/shared';
 import { engineTuneOptions } from './engine-options.js';
+import { defaultMemoryBudget } from './device.js';
 import { normalizeArtifacts, packAdapters, packTar, unpackTar } from './pack.js';
 
 /** What a job run needs. */
@@ -229,7 +230,7 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
     // The planner fits the run to the job's device, else this worker's free memory.
     const baseRss = ctx.baseRssBytes?.();
     const deviceOpt = {
-      memoryBudgetBytes: device?.memory_budget_bytes ?? config.deviceMemoryBytes ?? freemem(),
+      memoryBudgetBytes: device?.memory_budget_bytes ?? defaultMemoryBudget(config),
       ...(baseRss ? { baseRssBytes: baseRss } : {}),
       ...(config.deviceGflops ? { matmulGflops: config.deviceGflops } : {}),
     };
