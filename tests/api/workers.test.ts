@@ -17,8 +17,8 @@ let train: string;
 
 
 const GiB = 2 ** 30;
-const dev = (memoryBudgetBytes: number, matmulGflops: number, threads = 2): WorkerDevice => ({
-  memoryBudgetBytes, totalMemoryBytes: 16 * GiB, threads, backend: 'wasm', matmul: `openblas(${threads} threads)`, matmulGflops,
+const dev = (memoryBudgetBytes: number, matmulGflops: number, threads = 2, stepTimeFactor: number | null = null): WorkerDevice => ({
+  memoryBudgetBytes, totalMemoryBytes: 16 * GiB, threads, backend: 'wasm', matmul: `openblas(${threads} threads)`, matmulGflops, stepTimeFactor,
 });
 const beat = (id: string, host: string, device: WorkerDevice) => heartbeatWorker(db, { id, host, pid: Number(id.split(':')[1]), concurrency: 1, device });
 const body = () => ({ model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8, batch_size: 8, max_length: 64 } });
@@ -55,13 +55,20 @@ describe('planning for the workers\' device', () => {
     await beat('box-b:22', 'box-b', dev(3 * GiB, 90, 4));
     // neither reported the model: the smaller of the two
     let p = await dry();
-    expect(p.device).toEqual({ memory_budget_bytes: 3 * GiB, threads: 4, backend: 'wasm', matmul_gflops: 90, source: 'worker', worker_id: 'box-b:22' });
+    expect(p.device).toEqual({ memory_budget_bytes: 3 * GiB, threads: 4, backend: 'wasm', matmul_gflops: 90, step_time_factor: 1, source: 'worker', worker_id: 'box-b:22' });
     // the time forecast follows the worker's throughput: the same job on the 150 GFLOP/s box is faster
     const slow = p.forecast.step_ms;
     await db.baseModel.update({ where: { id: 'tiny-llama' }, data: { hosts: { push: 'worker@box-a' } } });
     p = await dry();
     expect(p.device).toMatchObject({ memory_budget_bytes: 8 * GiB, matmul_gflops: 150, worker_id: 'box-a:11' });
     expect(p.forecast.step_ms).toBeLessThan(slow);
+    // ... and the worker's measured step-time factor: step time scales by it, memory does not
+    await beat('box-a:11', 'box-a', dev(8 * GiB, 150, 2, 1.5));
+    const scaled = await dry();
+    expect(scaled.device).toMatchObject({ step_time_factor: 1.5, worker_id: 'box-a:11' });
+    expect(scaled.forecast.step_ms).toBeCloseTo(1.5 * p.forecast.step_ms, 1);
+    expect(scaled.forecast.peak_rss_bytes).toBe(p.forecast.peak_rss_bytes);
+    await beat('box-a:11', 'box-a', dev(8 * GiB, 150));
     // the job's own fields win over the worker's; the rest still comes from it
     p = await dry({ device: { memory_budget_bytes: GiB } });
     expect(p.device).toMatchObject({ memory_budget_bytes: GiB, matmul_gflops: 150, source: 'worker', worker_id: 'box-a:11' });
@@ -72,7 +79,7 @@ describe('planning for the workers\' device', () => {
     expect(list.map((w: any) => [w.id, w.online])).toEqual(expect.arrayContaining([['box-a:11', false], ['box-b:22', true]]));
     expect(list.find((w: any) => w.id === 'box-b:22')).toMatchObject({
       object: 'worker', host: 'box-b', concurrency: 1,
-      device: { memory_budget_bytes: 3 * GiB, total_memory_bytes: 16 * GiB, threads: 4, backend: 'wasm', matmul: 'openblas(4 threads)', matmul_gflops: 90 },
+      device: { memory_budget_bytes: 3 * GiB, total_memory_bytes: 16 * GiB, threads: 4, backend: 'wasm', matmul: 'openblas(4 threads)', matmul_gflops: 90, step_time_factor: null },
     });
     // admission: a job the live worker cannot hold is refused before it is queued, naming its budget
     await beat('box-b:22', 'box-b', dev(64 * 2 ** 20, 90, 4));

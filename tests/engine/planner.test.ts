@@ -144,6 +144,16 @@ describe('plan', () => {
     expect(() => plan(base, { ...dev(8000), baseRssBytes: -1 })).toThrow(PlanError);
   });
 
+  it('scales step time, and only step time, by the device\'s measured step-time factor', () => {
+    const one = plan(base, dev(8000)), slow = plan(base, { ...dev(8000), stepTimeFactor: 1.5 });
+    expect(slow.forecast.stepMs).toBeCloseTo(1.5 * one.forecast.stepMs, 9);
+    expect(slow.forecast.totalMs).toBeCloseTo(1.5 * one.forecast.totalMs, 6);
+    expect(slow.forecast.peakRssBytes).toBe(one.forecast.peakRssBytes);
+    expect(slow.forecast.peakTfBytes).toBe(one.forecast.peakTfBytes);
+    expect([slow.microBatch, slow.exitLayers, slow.prefixCache]).toEqual([one.microBatch, one.exitLayers, one.prefixCache]);
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => plan(base, { ...dev(8000), stepTimeFactor: bad })).toThrow(/step_time_factor/);
+  });
+
   it('rejects invalid requests', () => {
     expect(() => plan(base, dev(0))).toThrow(PlanError);
     expect(() => plan({ ...base, policy: { bits: [4], sparsity: [0] } }, dev(1000))).toThrow(/layers/);

@@ -10,6 +10,7 @@ import { applyPeftAdapter } from '../../packages/engine/src/model/lora.js';
 import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 import { AdaptiveTrainer, DEFAULT_TUNE, type TuneOptions } from '../../packages/engine/src/tune/trainer.js';
 import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
+import { measureStepFactor } from '../../packages/engine/src/schedule/speed.js';
 import { defaultExitLayers, materializeHeads, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
 import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artifacts.js';
 import { exitProbabilities } from '../../packages/engine/src/infer/voting.js';
@@ -237,6 +238,22 @@ describe('AdaptiveTrainer', () => {
     expect(mean(losses.slice(-5))).toBeLessThan(mean(losses.slice(0, 5)) * 0.7);
     t.optimizer.dispose();
     model.dispose();
+  });
+});
+
+describe('measureStepFactor', () => {
+  it('times the reference workload against its forecast on the given device and frees what it made', async () => {
+    const dev = { memoryBudgetBytes: 8 * 2 ** 30, threads: 1, backend: 'wasm', matmulGflops: 50 };
+    const tensors = tf.memory().numTensors, vars = Object.keys(tf.engine().registeredVariables).length;
+    const f = await measureStepFactor(dev, 0.05);
+    expect(f.steps).toBeGreaterThanOrEqual(3);
+    expect(f.measuredMs).toBeGreaterThan(0);
+    expect(f.factor).toBeCloseTo(Math.min(4, Math.max(0.25, f.measuredMs / f.forecastMs)), 9);
+    // the forecast is the planner's for the device: 100x the SGEMM throughput, less time
+    const fast = await measureStepFactor({ ...dev, matmulGflops: 5000 }, 0.05);
+    expect(fast.forecastMs).toBeLessThan(f.forecastMs);
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(Object.keys(tf.engine().registeredVariables)).toHaveLength(vars);
   });
 });
 

@@ -61,13 +61,14 @@ describe('with one worker', () => {
     const me = await waitFor(async () => (await c.get('/v1/workers')).body.data.find((w: any) => w.host === 'w-main' && w.online), 30_000, 'worker device report');
     expect(me).toMatchObject({ id: `w-main:${shared!.proc.pid}`, concurrency: 1, device: { backend: 'wasm', threads: expect.any(Number), matmul_gflops: expect.any(Number) } });
     expect(me.device.matmul_gflops).toBeGreaterThan(0);
+    expect(me.device.step_time_factor).toBeGreaterThan(0.25); // measured on the reference workload
     expect(me.device.memory_budget_bytes).toBeGreaterThan(0);
     const created = await c.post('/v1/jobs', {
       model: MODEL, training_file: train, validation_file: val, suffix: 'toy',
       hyperparameters: { max_steps: 12, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, checkpointing: { every_n_steps: 4 },
     });
     expect(created.status).toBe(201);
-    expect(created.body.plan.device).toMatchObject({ source: 'worker', worker_id: me.id, matmul_gflops: me.device.matmul_gflops, memory_budget_bytes: me.device.memory_budget_bytes });
+    expect(created.body.plan.device).toMatchObject({ source: 'worker', worker_id: me.id, matmul_gflops: me.device.matmul_gflops, step_time_factor: me.device.step_time_factor, memory_budget_bytes: me.device.memory_budget_bytes });
     const id = created.body.id;
     const sse = await readSse(`${api.url}/v1/jobs/${id}/events/stream`, ADMIN_KEY, { timeoutMs: 90_000 });
     const j = await job(id);
@@ -208,6 +209,10 @@ describe('with one worker', () => {
       device: { memory_budget_bytes: device.memory_budget_bytes, threads: 1 }, admission: { fits: true, memory_budget_bytes: device.memory_budget_bytes },
     });
     expect(a.plan.storage.every((s: string) => s === 'int4' || s === 'int8')).toBe(true);
+    // the worker's plan measured this machine's step-time factor (reference workload) and forecast with it
+    expect(a.plan.device.step_time_factor).toBeGreaterThan(0.25);
+    const logged = new RegExp(`\\[${a.id}\\] device: SGEMM \\d+ GFLOP/s, reference step [\\d.]+ ms vs [\\d.]+ forecast: step-time factor ([\\d.]+)`).exec(shared!.log());
+    expect(Number(logged?.[1])).toBeCloseTo(a.plan.device.step_time_factor, 1);
     for (const k of ['peak_rss_bytes', 'peak_tf_bytes', 'step_ms']) {
       expect(a.plan.measured[k], k).toBeGreaterThan(0);
       expect(a.plan.error[k], k).toBeCloseTo(a.plan.forecast[k] / a.plan.measured[k] - 1, 2);

@@ -136,6 +136,7 @@ export const JobPlan = Type.Object({
   storage: Type.Array(Type.String(), { description: 'per layer weight storage: f32, int8 or int4' }),
   device: Type.Object({
     memory_budget_bytes: Type.Integer(), threads: Type.Integer(), backend: Type.String(), matmul_gflops: Type.Number({ description: 'measured SGEMM throughput the time forecast assumes' }),
+    step_time_factor: Type.Number({ description: 'this machine\'s step time over the calibrated cost model\'s at that SGEMM throughput, measured on a reference training workload (by the worker when it measures its device, and again when the job starts); 1: not measured' }),
     source: Type.Enum(['worker', 'config', 'api_host'], { description: 'where the fields the job did not state came from: `worker`: a live worker\'s report (`worker_id`, see GET /v1/workers); `config`: the EDGETUNE_DEVICE_* settings; `api_host`: no worker was live, so the API host\'s free memory and cores and a default throughput' }),
     worker_id: Nullable(Type.String()),
   }, { description: 'the device planned for' }),
@@ -331,6 +332,7 @@ export const WorkerObject = Type.Object({
     backend: Type.String({ description: 'TF.js backend' }),
     matmul: Type.String({ description: 'what runs the matmuls, e.g. openblas(2 threads)' }),
     matmul_gflops: Type.Number({ description: 'measured SGEMM throughput, GFLOP/s' }),
+    step_time_factor: Nullable(Type.Number({ description: 'measured step time of a reference training workload over the planner\'s forecast for it at matmul_gflops; the planner multiplies its step-time forecasts by it (null: not measured)' })),
   }),
   started_at: Type.Integer(),
   heartbeat_at: Type.Integer(),

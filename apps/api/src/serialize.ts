@@ -98,6 +98,7 @@ export function workerObject(w: WorkerRecord, heartbeatMs: number, now = Date.no
     device: {
       memory_budget_bytes: w.memoryBudgetBytes, total_memory_bytes: w.totalMemoryBytes, threads: w.threads, backend: w.backend, matmul: w.matmul,
       matmul_gflops: Math.round(w.matmulGflops * 100) / 100,
+      step_time_factor: w.stepTimeFactor === null ? null : Math.round(w.stepTimeFactor * 1000) / 1000,
     },
     started_at: unix(w.startedAt), heartbeat_at: unix(w.heartbeatAt),
   };

@@ -14,12 +14,15 @@ export interface ProbedDevice {
   backend: string;
   matmul: string;
   matmulGflops: number;
+  /** measured step-time factor (engine schedule/speed.ts) */
+  stepTimeFactor: number;
 }
 
 /**
  * Runs `edgetune-engine device` in a child process (the worker's own process never loads TF.js: its
  * sandboxed processors do) and returns its measurements: TF.js backend, matmul implementation and threads,
- * and a one-second SGEMM reading (raised to the best this machine has measured, engine backend/peak.ts).
+ * a one-second SGEMM reading (raised to the best of the last 15 minutes, engine backend/peak.ts) and the
+ * step-time factor of a reference training workload (engine schedule/speed.ts).
  * @throws Error when the engine cannot start or prints no profile (the message has its stderr).
  */
 export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
@@ -30,9 +33,9 @@ export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
       else resolve(out);
     });
   });
-  const d = JSON.parse(stdout) as { threads: number; backend: string; matmul: string; matmulGflops: number };
-  if (!(d.matmulGflops > 0) || !(d.threads >= 1)) throw new Error(`edgetune-engine device printed no usable profile: ${stdout.slice(0, 200)}`);
-  return { threads: d.threads, backend: d.backend, matmul: d.matmul, matmulGflops: d.matmulGflops };
+  const d = JSON.parse(stdout) as { threads: number; backend: string; matmul: string; matmulGflops: number; stepTimeFactor: number };
+  if (!(d.matmulGflops > 0) || !(d.threads >= 1) || !(d.stepTimeFactor > 0)) throw new Error(`edgetune-engine device printed no usable profile: ${stdout.slice(0, 200)}`);
+  return { threads: d.threads, backend: d.backend, matmul: d.matmul, matmulGflops: d.matmulGflops, stepTimeFactor: d.stepTimeFactor };
 }
 
 /**
@@ -55,5 +58,7 @@ export function workerDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceT
     backend: probed.backend,
     matmul: probed.matmul,
     matmulGflops: config.deviceGflops ?? probed.matmulGflops,
+    // measured against the probe's own SGEMM reading: meaningless with another throughput
+    stepTimeFactor: config.deviceGflops ? null : probed.stepTimeFactor,
   };
 }

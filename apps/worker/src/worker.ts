@@ -99,7 +99,7 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   const probing = probeDevice()
     .then((p) => {
       probed = p;
-      log(`[worker ${id}] device: ${p.backend}, ${p.matmul}, SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s`);
+      log(`[worker ${id}] device: ${p.backend}, ${p.matmul}, SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s, step-time factor ${p.stepTimeFactor.toFixed(2)}`);
       return heartbeat();
     })
     .catch((e) => log(`[worker ${id}] device probe failed, not reported (the API plans with its defaults): ${(e as Error).message}`));
@@ -114,7 +114,7 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
       .then((p) => {
         if (active.size > 0 || removed) return;
         probed = p;
-        log(`[worker ${id}] device re-measured: SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s`);
+        log(`[worker ${id}] device re-measured: SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s, step-time factor ${p.stepTimeFactor.toFixed(2)}`);
         return heartbeat();
       })
       .catch((e) => log(`[worker ${id}] device re-measure failed, the last report stands: ${(e as Error).message}`))

@@ -235,9 +235,11 @@ async function main(argv: string[]): Promise<void> {
     case 'device': {
       const { plannerSgemmPeak } = await import('./backend/index.js');
       const { localDevice } = await import('./tune/run.js');
+      const { measureStepFactor } = await import('./schedule/speed.js');
       const peak = plannerSgemmPeak(1);
       const dev = localDevice({ ...deviceFlags(v), matmulGflops: peak.gflops });
-      process.stdout.write(JSON.stringify({ ...dev, matmul: `${info.matmul}(${info.blasThreads} threads)`, sgemm: peak }, null, 2) + '\n');
+      const reference = await measureStepFactor(dev);
+      process.stdout.write(JSON.stringify({ ...dev, stepTimeFactor: reference.factor, matmul: `${info.matmul}(${info.blasThreads} threads)`, sgemm: peak, reference }, null, 2) + '\n');
       return;
     }
     case 'plan': {
@@ -245,14 +247,17 @@ async function main(argv: string[]): Promise<void> {
       const { plannerSgemmPeak } = await import('./backend/index.js');
       const { loadLlamaConfig } = await import('./model/config.js');
       const { localDevice } = await import('./tune/run.js');
+      const { measureStepFactor } = await import('./schedule/speed.js');
       const cfg = loadLlamaConfig(need(v, 'model'));
       const bits = numOpt(v, 'avg-bits', 16);
+      const dev = localDevice({ ...deviceFlags(v), matmulGflops: plannerSgemmPeak(1).gflops });
+      dev.stepTimeFactor = (await measureStepFactor(dev)).factor;
       const p = plan({
         model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8), headRank: numOpt(v, 'head-rank', 0),
         schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'), prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
         batchSize: numOpt(v, 'batch', 8), seqLen: numOpt(v, 'max-length', 256), steps: numOpt(v, 'steps', 200),
         trainExamples: numOpt(v, 'examples', 1000), policy: bits < 16 ? { bits: new Array(cfg.numHiddenLayers).fill(bits), sparsity: new Array(cfg.numHiddenLayers).fill(numOpt(v, 'sparsity', 0)) } : null,
-      }, localDevice({ ...deviceFlags(v), matmulGflops: plannerSgemmPeak(1).gflops }));
+      }, dev);
       process.stdout.write(JSON.stringify(p, null, 2) + '\n');
       return;
     }

@@ -41,7 +41,7 @@ export interface JobPlan {
    * worker's report, `worker_id`; `config`: EDGETUNE_DEVICE_*; `api_host`: the API host's free memory and
    * cores with DEFAULT_DEVICE_GFLOPS, when no worker is live)
    */
-  device: { memory_budget_bytes: number; threads: number; backend: string; matmul_gflops: number; source: DeviceSource; worker_id: string | null };
+  device: { memory_budget_bytes: number; threads: number; backend: string; matmul_gflops: number; step_time_factor: number; source: DeviceSource; worker_id: string | null };
   /** the per-layer bits the forecast assumed: a stored policy's, an estimate from the budget, or the run's own */
   policy: { id: string | null; source: 'stored' | 'estimated' | 'run' } | null;
   forecast: PlanForecast;
@@ -61,7 +61,7 @@ export type DeviceSource = 'worker' | 'config' | 'api_host';
 /**
  * The device a job is planned for on the API: the job's own fields, else the live worker's report
  * (planningWorker), else the configured defaults (EDGETUNE_DEVICE_*), else the API host's free memory and
- * cores with DEFAULT_DEVICE_GFLOPS.
+ * cores with DEFAULT_DEVICE_GFLOPS. The worker's measured step-time factor comes with its SGEMM reading.
  */
 export function apiDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, requested: JobDevice | null, worker: WorkerRecord | null = null): { device: DeviceProfile; source: DeviceSource; workerId: string | null } {
   const source: DeviceSource = worker ? 'worker' : config.deviceMemoryBytes != null || config.deviceThreads != null || config.deviceGflops != null ? 'config' : 'api_host';
@@ -71,6 +71,8 @@ export function apiDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThre
       threads: requested?.threads ?? worker?.threads ?? config.deviceThreads ?? availableParallelism(),
       backend: worker?.backend ?? 'auto',
       matmulGflops: worker?.matmulGflops ?? config.deviceGflops ?? DEFAULT_DEVICE_GFLOPS,
+      // the worker's measured factor belongs with its own SGEMM reading, not with EDGETUNE_DEVICE_GFLOPS's
+      ...(worker?.stepTimeFactor != null && config.deviceGflops == null ? { stepTimeFactor: worker.stepTimeFactor } : {}),
     },
     source,
     workerId: worker?.id ?? null,
@@ -122,6 +124,7 @@ export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: {
     storage: p.storage,
     device: {
       memory_budget_bytes: Math.round(p.device.memoryBudgetBytes), threads: p.device.threads, backend: p.device.backend, matmul_gflops: round(p.device.matmulGflops, 2),
+      step_time_factor: round(p.device.stepTimeFactor ?? 1, 3),
       source: extra.deviceSource?.source ?? 'api_host', worker_id: extra.deviceSource?.workerId ?? null,
     },
     policy: extra.policy ?? null,

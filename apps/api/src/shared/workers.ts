@@ -18,6 +18,8 @@ export interface WorkerDevice {
   matmul: string;
   /** measured SGEMM throughput, GFLOP/s */
   matmulGflops: number;
+  /** measured step-time factor (engine DeviceProfile.stepTimeFactor); null: not measured */
+  stepTimeFactor: number | null;
 }
 
 /** A row of `workers` as the API reads it. */
@@ -36,7 +38,7 @@ export const STALE_WORKER_RETENTION_MS = 24 * 3_600_000;
 /** A worker counts as live while its last heartbeat is at most this many heartbeat intervals old. */
 export const LIVE_HEARTBEATS = 3;
 
-const toRecord = (w: { id: string; host: string; pid: number; concurrency: number; memoryBudgetBytes: bigint; totalMemoryBytes: bigint; threads: number; backend: string; matmul: string; matmulGflops: number; startedAt: Date; heartbeatAt: Date }): WorkerRecord => ({
+const toRecord = (w: { id: string; host: string; pid: number; concurrency: number; memoryBudgetBytes: bigint; totalMemoryBytes: bigint; threads: number; backend: string; matmul: string; matmulGflops: number; stepTimeFactor: number | null; startedAt: Date; heartbeatAt: Date }): WorkerRecord => ({
   ...w, memoryBudgetBytes: Number(w.memoryBudgetBytes), totalMemoryBytes: Number(w.totalMemoryBytes),
 });
 
@@ -48,7 +50,8 @@ export async function heartbeatWorker(db: PrismaClient, w: { id: string; host: s
   const data = {
     host: w.host, pid: w.pid, concurrency: w.concurrency,
     memoryBudgetBytes: BigInt(Math.round(w.device.memoryBudgetBytes)), totalMemoryBytes: BigInt(Math.round(w.device.totalMemoryBytes)),
-    threads: w.device.threads, backend: w.device.backend, matmul: w.device.matmul, matmulGflops: w.device.matmulGflops, heartbeatAt: new Date(),
+    threads: w.device.threads, backend: w.device.backend, matmul: w.device.matmul, matmulGflops: w.device.matmulGflops,
+    stepTimeFactor: w.device.stepTimeFactor, heartbeatAt: new Date(),
   };
   await db.worker.upsert({ where: { id: w.id }, create: { id: w.id, ...data }, update: data });
   await db.worker.deleteMany({ where: { heartbeatAt: { lt: new Date(Date.now() - STALE_WORKER_RETENTION_MS) } } });

@@ -36,6 +36,12 @@ export interface DeviceProfile {
    * (CostCoefficients.rssAtStart).
    */
   baseRssBytes?: number;
+  /**
+   * This machine's step time over the calibrated cost model's for the same work and SGEMM reading
+   * (schedule/speed.ts measureStepFactor): every step-time forecast is multiplied by it. Absent = 1
+   * (the calibration machine's balance of matmul and other work).
+   */
+  stepTimeFactor?: number;
 }
 
 export interface PlanInput {
@@ -241,7 +247,7 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
   // Matmul time from FLOPs (prefix FLOPs at the same efficiency); the rest per layer-equivalent.
   const E = t.tapeLayers + rho * t.prefixLayers;
   const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + E * (c.msPerLayerPass + c.msPerLayerToken * x.N + c.msPerAttScore * t.attScores) + c.msPerDequantElem * x.dequantElems;
-  const stepMs = x.accum * microMs + c.msPerStep + c.msPerUpdatedParam * x.updParams;
+  const stepMs = (x.accum * microMs + c.msPerStep + c.msPerUpdatedParam * x.updParams) * (dev.stepTimeFactor ?? 1);
   return {
     storage: x.storage, depth: x.depth, weightBytes: x.weightAll, trainableBytes: x.trainable, activationBytes: activations, peakTf, rss,
     cacheBytes: x.cacheBytes, stepMs, totalMs: stepMs * inp.steps, flopsPerStep: flops * x.accum,
@@ -261,6 +267,7 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
   if (!(dev.memoryBudgetBytes > 0)) throw new PlanError('memory_budget_bytes must be positive');
   if (dev.tensorBudgetBytes !== undefined && !(dev.tensorBudgetBytes > 0)) throw new PlanError('tensor_budget_bytes must be positive');
   if (dev.baseRssBytes !== undefined && !(dev.baseRssBytes >= 0)) throw new PlanError('base_rss_bytes must be non-negative');
+  if (dev.stepTimeFactor !== undefined && !(dev.stepTimeFactor > 0 && Number.isFinite(dev.stepTimeFactor))) throw new PlanError('step_time_factor must be a positive number');
   if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= 1)) throw new PlanError('batch size, sequence length and steps must be positive');
   if (inp.policy && (inp.policy.bits.length !== L || inp.policy.sparsity.length !== L)) throw new PlanError(`policy has ${inp.policy.bits.length} layers, the model ${L}`);
   const exitChoices: number[][] = [];

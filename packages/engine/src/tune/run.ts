@@ -19,6 +19,7 @@ import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
 import { materializeHeads } from './exits.js';
 import type { VotingRule } from '../infer/voting.js';
 import { plan as makePlan, type DeviceProfile, type Plan } from '../schedule/planner.js';
+import { measureStepFactor } from '../schedule/speed.js';
 import { backendInfo, plannerSgemmPeak } from '../backend/index.js';
 import { freemem } from 'node:os';
 import { buildPolicy, compressModel, profileSensitivity, type CalibrationSet, type CompressionReport, type LucPolicy, type PolicyOptions, type PruneMethod, type SensitivityReport } from '../compress/luc.js';
@@ -123,6 +124,7 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
     matmulGflops: d.matmulGflops ?? plannerSgemmPeak().gflops,
     ...(d.tensorBudgetBytes === undefined ? {} : { tensorBudgetBytes: d.tensorBudgetBytes }),
     ...(d.baseRssBytes === undefined ? {} : { baseRssBytes: d.baseRssBytes }),
+    ...(d.stepTimeFactor === undefined ? {} : { stepTimeFactor: d.stepTimeFactor }),
   };
 }
 
@@ -192,6 +194,11 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   let plan: Plan | null = null;
   if (o.device) {
     const dev = localDevice(o.device === true ? {} : o.device);
+    if (dev.stepTimeFactor === undefined) {
+      const f = await measureStepFactor(dev);
+      dev.stepTimeFactor = f.factor;
+      log(`device: SGEMM ${dev.matmulGflops.toFixed(0)} GFLOP/s, reference step ${f.measuredMs.toFixed(1)} ms vs ${f.forecastMs.toFixed(1)} forecast: step-time factor ${f.factor.toFixed(2)}`);
+    }
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
     plan = makePlan({
       model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraTargets: opts.lora.targetModules, headRank: opts.headRank ?? 0,

@@ -1,0 +1,75 @@
+/**
+ * How fast this machine runs the planner's own kind of work, against the machine the planner was calibrated
+ * on. The SGEMM reading alone does not say it: on one 2-core VM (SGEMM 136 GFLOP/s) every bench run took
+ * 1.4-1.7x the forecast step time, the non-matmul work (norms, RoPE, LoRA branches, kernel dispatch, small
+ * matmuls) being slower there than the SGEMM ratio predicts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { LlamaModel } from '../model/llama.js';
+import { parseLlamaConfig } from '../model/config.js';
+import { DEFAULT_LORA } from '../model/lora.js';
+import { initLlamaWeights } from '../pretrain/pretrain.js';
+import { AdaptiveTrainer, DEFAULT_TUNE } from '../tune/trainer.js';
+import { Rng } from '../util/rng.js';
+import { plan, type DeviceProfile } from './planner.js';
+
+/** The reference workload: vanilla LoRA (r 8, all 7 linears) through 2 layers of the calibration model's
+ *  shape (edgetune-tiny-llama: hidden 192, MLP 512, 4 heads / 2 KV heads, vocab 4096), micro-batch 4 x 128 tokens. */
+const REF = { layers: 2, microBatch: 4, seqLen: 128 } as const;
+
+/** Result of {@link measureStepFactor}. Times in ms. */
+export interface StepFactor {
+  /** measured / forecast step time of the reference workload, clamped to [0.25, 4]: multiply forecasts by it */
+  factor: number;
+  /** median measured step of the reference workload, ms */
+  measuredMs: number;
+  /** the planner's forecast for it on `device` with factor 1, ms */
+  forecastMs: number;
+  /** timed steps (after 2 warm-up steps) */
+  steps: number;
+}
+
+/**
+ * Times a small reference training workload on this machine and compares it with the planner's forecast
+ * for it on `device` (its `matmulGflops` included): the ratio is DeviceProfile.stepTimeFactor, which
+ * scales every step-time forecast. The workload has the calibration model's shape, so on the calibration
+ * machine the factor is ~1 by construction. Runs about `seconds` (at least 3 timed steps) on the active
+ * TF.js backend; its tensors and variables are freed afterwards (the wasm heap keeps its high-water mark,
+ * ~20 MB, below a job's own).
+ * @param device the device the forecast assumes (memory fields are not used).
+ * @param seconds time budget for the timed steps, seconds (default 1).
+ * @throws Error when the reference plan does not fit (a device with almost no memory budget).
+ */
+export async function measureStepFactor(device: DeviceProfile, seconds = 1): Promise<StepFactor> {
+  const config = parseLlamaConfig({
+    model_type: 'llama', vocab_size: 4096, hidden_size: 192, intermediate_size: 512, num_hidden_layers: REF.layers, num_attention_heads: 4,
+    num_key_value_heads: 2, head_dim: 48, max_position_embeddings: 1024, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
+  });
+  const forecast = plan({ model: config, mode: 'vanilla', loraR: DEFAULT_LORA.r, batchSize: REF.microBatch, seqLen: REF.seqLen, steps: 100, trainExamples: 16, microBatch: REF.microBatch, prefixCache: false },
+    { ...device, memoryBudgetBytes: Number.MAX_SAFE_INTEGER, tensorBudgetBytes: undefined, stepTimeFactor: 1 });
+  if (!forecast.fits) throw new Error(`reference workload does not fit: ${forecast.reason}`);
+  const engine = tf.engine();
+  const varsBefore = new Set(Object.keys(engine.registeredVariables));
+  const rng = new Rng(7);
+  engine.startScope();
+  let model: LlamaModel | null = null;
+  const ms: number[] = [];
+  try {
+    model = new LlamaModel(config, initLlamaWeights(config, rng) as Map<string, tf.Tensor>);
+    const examples = Array.from({ length: 16 }, () => {
+      const ids = Array.from({ length: REF.seqLen }, () => 4 + rng.int(config.vocabSize - 4));
+      return { inputIds: ids, labels: ids.map((x, t) => (t >= REF.seqLen - 2 ? x : -100)) };
+    });
+    const t = new AdaptiveTrainer(model, examples, { ...DEFAULT_TUNE, mode: 'vanilla', steps: 10_000, microBatch: REF.microBatch, lora: { ...DEFAULT_LORA } }, 0);
+    for (let i = 0; i < 2; i++) await t.step(); // warm-up: kernels, heap growth
+    const start = performance.now();
+    while (ms.length < 3 || (performance.now() - start < seconds * 1000 && ms.length < 200)) ms.push((await t.step()).stepMs);
+  } finally {
+    engine.endScope();
+    for (const [name, v] of Object.entries(engine.registeredVariables)) if (!varsBefore.has(name)) v.dispose();
+    model?.dispose();
+  }
+  const sorted = [...ms].sort((a, b) => a - b), measuredMs = sorted[Math.floor(sorted.length / 2)];
+  const forecastMs = forecast.forecast.stepMs;
+  return { factor: Math.min(4, Math.max(0.25, measuredMs / forecastMs)), measuredMs, forecastMs, steps: ms.length };
+}
