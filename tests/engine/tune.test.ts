@@ -242,18 +242,32 @@ describe('AdaptiveTrainer', () => {
 });
 
 describe('measureStepFactor', () => {
-  it('times the reference workload against its forecast on the given device and frees what it made', async () => {
-    const dev = { memoryBudgetBytes: 8 * 2 ** 30, threads: 1, backend: 'wasm', matmulGflops: 50 };
-    const tensors = tf.memory().numTensors, vars = Object.keys(tf.engine().registeredVariables).length;
-    const f = await measureStepFactor(dev, 0.05);
-    expect(f.steps).toBeGreaterThanOrEqual(3);
-    expect(f.measuredMs).toBeGreaterThan(0);
-    expect(f.factor).toBeCloseTo(Math.min(4, Math.max(0.25, f.measuredMs / f.forecastMs)), 9);
-    // the forecast is the planner's for the device: 100x the SGEMM throughput, less time
-    const fast = await measureStepFactor({ ...dev, matmulGflops: 5000 }, 0.05);
-    expect(fast.forecastMs).toBeLessThan(f.forecastMs);
-    expect(tf.memory().numTensors).toBe(tensors);
-    expect(Object.keys(tf.engine().registeredVariables)).toHaveLength(vars);
+  it('times the reference workload against its forecast on the given device, keeps the lower median of recent readings and frees what it made', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'edgetune-factor-'));
+    const prev = process.env.EDGETUNE_CACHE_DIR;
+    process.env.EDGETUNE_CACHE_DIR = cache;
+    try {
+      const dev = { memoryBudgetBytes: 8 * 2 ** 30, threads: 1, backend: 'wasm', matmulGflops: 50 };
+      const tensors = tf.memory().numTensors, vars = Object.keys(tf.engine().registeredVariables).length;
+      const f = await measureStepFactor(dev, 0.05);
+      expect(f.steps).toBeGreaterThanOrEqual(3);
+      expect(f.measuredMs).toBeGreaterThan(0);
+      expect(f.reading).toBeCloseTo(Math.min(4, Math.max(0.25, f.measuredMs / f.forecastMs)), 9);
+      expect([f.readings, f.factor]).toEqual([1, f.reading]); // nothing remembered yet
+      // the forecast is the planner's for the device: 100x the SGEMM throughput, less time (and its own readings)
+      const fast = await measureStepFactor({ ...dev, matmulGflops: 5000 }, 0.05);
+      expect(fast.forecastMs).toBeLessThan(f.forecastMs);
+      expect(fast.readings).toBe(1);
+      // a second reading on the first device: the lower of the two
+      const again = await measureStepFactor(dev, 0.05);
+      expect(again.readings).toBe(2);
+      expect(again.factor).toBe(Math.min(f.reading, again.reading));
+      expect(tf.memory().numTensors).toBe(tensors);
+      expect(Object.keys(tf.engine().registeredVariables)).toHaveLength(vars);
+    } finally {
+      if (prev === undefined) delete process.env.EDGETUNE_CACHE_DIR; else process.env.EDGETUNE_CACHE_DIR = prev;
+      rmSync(cache, { recursive: true, force: true });
+    }
   });
 });
 

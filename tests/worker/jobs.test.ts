@@ -211,7 +211,7 @@ describe('with one worker', () => {
     expect(a.plan.storage.every((s: string) => s === 'int4' || s === 'int8')).toBe(true);
     // the worker's plan measured this machine's step-time factor (reference workload) and forecast with it
     expect(a.plan.device.step_time_factor).toBeGreaterThan(0.25);
-    const logged = new RegExp(`\\[${a.id}\\] device: SGEMM \\d+ GFLOP/s, reference step [\\d.]+ ms vs [\\d.]+ forecast: step-time factor ([\\d.]+)`).exec(shared!.log());
+    const logged = new RegExp(`\\[${a.id}\\] device: SGEMM \\d+ GFLOP/s, reference step [\\d.]+ ms vs [\\d.]+ forecast \\([\\d.]+\\): step-time factor ([\\d.]+)`).exec(shared!.log());
     expect(Number(logged?.[1])).toBeCloseTo(a.plan.device.step_time_factor, 1);
     for (const k of ['peak_rss_bytes', 'peak_tf_bytes', 'step_ms']) {
       expect(a.plan.measured[k], k).toBeGreaterThan(0);

@@ -107,14 +107,23 @@ export function plannerSgemmPeak(seconds = 1): SgemmPeak {
  * size (this one included), GFLOP/s.
  */
 export function recordSgemmPeak(now: SgemmPeak, atMs = Date.now()): number {
-  const file = join(process.env.EDGETUNE_CACHE_DIR ?? tmpdir(), 'edgetune-sgemm-peak.json');
   const key = `${now.source}:${now.threads}:${now.n}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
+  return Math.max(...recentReadings(key, now.gflops, atMs));
+}
+
+/**
+ * Adds `value` to this machine's readings under `key` (`$EDGETUNE_CACHE_DIR/edgetune-sgemm-peak.json`) and
+ * returns the readings of the last {@link SGEMM_MEMORY_MS}, this one included (never empty). An unreadable
+ * or unwritable file just means no memory of earlier readings.
+ * @param atMs when it was measured, ms since the epoch.
+ */
+export function recentReadings(key: string, value: number, atMs = Date.now()): number[] {
+  const file = join(process.env.EDGETUNE_CACHE_DIR ?? tmpdir(), 'edgetune-sgemm-peak.json');
   let seen: Record<string, unknown> = {};
   try { seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>; } catch { /* first run */ }
-  // [gflops, ms since the epoch] pairs; anything else (the older single-number form) is forgotten.
+  // [value, ms since the epoch] pairs; anything else (the older single-number form) is forgotten.
   const kept = (Array.isArray(seen[key]) ? (seen[key] as unknown[]) : [])
     .filter((r): r is [number, number] => Array.isArray(r) && Number.isFinite(r[0]) && Number.isFinite(r[1]) && atMs - r[1] < SGEMM_MEMORY_MS && r[1] <= atMs + SGEMM_MEMORY_MS);
-  const best = Math.max(now.gflops, ...kept.map((r) => r[0]));
-  try { writeFileSync(file, JSON.stringify({ ...seen, [key]: [...kept, [now.gflops, atMs]].slice(-64) })); } catch { /* read-only: fine */ }
-  return best;
+  try { writeFileSync(file, JSON.stringify({ ...seen, [key]: [...kept, [value, atMs]].slice(-64) })); } catch { /* read-only: fine */ }
+  return [...kept.map((r) => r[0]), value];
 }

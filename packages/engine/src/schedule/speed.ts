@@ -12,6 +12,8 @@ import { initLlamaWeights } from '../pretrain/pretrain.js';
 import { AdaptiveTrainer, DEFAULT_TUNE } from '../tune/trainer.js';
 import { Rng } from '../util/rng.js';
 import { plan, type DeviceProfile } from './planner.js';
+import { backendInfo, recentReadings } from '../backend/index.js';
+import { cpus, hostname } from 'node:os';
 
 /** The reference workload: vanilla LoRA (r 8, all 7 linears) through 2 layers of the calibration model's
  *  shape (edgetune-tiny-llama: hidden 192, MLP 512, 4 heads / 2 KV heads, vocab 4096), micro-batch 4 x 128 tokens. */
@@ -19,28 +21,34 @@ const REF = { layers: 2, microBatch: 4, seqLen: 128 } as const;
 
 /** Result of {@link measureStepFactor}. Times in ms. */
 export interface StepFactor {
-  /** measured / forecast step time of the reference workload, clamped to [0.25, 4]: multiply forecasts by it */
+  /** the lower median of this machine's readings of the last 15 minutes (this one included; backend/peak.ts
+   *  recentReadings): one process's reading varies by +-20% on a shared 2-core VM, and a reading taken beside
+   *  other work (a worker starting a job) reads high */
   factor: number;
+  /** this measurement: measured / forecast step time of the reference workload, clamped to [0.25, 4] */
+  reading: number;
   /** median measured step of the reference workload, ms */
   measuredMs: number;
   /** the planner's forecast for it on `device` with factor 1, ms */
   forecastMs: number;
   /** timed steps (after 2 warm-up steps) */
   steps: number;
+  /** readings the factor is the lower median of */
+  readings: number;
 }
 
 /**
  * Times a small reference training workload on this machine and compares it with the planner's forecast
- * for it on `device` (its `matmulGflops` included): the ratio is DeviceProfile.stepTimeFactor, which
- * scales every step-time forecast. The workload has the calibration model's shape, so on the calibration
+ * for it on `device` (its `matmulGflops` included): the ratio, as the lower median of the machine's recent
+ * readings, is DeviceProfile.stepTimeFactor, which scales every step-time forecast. The workload has the calibration model's shape, so on the calibration
  * machine the factor is ~1 by construction. Runs about `seconds` (at least 3 timed steps) on the active
  * TF.js backend; its tensors and variables are freed afterwards (the wasm heap keeps its high-water mark,
  * ~20 MB, below a job's own).
  * @param device the device the forecast assumes (memory fields are not used).
- * @param seconds time budget for the timed steps, seconds (default 1).
+ * @param seconds time budget for the timed steps, seconds (default 2).
  * @throws Error when the reference plan does not fit (a device with almost no memory budget).
  */
-export async function measureStepFactor(device: DeviceProfile, seconds = 1): Promise<StepFactor> {
+export async function measureStepFactor(device: DeviceProfile, seconds = 2): Promise<StepFactor> {
   const config = parseLlamaConfig({
     model_type: 'llama', vocab_size: 4096, hidden_size: 192, intermediate_size: 512, num_hidden_layers: REF.layers, num_attention_heads: 4,
     num_key_value_heads: 2, head_dim: 48, max_position_embeddings: 1024, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
@@ -70,6 +78,10 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 1): Pro
     model?.dispose();
   }
   const sorted = [...ms].sort((a, b) => a - b), measuredMs = sorted[Math.floor(sorted.length / 2)];
-  const forecastMs = forecast.forecast.stepMs;
-  return { factor: Math.min(4, Math.max(0.25, measuredMs / forecastMs)), measuredMs, forecastMs, steps: ms.length };
+  const forecastMs = forecast.forecast.stepMs, reading = Math.min(4, Math.max(0.25, measuredMs / forecastMs));
+  // Keyed by the SGEMM reading's bucket too: the factor is relative to the forecast at that throughput.
+  const info = backendInfo();
+  const key = `step-factor:${info?.backend ?? tf.getBackend()}:${info?.matmul ?? '?'}:${device.threads}:${Math.round(device.matmulGflops / 10)}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
+  const recent = recentReadings(key, reading).sort((a, b) => a - b);
+  return { factor: recent[Math.floor((recent.length - 1) / 2)], reading, measuredMs, forecastMs, steps: ms.length, readings: recent.length };
 }
