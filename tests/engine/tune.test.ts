@@ -242,7 +242,7 @@ describe('AdaptiveTrainer', () => {
 });
 
 describe('measureStepFactor', () => {
-  it('times the reference workload against its forecast on the given device, keeps the lower median of recent readings and frees what it made', async () => {
+  it('times the reference workload against its forecast on the given device, keeps the lowest recent reading and frees what it made', async () => {
     const cache = mkdtempSync(join(tmpdir(), 'edgetune-factor-'));
     const prev = process.env.EDGETUNE_CACHE_DIR;
     process.env.EDGETUNE_CACHE_DIR = cache;

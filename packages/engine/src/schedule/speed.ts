@@ -21,9 +21,9 @@ const REF = { layers: 2, microBatch: 4, seqLen: 128 } as const;
 
 /** Result of {@link measureStepFactor}. Times in ms. */
 export interface StepFactor {
-  /** the lower median of this machine's readings of the last 15 minutes (this one included; backend/peak.ts
-   *  recentReadings): one process's reading varies by +-20% on a shared 2-core VM, and a reading taken beside
-   *  other work (a worker starting a job) reads high */
+  /** the lowest of this machine's readings of the last 15 minutes (this one included; backend/peak.ts
+   *  recentReadings), as the SGEMM reading takes the highest: other work (tests, a worker starting a job)
+   *  only slows the reference down, and one process's reading varies by +-20% on a shared 2-core VM */
   factor: number;
   /** this measurement: measured / forecast step time of the reference workload, clamped to [0.25, 4] */
   reading: number;
@@ -33,13 +33,13 @@ export interface StepFactor {
   forecastMs: number;
   /** timed steps (after 2 warm-up steps) */
   steps: number;
-  /** readings the factor is the lower median of */
+  /** readings the factor is the lowest of */
   readings: number;
 }
 
 /**
  * Times a small reference training workload on this machine and compares it with the planner's forecast
- * for it on `device` (its `matmulGflops` included): the ratio, as the lower median of the machine's recent
+ * for it on `device` (its `matmulGflops` included): the ratio, as the lowest of the machine's recent
  * readings, is DeviceProfile.stepTimeFactor, which scales every step-time forecast. The workload has the calibration model's shape, so on the calibration
  * machine the factor is ~1 by construction. Runs about `seconds` (at least 3 timed steps) on the active
  * TF.js backend; its tensors and variables are freed afterwards (the wasm heap keeps its high-water mark,
@@ -83,5 +83,5 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 2): Pro
   const info = backendInfo();
   const key = `step-factor:${info?.backend ?? tf.getBackend()}:${info?.matmul ?? '?'}:${device.threads}:${Math.round(device.matmulGflops / 10)}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
   const recent = recentReadings(key, reading).sort((a, b) => a - b);
-  return { factor: recent[Math.floor((recent.length - 1) / 2)], reading, measuredMs, forecastMs, steps: ms.length, readings: recent.length };
+  return { factor: recent[0], reading, measuredMs, forecastMs, steps: ms.length, readings: recent.length };
 }

@@ -197,7 +197,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     if (dev.stepTimeFactor === undefined) {
       const f = await measureStepFactor(dev);
       dev.stepTimeFactor = f.factor;
-      log(`device: SGEMM ${dev.matmulGflops.toFixed(0)} GFLOP/s, reference step ${f.measuredMs.toFixed(1)} ms vs ${f.forecastMs.toFixed(1)} forecast (${f.reading.toFixed(2)}): step-time factor ${f.factor.toFixed(2)} (lower median of ${f.readings} readings in 15 min)`);
+      log(`device: SGEMM ${dev.matmulGflops.toFixed(0)} GFLOP/s, reference step ${f.measuredMs.toFixed(1)} ms vs ${f.forecastMs.toFixed(1)} forecast (${f.reading.toFixed(2)}): step-time factor ${f.factor.toFixed(2)} (lowest of ${f.readings} readings in 15 min)`);
     }
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
     plan = makePlan({
