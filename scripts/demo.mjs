@@ -288,7 +288,13 @@ async function main() {
     key = await addDemoKey();
   }
   await waitFor(`base model ${MODEL} in GET /v1/models`, async () => (await api('GET', '/v1/models')).data.some((m) => m.id === MODEL), 60_000);
-  say(`${green('✓')} API on ${base} (Swagger UI ${base}/docs) and one worker started`);
+  // The worker's device report (it measures SGEMM and the step-time factor first, a few seconds): the API
+  // plans the job's admission for that device rather than for its own host's defaults.
+  const worker = await waitFor('the worker\'s device report in GET /v1/workers', async () => (await api('GET', '/v1/workers')).data.find((w) => w.online), 90_000)
+    .catch(() => null);
+  say(`${green('✓')} API on ${base} (Swagger UI ${base}/docs) and one worker started` + (worker
+    ? dim(` (SGEMM ${Math.round(worker.device.matmul_gflops)} GFLOP/s, step-time factor ${worker.device.step_time_factor ?? 'n/a'})`)
+    : dim(' (no device report yet: the API plans admission with its defaults)')));
   const data = await Promise.race([dataP, childDied]);
   say(`${green('✓')} SpamAssassin task: ${data.train} train, ${data.validation} validation, ${data.test} test examples`);
   phase('setup');
