@@ -244,14 +244,11 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'plan': {
       const { plan } = await import('./schedule/planner.js');
-      const { plannerSgemmPeak } = await import('./backend/index.js');
       const { loadLlamaConfig } = await import('./model/config.js');
-      const { localDevice } = await import('./tune/run.js');
-      const { measureStepFactor } = await import('./schedule/speed.js');
+      const { measuredDevice } = await import('./tune/run.js');
       const cfg = loadLlamaConfig(need(v, 'model'));
       const bits = numOpt(v, 'avg-bits', 16);
-      const dev = localDevice({ ...deviceFlags(v), matmulGflops: plannerSgemmPeak(1).gflops });
-      dev.stepTimeFactor = (await measureStepFactor(dev)).factor;
+      const dev = await measuredDevice(deviceFlags(v));
       const p = plan({
         model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8), headRank: numOpt(v, 'head-rank', 0),
         schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'), prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),

@@ -71,8 +71,8 @@ export function apiDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThre
       threads: requested?.threads ?? worker?.threads ?? config.deviceThreads ?? availableParallelism(),
       backend: worker?.backend ?? 'auto',
       matmulGflops: worker?.matmulGflops ?? config.deviceGflops ?? DEFAULT_DEVICE_GFLOPS,
-      // the worker's measured factor belongs with its own SGEMM reading, not with EDGETUNE_DEVICE_GFLOPS's
-      ...(worker?.stepTimeFactor != null && config.deviceGflops == null ? { stepTimeFactor: worker.stepTimeFactor } : {}),
+      // with the worker's own SGEMM reading, which the line above takes whenever a worker is live
+      ...(worker?.stepTimeFactor != null ? { stepTimeFactor: worker.stepTimeFactor } : {}),
     },
     source,
     workerId: worker?.id ?? null,

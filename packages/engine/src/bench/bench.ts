@@ -211,8 +211,8 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
   const peak = measureSgemmPeak({});
   recordSgemmPeak(peak);
   process.stderr.write(`[bench] SGEMM peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.source}, n=${peak.n}, ${peak.threads} threads)\n`);
-  // Every run plans with this one-second reading: a child's short probe can under-read, and the best reading
-  // this machine ever gave (plannerSgemmPeak) over-reads when the VM is slower today than then (310 vs 263).
+  // Every run plans with this one reading, so that their step forecasts compare alike (each child still
+  // measures its own step-time factor, as a job does).
   const child = (spec: BenchSpec, dir: string) => runChild({ matmulGflops: peak.gflops, ...spec }, dir);
   const vanilla = await child({ label: 'vanilla', mode: 'vanilla', settings: s }, work);
   const edge = await child({ label: 'edge_llm', mode: 'edge_llm', settings: s }, work);

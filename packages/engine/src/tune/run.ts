@@ -128,6 +128,20 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
   };
 }
 
+/**
+ * {@link localDevice}, plus this machine's step-time factor where the profile states none
+ * (schedule/speed.ts measureStepFactor, ~2 s of a reference training workload; logged through `log`).
+ */
+export async function measuredDevice(d: Partial<DeviceProfile> = {}, log?: (line: string) => void): Promise<DeviceProfile> {
+  const dev = localDevice(d);
+  if (dev.stepTimeFactor === undefined) {
+    const f = await measureStepFactor(dev);
+    dev.stepTimeFactor = f.factor;
+    log?.(`device: SGEMM ${dev.matmulGflops.toFixed(0)} GFLOP/s, reference step ${f.measuredMs.toFixed(1)} ms vs ${f.forecastMs.toFixed(1)} forecast (${f.reading.toFixed(2)}): step-time factor ${f.factor.toFixed(2)} (lowest of ${f.readings} readings in 15 min)`);
+  }
+  return dev;
+}
+
 /** A tuning request whose options contradict each other (e.g. vanilla LoRA with compression). */
 export class TuneConfigError extends Error {
   constructor(message: string) {
@@ -193,12 +207,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   }
   let plan: Plan | null = null;
   if (o.device) {
-    const dev = localDevice(o.device === true ? {} : o.device);
-    if (dev.stepTimeFactor === undefined) {
-      const f = await measureStepFactor(dev);
-      dev.stepTimeFactor = f.factor;
-      log(`device: SGEMM ${dev.matmulGflops.toFixed(0)} GFLOP/s, reference step ${f.measuredMs.toFixed(1)} ms vs ${f.forecastMs.toFixed(1)} forecast (${f.reading.toFixed(2)}): step-time factor ${f.factor.toFixed(2)} (lowest of ${f.readings} readings in 15 min)`);
-    }
+    const dev = await measuredDevice(o.device === true ? {} : o.device, log);
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
     plan = makePlan({
       model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraTargets: opts.lora.targetModules, headRank: opts.headRank ?? 0,
