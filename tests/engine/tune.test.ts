@@ -11,6 +11,7 @@ import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 import { AdaptiveTrainer, DEFAULT_TUNE, type TuneOptions } from '../../packages/engine/src/tune/trainer.js';
 import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
 import { measureStepFactor } from '../../packages/engine/src/schedule/speed.js';
+import { CALIBRATION } from '../../packages/engine/src/schedule/calibration.js';
 import { defaultExitLayers, materializeHeads, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
 import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artifacts.js';
 import { exitProbabilities } from '../../packages/engine/src/infer/voting.js';
@@ -18,6 +19,7 @@ import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
 import { DEFAULT_LORA } from '../../packages/engine/src/model/lora.js';
 import type { Example } from '../../packages/engine/src/tune/batches.js';
 import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
+import { memoryFavoured } from '../../packages/engine/src/util/v8-heap.js';
 
 let dir: string;
 let modelDir: string;
@@ -68,7 +70,10 @@ describe('exit layout', () => {
 describe('AdaptiveTrainer', () => {
   it('trains only the active window (LoRA + exit head); frozen prefix, other windows and base stay put', async () => {
     const model = LlamaModel.load(modelDir);
+    expect(memoryFavoured()).toBe(null);
     const t = new AdaptiveTrainer(model, examples, opts({ schedule: 'round_robin', steps: 4 }), padId);
+    // The trainer sets the V8 heap policy the planner's RSS forecast assumes (tests/engine/v8-heap.test.ts).
+    expect(memoryFavoured()).toBe(true);
     expect(t.exits.map((e) => [e.start, e.layer])).toEqual([[0, 0], [1, 1], [2, 2], [3, 3]]);
     // Step 0..1 train windows 0 and 1; step 2 trains window 2: check what moves during it.
     await t.step();
@@ -262,6 +267,10 @@ describe('measureStepFactor', () => {
       const again = await measureStepFactor(dev, 0.05);
       expect(again.readings).toBe(2);
       expect(again.factor).toBe(Math.min(f.reading, again.reading));
+      // another cost model (a recalibration): another forecast, and the old model's readings do not count
+      const recalibrated = await measureStepFactor(dev, 0.05, { ...CALIBRATION, msPerStep: CALIBRATION.msPerStep + 100 });
+      expect(recalibrated.forecastMs).toBeGreaterThan(f.forecastMs + 99);
+      expect(recalibrated.readings).toBe(1);
       expect(tf.memory().numTensors).toBe(tensors);
       expect(Object.keys(tf.engine().registeredVariables)).toHaveLength(vars);
     } finally {

@@ -1,25 +1,25 @@
-// Fitted 2026-11-22T11:04:53.766Z on edgetune-tiny-llama (SGEMM peak 200 GFLOP/s) by
-// `node packages/engine/scripts/calibrate-planner.mjs`; RSS growth terms measured 2026-12-04T16:41:01.162Z (--growth);
+// Fitted 2026-12-04T22:12:25.235Z on edgetune-tiny-llama (SGEMM peak 257 GFLOP/s) by
+// `node packages/engine/scripts/calibrate-planner.mjs`;
 // points and errors: bench/results/planner-calibration.json.
 import type { CostCoefficients } from './calibration.js';
 
 export const FITTED: CostCoefficients = {
-  actD: 12.4954,
-  actF: 4.68577,
-  actAtt: 0.967131,
+  actD: 12.5193,
+  actF: 4.69473,
+  actAtt: 0.953587,
   actLora: 0,
-  tfFixed: 8987294,
-  rssBase: 157149888,
-  rssPerTfByte: 0.774213,
-  rssAtStart: 96751616,
-  rssLongRun: 26476544,
-  rssPerDataToken: 24.0759,
-  mmEfficiency: 1.00259,
-  prefixPassCost: 0.341539,
-  msPerLayerPass: 3.20162,
-  msPerLayerToken: 0.00920293,
+  tfFixed: 8858854,
+  rssBase: 129330262,
+  rssPerTfByte: 0.762866,
+  rssAtStart: 107229184,
+  rssLongRun: 18157568,
+  rssPerDataToken: 41.9458,
+  mmEfficiency: 1.21387,
+  prefixPassCost: 0.311003,
+  msPerLayerPass: 1.60166,
+  msPerLayerToken: 0.00621213,
   msPerAttScore: 0,
-  msPerStep: 7.3325,
+  msPerStep: 6.36067,
   msPerUpdatedParam: 0,
-  msPerDequantElem: 0.00000603583,
+  msPerDequantElem: 0.00000395955,
 };

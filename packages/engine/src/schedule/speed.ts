@@ -12,8 +12,10 @@ import { initLlamaWeights } from '../pretrain/pretrain.js';
 import { AdaptiveTrainer, DEFAULT_TUNE } from '../tune/trainer.js';
 import { Rng } from '../util/rng.js';
 import { plan, type DeviceProfile } from './planner.js';
+import { CALIBRATION, type CostCoefficients } from './calibration.js';
 import { backendInfo, recentReadings } from '../backend/index.js';
 import { cpus, hostname } from 'node:os';
+import { createHash } from 'node:crypto';
 
 /** The reference workload: vanilla LoRA (r 8, all 7 linears) through 2 layers of the calibration model's
  *  shape (edgetune-tiny-llama: hidden 192, MLP 512, 4 heads / 2 KV heads, vocab 4096), micro-batch 4 x 128 tokens. */
@@ -46,15 +48,17 @@ export interface StepFactor {
  * ~20 MB, below a job's own).
  * @param device the device the forecast assumes (memory fields are not used).
  * @param seconds time budget for the timed steps, seconds (default 2).
+ * @param coeffs the cost model the factor corrects (default: the fitted one); readings are remembered per
+ *   cost model, since a recalibration changes the forecast they were taken against.
  * @throws Error when the reference plan does not fit (a device with almost no memory budget).
  */
-export async function measureStepFactor(device: DeviceProfile, seconds = 2): Promise<StepFactor> {
+export async function measureStepFactor(device: DeviceProfile, seconds = 2, coeffs: CostCoefficients = CALIBRATION): Promise<StepFactor> {
   const config = parseLlamaConfig({
     model_type: 'llama', vocab_size: 4096, hidden_size: 192, intermediate_size: 512, num_hidden_layers: REF.layers, num_attention_heads: 4,
     num_key_value_heads: 2, head_dim: 48, max_position_embeddings: 1024, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
   });
   const forecast = plan({ model: config, mode: 'vanilla', loraR: DEFAULT_LORA.r, batchSize: REF.microBatch, seqLen: REF.seqLen, steps: 100, trainExamples: 16, microBatch: REF.microBatch, prefixCache: false },
-    { ...device, memoryBudgetBytes: Number.MAX_SAFE_INTEGER, tensorBudgetBytes: undefined, stepTimeFactor: 1 });
+    { ...device, memoryBudgetBytes: Number.MAX_SAFE_INTEGER, tensorBudgetBytes: undefined, stepTimeFactor: 1 }, coeffs);
   if (!forecast.fits) throw new Error(`reference workload does not fit: ${forecast.reason}`);
   const engine = tf.engine();
   const varsBefore = new Set(Object.keys(engine.registeredVariables));
@@ -79,9 +83,10 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 2): Pro
   }
   const sorted = [...ms].sort((a, b) => a - b), measuredMs = sorted[Math.floor(sorted.length / 2)];
   const forecastMs = forecast.forecast.stepMs, reading = Math.min(4, Math.max(0.25, measuredMs / forecastMs));
-  // Keyed by the SGEMM reading's bucket too: the factor is relative to the forecast at that throughput.
+  // Keyed by the SGEMM reading's bucket and the cost model too: the factor is relative to the forecast.
   const info = backendInfo();
-  const key = `step-factor:${info?.backend ?? tf.getBackend()}:${info?.matmul ?? '?'}:${device.threads}:${Math.round(device.matmulGflops / 10)}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
+  const costModel = createHash('sha256').update(JSON.stringify(coeffs)).digest('hex').slice(0, 12);
+  const key = `step-factor:${info?.backend ?? tf.getBackend()}:${info?.matmul ?? '?'}:${device.threads}:${Math.round(device.matmulGflops / 10)}:${costModel}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
   const recent = recentReadings(key, reading).sort((a, b) => a - b);
   return { factor: recent[0], reading, measuredMs, forecastMs, steps: ms.length, readings: recent.length };
 }

@@ -21,6 +21,7 @@ import { layerForwardFlops, layerTrainFlops } from '../model/flops.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { favourMemoryOverSpeed } from '../util/v8-heap.js';
 
 export type WindowSchedule = 'sequential' | 'round_robin' | 'random';
 export type TuneMode = 'edge_llm' | 'vanilla';
@@ -158,6 +159,8 @@ export class AdaptiveTrainer {
   cacheMisses = 0;
 
   constructor(readonly model: LlamaModel, examples: Example[], readonly opts: TuneOptions, padId: number) {
+    // A predictable JS heap: the planner's RSS forecast assumes it (util/v8-heap.ts).
+    favourMemoryOverSpeed();
     const L = model.config.numHiddenLayers;
     this.rng = new Rng(`${opts.seed}:init`);
     this.loraLinears = attachLora(model, opts.lora, this.rng);

@@ -1,0 +1,30 @@
+// V8 heap policy of a tuning process.
+import { setFlagsFromString } from 'node:v8';
+
+let applied: boolean | null = null;
+
+/**
+ * Makes V8 favour memory over speed for the rest of this process (`--optimize-for-size`, set at run time):
+ * V8 then collects before it grows the old generation instead of growing it up to 4x the live size
+ * first. A tuning step promotes its tape's tensor handles to the old generation, so without it the JS heap
+ * of a long run swings between ~70 and ~155 MB (bench Edge-LLM settings) and the process's peak RSS lands
+ * wherever the largest swing happened: 309-340 MiB over 600 steps against 256 MiB with the flag, at the
+ * same or better tokens/s (tmp measurements of the ninth session, recorded in bench/results/v8-heap-*.json).
+ * The planner's RSS terms were measured with it set.
+ *
+ * Idempotent; `EDGETUNE_V8_OPTIMIZE_FOR_SIZE=0` leaves V8's defaults. Node documents run-time flag changes as
+ * unsupported in general; this flag is read at each garbage collection, and its effect is measured by
+ * tests/engine/v8-heap.test.ts.
+ * @returns whether the flag is set by this call or an earlier one
+ */
+export function favourMemoryOverSpeed(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (applied !== null) return applied;
+  applied = env.EDGETUNE_V8_OPTIMIZE_FOR_SIZE !== '0';
+  if (applied) setFlagsFromString('--optimize-for-size');
+  return applied;
+}
+
+/** Whether favourMemoryOverSpeed has set the flag in this process (null: not called yet). */
+export function memoryFavoured(): boolean | null {
+  return applied;
+}
