@@ -96,10 +96,11 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
     if (!device || active.size === 0) device = workerDevice(config, probed);
     await heartbeatWorker(db, { id, host: config.hostName, pid: process.pid, concurrency: config.workerConcurrency, device });
   })().catch((e) => log(`[worker ${id}] heartbeat failed: ${(e as Error).message}`)).finally(() => { beating = null; }));
+  const readings = (p: { matmulGflops: number; stepTimeFactor: number }) => `SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s, step-time factor ${p.stepTimeFactor.toFixed(2)}`;
   const probing = probeDevice()
     .then((p) => {
       probed = p;
-      log(`[worker ${id}] device: ${p.backend}, ${p.matmul}, SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s, step-time factor ${p.stepTimeFactor.toFixed(2)}`);
+      log(`[worker ${id}] device: ${p.backend}, ${p.matmul}, ${readings(p)}`);
       return heartbeat();
     })
     .catch((e) => log(`[worker ${id}] device probe failed, not reported (the API plans with its defaults): ${(e as Error).message}`));
@@ -114,7 +115,7 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
       .then((p) => {
         if (active.size > 0 || removed) return;
         probed = p;
-        log(`[worker ${id}] device re-measured: SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s, step-time factor ${p.stepTimeFactor.toFixed(2)}`);
+        log(`[worker ${id}] device re-measured: ${readings(p)}`);
         return heartbeat();
       })
       .catch((e) => log(`[worker ${id}] device re-measure failed, the last report stands: ${(e as Error).message}`))
