@@ -7,12 +7,12 @@ import { REPO_ROOT } from './helpers.js';
 
 const dist = join(REPO_ROOT, 'packages', 'engine', 'dist');
 
-// Promoted garbage as a tuning step makes it: a ring of ~40 MB of live objects, each replaced after
+// Promoted garbage as a tuning step makes it: a ring of ~60 MB of live objects, each replaced after
 // surviving a few scavenges. Prints the largest V8 heapTotal seen, MiB.
 const churn = (setFlag: string) => `
   ${setFlag}
-  const N = 40000, ring = new Array(N); let max = 0;
-  for (let i = 0; i < 25 * N; i++) {
+  const N = 60000, ring = new Array(N); let max = 0;
+  for (let i = 0; i < 15 * N; i++) {
     ring[i % N] = { a: new Array(128).fill(i) };
     if (i % 1000 === 0) max = Math.max(max, process.memoryUsage().heapTotal);
   }
@@ -31,7 +31,8 @@ describe('favourMemoryOverSpeed', () => {
     const plain = maxHeapMiB('');
     const favoured = maxHeapMiB(set);
     const optedOut = maxHeapMiB(optOut, { EDGETUNE_V8_OPTIMIZE_FOR_SIZE: '0' });
-    expect(favoured).toBeLessThan(0.8 * plain);
-    expect(optedOut).toBeGreaterThan(0.8 * plain);
+    // Measured (2-core VM, idle and under load): V8's default 321 MiB, the policy 156-194 MiB.
+    expect(favoured).toBeLessThan(0.75 * Math.min(plain, optedOut));
+    expect(optedOut).toBeGreaterThan(1.3 * favoured);
   });
 });
