@@ -1,0 +1,47 @@
+// Paired comparison of LUC vs the uniform policy on task accuracy, per tuning seed (the same seed gives
+// both runs the same data order and initialisation, so the per-seed difference removes most of the
+// +-2-point seed noise). Reads luc-task-seeds.mjs result files; where a seed appears in several files
+// the later file wins (pairs are only formed within one file: both runs of a pair from one machine).
+//   node packages/engine/scripts/luc-task-paired.mjs --rules owl/budgeted --out FILE.json RESULTS.json ...
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+const { values: v, positionals: files } = parseArgs({ allowPositionals: true, options: { rules: { type: 'string', default: 'owl/budgeted' }, out: { type: 'string' } } });
+const [sr, br] = v.rules.split('/');
+const bySeed = new Map();
+for (const f of files) {
+  const d = JSON.parse(readFileSync(f, 'utf8'));
+  const seeds = new Set(d.runs.map((r) => r.seed));
+  for (const seed of seeds) {
+    const u = d.runs.find((r) => r.seed === seed && r.sparsity_rule === 'uniform' && r.bits_rule === 'uniform');
+    const l = d.runs.find((r) => r.seed === seed && r.sparsity_rule === sr && r.bits_rule === br);
+    if (u && l) bySeed.set(seed, { seed, file: f, uniform: { test: u.test_voted, loss: u.test_label_loss }, luc: { test: l.test_voted, loss: l.test_label_loss } });
+  }
+}
+const pairs = [...bySeed.values()].sort((a, b) => a.seed - b.seed);
+const n = pairs.length;
+if (n < 2) throw new Error('need at least 2 seeds with both policies');
+const mean = (a) => a.reduce((s, x) => s + x, 0) / a.length;
+const sd = (a) => { const m = mean(a); return Math.sqrt(a.reduce((s, x) => s + (x - m) ** 2, 0) / (a.length - 1)); };
+const choose = (a, b) => { let c = 1; for (let i = 1; i <= b; i++) c = (c * (a - b + i)) / i; return c; };
+// Two-sided exact sign test (ties dropped).
+const signTest = (d) => { const w = d.filter((x) => x > 0).length, l = d.filter((x) => x < 0).length, m = w + l, k = Math.min(w, l);
+  let p = 0; for (let i = 0; i <= k; i++) p += choose(m, i); return { better: w, worse: l, p: Math.min(1, (2 * p) / 2 ** m) }; };
+// Two-sided p of Student's t with df degrees of freedom (Simpson's rule on the density).
+const tP = (t, df) => { const logc = lgamma((df + 1) / 2) - lgamma(df / 2) - 0.5 * Math.log(df * Math.PI), f = (x) => Math.exp(logc - ((df + 1) / 2) * Math.log(1 + (x * x) / df));
+  const a = Math.abs(t), N = 20000, h = a / N; let s = f(0) + f(a); for (let i = 1; i < N; i++) s += (i % 2 ? 4 : 2) * f(i * h); return Math.max(0, 1 - 2 * (s * h) / 3); };
+function lgamma(x) { const g = [76.18009172947146, -86.50532032941677, 24.01409824083091, -1.231739572450155, 0.1208650973866179e-2, -0.5395239384953e-5];
+  let y = x, tmp = x + 5.5; tmp -= (x + 0.5) * Math.log(tmp); let ser = 1.000000000190015; for (const c of g) ser += c / ++y; return -tmp + Math.log((2.5066282746310005 * ser) / x); }
+const paired = (d) => { const m = mean(d), s = sd(d), t = m / (s / Math.sqrt(d.length)); return { mean: m, sd: s, t, p: tP(t, d.length - 1), sign: signTest(d) }; };
+const acc = paired(pairs.map((p) => p.luc.test - p.uniform.test)), loss = paired(pairs.map((p) => p.uniform.loss - p.luc.loss));
+const result = {
+  date: new Date().toISOString(), command: `node packages/engine/scripts/luc-task-paired.mjs --rules ${v.rules}${v.out ? ` --out ${v.out}` : ''} ${files.join(' ')}`, rules: v.rules, seeds: n,
+  uniform_test_mean: mean(pairs.map((p) => p.uniform.test)), uniform_test_sd: sd(pairs.map((p) => p.uniform.test)),
+  luc_test_mean: mean(pairs.map((p) => p.luc.test)), luc_test_sd: sd(pairs.map((p) => p.luc.test)),
+  test_accuracy_gain: acc, label_loss_reduction: loss, pairs,
+};
+if (v.out) writeFileSync(v.out, JSON.stringify(result, null, 2) + '\n');
+const pct = (x) => (100 * x).toFixed(2);
+process.stdout.write(`${n} seeds: LUC (${v.rules}) ${pct(result.luc_test_mean)} +- ${pct(result.luc_test_sd)}% vs uniform ${pct(result.uniform_test_mean)} +- ${pct(result.uniform_test_sd)}% test accuracy; `
+  + `gain ${pct(acc.mean)} points (paired t ${acc.t.toFixed(2)}, p ${acc.p.toFixed(4)}; better in ${acc.sign.better}, worse in ${acc.sign.worse}, sign test p ${acc.sign.p.toFixed(4)}); `
+  + `label loss ${loss.mean.toFixed(4)} nats lower (paired t ${loss.t.toFixed(2)}, p ${loss.p.toFixed(4)}; lower in ${loss.sign.better} of ${n}, sign test p ${loss.sign.p.toFixed(4)})\n`);
