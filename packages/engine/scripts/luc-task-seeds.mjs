@@ -22,7 +22,8 @@ const results = [];
 for (const seed of v.seeds.split(',')) {
   for (const pair of v.rules.split(',')) {
     const [sr, br] = pair.split('/');
-    const out = `runs/luc-${v.tag}-${sr}-${br}-s${seed}`;
+    // The budget and steps are in the name: a run is reused only for the same settings.
+    const out = `runs/luc-${v.tag}-${v.sparsity}-${v.bits}b-${v.steps}-${sr}-${br}-s${seed}`;
     if (!existsSync(`${out}/test-eval.json`)) {
       const tune = ['tune', '--model', M, '--train', 'data/spam/train.jsonl', '--val', 'data/spam/validation.jsonl', '--out', out, '--steps', v.steps,
         '--batch', '8', '--max-length', '192', '--lr', '2e-3', '--lora-r', '8', '--lora-alpha', '16', '--prefix', 'adapted', '--schedule', 'round_robin',
