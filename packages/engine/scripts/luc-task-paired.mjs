@@ -5,6 +5,7 @@
 //   node packages/engine/scripts/luc-task-paired.mjs --rules owl/budgeted --out FILE.json RESULTS.json ...
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { pairedSignTest } from '../dist/infer/last-word.js';
 
 const { values: v, positionals: files } = parseArgs({ allowPositionals: true, options: { rules: { type: 'string', default: 'owl/budgeted' }, out: { type: 'string' } } });
 const [sr, br] = v.rules.split('/');
@@ -23,10 +24,8 @@ const n = pairs.length;
 if (n < 2) throw new Error('need at least 2 seeds with both policies');
 const mean = (a) => a.reduce((s, x) => s + x, 0) / a.length;
 const sd = (a) => { const m = mean(a); return Math.sqrt(a.reduce((s, x) => s + (x - m) ** 2, 0) / (a.length - 1)); };
-const choose = (a, b) => { let c = 1; for (let i = 1; i <= b; i++) c = (c * (a - b + i)) / i; return c; };
-// Two-sided exact sign test (ties dropped).
-const signTest = (d) => { const w = d.filter((x) => x > 0).length, l = d.filter((x) => x < 0).length, m = w + l, k = Math.min(w, l);
-  let p = 0; for (let i = 0; i <= k; i++) p += choose(m, i); return { better: w, worse: l, p: Math.min(1, (2 * p) / 2 ** m) }; };
+// Exact two-sided sign test (ties dropped): the engine's paired test on 0/1 outcomes per seed.
+const signTest = (d) => { const t = pairedSignTest(Uint8Array.from(d, (x) => +(x > 0)), Uint8Array.from(d, (x) => +(x < 0))); return { better: t.aOnly, worse: t.bOnly, p: t.p }; };
 // Two-sided p of Student's t with df degrees of freedom (Simpson's rule on the density).
 const tP = (t, df) => { const logc = lgamma((df + 1) / 2) - lgamma(df / 2) - 0.5 * Math.log(df * Math.PI), f = (x) => Math.exp(logc - ((df + 1) / 2) * Math.log(1 + (x * x) / df));
   const a = Math.abs(t), N = 20000, h = a / N; let s = f(0) + f(a); for (let i = 1; i < N; i++) s += (i % 2 ? 4 : 2) * f(i * h); return Math.max(0, 1 - 2 * (s * h) / 3); };
