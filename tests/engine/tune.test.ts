@@ -1,7 +1,7 @@
 // Adaptive layer tuning: what each step trains, schedules, determinism, checkpoints, artifacts.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
@@ -308,6 +308,21 @@ describe('runTuning artifacts', () => {
     peft.dispose();
   });
 
+
+  it('free-form completions (more than 32 distinct first tokens): validation scores perplexity only and the vote is chosen by loss', async () => {
+    // Each completion starts with another character, so no set of class tokens exists (evaluate.ts classTokensOf).
+    const chars = 'abcdefghijklmnopqrstuvwxyz0123456789';
+    writeFileSync(join(dir, 'free.jsonl'), [...chars].map((c, i) => JSON.stringify({ prompt: `Passage ${i} of the voyage:`, completion: `${c}${c} the whale went on` })).join('\n') + '\n');
+    const report = await runTuning({ modelDir, trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'free.jsonl'), outDir: join(dir, 'out-free'), maxLength: 64, tune: { steps: 2, microBatch: 4, lora: { r: 4, alpha: 8 } } });
+    const v = report.validation!;
+    expect(v.classTokens).toBeNull();
+    expect(v.examples).toBe(36);
+    for (const m of [...v.perExit, ...Object.values(v.voted)]) {
+      expect(m.accuracy).toBeNull();
+      expect(Number.isFinite(m.perplexity) && m.perplexity > 1).toBe(true);
+    }
+    expect(v.voted[report.votingRule!].loss).toBe(Math.min(...Object.values(v.voted).map((m) => m.loss)));
+  });
 
   it('vanilla LoRA writes a PEFT adapter whose PEFT-way validation metrics are the run\'s, and refuses compression', async () => {
     const out = join(dir, 'out-vanilla');

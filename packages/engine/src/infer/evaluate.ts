@@ -107,7 +107,7 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
     };
     const per = probs.map((p, k) => { const s = score(p); nll[k] += s.sum; correct[k] += s.right; return s; });
     for (let r = 0; r < rows.length; r++) targetP.push(Float64Array.from(per, (s) => s.pt[r]));
-    firstRow.forEach((row, j) => classP.push({ y: targets[row], p: per.map((s) => s.sub[j]) }));
+    if (classTokens) firstRow.forEach((row, j) => classP.push({ y: targets[row], p: per.map((s) => s.sub[j]) }));
     for (const r of VOTING_RULES) {
       if (r === 'weighted') continue;
       const v = combineExits(probs, r);
