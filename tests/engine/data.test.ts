@@ -6,8 +6,10 @@ import {
   DatasetError,
   IGNORE_INDEX,
   SPAM_QUESTION,
+  buildCorpusContinuation,
   buildSpamAssassin,
   classificationLabels,
+  continuationRecords,
   collate,
   decodeEncodedWords,
   decodeQuotedPrintable,
@@ -405,6 +407,47 @@ describe('buildSpamAssassin', () => {
     expect(again).toEqual({ ...result, files: result.files.map((f) => f.replace(dirA, dirB)) });
     for (const f of ['train.jsonl', 'validation.jsonl', 'test.jsonl', 'README.md']) {
       expect(await readFile(join(dirB, f), 'utf8')).toBe(await readFile(join(dirA, f), 'utf8'));
+    }
+  });
+});
+
+describe('buildCorpusContinuation (recovery-tuning task)', () => {
+  it('cuts text into consecutive prompt/completion windows at word boundaries, dropping a short tail', () => {
+    const words = Array.from({ length: 200 }, (_, i) => `w${i}`);
+    const recs = continuationRecords(words.join('  \n '), 40, 20);
+    expect(recs.length).toBeGreaterThan(5);
+    for (const r of recs) {
+      expect(r.prompt.length).toBeGreaterThanOrEqual(40 - 1);
+      expect(r.prompt.length).toBeLessThan(40 + 5);
+      expect(r.completion.startsWith(' ')).toBe(true);
+      expect(r.completion.length).toBeGreaterThanOrEqual(20);
+    }
+    // Concatenated, the records are the text's words in order (whitespace collapsed), minus a tail.
+    const joined = recs.map((r) => `${r.prompt}${r.completion}`).join(' ').split(' ');
+    expect(joined).toEqual(words.slice(0, joined.length));
+    expect(words.length - joined.length).toBeLessThan(20);
+    expect(continuationRecords('too short', 40, 20)).toEqual([]);
+  });
+
+  it('writes train from the training documents and alternating validation / test records from the held-out ones', async () => {
+    const doc = (id: string, n: number) => ({ id, text: Array.from({ length: n }, (_, i) => `${id}-${i}`).join(' ') });
+    const corpus = { train: [doc('a', 300), doc('b', 300)], validation: [doc('v', 400)], description: 'test corpus', license: 'test license' };
+    const dir = await mkdtemp(join(tmpdir(), 'edgetune-corpus-'));
+    try {
+      const r = await buildCorpusContinuation({ outDir: dir, promptChars: 60, completionChars: 30, maxHeldOut: 5, corpus });
+      const read = async (f: string) => parseJsonlText(await readFile(join(dir, f), 'utf8')) as { prompt: string; completion: string }[];
+      const [train, val, test] = await Promise.all(['train.jsonl', 'validation.jsonl', 'test.jsonl'].map(read));
+      expect([train.length, val.length, test.length]).toEqual([r.train, r.validation, r.test]);
+      expect(train.every((x) => /^[ab]-/.test(x.prompt))).toBe(true);
+      expect(val).toHaveLength(5);
+      expect(test).toHaveLength(5);
+      expect([...val, ...test].every((x) => x.prompt.startsWith('v-'))).toBe(true);
+      const held = continuationRecords(corpus.validation[0].text, 60, 30);
+      expect(val[1]).toEqual(held[2]);
+      expect(test[1]).toEqual(held[3]);
+      expect(await readFile(join(dir, 'README.md'), 'utf8')).toContain('test corpus');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

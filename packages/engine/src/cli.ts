@@ -17,6 +17,7 @@ import { evaluatePaths, chooseRule, type EvalReport } from './infer/evaluate.js'
 import { classify, generate } from './infer/generate.js';
 import { VOTING_RULES, type VotingRule, type ExitPath } from './infer/voting.js';
 import { buildSpamAssassin, spamPromptFromEmail, SPAM_COMPLETION } from './data/spam-assassin.js';
+import { buildCorpusContinuation } from './data/corpus-continuation.js';
 import { encodePrompt } from './data/encode.js';
 import { pretrain, DEFAULT_PRETRAIN } from './pretrain/pretrain.js';
 import { ProgressBar } from './util/progress.js';
@@ -27,6 +28,7 @@ commands:
   pretrain --out DIR [--steps N --time-budget-min M --hidden 192 --layers 8 --heads 4 --kv-heads 2 --ffn 512 --vocab 4096 --seq 256 --batch 8 --lr 3e-3 --seed 1234 --dtype F32|F16|BF16
             --tokenizer-chars 20000000 --eval-tokens 65536]
   data spam-assassin --out DIR [--body-chars 400]
+  data corpus-continuation --out DIR               (text continuation from the pretraining corpus: recovery tuning)
   tune --model DIR --train FILE --out DIR [--val FILE --steps 200 --lr 1e-3 --batch 8 --grad-accum 1 --max-length 256
        --mode edge_llm|vanilla --schedule sequential|round_robin|random --prefix backbone|adapted --exit-layers 1,3,5,7 --lora-r 8
        --lora-alpha 16 --lora-dropout 0.05 --head-rank 0 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
@@ -127,8 +129,10 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(JSON.stringify(info, null, 2) + '\n');
       return;
     case 'data': {
-      if (positionals[0] !== 'spam-assassin') throw new UsageError('data: the only dataset is spam-assassin');
-      const r = await buildSpamAssassin({ outDir: need(v, 'out'), bodyChars: numOpt(v, 'body-chars', 400) });
+      const which = positionals[0];
+      if (which !== 'spam-assassin' && which !== 'corpus-continuation') throw new UsageError('data: the datasets are spam-assassin and corpus-continuation');
+      const r = which === 'spam-assassin' ? await buildSpamAssassin({ outDir: need(v, 'out'), bodyChars: numOpt(v, 'body-chars', 400) })
+        : await buildCorpusContinuation({ outDir: need(v, 'out') });
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       return;
     }

@@ -27,5 +27,7 @@ export {
   spamSplitOf,
 } from './spam-assassin.js';
 export type { SpamAssassinBuild, SpamAssassinItem } from './spam-assassin.js';
+export { buildCorpusContinuation, continuationRecords, CONTINUATION_COMPLETION_CHARS, CONTINUATION_PROMPT_CHARS } from './corpus-continuation.js';
+export type { CorpusContinuationBuild } from './corpus-continuation.js';
 export { decodeEncodedWords, decodeQuotedPrintable, htmlToText, parseEmail, parseEntity } from './mime.js';
 export type { MimeEntity } from './mime.js';
