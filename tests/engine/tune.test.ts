@@ -12,6 +12,8 @@ import { AdaptiveTrainer, DEFAULT_TUNE, type TuneOptions } from '../../packages/
 import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
 import { measureStepFactor } from '../../packages/engine/src/schedule/speed.js';
 import { CALIBRATION } from '../../packages/engine/src/schedule/calibration.js';
+import { CALIBRATION_LABELLED, plan } from '../../packages/engine/src/schedule/planner.js';
+import { Rng } from '../../packages/engine/src/util/rng.js';
 import { defaultExitLayers, materializeHeads, validateExitLayers } from '../../packages/engine/src/tune/exits.js';
 import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artifacts.js';
 import { exitProbabilities } from '../../packages/engine/src/infer/voting.js';
@@ -276,6 +278,38 @@ describe('measureStepFactor', () => {
     } finally {
       if (prev === undefined) delete process.env.EDGETUNE_CACHE_DIR; else process.env.EDGETUNE_CACHE_DIR = prev;
       rmSync(cache, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('planner: the exit head at the scored rows', () => {
+  it('forecasts the TF.js peak that scored rows add (text continuation scores tens per example): low-rank heads within 25%, full heads a lower bound', async () => {
+    const T = 40, mb = 4;
+    const peakAt = async (k: number, headRank: number) => {
+      const model = LlamaModel.load(modelDir);
+      const V = model.config.vocabSize, rng = new Rng(3);
+      const ex = Array.from({ length: 16 }, () => { const ids = Array.from({ length: T }, () => 4 + rng.int(V - 4)); return { inputIds: ids, labels: ids.map((x, t) => (t >= T - k ? x : -100)) }; });
+      const t = new AdaptiveTrainer(model, ex, opts({ schedule: 'round_robin', prefix: 'adapted', headRank, microBatch: mb }), padId);
+      for (let i = 0; i < 4; i++) await t.step();
+      let peak = 0;
+      for (let i = 0; i < 4; i++) peak = Math.max(peak, (await tf.profile(async () => { await t.step(); })).peakBytes);
+      const config = model.config;
+      t.optimizer.dispose();
+      model.dispose();
+      return { peak, config };
+    };
+    for (const headRank of [4, 0]) {
+      const lo = await peakAt(CALIBRATION_LABELLED, headRank), hi = await peakAt(32, headRank);
+      const forecast = (k: number) => plan({ model: lo.config, mode: 'edge_llm', loraR: 4, headRank, batchSize: mb, microBatch: mb, seqLen: T, steps: 8, trainExamples: 16,
+        prefix: 'adapted', schedule: 'round_robin', prefixCache: false, labelledPerExample: k }, { memoryBudgetBytes: 2 ** 34, threads: 1, backend: 'wasm', matmulGflops: 10 }).forecast.peakTfBytes;
+      const measured = hi.peak - lo.peak, forecastDelta = forecast(32) - forecast(CALIBRATION_LABELLED);
+      expect(measured).toBeGreaterThan(0);
+      // Full heads: the planner's per-row growth is the default model's (HEAD_ROW_TENSORS), a lower bound here.
+      if (headRank > 0) expect(Math.abs(forecastDelta / measured - 1), `forecast +${forecastDelta} vs measured +${measured} bytes`).toBeLessThan(0.25);
+      else {
+        expect(forecastDelta / measured).toBeGreaterThan(0.2);
+        expect(forecastDelta).toBeLessThan(measured);
+      }
     }
   });
 });

@@ -79,7 +79,28 @@ export interface PlanInput {
    *  run has more than one epoch) */
   prefixCache?: boolean;
   groupSize?: number;
+  /**
+   * scored positions per example (rows whose next token has a label: the completion's tokens and EOS);
+   * default {@link CALIBRATION_LABELLED}, what the cost model was fitted with (a one-token answer). Text
+   * continuation scores tens per example: the exit head's [rows, vocab] tensors then add memory.
+   */
+  labelledPerExample?: number;
 }
+
+/** Scored positions per example in the calibration runs (calibrate-planner.mjs: the last two tokens). */
+export const CALIBRATION_LABELLED = 2;
+
+/**
+ * Growth of a step's TF.js peak per scored row beyond the calibration's, in float32 vocab-wide rows, by exit
+ * head kind: a shared lm_head plus rank-r LoRA (the head's and the branch's logits, their sum, softmax and the
+ * gradients of each are live together) and a full head (vanilla LoRA's lm_head, or full exit heads). Measured
+ * on the default 4 M-parameter model, 8 x 128 tokens, 2 vs 64 scored positions per example
+ * (packages/engine/scripts/labelled-rows-memory.mjs): 7.96 and 1.68. With a full head the step's peak is
+ * elsewhere (the head's own gradient) until the rows' tensors outgrow it, so its growth per row is a property
+ * of the shape, not a constant: 2.19 from 64 to 100 rows per example on that model, 4.2 on the tests' tiny
+ * model; the planner under-forecasts full-head runs that score many rows on other shapes.
+ */
+export const HEAD_ROW_TENSORS = { lowRank: 7.96, full: 1.68 } as const;
 
 export type StorageFormat = 'f32' | 'int8' | 'int4';
 
@@ -219,7 +240,12 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   }
   const fwd = layerForwardFlops(m, mb, T, r, targets);
   const layerTrain = layerTrainFlops(fwd), layerFwd = fwd.base + fwd.att;
-  const headFlops = 2 * mb * V * d * (inp.mode === 'edge_llm' ? 3 : 2); // ~one labelled position per example
+  // The exit head at the scored rows (the calibration's two per example are its unit); the rows beyond those
+  // hold HEAD_ROW_TENSORS vocab-wide float32 rows each at the peak.
+  const labelled = inp.labelledPerExample ?? CALIBRATION_LABELLED;
+  const headFlops = 2 * mb * (labelled / CALIBRATION_LABELLED) * V * d * (inp.mode === 'edge_llm' ? 3 : 2);
+  const lowRankHead = inp.mode === 'edge_llm' && hr > 0;
+  const headRowBytes = mb * Math.max(0, labelled - CALIBRATION_LABELLED) * V * 4 * (lowRankHead ? HEAD_ROW_TENSORS.lowRank : HEAD_ROW_TENSORS.full);
   const trainFlops = tapeLayers * layerTrain + prefixLayers * layerFwd + headFlops;
   const attScores = mb * m.numAttentionHeads * T * T;
   // Per optimizer step: parameters AdamW updates (the window's); per micro-step: weights dequantized just
@@ -230,13 +256,13 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const time = { tapeLayers, prefixLayers, layerTrainFlops: layerTrain, layerFwdFlops: layerFwd, headFlops, attScores };
   // Tokens of training data the process holds as JS arrays while it trains (RSS: rssPerDataToken).
   const dataTokens = inp.trainExamples * (inp.meanSeqLen ?? T);
-  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, act, cacheBytes, dataTokens, trainFlops, time, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
+  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, headRowBytes, act, cacheBytes, dataTokens, trainFlops, time, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
 }
 
 /** Forecast of one choice from its features and the fitted coefficients. */
 function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: number, cache: boolean, c: CostCoefficients) {
   const x = costFeatures(inp, exits, mb, cache);
-  const activations = 4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut;
+  const activations = 4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut + x.headRowBytes;
   const peakTf = c.tfFixed + x.weightTf + x.trainable + activations;
   // The fit (short runs on a few synthetic examples in a bare engine process), shifted by the host process's
   // own base, plus what a real run adds: long-run growth of V8's heap and native buffers, the data's JS arrays.

@@ -209,11 +209,13 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   if (o.device) {
     const dev = await measuredDevice(o.device === true ? {} : o.device, log);
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
+    // Scored rows per example (label at t >= 1: the trainer's labelledRows), 90th percentile.
+    const scored = train.examples.map((e) => e.labels.reduce((n, y, t) => n + (t > 0 && y !== -100 ? 1 : 0), 0)).sort((a, b) => a - b);
     plan = makePlan({
       model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraTargets: opts.lora.targetModules, headRank: opts.headRank ?? 0,
       prefix: opts.prefix, schedule: opts.schedule, batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
       meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined, maxSeqLen: lens[lens.length - 1], steps: opts.steps,
-      trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize,
+      trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize, labelledPerExample: scored[Math.floor(scored.length * 0.9)],
     }, dev);
     if (!plan.fits) throw new PlanNotFeasibleError(plan);
     opts.microBatch = plan.microBatch;
