@@ -17,9 +17,9 @@ export const CONTINUATION_COMPLETION_CHARS = 160;
 
 /**
  * Cuts `text` (whitespace collapsed) into consecutive, non-overlapping records of about `promptChars` +
- * `completionChars` characters (at least that many minus one: a window closes at the first word that brings
- * its words plus one space each to the count), cut at word boundaries; the completion keeps its leading space (it continues
- * the prompt). A tail shorter than a whole record is dropped.
+ * `completionChars` characters, cut at word boundaries (at least that many minus one: a window closes at the
+ * first word that brings its words plus one space each to the count); the completion keeps its leading space
+ * (it continues the prompt). A tail shorter than a whole record is dropped.
  */
 export function continuationRecords(text: string, promptChars = CONTINUATION_PROMPT_CHARS, completionChars = CONTINUATION_COMPLETION_CHARS): PromptCompletionRecord[] {
   const words = text.split(/\s+/).filter(Boolean);

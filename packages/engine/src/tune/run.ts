@@ -12,7 +12,7 @@ import { loadTokenizer, type EngineTokenizer } from '../tokenizer/index.js';
 import { readJsonlFile } from '../data/jsonl.js';
 import { encodeRecord } from '../data/encode.js';
 import type { TrainingRecord } from '../data/jsonl.js';
-import { AdaptiveTrainer, DEFAULT_TUNE, type StepReport, type TuneOptions } from './trainer.js';
+import { AdaptiveTrainer, DEFAULT_TUNE, scoredPositions, type StepReport, type TuneOptions } from './trainer.js';
 import type { Example } from './batches.js';
 import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
 import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
@@ -209,8 +209,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   if (o.device) {
     const dev = await measuredDevice(o.device === true ? {} : o.device, log);
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
-    // Scored rows per example (label at t >= 1: the trainer's labelledRows), 90th percentile.
-    const scored = train.examples.map((e) => e.labels.reduce((n, y, t) => n + (t > 0 && y !== -100 ? 1 : 0), 0)).sort((a, b) => a - b);
+    const scored = train.examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b); // 90th percentile below
     plan = makePlan({
       model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraTargets: opts.lora.targetModules, headRank: opts.headRank ?? 0,
       prefix: opts.prefix, schedule: opts.schedule, batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,

@@ -121,6 +121,13 @@ export interface TrainerState {
   carryLevels?: number[];
 }
 
+/** Scored positions of one example: labels at t >= 1, each the target of row t - 1 (see labelledRows). */
+export function scoredPositions(labels: ArrayLike<number>): number {
+  let n = 0;
+  for (let t = 1; t < labels.length; t++) if (labels[t] !== -100) n++;
+  return n;
+}
+
 /** Rows (b*T + t) whose next token has a label, and those labels. */
 function labelledRows(labels: number[][]): { rows: Int32Array; targets: Int32Array } {
   const rows: number[] = [], targets: number[] = [];
@@ -303,8 +310,7 @@ export class AdaptiveTrainer {
     const layer = layerForwardFlops(c, batch.ids.length, batch.ids[0].length, this.opts.lora.r, this.opts.lora.targetModules);
     const vanilla = this.opts.mode === 'vanilla';
     const start = vanilla ? 0 : this.exits[k].start, end = vanilla ? c.numHiddenLayers - 1 : this.exits[k].layer;
-    let labelled = 0;
-    for (const row of batch.labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) labelled++;
+    const labelled = batch.labels.reduce((n, row) => n + scoredPositions(row), 0);
     const head = 2 * labelled * c.vocabSize * c.hiddenSize;
     return (prefixLayers ?? start) * (layer.base + layer.att) + (end - start + 1) * layerTrainFlops(layer) + head * (vanilla ? 2 : 3);
   }
