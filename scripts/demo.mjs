@@ -6,7 +6,7 @@
 // engine CLI, prints per-exit and voted accuracy and the wall time, and stops what it started (also on
 // Ctrl-C or failure; a running job is cancelled first). Exit code 0 on success.
 //
-// Environment (besides the service's own, see apps/api/README.md):
+// Environment (besides the service's own, see docs/configuration.md):
 //   DATABASE_URL             default postgresql://postgres@127.0.0.1:5432/edgetune (created and migrated when missing)
 //   REDIS_URL                default redis://127.0.0.1:6379
 //   EDGETUNE_MODELS_DIR      default models/ ; EDGETUNE_DEMO_MODEL: base model id (default edgetune-tiny-llama)
@@ -68,6 +68,7 @@ const keepDir = !!env.EDGETUNE_DEMO_DIR;
 const DIR = keepDir ? resolve(env.EDGETUNE_DEMO_DIR) : mkdtempSync(join(tmpdir(), 'edgetune-demo-'));
 mkdirSync(DIR, { recursive: true });
 const CLI = join(root, 'packages', 'engine', 'dist', 'cli.js');
+const LAB = join(root, 'packages', 'lab', 'dist', 'cli.js');
 const modelDir = join(MODELS_DIR, MODEL);
 
 // ---------------------------------------------------------------------------------------------- helpers
@@ -256,7 +257,7 @@ const ac = new AbortController();
 async function main() {
   if (!existsSync(join(modelDir, 'config.json'))) {
     throw new Error(`base model ${MODEL} not found: ${modelDir}/config.json is missing (set EDGETUNE_MODELS_DIR / EDGETUNE_DEMO_MODEL, `
-      + `or pretrain it: node packages/engine/dist/cli.js pretrain --out ${join('models', MODEL)})`);
+      + `or pretrain it: npx edgetune-lab pretrain --out ${join('models', MODEL)})`);
   }
   for (const f of [CLI, join(root, 'apps', 'api', 'dist', 'main.js'), join(root, 'apps', 'worker', 'dist', 'main.js')]) {
     if (!existsSync(f)) throw new Error(`${f} is missing: build first (npm ci, or npm run build)`);
@@ -276,7 +277,7 @@ async function main() {
   const apiProc = startChild('api', join(root, 'apps', 'api', 'dist', 'main.js'), { PORT: String(port) });
   startChild('worker', join(root, 'apps', 'worker', 'dist', 'main.js'), {});
   const dataDir = join(DIR, 'data');
-  const dataP = run([CLI, 'data', 'spam-assassin', '--out', dataDir], { label: 'data spam-assassin' }).then((out) => JSON.parse(out));
+  const dataP = run([LAB, 'data', 'spam-assassin', '--out', dataDir], { label: 'data spam-assassin' }).then((out) => JSON.parse(out));
   dataP.catch(() => {}); // awaited below; a failure meanwhile must not be an unhandled rejection
   await waitFor('the API (GET /readyz)', async () => (await fetch(`${base}/readyz`)).ok, 60_000).catch((e) => {
     throw new Error(`${e.message}; API log ${apiProc.logFile}:\n${tail(apiProc.logFile)}`);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Generates the Prisma client into apps/api/src/generated/prisma (run by `prepare`, before `tsc -b`).
+// Generates the Prisma client into packages/store/src/generated/prisma (run by `prepare`, before `tsc -b`).
 // Prisma 7's CLI downloads a schema-engine binary before any command, which fails offline; generation
 // itself runs on bundled WASM, so pointing PRISMA_SCHEMA_ENGINE_BINARY at any existing file is enough.
 import { spawnSync } from 'node:child_process';
@@ -14,7 +14,7 @@ let cli;
 try {
   cli = join(dirname(require.resolve('prisma/package.json')), 'build', 'index.js');
 } catch {
-  if (existsSync(join(root, 'apps', 'api', 'src', 'generated', 'prisma', 'client.ts'))) {
+  if (existsSync(join(root, 'packages', 'store', 'src', 'generated', 'prisma', 'client.ts'))) {
     console.error('[edgetune] prisma CLI not installed; keeping the generated client');
     process.exit(0);
   }

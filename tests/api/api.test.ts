@@ -489,7 +489,8 @@ describe('jobs', () => {
     expectProblem(await admin.get('/v1/policies?after=pol_nope'), 400, 'invalid_cursor');
     expectProblem(await admin.withKey(null).get('/v1/policies'), 401, 'missing_api_key');
     // policies are written by workers; store two the way a worker does
-    const { createPrisma, storePolicy, modelFingerprint } = await import('../../apps/api/src/shared/index.js');
+    const { createPrisma, storePolicy } = await import('../../packages/store/src/index.js');
+    const { modelFingerprint } = await import('../../packages/core/src/index.js');
     const db = createPrisma(t.databaseUrl, { max: 2 });
     // policies belong to a model's weights: the worker that profiled it stores its copy's fingerprint
     const fingerprint = (await modelFingerprint(join(t.modelsDir, 'tiny-llama')))!;

@@ -3,7 +3,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BLOB_CHUNK_BYTES, blobToBuffer, createPrisma, pgPoolOf, putBlob, readBlob, type PrismaClient } from '../../apps/api/src/shared/index.js';
+import { BLOB_CHUNK_BYTES, blobToBuffer, putBlob, readBlob } from '../../packages/store/src/blobs.js';
+import { createPrisma, pgPoolOf, type PrismaClient } from '../../packages/store/src/db.js';
 import { createTestEnv, type TestEnv } from '../helpers/service.js';
 
 let t: TestEnv;

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import {
-  clearFingerprintCache, fingerprintCacheSnapshot, fingerprintStats, modelContentFiles, modelFingerprint, seedFingerprintCache,
-} from '../../apps/api/src/shared/fingerprint.js';
-import { hostFingerprint, registerModels, scanModels } from '../../apps/api/src/shared/models.js';
-import { createPrisma, findPolicy, policyObject, storePolicy } from '../../apps/api/src/shared/index.js';
+import { clearFingerprintCache, fingerprintCacheSnapshot, fingerprintStats, modelContentFiles, modelFingerprint, seedFingerprintCache } from '../../packages/core/src/service/fingerprint.js';
+import { hostFingerprint, scanModels } from '../../packages/core/src/service/models.js';
+import { registerModels } from '../../packages/store/src/models.js';
+import { createPrisma } from '../../packages/store/src/db.js';
+import { findPolicy, policyObject, storePolicy } from '../../packages/store/src/policies.js';
 import { createTestEnv, REPO_ROOT } from '../helpers/service.js';
 
 const PG_ADMIN_URL = process.env.EDGETUNE_TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';

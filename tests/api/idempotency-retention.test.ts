@@ -5,7 +5,7 @@
 // periodically. Keys are aged by moving their created_at (the request's last claim) back.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
-import { createPrisma, type PrismaClient } from '../../apps/api/src/shared/index.js';
+import { createPrisma, type PrismaClient } from '../../packages/store/src/db.js';
 import { IDEMPOTENCY_RETENTION_MS, sweepIdempotencyKeys } from '../../apps/api/src/idempotency.js';
 import { fakeModel, Client, createTestEnv, startTestApi, waitFor, type TestEnv } from '../helpers/service.js';
 import { expectOneRan } from '../helpers/idempotency.js';

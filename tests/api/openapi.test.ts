@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateOpenApi, serializeOpenApi } from '../../apps/api/src/openapi.js';
 import { buildApp } from '../../apps/api/src/app.js';
-import { loadConfig } from '../../apps/api/src/shared/config.js';
+import { loadConfig } from '../../packages/core/src/service/config.js';
 import { REPO_ROOT } from '../helpers/service.js';
 
 let doc: any;

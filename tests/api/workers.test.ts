@@ -5,7 +5,9 @@
 // a worker uses (the worker process itself is covered in tests/worker/jobs.test.ts).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
-import { createPrisma, heartbeatWorker, planningWorker, removeWorker, STALE_WORKER_RETENTION_MS, type WorkerDevice } from '../../apps/api/src/shared/index.js';
+import { createPrisma } from '../../packages/store/src/db.js';
+import { heartbeatWorker, planningWorker, removeWorker, STALE_WORKER_RETENTION_MS } from '../../packages/store/src/workers.js';
+import { type WorkerDevice } from '../../packages/core/src/service/workers.js';
 import { fakeModel, Client, createTestEnv, startTestApi, type TestEnv } from '../helpers/service.js';
 
 const HEARTBEAT_MS = 1000;

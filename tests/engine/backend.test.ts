@@ -1,7 +1,7 @@
 // Kernel overrides of packages/engine/src/backend, each checked against an independent float64
 // JS reference. Runs on wasm (native OpenBLAS when the addon is built, and the fastmm fallback) and cpu.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

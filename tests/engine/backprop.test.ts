@@ -2,15 +2,15 @@
 // tfjs-core Engine.gradients, no tensor leaks, a lower peak during a LoRA backward pass, and
 // higher-order gradients still working.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { backendInfo, initBackend } from '../../packages/engine/src/backend/index.js';
 import {
   eagerBackpropInstalled, installEagerBackprop, uninstallEagerBackprop,
 } from '../../packages/engine/src/backend/backprop.js';
 import { LlamaModel } from '../../packages/engine/src/model/llama.js';
-import { initLlamaWeights } from '../../packages/engine/src/pretrain/pretrain.js';
+import { initLlamaWeights } from '../../packages/engine/src/model/init.js';
 import { attachLora } from '../../packages/engine/src/model/lora.js';
-import type { LlamaConfig } from '../../packages/engine/src/model/config.js';
+import type { LlamaConfig } from '../../packages/core/src/hf-config.js';
 import { Rng } from '../../packages/engine/src/util/rng.js';
 import { rng } from './helpers.js';
 

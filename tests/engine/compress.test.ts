@@ -1,6 +1,6 @@
 // LUC building blocks: Cholesky, quantization, Wanda and SparseGPT pruning, per-layer policies.
 import { describe, it, expect, beforeAll } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
 import { cholesky, choleskyInverse, choleskyUpper, NotPositiveDefiniteError } from '../../packages/engine/src/compress/linalg.js';
 import { quantizeWeight, dequantizeWeight, packedBytes, fakeQuantActivations } from '../../packages/engine/src/compress/quantize.js';

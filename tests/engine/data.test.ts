@@ -2,39 +2,15 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DatasetError,
-  IGNORE_INDEX,
-  SPAM_QUESTION,
-  buildCorpusContinuation,
-  buildSpamAssassin,
-  classificationLabels,
-  continuationRecords,
-  collate,
-  decodeEncodedWords,
-  decodeQuotedPrintable,
-  encodePrompt,
-  encodeRecord,
-  htmlToText,
-  loadSpamAssassinCorpus,
-  parseEmail,
-  parseJsonlText,
-  readJsonl,
-  readJsonlFile,
-  spamLabelOfGroup,
-  spamPrompt,
-  spamPromptFromEmail,
-  spamRecord,
-  type SpamAssassinBuild,
-  type TrainingRecord,
-} from '../../packages/engine/src/data/index.js';
-import {
-  renderPlainChat,
-  tokenizerConfigFor,
-  tokenizerFromJson,
-  trainByteLevelBpe,
-  type EngineTokenizer,
-} from '../../packages/engine/src/tokenizer/index.js';
+import { DatasetError, parseJsonlText, readJsonl, readJsonlFile, type TrainingRecord } from '../../packages/core/src/jsonl.js';
+import { IGNORE_INDEX } from '../../packages/core/src/names.js';
+import { SPAM_QUESTION, buildSpamAssassin, loadSpamAssassinCorpus, spamLabelOfGroup, spamPrompt, spamPromptFromEmail, spamRecord, type SpamAssassinBuild } from '../../packages/lab/src/data/spam-assassin.js';
+import { buildCorpusContinuation, continuationRecords } from '../../packages/lab/src/data/corpus-continuation.js';
+import { classificationLabels, collate, encodePrompt, encodeRecord } from '../../packages/engine/src/data/encode.js';
+import { decodeEncodedWords, decodeQuotedPrintable, htmlToText, parseEmail } from '../../packages/lab/src/data/mime.js';
+import { renderPlainChat } from '../../packages/engine/src/tokenizer/chat.js';
+import { tokenizerConfigFor, trainByteLevelBpe } from '../../packages/lab/src/tokenizer/bpe-trainer.js';
+import { tokenizerFromJson, type EngineTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 
 const tmpDirs: string[] = [];
 async function tempDir(): Promise<string> {

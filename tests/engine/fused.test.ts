@@ -3,16 +3,16 @@
 // gradients, on odd sizes, GQA/MHA/MQA, with and without key padding; the AdamW update, dropout,
 // and the wasm GatherV2 / Cast overrides. Also the LLaMA layer with fused ops vs the compositions.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import {
   attention, attentionOps, dropout, fusedKernelsActive, initBackend, loadBlasAddon, loraLinear, loraLinearOps,
   rmsNorm, rmsNormOps, ropeHeads, ropeHeadsOps, sparseSoftmaxCrossEntropy, sumOfSquares, swiglu, swigluOps,
 } from '../../packages/engine/src/backend/index.js';
 import { AdamW, clipByGlobalNorm } from '../../packages/engine/src/tune/optim.js';
 import { LlamaModel } from '../../packages/engine/src/model/llama.js';
-import { initLlamaWeights } from '../../packages/engine/src/pretrain/pretrain.js';
+import { initLlamaWeights } from '../../packages/engine/src/model/init.js';
 import { attachLora } from '../../packages/engine/src/model/lora.js';
-import type { LlamaConfig } from '../../packages/engine/src/model/config.js';
+import type { LlamaConfig } from '../../packages/core/src/hf-config.js';
 import { Rng } from '../../packages/engine/src/util/rng.js';
 import { maxAbs, maxAbsDiff, rng } from './helpers.js';
 

@@ -6,8 +6,8 @@ import { dirname, join } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = join(here, '..', '..');
-/** The PyTorch-referenced tiny LLaMA shipped beside the checkout. */
-export const FIXTURE_DIR = process.env.EDGETUNE_FIXTURE_DIR ?? join(REPO_ROOT, '..', 'shared', 'fixtures', 'llama-tiny-gqa');
+/** The PyTorch-referenced tiny LLaMA (tests/fixtures/llama-tiny-gqa/README.md says how it was made). */
+export const FIXTURE_DIR = join(REPO_ROOT, 'tests', 'fixtures', 'llama-tiny-gqa');
 
 /** Uses the engine's production backend choice (wasm + our kernels here). */
 export async function useTestBackend(): Promise<void> {

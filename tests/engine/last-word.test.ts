@@ -1,12 +1,12 @@
 // Zero-shot last-word accuracy (LAMBADA-style), the task measure issue 4's bench compares LUC and uniform with.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { join } from 'node:path';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
 import { LlamaModel } from '../../packages/engine/src/model/llama.js';
 import { loadTokenizer, type EngineTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 import { lastWordItems, lastWordAccuracy, pairedSignTest } from '../../packages/engine/src/infer/last-word.js';
-import { loadPretrainCorpus } from '../../packages/engine/src/pretrain/corpus.js';
+import { loadPretrainCorpus } from '../../packages/lab/src/pretrain/corpus.js';
 import { REPO_ROOT } from './helpers.js';
 
 const MODEL = join(REPO_ROOT, 'models', 'edgetune-tiny-llama');

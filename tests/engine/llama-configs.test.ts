@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
 import { LlamaModel } from '../../packages/engine/src/model/llama.js';
-import { loadLlamaConfig, type LlamaConfig } from '../../packages/engine/src/model/config.js';
+import { loadLlamaConfig, type LlamaConfig } from '../../packages/core/src/hf-config.js';
 import { readModelWeights, readSafetensors, writeSafetensors } from '../../packages/engine/src/io/safetensors.js';
 import { createTinyModel } from '../helpers/tiny-model.js';
 import { FIXTURE_DIR, REPO_ROOT, maxAbs, maxAbsDiff } from './helpers.js';

@@ -1,6 +1,6 @@
 // Numerics of the LLaMA decoder and PEFT LoRA against PyTorch references (HF LlamaForCausalLM semantics).
 import { describe, it, expect, beforeAll } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlamaModel, causalLmLoss } from '../../packages/engine/src/model/llama.js';

@@ -1,7 +1,7 @@
 // LUC end to end on a tiny model: sensitivity profiling, policy, layer-sequential compression with
 // packed weights, and tuning on the compressed model.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

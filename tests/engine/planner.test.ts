@@ -1,7 +1,7 @@
 // The planner's decisions and forecast arithmetic (pure, no TF.js).
 import { describe, it, expect } from 'vitest';
-import { plan, PlanError, prefixCacheHits, type PlanInput, type DeviceProfile } from '../../packages/engine/src/schedule/planner.js';
-import { CALIBRATION } from '../../packages/engine/src/schedule/calibration.js';
+import { plan, PlanError, prefixCacheHits, type PlanInput, type DeviceProfile } from '../../packages/core/src/schedule/planner.js';
+import { CALIBRATION } from '../../packages/core/src/schedule/calibration.js';
 
 const model = { vocabSize: 4096, hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 8, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 48, tieWordEmbeddings: true };
 const base: PlanInput = { model, mode: 'edge_llm', loraR: 8, batchSize: 8, seqLen: 192, steps: 200, trainExamples: 4000 };

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
-import { pretrain, unigramPerplexity, DEFAULT_PRETRAIN } from '../../packages/engine/src/pretrain/pretrain.js';
+import { pretrain, unigramPerplexity, DEFAULT_PRETRAIN } from '../../packages/lab/src/pretrain/pretrain.js';
 import { LlamaModel } from '../../packages/engine/src/model/llama.js';
 import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 

@@ -3,19 +3,10 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  BYTE_TO_CHAR,
-  DEFAULT_CHAT_TEMPLATE,
-  GPT2_SPLIT_PATTERN,
-  TokenizerError,
-  loadTokenizer,
-  renderPlainChat,
-  tokenizerConfigFor,
-  tokenizerFromJson,
-  trainByteLevelBpe,
-  type EngineTokenizer,
-  type TokenizerJson,
-} from '../../packages/engine/src/tokenizer/index.js';
+import { BYTE_TO_CHAR, GPT2_SPLIT_PATTERN } from '../../packages/engine/src/tokenizer/byte-level.js';
+import { DEFAULT_CHAT_TEMPLATE, renderPlainChat } from '../../packages/engine/src/tokenizer/chat.js';
+import { TokenizerError, loadTokenizer, tokenizerFromJson, type EngineTokenizer } from '../../packages/engine/src/tokenizer/index.js';
+import { tokenizerConfigFor, trainByteLevelBpe, type TokenizerJson } from '../../packages/lab/src/tokenizer/bpe-trainer.js';
 
 const SPECIALS = ['<unk>', '<s>', '</s>', '<pad>'];
 let corpus: string;

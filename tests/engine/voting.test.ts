@@ -1,6 +1,6 @@
 // Exit voting rules and rule choice.
 import { describe, it, expect, beforeAll } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
 import { combineExits, fitExitWeights, pathWeights } from '../../packages/engine/src/infer/voting.js';
 import { chooseRule, type EvalReport } from '../../packages/engine/src/infer/evaluate.js';

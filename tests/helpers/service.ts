@@ -132,30 +132,9 @@ export interface WorkerProcess {
   log: () => string;
 }
 
-/** Newest modification time (ms) of the .ts files under `dir`. */
-function newestSource(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestSource(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/**
- * How to run the worker: its build (`apps/worker/dist`, starts ~1 s faster per process) when it is newer
- * than the API and worker sources, else the sources through tsx.
- */
+/** How to run the worker: its build (`npm test` builds every package before any test runs). */
 export function workerCommand(): string[] {
-  const dist = join(REPO_ROOT, 'apps', 'worker', 'dist', 'main.js');
-  const apiDist = join(REPO_ROOT, 'apps', 'api', 'dist', 'shared', 'index.js');
-  if (existsSync(dist) && existsSync(apiDist)) {
-    const built = Math.min(statSync(dist).mtimeMs, statSync(apiDist).mtimeMs);
-    const src = Math.max(newestSource(join(REPO_ROOT, 'apps', 'worker', 'src')), newestSource(join(REPO_ROOT, 'apps', 'api', 'src')));
-    if (built >= src) return [dist];
-  }
-  return ['--import', 'tsx', join(REPO_ROOT, 'apps', 'worker', 'src', 'main.ts')];
+  return [join(REPO_ROOT, 'apps', 'worker', 'dist', 'main.js')];
 }
 
 /** Spawns a worker process (see {@link workerCommand}) with the environment's settings. */

@@ -2,10 +2,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs';
-import { initLlamaWeights, saveModelFolder, SPECIAL_TOKENS } from '../../packages/engine/src/pretrain/pretrain.js';
-import { trainByteLevelBpe, tokenizerConfigFor } from '../../packages/engine/src/tokenizer/index.js';
-import type { LlamaConfig } from '../../packages/engine/src/model/config.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { initLlamaWeights, saveModelFolder } from '../../packages/engine/src/model/init.js';
+import { SPECIAL_TOKENS } from '../../packages/lab/src/pretrain/pretrain.js';
+import { trainByteLevelBpe, tokenizerConfigFor } from '../../packages/lab/src/tokenizer/bpe-trainer.js';
+import type { LlamaConfig } from '../../packages/core/src/hf-config.js';
 import { Rng } from '../../packages/engine/src/util/rng.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -15,7 +15,7 @@ import { loadExamples } from '../../packages/engine/src/tune/run.js';
 import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artifacts.js';
 import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
 import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
-import { modelFingerprint } from '../../apps/api/src/shared/fingerprint.js';
+import { modelFingerprint } from '../../packages/core/src/service/fingerprint.js';
 import { ADMIN_KEY, Client, createTestEnv, readSse, spawnWorker, startTestApi, stopWorker, waitFor, type TestEnv, type WorkerProcess } from '../helpers/service.js';
 
 let t: TestEnv;

@@ -8,9 +8,11 @@
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import {
-  createPrisma, newId, putBlob, QUEUE_NAME, redisConnection, type PrismaClient, type QueueJobData,
-} from '../../apps/api/src/shared/index.js';
+import { createPrisma, type PrismaClient } from '../../packages/store/src/db.js';
+import { newId } from '../../packages/core/src/service/ids.js';
+import { putBlob } from '../../packages/store/src/blobs.js';
+import { QUEUE_NAME, type QueueJobData } from '../../packages/core/src/service/queue.js';
+import { redisConnection } from '../../packages/store/src/queue.js';
 import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from '../../apps/worker/src/reconcile.js';
 import { createTestEnv, spawnWorker, stopWorker, waitFor, type TestEnv, type WorkerProcess } from '../helpers/service.js';
 

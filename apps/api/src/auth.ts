@@ -1,7 +1,7 @@
 /** Bearer API key authentication for `/v1`: the key's project scopes every lookup. */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { PrismaClient } from './shared/db.js';
-import { hashKey } from './shared/auth.js';
+import type { PrismaClient } from '@edgetune/store';
+import { hashKey } from './keys.js';
 import { ApiError } from './errors.js';
 
 /** Who is calling. */

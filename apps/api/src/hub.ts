@@ -1,6 +1,6 @@
 /** One Redis subscriber per API process that wakes SSE streams when their job has new events. */
 import type { Redis } from 'ioredis';
-import { channels } from './shared/queue.js';
+import { channels } from '@edgetune/core';
 
 /** Fan-out of "job X has new events" nudges to in-process listeners. */
 export class EventHub {

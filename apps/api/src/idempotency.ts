@@ -27,8 +27,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Prisma, type PrismaClient } from './shared/db.js';
-import type { Config } from './shared/config.js';
+import { Prisma, type PrismaClient } from '@edgetune/store';
+import type { Config } from '@edgetune/core';
 import { ApiError } from './errors.js';
 import { authOf } from './auth.js';
 

@@ -8,9 +8,9 @@ import { fileURLToPath } from 'node:url';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { buildApp } from './app.js';
-import { loadConfig } from './shared/config.js';
-import type { PrismaClient } from './shared/db.js';
-import type { QueueJobData } from './shared/queue.js';
+import { loadConfig } from '@edgetune/core';
+import type { PrismaClient } from '@edgetune/store';
+import type { QueueJobData } from '@edgetune/core';
 
 /** The generated document (same as `GET /openapi.json`). */
 export async function generateOpenApi(): Promise<Record<string, unknown>> {

@@ -3,8 +3,8 @@
  * generate the OpenAPI 3.1 document; named schemas become `components.schemas`.
  */
 import { Type, type Static, type TSchema } from '@fastify/type-provider-typebox';
-import { JOB_STATUSES } from './shared/status.js';
-import { BITS_RULES, PRUNE_METHODS, SPARSITY_RULES } from './shared/jobconfig.js';
+import { JOB_STATUSES } from '@edgetune/core';
+import { BITS_RULES, PRUNE_METHODS, SPARSITY_RULES } from '@edgetune/core';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Auto = <T extends TSchema>(t: T) => Type.Union([Type.Literal('auto'), t]);

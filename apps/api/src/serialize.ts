@@ -1,9 +1,9 @@
 /** Database rows -> API objects (snake_case, unix seconds, `object` tags). */
 import type { Static } from '@fastify/type-provider-typebox';
 import type * as S from './schemas.js';
-import { limitsOf } from './shared/models.js';
-import type { JobError } from './shared/status.js';
-import { isLive, type WorkerRecord } from './shared/workers.js';
+import { limitsOf } from '@edgetune/core';
+import type { JobError } from '@edgetune/core';
+import { isLive, type WorkerRecord } from '@edgetune/core';
 
 /** Unix seconds of a date (null stays null). */
 export function unix(d: Date): number;

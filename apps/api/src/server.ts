@@ -6,11 +6,13 @@
 import { Queue } from 'bullmq';
 import { buildApp } from './app.js';
 import { startIdempotencySweeper } from './idempotency.js';
-import { bootstrapAdminKey } from './shared/auth.js';
-import { loadConfig } from './shared/config.js';
-import { createPrisma } from './shared/db.js';
-import { registerModels, scanModels } from './shared/models.js';
-import { QUEUE_NAME, redisConnection, type QueueJobData } from './shared/queue.js';
+import { bootstrapAdminKey } from './keys.js';
+import { loadConfig } from '@edgetune/core';
+import { createPrisma } from '@edgetune/store';
+import { scanModels } from '@edgetune/core';
+import { registerModels } from '@edgetune/store';
+import { QUEUE_NAME, type QueueJobData } from '@edgetune/core';
+import { redisConnection } from '@edgetune/store';
 
 /** Starts the API; resolves once it listens. Returns a stop function. */
 export async function startApi(env: NodeJS.ProcessEnv = process.env, opts: { logger?: boolean } = {}): Promise<{ port: number; stop: () => Promise<void> }> {

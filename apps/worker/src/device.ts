@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { freemem, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { Config, WorkerDevice } from '@edgetune/api/shared';
+import type { Config, WorkerDevice } from '@edgetune/core';
 
 /** What the engine's `device` command measures once at startup (the rest is read at every heartbeat). */
 export interface ProbedDevice {

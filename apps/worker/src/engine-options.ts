@@ -1,6 +1,6 @@
 /** A job's resolved configuration -> the engine's runTuning options (no I/O). */
 import type { TuneJobOptions } from '@edgetune/engine';
-import type { Hyperparameters, Method } from '@edgetune/api/shared';
+import type { Hyperparameters, Method } from '@edgetune/core';
 
 /** Engine tuning options for a job. */
 export function engineTuneOptions(method: Method, hp: Hyperparameters, seed: number, totalSteps: number): NonNullable<TuneJobOptions['tune']> {

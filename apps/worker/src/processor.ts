@@ -3,7 +3,8 @@
  * never block the parent's lock renewal. Holds its own database and Redis connections.
  */
 import { Queue, type SandboxedJob } from 'bullmq';
-import { createPrisma, loadConfig, QUEUE_NAME, redisConnection, seedFingerprintCache, type QueueJobData } from '@edgetune/api/shared';
+import { loadConfig, QUEUE_NAME, seedFingerprintCache, type QueueJobData } from '@edgetune/core';
+import { createPrisma, redisConnection } from '@edgetune/store';
 import { runJob, type RunContext, type RunOutcome } from './run-job.js';
 
 let ctx: RunContext | null = null;

@@ -24,7 +24,8 @@
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { addEvents, enqueueJob, type JobError, type PrismaClient, type QueueJobData } from '@edgetune/api/shared';
+import { type JobError, type QueueJobData } from '@edgetune/core';
+import { addEvents, enqueueJob, type PrismaClient } from '@edgetune/store';
 
 /** What reconciling needs: the database, the queue, and Redis for event nudges. */
 export interface ReconcileDeps {

@@ -15,12 +15,9 @@ import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { StepReport, TuneJobOptions, TuneJobReport } from '@edgetune/engine';
-import type { Plan } from '@edgetune/engine/schedule';
-import {
-  addEvents, admissionOf, blobToFile, describePlan, enginePolicyOf, enqueueJob, findPolicy, fingerprintStats, isTerminal, jobPlanOf, modelFingerprint, policyObject, putBlob, readModelSummary, storePolicy,
-  type Config, type Hyperparameters, type JobDevice, type JobError, type JobPlan, type Method, type NewJobEvent, type PolicyRow,
-  type PrismaClient, type QueueJobData, newId,
-} from '@edgetune/api/shared';
+import type { Plan } from '@edgetune/core';
+import { admissionOf, describePlan, fingerprintStats, isTerminal, jobPlanOf, modelFingerprint, readModelSummary, type Config, type Hyperparameters, type JobDevice, type JobError, type JobPlan, type Method, type QueueJobData, newId } from '@edgetune/core';
+import { addEvents, blobToFile, enginePolicyOf, enqueueJob, findPolicy, policyObject, putBlob, storePolicy, type NewJobEvent, type PolicyRow, type PrismaClient } from '@edgetune/store';
 import { engineTuneOptions } from './engine-options.js';
 import { defaultMemoryBudget } from './device.js';
 import { normalizeArtifacts, packAdapters, packTar, unpackTar } from './pack.js';

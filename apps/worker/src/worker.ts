@@ -7,10 +7,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
-import {
-  channels, createPrisma, fingerprintCacheSnapshot, heartbeatWorker, loadConfig, QUEUE_NAME, redisConnection, registerModels, removeWorker, scanModels,
-  type ControlMessage, type QueueJobData, type WorkerDevice,
-} from '@edgetune/api/shared';
+import { channels, fingerprintCacheSnapshot, loadConfig, QUEUE_NAME, scanModels, type ControlMessage, type QueueJobData, type WorkerDevice } from '@edgetune/core';
+import { createPrisma, heartbeatWorker, redisConnection, registerModels, removeWorker } from '@edgetune/store';
 import { probeDevice, workerDevice, type ProbedDevice } from './device.js';
 import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from './reconcile.js';
 

@@ -8,14 +8,14 @@ import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { DatasetError, parseJsonlLine } from '@edgetune/engine/data';
+import { DatasetError, parseJsonlLine } from '@edgetune/core';
 import type { AppDeps } from '../app.js';
 import { ApiError, notFound, type ProblemItem } from '../errors.js';
 import { authOf } from '../auth.js';
 import { idempotencyKeyOf, idempotencyOptions, idempotent, requestHash } from '../idempotency.js';
-import { newId } from '../shared/ids.js';
-import { putBlob, readBlob } from '../shared/blobs.js';
-import { isTerminal } from '../shared/status.js';
+import { newId } from '@edgetune/core';
+import { putBlob, readBlob } from '@edgetune/store';
+import { isTerminal } from '@edgetune/core';
 import { fileObject, listPage } from '../serialize.js';
 import { DeletedFile, FileList, FileObject, IdParams, listQuery, problems, ref } from '../schemas.js';
 

@@ -6,8 +6,9 @@ import { ApiError } from '../errors.js';
 import { authOf } from '../auth.js';
 import { idempotencyKeyOf, idempotencyOptions, idempotent, requestHash } from '../idempotency.js';
 import { cancelJob, createJob, dryRunJob, findJob, renderJob } from '../jobs.js';
-import { readBlob } from '../shared/blobs.js';
-import { isTerminal, JOB_STATUSES } from '../shared/status.js';
+
+import { isTerminal, JOB_STATUSES } from '@edgetune/core';
+import { readBlob } from '@edgetune/store';
 import { checkpointObject, eventObject, listPage } from '../serialize.js';
 import { CheckpointList, IdParams, Job, JobCreate, JobCreateQuery, JobDryRun, JobEventList, JobList, ListQuery, listQuery, problems, ref } from '../schemas.js';
 

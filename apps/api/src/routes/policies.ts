@@ -6,7 +6,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AppDeps } from '../app.js';
 import { ApiError, notFound } from '../errors.js';
 import { authOf } from '../auth.js';
-import { policyObject } from '../shared/policies.js';
+import { policyObject } from '@edgetune/store';
 import { listPage } from '../serialize.js';
 import { IdParams, listQuery, PolicyList, PolicyObject, problems, ref } from '../schemas.js';
 

@@ -4,8 +4,8 @@ import type { AppDeps } from '../app.js';
 import { ApiError, notFound } from '../errors.js';
 import { requireAdmin } from '../auth.js';
 import { idempotencyOptions, idempotentTx, requestHash } from '../idempotency.js';
-import { createApiKey } from '../shared/auth.js';
-import { newId } from '../shared/ids.js';
+import { createApiKey } from '../keys.js';
+import { newId } from '@edgetune/core';
 import { apiKeyObject, listPage, projectObject } from '../serialize.js';
 import { ApiKey, ApiKeyList, IdParams, ListQuery, Project, ProjectList, problems, ref } from '../schemas.js';
 

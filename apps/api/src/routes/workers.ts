@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../app.js';
 import { workerObject } from '../serialize.js';
-import { listWorkers } from '../shared/workers.js';
+import { listWorkers } from '@edgetune/store';
 import { problems, ref, WorkerList } from '../schemas.js';
 
 const workers: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) => {

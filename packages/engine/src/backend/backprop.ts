@@ -1,5 +1,5 @@
 // Eager freeing of gradients and saved tensors during TF.js backprop (first-order gradients only).
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 
 /*
  * Stock TF.js (tfjs-core 4.22, src/engine.ts `Engine.gradients` + src/tape.ts

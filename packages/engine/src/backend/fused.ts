@@ -15,8 +15,8 @@
 // rstd, attention's probabilities) use tf.customGrad, so that the extra tensor is saved without
 // being a kernel output (a kernel output would get a zero-filled dy of its size in backprop, 8 MB
 // per layer for the attention probabilities). The others register a gradient for their kernel.
-import * as tf from '@tensorflow/tfjs';
-import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { loadBlasAddon } from './native.js';
 import type { BlasAddon } from './native.js';
 import { overrideKernel, stockKernel } from './registry.js';

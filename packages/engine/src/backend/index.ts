@@ -2,7 +2,7 @@
 export { initBackend, backendInfo, memoryStats } from './init.js';
 export type { InitBackendOptions } from './init.js';
 export type { BackendInfo } from './types.js';
-export { sparseSoftmaxCrossEntropy, sparseSoftmaxCrossEntropyOps, IGNORE_INDEX, XENT_KERNEL, XENT_GRAD_KERNEL } from './xent.js';
+export { sparseSoftmaxCrossEntropy, sparseSoftmaxCrossEntropyOps, XENT_KERNEL, XENT_GRAD_KERNEL } from './xent.js';
 export { measureSgemmPeak, plannerSgemmPeak, recordSgemmPeak, recentReadings, SGEMM_MEMORY_MS } from './peak.js';
 export type { SgemmPeak } from './peak.js';
 export { loadBlasAddon, nativeLoadError } from './native.js';

@@ -2,8 +2,12 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, sep } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
-import type { KernelFunc } from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc } from '@tensorflow/tfjs-core';
+// The two backends this engine runs on register themselves on import (tfjs-node registers its own), and
+// TF.js's gradients and chained tensor methods come from tfjs-core's own sources, bundled at install (scripts/bundle-tfjs.mjs).
+import '@tensorflow/tfjs-backend-cpu';
+import '../../vendor/tfjs-extras.js';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { cpuUnsortedSegmentSum, wasmCastAlias, wasmGatherFast, wasmIdentityAlias, wasmUnsortedSegmentSum } from './kernels.js';
 import { installEagerBackprop, uninstallEagerBackprop } from './backprop.js';

@@ -1,6 +1,6 @@
 // UnsortedSegmentSum (wasm: missing; cpu: O(numSegments * rows * cols)) and the wasm Identity alias.
-import * as tf from '@tensorflow/tfjs';
-import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { CpuBackend, KernelArgs, WasmBackend } from './types.js';
 
 type NumArray = Float32Array | Int32Array;

@@ -8,8 +8,8 @@
 //    the cpu backend's Float32Arrays (wasm and cpu).
 //  - fastmm (wasm, no addon): explicit Transpose, batch folded into rows when B is shared, else one
 //    raw XNNPACK call per batch on zero-copy "view" tensor ids inside the operand buffers.
-import * as tf from '@tensorflow/tfjs';
-import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BlasAddon } from './native.js';
 import type { CpuBackend, KernelArgs, WasmBackend } from './types.js';
 

@@ -1,7 +1,7 @@
 // Kernel override bookkeeping on top of the public tf.registerKernel / tf.unregisterKernel API.
 // The stock config is remembered once, so overrides can be swapped (native <-> fastmm) or undone.
-import * as tf from '@tensorflow/tfjs';
-import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs-core';
 
 const stock = new Map<string, KernelConfig | null>();
 const key = (kernelName: string, backendName: string) => `${backendName}/${kernelName}`;

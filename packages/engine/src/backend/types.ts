@@ -1,7 +1,7 @@
 // Structural views of the TF.js backend internals our kernels touch. Both classes are public
 // (BackendWasm, MathBackendCPU) but some members we need are private in their .d.ts, so kernels
 // cast the `backend` argument to these shapes. Checked against tfjs 4.22.
-import type { DataId, DataType, TensorInfo } from '@tensorflow/tfjs';
+import type { DataId, DataType, TensorInfo } from '@tensorflow/tfjs-core';
 
 /** What `initBackend` reports about the active backend and our kernel overrides. */
 export interface BackendInfo {

@@ -9,15 +9,14 @@
 // (N floats). Backward kernel: recomputes softmax from the saved logits and logsumexp and writes the
 // gradient in one pass; nothing of size [N, V] is kept between forward and backward. The row loops
 // run in C (native/blas_addon.c, vectorized exp) when the addon is loaded, else in JS (~15x slower).
-import * as tf from '@tensorflow/tfjs';
-import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { loadBlasAddon } from './native.js';
 import type { BlasAddon } from './native.js';
 import { overrideKernel } from './registry.js';
 import type { CpuBackend, KernelArgs, WasmBackend } from './types.js';
+import { IGNORE_INDEX } from '@edgetune/core';
 
-/** Label value of rows that do not count (PyTorch's default ignore_index). */
-export const IGNORE_INDEX = -100;
 /** Kernel names (registered for 'wasm' and 'cpu'). */
 export const XENT_KERNEL = 'EdgetuneSparseSoftmaxXent';
 export const XENT_GRAD_KERNEL = 'EdgetuneSparseSoftmaxXentGrad';

@@ -1,5 +1,5 @@
 /**
- * Layer-wise unified compression (LUC, Edge-LLM §2; edge-llm.md §2.1-2.4, §9 steps 1-3):
+ * Layer-wise unified compression (LUC, Edge-LLM: Yu et al., DAC 2024, §2):
  * 1. sensitivity profiling: for each decoder layer and each candidate sparsity / bit-width, compress
  *    only that layer and measure, on calibration sequences, the normalised MSE of its output hidden state
  *    (||h' - h||^2 / ||h||^2, which removes the depth bias of the raw MSE the official files hold) and the
@@ -9,14 +9,14 @@
  *    outputs of the already-compressed layers before it, pruned (Wanda or SparseGPT), then its weights are
  *    quantized and stored packed (dequantized just in time by the model).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayerSensitivity, LucPolicy, PruneMethod, SensitivityReport } from '@edgetune/core';
 import type { LlamaModel, Linear } from '../model/llama.js';
 import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
 import { applyMask, HessianAccumulator, sparseGpt, wandaMask } from './prune.js';
 import { dequantizeWeight, packedBytes, quantizeWeight, type WeightBits } from './quantize.js';
+export type { LayerSensitivity, LucPolicy, PruneMethod, SensitivityReport };
 import { budgetedBits, inverseSensitivitySparsity, meanRuleBits, owlSparsity, type PolicyError } from './policy.js';
-
-export type PruneMethod = 'wanda' | 'sparsegpt';
 
 /** Calibration data: sequences of equal length (tokens) and where they came from. */
 export interface CalibrationSet {
@@ -27,29 +27,6 @@ export interface CalibrationSet {
 /** The paper's sparsity grid (official `pruning_schedular.py`). */
 export const SPARSITY_GRID = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9];
 export const BITS_GRID: WeightBits[] = [2, 3, 4, 8];
-
-/** Per-layer sensitivities, one entry per grid point. */
-export interface LayerSensitivity {
-  layer: number;
-  /** normalised output MSE per sparsity in `sparsities` */
-  pruneNmse: number[];
-  /** loss(compressed layer) - loss(dense) per sparsity, nats/token */
-  pruneDloss: number[];
-  /** normalised output MSE per bit-width in `bits` */
-  quantNmse: number[];
-  quantDloss: number[];
-}
-
-export interface SensitivityReport {
-  method: PruneMethod;
-  sparsities: number[];
-  bits: number[];
-  groupSize: number;
-  denseLoss: number;
-  layers: LayerSensitivity[];
-  calibration: { description: string; sequences: number; seqLen: number; tokens: number };
-  ms: number;
-}
 
 /** Per-linear input statistics gathered on calibration data. */
 interface LinearStats {
@@ -151,21 +128,6 @@ export function profileSensitivity(model: LlamaModel, calib: CalibrationSet, opt
   }
   tf.dispose([...hs, ids, targets]);
   return { method, sparsities, bits, groupSize, denseLoss, layers, calibration: { description: calib.description, sequences: B, seqLen: T, tokens: B * T }, ms: performance.now() - t0 };
-}
-
-/** A per-layer compression policy (stored as a policy entity by the service). */
-export interface LucPolicy {
-  /** per layer, fraction of weights pruned in each of its 7 linears */
-  sparsity: number[];
-  /** per layer, weight bit-width (16 = unquantized) */
-  bits: number[];
-  targetSparsity: number;
-  avgBits: number;
-  sparsityRule: 'inverse' | 'owl' | 'uniform';
-  bitsRule: 'mean' | 'budgeted' | 'uniform';
-  /** the per-layer sensitivities the rules used */
-  pruneSensitivity: number[];
-  quantSensitivity: number[];
 }
 
 export interface PolicyOptions {

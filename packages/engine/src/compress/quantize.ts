@@ -6,7 +6,7 @@
  * Storage: 8-bit as Int8Array, 2..4-bit packed two values per byte (low nibble first, offset by 8 so a
  * nibble holds 0..15), scales float32. Dequantization happens just in time, layer by layer.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 
 export type WeightBits = 2 | 3 | 4 | 8;
 export const WEIGHT_BITS: WeightBits[] = [2, 3, 4, 8];

@@ -1,10 +1,7 @@
 /** Records -> token ids with loss masks, and padded batches. */
 import type { EngineTokenizer } from '../tokenizer/index.js';
 import { renderPlainChat } from '../tokenizer/chat.js';
-import { isChatRecord, type TrainingRecord } from './jsonl.js';
-
-/** Label value of positions the loss ignores (prompt and padding), as in PyTorch / HF. */
-export const IGNORE_INDEX = -100;
+import { IGNORE_INDEX, isChatRecord, type TrainingRecord } from '@edgetune/core';
 
 /**
  * One tokenized training example.

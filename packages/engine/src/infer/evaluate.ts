@@ -3,7 +3,7 @@
  * first completion token, as QLoRA/Edge-LLM score MMLU letters, edge-llm.md §7.1) and perplexity on
  * the completion tokens.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
 import type { Example } from '../tune/batches.js';
 import { makeBatch } from '../tune/batches.js';

@@ -2,7 +2,7 @@
  * Generation and label scoring with exit voting: at every step each exit path gives a next-token
  * distribution and the voting rule combines them (edge-llm.md §4).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
 import { Rng } from '../util/rng.js';
 import { argmax, combineExits, exitProbabilities, pathWeights, type ExitPath, type VotingRule } from './voting.js';

@@ -5,7 +5,7 @@
  * perplexity (SparseGPT §4 uses LAMBADA; Wanda and OWL use zero-shot tasks): it is how LUC and a uniform
  * policy are compared on a task before any tuning (issue 4, point 7).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
 import type { EngineTokenizer } from '../tokenizer/index.js';
 

@@ -3,7 +3,7 @@
  * a rule combines them. Exit k's path is the frozen backbone (no LoRA) up to its window, the window with
  * its LoRA, then its own norm + head, exactly the computation it was trained on.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
 
 /** `max`: element-wise max over exits, renormalised (official code); `mean`: average;

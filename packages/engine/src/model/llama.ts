@@ -9,9 +9,8 @@
  * RMSNorm, RoPE + head split, the attention core, SwiGLU and linears with LoRA are the fused ops of
  * backend/fused.ts: native kernels when the addon is loaded (wasm/cpu), else TF.js compositions.
  */
-import * as tf from '@tensorflow/tfjs';
-import type { LlamaConfig } from './config.js';
-import { loadLlamaConfig } from './config.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig } from '@edgetune/core';
 import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
 import { attention, attentionOps, dropout, fusedKernelsActive, loraLinear, ropeHeads, rmsNorm as fusedRmsNorm, swiglu } from '../backend/fused.js';
 import { dequantizeWeight, fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
@@ -48,9 +47,6 @@ export function weightShape(lin: Linear): [number, number] {
   return lin.packed ? [lin.packed.rows, lin.packed.cols] : (lin.weight.shape as [number, number]);
 }
 
-import { LINEAR_NAMES } from './flops.js';
-export { LINEAR_NAMES };
-export type LinearName = (typeof LINEAR_NAMES)[number];
 
 /** One `LlamaDecoderLayer`. */
 export interface DecoderLayer {

@@ -4,11 +4,12 @@
  * `base_model.model.<module>.lora_A.weight` [r, in] and `...lora_B.weight` [out, r], scaling lora_alpha / r
  * (peft `tuners/lora/layer.py`), and `modules_to_save` stored as `base_model.model.<module>.weight`.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { LINEAR_NAMES, weightShape, type Linear, type LlamaModel } from './llama.js';
+import { LINEAR_NAMES } from '@edgetune/core';
+import { weightShape, type Linear, type LlamaModel } from './llama.js';
 import type { Rng } from '../util/rng.js';
 
 /** The subset of PEFT's LoraConfig we honour. */

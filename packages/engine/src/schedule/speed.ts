@@ -4,15 +4,15 @@
  * 1.4-1.7x the forecast step time, the non-matmul work (norms, RoPE, LoRA branches, kernel dispatch, small
  * matmuls) being slower there than the SGEMM ratio predicts.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { LlamaModel } from '../model/llama.js';
-import { parseLlamaConfig } from '../model/config.js';
+import { parseLlamaConfig } from '@edgetune/core';
 import { DEFAULT_LORA } from '../model/lora.js';
-import { initLlamaWeights } from '../pretrain/pretrain.js';
+import { initLlamaWeights } from '../model/init.js';
 import { AdaptiveTrainer, DEFAULT_TUNE } from '../tune/trainer.js';
 import { Rng } from '../util/rng.js';
-import { plan, type DeviceProfile } from './planner.js';
-import { CALIBRATION, type CostCoefficients } from './calibration.js';
+import { plan, type DeviceProfile } from '@edgetune/core';
+import { CALIBRATION, type CostCoefficients } from '@edgetune/core';
 import { backendInfo, recentReadings } from '../backend/index.js';
 import { cpus, hostname } from 'node:os';
 import { createHash } from 'node:crypto';

@@ -1,6 +1,6 @@
 /**
  * Tokenizer wrapper over `@huggingface/tokenizers` (encode/decode) and `@huggingface/jinja` (chat templates),
- * loading a Hugging Face model folder, plus our own byte-level BPE trainer.
+ * loading a Hugging Face model folder.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,8 +10,6 @@ import type { ChatMessage } from './chat.js';
 
 export type { ChatMessage } from './chat.js';
 export { DEFAULT_CHAT_TEMPLATE, renderPlainChat } from './chat.js';
-export { trainByteLevelBpe, tokenizerConfigFor } from './bpe-trainer.js';
-export type { BpeTrainOptions, TokenizerJson, TokenizerConfigOptions } from './bpe-trainer.js';
 export { GPT2_SPLIT_PATTERN, BYTE_TO_CHAR, CHAR_TO_BYTE, toByteLevel } from './byte-level.js';
 
 /** Why a tokenizer could not be loaded or used. */

@@ -8,7 +8,7 @@
  *   and its norm/head as `modules_to_save`
  *   (`model.norm`, `lm_head`), so PEFT, which activates every tensor in the file, computes that path.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel, Linear } from '../model/llama.js';

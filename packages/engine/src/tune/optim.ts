@@ -4,7 +4,7 @@
  * global-norm gradient clipping (`torch.nn.utils.clip_grad_norm_`). Our own so that its state can be
  * checkpointed by variable name and restored exactly.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { adamwInPlace, sumOfSquares } from '../backend/fused.js';
 
 export type LrSchedule = 'constant' | 'linear' | 'cosine';

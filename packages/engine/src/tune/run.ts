@@ -3,22 +3,22 @@
  * encode the JSONL data, run adaptive layer tuning (checkpointing and resuming when asked), evaluate
  * every exit and every voting rule on the validation data, choose the rule, and write the artifacts.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LlamaModel } from '../model/llama.js';
 import { DEFAULT_LORA, savePeftAdapter, type LoraConfig } from '../model/lora.js';
 import { loadTokenizer, type EngineTokenizer } from '../tokenizer/index.js';
-import { readJsonlFile } from '../data/jsonl.js';
+import { readJsonlFile } from '@edgetune/core';
 import { encodeRecord } from '../data/encode.js';
-import type { TrainingRecord } from '../data/jsonl.js';
+import type { TrainingRecord } from '@edgetune/core';
 import { AdaptiveTrainer, DEFAULT_TUNE, scoredPositions, type StepReport, type TuneOptions } from './trainer.js';
 import type { Example } from './batches.js';
 import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
 import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
 import { materializeHeads } from './exits.js';
 import type { VotingRule } from '../infer/voting.js';
-import { plan as makePlan, type DeviceProfile, type Plan } from '../schedule/planner.js';
+import { plan as makePlan, type DeviceProfile, type Plan } from '@edgetune/core';
 import { measureStepFactor } from '../schedule/speed.js';
 import { backendInfo, plannerSgemmPeak } from '../backend/index.js';
 import { freemem } from 'node:os';

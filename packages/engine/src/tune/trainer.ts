@@ -8,20 +8,20 @@
  * forward stops at the active exit, and the loss is next-token cross-entropy on response tokens only,
  * computed only at the positions that carry a label.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel, Linear } from '../model/llama.js';
 import { attachLora, type LoraConfig } from '../model/lora.js';
 import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
 import { Rng } from '../util/rng.js';
 import { AdamW, clipByGlobalNorm, scheduledLr, type LrSchedule } from './optim.js';
-import { createExits, defaultExitLayers, exitLogits, windowLayers, type ExitHead } from './exits.js';
+import { defaultExitLayers } from '@edgetune/core';
+import { createExits, exitLogits, windowLayers, type ExitHead } from './exits.js';
 import { BatchIterator, type Batch, type BatchCursor, type Example } from './batches.js';
 import { peftName } from '../model/lora.js';
-import { layerForwardFlops, layerTrainFlops } from '../model/flops.js';
+import { layerForwardFlops, layerTrainFlops } from '@edgetune/core';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { favourMemoryOverSpeed } from '../util/v8-heap.js';
 
 export type WindowSchedule = 'sequential' | 'round_robin' | 'random';
 export type TuneMode = 'edge_llm' | 'vanilla';
@@ -166,8 +166,6 @@ export class AdaptiveTrainer {
   cacheMisses = 0;
 
   constructor(readonly model: LlamaModel, examples: Example[], readonly opts: TuneOptions, padId: number) {
-    // A predictable JS heap: the planner's RSS forecast assumes it (util/v8-heap.ts).
-    favourMemoryOverSpeed();
     const L = model.config.numHiddenLayers;
     this.rng = new Rng(`${opts.seed}:init`);
     this.loraLinears = attachLora(model, opts.lora, this.rng);

@@ -1,0 +1,176 @@
+/**
+ * Execution plans on the service side. The API plans every job at creation with the engine's planner
+ * (`@edgetune/engine/schedule`: pure arithmetic, no TF.js) to answer dry runs and to refuse jobs that
+ * cannot fit their memory budget before they are queued; the worker replaces that plan with the one the
+ * engine followed and what it measured. Both are stored on the job as a {@link JobPlan} (snake_case).
+ */
+import { availableParallelism, freemem } from 'node:os';
+import { plan as makePlan, type DeviceProfile, type Plan, type PlanInput } from '../schedule/planner.js';
+import { DEFAULT_DEVICE_GFLOPS, type Config } from './config.js';
+import type { Compression, JobDevice, ResolvedJobConfig } from './jobconfig.js';
+import type { WorkerRecord } from './workers.js';
+
+/** What the planner forecasts. Bytes, milliseconds, FLOPs. */
+export interface PlanForecast {
+  peak_rss_bytes: number;
+  peak_tf_bytes: number;
+  weight_bytes: number;
+  trainable_bytes: number;
+  activation_bytes: number;
+  prefix_cache_bytes: number;
+  step_ms: number;
+  total_ms: number;
+  flops_per_step: number;
+}
+
+/** A job's plan: its choices, the device it was made for, its forecast, and (after the run) the measurements. */
+export interface JobPlan {
+  /** `api`: made at creation (sequence length = max_length); `worker`: the plan the worker followed */
+  source: 'api' | 'worker';
+  fits: boolean;
+  reason: string | null;
+  exit_layers: number[];
+  window_depth: number;
+  micro_batch: number;
+  gradient_accumulation_steps: number;
+  prefix_cache: boolean;
+  /** per layer weight storage: f32 | int8 | int4 */
+  storage: string[];
+  /**
+   * the device planned for; `source`: where the fields the job did not state came from (`worker`: a live
+   * worker's report, `worker_id`; `config`: EDGETUNE_DEVICE_*; `api_host`: the API host's free memory and
+   * cores with DEFAULT_DEVICE_GFLOPS, when no worker is live)
+   */
+  device: { memory_budget_bytes: number; threads: number; backend: string; matmul_gflops: number; step_time_factor: number; source: DeviceSource; worker_id: string | null };
+  /** the per-layer bits the forecast assumed: a stored policy's, an estimate from the budget, or the run's own */
+  policy: { id: string | null; source: 'stored' | 'estimated' | 'run' } | null;
+  forecast: PlanForecast;
+  measured: { peak_rss_bytes: number; peak_tf_bytes: number; step_ms: number } | null;
+  /** forecast / measured - 1 */
+  error: { peak_rss_bytes: number | null; peak_tf_bytes: number | null; step_ms: number | null } | null;
+  /** the API's forecast at creation, kept when the worker's plan replaces it */
+  admission: { fits: boolean; peak_rss_bytes: number; step_ms: number; total_ms: number; memory_budget_bytes: number } | null;
+}
+
+const round = (x: number, digits = 0) => { const f = 10 ** digits; return Math.round(x * f) / f; };
+const finiteOrNull = (x: number) => (Number.isFinite(x) ? round(x, 4) : null);
+
+/** Where a plan's device profile came from (see JobPlan.device). */
+export type DeviceSource = 'worker' | 'config' | 'api_host';
+
+/**
+ * The device a job is planned for on the API: the job's own fields, else the live worker's report
+ * (planningWorker), else the configured defaults (EDGETUNE_DEVICE_*), else the API host's free memory and
+ * cores with DEFAULT_DEVICE_GFLOPS. The worker's measured step-time factor comes with its SGEMM reading.
+ */
+export function apiDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, requested: JobDevice | null, worker: WorkerRecord | null = null): { device: DeviceProfile; source: DeviceSource; workerId: string | null } {
+  const source: DeviceSource = worker ? 'worker' : config.deviceMemoryBytes != null || config.deviceThreads != null || config.deviceGflops != null ? 'config' : 'api_host';
+  return {
+    device: {
+      memoryBudgetBytes: requested?.memory_budget_bytes ?? worker?.memoryBudgetBytes ?? config.deviceMemoryBytes ?? freemem(),
+      threads: requested?.threads ?? worker?.threads ?? config.deviceThreads ?? availableParallelism(),
+      backend: worker?.backend ?? 'auto',
+      matmulGflops: worker?.matmulGflops ?? config.deviceGflops ?? DEFAULT_DEVICE_GFLOPS,
+      // with the worker's own SGEMM reading, which the line above takes whenever a worker is live
+      ...(worker?.stepTimeFactor != null ? { stepTimeFactor: worker.stepTimeFactor } : {}),
+    },
+    source,
+    workerId: worker?.id ?? null,
+  };
+}
+
+/**
+ * Per-layer bits and sparsity standing in for a policy not profiled yet. Only the storage format matters
+ * to the forecast (bits <= 4: int4, else int8, 16: float): `uniform` gives every layer avg_bits; `budgeted`
+ * spends the bits above 4 on a share (avg_bits - 4) / 4 of the layers at 8 bits; `mean` (4 or 8 bits by
+ * sensitivity) assumes half the layers at 8.
+ */
+export function estimatedPolicy(layers: number, c: Compression): { bits: number[]; sparsity: number[] } {
+  let high: number;
+  if (c.bits_rule === 'uniform') return { bits: new Array(layers).fill(c.avg_bits), sparsity: new Array(layers).fill(c.target_sparsity) };
+  if (c.bits_rule === 'mean') high = Math.ceil(layers / 2);
+  else high = Math.round(layers * Math.min(1, Math.max(0, (c.avg_bits - 4) / 4)));
+  const low = Math.max(2, Math.min(4, Math.floor(c.avg_bits)));
+  return { bits: Array.from({ length: layers }, (_, i) => (i < high ? 8 : low)), sparsity: new Array(layers).fill(c.target_sparsity) };
+}
+
+/** The planner's input for a resolved job (sequence length = max_length: the forecast is an upper bound). */
+export function planInputOf(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps'>, trainRecords: number, policy: { bits: number[]; sparsity: number[] } | null): PlanInput {
+  const hp = cfg.hyperparameters;
+  return {
+    model, mode: 'edge_llm', exitLayers: cfg.method.edge_llm.exit_layers, loraR: hp.lora_r, loraTargets: hp.target_modules, headRank: cfg.method.edge_llm.head_rank ?? 0,
+    prefix: cfg.method.edge_llm.prefix ?? 'backbone', schedule: cfg.method.edge_llm.schedule,
+    batchSize: hp.batch_size * hp.gradient_accumulation_steps, seqLen: hp.max_length, steps: cfg.totalSteps, trainExamples: trainRecords,
+    policy, groupSize: cfg.method.edge_llm.compression?.group_size,
+  };
+}
+
+/** The engine's plan as a {@link JobPlan}. */
+export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: {
+  policy?: JobPlan['policy']; measured?: { peakRssBytes: number; peakTfBytes: number; stepMs: number } | null; admission?: JobPlan['admission'];
+  deviceSource?: { source: DeviceSource; workerId: string | null };
+} = {}): JobPlan {
+  const f = p.forecast, m = extra.measured ?? null;
+  const rel = (forecast: number, measured: number) => (measured > 0 ? finiteOrNull(forecast / measured - 1) : null);
+  return {
+    source,
+    fits: p.fits,
+    reason: p.reason ?? null,
+    exit_layers: p.exitLayers,
+    window_depth: p.windowDepth,
+    micro_batch: p.microBatch,
+    gradient_accumulation_steps: p.gradAccum,
+    prefix_cache: p.prefixCache,
+    storage: p.storage,
+    device: {
+      memory_budget_bytes: Math.round(p.device.memoryBudgetBytes), threads: p.device.threads, backend: p.device.backend, matmul_gflops: round(p.device.matmulGflops, 2),
+      step_time_factor: round(p.device.stepTimeFactor ?? 1, 3),
+      source: extra.deviceSource?.source ?? 'api_host', worker_id: extra.deviceSource?.workerId ?? null,
+    },
+    policy: extra.policy ?? null,
+    forecast: {
+      peak_rss_bytes: Math.round(f.peakRssBytes), peak_tf_bytes: Math.round(f.peakTfBytes), weight_bytes: Math.round(f.weightBytes),
+      trainable_bytes: Math.round(f.trainableBytes), activation_bytes: Math.round(f.activationBytes), prefix_cache_bytes: Math.round(f.prefixCacheBytes),
+      step_ms: round(f.stepMs, 2), total_ms: Math.round(f.totalMs), flops_per_step: Math.round(f.flopsPerStep),
+    },
+    measured: m ? { peak_rss_bytes: Math.round(m.peakRssBytes), peak_tf_bytes: Math.round(m.peakTfBytes), step_ms: round(m.stepMs, 2) } : null,
+    error: m ? { peak_rss_bytes: rel(f.peakRssBytes, m.peakRssBytes), peak_tf_bytes: rel(f.peakTfBytes, m.peakTfBytes), step_ms: rel(f.stepMs, m.stepMs) } : null,
+    admission: extra.admission ?? null,
+  };
+}
+
+/** The compact admission record kept from the API's plan. */
+export function admissionOf(p: JobPlan | null): JobPlan['admission'] {
+  if (!p) return null;
+  if (p.source !== 'api') return p.admission;
+  return { fits: p.fits, peak_rss_bytes: p.forecast.peak_rss_bytes, step_ms: p.forecast.step_ms, total_ms: p.forecast.total_ms, memory_budget_bytes: p.device.memory_budget_bytes };
+}
+
+/**
+ * Plans a job on the API side, for `worker`'s device when one is live (apiDevice).
+ * @throws PlanError (engine) for an input the planner cannot evaluate.
+ */
+export function planJob(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps' | 'device'>, trainRecords: number,
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, stored: { id: string; bits: number[]; sparsity: number[] } | null, worker: WorkerRecord | null = null): JobPlan {
+  const c = cfg.method.edge_llm.compression;
+  const L = model.numHiddenLayers;
+  let policy: { bits: number[]; sparsity: number[] } | null = null;
+  let ref: JobPlan['policy'] = null;
+  if (c && stored && stored.bits.length === L && stored.sparsity.length === L) {
+    policy = { bits: stored.bits, sparsity: stored.sparsity };
+    ref = { id: stored.id, source: 'stored' };
+  } else if (c) {
+    policy = estimatedPolicy(L, c);
+    ref = { id: null, source: 'estimated' };
+  }
+  const dev = apiDevice(config, cfg.device, worker);
+  const p = makePlan(planInputOf(model, cfg, trainRecords, policy), dev.device);
+  return jobPlanOf(p, 'api', { policy: ref, deviceSource: dev });
+}
+
+/** One line for events and logs: choices and forecast against the budget. */
+export function describePlan(p: JobPlan): string {
+  const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
+  return `exits [${p.exit_layers.join(', ')}], micro-batch ${p.micro_batch} x ${p.gradient_accumulation_steps}, prefix cache ${p.prefix_cache ? 'on' : 'off'}; `
+    + `forecast ${mib(p.forecast.peak_rss_bytes)} peak of a ${mib(p.device.memory_budget_bytes)} budget, ${Math.round(p.forecast.step_ms)} ms/step, ${Math.round(p.forecast.total_ms / 1000)} s in all`;
+}

@@ -1,0 +1,48 @@
+// The lab CLI as a user runs it: dataset builders and their usage errors.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { REPO_ROOT } from '../engine/helpers.js';
+
+const cli = join(REPO_ROOT, 'packages', 'lab', 'dist', 'cli.js');
+const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'edgetune-lab-cli-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('edgetune-lab CLI', () => {
+  it('rejects an unknown dataset with usage (exit 2)', () => {
+    const d = run(['data', 'imagenet', '--out', join(dir, 'z')]);
+    expect(d.status).toBe(2);
+    expect(d.stderr).toMatch(/the datasets are spam-assassin, corpus-continuation and spam-prompt/);
+    expect(d.stderr).toMatch(/usage: edgetune-lab/);
+  });
+
+  it('builds the corpus-continuation dataset: records of the held-out documents, never of the training ones', () => {
+    const out = join(dir, 'corpus');
+    const r = run(['data', 'corpus-continuation', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const counts = JSON.parse(r.stdout) as { train: number; validation: number; test: number };
+    const lines = (f: string) => readFileSync(join(out, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; completion: string });
+    const train = lines('train.jsonl'), test = lines('test.jsonl');
+    expect(train).toHaveLength(counts.train);
+    expect(counts.train).toBeGreaterThan(10000);
+    expect(test).toHaveLength(counts.test);
+    const seen = new Set(train.map((x) => x.prompt));
+    expect(test.some((x) => seen.has(x.prompt))).toBe(false);
+  });
+
+  it('prints the spam task\'s prompt for one RFC 822 mail', () => {
+    const mail = join(dir, 'mail.eml');
+    writeFileSync(mail, 'From: a@example.com\r\nSubject: Cheap watches\r\nContent-Type: text/plain\r\n\r\nBuy now, limited offer.\r\n');
+    const r = run(['data', 'spam-prompt', '--email', mail]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Cheap watches/);
+    expect(r.stdout).toMatch(/Buy now, limited offer\./);
+  });
+});
