@@ -1,8 +1,7 @@
 // Offline replacement for `prisma migrate dev|deploy|diff` and `prisma db push` with Prisma 7.10.x.
-// Copied from the infra probe (research/prisma-wasm-migrate.mjs); local change: exits at the end.
-// Prisma 7's CLI needs the native schema-engine binary, downloaded from binaries.prisma.sh (blocked here).
-// This drives the WebAssembly schema engine (npm: @prisma/schema-engine-wasm) through a driver adapter.
-// Probed 2026-11 with prisma 7.10.1, @prisma/adapter-pg 7.10.1, @prisma/adapter-better-sqlite3 7.10.0,
+// Prisma 7's CLI needs the native schema-engine binary, downloaded from binaries.prisma.sh, which an offline
+// machine cannot fetch. This drives the WebAssembly schema engine (npm: @prisma/schema-engine-wasm) through a
+// driver adapter. Written against prisma 7.10.1, @prisma/adapter-pg 7.10.1, @prisma/adapter-better-sqlite3 7.10.0,
 // @prisma/driver-adapter-utils 7.10.x, @prisma/schema-engine-wasm 8.1.0-2.59be4fda12412a79eeb9c2ae727b6aa723593323,
 // PostgreSQL 15 and SQLite (better-sqlite3 12.11.1).
 //

@@ -1,4 +1,4 @@
-// Zero-shot last-word accuracy (LAMBADA-style), the task measure issue 4's bench compares LUC and uniform with.
+// Zero-shot last-word accuracy (LAMBADA-style), the task measure the bench compares LUC and uniform policies with.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { join } from 'node:path';

@@ -10,6 +10,7 @@ import { applyPeftAdapter } from '../../packages/engine/src/model/lora.js';
 import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 import { AdaptiveTrainer, DEFAULT_TUNE, type TuneOptions } from '../../packages/engine/src/tune/trainer.js';
 import { loadExamples, runTuning } from '../../packages/engine/src/tune/run.js';
+import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../../packages/engine/src/tune/checkpoint.js';
 import { measureStepFactor } from '../../packages/engine/src/schedule/speed.js';
 import { CALIBRATION } from '../../packages/core/src/schedule/calibration.js';
 import { CALIBRATION_LABELLED, plan } from '../../packages/core/src/schedule/planner.js';
@@ -37,10 +38,10 @@ const same = (a: Float32Array, b: ArrayLike<number>) => a.length === b.length &&
 async function runTo(o: TuneOptions, steps: number, ckpt?: { save?: string; load?: string }) {
   const model = LlamaModel.load(modelDir);
   const t = new AdaptiveTrainer(model, examples, o, padId);
-  if (ckpt?.load) t.loadCheckpoint(ckpt.load);
+  if (ckpt?.load) loadTrainerCheckpoint(t, ckpt.load);
   const losses: number[] = [];
   while (t.state.step < steps) losses.push((await t.step()).loss);
-  if (ckpt?.save) t.saveCheckpoint(ckpt.save);
+  if (ckpt?.save) saveTrainerCheckpoint(t, ckpt.save);
   const vars = snapshot([...t.namedVariables().values()]);
   t.optimizer.dispose();
   model.dispose();

@@ -30,7 +30,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Prisma, type PrismaClient } from '@edgetune/store';
 import type { Config } from '@edgetune/core';
 import { ApiError } from './errors.js';
-import { authOf } from './auth.js';
+import { authOf } from './plugins/auth.js';
 
 /** A handler's answer. */
 export interface Stored {

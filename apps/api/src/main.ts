@@ -1,4 +1,4 @@
-/** `npm run start:api`: runs the API until SIGTERM/SIGINT. Configuration: see shared/config.ts and the README. */
+/** `npm run start:api`: runs the API until SIGTERM/SIGINT. Configuration: docs/configuration.md. */
 import { startApi } from './server.js';
 
 const { stop } = await startApi();

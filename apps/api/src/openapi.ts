@@ -24,7 +24,7 @@ export async function generateOpenApi(): Promise<Record<string, unknown>> {
 
 /** Serialized as committed: 2-space JSON with a final newline. */
 export function serializeOpenApi(doc: unknown): string {
-  return JSON.stringify(doc, null, 2) + '\n';
+  return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

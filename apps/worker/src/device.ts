@@ -1,6 +1,7 @@
 /**
  * This worker's device as the engine's planner sees it (memory budget, threads, backend, measured SGEMM
- * GFLOP/s), reported in `workers` so that the API plans jobs for it (apps/api/src/shared/workers.ts).
+ * GFLOP/s), reported in `workers` so that the API plans jobs for it (the report's shape:
+ * packages/core/src/service/workers.ts; the table: packages/store/src/workers.ts).
  */
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -14,15 +15,15 @@ export interface ProbedDevice {
   backend: string;
   matmul: string;
   matmulGflops: number;
-  /** measured step-time factor (engine schedule/speed.ts) */
+  /** measured step-time factor (packages/engine/src/schedule/speed.ts) */
   stepTimeFactor: number;
 }
 
 /**
  * Runs `edgetune-engine device` in a child process (the worker's own process never loads TF.js: its
  * sandboxed processors do) and returns its measurements: TF.js backend, matmul implementation and threads,
- * a one-second SGEMM reading (raised to the best of the last 15 minutes, engine backend/peak.ts) and the
- * step-time factor of a reference training workload (engine schedule/speed.ts).
+ * a one-second SGEMM reading (raised to the best of the last 15 minutes, packages/engine/src/backend/peak.ts)
+ * and the step-time factor of a reference training workload (packages/engine/src/schedule/speed.ts).
  * @throws Error when the engine cannot start or prints no profile (the message has its stderr).
  */
 export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
@@ -40,14 +41,14 @@ export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
 
 /**
  * The memory budget of a job that states none, bytes: EDGETUNE_DEVICE_MEMORY_BYTES, else this host's free
- * memory now. One definition for the device report (read while idle) and the job's own plan (run-job.ts).
+ * memory now. One definition for the device report (read while idle) and the job's own plan (job/tune.ts).
  */
 export function defaultMemoryBudget(config: Pick<Config, 'deviceMemoryBytes'>): number {
   return config.deviceMemoryBytes ?? freemem();
 }
 
 /**
- * The device a job that states none runs on here, as the job's own run plans it (run-job.ts): the
+ * The device a job that states none runs on here, as the job's own run plans it (job/tune.ts): the
  * EDGETUNE_DEVICE_* settings over the probe, and this host's free memory now.
  */
 export function workerDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, probed: ProbedDevice): WorkerDevice {

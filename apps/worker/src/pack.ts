@@ -62,11 +62,11 @@ export function normalizeArtifacts(outDir: string, modelId: string, policyId: st
   const edge = JSON.parse(readFileSync(edgeFile, 'utf8')) as { exit_layers: number[]; voting_rule: string; base_model?: string; compression?: Record<string, unknown> | null };
   edge.base_model = modelId;
   if (edge.compression) edge.compression = { policy_id: policyId, ...edge.compression };
-  writeFileSync(edgeFile, JSON.stringify(edge, null, 2) + '\n');
+  writeFileSync(edgeFile, `${JSON.stringify(edge, null, 2)}\n`);
   const cfgFile = join(outDir, 'peft', 'adapter_config.json');
   const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
   cfg.base_model_name_or_path = modelId;
-  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2) + '\n');
+  writeFileSync(cfgFile, `${JSON.stringify(cfg, null, 2)}\n`);
   return { exitLayers: edge.exit_layers, votingRule: edge.voting_rule };
 }
 
@@ -81,7 +81,7 @@ export async function packAdapters(outDir: string, destDir: string, meta: { jobI
   const files = ['edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors'];
   if (existsSync(join(outDir, 'compressed_model.safetensors'))) files.push('compressed_model.safetensors');
   if (meta.policy) {
-    writeFileSync(join(outDir, 'policy.json'), JSON.stringify(meta.policy, null, 2) + '\n');
+    writeFileSync(join(outDir, 'policy.json'), `${JSON.stringify(meta.policy, null, 2)}\n`);
     files.push('policy.json');
   }
   files.sort();
@@ -95,7 +95,7 @@ export async function packAdapters(outDir: string, destDir: string, meta: { jobI
     compression: meta.compression ? { policy_id: meta.policy?.id ?? null, budget: meta.compression } : null,
     files: Object.fromEntries(files.map((f) => [f, { bytes: statSync(join(outDir, f)).size, sha256: sha256File(join(outDir, f)) }])),
   };
-  writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  writeFileSync(join(outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   const bundle = join(destDir, 'bundle.tar');
   await packTar(outDir, ['manifest.json', ...files], bundle, mtime);
   return { peft, bundle };

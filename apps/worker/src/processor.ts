@@ -1,6 +1,7 @@
 /**
  * BullMQ sandboxed processor: runs in a child process per worker slot, so the engine's CPU-bound steps
- * never block the parent's lock renewal. Holds its own database and Redis connections.
+ * never block the parent's lock renewal. Holds its own database and Redis connections, and loads the
+ * engine (TF.js) on its first job, setting this process's V8 heap policy then.
  */
 import { Queue, type SandboxedJob } from 'bullmq';
 import { loadConfig, QUEUE_NAME, seedFingerprintCache, type QueueJobData } from '@edgetune/core';
@@ -29,7 +30,8 @@ function context(): RunContext {
     workerId: process.env.EDGETUNE_WORKER_ID ?? `${config.hostName}:${process.ppid}`,
     // A job's `device.threads` (or EDGETUNE_DEVICE_THREADS) sets the BLAS threads; initBackend is a no-op when they are unchanged.
     engine: async (blasThreads) => {
-      const m = await (engine ??= import('@edgetune/engine'));
+      engine ??= loadEngine();
+      const m = await engine;
       await m.initBackend({ quiet: process.env.EDGETUNE_QUIET === '1', ...(blasThreads ? { blasThreads } : {}) });
       baseRss ??= process.memoryUsage.rss();
       return m;
@@ -38,6 +40,16 @@ function context(): RunContext {
     log: (line) => console.error(line),
   };
   return ctx;
+}
+
+/**
+ * Imports the engine and makes V8 favour memory over speed in this process (engine favourMemoryOverSpeed):
+ * a process-wide flag, so it is set here, before the first job tunes; the planner's RSS terms assume it.
+ */
+async function loadEngine(): Promise<typeof import('@edgetune/engine')> {
+  const m = await import('@edgetune/engine');
+  m.favourMemoryOverSpeed();
+  return m;
 }
 
 /** Processes one queue job: the database row it names is the job. */

@@ -24,7 +24,7 @@
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type JobError, type QueueJobData } from '@edgetune/core';
+import type { JobError, QueueJobData } from '@edgetune/core';
 import { addEvents, enqueueJob, type PrismaClient } from '@edgetune/store';
 
 /** What reconciling needs: the database, the queue, and Redis for event nudges. */

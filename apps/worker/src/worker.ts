@@ -103,9 +103,9 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
     })
     .catch((e) => log(`[worker ${id}] device probe failed, not reported (the API plans with its defaults): ${(e as Error).message}`));
   const beat = setInterval(heartbeat, config.workerHeartbeatMs);
-  // Re-measured every EDGETUNE_WORKER_REPROBE_MS while idle: a VM's throughput drifts (one read 310 GFLOP/s,
-  // an hour later 247-263, and jobs planned with the first reading ran 25% slower than forecast); a reading
-  // taken while a job runs would measure the job's load instead, so it is dropped.
+  // Re-measured every EDGETUNE_WORKER_REPROBE_MS while idle: a VM's throughput drifts over hours, and jobs
+  // planned with a stale reading run slower than forecast; a reading taken while a job runs would measure
+  // the job's load instead, so it is dropped.
   let reprobing: Promise<void> | null = null;
   const reprobe = config.workerReprobeMs > 0 ? setInterval(() => {
     if (!probed || removed || reprobing || active.size > 0) return;

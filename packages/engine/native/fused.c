@@ -165,8 +165,8 @@ static bool args_done(Args *a) {
 // Threads: a small pool of persistent workers that claim chunks of a job (par_range). The calling
 // thread claims chunks too and waits only for chunks a worker has actually started, never for a
 // worker to wake up: on a busy machine a descheduled worker costs nothing (the caller does its
-// share), where an OpenMP fork/join waits for every thread (measured: 10-30x slower kernels under
-// load). A job gets one thread per PAR_MIN of work (about the floats it touches), at most
+// share), where an OpenMP fork/join waits for every thread (kernels many times slower under load).
+// A job gets one thread per PAR_MIN of work (about the floats it touches), at most
 // setFusedThreads(n); small jobs run on the caller alone.
 
 #define PAR_MIN 32768

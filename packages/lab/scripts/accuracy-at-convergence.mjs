@@ -1,11 +1,11 @@
-// Validation accuracy of Edge-LLM vs vanilla LoRA trained to convergence (the paper's protocol: ~3 epochs,
-// edge-llm.md §3.6), plus the Edge-LLM variants tried to close the gap, and Edge-LLM trained 4x the steps
-// (each window then sees as many examples as vanilla's layers). `npm run bench` judges the targets at 480
-// steps; this script answers "comparable accuracy at convergence?". Timings overlap whatever else runs:
-// use the bench for speed, or --only vanilla,edge-2x-steps --dir DIR [--seed N] alone on the machine. Runs already
-// finished (<dir>/conv-<name>/metrics.json) are reused, so it resumes.
-// From the repository root after a build, with data/spam made by `npx edgetune-engine data spam-assassin --out data/spam`:
-//   node packages/engine/scripts/accuracy-at-convergence.mjs [--out bench/results/accuracy-at-convergence.json]
+// Validation accuracy of Edge-LLM vs vanilla LoRA trained to convergence (the paper's protocol: ~3 epochs;
+// Edge-LLM, Yu et al., DAC 2024, §3), plus the Edge-LLM variants tried to close the gap, and Edge-LLM
+// trained 4x the steps (each window then sees as many examples as vanilla's layers). `npm run bench`
+// judges the targets at 480 steps; this script answers "comparable accuracy at convergence?". Timings
+// overlap whatever else runs: use the bench for speed, or --only vanilla,edge-2x-steps --dir DIR [--seed N]
+// alone on the machine. Runs already finished (<dir>/conv-<name>/metrics.json) are reused, so it resumes.
+// From the repository root after a build, with data/spam made by `npx edgetune-lab data spam-assassin --out data/spam`:
+//   node packages/lab/scripts/accuracy-at-convergence.mjs [--out bench/results/accuracy-at-convergence.json]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -27,9 +27,8 @@ const runs = [
   { name: 'edge-2x-steps', args: [...edge, '--prefix', 'adapted', '--steps', 2 * EPOCH3, '--lr', '2e-3'] },
   { name: 'edge-4x-steps', args: [...edge, '--prefix', 'adapted', '--steps', 4 * EPOCH3, '--lr', '2e-3'] },
   // Backbone prefix, a new micro-batch every step, frozen-prefix outputs cached across epochs (the planner turns
-  // the cache on when the memory budget holds it). Measured (seed 42): slower than the adapted prefix's
-  // hand-on (11.8k vs 17.8k tok/s), 1.65 GB RSS, and
-  // 92.9% vs 94.0% validation.
+  // the cache on when the memory budget holds it). Slower and less accurate than the adapted prefix's
+  // hand-on (measured: bench/results/time-to-accuracy-2026-12-03b.json).
   { name: 'edge-backbone-cached-1.5x-steps', args: [...edge, '--prefix', 'backbone', '--steps', 1.5 * EPOCH3, '--lr', '2e-3', '--memory-budget-mb', '16384'] },
 ];
 mkdirSync(v.dir, { recursive: true });
@@ -57,6 +56,6 @@ const vsVanilla = results.filter((r) => !r.name.startsWith('vanilla')).flatMap((
   return van ? [{ name: r.name, steps: r.steps, vanilla: van.name, accuracy_delta_points: 100 * (r.validation - van.validation), time_ratio: van.train_s / r.train_s }] : [];
 });
 for (const x of vsVanilla) console.log(`${x.name.padEnd(16)} vs ${x.vanilla}: ${x.accuracy_delta_points >= 0 ? '+' : ''}${x.accuracy_delta_points.toFixed(2)} points, ${x.time_ratio.toFixed(2)}x less training time`);
-if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/engine/scripts/accuracy-at-convergence.mjs ${process.argv.slice(2).join(' ')}`,
+if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/lab/scripts/accuracy-at-convergence.mjs ${process.argv.slice(2).join(' ')}`,
   note: v.dir === 'runs' ? 'train_s / tokens_per_s of these runs overlapped other experiments on the 2 cores: compare speed in npm run bench or with --dir' : `fresh runs in ${v.dir}, one at a time`,
   runs: results, vs_vanilla: vsVanilla }, null, 2) + '\n');

@@ -1,20 +1,24 @@
 #!/usr/bin/env node
-// Fits the planner's cost-model coefficients (src/schedule/calibration.ts) to measurements of real
-// training steps of this engine on this machine, one fresh process per configuration (so RSS is
-// per-configuration), and writes the fitted coefficients plus every measured point and its forecast
-// error to bench/results/planner-calibration.json.
-//   node packages/engine/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama] [--refit [--pool FILE ...]] [--growth]
+// Fits the planner's cost-model coefficients (@edgetune/core schedule/calibration.ts) to measurements of
+// real training steps of the engine on this machine, one fresh process per configuration (so RSS is
+// per-configuration). Writes the coefficients to packages/core/src/schedule/calibration.json (the data
+// calibration.ts reads; `npx tsc -b` copies it to packages/core/dist, so rebuild after) and every measured
+// point and its forecast error to bench/results/planner-calibration.json. From the repository root after a
+// build:
+//   node packages/lab/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama] [--refit [--pool FILE ...]] [--growth]
 // --growth alone measures only the RSS terms the grid's short runs cannot show (rssAtStart, rssLongRun,
 // rssPerDataToken; a few minutes) and keeps every other coefficient.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
-const dist = join(here, '..', 'dist');
+// The fitted coefficients, as data: {fitted, model, sgemmGflops, command, coefficients}.
+const calibrationFile = join(root, 'packages', 'core', 'src', 'schedule', 'calibration.json');
+const COMMAND = 'node packages/lab/scripts/calibrate-planner.mjs';
 const args = process.argv.slice(2);
 const modelDir = resolve(args[args.indexOf('--model') + 1] && args.includes('--model') ? args[args.indexOf('--model') + 1] : join(root, 'models', 'edgetune-tiny-llama'));
 
@@ -27,13 +31,8 @@ function randomExamples(rng, n, T, V) {
 }
 
 async function one(cfg) {
-  const tf = await import('@tensorflow/tfjs');
-  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
-  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
-  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
-  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
-  const { compressModel } = await import(join(dist, 'compress', 'luc.js'));
-  const { Rng } = await import(join(dist, 'util', 'rng.js'));
+  const tf = await import('@tensorflow/tfjs-core');
+  const { initBackend, LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, compressModel, Rng } = await import('@edgetune/engine');
   await initBackend({ quiet: true });
   const rssAtStart = process.memoryUsage.rss(); // a bare engine process (planner rssAtStart)
   const model = LlamaModel.load(modelDir);
@@ -47,8 +46,8 @@ async function one(cfg) {
   const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: cfg.r ?? 8 }, ...(cfg.exits ? { exitLayers: cfg.exits } : {}), headRank: cfg.headRank ?? 0, prefix: cfg.prefix ?? 'backbone' }, 0);
   const K = Math.max(1, t.exits.length);
   for (let i = 0; i < K; i++) await t.step(); // warm-up: one step per window
-  // Whole window cycles (windows differ in prefix depth), at least 8 steps; the median cycle, since this
-  // shared 2-core VM has bursts of other load that a mean would fold in.
+  // Whole window cycles (windows differ in prefix depth), at least 8 steps; the median cycle, since a
+  // shared machine has bursts of other load that a mean would fold in.
   const cycles = [];
   const nCycles = Math.max(4, Math.ceil(8 / K));
   for (let c = 0; c < nCycles; c++) {
@@ -69,11 +68,7 @@ async function one(cfg) {
 
 /** The engine modules the measurements use, its backend initialised. */
 async function engineModules() {
-  const { initBackend } = await import(join(dist, 'backend', 'index.js'));
-  const { LlamaModel } = await import(join(dist, 'model', 'llama.js'));
-  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(join(dist, 'tune', 'trainer.js'));
-  const { DEFAULT_LORA } = await import(join(dist, 'model', 'lora.js'));
-  const { Rng } = await import(join(dist, 'util', 'rng.js'));
+  const { initBackend, LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng } = await import('@edgetune/engine');
   await initBackend({ quiet: true });
   return { LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng };
 }
@@ -92,8 +87,7 @@ async function growth(n) {
   let ex, data = null;
   if (n <= 64) ex = randomExamples(rng, n, GROWTH_T, model.config.vocabSize);
   else {
-    const { loadTokenizer } = await import(join(dist, 'tokenizer', 'index.js'));
-    const { loadExamples } = await import(join(dist, 'tune', 'run.js'));
+    const { loadTokenizer, loadExamples } = await import('@edgetune/engine');
     const word = () => Array.from({ length: 3 + rng.int(6) }, () => String.fromCharCode(97 + rng.int(26))).join('');
     const file = join(tmpdir(), `calibrate-growth-${process.pid}.jsonl`);
     writeFileSync(file, Array.from({ length: n }, () => JSON.stringify({ prompt: Array.from({ length: 2 * GROWTH_T }, word).join(' '), completion: ' ok' })).join('\n') + '\n');
@@ -109,7 +103,7 @@ async function growth(n) {
 }
 
 // Per-layer-pass overhead, measured rather than fitted (the NNLS confuses it with the per-token and FLOP
-// terms on this noisy VM): vanilla LoRA (8 layers on the tape, no prefix) at micro-batches 1, 2, 4, 8 of
+// terms when timings are noisy): vanilla LoRA (8 layers on the tape, no prefix) at micro-batches 1, 2, 4, 8 of
 // T = 128 in ONE process, their steps interleaved so that bursts of other load hit all sizes alike; the
 // intercept of ms per layer-pass against tokens per micro-batch is the fixed cost of a layer pass.
 async function overhead() {
@@ -155,32 +149,25 @@ function measureGrowth() {
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
 if (args.includes('--growth')) {
-  // Only the growth terms: the other coefficients stay as fitted (calibration-values.ts, the JSON's points).
-  const { FITTED } = await import(join(dist, 'schedule', 'calibration-values.js'));
+  // Only the growth terms: the other coefficients stay as fitted (calibration.json, the results' points).
+  const fitted = JSON.parse(readFileSync(calibrationFile, 'utf8'));
   const g = measureGrowth();
-  const coeffs = { ...FITTED, rssAtStart: median([g.few.rssAtStart, g.many.rssAtStart]), rssLongRun: g.rssLongRun, rssPerDataToken: g.rssPerDataToken };
+  const coeffs = { ...fitted.coefficients, rssAtStart: median([g.few.rssAtStart, g.many.rssAtStart]), rssLongRun: g.rssLongRun, rssPerDataToken: g.rssPerDataToken };
   const file = join(root, 'bench', 'results', 'planner-calibration.json');
   const prev = JSON.parse(readFileSync(file, 'utf8'));
-  writeValues(coeffs, prev.date, prev.sgemmGflops, new Date().toISOString());
+  writeCalibration(coeffs, prev.date, prev.sgemmGflops);
   writeFileSync(file, JSON.stringify({ ...prev, coefficients: coeffs, growth: { date: new Date().toISOString(), ...g } }, null, 2) + '\n');
-  process.stderr.write('wrote src/schedule/calibration-values.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');
+  process.stderr.write(`wrote ${relative(root, calibrationFile)} and bench/results/planner-calibration.json; npx tsc -b copies the JSON to packages/core/dist: rebuild\n`);
   process.exit(0);
 }
 
-/** Writes calibration-values.ts. */
-function writeValues(coeffs, date, G, growthDate) {
-  const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v).toString() : Number(v.toPrecision(6)).toString());
-  const growthNote = growthDate && growthDate !== date ? `; RSS growth terms measured ${growthDate} (--growth)` : '';
-  const ts = `// Fitted ${date} on ${modelDir.split('/').pop()} (SGEMM peak ${G.toFixed(0)} GFLOP/s) by
-// \`node packages/engine/scripts/calibrate-planner.mjs\`${growthNote};
-// points and errors: bench/results/planner-calibration.json.
-import type { CostCoefficients } from './calibration.js';
-
-export const FITTED: CostCoefficients = {
-${Object.entries(coeffs).map(([k, v]) => `  ${k}: ${fmt(v)},`).join('\n')}
-};
-`;
-  writeFileSync(join(here, '..', 'src', 'schedule', 'calibration-values.ts'), ts);
+/** Writes calibration.json: the coefficients, when they were fitted (ISO date), on which model and at which
+ *  SGEMM peak (GFLOP/s). */
+function writeCalibration(coeffs, date, G) {
+  const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v) : Number(v.toPrecision(6)));
+  const coefficients = Object.fromEntries(Object.entries(coeffs).map(([k, v]) => [k, fmt(v)]));
+  const data = { fitted: date, model: basename(modelDir), sgemmGflops: Math.round(G), command: COMMAND, coefficients };
+  writeFileSync(calibrationFile, JSON.stringify(data, null, 2) + '\n');
 }
 
 if (args[0] === '--one') {
@@ -189,9 +176,8 @@ if (args[0] === '--one') {
   process.exit(0);
 }
 
-const { costFeatures } = await import(join(dist, 'schedule', 'planner.js'));
-const { loadLlamaConfig } = await import(join(dist, 'model', 'config.js'));
-const { measureSgemmPeak, initBackend } = await import(join(dist, 'backend', 'index.js'));
+const { costFeatures, plan, loadLlamaConfig } = await import('@edgetune/core');
+const { measureSgemmPeak, initBackend } = await import('@edgetune/engine');
 await initBackend({ quiet: true });
 const G = args.includes('--refit') ? JSON.parse(readFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), 'utf8')).sgemmGflops : measureSgemmPeak({}).gflops;
 const model = loadLlamaConfig(modelDir);
@@ -310,7 +296,6 @@ const solT = nnls(pass0 === undefined ? rowsT : rowsT.map((r) => r.filter((_, j)
 const fit = { rho, sol: pass0 === undefined ? solT : [solT[0], pass0, ...solT.slice(1)] };
 const [invEff, pass, tok, att, upd, deq, step] = fit.sol;
 const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, rssAtStart, rssLongRun: growthMeasured.rssLongRun, rssPerDataToken: growthMeasured.rssPerDataToken, mmEfficiency: 1 / (invEff || 1e-9), prefixPassCost: fit.rho, msPerLayerPass: pass, msPerLayerToken: tok, msPerAttScore: att, msPerStep: step, msPerUpdatedParam: upd, msPerDequantElem: deq };
-const { plan } = await import(join(dist, 'schedule', 'planner.js'));
 const report = points.map((p) => {
   const input = { model, mode: p.cfg.mode, loraR: p.cfg.r ?? 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,
     prefixCache: false, headRank: p.cfg.headRank ?? 0, schedule: 'round_robin', prefix: p.cfg.prefix ?? 'backbone', ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}), policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
@@ -321,7 +306,7 @@ const report = points.map((p) => {
 });
 for (const r of report) process.stderr.write(`${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
 const date = new Date().toISOString();
-writeValues(coeffs, date, G, refit?.growth?.date);
+writeCalibration(coeffs, date, G);
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: 'node packages/engine/scripts/calibrate-planner.mjs', model: modelDir, sgemmGflops: G, coefficients: coeffs, passOverhead, growth: { date: refit?.growth?.date ?? date, ...growthMeasured }, points: report }, null, 2) + '\n');
-process.stderr.write('wrote src/schedule/calibration-values.ts and bench/results/planner-calibration.json (rebuild with npx tsc -b)\n');
+writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: COMMAND, model: modelDir, sgemmGflops: G, coefficients: coeffs, passOverhead, growth: { date: refit?.growth?.date ?? date, ...growthMeasured }, points: report }, null, 2) + '\n');
+process.stderr.write(`wrote ${relative(root, calibrationFile)} and bench/results/planner-calibration.json; npx tsc -b copies the JSON to packages/core/dist: rebuild\n`);

@@ -1,22 +1,17 @@
 // TF.js peak of a training step against the number of scored positions per example (the same 8 x 128-token
 // micro-batches, labels on the last k tokens), for the three exit-head kinds: Edge-LLM with rank-16 heads
 // (shared lm_head + LoRA), Edge-LLM with full heads, vanilla LoRA (lm_head). Prints the slope as vocab-wide
-// float32 rows per scored row: the planner's HEAD_ROW_TENSORS (schedule/planner.ts). Each point runs in a
-// fresh process. From the repository root after a build:
-//   node packages/engine/scripts/labelled-rows-memory.mjs
+// float32 rows per scored row: the planner's HEAD_ROW_TENSORS (@edgetune/core schedule/planner.ts). Each
+// point runs in a fresh process. From the repository root after a build:
+//   node packages/lab/scripts/labelled-rows-memory.mjs
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const T = 128, mb = 8, K = [2, 64];
 if (process.argv[2] === '--one') {
   const [k, mode, headRank] = process.argv.slice(3).map((x, i) => (i === 1 ? x : Number(x)));
-  const tf = await import('@tensorflow/tfjs');
-  const dist = new URL('../dist/', import.meta.url);
-  const { initBackend } = await import(new URL('backend/index.js', dist));
-  const { LlamaModel } = await import(new URL('model/llama.js', dist));
-  const { AdaptiveTrainer, DEFAULT_TUNE } = await import(new URL('tune/trainer.js', dist));
-  const { DEFAULT_LORA } = await import(new URL('model/lora.js', dist));
-  const { Rng } = await import(new URL('util/rng.js', dist));
+  const tf = await import('@tensorflow/tfjs-core');
+  const { initBackend, LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng } = await import('@edgetune/engine');
   await initBackend({ quiet: true });
   const model = LlamaModel.load('models/edgetune-tiny-llama');
   const V = model.config.vocabSize, rng = new Rng(1);

@@ -2,15 +2,16 @@
 // word of the pretraining corpus's validation split; sign test against the uniform policy on the same items)
 // of the base model under several LUC policies at several budgets (one Wanda sensitivity profile on 8 x 128
 // training tokens). Run from the repository root after a build, with data/spam made by
-// `npx edgetune-engine data spam-assassin --out data/spam`:
-//   node packages/engine/scripts/luc-policy-perplexity.mjs [--budgets 0.5/4,0.6/3,0.7/3,0.7/4] [--out FILE.json]
+// `npx edgetune-lab data spam-assassin --out data/spam`:
+//   node packages/lab/scripts/luc-policy-perplexity.mjs [--budgets 0.5/4,0.6/3,0.7/3,0.7/4] [--out FILE.json]
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { initBackend, LlamaModel, loadTokenizer, loadExamples, profileSensitivity, buildPolicy, compressModel } from '../dist/index.js';
-import { calibrationFromExamples } from '../dist/tune/run.js';
+import {
+  initBackend, LlamaModel, loadTokenizer, loadExamples, profileSensitivity, buildPolicy, compressModel, calibrationFromExamples,
+  lastWordItems, lastWordAccuracy, pairedSignTest,
+} from '@edgetune/engine';
 import { loadPretrainCorpus } from '../dist/pretrain/corpus.js';
 import { streamPerplexity, tokenStream } from '../dist/pretrain/pretrain.js';
-import { lastWordItems, lastWordAccuracy, pairedSignTest } from '../dist/infer/last-word.js';
 const { values: v } = parseArgs({ options: { budgets: { type: 'string', default: '0.5/4,0.6/3' }, out: { type: 'string' } } });
 await initBackend({ quiet: true });
 const M = 'models/edgetune-tiny-llama';
@@ -44,4 +45,4 @@ for (const [s, b] of v.budgets.split(',').map((x) => x.split('/').map(Number))) 
     rows.push({ target_sparsity: s, avg_bits: b, sparsity_rule: sr, bits_rule: br, perplexity: r.perplexity, last_word_accuracy: lw.accuracy, last_word_mean_logprob: lw.meanLogProb, vs_uniform: { only_this: t.aOnly, only_uniform: t.bOnly, sign_test_p: t.p }, sparsity: p.sparsity, bits: p.bits });
   }
 }
-if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/engine/scripts/luc-policy-perplexity.mjs ${process.argv.slice(2).join(' ')}`, dense: densePpl, dense_last_word_accuracy: denseLw.accuracy, last_word_items: items.length, policies: rows }, null, 2) + '\n');
+if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/lab/scripts/luc-policy-perplexity.mjs ${process.argv.slice(2).join(' ')}`, dense: densePpl, dense_last_word_accuracy: denseLw.accuracy, last_word_items: items.length, policies: rows }, null, 2) + '\n');

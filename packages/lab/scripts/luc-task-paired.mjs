@@ -4,10 +4,10 @@
 // the later file wins (pairs are only formed within one file: both runs of a pair from one machine).
 // --metric perplexity compares the voted perplexity of the completions instead (lower is better; the corpus
 // continuation task, whose completions are free text); --rules none/none compares the uncompressed model.
-//   node packages/engine/scripts/luc-task-paired.mjs --rules owl/budgeted [--metric accuracy|perplexity] --out FILE.json RESULTS.json ...
+//   node packages/lab/scripts/luc-task-paired.mjs --rules owl/budgeted [--metric accuracy|perplexity] --out FILE.json RESULTS.json ...
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { pairedSignTest } from '../dist/infer/last-word.js';
+import { pairedSignTest } from '@edgetune/engine';
 
 const { values: v, positionals: files } = parseArgs({ allowPositionals: true, options: { rules: { type: 'string', default: 'owl/budgeted' }, metric: { type: 'string', default: 'accuracy' }, out: { type: 'string' } } });
 if (v.metric !== 'accuracy' && v.metric !== 'perplexity') throw new Error('--metric is accuracy or perplexity');
@@ -39,7 +39,7 @@ const paired = (d) => { const m = mean(d), s = sd(d), t = m / (s / Math.sqrt(d.l
 const ppl = v.metric === 'perplexity';
 const acc = paired(pairs.map((p) => (ppl ? p.uniform.ppl - p.luc.ppl : p.luc.test - p.uniform.test))), loss = paired(pairs.map((p) => p.uniform.loss - p.luc.loss));
 const result = {
-  date: new Date().toISOString(), command: `node packages/engine/scripts/luc-task-paired.mjs --rules ${v.rules}${ppl ? ' --metric perplexity' : ''}${v.out ? ` --out ${v.out}` : ''} ${files.join(' ')}`, rules: v.rules, metric: v.metric, seeds: n,
+  date: new Date().toISOString(), command: `node packages/lab/scripts/luc-task-paired.mjs --rules ${v.rules}${ppl ? ' --metric perplexity' : ''}${v.out ? ` --out ${v.out}` : ''} ${files.join(' ')}`, rules: v.rules, metric: v.metric, seeds: n,
   uniform_test_mean: mean(pairs.map((p) => (ppl ? p.uniform.ppl : p.uniform.test))), uniform_test_sd: sd(pairs.map((p) => (ppl ? p.uniform.ppl : p.uniform.test))),
   luc_test_mean: mean(pairs.map((p) => (ppl ? p.luc.ppl : p.luc.test))), luc_test_sd: sd(pairs.map((p) => (ppl ? p.luc.ppl : p.luc.test))),
   [ppl ? 'test_perplexity_reduction' : 'test_accuracy_gain']: acc, label_loss_reduction: loss, pairs,

@@ -1,13 +1,13 @@
 // Task accuracy of LUC policies vs the uniform policy at the same budget, over several tuning seeds
 // (one tuning run's test accuracy moves by +-2 points with the seed, so single runs cannot rank policies).
 // --task spam (default): the SpamAssassin classification task (data/spam); --task corpus: text continuation
-// from the pretraining corpus (data/corpus, `npx edgetune-engine data corpus-continuation --out data/corpus`),
+// from the pretraining corpus (data/corpus, `npx edgetune-lab data corpus-continuation --out data/corpus`),
 // i.e. recovery tuning, scored by the completions' perplexity.
 // Each run: `edgetune-engine tune` (Edge-LLM, round-robin windows, adapted prefix, rank-16 heads) on the
 // compressed default model, then `eval` on the test split. Runs already finished (runs/<name>/test-eval.json)
 // are reused, so the script resumes. From the repository root after a build, with data/spam made by
-// `npx edgetune-engine data spam-assassin --out data/spam`:
-//   node packages/engine/scripts/luc-task-seeds.mjs [--sparsity 0.6 --bits 3 --steps 1200 --seeds 1,2,3
+// `npx edgetune-lab data spam-assassin --out data/spam`:
+//   node packages/lab/scripts/luc-task-seeds.mjs [--sparsity 0.6 --bits 3 --steps 1200 --seeds 1,2,3
 //     --rules uniform/uniform,owl/budgeted,none/none --out bench/results/luc-task-seeds.json]   (none/none: uncompressed)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -57,5 +57,5 @@ const summary = v.rules.split(',').map((pair) => {
   console.log(`${pair}: test voted ${acc.mean.toFixed(2)} +- ${acc.sd.toFixed(2)}% over ${rs.length} seeds, label loss ${loss.mean.toFixed(4)} +- ${loss.sd.toFixed(4)}, perplexity ${ppl.mean.toFixed(3)} +- ${ppl.sd.toFixed(3)}`);
   return { rules: pair, seeds: rs.length, test_voted_mean: acc.mean, test_voted_sd: acc.sd, label_loss_mean: loss.mean, label_loss_sd: loss.sd, perplexity_mean: ppl.mean, perplexity_sd: ppl.sd };
 });
-if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/engine/scripts/luc-task-seeds.mjs ${process.argv.slice(2).join(' ')}`,
+if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/lab/scripts/luc-task-seeds.mjs ${process.argv.slice(2).join(' ')}`,
   task: v.task, budget: { target_sparsity: Number(v.sparsity), avg_bits: Number(v.bits) }, steps: Number(v.steps), summary, runs: results }, null, 2) + '\n');

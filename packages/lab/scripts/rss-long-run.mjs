@@ -1,13 +1,12 @@
 // Memory over a long tuning run, logged every 100 steps: process RSS, V8 heap, external buffers, TF.js bytes
 // and the wasm heap (which never shrinks). Finds what grows when a long run's peak RSS exceeds the planner's
 // forecast. Defaults: the bench's Edge-LLM settings (micro-batch 8, max length 192, round-robin windows,
-// adapted prefix, rank-16 exit heads) on the SpamAssassin split (`npx edgetune-engine data spam-assassin --out data/spam`).
-//   node packages/engine/scripts/rss-long-run.mjs [STEPS=3576] [MODE=edge_llm] [LOG=rss-long-run.jsonl]
+// adapted prefix, rank-16 exit heads) on the SpamAssassin split (`npx edgetune-lab data spam-assassin --out data/spam`).
+//   node packages/lab/scripts/rss-long-run.mjs [STEPS=3576] [MODE=edge_llm] [LOG=rss-long-run.jsonl]
 import { mkdtempSync, appendFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initBackend, memoryStats } from '../dist/backend/index.js';
-import { runTuning } from '../dist/tune/run.js';
+import { initBackend, memoryStats, runTuning } from '@edgetune/engine';
 
 const steps = Number(process.argv[2] ?? 3576), mode = process.argv[3] ?? 'edge_llm', log = process.argv[4] ?? 'rss-long-run.jsonl';
 appendFileSync(log, JSON.stringify({ step: 0, rss: process.memoryUsage.rss() }) + '\n');

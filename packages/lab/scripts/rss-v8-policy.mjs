@@ -1,9 +1,9 @@
-// Peak RSS and speed of tuning with and without the trainer's V8 heap policy (util/v8-heap.ts,
+// Peak RSS and speed of tuning with and without the trainer's V8 heap policy (@edgetune/engine util/v8-heap.ts,
 // EDGETUNE_V8_OPTIMIZE_FOR_SIZE), side by side in fresh processes, alternating, each planned for itself
 // (forecast vs measured RSS). Settings: the bench's Edge-LLM run (micro-batch 8, max length 192, round-robin
 // windows, adapted prefix, rank-16 exit heads) and the bench's quarter-memory plan (tensor budget 77 MB),
-// on the SpamAssassin split (`npx edgetune-engine data spam-assassin --out data/spam`).
-//   node packages/engine/scripts/rss-v8-policy.mjs [--steps 3576] [--repeats 1] [--out FILE.json]
+// on the SpamAssassin split (`npx edgetune-lab data spam-assassin --out data/spam`).
+//   node packages/lab/scripts/rss-v8-policy.mjs [--steps 3576] [--repeats 1] [--out FILE.json]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,8 +14,7 @@ const arg = (k, d) => { const i = process.argv.indexOf(k); return i > 0 ? proces
 const steps = Number(arg('--steps', 3576)), repeats = Number(arg('--repeats', 1)), outFile = arg('--out');
 
 if (process.argv[2] === '--child') {
-  const { initBackend } = await import('../dist/backend/index.js');
-  const { runTuning } = await import('../dist/tune/run.js');
+  const { initBackend, runTuning } = await import('@edgetune/engine');
   const budget = Number(process.argv[3]);
   await initBackend({ quiet: true });
   const out = mkdtempSync(join(tmpdir(), 'rss-v8-policy-'));
@@ -50,6 +49,6 @@ for (let i = 0; i < repeats; i++) {
     }
   }
 }
-const result = { date: new Date().toISOString(), command: `node packages/engine/scripts/rss-v8-policy.mjs --steps ${steps} --repeats ${repeats}${outFile ? ` --out ${outFile}` : ''}`, runs };
+const result = { date: new Date().toISOString(), command: `node packages/lab/scripts/rss-v8-policy.mjs --steps ${steps} --repeats ${repeats}${outFile ? ` --out ${outFile}` : ''}`, runs };
 if (outFile) writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
 process.stdout.write(JSON.stringify(result) + '\n');

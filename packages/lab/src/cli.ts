@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<void> {
     case 'data': {
       const which = positionals[0];
       if (which === 'spam-prompt') {
-        process.stdout.write(spamPromptFromEmail(readFileSync(need(v, 'email'), 'utf8')));
+        process.stdout.write(await spamPromptFromEmail(readFileSync(need(v, 'email'))));
         return;
       }
       if (which !== 'spam-assassin' && which !== 'corpus-continuation') throw new UsageError('data: the datasets are spam-assassin, corpus-continuation and spam-prompt');

@@ -51,8 +51,8 @@ export async function digestOf(source: Buffer | string): Promise<{ sha256: strin
 
 /**
  * Stores a buffer or a file (path) as a blob, in one transaction (no partial blob is ever visible).
- * The chunks go through pg directly: through Prisma every 4 MiB chunk left ~7 MiB of resident memory behind
- * (60 chunks: +430 MiB RSS, against +20 MiB with pg), which a worker's tuning process paid for every checkpoint.
+ * The chunks go through pg directly: through Prisma each chunk left more than its size of resident memory
+ * behind, which a worker's tuning process paid for every checkpoint.
  * @param db a client made by createPrisma
  * @returns the new blob's id, size and sha256.
  * @throws the database's errors (nothing is stored then)

@@ -1,12 +1,12 @@
 /** Liveness and readiness. */
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
 import { problems } from '../schemas.js';
 
 const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
 
-const health: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, redis }) => {
+const health: FastifyPluginAsyncTypebox = async (app) => {
+  const { db, redis } = app;
   app.get('/healthz', {
     config: { public: true },
     schema: { operationId: 'healthz', summary: 'Liveness', tags: ['health'], security: [], response: { 200: Health } },

@@ -1,11 +1,11 @@
 /** `/v1/models`: base models this installation has (reported by the API host and the workers). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
 import { notFound } from '../errors.js';
 import { modelObject } from '../serialize.js';
 import { IdParams, ModelList, ModelObject, problems, ref } from '../schemas.js';
 
-const models: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db }) => {
+const models: FastifyPluginAsyncTypebox = async (app) => {
+  const { db } = app;
   app.get('/v1/models', {
     schema: { operationId: 'listModels', summary: 'List base models and their training limits', tags: ['models'], response: { 200: ref(ModelList), ...problems(401) } },
   }, async () => ({ object: 'list' as const, data: (await db.baseModel.findMany({ orderBy: { id: 'asc' } })).map(modelObject) }));

@@ -1,11 +1,11 @@
 /** `/v1/workers`: the worker processes and the devices they run jobs on (what dry runs and admission plan for). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
 import { workerObject } from '../serialize.js';
 import { listWorkers } from '@edgetune/store';
 import { problems, ref, WorkerList } from '../schemas.js';
 
-const workers: FastifyPluginAsyncTypebox<AppDeps> = async (app, { db, config }) => {
+const workers: FastifyPluginAsyncTypebox = async (app) => {
+  const { db, config } = app;
   app.get('/v1/workers', {
     schema: {
       operationId: 'listWorkers', summary: 'List workers and their devices', tags: ['workers'],

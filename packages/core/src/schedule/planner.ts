@@ -1,20 +1,20 @@
 /**
- * The execution planner (Edge-LLM's hardware scheduling, edge-llm.md §5; PockEngine's "decide before
- * execution" idea, algorithms.md §2.8): from a device profile, the model's shape, a LUC policy and the
- * hyperparameters, choose exit layers (window depth), micro-batch and gradient accumulation, whether to
- * cache the frozen prefix's activations across epochs, and each layer's weight storage format; and
- * forecast peak memory and time per step before anything runs.
+ * The execution planner (Edge-LLM's hardware scheduling, Yu et al., DAC 2024, §5; PockEngine's "decide
+ * before execution" idea, Zhu et al., MICRO 2023): from a device profile, the model's shape, a LUC policy
+ * and the hyperparameters, choose exit layers (window depth), micro-batch and gradient accumulation,
+ * whether to cache the frozen prefix's activations across epochs, and each layer's weight storage format;
+ * and forecast peak memory and time per step before anything runs.
  *
  * Pure arithmetic: imports no TF.js, so the API can answer dry runs and refuse jobs that cannot fit.
- * The cost model's coefficients are fitted to measurements of this engine (calibration.ts, made by
- * `node packages/engine/scripts/calibrate-planner.mjs`).
+ * The cost model's coefficients are fitted to measurements of the engine (calibration.ts reads
+ * calibration.json, written by `node packages/lab/scripts/calibrate-planner.mjs`).
  */
 import { CALIBRATION, type CostCoefficients } from './calibration.js';
 import type { LlamaConfig } from '../hf-config.js';
 import { layerForwardFlops, layerTrainFlops } from '../flops.js';
 import { LINEAR_NAMES } from '../names.js';
 
-/** The decoder dimensions the cost model needs (a subset of LlamaConfig; config.ts loads no TF.js). */
+/** The decoder dimensions the cost model needs (a subset of LlamaConfig). */
 export type ModelShape = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'tieWordEmbeddings'>;
 
 /** What the planner knows of the machine. Bytes, GFLOP/s. */
@@ -95,11 +95,10 @@ export const CALIBRATION_LABELLED = 2;
  * Growth of a step's TF.js peak per scored row beyond the calibration's, in float32 vocab-wide rows, by exit
  * head kind: a shared lm_head plus rank-r LoRA (the head's and the branch's logits, their sum, softmax and the
  * gradients of each are live together) and a full head (vanilla LoRA's lm_head, or full exit heads). Measured
- * on the default 4 M-parameter model, 8 x 128 tokens, 2 vs 64 scored positions per example
- * (packages/engine/scripts/labelled-rows-memory.mjs): 7.96 and 1.68. With a full head the step's peak is
- * elsewhere (the head's own gradient) until the rows' tensors outgrow it, so its growth per row is a property
- * of the shape, not a constant: 2.19 from 64 to 100 rows per example on that model, 4.2 on the tests' tiny
- * model; the planner under-forecasts full-head runs that score many rows on other shapes.
+ * on the default model, 8 x 128 tokens, 2 vs 64 scored positions per example, by
+ * `node packages/lab/scripts/labelled-rows-memory.mjs`. With a full head the step's peak is elsewhere (the
+ * head's own gradient) until the rows' tensors outgrow it, so its growth per row depends on the shape: the
+ * planner under-forecasts full-head runs that score many rows on other shapes.
  */
 export const HEAD_ROW_TENSORS = { lowRank: 7.96, full: 1.68 } as const;
 

@@ -1,6 +1,8 @@
-/** Service configuration, read from the environment (documented in the README). */
+/** Service configuration, read from the environment with the schema of env-vars.ts (documented in docs/configuration.md). */
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import envSchema from 'env-schema';
+import { ENV_VARS, type EnvCheck } from './env-vars.js';
 
 /** Everything the API and the worker read from the environment. */
 export interface Config {
@@ -51,47 +53,85 @@ export interface Config {
 /** Matmul throughput (GFLOP/s) the API assumes for workers when EDGETUNE_DEVICE_GFLOPS is unset: a 2-core x86 box with OpenBLAS. */
 export const DEFAULT_DEVICE_GFLOPS = 20;
 
-function int(env: NodeJS.ProcessEnv, name: string, dflt: number): number {
-  const v = env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(v)}`);
-  return Math.floor(n);
+/**
+ * A malformed environment variable. `message` is one line, `NAME must be <what>, got "<value>"`, one clause per
+ * bad variable (joined by `; `); `variable` names the first.
+ */
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(message);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
 }
 
-function positive(env: NodeJS.ProcessEnv, name: string, integer = false): number | null {
-  const v = env[name];
-  if (v === undefined || v === '') return null;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || (integer && n < 1)) throw new Error(`${name} must be a positive number, got ${JSON.stringify(v)}`);
-  return integer ? Math.floor(n) : n;
+const PARSED = ENV_VARS.filter((v) => v.check);
+const CHECKS = new Map(PARSED.map((v) => [v.name, v.check as EnvCheck]));
+
+/** JSON Schema of the variables loadConfig parses (env-schema coerces the strings and fills in the defaults). */
+const SCHEMA = {
+  type: 'object',
+  properties: Object.fromEntries(PARSED.map((v) => [v.name, { ...v.check, ...(v.default === undefined ? {} : { default: v.default }) }])),
+};
+
+/** What a check asks for, as the error message says it. */
+function expected(check: EnvCheck | undefined): string {
+  if (check?.type === 'number') return 'a positive number';
+  if (check?.type === 'integer') return check.minimum === 1 ? 'a positive integer' : 'a non-negative integer';
+  return 'a string';
 }
 
-/** Reads the configuration from `env` (defaults: local PostgreSQL and Redis, port 8080, `models/`). */
+type Parsed = Record<string, string | number | undefined>;
+
+/** Validates the parsed variables of `env` (unset and empty ones dropped: they take their defaults). @throws ConfigError */
+function parse(env: NodeJS.ProcessEnv): Parsed {
+  const data = Object.fromEntries(PARSED.filter((v) => env[v.name]).map((v) => [v.name, env[v.name]]));
+  try {
+    return envSchema<Parsed>({ schema: SCHEMA, data, env: false });
+  } catch (e) {
+    const errors = (e as { errors?: { instancePath: string }[] }).errors;
+    if (!errors?.length) throw e;
+    // Ajv's instancePath is `/NAME`; one clause per variable, however many rules it broke
+    const names = [...new Set(errors.map((x) => x.instancePath.slice(1)))];
+    const clauses = names.map((n) => `${n} must be ${expected(CHECKS.get(n))}, got ${JSON.stringify(env[n])}`);
+    throw new ConfigError(names[0], clauses.join('; '));
+  }
+}
+
+/**
+ * Reads the configuration from `env` (defaults: local PostgreSQL and Redis, port 8080, `models/`; every variable
+ * with its default in ENV_VARS and docs/configuration.md). Unset and empty variables take their defaults.
+ * @throws ConfigError when a variable is malformed (e.g. `EDGETUNE_WORKER_CONCURRENCY=x`)
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const p = parse(env);
+  const text = (name: string) => p[name] as string | undefined;
+  const num = (name: string) => p[name] as number;
+  const opt = (name: string) => (p[name] as number | undefined) ?? null;
   return {
-    databaseUrl: env.DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/edgetune',
-    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
-    port: int(env, 'PORT', 8080),
-    host: env.HOST || '0.0.0.0',
-    modelsDir: resolve(env.EDGETUNE_MODELS_DIR || 'models'),
-    bootstrapApiKey: env.EDGETUNE_BOOTSTRAP_API_KEY || null,
-    queuePrefix: env.EDGETUNE_QUEUE_PREFIX || 'edgetune',
-    maxFileBytes: int(env, 'EDGETUNE_MAX_FILE_BYTES', 512 * 1024 * 1024),
-    idempotencyTimeoutMs: positive(env, 'EDGETUNE_IDEMPOTENCY_TIMEOUT_MS', true) ?? 60_000,
-    idempotencyRetentionMs: positive(env, 'EDGETUNE_IDEMPOTENCY_RETENTION_MS', true) ?? 24 * 3_600_000,
-    lockDurationMs: int(env, 'EDGETUNE_LOCK_DURATION_MS', 30_000),
-    stalledIntervalMs: int(env, 'EDGETUNE_STALLED_INTERVAL_MS', 30_000),
-    maxStalledCount: int(env, 'EDGETUNE_MAX_STALLED_COUNT', 3),
-    reconcileIntervalMs: int(env, 'EDGETUNE_RECONCILE_INTERVAL_MS', 60_000),
-    workerHeartbeatMs: positive(env, 'EDGETUNE_WORKER_HEARTBEAT_MS', true) ?? 15_000,
-    workerReprobeMs: int(env, 'EDGETUNE_WORKER_REPROBE_MS', 600_000),
-    workerConcurrency: Math.max(1, int(env, 'EDGETUNE_WORKER_CONCURRENCY', 1)),
-    workDir: resolve(env.EDGETUNE_WORK_DIR || join(tmpdir(), 'edgetune-work')),
-    hostName: env.EDGETUNE_HOST_NAME || hostname(),
-    logLevel: env.LOG_LEVEL || 'info',
-    deviceMemoryBytes: positive(env, 'EDGETUNE_DEVICE_MEMORY_BYTES', true),
-    deviceThreads: positive(env, 'EDGETUNE_DEVICE_THREADS', true),
-    deviceGflops: positive(env, 'EDGETUNE_DEVICE_GFLOPS'),
+    databaseUrl: text('DATABASE_URL') as string,
+    redisUrl: text('REDIS_URL') as string,
+    port: num('PORT'),
+    host: text('HOST') as string,
+    modelsDir: resolve(text('EDGETUNE_MODELS_DIR') as string),
+    bootstrapApiKey: text('EDGETUNE_BOOTSTRAP_API_KEY') ?? null,
+    queuePrefix: text('EDGETUNE_QUEUE_PREFIX') as string,
+    maxFileBytes: num('EDGETUNE_MAX_FILE_BYTES'),
+    idempotencyTimeoutMs: num('EDGETUNE_IDEMPOTENCY_TIMEOUT_MS'),
+    idempotencyRetentionMs: num('EDGETUNE_IDEMPOTENCY_RETENTION_MS'),
+    lockDurationMs: num('EDGETUNE_LOCK_DURATION_MS'),
+    stalledIntervalMs: num('EDGETUNE_STALLED_INTERVAL_MS'),
+    maxStalledCount: num('EDGETUNE_MAX_STALLED_COUNT'),
+    reconcileIntervalMs: num('EDGETUNE_RECONCILE_INTERVAL_MS'),
+    workerHeartbeatMs: num('EDGETUNE_WORKER_HEARTBEAT_MS'),
+    workerReprobeMs: num('EDGETUNE_WORKER_REPROBE_MS'),
+    workerConcurrency: num('EDGETUNE_WORKER_CONCURRENCY'),
+    workDir: resolve(text('EDGETUNE_WORK_DIR') ?? join(tmpdir(), 'edgetune-work')),
+    hostName: text('EDGETUNE_HOST_NAME') ?? hostname(),
+    logLevel: text('LOG_LEVEL') as string,
+    deviceMemoryBytes: opt('EDGETUNE_DEVICE_MEMORY_BYTES'),
+    deviceThreads: opt('EDGETUNE_DEVICE_THREADS'),
+    deviceGflops: opt('EDGETUNE_DEVICE_GFLOPS'),
   };
 }

@@ -1,4 +1,4 @@
-/** Job statuses (DESIGN.md): validating_files -> queued -> running -> succeeded | failed | cancelling -> cancelled. */
+/** Job statuses: validating_files -> queued -> running -> succeeded | failed | cancelling -> cancelled. */
 export const JOB_STATUSES = ['validating_files', 'queued', 'running', 'succeeded', 'failed', 'cancelling', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 /** Statuses a job never leaves. */

@@ -6,8 +6,8 @@
 // pre-fusion code: the `...Ops` functions), so both paths compute the same function (up to float32
 // rounding) and both are differentiable. With the addon, same-shape float32 Add also goes native.
 //
-// Why: after OpenBLAS took over the matmuls, a training step was dominated by ~2000-5500 small
-// wasm kernels running single-threaded at ~4 GB/s (Multiply, Add, Sum, Cast, Transpose, Softmax,
+// Why: after OpenBLAS took over the matmuls, a training step was dominated by thousands of small
+// memory-bound wasm kernels running single-threaded (Multiply, Add, Sum, Cast, Transpose, Softmax,
 // the LoRA branch's skinny products, ...). Each fused op replaces 5-20 of them with one pass over
 // the data in each direction. Threads: initBackend's fusedThreads (default: BLAS threads, max 4).
 //
@@ -201,7 +201,7 @@ function ropeKernel(a: KernelArgs, mem: (backend: object) => Mem, n: FusedAddon,
 
 /**
  * Add with a native loop for two float32 tensors of the same shape (residual adds, gradient
- * accumulation: ~50 per training step; the stock wasm kernel runs at ~4 GB/s single-threaded, the
+ * accumulation: dozens per training step; the stock wasm kernel runs single-threaded, the
  * cpu one in JS); everything else (broadcasts, other dtypes) goes to the stock kernel.
  */
 function nativeAdd(mem: (backend: object) => Mem, n: FusedAddon, stockFn: KernelFunc): KernelFunc {

@@ -116,7 +116,7 @@ export function wasmCastAlias(stockFn: KernelFunc): KernelFunc {
 /**
  * GatherV2 for wasm, fast path for the embedding lookup and row selection: axis 0, no batch dims,
  * float32/int32 data and int32 indices, one block copy per index (the stock kernel computes every
- * element's address through generic strides: ~27 ms for 2048 rows of 192 floats). Out-of-range
+ * element's address through generic strides). Out-of-range
  * indices throw like the stock kernel; other cases go to it.
  */
 export function wasmGatherFast(stockFn: KernelFunc): KernelFunc {

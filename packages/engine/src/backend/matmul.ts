@@ -1,9 +1,8 @@
 // BatchMatMul / _FusedMatMul kernel overrides.
 //
 // Why: tfjs-backend-wasm 4.22 uses XNNPACK only for batch 1 without transposes; every other case
-// (every matMul gradient, attention's batched matmuls, broadcast batches) runs a naive loop at
-// ~2 GFLOP/s. The cpu backend's matmul is plain JS (~1 GFLOP/s). Measurements:
-// shared/research/tfjs-perf.md section 2.
+// (every matMul gradient, attention's batched matmuls, broadcast batches) runs a naive loop, and the
+// cpu backend's matmul is plain JS: both far below what an SGEMM does.
 //  - native: OpenBLAS cblas_sgemm through native/blas_addon.node, zero-copy on the wasm heap or
 //    the cpu backend's Float32Arrays (wasm and cpu).
 //  - fastmm (wasm, no addon): explicit Transpose, batch folded into rows when B is shared, else one

@@ -80,17 +80,16 @@ export function measureSgemmPeak(opts: { n?: number; threads?: number; seconds?:
 }
 
 /** How long an SGEMM reading counts for {@link plannerSgemmPeak}, ms: long enough to outvote a probe that
- *  a burst of other load slowed, short enough to follow a VM that slows for good (one read 310 GFLOP/s
- *  and, an hour later, 247-263 for the rest of the day; planning with the old best made step forecasts 25% low). */
+ *  a burst of other load slowed, short enough to follow a machine that slows for good (planning with an
+ *  old, higher best would forecast steps too short). */
 export const SGEMM_MEMORY_MS = 15 * 60_000;
 
 /**
  * The SGEMM peak the planner uses for this machine: a {@link measureSgemmPeak} of `seconds`, raised to the
  * best reading this machine gave with the same matmul source, threads and size within the last
- * {@link SGEMM_MEMORY_MS}. Other load can only slow a measurement down, so on a shared box a single short
- * probe under-reads (a bench run once read 103 instead of ~190 GFLOP/s and the planner forecast 47% too
- * much time): the recent maximum is the robust estimate, and readings older than the window are dropped
- * because the machine itself drifts. Kept in `$EDGETUNE_CACHE_DIR` (default the OS temp folder) as
+ * {@link SGEMM_MEMORY_MS}. Other load can only slow a measurement down, so on a shared machine a single
+ * short probe under-reads (and the planner then forecasts too much time): the recent maximum is the robust
+ * estimate, and readings older than the window are dropped because the machine itself drifts. Kept in `$EDGETUNE_CACHE_DIR` (default the OS temp folder) as
  * `edgetune-sgemm-peak.json`; an unreadable or unwritable file just means no memory of earlier runs.
  * @param seconds measurement budget, seconds. @returns GFLOP/s and how it was measured.
  */

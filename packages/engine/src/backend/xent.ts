@@ -8,7 +8,7 @@
 // Forward kernel: per row max, sum of exp, loss; outputs the loss and the per-row logsumexp
 // (N floats). Backward kernel: recomputes softmax from the saved logits and logsumexp and writes the
 // gradient in one pass; nothing of size [N, V] is kept between forward and backward. The row loops
-// run in C (native/blas_addon.c, vectorized exp) when the addon is loaded, else in JS (~15x slower).
+// run in C (native/blas_addon.c, vectorized exp) when the addon is loaded, else in JS (much slower).
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { loadBlasAddon } from './native.js';

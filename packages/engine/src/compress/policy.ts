@@ -1,6 +1,6 @@
 /**
- * LUC policy: per-layer sparsity and bit-width from per-layer sensitivities (Edge-LLM §2.2, §2.4 of
- * edge-llm.md), with the fixes the official code lacks: keyed by layer index, clipped to a range with the
+ * LUC policy: per-layer sparsity and bit-width from per-layer sensitivities (Edge-LLM, Yu et al.,
+ * DAC 2024, §2), with the fixes the official code lacks: keyed by layer index, clipped to a range with the
  * excess redistributed so the average stays on budget (official code can exceed 1), an OWL-style variant
  * bounded to target +- lambda (Yin et al., ICML 2024), the paper's "more bits above mean sensitivity"
  * rule, and a budgeted bit allocator (greedy on marginal sensitivity per bit, HAWQ-V2 / SliM-LLM style).

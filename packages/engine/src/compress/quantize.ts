@@ -1,5 +1,5 @@
 /**
- * Symmetric integer quantization (LLM-QAT `utils_quant.py` SymQuantizer, edge-llm.md §2.5):
+ * Symmetric integer quantization (LLM-QAT `utils_quant.py` SymQuantizer, as Edge-LLM §2 uses it):
  * scale per output channel (or per group of `groupSize` input columns), s = max|w| / (2^(b-1) - 1),
  * q = clamp(round(w / s), -(2^(b-1) - 1), 2^(b-1) - 1). Zeros stay zero, so pruning masks survive.
  *

@@ -1,6 +1,6 @@
 /**
  * Evaluation of exit paths and their vote: accuracy on classification-style data (label scoring on the
- * first completion token, as QLoRA/Edge-LLM score MMLU letters, edge-llm.md §7.1) and perplexity on
+ * first completion token, as QLoRA and Edge-LLM (Yu et al., DAC 2024) score MMLU letters) and perplexity on
  * the completion tokens.
  */
 import * as tf from '@tensorflow/tfjs-core';

@@ -1,6 +1,6 @@
 /**
  * Generation and label scoring with exit voting: at every step each exit path gives a next-token
- * distribution and the voting rule combines them (edge-llm.md §4).
+ * distribution and the voting rule combines them (Edge-LLM, Yu et al., DAC 2024, §4).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';

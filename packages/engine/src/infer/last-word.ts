@@ -2,8 +2,8 @@
  * Zero-shot last-word prediction on held-out text, LAMBADA-style (Paperno et al., ACL 2016): given the text
  * before a sentence's final word, the model's greedy continuation must reproduce every token of that word
  * (lm-evaluation-harness's `lambada` `acc`). Compression papers report such zero-shot task accuracy beside
- * perplexity (SparseGPT §4 uses LAMBADA; Wanda and OWL use zero-shot tasks): it is how LUC and a uniform
- * policy are compared on a task before any tuning (issue 4, point 7).
+ * perplexity (SparseGPT §4 uses LAMBADA; Wanda and OWL use zero-shot tasks): it compares LUC and a uniform
+ * policy on a task before any tuning.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';

@@ -1,5 +1,5 @@
 /**
- * Exit voting (Edge-LLM "voting", edge-llm.md §4): every exit path gives a next-token distribution and
+ * Exit voting (Edge-LLM's "voting", Yu et al., DAC 2024, §4): every exit path gives a next-token distribution and
  * a rule combines them. Exit k's path is the frozen backbone (no LoRA) up to its window, the window with
  * its LoRA, then its own norm + head, exactly the computation it was trained on.
  */

@@ -1,8 +1,8 @@
 /**
  * How fast this machine runs the planner's own kind of work, against the machine the planner was calibrated
- * on. The SGEMM reading alone does not say it: on one 2-core VM (SGEMM 136 GFLOP/s) every bench run took
- * 1.4-1.7x the forecast step time, the non-matmul work (norms, RoPE, LoRA branches, kernel dispatch, small
- * matmuls) being slower there than the SGEMM ratio predicts.
+ * on. The SGEMM reading alone does not say it: the non-matmul work (norms, RoPE, LoRA branches, kernel
+ * dispatch, small matmuls) can be slower on a machine than its SGEMM ratio predicts, and its step-time
+ * forecasts then too short.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { LlamaModel } from '../model/llama.js';
@@ -25,7 +25,7 @@ const REF = { layers: 2, microBatch: 4, seqLen: 128 } as const;
 export interface StepFactor {
   /** the lowest of this machine's readings of the last 15 minutes (this one included; backend/peak.ts
    *  recentReadings), as the SGEMM reading takes the highest: other work (tests, a worker starting a job)
-   *  only slows the reference down, and one process's reading varies by +-20% on a shared 2-core VM */
+   *  only slows the reference down, and one process's reading is noisy on a shared machine */
   factor: number;
   /** this measurement: measured / forecast step time of the reference workload, clamped to [0.25, 4] */
   reading: number;

@@ -141,7 +141,7 @@ export function tokenizerFromJson(
     throw new TokenizerError('invalid_tokenizer', 'tokenizer.json has no "model" object');
   }
   // The library wants plain strings for special-token fields, and falls back to a legacy model for WordLevel
-  // vocabularies that needs unk_token from the config (see research/infra.md section 7).
+  // vocabularies that needs unk_token from the config.
   const libCfg: Json = { ...cfg };
   for (const k of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
     const s = tokenString(cfg[k]);

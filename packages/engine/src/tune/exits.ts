@@ -1,5 +1,6 @@
 /**
- * Early-exit heads and windows of Edge-LLM's adaptive layer tuning (Yu et al., DAC 2024, §3.1, §3.2):
+ * Early-exit heads and windows of Edge-LLM's adaptive layer tuning (Yu et al., DAC 2024, section
+ * "Adaptive Layer Tuning and Voting"):
  * exit k sits after decoder layer e_k; its window is layers (e_{k-1}, e_k]; its head is a copy of the
  * final RMSNorm followed by a copy of `lm_head` (the official code omits the norm, a bug we do not copy).
  */
@@ -21,7 +22,8 @@ export interface ExitHead {
    * Low-rank head: logits use head + scale x B A (LoRA on the head, as PEFT's `lm_head` target; B starts
    * at zero, so the exit starts as lm_head exactly). A [r, hidden], B [vocab, r]. Per exit this trains
    * r (vocab + hidden) parameters instead of vocab x hidden, and AdamW keeps two moments of that size:
-   * at LLaMA-7B scale 4 full heads with moments are ~6 GB, 4 rank-16 heads ~25 MB.
+   * at LLaMA-7B scale (vocab 32000, hidden 4096, float32) 4 full heads with moments take ~6.3 GB, 4 rank-16
+   * heads ~28 MB.
    */
   lora?: { A: tf.Variable; B: tf.Variable; scale: number };
 }

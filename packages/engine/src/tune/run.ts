@@ -4,7 +4,7 @@
  * every exit and every voting rule on the validation data, choose the rule, and write the artifacts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LlamaModel } from '../model/llama.js';
 import { DEFAULT_LORA, savePeftAdapter, type LoraConfig } from '../model/lora.js';
@@ -14,6 +14,7 @@ import { encodeRecord } from '../data/encode.js';
 import type { TrainingRecord } from '@edgetune/core';
 import { AdaptiveTrainer, DEFAULT_TUNE, scoredPositions, type StepReport, type TuneOptions } from './trainer.js';
 import type { Example } from './batches.js';
+import { hasTrainerCheckpoint, loadTrainerCheckpoint, saveTrainerCheckpoint } from './checkpoint.js';
 import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
 import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
 import { materializeHeads } from './exits.js';
@@ -226,8 +227,8 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   }
   const trainer = new AdaptiveTrainer(model, train.examples, opts, padId);
   const ckptDir = join(o.outDir, 'checkpoint');
-  if (o.resume && existsSync(join(ckptDir, 'trainer_state.json'))) {
-    trainer.loadCheckpoint(ckptDir);
+  if (o.resume && hasTrainerCheckpoint(ckptDir)) {
+    loadTrainerCheckpoint(trainer, ckptDir);
     log(`resumed from ${ckptDir} at step ${trainer.state.step}`);
   }
   let last: StepReport | null = null;
@@ -241,7 +242,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     await o.onStep?.(last);
     const every = o.checkpointEvery ?? 0;
     if ((every && (trainer.state.step % every === 0 || trainer.done)) || o.shouldCheckpoint?.(trainer.state.step)) {
-      trainer.saveCheckpoint(ckptDir);
+      saveTrainerCheckpoint(trainer, ckptDir);
       await o.onCheckpoint?.(trainer.state.step, ckptDir);
     }
   }

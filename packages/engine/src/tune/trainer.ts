@@ -1,12 +1,15 @@
 /**
- * Adaptive layer tuning (Edge-LLM, Yu et al. DAC 2024, §"adaptive layer tuning"; official code
- * `utils/trainer_wrappers.py`, see edge-llm.md §3) and, for comparison, vanilla LoRA tuning through all
- * layers.
+ * Adaptive layer tuning (Edge-LLM, Yu et al., DAC 2024, section "Adaptive Layer Tuning and Voting";
+ * official code: GATECH-EIC/Edge-LLM `utils/trainer_wrappers.py`) and, for comparison, vanilla LoRA
+ * tuning through all layers.
  *
  * Each optimizer step trains ONE window (the layers between two exits) with its LoRA and its exit
  * head: the frozen prefix runs outside the gradient tape (no saved activations) without LoRA, the
  * forward stops at the active exit, and the loss is next-token cross-entropy on response tokens only,
  * computed only at the positions that carry a label.
+ *
+ * The trainer only trains: checkpoint files are `checkpoint.ts`'s (through {@link AdaptiveTrainer.stateDict}
+ * and {@link AdaptiveTrainer.loadStateDict}), the prefix cache is `prefix-cache.ts`'s.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel, Linear } from '../model/llama.js';
@@ -17,18 +20,16 @@ import { AdamW, clipByGlobalNorm, scheduledLr, type LrSchedule } from './optim.j
 import { defaultExitLayers } from '@edgetune/core';
 import { createExits, exitLogits, windowLayers, type ExitHead } from './exits.js';
 import { BatchIterator, type Batch, type BatchCursor, type Example } from './batches.js';
+import { PrefixCache } from './prefix-cache.js';
 import { peftName } from '../model/lora.js';
 import { layerForwardFlops, layerTrainFlops } from '@edgetune/core';
-import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 
 export type WindowSchedule = 'sequential' | 'round_robin' | 'random';
 export type TuneMode = 'edge_llm' | 'vanilla';
 /**
  * How the layers before the active window run (edge_llm mode).
- * - `backbone` (official code, edge-llm.md §3.4): without LoRA. Exit k's path at inference is the backbone
- *   up to its window, then the window with LoRA; the prefix is static, so it can be cached across epochs.
+ * - `backbone` (official code): without LoRA. Exit k's path at inference is the backbone up to its
+ *   window, then the window with LoRA; the prefix is static, so it can be cached across epochs.
  * - `adapted` (beyond the official code): with the LoRA the earlier windows trained, frozen and off the
  *   tape. Exit k's path is LoRA on layers 0..e_k, so one forward pass yields every exit at inference
  *   and the deepest path is a plain PEFT adapter on all layers. With `round_robin`, the K windows of a
@@ -121,6 +122,21 @@ export interface TrainerState {
   carryLevels?: number[];
 }
 
+/** A tensor's shape and float32 data, row-major, in host memory. */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/**
+ * Everything a resumed run needs (PyTorch's `state_dict`): the serializable counters and the tensors by
+ * stable name; see {@link AdaptiveTrainer.stateDict} for the names.
+ */
+export interface TrainerStateDict {
+  state: TrainerState;
+  tensors: Map<string, HostTensor>;
+}
+
 /** Scored positions of one example: labels at t >= 1, each the target of row t - 1 (see labelledRows). */
 export function scoredPositions(labels: ArrayLike<number>): number {
   let n = 0;
@@ -155,15 +171,12 @@ export class AdaptiveTrainer {
   private readonly stepsPerWindow: number[];
   private peakTfBytes = 0;
   private peakRssBytes = 0;
-  /** window start -> example index -> prefix output [len, hidden] */
-  private readonly cache = new Map<number, Map<number, Float32Array>>();
+  /** frozen-prefix outputs per example (opts.prefixCache), else null */
+  readonly prefixCache: PrefixCache | null;
   /** adapted-prefix cycles: the cycle's micro-batches, and per micro-batch the last window's output
    *  [batch*seq, hidden] with the layer it feeds (the next window's start) */
   private cycleBatches: Batch[] = [];
   private carry: ({ level: number; h: tf.Tensor2D } | undefined)[] = [];
-  /** examples whose prefix output came from the cache / was computed and stored */
-  cacheHits = 0;
-  cacheMisses = 0;
 
   constructor(readonly model: LlamaModel, examples: Example[], readonly opts: TuneOptions, padId: number) {
     const L = model.config.numHiddenLayers;
@@ -174,6 +187,7 @@ export class AdaptiveTrainer {
     this.exits = opts.mode === 'vanilla' ? [] : createExits(model, exitLayers, opts.headRank ?? 0, () => this.rng.next());
     this.optimizer = new AdamW({ lr: opts.lr, weightDecay: opts.weightDecay });
     this.iterator = new BatchIterator(examples, opts.microBatch, padId, `${opts.seed}:data`);
+    this.prefixCache = opts.prefixCache ? new PrefixCache(model.config.hiddenSize) : null;
     const K = Math.max(1, this.exits.length);
     // Steps allotted to each window: sequential phases get floor(N/K), the remainder goes to the last
     // (official code); round-robin/random spread evenly in expectation.
@@ -275,24 +289,12 @@ export class AdaptiveTrainer {
       for (let i = 0; i < start; i++) h = m.layer(i, h, pctx, adapted);
       return h;
     });
-    if (adapted || !this.opts.prefixCache || start === 0 || !batch.indices) return { h: run(), layers: start };
-    const d = m.config.hiddenSize, T = batch.ids[0].length;
-    let store = this.cache.get(start);
-    if (!store) { store = new Map(); this.cache.set(start, store); }
-    const lens = batch.mask.map((r) => r.reduce((a, b) => a + b, 0));
-    if (batch.indices.every((i) => store!.has(i))) {
-      this.cacheHits += batch.indices.length;
-      const buf = new Float32Array(batch.ids.length * T * d);
-      batch.indices.forEach((i, b) => buf.set(store!.get(i)!, b * T * d));
-      return { h: tf.tensor2d(buf, [batch.ids.length * T, d]), layers: 0 };
-    }
+    const cache = this.prefixCache;
+    if (adapted || !cache || start === 0 || !batch.indices) return { h: run(), layers: start };
+    const cached = cache.get(start, batch);
+    if (cached) return { h: tf.tensor2d(cached, [batch.ids.length * batch.ids[0].length, m.config.hiddenSize]), layers: 0 };
     const h = run();
-    const data = h.dataSync() as Float32Array;
-    batch.indices.forEach((i, b) => {
-      if (store!.has(i)) return;
-      store!.set(i, data.slice(b * T * d, (b * T + lens[b]) * d));
-      this.cacheMisses++;
-    });
+    cache.put(start, batch, h.dataSync() as Float32Array);
     return { h, layers: start };
   }
 
@@ -313,11 +315,17 @@ export class AdaptiveTrainer {
     return (prefixLayers ?? start) * (layer.base + layer.att) + (end - start + 1) * layerTrainFlops(layer) + head * (vanilla ? 2 : 3);
   }
 
-  /** Bytes held by the prefix cache. */
+  /** Examples whose prefix output came from the prefix cache (0 without one). */
+  get cacheHits(): number {
+    return this.prefixCache?.hits ?? 0;
+  }
+  /** Examples whose prefix output was computed and stored in the prefix cache (0 without one). */
+  get cacheMisses(): number {
+    return this.prefixCache?.misses ?? 0;
+  }
+  /** Bytes held by the prefix cache (0 without one). */
   get cacheBytes(): number {
-    let n = 0;
-    for (const s of this.cache.values()) for (const a of s.values()) n += a.byteLength;
-    return n;
+    return this.prefixCache?.bytes ?? 0;
   }
 
   /** Runs one optimizer step (gradAccum micro-batches) and reports it. */
@@ -326,10 +334,8 @@ export class AdaptiveTrainer {
     const s = this.state.step;
     const k = this.windowAt(s);
     const vars = this.trainableVars(k);
-    if (this.opts.schedule === 'sequential' && this.exits.length) {
-      // Sequential phases never return to an earlier window: free its cache.
-      for (const start of [...this.cache.keys()]) if (start !== this.exits[k].start) this.cache.delete(start);
-    }
+    // Sequential phases never return to an earlier window: free its cached rows.
+    if (this.opts.schedule === 'sequential' && this.exits.length) this.prefixCache?.evict(this.exits[k].start);
     let tokens = 0, lossSum = 0, flops = 0;
     const phases = { prefixMs: 0, tapeMs: 0, updateMs: 0 };
     let acc: Record<string, tf.Tensor> = {};
@@ -407,59 +413,56 @@ export class AdaptiveTrainer {
   }
 
   /**
-   * Writes a resumable checkpoint (variables, AdamW moments, step counters, data cursor) to `dir`,
-   * atomically: a temp folder renamed over the old one, so a crash mid-write keeps the previous one.
+   * Everything a resumed run needs, by stable names (PyTorch's `state_dict`). `state`: counters, data
+   * cursor, RNG state, AdamW step counts keyed by stable name and, in an adapted-prefix cycle, the layer
+   * each handed-on output feeds. `tensors` (float32): the trainable variables ({@link namedVariables}
+   * names), the AdamW moments (`optimizer.<name>.exp_avg`, `optimizer.<name>.exp_avg_sq`) and the
+   * handed-on outputs (`carry.<slot>`, [batch*seq, hidden]). Their data may be the backend's own arrays,
+   * not copies (a full exit head is vocab x hidden): write them out before the next step updates them.
    */
-  saveCheckpoint(dir: string): void {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
-    const tensors = new Map<string, TensorToWrite>();
+  stateDict(): TrainerStateDict {
+    const tensors = new Map<string, HostTensor>();
     const byVar = new Map<string, string>();
-    for (const [name, v] of this.namedVariables()) {
-      tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
-      byVar.set(v.name, name);
-    }
+    for (const [name, v] of this.namedVariables()) { tensors.set(name, hostTensor(v)); byVar.set(v.name, name); }
     const opt = this.optimizer.stateTensors();
-    const steps: Record<string, number> = {};
     for (const [key, t] of opt.tensors) {
       const m = /^(.*)\.(exp_avg|exp_avg_sq)$/.exec(key)!;
       const stable = byVar.get(m[1]);
-      if (stable) tensors.set(`optimizer.${stable}.${m[2]}`, { shape: t.shape, data: t.dataSync() as Float32Array });
+      if (stable) tensors.set(`optimizer.${stable}.${m[2]}`, hostTensor(t));
     }
-    for (const [k, n] of Object.entries(opt.steps)) { const stable = byVar.get(k); if (stable) steps[stable] = n; }
+    const optimizerSteps: Record<string, number> = {};
+    for (const [k, n] of Object.entries(opt.steps)) { const stable = byVar.get(k); if (stable) optimizerSteps[stable] = n; }
     const carryLevels = this.carry.map((c, slot) => {
-      if (c) tensors.set(`carry.${slot}`, { shape: c.h.shape, data: c.h.dataSync() as Float32Array });
+      if (c) tensors.set(`carry.${slot}`, hostTensor(c.h));
       return c ? c.level : -1;
     });
-    writeSafetensors(join(tmp, 'trainer.safetensors'), tensors);
-    writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ ...this.state, optimizerSteps: steps, rng: this.rng.state(), carryLevels }, null, 2));
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    // A copy: the live cursor moves as batches are drawn.
+    return { state: structuredClone({ ...this.state, optimizerSteps, rng: this.rng.state(), carryLevels }), tensors };
   }
 
   /**
-   * Restores a checkpoint written by {@link saveCheckpoint} into this trainer (same model, data and
-   * options). @throws Error when the folder is missing or does not match the trainer's variables.
+   * Restores what {@link stateDict} returned (same model, data and options), exactly: variables, AdamW
+   * moments and step counts, counters, data cursor, RNG state and handed-on outputs. The prefix cache is
+   * kept (the backbone prefix it holds does not change).
+   * @throws Error naming a variable the dict lacks or holds with another shape (nothing restored then)
    */
-  loadCheckpoint(dir: string): void {
-    const sf = join(dir, 'trainer.safetensors'), st = join(dir, 'trainer_state.json');
-    if (!existsSync(sf) || !existsSync(st)) throw new Error(`no trainer checkpoint in ${dir}`);
-    const { tensors } = readSafetensors(sf);
-    const state = JSON.parse(readFileSync(st, 'utf8')) as TrainerState;
+  loadStateDict({ state, tensors }: TrainerStateDict): void {
     const vars = this.namedVariables();
-    const byStable = new Map<string, string>();
     for (const [name, v] of vars) {
       const t = tensors.get(name);
-      if (!t) throw new Error(`checkpoint ${dir} lacks ${name}`);
-      if (t.shape.join() !== v.shape.join()) throw new Error(`checkpoint ${dir}: ${name} has shape [${t.shape}], expected [${v.shape}]`);
-      v.assign(tf.tensor(t.data as Float32Array, t.shape));
+      if (!t) throw new Error(`state dict lacks ${name}`);
+      if (t.shape.join() !== v.shape.join()) throw new Error(`${name} has shape [${t.shape}], expected [${v.shape}]`);
+    }
+    const byStable = new Map<string, string>();
+    for (const [name, v] of vars) {
+      const t = tensors.get(name)!;
+      tf.tidy(() => v.assign(tf.tensor(t.data, t.shape)));
       byStable.set(name, v.name);
     }
-    const moments = new Map<string, { data: Float32Array; shape: number[] }>();
+    const moments = new Map<string, HostTensor>();
     for (const [key, t] of tensors) {
       const m = /^optimizer\.(.*)\.(exp_avg|exp_avg_sq)$/.exec(key);
-      if (m && byStable.has(m[1])) moments.set(`${byStable.get(m[1])}.${m[2]}`, { data: t.data as Float32Array, shape: t.shape });
+      if (m && byStable.has(m[1])) moments.set(`${byStable.get(m[1])}.${m[2]}`, t);
     }
     const steps: Record<string, number> = {};
     for (const [k, n] of Object.entries(state.optimizerSteps)) if (byStable.has(k)) steps[byStable.get(k)!] = n;
@@ -467,7 +470,7 @@ export class AdaptiveTrainer {
     this.carry.forEach((c) => c?.h.dispose());
     this.carry = (state.carryLevels ?? []).map((level, slot) => {
       const t = tensors.get(`carry.${slot}`);
-      return level >= 0 && t ? { level, h: tf.tensor2d(t.data as Float32Array, t.shape as [number, number]) } : undefined;
+      return level >= 0 && t ? { level, h: tf.tensor2d(t.data, t.shape as [number, number]) } : undefined;
     });
     this.cycleBatches = [];
     this.state = { ...state, optimizerSteps: {} };
@@ -484,7 +487,12 @@ export class AdaptiveTrainer {
   get peakRss(): number {
     return this.peakRssBytes;
   }
+  /** Peak TF.js tensor bytes seen by a profiled step (measureMemory), 0 when none was profiled. */
   get peakTf(): number {
     return this.peakTfBytes;
   }
+}
+
+function hostTensor(t: tf.Tensor): HostTensor {
+  return { shape: t.shape, data: t.dataSync() as Float32Array };
 }

@@ -5,11 +5,11 @@
  *    tokens/s, TF.js peak bytes, peak RSS, validation accuracy (voted for Edge-LLM), and training matmul
  *    GFLOP/s as a fraction of the SGEMM peak measured in the same run. Edge-LLM runs round-robin windows
  *    with the adapted prefix (trainer PrefixMode). The targets are judged at equal steps, trained to
- *    convergence: twice the paper's three epochs (edge-llm.md: 10,000 steps, ~3 epochs of Alpaca), where
- *    vanilla has converged (94.87% at 3 epochs, 94.69% at 6, seed 42) and each Edge-LLM window, trained on a
- *    quarter of the steps, has seen 1.5 epochs. The same pair at 480 steps (under one epoch) shows the
- *    early-training gap, and Edge-LLM planned for a quarter of vanilla's tensor memory runs the same steps.
- * 2. LUC (issue 4): the LUC policies (OWL-style bounded sparsity and the paper's inverse rule, budgeted
+ *    convergence: twice the paper's three epochs (Edge-LLM tunes 10,000 steps, ~3 epochs of Alpaca), where
+ *    vanilla has converged (measured: bench/results/accuracy-at-convergence-2026-12-04.json) and each
+ *    Edge-LLM window, trained on a quarter of the steps, has seen 1.5 epochs. The same pair at 480 steps
+ *    (under one epoch) shows the early-training gap, and Edge-LLM planned for a quarter of vanilla's tensor memory runs the same steps.
+ * 2. LUC: the LUC policies (OWL-style bounded sparsity and the paper's inverse rule, budgeted
  *    bits) vs a uniform policy at the same average sparsity and bits: perplexity and zero-shot last-word
  *    accuracy on held-out text (also at a harsher budget), spam accuracy after tuning; memory and speed of
  *    compressed vs uncompressed tuning; the planner's forecast error on every run.
@@ -264,8 +264,8 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
   process.stdout.write(text);
   let luc: Record<string, unknown> | null = null;
   if (!o.skipLuc) {
-    // One sensitivity profile; at the same budget the two LUC sparsity rules of issue 4 (OWL-style bounded
-    // and the paper's inverse rule, both with budgeted bits) and the uniform policy.
+    // One sensitivity profile; at the same budget the two LUC sparsity rules (OWL-style bounded and the
+    // paper's inverse rule, both with budgeted bits) and the uniform policy.
     const tok = await loadTokenizer(model);
     const dense = LlamaModel.load(model);
     const { examples } = await loadExamples(s.train, tok, 256);

@@ -71,14 +71,14 @@ export async function buildCorpusContinuation(opts: { outDir: string; promptChar
   const readme = join(outDir, 'README.md');
   await writeFile(readme, `# Text continuation from the base model's pretraining corpus (JSONL)
 
-Built by \`buildCorpusContinuation\` (packages/engine/src/data/corpus-continuation.ts); regenerate instead of editing.
+Built by \`buildCorpusContinuation\` (packages/lab/src/data/corpus-continuation.ts); regenerate instead of editing.
 
 - **Source**: ${corpus.description}. ${corpus.license}
 - **Fields**: \`prompt\` (about ${pc} characters of a passage), \`completion\` (the next ~${cc} characters, leading space
   included); consecutive, non-overlapping windows cut at word boundaries, whitespace collapsed.
-- **Split**: the corpus's own document split (pretrain/corpus.ts, by document id): train = records of the training
-  documents (the model was pretrained on them: tuning on them recovers what compression removed); validation and test
-  = records of the held-out documents, alternating, at most ${max} each.
+- **Split**: the corpus's own document split (packages/lab/src/pretrain/corpus.ts, by document id): train =
+  records of the training documents (the model was pretrained on them: tuning on them recovers what compression
+  removed); validation and test = records of the held-out documents, alternating, at most ${max} each.
 - **Use**: score the completions' perplexity after tuning a compressed model (recovery tuning).
 
 | split | records |

@@ -1,34 +1,31 @@
-/** Job lifecycle on the API side: planning (dry runs), creation (validate, resolve, plan, enqueue), lookup, cancel. */
+/**
+ * Jobs on the API side: planning (dry runs), creation (validate, resolve, plan, enqueue), lookup, listing,
+ * cancel, checkpoints and adapters. The routes hand their queries here.
+ */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { parseLlamaConfig } from '@edgetune/core';
-import type { Config } from '@edgetune/core';
-import type { PrismaClient } from '@edgetune/store';
-import { newId } from '@edgetune/core';
-import { addEvents } from '@edgetune/store';
-import { resolveJobConfig, JobConfigError, type ResolvedJobConfig } from '@edgetune/core';
-import { planJob, type JobPlan } from '@edgetune/core';
-import { hostFingerprint } from '@edgetune/core';
-import { findPolicy } from '@edgetune/store';
-import { planningWorker } from '@edgetune/store';
-import { channels, type ControlMessage, type QueueJobData } from '@edgetune/core';
-import { enqueueJob } from '@edgetune/store';
-import { isTerminal } from '@edgetune/core';
-import { ApiError, notFound } from './errors.js';
-import { jobObject, type JobRow } from './serialize.js';
-import type { JobCreateBody, JobDryRunObject, JobObject } from './schemas.js';
+import {
+  channels, hostFingerprint, isTerminal, newId, parseLlamaConfig, planJob, resolveJobConfig, JobConfigError,
+  type Config, type ControlMessage, type JobPlan, type JobStatus, type QueueJobData, type ResolvedJobConfig,
+} from '@edgetune/core';
+import { addEvents, enqueueJob, findPolicy, planningWorker, type PrismaClient } from '@edgetune/store';
+import { ApiError, notFound } from '../errors.js';
+import { checkpointObject, jobObject, listPage, type JobRow } from '../serialize.js';
+import type { JobCreateBody, JobDryRunObject, JobObject } from '../schemas.js';
 
-/** What job routes need. */
+/** Adapter download formats. */
+export const ADAPTER_FORMATS = ['peft', 'bundle'] as const;
+
+/** What the job service needs. */
 export interface JobDeps {
   db: PrismaClient;
   redis: Redis;
   queue: Queue<QueueJobData>;
-  prefix: string;
   /**
-   * device defaults of the plan when no worker is live (EDGETUNE_DEVICE_*); the heartbeat that tells live workers;
-   * the models folder (a local model's fingerprint keys its stored policies)
+   * the queue prefix (its Redis channels); device defaults of the plan when no worker is live (EDGETUNE_DEVICE_*);
+   * the heartbeat that tells live workers; the models folder (a local model's fingerprint keys its stored policies)
    */
-  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops' | 'modelsDir' | 'workerHeartbeatMs'>;
+  config: Pick<Config, 'queuePrefix' | 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops' | 'modelsDir' | 'workerHeartbeatMs'>;
 }
 
 /** The job object of a row (counts checkpoints and adapters). */
@@ -79,7 +76,7 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
     if (e instanceof JobConfigError) throw new ApiError(400, e.code, e.message, { param: e.param, errors: [{ param: e.param, message: e.message }] });
     throw e;
   }
-  let shape;
+  let shape: ReturnType<typeof parseLlamaConfig>;
   try {
     shape = parseLlamaConfig(model.config as Record<string, unknown>);
   } catch (e) {
@@ -150,7 +147,7 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
     }
     throw e;
   }
-  await addEvents(db, deps.redis, deps.prefix, id, [
+  await addEvents(db, deps.redis, deps.config.queuePrefix, id, [
     { type: 'status', message: 'Job created; validating files', data: { status: 'validating_files' } },
     { message: `Files validated: ${train.records} training records${val ? `, ${val.records} validation records` : ''}`, data: { training_records: train.records, validation_records: val?.records ?? 0 } },
   ]);
@@ -171,7 +168,7 @@ async function priorJob(deps: JobDeps, projectId: string, idempotencyKey: string
   const job = await db.job.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } } });
   if (!job) return null;
   if (job.status === 'validating_files') {
-    await addEvents(db, deps.redis, deps.prefix, job.id, [{ message: 'Acceptance resumed by a retry with the same Idempotency-Key', data: {} }]);
+    await addEvents(db, deps.redis, deps.config.queuePrefix, job.id, [{ message: 'Acceptance resumed by a retry with the same Idempotency-Key', data: {} }]);
     try {
       return await acceptJob(deps, projectId, job.id);
     } catch (e) {
@@ -201,7 +198,7 @@ async function acceptJob(deps: JobDeps, projectId: string, id: string): Promise<
     }
     return renderJob(db, settled);
   }
-  await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Job queued', data: { status: 'queued' } }]);
+  await addEvents(db, deps.redis, deps.config.queuePrefix, id, [{ type: 'status', message: 'Job queued', data: { status: 'queued' } }]);
   try {
     await enqueueJob(deps.queue, id, id);
   } catch (e) {
@@ -225,17 +222,82 @@ export async function cancelJob(deps: JobDeps, projectId: string, id: string): P
   const q = await db.job.updateMany({ where: { id, status: { in: ['validating_files', 'queued'] } }, data: { status: 'cancelled', cancelRequestedAt: now, finishedAt: now, etaSeconds: null } });
   if (q.count) {
     if (j.queueJobId) await deps.queue.remove(j.queueJobId).catch(() => 0);
-    await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);
+    await addEvents(db, deps.redis, deps.config.queuePrefix, id, [{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);
   } else {
     const r = await db.job.updateMany({ where: { id, status: 'running' }, data: { status: 'cancelling', cancelRequestedAt: now } });
     if (r.count) {
-      await addEvents(db, deps.redis, deps.prefix, id, [{ type: 'status', message: 'Cancellation requested', data: { status: 'cancelling' } }]);
+      await addEvents(db, deps.redis, deps.config.queuePrefix, id, [{ type: 'status', message: 'Cancellation requested', data: { status: 'cancelling' } }]);
       const msg: ControlMessage = { type: 'cancel', job_id: id };
-      await deps.redis.publish(channels(deps.prefix).control, JSON.stringify(msg)).catch(() => 0);
+      await deps.redis.publish(channels(deps.config.queuePrefix).control, JSON.stringify(msg)).catch(() => 0);
     } else {
       const now2 = await findJob(db, projectId, id);
       if (isTerminal(now2.status)) throw new ApiError(409, 'invalid_state', `Job ${id} is ${now2.status} and cannot be cancelled`, { param: 'id' });
     }
   }
   return renderJob(db, await findJob(db, projectId, id));
+}
+
+/** Filters and cursor of {@link listJobs}. */
+export interface JobListQuery {
+  /** page size (jobs) */
+  limit: number;
+  /** id of the last job of the previous page */
+  after?: string;
+  status?: JobStatus;
+  model?: string;
+  /** `metadata` pairs a job must all hold */
+  metadata: [key: string, value: string][];
+}
+
+/**
+ * A page of the project's jobs, newest first.
+ * @throws ApiError 400 `invalid_cursor` when `after` is not a job of the project
+ */
+export async function listJobs(db: PrismaClient, projectId: string, q: JobListQuery) {
+  let before: bigint | undefined;
+  if (q.after) {
+    const a = await db.job.findFirst({ where: { id: q.after, projectId }, select: { seq: true } });
+    if (!a) throw new ApiError(400, 'invalid_cursor', `after: no job ${q.after}`, { param: 'after' });
+    before = a.seq;
+  }
+  const meta = q.metadata.map(([k, v]) => ({ metadata: { path: [k], equals: v } }));
+  const rows = await db.job.findMany({
+    where: {
+      projectId,
+      ...(q.status ? { status: q.status } : {}),
+      ...(q.model ? { model: q.model } : {}),
+      ...(before !== undefined ? { seq: { lt: before } } : {}),
+      ...(meta.length ? { AND: meta } : {}),
+    },
+    orderBy: { seq: 'desc' }, take: q.limit + 1,
+  });
+  return listPage(await Promise.all(rows.map((r) => renderJob(db, r))), q.limit);
+}
+
+/**
+ * A page of a job's checkpoints, newest (highest step) first.
+ * @throws ApiError 400 `invalid_cursor` when `after` is not a checkpoint of the job
+ */
+export async function listCheckpoints(db: PrismaClient, jobId: string, q: { limit: number; after?: string }) {
+  let below: number | undefined;
+  if (q.after) {
+    const c = await db.checkpoint.findFirst({ where: { id: q.after, jobId }, select: { step: true } });
+    if (!c) throw new ApiError(400, 'invalid_cursor', `after: no checkpoint ${q.after} in this job`, { param: 'after' });
+    below = c.step;
+  }
+  const rows = await db.checkpoint.findMany({
+    where: { jobId, ...(below !== undefined ? { step: { lt: below } } : {}) },
+    orderBy: { step: 'desc' }, take: q.limit + 1, include: { blob: { select: { size: true, sha256: true } } },
+  });
+  return listPage(rows.map(checkpointObject), q.limit);
+}
+
+/**
+ * The stored adapter of a job in `format` (its blob id, size in bytes and sha256 in hex).
+ * @throws ApiError 409 `adapter_not_ready` until the job has succeeded
+ */
+export async function findAdapter(db: PrismaClient, job: { id: string; status: string }, format: (typeof ADAPTER_FORMATS)[number]) {
+  const a = await db.adapter.findUnique({ where: { jobId_format: { jobId: job.id, format } } });
+  if (!a) throw new ApiError(409, 'adapter_not_ready', `Job ${job.id} is ${job.status}; its adapter is available once it has succeeded`, { param: 'id' });
+  return a;
 }
