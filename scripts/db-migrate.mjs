@@ -31,6 +31,15 @@ async function ensureDatabase() {
 }
 
 if (cmd === 'deploy' || cmd === 'dev') await ensureDatabase();
-const r = spawnSync(process.execPath, [join(root, 'scripts', 'prisma-wasm-migrate.mjs'), cmd, ...rest,
-  join(root, 'prisma', 'schema.prisma'), join(root, 'prisma', 'migrations')], { stdio: 'inherit', env: { ...process.env, DATABASE_URL: url } });
+const r = spawnSync(
+  process.execPath,
+  [
+    join(root, 'scripts', 'prisma-wasm-migrate.mjs'),
+    cmd,
+    ...rest,
+    join(root, 'prisma', 'schema.prisma'),
+    join(root, 'prisma', 'migrations'),
+  ],
+  { stdio: 'inherit', env: { ...process.env, DATABASE_URL: url } },
+);
 process.exit(r.status ?? 1);

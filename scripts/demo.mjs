@@ -32,7 +32,10 @@ const t0 = performance.now();
 const env = process.env;
 const tty = process.stdout.isTTY;
 const c = (code) => (s) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
-const bold = c('1'), dim = c('2'), red = c('31'), green = c('32');
+const bold = c('1'),
+  dim = c('2'),
+  red = c('31'),
+  green = c('32');
 
 function intEnv(name, dflt) {
   const v = env[name];
@@ -75,7 +78,11 @@ const modelDir = join(MODELS_DIR, MODEL);
 
 const fmtDur = (ms) => {
   const s = Math.max(0, Math.round(ms / 1000));
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+    : s >= 60
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${s}s`;
 };
 const pct = (x) => (x === null || x === undefined ? '   n/a' : `${(100 * x).toFixed(2).padStart(6)}%`);
 let progressShown = false;
@@ -83,7 +90,7 @@ let progressShown = false;
 function say(line = '') {
   if (tty && progressShown) process.stdout.write('\r\x1b[2K');
   progressShown = false;
-  process.stdout.write(line + '\n');
+  process.stdout.write(`${line}\n`);
 }
 const phases = {};
 let phaseStart = performance.now();
@@ -96,14 +103,21 @@ function phase(name) {
 const children = [];
 let stopping = false;
 let failChild;
-const childDied = new Promise((_, reject) => { failChild = reject; });
+const childDied = new Promise((_, reject) => {
+  failChild = reject;
+});
 childDied.catch(() => {});
 
 /** Starts a service process in its own process group (Ctrl-C reaches only the demo, which stops it in order). */
 function startChild(name, script, extraEnv) {
   const logFile = join(DIR, `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const proc = spawn(process.execPath, [script], { cwd: root, env: { ...childEnv, ...extraEnv }, stdio: ['ignore', fd, fd], detached: true });
+  const proc = spawn(process.execPath, [script], {
+    cwd: root,
+    env: { ...childEnv, ...extraEnv },
+    stdio: ['ignore', fd, fd],
+    detached: true,
+  });
   closeSync(fd);
   const child = { name, proc, logFile, exited: new Promise((res) => proc.once('exit', (code, sig) => res(code ?? sig))) };
   child.exited.then((how) => {
@@ -113,15 +127,32 @@ function startChild(name, script, extraEnv) {
   return child;
 }
 function tail(file, n = 25) {
-  try { return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).map((l) => `    ${l}`).join('\n'); } catch { return '    (no log)'; }
+  try {
+    return readFileSync(file, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .slice(-n)
+      .map((l) => `    ${l}`)
+      .join('\n');
+  } catch {
+    return '    (no log)';
+  }
 }
 async function stopChild(child, ms) {
   const { proc } = child;
   if (proc.exitCode !== null || proc.signalCode !== null) return;
-  try { proc.kill('SIGTERM'); } catch { /* gone */ }
+  try {
+    proc.kill('SIGTERM');
+  } catch {
+    /* gone */
+  }
   const killed = await Promise.race([child.exited.then(() => false), sleep(ms).then(() => true)]);
   // the worker's sandboxed processors share its group
-  try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ }
+  try {
+    process.kill(-proc.pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
   if (killed) await child.exited;
 }
 
@@ -130,9 +161,15 @@ function run(args, { label, quietErr = true } = {}) {
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, args, { cwd: root, env: { ...env, EDGETUNE_QUIET: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push({ name: label, proc: p, exited: new Promise((r) => p.once('exit', r)), transient: true });
-    let out = '', err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; if (!quietErr) process.stderr.write(d); });
+    let out = '',
+      err = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+    });
+    p.stderr.on('data', (d) => {
+      err += d;
+      if (!quietErr) process.stderr.write(d);
+    });
     p.once('error', rej);
     p.once('exit', (code, sig) => (code === 0 ? res(out) : rej(new Error(`${label} failed (${code ?? sig}):\n${(err || out).trimEnd()}`))));
   });
@@ -142,7 +179,10 @@ function freePort() {
   return new Promise((res, rej) => {
     const s = createServer();
     s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
   });
 }
 
@@ -150,12 +190,18 @@ let base = '';
 let key = KEY;
 async function api(method, path, { json, body, headers = {}, ok = [200, 201] } = {}) {
   const h = { authorization: `Bearer ${key}`, ...headers };
-  if (json !== undefined) { h['content-type'] = 'application/json'; body = JSON.stringify(json); }
+  if (json !== undefined) {
+    h['content-type'] = 'application/json';
+    body = JSON.stringify(json);
+  }
   const r = await fetch(base + path, { method, headers: h, body });
   const text = await r.text();
   const data = /json/.test(r.headers.get('content-type') ?? '') && text ? JSON.parse(text) : text;
   if (!ok.includes(r.status)) {
-    const detail = typeof data === 'object' ? `${data.code}: ${data.detail}${data.errors ? ' ' + JSON.stringify(data.errors.slice(0, 5)) : ''}` : text.slice(0, 300);
+    const detail =
+      typeof data === 'object'
+        ? `${data.code}: ${data.detail}${data.errors ? ` ${JSON.stringify(data.errors.slice(0, 5))}` : ''}`
+        : text.slice(0, 300);
     const e = new Error(`${method} ${path} -> ${r.status} ${detail}`);
     e.status = r.status;
     throw e;
@@ -176,9 +222,11 @@ async function waitFor(what, fn, ms) {
 
 let lastPlain = 0;
 function progressLine(m, totalSteps) {
-  const step = m.step ?? 0, total = m.total_steps ?? totalSteps;
+  const step = m.step ?? 0,
+    total = m.total_steps ?? totalSteps;
   const frac = total ? step / total : 0;
-  const width = 24, full = Math.round(frac * width);
+  const width = 24,
+    full = Math.round(frac * width);
   const bar = '█'.repeat(full) + '░'.repeat(width - full);
   const parts = [
     `tuning ${bar} ${String(Math.floor(frac * 100)).padStart(3)}%`,
@@ -192,11 +240,11 @@ function progressLine(m, totalSteps) {
   const line = parts.join('  ');
   if (tty) {
     const cols = process.stdout.columns || 120;
-    process.stdout.write('\r\x1b[2K' + line.slice(0, cols - 1));
+    process.stdout.write(`\r\x1b[2K${line.slice(0, cols - 1)}`);
     progressShown = true;
   } else if (Date.now() - lastPlain > 15_000 || step === total) {
     lastPlain = Date.now();
-    process.stdout.write(line + '\n');
+    process.stdout.write(`${line}\n`);
   }
 }
 
@@ -205,7 +253,8 @@ async function streamJob(jobId, totalSteps, signal) {
   let lastId = null;
   for (let attempt = 0; ; attempt++) {
     const r = await fetch(`${base}/v1/jobs/${jobId}/events/stream`, {
-      headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) }, signal,
+      headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) },
+      signal,
     });
     if (r.status !== 200 || !r.body) throw new Error(`event stream: HTTP ${r.status} ${await r.text()}`);
     const decoder = new TextDecoder();
@@ -216,11 +265,14 @@ async function streamJob(jobId, totalSteps, signal) {
       while ((i = buf.indexOf('\n\n')) >= 0) {
         const block = buf.slice(0, i);
         buf = buf.slice(i + 2);
-        let id = null, event = 'message', data = '';
+        let id = null,
+          event = 'message',
+          data = '';
         for (const line of block.split('\n')) {
           if (!line || line.startsWith(':')) continue;
           const k = line.indexOf(':');
-          const field = k < 0 ? line : line.slice(0, k), value = k < 0 ? '' : line.slice(k + 1).replace(/^ /, '');
+          const field = k < 0 ? line : line.slice(0, k),
+            value = k < 0 ? '' : line.slice(k + 1).replace(/^ /, '');
           if (field === 'id') id = value;
           else if (field === 'event') event = value;
           else if (field === 'data') data += (data ? '\n' : '') + value;
@@ -230,8 +282,12 @@ async function streamJob(jobId, totalSteps, signal) {
         const obj = JSON.parse(data);
         if (event === 'end') return obj.status;
         if (event === 'metrics' && obj.data && obj.data.step !== undefined) progressLine(obj.data, totalSteps);
-        else if (/^Checkpoint saved/.test(obj.message)) { /* every checkpointing.every_n_steps: too chatty for the terminal */ }
-        else say(`  ${dim(new Date(obj.created_at * 1000).toISOString().slice(11, 19))} ${obj.level === 'error' ? red(obj.message) : obj.message}`);
+        else if (/^Checkpoint saved/.test(obj.message)) {
+          /* every checkpointing.every_n_steps: too chatty for the terminal */
+        } else
+          say(
+            `  ${dim(new Date(obj.created_at * 1000).toISOString().slice(11, 19))} ${obj.level === 'error' ? red(obj.message) : obj.message}`,
+          );
       }
     }
     if (attempt > 20) throw new Error('event stream keeps closing before the job ends');
@@ -243,7 +299,8 @@ async function streamJob(jobId, totalSteps, signal) {
 
 const childEnv = {
   ...env,
-  DATABASE_URL, REDIS_URL,
+  DATABASE_URL,
+  REDIS_URL,
   EDGETUNE_MODELS_DIR: MODELS_DIR,
   EDGETUNE_BOOTSTRAP_API_KEY: KEY,
   EDGETUNE_QUEUE_PREFIX: PREFIX,
@@ -256,8 +313,10 @@ const ac = new AbortController();
 
 async function main() {
   if (!existsSync(join(modelDir, 'config.json'))) {
-    throw new Error(`base model ${MODEL} not found: ${modelDir}/config.json is missing (set EDGETUNE_MODELS_DIR / EDGETUNE_DEMO_MODEL, `
-      + `or pretrain it: npx edgetune-lab pretrain --out ${join('models', MODEL)})`);
+    throw new Error(
+      `base model ${MODEL} not found: ${modelDir}/config.json is missing (set EDGETUNE_MODELS_DIR / EDGETUNE_DEMO_MODEL, ` +
+        `or pretrain it: npx edgetune-lab pretrain --out ${join('models', MODEL)})`,
+    );
   }
   for (const f of [CLI, join(root, 'apps', 'api', 'dist', 'main.js'), join(root, 'apps', 'worker', 'dist', 'main.js')]) {
     if (!existsSync(f)) throw new Error(`${f} is missing: build first (npm ci, or npm run build)`);
@@ -269,7 +328,9 @@ async function main() {
 
   // 1. migrate
   await run([join(root, 'scripts', 'db-migrate.mjs'), 'deploy'], { label: 'db:migrate' }).catch((e) => {
-    throw new Error(/ECONNREFUSED|ENOTFOUND|connect/i.test(e.message) ? `${e.message}\n(is PostgreSQL running at ${DATABASE_URL}?)` : e.message);
+    throw new Error(
+      /ECONNREFUSED|ENOTFOUND|connect/i.test(e.message) ? `${e.message}\n(is PostgreSQL running at ${DATABASE_URL}?)` : e.message,
+    );
   });
   say(`${green('✓')} database migrated`);
 
@@ -288,14 +349,24 @@ async function main() {
     if (e.status !== 401) throw e;
     key = await addDemoKey();
   }
-  await waitFor(`base model ${MODEL} in GET /v1/models`, async () => (await api('GET', '/v1/models')).data.some((m) => m.id === MODEL), 60_000);
+  await waitFor(
+    `base model ${MODEL} in GET /v1/models`,
+    async () => (await api('GET', '/v1/models')).data.some((m) => m.id === MODEL),
+    60_000,
+  );
   // The worker's device report (it measures SGEMM and the step-time factor first, a few seconds): the API
   // plans the job's admission for that device rather than for its own host's defaults.
-  const worker = await waitFor('the worker\'s device report in GET /v1/workers', async () => (await api('GET', '/v1/workers')).data.find((w) => w.online), 90_000)
-    .catch(() => null);
-  say(`${green('✓')} API on ${base} (Swagger UI ${base}/docs) and one worker started` + (worker
-    ? dim(` (SGEMM ${Math.round(worker.device.matmul_gflops)} GFLOP/s, step-time factor ${worker.device.step_time_factor ?? 'n/a'})`)
-    : dim(' (no device report yet: the API plans admission with its defaults)')));
+  const worker = await waitFor(
+    "the worker's device report in GET /v1/workers",
+    async () => (await api('GET', '/v1/workers')).data.find((w) => w.online),
+    90_000,
+  ).catch(() => null);
+  say(
+    `${green('✓')} API on ${base} (Swagger UI ${base}/docs) and one worker started` +
+      (worker
+        ? dim(` (SGEMM ${Math.round(worker.device.matmul_gflops)} GFLOP/s, step-time factor ${worker.device.step_time_factor ?? 'n/a'})`)
+        : dim(' (no device report yet: the API plans admission with its defaults)')),
+  );
   const data = await Promise.race([dataP, childDied]);
   say(`${green('✓')} SpamAssassin task: ${data.train} train, ${data.validation} validation, ${data.test} test examples`);
   phase('setup');
@@ -314,16 +385,29 @@ async function main() {
   // 4. create the job
   const job = await api('POST', '/v1/jobs', {
     json: {
-      model: MODEL, training_file: train.id, validation_file: val.id,
+      model: MODEL,
+      training_file: train.id,
+      validation_file: val.id,
       method: { type: 'edge_llm', edge_llm: { exit_layers: EXITS, schedule: SCHEDULE } },
-      hyperparameters: { max_steps: STEPS, batch_size: BATCH, max_length: MAX_LENGTH, learning_rate: LR, lora_r: LORA_R, lora_alpha: 2 * LORA_R },
-      seed: SEED, suffix: 'spam-demo', metadata: { source: 'npm run demo' },
+      hyperparameters: {
+        max_steps: STEPS,
+        batch_size: BATCH,
+        max_length: MAX_LENGTH,
+        learning_rate: LR,
+        lora_r: LORA_R,
+        lora_alpha: 2 * LORA_R,
+      },
+      seed: SEED,
+      suffix: 'spam-demo',
+      metadata: { source: 'npm run demo' },
     },
   });
   jobId = job.id;
   const hp = job.hyperparameters;
-  say(`${green('✓')} job ${job.id}: exits ${job.method.edge_llm.exit_layers.join(',')}, ${job.progress.total_steps} steps, batch ${hp.batch_size}, `
-    + `max length ${hp.max_length}, lr ${hp.learning_rate}, LoRA r ${hp.lora_r}, checkpoint every ${job.checkpointing.every_n_steps}`);
+  say(
+    `${green('✓')} job ${job.id}: exits ${job.method.edge_llm.exit_layers.join(',')}, ${job.progress.total_steps} steps, batch ${hp.batch_size}, ` +
+      `max length ${hp.max_length}, lr ${hp.learning_rate}, LoRA r ${hp.lora_r}, checkpoint every ${job.checkpointing.every_n_steps}`,
+  );
   phase('upload');
 
   // 5. follow it
@@ -334,7 +418,9 @@ async function main() {
     const err = final.error ? `${final.error.code}: ${final.error.message}` : 'no error reported';
     throw new Error(`job ${job.id} ended ${final.status} (${err})`);
   }
-  say(`${green('✓')} job succeeded: ${final.result.steps} steps in ${fmtDur(final.result.train_seconds * 1000)}, ${Math.round(final.result.tokens_per_sec)} tokens/s`);
+  say(
+    `${green('✓')} job succeeded: ${final.result.steps} steps in ${fmtDur(final.result.train_seconds * 1000)}, ${Math.round(final.result.tokens_per_sec)} tokens/s`,
+  );
   phase('tuning');
 
   // 6. download and unpack the voted adapter bundle
@@ -353,16 +439,25 @@ async function main() {
   await tar.extract({ file: tarFile, cwd: adapterDir, strict: true });
   const manifest = JSON.parse(readFileSync(join(adapterDir, 'manifest.json'), 'utf8'));
   for (const [f, { sha256 }] of Object.entries(manifest.files)) {
-    if (createHash('sha256').update(readFileSync(join(adapterDir, f))).digest('hex') !== sha256) throw new Error(`bundle file ${f}: sha256 mismatch`);
+    if (
+      createHash('sha256')
+        .update(readFileSync(join(adapterDir, f)))
+        .digest('hex') !== sha256
+    )
+      throw new Error(`bundle file ${f}: sha256 mismatch`);
   }
-  say(`${green('✓')} downloaded the bundle (${(tarBytes.length / 2 ** 20).toFixed(2)} MiB, sha256 ${sha.slice(0, 12)}…, ${Object.keys(manifest.files).length} files verified): `
-    + `exits ${manifest.exit_layers.join(',')}, voting rule ${manifest.voting_rule}`);
+  say(
+    `${green('✓')} downloaded the bundle (${(tarBytes.length / 2 ** 20).toFixed(2)} MiB, sha256 ${sha.slice(0, 12)}…, ${Object.keys(manifest.files).length} files verified): ` +
+      `exits ${manifest.exit_layers.join(',')}, voting rule ${manifest.voting_rule}`,
+  );
   phase('download');
 
   // 7. evaluate on the TEST split
   say(`  evaluating on ${data.test} TEST examples with the engine CLI …`);
   const testFile = join(dataDir, 'test.jsonl');
-  const ev = JSON.parse(await run([CLI, 'eval', '--model', modelDir, '--adapter', adapterDir, '--data', testFile, '--json'], { label: 'engine eval' }));
+  const ev = JSON.parse(
+    await run([CLI, 'eval', '--model', modelDir, '--adapter', adapterDir, '--data', testFile, '--json'], { label: 'engine eval' }),
+  );
   phase('eval');
   const rule = manifest.voting_rule ?? ev.votingRule;
   const counts = data.labelCounts?.test;
@@ -370,7 +465,9 @@ async function main() {
   const valExit = new Map((final.result.exits ?? []).map((e) => [e.layer, e.accuracy]));
 
   say();
-  say(bold(`TEST accuracy (${ev.examples} SpamAssassin test examples${majority !== null ? `; majority class ${pct(majority).trim()}` : ''})`));
+  say(
+    bold(`TEST accuracy (${ev.examples} SpamAssassin test examples${majority !== null ? `; majority class ${pct(majority).trim()}` : ''})`),
+  );
   say(dim('  path                     test   validation'));
   for (const e of ev.perExit) say(`  exit ${String(e.layer).padEnd(16)} ${pct(e.accuracy)}   ${pct(valExit.get(e.layer))}`);
   if (ev.perExit.length > 1) {
@@ -382,9 +479,17 @@ async function main() {
   }
   const voted = ev.perExit.length > 1 ? ev.voted[rule]?.accuracy : ev.perExit[0]?.accuracy;
   say();
-  say(bold(`voted (${rule}) TEST accuracy ${pct(voted).trim()}; wall time ${fmtDur(performance.now() - t0)}`)
-    + dim(` (setup ${fmtDur(phases.setup)}, upload ${fmtDur(phases.upload)}, tuning ${fmtDur(phases.tuning)}, download ${fmtDur(phases.download)}, eval ${fmtDur(phases.eval)})`));
-  writeFileSync(join(DIR, 'demo-result.json'), JSON.stringify({ job: final, test: ev, voting_rule: rule, wall_seconds: (performance.now() - t0) / 1000, phases_ms: phases }, null, 2) + '\n');
+  say(
+    bold(`voted (${rule}) TEST accuracy ${pct(voted).trim()}; wall time ${fmtDur(performance.now() - t0)}`) +
+      dim(
+        ` (setup ${fmtDur(phases.setup)}, upload ${fmtDur(phases.upload)}, tuning ${fmtDur(phases.tuning)}, download ${fmtDur(phases.download)}, eval ${fmtDur(phases.eval)})`,
+      ),
+  );
+  writeFileSync(
+    join(DIR, 'demo-result.json'),
+    JSON.stringify({ job: final, test: ev, voting_rule: rule, wall_seconds: (performance.now() - t0) / 1000, phases_ms: phases }, null, 2) +
+      '\n',
+  );
   if (keepDir) say(dim(`  data, adapter (${adapterDir}), logs and demo-result.json kept in ${DIR}`));
 }
 
@@ -394,7 +499,9 @@ async function addDemoKey() {
   const shared = await import(join(root, 'apps', 'api', 'dist', 'shared', 'index.js'));
   const db = shared.createPrisma(DATABASE_URL, { max: 1 });
   try {
-    const project = (await db.project.findFirst({ where: { name: 'default' } })) ?? (await db.project.create({ data: { id: shared.newId('project'), name: 'default' } }));
+    const project =
+      (await db.project.findFirst({ where: { name: 'default' } })) ??
+      (await db.project.create({ data: { id: shared.newId('project'), name: 'default' } }));
     const { row, secret } = await shared.createApiKey(db, project.id, { name: 'demo', admin: true });
     addedKey = { projectId: project.id, keyId: row.id };
     say(dim(`  the database already had API keys: added admin key "demo" to project ${project.id} for this run`));
@@ -414,12 +521,26 @@ function cleanup() {
       try {
         const j = await api('POST', `/v1/jobs/${jobId}/cancel`, { ok: [200, 409] });
         say(dim(`  cancelled job ${jobId}`));
-        if (j?.status === 'cancelling') await waitFor('the cancel', async () => ['cancelled', 'failed', 'succeeded'].includes((await api('GET', `/v1/jobs/${jobId}`)).status), 20_000).catch(() => {});
-      } catch { /* API gone */ }
+        if (j?.status === 'cancelling')
+          await waitFor(
+            'the cancel',
+            async () => ['cancelled', 'failed', 'succeeded'].includes((await api('GET', `/v1/jobs/${jobId}`)).status),
+            20_000,
+          ).catch(() => {});
+      } catch {
+        /* API gone */
+      }
     }
     if (addedKey) await api('DELETE', `/v1/projects/${addedKey.projectId}/keys/${addedKey.keyId}`).catch(() => {});
-    for (const ch of children.filter((x) => x.transient)) { try { ch.proc.kill('SIGTERM'); } catch { /* gone */ } }
-    const worker = children.find((x) => x.name === 'worker'), apiChild = children.find((x) => x.name === 'api');
+    for (const ch of children.filter((x) => x.transient)) {
+      try {
+        ch.proc.kill('SIGTERM');
+      } catch {
+        /* gone */
+      }
+    }
+    const worker = children.find((x) => x.name === 'worker'),
+      apiChild = children.find((x) => x.name === 'api');
     if (worker) await stopChild(worker, 20_000);
     if (apiChild) await stopChild(apiChild, 10_000);
     if (ownPrefix) {
@@ -434,7 +555,9 @@ function cleanup() {
           cursor = next;
         } while (cursor !== '0');
         r.disconnect();
-      } catch { /* Redis gone: nothing to clean */ }
+      } catch {
+        /* Redis gone: nothing to clean */
+      }
     }
     if (!keepDir) rmSync(DIR, { recursive: true, force: true });
   })();
@@ -448,7 +571,17 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     if (interruptedAt && Date.now() - interruptedAt < 1000) return;
     if (interruptedAt) {
-      for (const ch of children) { try { process.kill(-ch.proc.pid, 'SIGKILL'); } catch { try { ch.proc.kill('SIGKILL'); } catch { /* gone */ } } }
+      for (const ch of children) {
+        try {
+          process.kill(-ch.proc.pid, 'SIGKILL');
+        } catch {
+          try {
+            ch.proc.kill('SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+      }
       process.exit(130);
     }
     interruptedAt = Date.now();
@@ -463,11 +596,15 @@ try {
   process.exit(0);
 } catch (e) {
   if (!stopping) {
-    say(red(`demo failed: ${env.EDGETUNE_DEMO_DEBUG ? e?.stack : e?.message ?? e}`));
+    say(red(`demo failed: ${env.EDGETUNE_DEMO_DEBUG ? e?.stack : (e?.message ?? e)}`));
     // the logs' last lines (the API's warnings and errors only), unless the message already quotes them
     for (const ch of children.filter((x) => !x.transient && x.logFile && !String(e?.message).includes(x.logFile))) {
-      const lines = tail(ch.logFile, ch.name === 'api' ? 400 : 15).split('\n').filter((l) => ch.name !== 'api' || /"level":[456]0/.test(l)).slice(-15);
-      if (lines.length) say(dim(`  ${ch.name} log ${ch.logFile}${keepDir ? '' : ' (removed; set EDGETUNE_DEMO_DIR to keep it)'}:\n${lines.join('\n')}`));
+      const lines = tail(ch.logFile, ch.name === 'api' ? 400 : 15)
+        .split('\n')
+        .filter((l) => ch.name !== 'api' || /"level":[456]0/.test(l))
+        .slice(-15);
+      if (lines.length)
+        say(dim(`  ${ch.name} log ${ch.logFile}${keepDir ? '' : ' (removed; set EDGETUNE_DEMO_DIR to keep it)'}:\n${lines.join('\n')}`));
     }
     await cleanup();
     process.exit(1);

@@ -30,9 +30,22 @@ async function postgresFactory() {
   // Discrete fields, not connectionString: adapter-pg's own connectToShadowDb spreads {...config, database}
   // and pg lets connectionString win, so its "shadow" DB would be the main DB.
   const u = new URL(url);
-  const cfg = { host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username) || undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined, database: decodeURIComponent(u.pathname.slice(1)) };
-  const admin = async (sql) => { const c = new pg.Client(cfg); await c.connect(); try { await c.query(sql); } finally { await c.end(); } };
+  const cfg = {
+    host: u.hostname,
+    port: Number(u.port || 5432),
+    user: decodeURIComponent(u.username) || undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    database: decodeURIComponent(u.pathname.slice(1)),
+  };
+  const admin = async (sql) => {
+    const c = new pg.Client(cfg);
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
   // adapter-pg 7.10.x throws 'Unsupported column type char' for pg_catalog's "char" (OID 18), which the engine's
   // introspection selects; report it as text (OID 25). (adapter-pg 6.x also needs OID 19 "name".)
   class CharSafePool extends pg.Pool {
@@ -45,7 +58,8 @@ async function postgresFactory() {
   const make = (c) => new PrismaPg(new CharSafePool(c), { disposeExternalPool: true });
   const main = make(cfg);
   return {
-    provider: main.provider, adapterName: main.adapterName,
+    provider: main.provider,
+    adapterName: main.adapterName,
     connect: () => main.connect(),
     // Own shadow DB: adapter-pg 7.10.1 drops its shadow DB before closing the pool on it, which fails.
     async connectToShadowDb() {
@@ -53,7 +67,10 @@ async function postgresFactory() {
       await admin(`CREATE DATABASE "${name}"`);
       const shadow = await make({ ...cfg, database: name }).connect();
       const dispose = shadow.dispose.bind(shadow);
-      shadow.dispose = async () => { await dispose(); await admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`); };
+      shadow.dispose = async () => {
+        await dispose();
+        await admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      };
       return shadow;
     },
   };
@@ -67,15 +84,24 @@ async function sqliteFactory() {
   const multi = (a) => {
     const raw = a.executeRaw.bind(a);
     a.executeRaw = async (q) => {
-      try { return await raw(q); } catch (e) {
-        if (!q.args?.length && /more than one statement/.test(e?.message ?? '')) { await a.executeScript(q.sql); return 0; }
+      try {
+        return await raw(q);
+      } catch (e) {
+        if (!q.args?.length && /more than one statement/.test(e?.message ?? '')) {
+          await a.executeScript(q.sql);
+          return 0;
+        }
         throw e;
       }
     };
     return a;
   };
-  return { provider: base.provider, adapterName: base.adapterName,
-    connect: async () => multi(await base.connect()), connectToShadowDb: async () => multi(await base.connectToShadowDb()) };
+  return {
+    provider: base.provider,
+    adapterName: base.adapterName,
+    connect: async () => multi(await base.connect()),
+    connectToShadowDb: async () => multi(await base.connectToShadowDb()),
+  };
 }
 
 async function listMigrations(baseDir) {
@@ -83,12 +109,19 @@ async function listMigrations(baseDir) {
   const entries = await fs.readdir(baseDir, { withFileTypes: true }).catch(() => []);
   const dirs = [];
   for (const e of entries.filter((d) => d.isDirectory())) {
-    const content = await fs.readFile(path.join(baseDir, e.name, 'migration.sql'), 'utf8')
-      .then((v) => ({ tag: 'ok', value: v }), (err) => ({ tag: 'error', value: err.message }));
+    const content = await fs.readFile(path.join(baseDir, e.name, 'migration.sql'), 'utf8').then(
+      (v) => ({ tag: 'ok', value: v }),
+      (err) => ({ tag: 'error', value: err.message }),
+    );
     dirs.push({ path: e.name, migrationFile: { path: 'migration.sql', content } });
   }
   dirs.sort((a, b) => a.path.localeCompare(b.path));
-  return { baseDir: path.resolve(baseDir), lockfile: { path: 'migration_lock.toml', content: lock }, migrationDirectories: dirs, shadowDbInitScript: '' };
+  return {
+    baseDir: path.resolve(baseDir),
+    lockfile: { path: 'migration_lock.toml', content: lock },
+    migrationDirectories: dirs,
+    shadowDbInitScript: '',
+  };
 }
 
 const args = process.argv.slice(2);
@@ -101,8 +134,13 @@ const schema = { files: [{ path: schemaPath, content: schemaText }] };
 const filters = { externalTables: [], externalEnums: [] };
 
 const adapter = bindMigrationAwareSqlAdapterFactory(url.startsWith('file:') ? await sqliteFactory() : await postgresFactory());
-const engine = await runtime.SchemaEngine.new({ datamodels: [[schemaPath, schemaText]] },
-  (log) => { if (process.env.DEBUG_SCHEMA_ENGINE) console.error('[schema-engine]', log); }, adapter);
+const engine = await runtime.SchemaEngine.new(
+  { datamodels: [[schemaPath, schemaText]] },
+  (log) => {
+    if (process.env.DEBUG_SCHEMA_ENGINE) console.error('[schema-engine]', log);
+  },
+  adapter,
+);
 try {
   if (cmd === 'deploy') {
     const r = await engine.applyMigrations({ migrationsList: await listMigrations(migDir), filters });
@@ -120,7 +158,10 @@ try {
       await fs.mkdir(dir, { recursive: true });
       await fs.writeFile(path.join(dir, `migration.${out.extension}`), out.migrationScript);
       if (!migrationsList.lockfile.content) {
-        await fs.writeFile(path.join(migDir, 'migration_lock.toml'), `# Please do not edit this file manually\n# It should be added in your version-control system (e.g., Git)\nprovider = "${out.connectorType}"\n`);
+        await fs.writeFile(
+          path.join(migDir, 'migration_lock.toml'),
+          `# Please do not edit this file manually\n# It should be added in your version-control system (e.g., Git)\nprovider = "${out.connectorType}"\n`,
+        );
       }
       const r = await engine.applyMigrations({ migrationsList: await listMigrations(migDir), filters });
       console.error(`created ${out.generatedMigrationName}; applied: ${r.appliedMigrationNames.join(', ')}`);
@@ -134,7 +175,13 @@ try {
     const r = await engine.diff({ from, to: { tag: 'schemaDatamodel', ...schema }, script: true, exitCode: null, filters });
     process.stdout.write(r.stdout ?? '');
   } else if (cmd === 'status') {
-    console.log(JSON.stringify(await engine.diagnoseMigrationHistory({ migrationsList: await listMigrations(migDir), optInToShadowDatabase: false, filters }), null, 2));
+    console.log(
+      JSON.stringify(
+        await engine.diagnoseMigrationHistory({ migrationsList: await listMigrations(migDir), optInToShadowDatabase: false, filters }),
+        null,
+        2,
+      ),
+    );
   } else {
     throw new Error(`unknown command ${cmd}`);
   }

@@ -20,5 +20,16 @@ const stop = (sig) => {
 };
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => stop(sig));
 let code = 0;
-await Promise.all(children.map((c) => new Promise((res) => c.once('exit', (c1) => { code ||= c1 ?? 0; stop('SIGTERM'); res(); }))));
+await Promise.all(
+  children.map(
+    (c) =>
+      new Promise((res) =>
+        c.once('exit', (c1) => {
+          code ||= c1 ?? 0;
+          stop('SIGTERM');
+          res();
+        }),
+      ),
+  ),
+);
 process.exit(code);

@@ -17,19 +17,28 @@ let admin: Client;
 let user: Client; // a second project's key
 let otherProjectId: string;
 
-
 const line = (i: number) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' });
-const goodJsonl = (n: number) => Array.from({ length: n }, (_, i) => line(i)).join('\n') + '\n';
+const goodJsonl = (n: number) => `${Array.from({ length: n }, (_, i) => line(i)).join('\n')}\n`;
 
 function expectProblem(r: { status: number; headers: Headers; body: any }, status: number, code: string) {
   expect(r.status, JSON.stringify(r.body)).toBe(status);
   expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  expect(r.body).toMatchObject({ status, code, type: expect.stringContaining(code), title: expect.any(String), detail: expect.any(String) });
+  expect(r.body).toMatchObject({
+    status,
+    code,
+    type: expect.stringContaining(code),
+    title: expect.any(String),
+    detail: expect.any(String),
+  });
 }
 
 beforeAll(async () => {
   t = await createTestEnv({
-    setupModels: (d) => { fakeModel(join(d, 'tiny-llama')); fakeModel(join(d, 'deep-llama'), { layers: 8 }); mkdirSync(join(d, 'not-a-model')); },
+    setupModels: (d) => {
+      fakeModel(join(d, 'tiny-llama'));
+      fakeModel(join(d, 'deep-llama'), { layers: 8 });
+      mkdirSync(join(d, 'not-a-model'));
+    },
     env: { EDGETUNE_MAX_FILE_BYTES: String(MAX_FILE_BYTES) },
   });
   api = await startTestApi(t);
@@ -95,7 +104,10 @@ describe('auth', () => {
   });
 
   it('the bootstrap key is created once: a restart with another bootstrap key adds nothing', async () => {
-    const again = await startTestApi({ ...t, env: { ...t.env, EDGETUNE_BOOTSTRAP_API_KEY: 'et-another-bootstrap-key-xxxxxxxxxxxxxxxxxxxx' } });
+    const again = await startTestApi({
+      ...t,
+      env: { ...t.env, EDGETUNE_BOOTSTRAP_API_KEY: 'et-another-bootstrap-key-xxxxxxxxxxxxxxxxxxxx' },
+    });
     try {
       expectProblem(await new Client(again.url, 'et-another-bootstrap-key-xxxxxxxxxxxxxxxxxxxx').get('/v1/files'), 401, 'invalid_api_key');
       expect((await new Client(again.url, ADMIN_KEY).get('/v1/files')).status).toBe(200);
@@ -111,7 +123,11 @@ describe('models', () => {
     expect(r.status).toBe(200);
     expect(r.body.data.map((m: any) => m.id)).toEqual(['deep-llama', 'tiny-llama']);
     const m = (await admin.get('/v1/models/deep-llama')).body;
-    expect(m).toMatchObject({ object: 'model', hidden_size: 32, limits: { n_layers: 8, max_lora_rank: 32, max_length: 512, default_exit_layers: [1, 3, 5, 7] } });
+    expect(m).toMatchObject({
+      object: 'model',
+      hidden_size: 32,
+      limits: { n_layers: 8, max_lora_rank: 32, max_length: 512, default_exit_layers: [1, 3, 5, 7] },
+    });
     expect(m.limits.target_modules).toContain('q_proj');
     expect(m.hosts[0]).toMatch(/^api@/);
     expect(m.fingerprint).toMatch(/^[0-9a-f]{64}$/);
@@ -122,10 +138,18 @@ describe('models', () => {
 
 describe('files', () => {
   it('uploads, lists with cursors, gets, downloads and deletes', async () => {
-    const content = goodJsonl(5) + '\n\n'; // blank lines are fine
+    const content = `${goodJsonl(5)}\n\n`; // blank lines are fine
     const up = await admin.upload(content, 'données é.jsonl');
     expect(up.status).toBe(201);
-    expect(up.body).toMatchObject({ object: 'file', bytes: Buffer.byteLength(content), purpose: 'fine-tune', status: 'processed', records: 5, filename: 'données é.jsonl', id: expect.stringMatching(/^file_/) });
+    expect(up.body).toMatchObject({
+      object: 'file',
+      bytes: Buffer.byteLength(content),
+      purpose: 'fine-tune',
+      status: 'processed',
+      records: 5,
+      filename: 'données é.jsonl',
+      id: expect.stringMatching(/^file_/),
+    });
     expect(up.body.sha256).toMatch(/^[0-9a-f]{64}$/);
     const ids = [up.body.id];
     for (let i = 0; i < 3; i++) ids.push((await admin.upload(goodJsonl(2), `f${i}.jsonl`)).body.id);
@@ -155,12 +179,24 @@ describe('files', () => {
   });
 
   it('names every bad line by number (422)', async () => {
-    const text = [line(0), '{"prompt": "x", "completion": ', line(2), '{"messages": [{"role": "robot", "content": "hi"}]}', '[1,2]', '{"prompt": "a", "completion": ""}'].join('\n');
+    const text = [
+      line(0),
+      '{"prompt": "x", "completion": ',
+      line(2),
+      '{"messages": [{"role": "robot", "content": "hi"}]}',
+      '[1,2]',
+      '{"prompt": "a", "completion": ""}',
+    ].join('\n');
     const r = await admin.upload(text, 'bad.jsonl');
     expectProblem(r, 422, 'invalid_file');
     expect(r.body.param).toBe('file');
     expect(r.body.detail).toMatch(/^4 lines are invalid; first error at line 2/);
-    expect(r.body.errors.map((e: any) => [e.line, e.code])).toEqual([[2, 'invalid_json'], [4, 'invalid_record'], [5, 'invalid_record'], [6, 'invalid_record']]);
+    expect(r.body.errors.map((e: any) => [e.line, e.code])).toEqual([
+      [2, 'invalid_json'],
+      [4, 'invalid_record'],
+      [5, 'invalid_record'],
+      [6, 'invalid_record'],
+    ]);
     expect(r.body.errors[1].param).toBe('messages[0].role');
     expect(r.body.errors[3].param).toBe('completion');
   });
@@ -209,21 +245,59 @@ describe('jobs', () => {
     val = (await admin.upload(goodJsonl(10), 'val.jsonl')).body.id;
     q = new Queue('tuning', { connection: new Redis(t.redisUrl, { maxRetriesPerRequest: null }), prefix: t.prefix });
   });
-  afterAll(async () => { await q?.close(); });
+  afterAll(async () => {
+    await q?.close();
+  });
 
   it('creates a queued job with resolved hyperparameters and enqueues it', async () => {
     const r = await admin.post('/v1/jobs', {
-      model: 'tiny-llama', training_file: train, validation_file: val, suffix: 'spam-v1', seed: 7, metadata: { team: 'ops' },
+      model: 'tiny-llama',
+      training_file: train,
+      validation_file: val,
+      suffix: 'spam-v1',
+      seed: 7,
+      metadata: { team: 'ops' },
       method: { type: 'edge_llm', edge_llm: { schedule: 'round_robin' } },
       hyperparameters: { n_epochs: 2, batch_size: 4, learning_rate_multiplier: 2, lora_r: 4 },
     });
     expect(r.status).toBe(201);
     const j = r.body;
     expect(j).toMatchObject({
-      object: 'fine_tuning.job', status: 'queued', model: 'tiny-llama', training_file: train, validation_file: val, suffix: 'spam-v1', seed: 7,
-      metadata: { team: 'ops' }, fine_tuned_model: null, error: null, result: null, attempt: 0, result_files: [],
-      method: { type: 'edge_llm', edge_llm: { exit_layers: [0, 1, 2, 3], schedule: 'round_robin', train_heads: true, head_rank: 0, prefix: 'backbone', voting: 'auto' } },
-      hyperparameters: { n_epochs: 2, batch_size: 4, learning_rate_multiplier: 2, learning_rate: 0.002, max_steps: null, lora_r: 4, lora_alpha: 8, max_length: 256, lr_scheduler: 'cosine' },
+      object: 'fine_tuning.job',
+      status: 'queued',
+      model: 'tiny-llama',
+      training_file: train,
+      validation_file: val,
+      suffix: 'spam-v1',
+      seed: 7,
+      metadata: { team: 'ops' },
+      fine_tuned_model: null,
+      error: null,
+      result: null,
+      attempt: 0,
+      result_files: [],
+      method: {
+        type: 'edge_llm',
+        edge_llm: {
+          exit_layers: [0, 1, 2, 3],
+          schedule: 'round_robin',
+          train_heads: true,
+          head_rank: 0,
+          prefix: 'backbone',
+          voting: 'auto',
+        },
+      },
+      hyperparameters: {
+        n_epochs: 2,
+        batch_size: 4,
+        learning_rate_multiplier: 2,
+        learning_rate: 0.002,
+        max_steps: null,
+        lora_r: 4,
+        lora_alpha: 8,
+        max_length: 256,
+        lr_scheduler: 'cosine',
+      },
       progress: { step: 0, total_steps: 20, percent: 0, eta_seconds: null },
       checkpointing: { every_n_steps: 2 },
     });
@@ -236,26 +310,62 @@ describe('jobs', () => {
     const got = await admin.get(`/v1/jobs/${j.id}`);
     expect(got.body).toMatchObject({ id: j.id, status: 'queued' });
     const ev = await admin.get(`/v1/jobs/${j.id}/events`);
-    expect(ev.body.data.map((e: any) => e.message)).toEqual(['Job created; validating files', 'Files validated: 40 training records, 10 validation records', 'Job queued']);
-    expect(ev.body.data[0]).toMatchObject({ object: 'fine_tuning.job.event', type: 'status', level: 'info', data: { status: 'validating_files' } });
+    expect(ev.body.data.map((e: any) => e.message)).toEqual([
+      'Job created; validating files',
+      'Files validated: 40 training records, 10 validation records',
+      'Job queued',
+    ]);
+    expect(ev.body.data[0]).toMatchObject({
+      object: 'fine_tuning.job.event',
+      type: 'status',
+      level: 'info',
+      data: { status: 'validating_files' },
+    });
   });
 
   it('lists every bad field of a create request (400)', async () => {
     const r = await admin.post('/v1/jobs', {
-      training_file: 5, extra: true,
+      training_file: 5,
+      extra: true,
       method: { type: 'lora' },
       hyperparameters: { n_epochs: 0, batch_size: 'big', learning_rate: -1, lora_dropout: 2 },
-      suffix: 'bad suffix!', metadata: { k: 5 },
+      suffix: 'bad suffix!',
+      metadata: { k: 5 },
     });
     expectProblem(r, 400, 'invalid_request');
     const params = r.body.errors.map((e: any) => e.param).sort();
-    expect(params).toEqual(['extra', 'hyperparameters.batch_size', 'hyperparameters.learning_rate', 'hyperparameters.lora_dropout', 'hyperparameters.n_epochs', 'metadata.k', 'method.type', 'model', 'suffix', 'training_file'].sort());
+    expect(params).toEqual(
+      [
+        'extra',
+        'hyperparameters.batch_size',
+        'hyperparameters.learning_rate',
+        'hyperparameters.lora_dropout',
+        'hyperparameters.n_epochs',
+        'metadata.k',
+        'method.type',
+        'model',
+        'suffix',
+        'training_file',
+      ].sort(),
+    );
     for (const e of r.body.errors) expect(e.message).toMatch(new RegExp(`^${e.param.replace(/[.[\]]/g, '\\$&')} `));
-    const hr = await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, method: { type: 'edge_llm', edge_llm: { head_rank: -1, prefix: 'lora' } } });
+    const hr = await admin.post('/v1/jobs', {
+      model: 'tiny-llama',
+      training_file: train,
+      method: { type: 'edge_llm', edge_llm: { head_rank: -1, prefix: 'lora' } },
+    });
     expectProblem(hr, 400, 'invalid_request');
     expect(hr.body.errors.map((e: any) => e.param).sort()).toEqual(['method.edge_llm.head_rank', 'method.edge_llm.prefix']);
-    expectProblem(await admin.request('POST', '/v1/jobs', { body: '{"model": ', headers: { 'content-type': 'application/json' } }), 400, 'invalid_json');
-    expectProblem(await admin.request('POST', '/v1/jobs', { body: 'model=x', headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type');
+    expectProblem(
+      await admin.request('POST', '/v1/jobs', { body: '{"model": ', headers: { 'content-type': 'application/json' } }),
+      400,
+      'invalid_json',
+    );
+    expectProblem(
+      await admin.request('POST', '/v1/jobs', { body: 'model=x', headers: { 'content-type': 'text/plain' } }),
+      415,
+      'unsupported_media_type',
+    );
   });
 
   it('refuses unknown models, foreign or missing files, and settings the model cannot take', async () => {
@@ -286,7 +396,8 @@ describe('jobs', () => {
   });
 
   it('lists with filters (status, model, metadata) and cursors; other projects see nothing', async () => {
-    const mk = async (model: string, metadata: Record<string, string>) => (await admin.post('/v1/jobs', { model, training_file: train, metadata, hyperparameters: { max_steps: 8 } })).body;
+    const mk = async (model: string, metadata: Record<string, string>) =>
+      (await admin.post('/v1/jobs', { model, training_file: train, metadata, hyperparameters: { max_steps: 8 } })).body;
     const a = await mk('deep-llama', { team: 'red', env: 'prod' });
     const b = await mk('deep-llama', { team: 'blue', env: 'prod' });
     const c = await mk('tiny-llama', { team: 'red', env: 'dev' });
@@ -304,7 +415,13 @@ describe('jobs', () => {
     expect(await ids('status=cancelled&model=deep-llama')).toEqual([b.id]);
     expectProblem(await admin.get('/v1/jobs?status=done'), 400, 'invalid_request');
     expect(await user.get('/v1/jobs').then((r) => r.body.data)).toEqual([]);
-    for (const path of [`/v1/jobs/${a.id}`, `/v1/jobs/${a.id}/events`, `/v1/jobs/${a.id}/checkpoints`, `/v1/jobs/${a.id}/adapter`, `/v1/jobs/${a.id}/events/stream`]) {
+    for (const path of [
+      `/v1/jobs/${a.id}`,
+      `/v1/jobs/${a.id}/events`,
+      `/v1/jobs/${a.id}/checkpoints`,
+      `/v1/jobs/${a.id}/adapter`,
+      `/v1/jobs/${a.id}/events/stream`,
+    ]) {
       expectProblem(await user.get(path), 404, 'job_not_found');
     }
     expectProblem(await user.post(`/v1/jobs/${a.id}/cancel`), 404, 'job_not_found');
@@ -322,7 +439,13 @@ describe('jobs', () => {
     const dl = await admin.get(`/v1/jobs/${j.id}/adapter`);
     expectProblem(dl, 409, 'adapter_not_ready');
     expectProblem(await admin.get(`/v1/jobs/${j.id}/adapter?format=gguf`), 400, 'invalid_request');
-    expect((await admin.get(`/v1/jobs/${j.id}/checkpoints`)).body).toEqual({ object: 'list', data: [], has_more: false, first_id: null, last_id: null });
+    expect((await admin.get(`/v1/jobs/${j.id}/checkpoints`)).body).toEqual({
+      object: 'list',
+      data: [],
+      has_more: false,
+      first_id: null,
+      last_id: null,
+    });
     expectProblem(await admin.get('/v1/jobs/ftjob_nope'), 404, 'job_not_found');
     expectProblem(await admin.post('/v1/jobs/ftjob_nope/cancel'), 404, 'job_not_found');
   });
@@ -331,7 +454,12 @@ describe('jobs', () => {
     const j = (await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 } })).body;
     await admin.post(`/v1/jobs/${j.id}/cancel`);
     const all = (await admin.get(`/v1/jobs/${j.id}/events`)).body.data;
-    expect(all.map((e: any) => e.message)).toEqual(['Job created; validating files', 'Files validated: 40 training records', 'Job queued', 'Job cancelled']);
+    expect(all.map((e: any) => e.message)).toEqual([
+      'Job created; validating files',
+      'Files validated: 40 training records',
+      'Job queued',
+      'Job cancelled',
+    ]);
     const p1 = (await admin.get(`/v1/jobs/${j.id}/events?limit=3`)).body;
     expect(p1.has_more).toBe(true);
     const p2 = (await admin.get(`/v1/jobs/${j.id}/events?limit=3&after=${p1.last_id}`)).body;
@@ -388,28 +516,74 @@ describe('jobs', () => {
 
   it('dry run: returns the resolved job and its plan, creates nothing (no row, no queue entry)', async () => {
     const before = { jobs: (await admin.get('/v1/jobs?limit=100')).body.data.length, queue: await q.count() };
-    const body = { model: 'tiny-llama', training_file: train, validation_file: val, hyperparameters: { max_steps: 8, batch_size: 8, max_length: 64 }, device: { memory_budget_bytes: 2 ** 30, threads: 2 } };
+    const body = {
+      model: 'tiny-llama',
+      training_file: train,
+      validation_file: val,
+      hyperparameters: { max_steps: 8, batch_size: 8, max_length: 64 },
+      device: { memory_budget_bytes: 2 ** 30, threads: 2 },
+    };
     const r = await admin.post('/v1/jobs?dry_run=true', body);
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body).toMatchObject({
-      object: 'job.plan', model: 'tiny-llama', training_file: train, validation_file: val, training_records: 40, total_steps: 8, policy_id: null,
-      device: { memory_budget_bytes: 2 ** 30, threads: 2 }, hyperparameters: { batch_size: 8, max_length: 64 },
+      object: 'job.plan',
+      model: 'tiny-llama',
+      training_file: train,
+      validation_file: val,
+      training_records: 40,
+      total_steps: 8,
+      policy_id: null,
+      device: { memory_budget_bytes: 2 ** 30, threads: 2 },
+      hyperparameters: { batch_size: 8, max_length: 64 },
       method: { type: 'edge_llm', edge_llm: { exit_layers: [0, 1, 2, 3], compression: null } },
       plan: {
-        source: 'api', fits: true, reason: null, exit_layers: [0, 1, 2, 3], window_depth: 1, micro_batch: 8, gradient_accumulation_steps: 1,
-        storage: ['f32', 'f32', 'f32', 'f32'], policy: null, measured: null, error: null, admission: null,
+        source: 'api',
+        fits: true,
+        reason: null,
+        exit_layers: [0, 1, 2, 3],
+        window_depth: 1,
+        micro_batch: 8,
+        gradient_accumulation_steps: 1,
+        storage: ['f32', 'f32', 'f32', 'f32'],
+        policy: null,
+        measured: null,
+        error: null,
+        admission: null,
         device: { memory_budget_bytes: 2 ** 30, threads: 2, matmul_gflops: 20 },
       },
     });
     const f = r.body.plan.forecast;
-    for (const k of ['peak_rss_bytes', 'peak_tf_bytes', 'weight_bytes', 'trainable_bytes', 'activation_bytes', 'step_ms', 'total_ms', 'flops_per_step']) expect(f[k], k).toBeGreaterThan(0);
+    for (const k of [
+      'peak_rss_bytes',
+      'peak_tf_bytes',
+      'weight_bytes',
+      'trainable_bytes',
+      'activation_bytes',
+      'step_ms',
+      'total_ms',
+      'flops_per_step',
+    ])
+      expect(f[k], k).toBeGreaterThan(0);
     expect(f.peak_rss_bytes).toBeLessThan(2 ** 30);
     expect(f.total_ms).toBeCloseTo(8 * f.step_ms, -1);
     // a larger batch costs more activation memory; a compressed model fewer weight bytes
-    const big = (await admin.post('/v1/jobs?dry_run=true', { ...body, hyperparameters: { max_steps: 8, batch_size: 32, max_length: 64 } })).body.plan;
+    const big = (await admin.post('/v1/jobs?dry_run=true', { ...body, hyperparameters: { max_steps: 8, batch_size: 32, max_length: 64 } }))
+      .body.plan;
     expect(big.forecast.activation_bytes).toBeGreaterThan(f.activation_bytes);
-    const comp = (await admin.post('/v1/jobs?dry_run=true', { ...body, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } })).body;
-    expect(comp.method.edge_llm.compression).toEqual({ target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 });
+    const comp = (
+      await admin.post('/v1/jobs?dry_run=true', {
+        ...body,
+        method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } },
+      })
+    ).body;
+    expect(comp.method.edge_llm.compression).toEqual({
+      target_sparsity: 0.5,
+      avg_bits: 4,
+      method: 'wanda',
+      sparsity_rule: 'owl',
+      bits_rule: 'budgeted',
+      group_size: 0,
+    });
     expect(comp.plan).toMatchObject({ storage: ['int4', 'int4', 'int4', 'int4'], policy: { id: null, source: 'estimated' } });
     expect(comp.plan.forecast.weight_bytes).toBeLessThan(f.weight_bytes);
     // a dry run that does not fit still answers 200, with the reason
@@ -427,11 +601,21 @@ describe('jobs', () => {
 
   it('a job whose plan cannot fit its memory budget is refused (422 plan_does_not_fit, forecast in the body) and nothing is queued', async () => {
     const before = { jobs: (await admin.get('/v1/jobs?limit=100')).body.data.length, queue: await q.count() };
-    const r = await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 }, device: { memory_budget_bytes: 64 * 2 ** 20 } });
+    const r = await admin.post('/v1/jobs', {
+      model: 'tiny-llama',
+      training_file: train,
+      hyperparameters: { max_steps: 8 },
+      device: { memory_budget_bytes: 64 * 2 ** 20 },
+    });
     expectProblem(r, 422, 'plan_does_not_fit');
     expect(r.body.param).toBe('device.memory_budget_bytes');
     expect(r.body.detail).toMatch(/budget is 64 MiB/);
-    expect(r.body.plan).toMatchObject({ source: 'api', fits: false, device: { memory_budget_bytes: 64 * 2 ** 20 }, forecast: { peak_rss_bytes: expect.any(Number) } });
+    expect(r.body.plan).toMatchObject({
+      source: 'api',
+      fits: false,
+      device: { memory_budget_bytes: 64 * 2 ** 20 },
+      forecast: { peak_rss_bytes: expect.any(Number) },
+    });
     expect(r.body.plan.forecast.peak_rss_bytes).toBeGreaterThan(64 * 2 ** 20);
     expect((await admin.get('/v1/jobs?limit=100')).body.data.length).toBe(before.jobs);
     expect(await q.count()).toBe(before.queue);
@@ -439,14 +623,39 @@ describe('jobs', () => {
 
   it('a created job records its compression budget, device and the API plan', async () => {
     const r = await admin.post('/v1/jobs', {
-      model: 'deep-llama', training_file: train, hyperparameters: { max_steps: 8, batch_size: 4 }, device: { memory_budget_bytes: 2 ** 31 },
-      method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.3, avg_bits: 6, method: 'sparsegpt', sparsity_rule: 'owl', group_size: 32 } } },
+      model: 'deep-llama',
+      training_file: train,
+      hyperparameters: { max_steps: 8, batch_size: 4 },
+      device: { memory_budget_bytes: 2 ** 31 },
+      method: {
+        type: 'edge_llm',
+        edge_llm: { compression: { target_sparsity: 0.3, avg_bits: 6, method: 'sparsegpt', sparsity_rule: 'owl', group_size: 32 } },
+      },
     });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(r.body).toMatchObject({
-      status: 'queued', device: { memory_budget_bytes: 2 ** 31, threads: null }, policy_id: null,
-      method: { edge_llm: { compression: { target_sparsity: 0.3, avg_bits: 6, method: 'sparsegpt', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 32 } } },
-      plan: { source: 'api', fits: true, policy: { id: null, source: 'estimated' }, measured: null, device: { memory_budget_bytes: 2 ** 31 } },
+      status: 'queued',
+      device: { memory_budget_bytes: 2 ** 31, threads: null },
+      policy_id: null,
+      method: {
+        edge_llm: {
+          compression: {
+            target_sparsity: 0.3,
+            avg_bits: 6,
+            method: 'sparsegpt',
+            sparsity_rule: 'owl',
+            bits_rule: 'budgeted',
+            group_size: 32,
+          },
+        },
+      },
+      plan: {
+        source: 'api',
+        fits: true,
+        policy: { id: null, source: 'estimated' },
+        measured: null,
+        device: { memory_budget_bytes: 2 ** 31 },
+      },
     });
     // budgeted 6 bits over 8 layers: half the layers stored as int8, half as int4
     expect([...r.body.plan.storage].sort()).toEqual(['int4', 'int4', 'int4', 'int4', 'int8', 'int8', 'int8', 'int8']);
@@ -462,21 +671,57 @@ describe('jobs', () => {
     const base = { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 } };
     const r = await admin.post('/v1/jobs', {
       ...base,
-      method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 1.5, avg_bits: 1, method: 'magnitude', sparsity_rule: 'random', bits_rule: 'max', group_size: -1, extra: 1 } } },
+      method: {
+        type: 'edge_llm',
+        edge_llm: {
+          compression: {
+            target_sparsity: 1.5,
+            avg_bits: 1,
+            method: 'magnitude',
+            sparsity_rule: 'random',
+            bits_rule: 'max',
+            group_size: -1,
+            extra: 1,
+          },
+        },
+      },
       device: { memory_budget_bytes: 0, threads: 0, gpu: true },
     });
     expectProblem(r, 400, 'invalid_request');
     const p = 'method.edge_llm.compression';
-    expect(r.body.errors.map((e: any) => e.param).sort()).toEqual([
-      `${p}.avg_bits`, `${p}.bits_rule`, `${p}.extra`, `${p}.group_size`, `${p}.method`, `${p}.sparsity_rule`, `${p}.target_sparsity`,
-      'device.gpu', 'device.memory_budget_bytes', 'device.threads',
-    ].sort());
-    const missing = await admin.post('/v1/jobs', { ...base, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5 } } } });
+    expect(r.body.errors.map((e: any) => e.param).sort()).toEqual(
+      [
+        `${p}.avg_bits`,
+        `${p}.bits_rule`,
+        `${p}.extra`,
+        `${p}.group_size`,
+        `${p}.method`,
+        `${p}.sparsity_rule`,
+        `${p}.target_sparsity`,
+        'device.gpu',
+        'device.memory_budget_bytes',
+        'device.threads',
+      ].sort(),
+    );
+    const missing = await admin.post('/v1/jobs', {
+      ...base,
+      method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5 } } },
+    });
     expectProblem(missing, 400, 'invalid_request');
     expect(missing.body.errors.map((e: any) => e.param)).toEqual([`${p}.avg_bits`]);
-    expectProblem(await admin.post('/v1/jobs', { ...base, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: '0.5', avg_bits: 4 } } } }), 400, 'invalid_request');
+    expectProblem(
+      await admin.post('/v1/jobs', {
+        ...base,
+        method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: '0.5', avg_bits: 4 } } },
+      }),
+      400,
+      'invalid_request',
+    );
     // uniform bits need a bit-width the quantizer stores
-    const uni = await admin.post('/v1/jobs', { ...base, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 6, bits_rule: 'uniform' } } } });
+    const uni = await admin.post('/v1/jobs', {
+      ...base,
+      method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 6, bits_rule: 'uniform' } } },
+    });
     expectProblem(uni, 400, 'invalid_compression');
     expect(uni.body.param).toBe(`${p}.avg_bits`);
     // dry runs validate the same way
@@ -496,15 +741,67 @@ describe('jobs', () => {
     const fingerprint = (await modelFingerprint(join(t.modelsDir, 'tiny-llama')))!;
     const deepFingerprint = (await modelFingerprint(join(t.modelsDir, 'deep-llama')))!;
     try {
-      const budget = { target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 } as const;
-      const policy = { sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], targetSparsity: 0.5, avgBits: 4, sparsityRule: 'owl', bitsRule: 'budgeted', pruneSensitivity: [0.4, 0.2, 0.1, 0.1], quantSensitivity: [0.02, 0.01, 0.01, 0.005] } as const;
+      const budget = {
+        target_sparsity: 0.5,
+        avg_bits: 4,
+        method: 'wanda',
+        sparsity_rule: 'owl',
+        bits_rule: 'budgeted',
+        group_size: 0,
+      } as const;
+      const policy = {
+        sparsity: [0.3, 0.5, 0.6, 0.6],
+        bits: [8, 4, 2, 2],
+        targetSparsity: 0.5,
+        avgBits: 4,
+        sparsityRule: 'owl',
+        bitsRule: 'budgeted',
+        pruneSensitivity: [0.4, 0.2, 0.1, 0.1],
+        quantSensitivity: [0.02, 0.01, 0.01, 0.005],
+      } as const;
       const sensitivity = {
-        method: 'wanda', sparsities: [0.5], bits: [4], groupSize: 0, denseLoss: 5.9, ms: 1200,
+        method: 'wanda',
+        sparsities: [0.5],
+        bits: [4],
+        groupSize: 0,
+        denseLoss: 5.9,
+        ms: 1200,
         layers: [0, 1, 2, 3].map((l) => ({ layer: l, pruneNmse: [0.1], pruneDloss: [0.01], quantNmse: [0.02], quantDloss: [NaN] })),
-        calibration: { description: '8 x 128 tokens: the first training examples of training file file_x, concatenated', sequences: 8, seqLen: 128, tokens: 1024 },
+        calibration: {
+          description: '8 x 128 tokens: the first training examples of training file file_x, concatenated',
+          sequences: 8,
+          seqLen: 128,
+          tokens: 1024,
+        },
       };
-      const a = await storePolicy(db, { modelId: 'tiny-llama', fingerprint, compression: budget, policy: { ...policy, sparsity: [...policy.sparsity], bits: [...policy.bits], pruneSensitivity: [...policy.pruneSensitivity], quantSensitivity: [...policy.quantSensitivity] }, sensitivity, jobId: null });
-      const b = await storePolicy(db, { modelId: 'deep-llama', fingerprint: deepFingerprint, compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4, 4, 4, 4, 4], pruneSensitivity: new Array(8).fill(0.1), quantSensitivity: new Array(8).fill(0.1) }, sensitivity: null, jobId: null });
+      const a = await storePolicy(db, {
+        modelId: 'tiny-llama',
+        fingerprint,
+        compression: budget,
+        policy: {
+          ...policy,
+          sparsity: [...policy.sparsity],
+          bits: [...policy.bits],
+          pruneSensitivity: [...policy.pruneSensitivity],
+          quantSensitivity: [...policy.quantSensitivity],
+        },
+        sensitivity,
+        jobId: null,
+      });
+      const b = await storePolicy(db, {
+        modelId: 'deep-llama',
+        fingerprint: deepFingerprint,
+        compression: budget,
+        policy: {
+          ...policy,
+          sparsity: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+          bits: [4, 4, 4, 4, 4, 4, 4, 4],
+          pruneSensitivity: new Array(8).fill(0.1),
+          quantSensitivity: new Array(8).fill(0.1),
+        },
+        sensitivity: null,
+        jobId: null,
+      });
       expect([a.created, b.created]).toEqual([true, true]);
       const list = (await admin.get('/v1/policies')).body;
       expect(list.data.map((x: any) => x.id)).toEqual([b.row.id, a.row.id]);
@@ -514,27 +811,91 @@ describe('jobs', () => {
       expect(page).toMatchObject({ data: [{ id: a.row.id }], has_more: false });
       const got = (await user.get(`/v1/policies/${a.row.id}`)).body; // global: any project reads it
       expect(got).toMatchObject({
-        id: a.row.id, object: 'policy', model: 'tiny-llama', model_fingerprint: fingerprint, budget, n_layers: 4, sparsity: [0.3, 0.5, 0.6, 0.6], bits: [8, 4, 2, 2], mean_sparsity: 0.5, mean_bits: 4,
-        sensitivity: { prune: [0.4, 0.2, 0.1, 0.1], quant: [0.02, 0.01, 0.01, 0.005], profile: { method: 'wanda', dense_loss: 5.9, layers: expect.any(Array) } },
-        calibration: { description: expect.stringContaining('file_x'), sequences: 8, seq_len: 128, tokens: 1024 }, job_count: 0,
+        id: a.row.id,
+        object: 'policy',
+        model: 'tiny-llama',
+        model_fingerprint: fingerprint,
+        budget,
+        n_layers: 4,
+        sparsity: [0.3, 0.5, 0.6, 0.6],
+        bits: [8, 4, 2, 2],
+        mean_sparsity: 0.5,
+        mean_bits: 4,
+        sensitivity: {
+          prune: [0.4, 0.2, 0.1, 0.1],
+          quant: [0.02, 0.01, 0.01, 0.005],
+          profile: { method: 'wanda', dense_loss: 5.9, layers: expect.any(Array) },
+        },
+        calibration: { description: expect.stringContaining('file_x'), sequences: 8, seq_len: 128, tokens: 1024 },
+        job_count: 0,
       });
-      expect(got.sensitivity.profile.layers[0]).toEqual({ layer: 0, prune_nmse: [0.1], prune_dloss: [0.01], quant_nmse: [0.02], quant_dloss: [null] });
+      expect(got.sensitivity.profile.layers[0]).toEqual({
+        layer: 0,
+        prune_nmse: [0.1],
+        prune_dloss: [0.01],
+        quant_nmse: [0.02],
+        quant_dloss: [null],
+      });
       // a job with a stored budget is planned with that policy's bits
-      const dryBody = { model: 'tiny-llama', training_file: train, hyperparameters: { max_steps: 8 }, method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } };
+      const dryBody = {
+        model: 'tiny-llama',
+        training_file: train,
+        hyperparameters: { max_steps: 8 },
+        method: { type: 'edge_llm', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } },
+      };
       const dry = (await admin.post('/v1/jobs?dry_run=true', dryBody)).body;
-      expect(dry).toMatchObject({ policy_id: a.row.id, plan: { storage: ['int8', 'int4', 'int4', 'int4'], policy: { id: a.row.id, source: 'stored' } } });
+      expect(dry).toMatchObject({
+        policy_id: a.row.id,
+        plan: { storage: ['int8', 'int4', 'int4', 'int4'], policy: { id: a.row.id, source: 'stored' } },
+      });
       // the API's copy of the model gets other weights (same shapes): that policy is not theirs; restored, it is again
       fakeModel(join(t.modelsDir, 'tiny-llama'), { weights: 'weights v2' });
-      expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({ policy_id: null, plan: { storage: ['int4', 'int4', 'int4', 'int4'], policy: { id: null, source: 'estimated' } } });
+      expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({
+        policy_id: null,
+        plan: { storage: ['int4', 'int4', 'int4', 'int4'], policy: { id: null, source: 'estimated' } },
+      });
       fakeModel(join(t.modelsDir, 'tiny-llama'), { weights: 'weights v1' });
-      expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({ policy_id: a.row.id, plan: { policy: { id: a.row.id, source: 'stored' } } });
+      expect((await admin.post('/v1/jobs?dry_run=true', dryBody)).body).toMatchObject({
+        policy_id: a.row.id,
+        plan: { policy: { id: a.row.id, source: 'stored' } },
+      });
       // storing the same budget again (a racing job) keeps the first row
-      const again = await storePolicy(db, { modelId: 'tiny-llama', fingerprint, compression: budget, policy: { ...policy, sparsity: [0.5, 0.5, 0.5, 0.5], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null });
+      const again = await storePolicy(db, {
+        modelId: 'tiny-llama',
+        fingerprint,
+        compression: budget,
+        policy: {
+          ...policy,
+          sparsity: [0.5, 0.5, 0.5, 0.5],
+          bits: [4, 4, 4, 4],
+          pruneSensitivity: [1, 1, 1, 1],
+          quantSensitivity: [1, 1, 1, 1],
+        },
+        sensitivity: null,
+        jobId: null,
+      });
       expect(again).toMatchObject({ created: false, row: { id: a.row.id, sparsity: [0.3, 0.5, 0.6, 0.6] } });
       expect((await admin.get('/v1/policies')).body.data).toHaveLength(2);
       // two jobs racing to store a new budget's policy: one row, both get it
       const other = { ...budget, target_sparsity: 0.4 };
-      const race = await Promise.all([0.1, 0.2, 0.3].map((x) => storePolicy(db, { modelId: 'tiny-llama', fingerprint, compression: other, policy: { ...policy, sparsity: [x, x, x, x], bits: [4, 4, 4, 4], pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] }, sensitivity: null, jobId: null })));
+      const race = await Promise.all(
+        [0.1, 0.2, 0.3].map((x) =>
+          storePolicy(db, {
+            modelId: 'tiny-llama',
+            fingerprint,
+            compression: other,
+            policy: {
+              ...policy,
+              sparsity: [x, x, x, x],
+              bits: [4, 4, 4, 4],
+              pruneSensitivity: [1, 1, 1, 1],
+              quantSensitivity: [1, 1, 1, 1],
+            },
+            sensitivity: null,
+            jobId: null,
+          }),
+        ),
+      );
       expect(race.filter((x) => x.created)).toHaveLength(1);
       expect(new Set(race.map((x) => x.row.id)).size).toBe(1);
       expect((await admin.get('/v1/policies?model=tiny-llama')).body.data).toHaveLength(2);
@@ -555,9 +916,11 @@ describe('jobs', () => {
 describe('isolation', () => {
   it('the API (with the planner and model config it takes from the engine) loads no TF.js', () => {
     // a resolve hook that fails on any @tensorflow module, then the API's entry point (sources, through tsx)
-    const hook = 'export async function resolve(s, c, next) { const r = await next(s, c); if (/@tensorflow/.test(r.url)) throw new Error("TF.js loaded: " + r.url + " from " + c.parentURL); return r; }';
-    const script = `import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));`
-      + `await import(${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'apps', 'api', 'src', 'index.ts')).href)}); console.log('loaded');`;
+    const hook =
+      'export async function resolve(s, c, next) { const r = await next(s, c); if (/@tensorflow/.test(r.url)) throw new Error("TF.js loaded: " + r.url + " from " + c.parentURL); return r; }';
+    const script =
+      `import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));` +
+      `await import(${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'apps', 'api', 'src', 'index.ts')).href)}); console.log('loaded');`;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, encoding: 'utf8' });
     expect(r.stderr).not.toMatch(/TF\.js loaded/);
     expect(r.stdout.trim()).toBe('loaded');

@@ -19,7 +19,11 @@ afterAll(async () => {
 });
 
 const bytes = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 131 + (i >> 12)) & 255));
-const collect = async (g: AsyncGenerator<Buffer>) => { const parts: Buffer[] = []; for await (const p of g) parts.push(p); return Buffer.concat(parts); };
+const collect = async (g: AsyncGenerator<Buffer>) => {
+  const parts: Buffer[] = [];
+  for await (const p of g) parts.push(p);
+  return Buffer.concat(parts);
+};
 
 describe('blob store', () => {
   it('stores a buffer and a file in 4 MiB chunks and reads them back whole and by range', async () => {
@@ -32,12 +36,21 @@ describe('blob store', () => {
     expect(a.size).toBe(data.length);
     for (const id of [a.id, b.id]) {
       const chunks = await db.blobChunk.findMany({ where: { blobId: id }, select: { index: true, data: true }, orderBy: { index: 'asc' } });
-      expect(chunks.map((c) => [c.index, c.data.length])).toEqual([[0, BLOB_CHUNK_BYTES], [1, BLOB_CHUNK_BYTES], [2, 12345]]);
+      expect(chunks.map((c) => [c.index, c.data.length])).toEqual([
+        [0, BLOB_CHUNK_BYTES],
+        [1, BLOB_CHUNK_BYTES],
+        [2, 12345],
+      ]);
       expect((await blobToBuffer(db, id)).equals(data)).toBe(true);
-      const s = BLOB_CHUNK_BYTES - 10, e = 2 * BLOB_CHUNK_BYTES + 5; // spans all three chunks
+      const s = BLOB_CHUNK_BYTES - 10,
+        e = 2 * BLOB_CHUNK_BYTES + 5; // spans all three chunks
       expect((await collect(readBlob(db, id, s, e))).equals(data.subarray(s, e + 1))).toBe(true);
     }
-    expect(await db.blob.findUnique({ where: { id: b.id } })).toMatchObject({ size: BigInt(data.length), sha256: a.sha256, contentType: 'application/x-tar' });
+    expect(await db.blob.findUnique({ where: { id: b.id } })).toMatchObject({
+      size: BigInt(data.length),
+      sha256: a.sha256,
+      contentType: 'application/x-tar',
+    });
     // an empty buffer is a blob with no chunks
     const empty = await putBlob(db, Buffer.alloc(0), 'text/plain');
     expect((await blobToBuffer(db, empty.id)).length).toBe(0);

@@ -10,7 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { clearFingerprintCache, fingerprintCacheSnapshot, fingerprintStats, modelContentFiles, modelFingerprint, seedFingerprintCache } from '../../packages/core/src/service/fingerprint.js';
+import {
+  clearFingerprintCache,
+  fingerprintCacheSnapshot,
+  fingerprintStats,
+  modelContentFiles,
+  modelFingerprint,
+  seedFingerprintCache,
+} from '../../packages/core/src/service/fingerprint.js';
 import { hostFingerprint, scanModels } from '../../packages/core/src/service/models.js';
 import { registerModels } from '../../packages/store/src/models.js';
 import { createPrisma } from '../../packages/store/src/db.js';
@@ -21,7 +28,16 @@ const PG_ADMIN_URL = process.env.EDGETUNE_TEST_PG_URL ?? 'postgresql://postgres@
 const root = mkdtempSync(join(tmpdir(), 'edgetune-fp-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const CONFIG = { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384 };
+const CONFIG = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 384,
+};
 
 /** A model folder with a config and `weights` bytes as model.safetensors (the fingerprint never parses them). */
 function model(dir: string, weights: Buffer): string {
@@ -60,11 +76,25 @@ describe('modelFingerprint', () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(CONFIG));
     expect(await modelFingerprint(dir)).toBeNull(); // config only (an API host without weights)
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'a.weight': 'model-00002-of-00002.safetensors', 'b.weight': 'model-00001-of-00002.safetensors', 'c.weight': 'model-00001-of-00002.safetensors' } }));
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({
+        weight_map: {
+          'a.weight': 'model-00002-of-00002.safetensors',
+          'b.weight': 'model-00001-of-00002.safetensors',
+          'c.weight': 'model-00001-of-00002.safetensors',
+        },
+      }),
+    );
     writeFileSync(join(dir, 'model-00001-of-00002.safetensors'), bytes(1000, 1));
     expect(await modelFingerprint(dir)).toBeNull(); // a listed shard is missing
     writeFileSync(join(dir, 'model-00002-of-00002.safetensors'), bytes(1000, 2));
-    expect(modelContentFiles(dir)).toEqual(['config.json', 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(modelContentFiles(dir)).toEqual([
+      'config.json',
+      'model.safetensors.index.json',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+    ]);
     const fp = await modelFingerprint(dir);
     expect(fp).toMatch(/^[0-9a-f]{64}$/);
     writeFileSync(join(dir, 'model-00002-of-00002.safetensors'), bytes(1000, 3));
@@ -105,7 +135,7 @@ describe('modelFingerprint', () => {
     expect(hashed() - h0).toBe(5);
   });
 
-  it('a cache snapshot seeds another process\'s cache (as the worker hands it to its processors); stale entries are rehashed', async () => {
+  it("a cache snapshot seeds another process's cache (as the worker hands it to its processors); stale entries are rehashed", async () => {
     const dir = model(join(root, 'seeded'), bytes(8192, 4));
     const fp = await modelFingerprint(dir);
     const snap = JSON.stringify(fingerprintCacheSnapshot());
@@ -146,9 +176,26 @@ describe('policies keyed by model content', () => {
       expect(await hostFingerprint(t.modelsDir, '../models/tiny', 'reported')).toBe('reported');
       expect(logs).toEqual([]);
 
-      const budget = { target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 } as const;
-      const policy = (x: number) => ({ sparsity: [x, x, x, x], bits: [4, 4, 4, 4], targetSparsity: 0.5, avgBits: 4, sparsityRule: 'owl' as const, bitsRule: 'budgeted' as const, pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] });
-      const store = (fingerprint: string, x: number) => storePolicy(db, { modelId: 'tiny', fingerprint, compression: budget, policy: policy(x), sensitivity: null, jobId: null });
+      const budget = {
+        target_sparsity: 0.5,
+        avg_bits: 4,
+        method: 'wanda',
+        sparsity_rule: 'owl',
+        bits_rule: 'budgeted',
+        group_size: 0,
+      } as const;
+      const policy = (x: number) => ({
+        sparsity: [x, x, x, x],
+        bits: [4, 4, 4, 4],
+        targetSparsity: 0.5,
+        avgBits: 4,
+        sparsityRule: 'owl' as const,
+        bitsRule: 'budgeted' as const,
+        pruneSensitivity: [1, 1, 1, 1],
+        quantSensitivity: [1, 1, 1, 1],
+      });
+      const store = (fingerprint: string, x: number) =>
+        storePolicy(db, { modelId: 'tiny', fingerprint, compression: budget, policy: policy(x), sensitivity: null, jobId: null });
       const a = await store(fp1!, 0.5);
       expect(a.created).toBe(true);
       expect(policyObject(a.row)).toMatchObject({ model: 'tiny', model_fingerprint: fp1 });
@@ -186,9 +233,19 @@ describe('policies keyed by model content', () => {
     const u = new URL(PG_ADMIN_URL);
     u.pathname = `/${dbName}`;
     const url = u.toString();
-    const admin = async (sql: string) => { const c = new pg.Client({ connectionString: PG_ADMIN_URL }); await c.connect(); try { await c.query(sql); } finally { await c.end(); } };
+    const admin = async (sql: string) => {
+      const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+      await c.connect();
+      try {
+        await c.query(sql);
+      } finally {
+        await c.end();
+      }
+    };
     const migrations = join(REPO_ROOT, 'prisma', 'migrations');
-    const all = readdirSync(migrations).filter((d) => /^\d+_/.test(d)).sort();
+    const all = readdirSync(migrations)
+      .filter((d) => /^\d+_/.test(d))
+      .sort();
     const added = all.findIndex((d) => d.endsWith('_model_fingerprints'));
     expect(added).toBeGreaterThan(0);
     // the history up to the migration before it
@@ -196,7 +253,12 @@ describe('policies keyed by model content', () => {
     mkdirSync(before, { recursive: true });
     cpSync(join(migrations, 'migration_lock.toml'), join(before, 'migration_lock.toml'));
     for (const d of all.slice(0, added)) cpSync(join(migrations, d), join(before, d), { recursive: true });
-    const deploy = (dir: string) => spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'prisma-wasm-migrate.mjs'), 'deploy', join(REPO_ROOT, 'prisma', 'schema.prisma'), dir], { env: { ...process.env, DATABASE_URL: url }, encoding: 'utf8' });
+    const deploy = (dir: string) =>
+      spawnSync(
+        process.execPath,
+        [join(REPO_ROOT, 'scripts', 'prisma-wasm-migrate.mjs'), 'deploy', join(REPO_ROOT, 'prisma', 'schema.prisma'), dir],
+        { env: { ...process.env, DATABASE_URL: url }, encoding: 'utf8' },
+      );
     await admin(`CREATE DATABASE "${dbName}"`);
     try {
       let r = deploy(before);
@@ -206,9 +268,15 @@ describe('policies keyed by model content', () => {
       try {
         await c.query(`INSERT INTO base_models (id, config, num_layers, hidden_size, vocab_size, max_position_embeddings, param_count, hosts, updated_at)
           VALUES ('tiny', '{}', 4, 32, 384, 512, 1000, ARRAY['worker@old'], now())`);
-        for (const [id, s] of [['pol_old1', 0.5], ['pol_old2', 0.3]] as const) {
-          await c.query(`INSERT INTO policies (id, base_model_id, target_sparsity, avg_bits, method, sparsity_rule, bits_rule, group_size, num_layers, sparsity, bits, prune_sensitivity, quant_sensitivity)
-            VALUES ($1, 'tiny', $2, 4, 'wanda', 'owl', 'budgeted', 0, 4, ARRAY[0.5,0.5,0.5,0.5], ARRAY[4,4,4,4], ARRAY[1,1,1,1], ARRAY[1,1,1,1])`, [id, s]);
+        for (const [id, s] of [
+          ['pol_old1', 0.5],
+          ['pol_old2', 0.3],
+        ] as const) {
+          await c.query(
+            `INSERT INTO policies (id, base_model_id, target_sparsity, avg_bits, method, sparsity_rule, bits_rule, group_size, num_layers, sparsity, bits, prune_sensitivity, quant_sensitivity)
+            VALUES ($1, 'tiny', $2, 4, 'wanda', 'owl', 'budgeted', 0, 4, ARRAY[0.5,0.5,0.5,0.5], ARRAY[4,4,4,4], ARRAY[1,1,1,1], ARRAY[1,1,1,1])`,
+            [id, s],
+          );
         }
       } finally {
         await c.end();
@@ -218,14 +286,46 @@ describe('policies keyed by model content', () => {
       const db = createPrisma(url, { max: 1 });
       try {
         const rows = await db.policy.findMany({ orderBy: { id: 'asc' } });
-        expect(rows.map((p) => [p.id, p.modelFingerprint])).toEqual([['pol_old1', ''], ['pol_old2', '']]);
+        expect(rows.map((p) => [p.id, p.modelFingerprint])).toEqual([
+          ['pol_old1', ''],
+          ['pol_old2', ''],
+        ]);
         expect(policyObject(rows[0]).model_fingerprint).toBeNull();
         expect((await db.baseModel.findUnique({ where: { id: 'tiny' } }))?.fingerprint).toBeNull();
-        const budget = { target_sparsity: 0.5, avg_bits: 4, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 } as const;
+        const budget = {
+          target_sparsity: 0.5,
+          avg_bits: 4,
+          method: 'wanda',
+          sparsity_rule: 'owl',
+          bits_rule: 'budgeted',
+          group_size: 0,
+        } as const;
         const fp = 'a'.repeat(64);
         expect(await findPolicy(db, 'tiny', fp, budget)).toBeNull();
-        const p = { sparsity: [0.4, 0.4, 0.4, 0.4], bits: [4, 4, 4, 4], targetSparsity: 0.5, avgBits: 4, sparsityRule: 'owl', bitsRule: 'budgeted', pruneSensitivity: [1, 1, 1, 1], quantSensitivity: [1, 1, 1, 1] } as const;
-        const s = await storePolicy(db, { modelId: 'tiny', fingerprint: fp, compression: budget, policy: { ...p, sparsity: [...p.sparsity], bits: [...p.bits], pruneSensitivity: [...p.pruneSensitivity], quantSensitivity: [...p.quantSensitivity] }, sensitivity: null, jobId: null });
+        const p = {
+          sparsity: [0.4, 0.4, 0.4, 0.4],
+          bits: [4, 4, 4, 4],
+          targetSparsity: 0.5,
+          avgBits: 4,
+          sparsityRule: 'owl',
+          bitsRule: 'budgeted',
+          pruneSensitivity: [1, 1, 1, 1],
+          quantSensitivity: [1, 1, 1, 1],
+        } as const;
+        const s = await storePolicy(db, {
+          modelId: 'tiny',
+          fingerprint: fp,
+          compression: budget,
+          policy: {
+            ...p,
+            sparsity: [...p.sparsity],
+            bits: [...p.bits],
+            pruneSensitivity: [...p.pruneSensitivity],
+            quantSensitivity: [...p.quantSensitivity],
+          },
+          sensitivity: null,
+          jobId: null,
+        });
         expect(s.created).toBe(true);
         expect(s.row.id).not.toBe('pol_old1');
         expect(await db.policy.count()).toBe(3);

@@ -18,12 +18,15 @@ let body: Record<string, unknown>;
 /** the admin key's project */
 let projectId: string;
 
-
-const jsonl = (n: number, tag = '') => Array.from({ length: n }, (_, i) => JSON.stringify({ prompt: `message ${i}${tag}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' })).join('\n') + '\n';
+const jsonl = (n: number, tag = '') =>
+  `${Array.from({ length: n }, (_, i) =>
+    JSON.stringify({ prompt: `message ${i}${tag}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' }),
+  ).join('\n')}\n`;
 
 /** Moves the admin project's key `key`'s last claim back by `hours` (past the 24 h retention for 25). */
 async function age(key: string, hours = 25): Promise<void> {
-  const n = await db.$executeRaw`UPDATE idempotency_keys SET created_at = created_at - make_interval(hours => ${hours}::int) WHERE project_id = ${projectId} AND key = ${key}`;
+  const n =
+    await db.$executeRaw`UPDATE idempotency_keys SET created_at = created_at - make_interval(hours => ${hours}::int) WHERE project_id = ${projectId} AND key = ${key}`;
   expect(n).toBe(1);
 }
 
@@ -34,7 +37,8 @@ async function keyRow(project: string, key: string, hoursAgo: number, completed 
       now() - make_interval(secs => ${hoursAgo * 3600}::float8))`;
 }
 
-const keysOf = async (project: string) => (await db.idempotencyKey.findMany({ where: { projectId: project }, select: { key: true } })).map((k) => k.key).sort();
+const keysOf = async (project: string) =>
+  (await db.idempotencyKey.findMany({ where: { projectId: project }, select: { key: true } })).map((k) => k.key).sort();
 
 beforeAll(async () => {
   t = await createTestEnv({ setupModels: (d) => fakeModel(join(d, 'tiny-llama'), { weights: null }) });
@@ -60,7 +64,9 @@ describe('a completed key older than the retention', () => {
     const replay = await admin.post('/v1/projects', { name: 'retained' }, { 'idempotency-key': 'exp-project' });
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
     expect(replay.body.id).toBe(first.body.id);
-    expect((await admin.post('/v1/projects', { name: 'other' }, { 'idempotency-key': 'exp-project' })).body.code).toBe('idempotency_key_reused');
+    expect((await admin.post('/v1/projects', { name: 'other' }, { 'idempotency-key': 'exp-project' })).body.code).toBe(
+      'idempotency_key_reused',
+    );
 
     await age('exp-project');
     const again = await admin.post('/v1/projects', { name: 'retained' }, { 'idempotency-key': 'exp-project' });
@@ -167,7 +173,9 @@ describe('sweepIdempotencyKeys', () => {
     expect((await db.job.findUniqueOrThrow({ where: { id: otherJob.body.id } })).idempotencyKey).toBe('sw-expired');
     expect(await sweepIdempotencyKeys(db, IDEMPOTENCY_RETENTION_MS)).toBe(0);
     // counted from `now`: a day later the fresh answer has expired too
-    expect(await sweepIdempotencyKeys(db, IDEMPOTENCY_RETENTION_MS, { now: Date.now() + IDEMPOTENCY_RETENTION_MS })).toBeGreaterThanOrEqual(2);
+    expect(await sweepIdempotencyKeys(db, IDEMPOTENCY_RETENTION_MS, { now: Date.now() + IDEMPOTENCY_RETENTION_MS })).toBeGreaterThanOrEqual(
+      2,
+    );
     expect(await keysOf(projectId)).toEqual([]);
     // a claim younger than the takeover timeout is never swept, even with a shorter retention (its request may be alive)
     await keyRow(projectId, 'sw-live', 30 / 3600, false);

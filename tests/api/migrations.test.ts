@@ -7,7 +7,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const DIR = join(import.meta.dirname, '..', '..', 'prisma', 'migrations');
-const migrations = readdirSync(DIR, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+const migrations = readdirSync(DIR, { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => e.name)
+  .sort();
 
 /** Lines of `sql` whose comment part (after `--`, or inside a block comment) holds a ';'. */
 function semicolonsInComments(sql: string): number[] {
@@ -25,8 +28,12 @@ function semicolonsInComments(sql: string): number[] {
         rest = rest.slice(end + 2);
         continue;
       }
-      const line2 = rest.indexOf('--'), block = rest.indexOf('/*');
-      if (line2 >= 0 && (block < 0 || line2 < block)) { if (rest.slice(line2).includes(';')) bad.push(i + 1); return; }
+      const line2 = rest.indexOf('--'),
+        block = rest.indexOf('/*');
+      if (line2 >= 0 && (block < 0 || line2 < block)) {
+        if (rest.slice(line2).includes(';')) bad.push(i + 1);
+        return;
+      }
       if (block < 0) return;
       inBlock = true;
       rest = rest.slice(block + 2);

@@ -9,9 +9,14 @@ import { loadConfig } from '../../packages/core/src/service/config.js';
 import { REPO_ROOT } from '../helpers/service.js';
 
 let doc: any;
-beforeAll(async () => { doc = await generateOpenApi(); });
+beforeAll(async () => {
+  doc = await generateOpenApi();
+});
 
-const operations = () => Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => ({ path, method, op })));
+const operations = () =>
+  Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, ops]) =>
+    Object.entries(ops).map(([method, op]) => ({ path, method, op })),
+  );
 
 describe('OpenAPI document', () => {
   it('the committed openapi/openapi.json equals the generated document (run `npm run openapi` after changing routes)', () => {
@@ -22,7 +27,9 @@ describe('OpenAPI document', () => {
   it('is OpenAPI 3.1 with bearer auth and named component schemas', () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.components.securitySchemes.bearerAuth).toEqual(expect.objectContaining({ type: 'http', scheme: 'bearer' }));
-    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Problem', 'File', 'Job', 'JobCreate', 'JobEvent', 'Checkpoint', 'Model', 'ApiKey']));
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(['Problem', 'File', 'Job', 'JobCreate', 'JobEvent', 'Checkpoint', 'Model', 'ApiKey']),
+    );
   });
 
   it('every operation has an id, a summary and a tag; every /v1 error response is problem+json', () => {
@@ -42,7 +49,19 @@ describe('OpenAPI document', () => {
         if (Number(status) >= 400) expect(Object.keys(resp.content), `${where} ${status}`).toEqual(['application/problem+json']);
       }
     }
-    for (const p of ['/v1/files', '/v1/files/{id}/content', '/v1/jobs', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/events/stream', '/v1/jobs/{id}/checkpoints', '/v1/jobs/{id}/adapter', '/v1/models', '/v1/projects/{id}/keys', '/healthz', '/readyz']) {
+    for (const p of [
+      '/v1/files',
+      '/v1/files/{id}/content',
+      '/v1/jobs',
+      '/v1/jobs/{id}/cancel',
+      '/v1/jobs/{id}/events/stream',
+      '/v1/jobs/{id}/checkpoints',
+      '/v1/jobs/{id}/adapter',
+      '/v1/models',
+      '/v1/projects/{id}/keys',
+      '/healthz',
+      '/readyz',
+    ]) {
       expect(Object.keys(doc.paths)).toContain(p);
     }
   });

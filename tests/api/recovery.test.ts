@@ -31,8 +31,10 @@ let body: Record<string, unknown>;
 /** the key row a POST /v1/jobs with `body` stores (project, method, path, request hash) */
 let probe: { projectId: string; method: string; path: string; requestHash: string };
 
-
-const jsonl = (n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' })).join('\n') + '\n';
+const jsonl = (n: number) =>
+  `${Array.from({ length: n }, (_, i) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 2 ? ' spam' : ' ham' })).join(
+    '\n',
+  )}\n`;
 
 /** Leaves key `key` the way an API that died while running POST /v1/jobs with `body` leaves it: in progress, claimed `ageMs` ago. */
 async function abandonedKey(key: string, ageMs: number): Promise<void> {
@@ -51,14 +53,20 @@ async function lockTable(table: 'jobs' | 'job_events' | 'projects' | 'api_keys')
     release: async () => {
       if (released) return;
       released = true;
-      try { await c.query('COMMIT'); } finally { await c.end(); }
+      try {
+        await c.query('COMMIT');
+      } finally {
+        await c.end();
+      }
     },
   };
 }
 
 /** How many sessions of this database wait on a lock (e.g. inserts behind {@link lockTable}). */
 async function lockWaiters(): Promise<number> {
-  const [r] = await db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+  const [r] = await db.$queryRaw<
+    { n: number }[]
+  >`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
   return r.n;
 }
 
@@ -70,7 +78,10 @@ function expectProblem(r: Res, status: number, code: string) {
 }
 
 beforeAll(async () => {
-  t = await createTestEnv({ setupModels: (d) => fakeModel(join(d, 'tiny-llama'), { weights: null }), env: { EDGETUNE_IDEMPOTENCY_TIMEOUT_MS: String(TIMEOUT_MS) } });
+  t = await createTestEnv({
+    setupModels: (d) => fakeModel(join(d, 'tiny-llama'), { weights: null }),
+    env: { EDGETUNE_IDEMPOTENCY_TIMEOUT_MS: String(TIMEOUT_MS) },
+  });
   api = await startTestApi(t);
   admin = new Client(api.url);
   db = createPrisma(t.databaseUrl, { max: 3 });
@@ -151,45 +162,56 @@ describe('an Idempotency-Key left in progress by a dead API', () => {
 describe('projects and API keys: the row and the stored answer commit together', () => {
   const cases = [
     {
-      what: 'project', table: 'projects' as const,
+      what: 'project',
+      table: 'projects' as const,
       post: (name: string, key: string) => admin.post('/v1/projects', { name }, { 'idempotency-key': key }),
       ids: async (name: string) => (await db.project.findMany({ where: { name } })).map((p) => p.id),
     },
     {
-      what: 'API key', table: 'api_keys' as const,
+      what: 'API key',
+      table: 'api_keys' as const,
       post: (name: string, key: string) => admin.post(`/v1/projects/${probe.projectId}/keys`, { name }, { 'idempotency-key': key }),
       ids: async (name: string) => (await db.apiKey.findMany({ where: { name } })).map((k) => k.id),
     },
   ];
 
-  it.each(cases)('a request whose claim is taken over while it inserts its $what rolls it back and answers 409; the retry\'s row stays', async ({ table, post, ids }) => {
-    const name = `taken-over-${table}`, key = `taken-over-${table}`;
-    await admin.get('/v1/projects'); // the auth hook's last_used_at write (due once a minute) must not wait on the lock below
-    const lock = await lockTable(table);
-    let first: Promise<Res> | undefined, retry: Promise<Res> | undefined;
-    try {
-      first = post(name, key);
-      await waitFor(async () => (await lockWaiters()) >= 1 && db.idempotencyKey.findFirst({ where: { key } }), 5000, 'the insert waiting on the lock');
-      // as if its renewals had stalled past the timeout: a retry takes the key over
-      await db.$executeRaw`UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE key = ${key}`;
-      retry = post(name, key);
-      await waitFor(async () => (await lockWaiters()) >= 2, 5000, 'the retry taking the key over and waiting on the lock');
-    } finally {
-      await lock.release();
-    }
-    const [a, b] = await Promise.all([first, retry]);
-    expectProblem(a!, 409, 'idempotency_key_in_use');
-    expect(b!.status, JSON.stringify(b!.body)).toBe(201);
-    expect(b!.headers.get('idempotent-replayed')).toBeNull();
-    expect(await ids(name)).toEqual([b!.body.id]);
-    const again = await post(name, key);
-    expect(again.status).toBe(201);
-    expect(again.headers.get('idempotent-replayed')).toBe('true');
-    expect(again.body).toEqual(b!.body);
-  });
+  it.each(cases)(
+    "a request whose claim is taken over while it inserts its $what rolls it back and answers 409; the retry's row stays",
+    async ({ table, post, ids }) => {
+      const name = `taken-over-${table}`,
+        key = `taken-over-${table}`;
+      await admin.get('/v1/projects'); // the auth hook's last_used_at write (due once a minute) must not wait on the lock below
+      const lock = await lockTable(table);
+      let first: Promise<Res> | undefined, retry: Promise<Res> | undefined;
+      try {
+        first = post(name, key);
+        await waitFor(
+          async () => (await lockWaiters()) >= 1 && db.idempotencyKey.findFirst({ where: { key } }),
+          5000,
+          'the insert waiting on the lock',
+        );
+        // as if its renewals had stalled past the timeout: a retry takes the key over
+        await db.$executeRaw`UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE key = ${key}`;
+        retry = post(name, key);
+        await waitFor(async () => (await lockWaiters()) >= 2, 5000, 'the retry taking the key over and waiting on the lock');
+      } finally {
+        await lock.release();
+      }
+      const [a, b] = await Promise.all([first, retry]);
+      expectProblem(a!, 409, 'idempotency_key_in_use');
+      expect(b!.status, JSON.stringify(b!.body)).toBe(201);
+      expect(b!.headers.get('idempotent-replayed')).toBeNull();
+      expect(await ids(name)).toEqual([b!.body.id]);
+      const again = await post(name, key);
+      expect(again.status).toBe(201);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(again.body).toEqual(b!.body);
+    },
+  );
 
   it('POST /v1/projects retried after its API died: the retries that race for the key create the project once', async () => {
-    const name = 'died-project', key = 'died-project';
+    const name = 'died-project',
+      key = 'died-project';
     // what a dead request leaves: the key in progress, its transaction (project row) never committed
     await db.$executeRaw`INSERT INTO idempotency_keys (project_id, key, method, path, request_hash, created_at)
       VALUES (${probe.projectId}, ${key}, 'POST', '/v1/projects', ${requestHash({ name })}, now() - interval '1 hour')`;
@@ -242,7 +264,10 @@ describe('a retry that takes over the key of a request that created its job and 
     const first = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-interrupted' });
     const id = first.body.id as string;
     await queue.remove(id);
-    await db.job.update({ where: { id }, data: { status: 'failed', error: { code: 'api_interrupted', message: 'abandoned', param: null }, finishedAt: new Date() } });
+    await db.job.update({
+      where: { id },
+      data: { status: 'failed', error: { code: 'api_interrupted', message: 'abandoned', param: null }, finishedAt: new Date() },
+    });
     await unanswered('died-interrupted');
     const before = await jobCount();
     const retry = await admin.post('/v1/jobs', body, { 'idempotency-key': 'died-interrupted' });
@@ -261,7 +286,8 @@ describe('an upload retried after its API died having stored the file', () => {
     const first = await admin.upload(data, 'retried.jsonl', 'fine-tune', { 'idempotency-key': 'upload-died' });
     expect(first.status, JSON.stringify(first.body)).toBe(201);
     await unanswered('upload-died');
-    const files = await db.file.count(), blobs = await db.blob.count();
+    const files = await db.file.count(),
+      blobs = await db.blob.count();
     const retry = await admin.upload(data, 'retried.jsonl', 'fine-tune', { 'idempotency-key': 'upload-died' });
     expect(retry.status, JSON.stringify(retry.body)).toBe(201);
     expect(retry.headers.get('idempotent-replayed')).toBeNull();
@@ -277,7 +303,14 @@ describe('a key used again after its request answered 503 queue_unavailable', ()
     const id = first.body.id as string;
     // what createJob leaves when Redis refuses the job: the row failed, the key released with the 503
     await queue.remove(id);
-    await db.job.update({ where: { id }, data: { status: 'failed', error: { code: 'queue_unavailable', message: 'The job queue (Redis) is unavailable', param: null }, finishedAt: new Date() } });
+    await db.job.update({
+      where: { id },
+      data: {
+        status: 'failed',
+        error: { code: 'queue_unavailable', message: 'The job queue (Redis) is unavailable', param: null },
+        finishedAt: new Date(),
+      },
+    });
     await db.idempotencyKey.delete({ where: { projectId_key: { projectId: probe.projectId, key: 'redis-down' } } });
     const retry = await admin.post('/v1/jobs', body, { 'idempotency-key': 'redis-down' });
     expect(retry.status, JSON.stringify(retry.body)).toBe(201);
@@ -287,7 +320,7 @@ describe('a key used again after its request answered 503 queue_unavailable', ()
   });
 });
 
-describe('a job creation that outlasts the reconciler\'s grace for validating_files', () => {
+describe("a job creation that outlasts the reconciler's grace for validating_files", () => {
   it('the reconciler fails the row (api_interrupted); the request answers 503 api_interrupted and queues nothing', async () => {
     const lock = await lockTable('job_events'); // the request stops after writing its `validating_files` row
     let created: Promise<Res>;
@@ -296,7 +329,13 @@ describe('a job creation that outlasts the reconciler\'s grace for validating_fi
     try {
       const known = new Set((await db.job.findMany({ select: { id: true } })).map((j) => j.id));
       created = admin.post('/v1/jobs', body);
-      id = (await waitFor(async () => (await db.job.findMany({ where: { status: 'validating_files' } })).find((j) => !known.has(j.id)), 5000, 'the job row')).id;
+      id = (
+        await waitFor(
+          async () => (await db.job.findMany({ where: { status: 'validating_files' } })).find((j) => !known.has(j.id)),
+          5000,
+          'the job row',
+        )
+      ).id;
       reconciled = reconcileJobs({ db, queue, redis, prefix: t.prefix }, { validatingGraceMs: 0 });
       await waitFor(async () => (await db.job.findUnique({ where: { id } }))?.status === 'failed', 5000, 'the row failed');
     } finally {
@@ -309,7 +348,9 @@ describe('a job creation that outlasts the reconciler\'s grace for validating_fi
     const job = await admin.get(`/v1/jobs/${id}`);
     expect(job.body).toMatchObject({ status: 'failed', error: { code: 'api_interrupted' } });
     expect(await queue.getJob(id)).toBeUndefined();
-    const statuses = (await db.jobEvent.findMany({ where: { jobId: id, type: 'status' }, orderBy: { seq: 'asc' } })).map((e) => (e.data as { status: string }).status);
+    const statuses = (await db.jobEvent.findMany({ where: { jobId: id, type: 'status' }, orderBy: { seq: 'asc' } })).map(
+      (e) => (e.data as { status: string }).status,
+    );
     expect(statuses).not.toContain('queued');
     expect(statuses).toContain('failed');
   });

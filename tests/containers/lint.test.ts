@@ -19,19 +19,38 @@ const binOf = (pkg: string, name: string) => {
 const YAML = createRequire(require.resolve('dclint/package.json'))('yaml') as typeof import('yaml');
 
 const read = (f: string) => readFileSync(join(REPO_ROOT, f), 'utf8');
-const run = (bin: string, args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } });
+const run = (bin: string, args: string[]) =>
+  spawnSync(process.execPath, [bin, ...args], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+  });
 
 type Service = {
-  image?: string; build?: { context: string; args?: Record<string, string> }; command?: string[]; volumes?: string[];
-  environment?: Record<string, string>; healthcheck?: { test: string[] }; depends_on?: Record<string, { condition: string }>;
-  profiles?: string[]; deploy?: { resources?: { reservations?: { devices?: { capabilities: string[] }[] } } };
+  image?: string;
+  build?: { context: string; args?: Record<string, string> };
+  command?: string[];
+  volumes?: string[];
+  environment?: Record<string, string>;
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }>;
+  profiles?: string[];
+  deploy?: { resources?: { reservations?: { devices?: { capabilities: string[] }[] } } };
 };
-const compose = () => YAML.parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+const compose = () =>
+  YAML.parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
 
 /** Instructions of the Dockerfile (continuations joined, comments dropped). */
 function dockerfile(): { op: string; args: string }[] {
-  return read('Dockerfile').replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
-    .map((l) => { const [op, ...rest] = l.split(/\s+/); return { op: op.toUpperCase(), args: rest.join(' ') }; });
+  return read('Dockerfile')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const [op, ...rest] = l.split(/\s+/);
+      return { op: op.toUpperCase(), args: rest.join(' ') };
+    });
 }
 
 describe('Dockerfile', () => {
@@ -42,7 +61,10 @@ describe('Dockerfile', () => {
   });
 
   it('dockerfile-utils reports real errors (the check is live)', () => {
-    const r = run(binOf('dockerfile-utils', 'dockerfile-utils'), ['lint', join(REPO_ROOT, 'tests', 'containers', 'fixtures', 'Dockerfile.bad')]);
+    const r = run(binOf('dockerfile-utils', 'dockerfile-utils'), [
+      'lint',
+      join(REPO_ROOT, 'tests', 'containers', 'fixtures', 'Dockerfile.bad'),
+    ]);
     expect(r.status).not.toBe(0);
     expect(r.stdout).toMatch(/Unknown instruction: RUNN/);
   });
@@ -86,9 +108,23 @@ describe('Dockerfile', () => {
   });
 
   it('.dockerignore keeps builds and secrets out, sources in', () => {
-    const ignore = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const ignore = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     expect(ignore).toEqual(expect.arrayContaining(['.git', '**/node_modules', '**/dist', '.env']));
-    for (const needed of ['packages', 'apps', 'prisma', 'scripts', 'models', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.base.json', 'prisma.config.ts']) {
+    for (const needed of [
+      'packages',
+      'apps',
+      'prisma',
+      'scripts',
+      'models',
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.base.json',
+      'prisma.config.ts',
+    ]) {
       expect(ignore, needed).not.toContain(needed);
       expect(existsSync(join(REPO_ROOT, needed)) || needed === 'models', needed).toBe(true);
     }
@@ -146,9 +182,11 @@ describe('docker-compose.yml', () => {
     for (const name of ['api', 'worker', 'worker-gpu']) {
       for (const k of Object.keys(compose().services[name].environment ?? {})) expect(documented, `${name}: ${k}`).toContain(k);
     }
-    for (const [, k] of read('docker-compose.yml').matchAll(/\$\{([A-Z0-9_]+)/g)) expect(documented, `docker-compose.yml \${${k}}`).toContain(k);
+    for (const [, k] of read('docker-compose.yml').matchAll(/\$\{([A-Z0-9_]+)/g))
+      expect(documented, `docker-compose.yml \${${k}}`).toContain(k);
     for (const i of dockerfile().filter((x) => x.op === 'ENV')) {
-      for (const [, k] of i.args.matchAll(/([A-Z_]+)=/g)) if (k !== 'NODE_ENV' && !k.startsWith('NVIDIA_')) expect(documented, `Dockerfile ENV ${k}`).toContain(k);
+      for (const [, k] of i.args.matchAll(/([A-Z_]+)=/g))
+        if (k !== 'NODE_ENV' && !k.startsWith('NVIDIA_')) expect(documented, `Dockerfile ENV ${k}`).toContain(k);
     }
   });
 });

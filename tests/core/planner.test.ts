@@ -3,7 +3,16 @@ import { describe, it, expect } from 'vitest';
 import { plan, PlanError, prefixCacheHits, type PlanInput, type DeviceProfile } from '../../packages/core/src/schedule/planner.js';
 import { CALIBRATION } from '../../packages/core/src/schedule/calibration.js';
 
-const model = { vocabSize: 4096, hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 8, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 48, tieWordEmbeddings: true };
+const model = {
+  vocabSize: 4096,
+  hiddenSize: 192,
+  intermediateSize: 512,
+  numHiddenLayers: 8,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  headDim: 48,
+  tieWordEmbeddings: true,
+};
 const base: PlanInput = { model, mode: 'edge_llm', loraR: 8, batchSize: 8, seqLen: 192, steps: 200, trainExamples: 4000 };
 const dev = (mb: number): DeviceProfile => ({ memoryBudgetBytes: mb * 2 ** 20, threads: 2, backend: 'wasm', matmulGflops: 150 });
 
@@ -57,7 +66,8 @@ describe('plan', () => {
   });
 
   it('forecasts less memory and time for Edge-LLM than vanilla LoRA, and less weight memory when compressed', () => {
-    const edge = plan(base, dev(8000)), vanilla = plan({ ...base, mode: 'vanilla' }, dev(8000));
+    const edge = plan(base, dev(8000)),
+      vanilla = plan({ ...base, mode: 'vanilla' }, dev(8000));
     expect(vanilla.forecast.activationBytes).toBeGreaterThan(3 * edge.forecast.activationBytes);
     expect(vanilla.forecast.stepMs).toBeGreaterThan(edge.forecast.stepMs);
     const packed = plan({ ...base, policy: { bits: new Array(8).fill(4), sparsity: new Array(8).fill(0.5) } }, dev(8000));
@@ -65,13 +75,16 @@ describe('plan', () => {
     expect(packed.forecast.weightBytes).toBeLessThan(edge.forecast.weightBytes * 0.6);
     // low-rank exit heads: 4 x (V x d) parameters (x3 with AdamW's moments) become 4 x r (V + d)
     const lowRank = plan({ ...base, headRank: 16 }, dev(8000));
-    expect(edge.forecast.trainableBytes - lowRank.forecast.trainableBytes).toBeGreaterThan(4 * 3 * 4 * (4096 * 192 - 16 * (4096 + 192)) * 0.99);
+    expect(edge.forecast.trainableBytes - lowRank.forecast.trainableBytes).toBeGreaterThan(
+      4 * 3 * 4 * (4096 * 192 - 16 * (4096 + 192)) * 0.99,
+    );
     expect(lowRank.forecast.peakTfBytes).toBeLessThan(edge.forecast.peakTfBytes);
   });
 
   it('an adapted prefix under round_robin runs no prefix layer: faster steps, no cache, one handed-on output per micro-batch', () => {
     const rr = { ...base, schedule: 'round_robin' as const, steps: 2000 };
-    const backbone = plan(rr, dev(8000)), adapted = plan({ ...rr, prefix: 'adapted' }, dev(8000));
+    const backbone = plan(rr, dev(8000)),
+      adapted = plan({ ...rr, prefix: 'adapted' }, dev(8000));
     expect(backbone.prefixCache).toBe(true);
     expect(adapted.prefixCache).toBe(false); // the adapted prefix changes as earlier windows train
     expect(adapted.forecast.prefixCacheBytes).toBe(0);
@@ -116,17 +129,36 @@ describe('plan', () => {
   });
 
   it('charges a frozen prefix layer less than a window layer, and deeper prefixes more', () => {
-    const c = { actD: 0, actF: 0, actAtt: 0, actLora: 0, tfFixed: 0, rssBase: 0, rssPerTfByte: 1, rssAtStart: 0, rssLongRun: 0, rssPerDataToken: 0, mmEfficiency: 1e12, prefixPassCost: 0.5,
-      msPerLayerPass: 10, msPerLayerToken: 0, msPerAttScore: 0, msPerStep: 0, msPerUpdatedParam: 0, msPerDequantElem: 0 };
+    const c = {
+      actD: 0,
+      actF: 0,
+      actAtt: 0,
+      actLora: 0,
+      tfFixed: 0,
+      rssBase: 0,
+      rssPerTfByte: 1,
+      rssAtStart: 0,
+      rssLongRun: 0,
+      rssPerDataToken: 0,
+      mmEfficiency: 1e12,
+      prefixPassCost: 0.5,
+      msPerLayerPass: 10,
+      msPerLayerToken: 0,
+      msPerAttScore: 0,
+      msPerStep: 0,
+      msPerUpdatedParam: 0,
+      msPerDequantElem: 0,
+    };
     // only the per-layer-equivalent term is non-zero: time = 10 ms x (window layers + 0.5 x prefix layers)
     const one = (exitLayers: number[]) => plan({ ...base, exitLayers, prefixCache: false }, dev(8000), c).forecast.stepMs;
     expect(one([7])).toBeCloseTo(80, 3); // one window of 8 layers, no prefix
-    expect(one([3, 7])).toBeCloseTo(10 * (4 + 0.5 * 4 / 2), 3); // windows 0-3 and 4-7 (prefix of 4), averaged
+    expect(one([3, 7])).toBeCloseTo(10 * (4 + (0.5 * 4) / 2), 3); // windows 0-3 and 4-7 (prefix of 4), averaged
     expect(plan({ ...base, mode: 'vanilla' }, dev(8000), c).forecast.stepMs).toBeCloseTo(80, 3);
   });
 
   it('sizes activations at the longest example (batches pad to it) and times steps at seqLen', () => {
-    const typical = plan({ ...base, seqLen: 258 }, dev(8000)), longest = plan({ ...base, seqLen: 258, maxSeqLen: 320 }, dev(8000));
+    const typical = plan({ ...base, seqLen: 258 }, dev(8000)),
+      longest = plan({ ...base, seqLen: 258, maxSeqLen: 320 }, dev(8000));
     expect(longest.forecast.activationBytes).toBeGreaterThan(typical.forecast.activationBytes * (320 / 258));
     expect(longest.forecast.activationBytes).toBe(plan({ ...base, seqLen: 320 }, dev(8000)).forecast.activationBytes);
     expect(longest.forecast.peakRssBytes).toBeGreaterThan(typical.forecast.peakRssBytes);
@@ -144,14 +176,16 @@ describe('plan', () => {
     expect(() => plan(base, { ...dev(8000), baseRssBytes: -1 })).toThrow(PlanError);
   });
 
-  it('scales step time, and only step time, by the device\'s measured step-time factor', () => {
-    const one = plan(base, dev(8000)), slow = plan(base, { ...dev(8000), stepTimeFactor: 1.5 });
+  it("scales step time, and only step time, by the device's measured step-time factor", () => {
+    const one = plan(base, dev(8000)),
+      slow = plan(base, { ...dev(8000), stepTimeFactor: 1.5 });
     expect(slow.forecast.stepMs).toBeCloseTo(1.5 * one.forecast.stepMs, 9);
     expect(slow.forecast.totalMs).toBeCloseTo(1.5 * one.forecast.totalMs, 6);
     expect(slow.forecast.peakRssBytes).toBe(one.forecast.peakRssBytes);
     expect(slow.forecast.peakTfBytes).toBe(one.forecast.peakTfBytes);
     expect([slow.microBatch, slow.exitLayers, slow.prefixCache]).toEqual([one.microBatch, one.exitLayers, one.prefixCache]);
-    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => plan(base, { ...dev(8000), stepTimeFactor: bad })).toThrow(/step_time_factor/);
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY])
+      expect(() => plan(base, { ...dev(8000), stepTimeFactor: bad })).toThrow(/step_time_factor/);
   });
 
   it('rejects invalid requests', () => {

@@ -6,8 +6,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  backendInfo, initBackend, loadBlasAddon, measureSgemmPeak, plannerSgemmPeak, recordSgemmPeak, SGEMM_MEMORY_MS, memoryStats, sparseSoftmaxCrossEntropy,
-  sparseSoftmaxCrossEntropyOps, XENT_KERNEL,
+  backendInfo,
+  initBackend,
+  loadBlasAddon,
+  measureSgemmPeak,
+  plannerSgemmPeak,
+  recordSgemmPeak,
+  SGEMM_MEMORY_MS,
+  memoryStats,
+  sparseSoftmaxCrossEntropy,
+  sparseSoftmaxCrossEntropyOps,
+  XENT_KERNEL,
 } from '../../packages/engine/src/backend/index.js';
 import { rng } from './helpers.js';
 
@@ -15,9 +24,13 @@ const hasAddon = loadBlasAddon() !== null;
 
 // ---- deterministic data and float64 references ----
 
-interface Arr { data: Float64Array; shape: number[] }
+interface Arr {
+  data: Float64Array;
+  shape: number[];
+}
 function randArr(shape: number[], seed: number, scale = 1): Arr {
-  const r = rng(seed), n = shape.reduce((a, b) => a * b, 1);
+  const r = rng(seed),
+    n = shape.reduce((a, b) => a * b, 1);
   return { data: Float64Array.from({ length: n }, () => r() * scale), shape };
 }
 const toTensor = (a: Arr) => tf.tensor(Float32Array.from(a.data), a.shape, 'float32');
@@ -26,23 +39,34 @@ const f32 = (a: Arr): Arr => ({ data: Float64Array.from(Float32Array.from(a.data
 
 /** Batched matmul with NumPy broadcasting of the leading dims, straight from the definition. */
 function refMatMul(a: Arr, b: Arr, ta: boolean, tb: boolean): Arr {
-  const ar = a.shape.length, br = b.shape.length;
-  const [aR, aC] = a.shape.slice(-2), [bR, bC] = b.shape.slice(-2);
-  const M = ta ? aC : aR, K = ta ? aR : aC, N = tb ? bR : bC;
+  const ar = a.shape.length,
+    br = b.shape.length;
+  const [aR, aC] = a.shape.slice(-2),
+    [bR, bC] = b.shape.slice(-2);
+  const M = ta ? aC : aR,
+    K = ta ? aR : aC,
+    N = tb ? bR : bC;
   expect(tb ? bC : bR).toBe(K);
   const rank = Math.max(ar, br) - 2;
   const pad = (s: number[]) => [...Array(rank - (s.length - 2)).fill(1), ...s.slice(0, -2)];
-  const oa = pad(a.shape), ob = pad(b.shape);
+  const oa = pad(a.shape),
+    ob = pad(b.shape);
   const outer = oa.map((d, i) => Math.max(d, ob[i]));
   const batch = outer.reduce((x, y) => x * y, 1);
   const out = new Float64Array(batch * M * N);
   for (let o = 0; o < batch; o++) {
-    let rem = o, ia = 0, ib = 0, sa = 1, sb = 1;
+    let rem = o,
+      ia = 0,
+      ib = 0,
+      sa = 1,
+      sb = 1;
     for (let d = rank - 1; d >= 0; d--) {
       const c = rem % outer[d];
       rem = Math.floor(rem / outer[d]);
-      ia += (oa[d] === 1 ? 0 : c) * sa; sa *= oa[d];
-      ib += (ob[d] === 1 ? 0 : c) * sb; sb *= ob[d];
+      ia += (oa[d] === 1 ? 0 : c) * sa;
+      sa *= oa[d];
+      ib += (ob[d] === 1 ? 0 : c) * sb;
+      sb *= ob[d];
     }
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
@@ -60,21 +84,28 @@ function refMatMul(a: Arr, b: Arr, ta: boolean, tb: boolean): Arr {
 }
 
 function transposeLast(a: Arr): Arr {
-  const [R, C] = a.shape.slice(-2), batch = a.data.length / (R * C);
+  const [R, C] = a.shape.slice(-2),
+    batch = a.data.length / (R * C);
   const out = new Float64Array(a.data.length);
-  for (let b = 0; b < batch; b++) for (let i = 0; i < R; i++) for (let j = 0; j < C; j++) {
-    out[b * R * C + j * R + i] = a.data[b * R * C + i * C + j];
-  }
+  for (let b = 0; b < batch; b++)
+    for (let i = 0; i < R; i++)
+      for (let j = 0; j < C; j++) {
+        out[b * R * C + j * R + i] = a.data[b * R * C + i * C + j];
+      }
   return { data: out, shape: [...a.shape.slice(0, -2), C, R] };
 }
 
 function expectClose(t: tf.Tensor, ref: Arr, tol: number): void {
   expect(t.shape).toEqual(ref.shape);
   const v = t.dataSync();
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < ref.data.length; i++) {
     const e = Math.abs(v[i] - ref.data[i]) / (1 + Math.abs(ref.data[i]));
-    if (!(e <= worst)) { worst = e; at = i; }
+    if (!(e <= worst)) {
+      worst = e;
+      at = i;
+    }
   }
   expect(worst, `worst error at flat index ${at}: got ${v[at]}, want ${ref.data[at]}`).toBeLessThanOrEqual(tol);
 }
@@ -92,13 +123,19 @@ const MM_CASES: Array<[string, number[], number[]]> = [
   ['rank 4 general broadcast', [2, 1, 3, 5], [1, 3, 5, 7]],
   ['larger odd', [3, 37, 129], [3, 129, 65]],
 ];
-const TRANSPOSES: Array<[boolean, boolean]> = [[false, false], [true, false], [false, true], [true, true]];
+const TRANSPOSES: Array<[boolean, boolean]> = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+];
 const swapLast = (s: number[]) => [...s.slice(0, -2), s[s.length - 1], s[s.length - 2]];
 
 function checkMatMuls(seed: number): void {
   for (const [name, as, bs] of MM_CASES) {
     for (const [ta, tb] of TRANSPOSES) {
-      const a = f32(randArr(ta ? swapLast(as) : as, seed++)), b = f32(randArr(tb ? swapLast(bs) : bs, seed++));
+      const a = f32(randArr(ta ? swapLast(as) : as, seed++)),
+        b = f32(randArr(tb ? swapLast(bs) : bs, seed++));
       const ref = refMatMul(a, b, ta, tb);
       tf.tidy(() => {
         const c = tf.matMul(toTensor(a), toTensor(b), ta, tb);
@@ -113,18 +150,33 @@ function checkMatMuls(seed: number): void {
 }
 
 function checkMatMulGrads(seed: number): void {
-  const cases: Array<[number[], number[]]> = [[[3, 5], [5, 7]], [[4, 3, 5], [4, 5, 7]], [[2, 2, 6, 4], [2, 2, 4, 6]]];
+  const cases: Array<[number[], number[]]> = [
+    [
+      [3, 5],
+      [5, 7],
+    ],
+    [
+      [4, 3, 5],
+      [4, 5, 7],
+    ],
+    [
+      [2, 2, 6, 4],
+      [2, 2, 4, 6],
+    ],
+  ];
   for (const [as, bs] of cases) {
     for (const [ta, tb] of TRANSPOSES) {
-      const a = f32(randArr(ta ? swapLast(as) : as, seed++)), b = f32(randArr(tb ? swapLast(bs) : bs, seed++));
+      const a = f32(randArr(ta ? swapLast(as) : as, seed++)),
+        b = f32(randArr(tb ? swapLast(bs) : bs, seed++));
       const w = f32(randArr([...as.slice(0, -2), as[as.length - 2], bs[bs.length - 1]], seed++)); // dL/dC
       // C = op(A) op(B): dop(A) = W op(B)^T, dop(B) = op(A)^T W; dX = dop(X)^T when X is transposed.
-      const dOpA = refMatMul(w, b, false, !tb), dOpB = refMatMul(a, w, !ta, false);
-      const dA = ta ? transposeLast(dOpA) : dOpA, dB = tb ? transposeLast(dOpB) : dOpB;
+      const dOpA = refMatMul(w, b, false, !tb),
+        dOpB = refMatMul(a, w, !ta, false);
+      const dA = ta ? transposeLast(dOpA) : dOpA,
+        dB = tb ? transposeLast(dOpB) : dOpB;
       tf.tidy(() => {
         const W = toTensor(w);
-        const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, ta, tb), W)))(
-          [toTensor(a), toTensor(b)]);
+        const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, ta, tb), W)))([toTensor(a), toTensor(b)]);
         expectClose(ga, dA, 1e-5);
         expectClose(gb, dB, 1e-5);
       });
@@ -134,19 +186,36 @@ function checkMatMulGrads(seed: number): void {
 
 function checkSegmentSum(): void {
   // Embedding backward: d/dE sum(gather(E, idx) * W) scatters the rows of W onto E's rows.
-  const V = 11, d = 5, idx = [0, 3, 3, 10, 7, 3];
+  const V = 11,
+    d = 5,
+    idx = [0, 3, 3, 10, 7, 3];
   const w = f32(randArr([idx.length, d], 77));
   const ref = new Float64Array(V * d);
-  idx.forEach((r, i) => { for (let j = 0; j < d; j++) ref[r * d + j] += w.data[i * d + j]; });
+  idx.forEach((r, i) => {
+    for (let j = 0; j < d; j++) ref[r * d + j] += w.data[i * d + j];
+  });
   tf.tidy(() => {
     const E = toTensor(f32(randArr([V, d], 78)));
     const g = tf.grad((e: tf.Tensor) => tf.sum(tf.mul(tf.gather(e, tf.tensor1d(idx, 'int32')), toTensor(w))))(E);
     expectClose(g, { data: ref, shape: [V, d] }, 1e-6);
     // Direct call, int32 data, 2-D rows.
-    const x = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]], [4, 2], 'int32');
+    const x = tf.tensor2d(
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6],
+        [7, 8],
+      ],
+      [4, 2],
+      'int32',
+    );
     const s = tf.unsortedSegmentSum(x, tf.tensor1d([2, 0, 2, 2], 'int32'), 3);
     expect(s.dtype).toBe('int32');
-    expect(s.arraySync()).toEqual([[3, 4], [0, 0], [13, 16]]);
+    expect(s.arraySync()).toEqual([
+      [3, 4],
+      [0, 0],
+      [13, 16],
+    ]);
   });
 }
 
@@ -189,7 +258,8 @@ function checkXent(fn: typeof sparseSoftmaxCrossEntropy = sparseSoftmaxCrossEntr
   }
   // Inside variableGrads (the optimizer path); float32 labels are accepted.
   tf.tidy(() => {
-    const z = f32(randArr([5, 6], 9)), labels = [1, 2, -100, 5, 0];
+    const z = f32(randArr([5, 6], 9)),
+      labels = [1, 2, -100, 5, 0];
     const v = tf.variable(toTensor(z));
     const { value, grads } = tf.variableGrads(() => fn(v as tf.Tensor2D, tf.tensor1d(labels, 'float32')), [v]);
     const ref = refXent(z, labels);
@@ -204,12 +274,19 @@ function checkXent(fn: typeof sparseSoftmaxCrossEntropy = sparseSoftmaxCrossEntr
 }
 
 function checkFusedMatMul(): void {
-  const a = f32(randArr([2, 3, 5], 31)), b = f32(randArr([2, 7, 5], 32)), bias = f32(randArr([7], 33));
+  const a = f32(randArr([2, 3, 5], 31)),
+    b = f32(randArr([2, 7, 5], 32)),
+    bias = f32(randArr([7], 33));
   const mm = refMatMul(a, b, false, true);
   const ref = { data: mm.data.map((v, i) => Math.max(0, v + bias.data[i % 7])), shape: mm.shape };
   tf.tidy(() => {
-    const c = tf.fused.matMul({ a: toTensor(a) as tf.Tensor3D, b: toTensor(b) as tf.Tensor3D, transposeB: true,
-      bias: toTensor(bias), activation: 'relu' });
+    const c = tf.fused.matMul({
+      a: toTensor(a) as tf.Tensor3D,
+      b: toTensor(b) as tf.Tensor3D,
+      transposeB: true,
+      bias: toTensor(bias),
+      activation: 'relu',
+    });
     expectClose(c, ref, 1e-5);
   });
 }
@@ -217,7 +294,9 @@ function checkFusedMatMul(): void {
 // ---- suites ----
 
 describe('backend: wasm + native OpenBLAS', () => {
-  beforeAll(async () => { if (hasAddon) await initBackend({ backend: 'wasm', native: true, quiet: true }); });
+  beforeAll(async () => {
+    if (hasAddon) await initBackend({ backend: 'wasm', native: true, quiet: true });
+  });
 
   it.skipIf(!hasAddon)('initBackend asserts wasm, reports openblas and our kernels, and is idempotent', async () => {
     const info = await initBackend({ backend: 'wasm', native: true, quiet: true });
@@ -235,14 +314,18 @@ describe('backend: wasm + native OpenBLAS', () => {
   it.skipIf(!hasAddon)('matMul stays correct when allocating its output grows the wasm heap', () => {
     // Heap views taken before makeOutput would be detached by the growth; sample entries vs reference.
     const heapBefore = memoryStats().wasmHeapBytes!;
-    const M = 1500, K = 24, N = 1500 + Math.ceil(heapBefore / 4 / 1500); // output alone > the heap
-    const a = f32(randArr([M, K], 71)), b = f32(randArr([N, K], 72));
+    const M = 1500,
+      K = 24,
+      N = 1500 + Math.ceil(heapBefore / 4 / 1500); // output alone > the heap
+    const a = f32(randArr([M, K], 71)),
+      b = f32(randArr([N, K], 72));
     tf.tidy(() => {
       const c = tf.matMul(toTensor(a), toTensor(b), false, true).dataSync();
       expect(memoryStats().wasmHeapBytes!).toBeGreaterThan(heapBefore);
       const r = rng(73);
       for (let s = 0; s < 300; s++) {
-        const i = Math.floor((r() + 1) / 2 * M), j = Math.floor((r() + 1) / 2 * N);
+        const i = Math.floor(((r() + 1) / 2) * M),
+          j = Math.floor(((r() + 1) / 2) * N);
         let want = 0;
         for (let k = 0; k < K; k++) want += a.data[i * K + k] * b.data[j * K + k];
         expect(Math.abs(c[i * N + j] - want)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want)));
@@ -285,7 +368,8 @@ describe('backend: wasm + native OpenBLAS', () => {
       expect(recordSgemmPeak({ ...fresh, gflops: fresh.gflops * 50 })).toBe(fresh.gflops * 50);
       expect(plannerSgemmPeak(0.02).gflops).toBe(fresh.gflops * 50);
     } finally {
-      if (prev === undefined) delete process.env.EDGETUNE_CACHE_DIR; else process.env.EDGETUNE_CACHE_DIR = prev;
+      if (prev === undefined) delete process.env.EDGETUNE_CACHE_DIR;
+      else process.env.EDGETUNE_CACHE_DIR = prev;
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -293,7 +377,9 @@ describe('backend: wasm + native OpenBLAS', () => {
 
 describe('backend: wasm + fastmm fallback', () => {
   let info: Awaited<ReturnType<typeof initBackend>>;
-  beforeAll(async () => { info = await initBackend({ backend: 'wasm', native: false, quiet: true }); });
+  beforeAll(async () => {
+    info = await initBackend({ backend: 'wasm', native: false, quiet: true });
+  });
 
   it('reports wasm-fastmm when native is off', () => {
     expect(tf.getBackend()).toBe('wasm');
@@ -327,8 +413,12 @@ describe('backend: wasm + fastmm fallback', () => {
 });
 
 describe('backend: cpu', () => {
-  beforeAll(async () => { await initBackend({ backend: 'cpu', quiet: true }); });
-  afterAll(async () => { await initBackend({ backend: 'wasm', quiet: true }); });
+  beforeAll(async () => {
+    await initBackend({ backend: 'cpu', quiet: true });
+  });
+  afterAll(async () => {
+    await initBackend({ backend: 'wasm', quiet: true });
+  });
 
   it('initBackend switches to cpu with our kernels', () => {
     const info = backendInfo()!;
@@ -357,7 +447,11 @@ describe('backend: selection errors and the composed-ops loss', () => {
     await initBackend({ backend: 'wasm', quiet: true });
     let hasTfjsNode = true;
     const pkg = '@tensorflow/tfjs-node';
-    try { await import(/* @vite-ignore */ pkg); } catch { hasTfjsNode = false; }
+    try {
+      await import(/* @vite-ignore */ pkg);
+    } catch {
+      hasTfjsNode = false;
+    }
     if (hasTfjsNode) return; // e.g. in a Docker image with tfjs-node: nothing to check here
     await expect(initBackend({ backend: 'tensorflow', quiet: true })).rejects.toThrow(/tensorflow/);
     expect(tf.getBackend()).toBe('wasm');
@@ -367,13 +461,18 @@ describe('backend: selection errors and the composed-ops loss', () => {
   it('logs one line unless quiet; concurrent identical calls share one result', async () => {
     const spy = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
-      const [i1, i2] = await Promise.all([initBackend({ backend: 'wasm', blasThreads: 1 }),
-        initBackend({ backend: 'wasm', blasThreads: 1 })]);
+      const [i1, i2] = await Promise.all([
+        initBackend({ backend: 'wasm', blasThreads: 1 }),
+        initBackend({ backend: 'wasm', blasThreads: 1 }),
+      ]);
       expect(i2).toBe(i1);
       const lines = spy.mock.calls.map((c) => String(c[0])).filter((l) => l.startsWith('[edgetune]'));
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(hasAddon ? /^\[edgetune\] backend=wasm matmul=openblas\(1 threads\) kernels=\S*BatchMatMul/
-        : /^\[edgetune\] backend=wasm matmul=wasm-fastmm( \(native addon: .+\))? kernels=\S*BatchMatMul/);
+      expect(lines[0]).toMatch(
+        hasAddon
+          ? /^\[edgetune\] backend=wasm matmul=openblas\(1 threads\) kernels=\S*BatchMatMul/
+          : /^\[edgetune\] backend=wasm matmul=wasm-fastmm( \(native addon: .+\))? kernels=\S*BatchMatMul/,
+      );
     } finally {
       spy.mockRestore();
     }

@@ -24,8 +24,27 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('edgetune-engine CLI', () => {
   it('tunes with progress on stderr, then evaluates per exit and voted, and infers with voting', () => {
     const out = join(dir, 'run');
-    const t = run(['tune', '--model', join(dir, 'model'), '--train', join(dir, 'train.jsonl'), '--val', join(dir, 'val.jsonl'), '--out', out,
-      '--steps', '8', '--batch', '4', '--max-length', '64', '--schedule', 'round_robin', '--lora-r', '4']);
+    const t = run([
+      'tune',
+      '--model',
+      join(dir, 'model'),
+      '--train',
+      join(dir, 'train.jsonl'),
+      '--val',
+      join(dir, 'val.jsonl'),
+      '--out',
+      out,
+      '--steps',
+      '8',
+      '--batch',
+      '4',
+      '--max-length',
+      '64',
+      '--schedule',
+      'round_robin',
+      '--lora-r',
+      '4',
+    ]);
     expect(t.status, t.stderr).toBe(0);
     expect(t.stderr).toMatch(/tune \[#+\] 8\/8 +loss \d+\.\d+ +\d+ tok\/s +ETA/);
     expect(t.stdout).toMatch(/exit 3 /);
@@ -43,7 +62,17 @@ describe('edgetune-engine CLI', () => {
     // Same weights, same data: eval must reproduce the validation metrics of the tuning run.
     expect(rep.voted.mean.loss).toBeCloseTo(metrics.validation.voted.mean.loss, 5);
 
-    const i = run(['infer', '--model', join(dir, 'model'), '--adapter', out, '--prompt', 'FREE MONEY: whale ship\nAnswer:', '--labels', ' spam, ham']);
+    const i = run([
+      'infer',
+      '--model',
+      join(dir, 'model'),
+      '--adapter',
+      out,
+      '--prompt',
+      'FREE MONEY: whale ship\nAnswer:',
+      '--labels',
+      ' spam, ham',
+    ]);
     expect(i.status, i.stderr).toBe(0);
     const ans = JSON.parse(i.stdout);
     expect(['spam', 'ham']).toContain(ans.label);
@@ -67,7 +96,17 @@ describe('edgetune-engine CLI', () => {
     const r = run(['tune', '--model', join(dir, 'model'), '--bogus', '1']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/usage: edgetune-engine/);
-    const s = run(['tune', '--model', join(dir, 'model'), '--train', join(dir, 'train.jsonl'), '--out', join(dir, 'y'), '--schedule', 'zigzag']);
+    const s = run([
+      'tune',
+      '--model',
+      join(dir, 'model'),
+      '--train',
+      join(dir, 'train.jsonl'),
+      '--out',
+      join(dir, 'y'),
+      '--schedule',
+      'zigzag',
+    ]);
     expect(s.status).toBe(2);
     expect(s.stderr).toMatch(/--schedule must be one of sequential, round_robin, random/);
     // Datasets are the lab's: the engine names the command to use.

@@ -24,7 +24,9 @@ const within = (got: ArrayLike<number>, want: unknown) => {
 };
 
 describe('LlamaModel vs PyTorch reference (llama-tiny-gqa)', () => {
-  beforeAll(async () => { await useTestBackend(); });
+  beforeAll(async () => {
+    await useTestBackend();
+  });
 
   it('matches logits, every hidden state and the loss without the adapter', () => {
     const model = LlamaModel.load(FIXTURE_DIR);

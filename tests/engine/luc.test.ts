@@ -22,7 +22,10 @@ import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 let dir: string;
 let report: SensitivityReport;
 const rng = new Rng(9);
-const calib = { ids: Array.from({ length: 4 }, () => Array.from({ length: 24 }, () => 4 + rng.int(300))), description: 'random ids (test)' };
+const calib = {
+  ids: Array.from({ length: 4 }, () => Array.from({ length: 24 }, () => 4 + rng.int(300))),
+  description: 'random ids (test)',
+};
 
 beforeAll(async () => {
   await initBackend({ quiet: true });
@@ -55,11 +58,15 @@ describe('LUC', () => {
     const r = compressModel(model, calib, policy);
     expect(r.storedBytes).toBeLessThan(r.denseBytes / 2.5);
     model.layers.forEach((L, l) => {
-      let zeros = 0, n = 0;
+      let zeros = 0,
+        n = 0;
       for (const lin of Object.values(L.linears)) {
         expect(lin.packed?.bits).toBe(policy.bits[l]);
         const w = dequantizeWeight(lin.packed!);
-        for (const x of w) { if (x === 0) zeros++; n++; }
+        for (const x of w) {
+          if (x === 0) zeros++;
+          n++;
+        }
       }
       expect(zeros / n).toBeGreaterThanOrEqual(policy.sparsity[l] - 1 / 32); // per-row floor on 32 columns
     });
@@ -69,7 +76,12 @@ describe('LUC', () => {
     expect(Number.isFinite(diff)).toBe(true);
     // Adaptive layer tuning runs on the compressed model and changes only LoRA/heads.
     const examples = calib.ids.map((ids) => ({ inputIds: ids, labels: ids.map((x, t) => (t > 16 ? x : -100)) }));
-    const t = new AdaptiveTrainer(model, examples, { ...DEFAULT_TUNE, steps: 4, microBatch: 2, schedule: 'round_robin', lora: { ...DEFAULT_LORA, r: 2, alpha: 4 } }, 3);
+    const t = new AdaptiveTrainer(
+      model,
+      examples,
+      { ...DEFAULT_TUNE, steps: 4, microBatch: 2, schedule: 'round_robin', lora: { ...DEFAULT_LORA, r: 2, alpha: 4 } },
+      3,
+    );
     const packedBefore = model.layers[1].linears.q_proj.packed!.data.slice();
     return (async () => {
       for (let i = 0; i < 4; i++) expect(Number.isFinite((await t.step()).loss)).toBe(true);
@@ -88,9 +100,22 @@ describe('LUC in a tuning job', () => {
     const out = join(dir, 'run');
     let seen: unknown = null;
     const r = await runTuning({
-      modelDir: join(dir, 'model'), trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 48,
+      modelDir: join(dir, 'model'),
+      trainFile: join(dir, 'train.jsonl'),
+      validationFile: join(dir, 'val.jsonl'),
+      outDir: out,
+      maxLength: 48,
       tune: { steps: 4, microBatch: 4, lora: { r: 2, alpha: 4 } },
-      compression: { targetSparsity: 0.5, avgBits: 6, activationBits: 8, calibrationSequences: 4, calibrationTokens: 32, onPolicy: (p) => { seen = p; } },
+      compression: {
+        targetSparsity: 0.5,
+        avgBits: 6,
+        activationBits: 8,
+        calibrationSequences: 4,
+        calibrationTokens: 32,
+        onPolicy: (p) => {
+          seen = p;
+        },
+      },
     });
     expect(r.compression?.policy.sparsity).toHaveLength(4);
     expect(seen).toEqual(r.compression?.policy);

@@ -29,7 +29,14 @@ function rng(seed: number): () => number {
 /** Random well-formed unicode: ASCII, Latin, CJK, emoji, whitespace and control chars. */
 function randomUnicode(rand: () => number, n: number): string {
   const ranges: Array<[number, number]> = [
-    [0x20, 0x7e], [0x00, 0x1f], [0xa0, 0x24f], [0x370, 0x3ff], [0x4e00, 0x4fff], [0x1f300, 0x1f6ff], [0xe000, 0xe0ff], [0x10000, 0x10fff],
+    [0x20, 0x7e],
+    [0x00, 0x1f],
+    [0xa0, 0x24f],
+    [0x370, 0x3ff],
+    [0x4e00, 0x4fff],
+    [0x1f300, 0x1f6ff],
+    [0xe000, 0xe0ff],
+    [0x10000, 0x10fff],
   ];
   let s = '';
   for (let i = 0; i < n; i++) {
@@ -152,7 +159,12 @@ describe('loadTokenizer', () => {
   });
 
   it('encodes special tokens to single ids', () => {
-    for (const [s, id] of [['<unk>', 0], ['<s>', 1], ['</s>', 2], ['<pad>', 3]] as const) {
+    for (const [s, id] of [
+      ['<unk>', 0],
+      ['<s>', 1],
+      ['</s>', 2],
+      ['<pad>', 3],
+    ] as const) {
       expect(tok.encode(s, { addSpecialTokens: false })).toEqual([id]);
       expect(tok.tokenToId(s)).toBe(id);
       expect(tok.idToToken(id)).toBe(s);
@@ -242,14 +254,17 @@ function naiveMerges(text: string, numMerges: number, minFrequency: number): str
   const merges: string[] = [];
   while (symbols.length - 256 < numMerges) {
     const pairs = new Map<number, number>();
-    for (const w of words) for (let i = 0; i + 1 < w.syms.length; i++) {
-      const k = w.syms[i]! * 2 ** 21 + w.syms[i + 1]!;
-      pairs.set(k, (pairs.get(k) ?? 0) + w.c);
-    }
-    let best = -1, bestC = 0;
+    for (const w of words)
+      for (let i = 0; i + 1 < w.syms.length; i++) {
+        const k = w.syms[i]! * 2 ** 21 + w.syms[i + 1]!;
+        pairs.set(k, (pairs.get(k) ?? 0) + w.c);
+      }
+    let best = -1,
+      bestC = 0;
     for (const [k, c] of pairs) if (c > bestC || (c === bestC && k < best)) [best, bestC] = [k, c];
     if (best < 0 || bestC < minFrequency) break;
-    const a = Math.floor(best / 2 ** 21), b = best % 2 ** 21;
+    const a = Math.floor(best / 2 ** 21),
+      b = best % 2 ** 21;
     const s = symbols[a]! + symbols[b]!;
     let id = ids.get(s);
     if (id === undefined) {
@@ -261,7 +276,10 @@ function naiveMerges(text: string, numMerges: number, minFrequency: number): str
     words = words.map((w) => {
       const out: number[] = [];
       for (let i = 0; i < w.syms.length; ) {
-        if (i + 1 < w.syms.length && w.syms[i] === a && w.syms[i + 1] === b) { out.push(id!); i += 2; } else out.push(w.syms[i++]!);
+        if (i + 1 < w.syms.length && w.syms[i] === a && w.syms[i + 1] === b) {
+          out.push(id!);
+          i += 2;
+        } else out.push(w.syms[i++]!);
       }
       return { syms: out, c: w.c };
     });

@@ -19,7 +19,10 @@ const churn = (setFlag: string) => `
   console.log(max / 2 ** 20);`;
 
 function maxHeapMiB(setFlag: string, env: NodeJS.ProcessEnv = {}): number {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', churn(setFlag)], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', churn(setFlag)], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
   expect(r.status, r.stderr).toBe(0);
   return Number(r.stdout.trim());
 }

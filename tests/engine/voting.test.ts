@@ -5,15 +5,24 @@ import { initBackend } from '../../packages/engine/src/backend/index.js';
 import { combineExits, fitExitWeights, pathWeights } from '../../packages/engine/src/infer/voting.js';
 import { chooseRule, type EvalReport } from '../../packages/engine/src/infer/evaluate.js';
 
-beforeAll(async () => { await initBackend({ quiet: true }); });
+beforeAll(async () => {
+  await initBackend({ quiet: true });
+});
 
-const P1 = [[0.7, 0.2, 0.1], [0.4, 0.4, 0.2]];
-const P2 = [[0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]];
+const P1 = [
+  [0.7, 0.2, 0.1],
+  [0.4, 0.4, 0.2],
+];
+const P2 = [
+  [0.1, 0.8, 0.1],
+  [1 / 3, 1 / 3, 1 / 3],
+];
 
 describe('combineExits', () => {
   it('max: element-wise max over exits, renormalised (official code)', () => {
     const v = combineExits([tf.tensor2d(P1), tf.tensor2d(P2)], 'max').arraySync();
-    const m0 = [0.7, 0.8, 0.1], z0 = 1.6;
+    const m0 = [0.7, 0.8, 0.1],
+      z0 = 1.6;
     v[0].forEach((x, i) => expect(x).toBeCloseTo(m0[i] / z0, 6));
     expect(v[1].reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
   });
@@ -27,7 +36,8 @@ describe('combineExits', () => {
     const v = combineExits([tf.tensor2d(P1), tf.tensor2d(P2)], 'confidence').arraySync();
     const H = (p: number[]) => -p.reduce((a, x) => a + x * Math.log(x), 0);
     for (const r of [0, 1]) {
-      const w1 = Math.exp(-H(P1[r])), w2 = Math.exp(-H(P2[r]));
+      const w1 = Math.exp(-H(P1[r])),
+        w2 = Math.exp(-H(P2[r]));
       v[r].forEach((x, i) => expect(x).toBeCloseTo((w1 * P1[r][i] + w2 * P2[r][i]) / (w1 + w2), 5));
     }
     // Row 1: exit 2 is uniform (max entropy), so the vote leans to exit 1 more than the mean does.
@@ -68,16 +78,28 @@ describe('fitExitWeights', () => {
 
   it('pathWeights: only when every path has one', () => {
     const base = { layer: 0, start: 0, norm: tf.ones([2]) as tf.Tensor1D, head: tf.ones([3, 2]) as tf.Tensor2D };
-    expect(pathWeights([{ ...base, weight: 0.3 }, { ...base, weight: 0.7 }])).toEqual([0.3, 0.7]);
+    expect(
+      pathWeights([
+        { ...base, weight: 0.3 },
+        { ...base, weight: 0.7 },
+      ]),
+    ).toEqual([0.3, 0.7]);
     expect(pathWeights([{ ...base, weight: 0.3 }, base])).toBeUndefined();
   });
 });
 
 describe('chooseRule', () => {
-  const rep = (acc: [number, number, number, number], loss: [number, number, number, number]) => ({
-    examples: 10, tokens: 20, perExit: [], classTokens: [1, 2], exitWeights: [],
-    voted: Object.fromEntries((['max', 'mean', 'confidence', 'weighted'] as const).map((r, i) => [r, { accuracy: acc[i], loss: loss[i], perplexity: 1 }])),
-  }) as unknown as EvalReport;
+  const rep = (acc: [number, number, number, number], loss: [number, number, number, number]) =>
+    ({
+      examples: 10,
+      tokens: 20,
+      perExit: [],
+      classTokens: [1, 2],
+      exitWeights: [],
+      voted: Object.fromEntries(
+        (['max', 'mean', 'confidence', 'weighted'] as const).map((r, i) => [r, { accuracy: acc[i], loss: loss[i], perplexity: 1 }]),
+      ),
+    }) as unknown as EvalReport;
   it('picks the best validation accuracy, breaking ties by loss, earlier rules first', () => {
     expect(chooseRule(rep([0.8, 0.9, 0.85, 0.9], [1, 1, 1, 1]))).toBe('mean');
     expect(chooseRule(rep([0.9, 0.9, 0.9, 0.9], [0.5, 0.4, 0.6, 0.45]))).toBe('mean');

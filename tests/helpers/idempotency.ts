@@ -11,7 +11,8 @@ export function expectOneRan(rs: Res[]): Res {
   expect(ran, JSON.stringify(rs.map((r) => [r.status, r.body.code]))).toHaveLength(1);
   for (const r of rs) {
     if (r === ran[0]) continue;
-    if (r.status === 201) expect(r.body.id).toBe(ran[0].body.id); // replayed after the winner stored its answer
+    if (r.status === 201)
+      expect(r.body.id).toBe(ran[0].body.id); // replayed after the winner stored its answer
     else expect([r.status, r.body.code]).toEqual([409, 'idempotency_key_in_use']);
   }
   return ran[0];

@@ -1,7 +1,7 @@
 // Test harness for the service: a database and queue prefix of its own per run (real PostgreSQL and
 // Redis), the API in-process on a random port, workers as child processes, and a small HTTP client.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, openSync, closeSync, readFileSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,10 +23,22 @@ export const ADMIN_KEY = 'et-test-admin-key-0123456789abcdefghijklmnop';
  */
 export function fakeModel(dir: string, opts: { layers?: number; weights?: string | null } = {}): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 32, intermediate_size: 64, num_hidden_layers: opts.layers ?? 4,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 384, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
-  }));
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: opts.layers ?? 4,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      vocab_size: 384,
+      max_position_embeddings: 512,
+      rms_norm_eps: 1e-5,
+      tie_word_embeddings: false,
+    }),
+  );
   const weights = opts.weights === undefined ? 'weights v1' : opts.weights;
   if (weights !== null) writeFileSync(join(dir, 'model.safetensors'), weights);
 }
@@ -69,7 +81,10 @@ export async function createTestEnv(opts: { setupModels?: (modelsDir: string) =>
   await admin(`CREATE DATABASE "${dbName}"`);
   const modelsDir = join(dir, 'models');
   try {
-    const mig = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'db-migrate.mjs'), 'deploy'], { env: { ...process.env, DATABASE_URL: databaseUrl }, encoding: 'utf8' });
+    const mig = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'db-migrate.mjs'), 'deploy'], {
+      env: { ...process.env, DATABASE_URL: databaseUrl },
+      encoding: 'utf8',
+    });
     if (mig.status !== 0) throw new Error(`migration failed: ${mig.stderr}`);
     mkdirSync(modelsDir, { recursive: true });
     opts.setupModels?.(modelsDir);
@@ -142,14 +157,31 @@ export function spawnWorker(t: TestEnv, name = 'worker', env: NodeJS.ProcessEnv 
   const logFile = join(t.dir, `${name}-${Date.now()}.log`);
   const fd = openSync(logFile, 'a');
   const proc = spawn(process.execPath, workerCommand(), {
-    cwd: REPO_ROOT, env: { ...t.env, EDGETUNE_HOST_NAME: name, ...env }, stdio: ['ignore', fd, fd], detached: true,
+    cwd: REPO_ROOT,
+    env: { ...t.env, EDGETUNE_HOST_NAME: name, ...env },
+    stdio: ['ignore', fd, fd],
+    detached: true,
   });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   return {
-    proc, logFile, exited,
-    signal: (sig) => { try { proc.kill(sig); } catch { /* gone */ } },
-    killGroup: () => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } },
+    proc,
+    logFile,
+    exited,
+    signal: (sig) => {
+      try {
+        proc.kill(sig);
+      } catch {
+        /* gone */
+      }
+    },
+    killGroup: () => {
+      try {
+        process.kill(-proc.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    },
     log: () => readFileSync(logFile, 'utf8'),
   };
 }
@@ -165,7 +197,12 @@ export async function stopWorker(w: WorkerProcess, ms = 15_000): Promise<void> {
 }
 
 /** Polls `fn` until it returns a truthy value. */
-export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 60_000, what = 'condition', everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined | null | false>,
+  timeoutMs = 60_000,
+  what = 'condition',
+  everyMs = 100,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -185,13 +222,20 @@ export interface Res<T = any> {
 
 /** Minimal HTTP client with a bearer key. */
 export class Client {
-  constructor(readonly base: string, readonly key: string | null = ADMIN_KEY) {}
+  constructor(
+    readonly base: string,
+    readonly key: string | null = ADMIN_KEY,
+  ) {}
 
   withKey(key: string | null): Client {
     return new Client(this.base, key);
   }
 
-  async request<T = any>(method: string, path: string, opts: { json?: unknown; body?: BodyInit; headers?: Record<string, string> } = {}): Promise<Res<T>> {
+  async request<T = any>(
+    method: string,
+    path: string,
+    opts: { json?: unknown; body?: BodyInit; headers?: Record<string, string> } = {},
+  ): Promise<Res<T>> {
     const headers: Record<string, string> = { ...(this.key ? { authorization: `Bearer ${this.key}` } : {}), ...opts.headers };
     let body = opts.body;
     if (opts.json !== undefined) {
@@ -205,12 +249,23 @@ export class Client {
     return { status: r.status, headers: r.headers, body: parsed as T, text };
   }
 
-  get<T = any>(path: string, headers?: Record<string, string>) { return this.request<T>('GET', path, { headers }); }
-  post<T = any>(path: string, json?: unknown, headers?: Record<string, string>) { return this.request<T>('POST', path, { json: json ?? {}, headers }); }
-  delete<T = any>(path: string) { return this.request<T>('DELETE', path); }
+  get<T = any>(path: string, headers?: Record<string, string>) {
+    return this.request<T>('GET', path, { headers });
+  }
+  post<T = any>(path: string, json?: unknown, headers?: Record<string, string>) {
+    return this.request<T>('POST', path, { json: json ?? {}, headers });
+  }
+  delete<T = any>(path: string) {
+    return this.request<T>('DELETE', path);
+  }
 
   /** Uploads text as a JSONL file. */
-  upload<T = any>(content: string | Uint8Array, filename = 'data.jsonl', purpose: string | null = 'fine-tune', headers?: Record<string, string>) {
+  upload<T = any>(
+    content: string | Uint8Array,
+    filename = 'data.jsonl',
+    purpose: string | null = 'fine-tune',
+    headers?: Record<string, string>,
+  ) {
     const form = new FormData();
     if (purpose !== null) form.append('purpose', purpose);
     form.append('file', new Blob([content]), filename);
@@ -232,10 +287,21 @@ export interface SseMessage {
 }
 
 /** Reads an SSE stream until it ends (or `until` says stop); returns the messages. */
-export async function readSse(url: string, key: string, opts: { lastEventId?: string; until?: (m: SseMessage) => boolean; timeoutMs?: number } = {}): Promise<{ status: number; contentType: string | null; messages: SseMessage[] }> {
+export async function readSse(
+  url: string,
+  key: string,
+  opts: { lastEventId?: string; until?: (m: SseMessage) => boolean; timeoutMs?: number } = {},
+): Promise<{ status: number; contentType: string | null; messages: SseMessage[] }> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), opts.timeoutMs ?? 120_000);
-  const r = await fetch(url, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream', ...(opts.lastEventId ? { 'last-event-id': opts.lastEventId } : {}) }, signal: ac.signal });
+  const r = await fetch(url, {
+    headers: {
+      authorization: `Bearer ${key}`,
+      accept: 'text/event-stream',
+      ...(opts.lastEventId ? { 'last-event-id': opts.lastEventId } : {}),
+    },
+    signal: ac.signal,
+  });
   const messages: SseMessage[] = [];
   if (r.status !== 200 || !r.body) {
     clearTimeout(timer);
@@ -258,7 +324,10 @@ export async function readSse(url: string, key: string, opts: { lastEventId?: st
           const value = rest.join(':').replace(/^ /, '');
           if (field === 'id') m.id = value;
           else if (field === 'event') m.event = value;
-          else if (field === 'data') { m.data += (m.data ? '\n' : '') + value; any = true; }
+          else if (field === 'data') {
+            m.data += (m.data ? '\n' : '') + value;
+            any = true;
+          }
         }
         if (!any) continue;
         messages.push(m);

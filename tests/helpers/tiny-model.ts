@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { initLlamaWeights, saveModelFolder } from '../../packages/engine/src/model/init.js';
 import { SPECIAL_TOKENS } from '../../packages/lab/src/pretrain/pretrain.js';
 import { trainByteLevelBpe, tokenizerConfigFor } from '../../packages/lab/src/tokenizer/bpe-trainer.js';
@@ -37,10 +37,23 @@ export function createTinyModel(dir: string, o: TinyModelOptions = {}): LlamaCon
   const heads = o.heads ?? 4;
   const hidden = o.hiddenSize ?? 32;
   const config: LlamaConfig = {
-    vocabSize: vocab, hiddenSize: hidden, intermediateSize: o.intermediateSize ?? 64, numHiddenLayers: o.layers ?? 4,
-    numAttentionHeads: heads, numKeyValueHeads: o.kvHeads ?? 2, headDim: hidden / heads, rmsNormEps: o.rmsNormEps ?? 1e-5,
-    ropeTheta: o.ropeTheta ?? 10000, tieWordEmbeddings: o.tied ?? false, maxPositionEmbeddings: 512, attentionBias: false,
-    mlpBias: false, bosTokenId: 1, eosTokenId: 2, padTokenId: 3, hiddenAct: 'silu',
+    vocabSize: vocab,
+    hiddenSize: hidden,
+    intermediateSize: o.intermediateSize ?? 64,
+    numHiddenLayers: o.layers ?? 4,
+    numAttentionHeads: heads,
+    numKeyValueHeads: o.kvHeads ?? 2,
+    headDim: hidden / heads,
+    rmsNormEps: o.rmsNormEps ?? 1e-5,
+    ropeTheta: o.ropeTheta ?? 10000,
+    tieWordEmbeddings: o.tied ?? false,
+    maxPositionEmbeddings: 512,
+    attentionBias: false,
+    mlpBias: false,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    padTokenId: 3,
+    hiddenAct: 'silu',
   };
   const vars = initLlamaWeights(config, new Rng(o.seed ?? 7));
   saveModelFolder(dir, config, vars as Map<string, tf.Tensor>, o.dtype ?? 'F32');
@@ -59,5 +72,5 @@ export function writeToyTask(file: string, n: number, seed = 1): void {
     const prompt = `${spam ? 'FREE MONEY' : 'Meeting notes'}: ${body}\nAnswer:`;
     lines.push(JSON.stringify({ prompt, completion: spam ? ' spam' : ' ham' }));
   }
-  writeFileSync(file, lines.join('\n') + '\n');
+  writeFileSync(file, `${lines.join('\n')}\n`);
 }

@@ -28,8 +28,13 @@ describe('edgetune-lab CLI', () => {
     const r = run(['data', 'corpus-continuation', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     const counts = JSON.parse(r.stdout) as { train: number; validation: number; test: number };
-    const lines = (f: string) => readFileSync(join(out, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; completion: string });
-    const train = lines('train.jsonl'), test = lines('test.jsonl');
+    const lines = (f: string) =>
+      readFileSync(join(out, f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { prompt: string; completion: string });
+    const train = lines('train.jsonl'),
+      test = lines('test.jsonl');
     expect(train).toHaveLength(counts.train);
     expect(counts.train).toBeGreaterThan(10000);
     expect(test).toHaveLength(counts.test);
@@ -37,7 +42,7 @@ describe('edgetune-lab CLI', () => {
     expect(test.some((x) => seen.has(x.prompt))).toBe(false);
   });
 
-  it('prints the spam task\'s prompt for one RFC 822 mail', () => {
+  it("prints the spam task's prompt for one RFC 822 mail", () => {
     const mail = join(dir, 'mail.eml');
     writeFileSync(mail, 'From: a@example.com\r\nSubject: Cheap watches\r\nContent-Type: text/plain\r\n\r\nBuy now, limited offer.\r\n');
     const r = run(['data', 'spam-prompt', '--email', mail]);

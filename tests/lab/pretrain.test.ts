@@ -9,7 +9,10 @@ import { LlamaModel } from '../../packages/engine/src/model/llama.js';
 import { loadTokenizer } from '../../packages/engine/src/tokenizer/index.js';
 
 let dir: string;
-beforeAll(async () => { await initBackend({ quiet: true }); dir = mkdtempSync(join(tmpdir(), 'edgetune-pre-')); });
+beforeAll(async () => {
+  await initBackend({ quiet: true });
+  dir = mkdtempSync(join(tmpdir(), 'edgetune-pre-'));
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('unigramPerplexity', () => {
@@ -25,11 +28,26 @@ describe('pretrain', () => {
     const out = join(dir, 'm');
     const losses: number[] = [];
     const r = await pretrain({
-      ...DEFAULT_PRETRAIN, outDir: out, vocabSize: 300, hiddenSize: 32, layers: 2, heads: 2, kvHeads: 1, intermediateSize: 64,
-      seq: 32, batch: 4, steps: 40, lr: 1e-2, warmupSteps: 4, tokenizerChars: 200_000, evalTokens: 2048, corpusChars: 300_000,
+      ...DEFAULT_PRETRAIN,
+      outDir: out,
+      vocabSize: 300,
+      hiddenSize: 32,
+      layers: 2,
+      heads: 2,
+      kvHeads: 1,
+      intermediateSize: 64,
+      seq: 32,
+      batch: 4,
+      steps: 40,
+      lr: 1e-2,
+      warmupSteps: 4,
+      tokenizerChars: 200_000,
+      evalTokens: 2048,
+      corpusChars: 300_000,
       onStep: (s) => losses.push(s.loss),
     });
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'README.md', 'pretrain_report.json']) expect(existsSync(join(out, f)), f).toBe(true);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'README.md', 'pretrain_report.json'])
+      expect(existsSync(join(out, f)), f).toBe(true);
     expect(r.steps).toBe(40);
     expect(losses[losses.length - 1]).toBeLessThan(losses[0] - 0.5);
     expect(r.validation.perplexity).toBeGreaterThan(1);

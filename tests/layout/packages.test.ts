@@ -26,7 +26,10 @@ function specifiers(file: string): string[] {
 /** `workspace`'s source files that import a module matching `forbidden`, as `file: module` lines. */
 function offenders(workspace: string, forbidden: RegExp): string[] {
   return sources(join(REPO_ROOT, workspace, 'src')).flatMap((f) =>
-    specifiers(f).filter((s) => forbidden.test(s)).map((s) => `${relative(REPO_ROOT, f)}: ${s}`));
+    specifiers(f)
+      .filter((s) => forbidden.test(s))
+      .map((s) => `${relative(REPO_ROOT, f)}: ${s}`),
+  );
 }
 
 const dependencies = (workspace: string): string[] =>
@@ -43,18 +46,31 @@ describe('package layering', () => {
   });
 
   it('the engine imports no HTTP, database, queue, service package or lab', () => {
-    expect(offenders('packages/engine', /^fastify|^@fastify|^@prisma|^pg$|^bullmq|^ioredis|^@edgetune\/(store|lab|api|worker)/)).toEqual([]);
-    expect(dependencies('packages/engine').filter((d) => d.startsWith('@tensorflow/'))).toEqual(
-      ['@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-core']);
+    expect(offenders('packages/engine', /^fastify|^@fastify|^@prisma|^pg$|^bullmq|^ioredis|^@edgetune\/(store|lab|api|worker)/)).toEqual(
+      [],
+    );
+    expect(dependencies('packages/engine').filter((d) => d.startsWith('@tensorflow/'))).toEqual([
+      '@tensorflow/tfjs-backend-cpu',
+      '@tensorflow/tfjs-backend-wasm',
+      '@tensorflow/tfjs-core',
+    ]);
   });
 
   it('the API imports neither TF.js, the engine, the lab nor the worker', () => {
     expect(offenders('apps/api', /^@tensorflow|^@edgetune\/(engine|lab|worker)|apps\/worker|\.\.\/\.\.\/worker/)).toEqual([]);
-    expect(dependencies('apps/api').filter((d) => d.startsWith('@edgetune/')).sort()).toEqual(['@edgetune/core', '@edgetune/store']);
+    expect(
+      dependencies('apps/api')
+        .filter((d) => d.startsWith('@edgetune/'))
+        .sort(),
+    ).toEqual(['@edgetune/core', '@edgetune/store']);
   });
 
   it('the worker never imports the API or the lab', () => {
     expect(offenders('apps/worker', /^@edgetune\/(api|lab)|apps\/api|\.\.\/\.\.\/api/)).toEqual([]);
-    expect(dependencies('apps/worker').filter((d) => d.startsWith('@edgetune/')).sort()).toEqual(['@edgetune/core', '@edgetune/engine', '@edgetune/store']);
+    expect(
+      dependencies('apps/worker')
+        .filter((d) => d.startsWith('@edgetune/'))
+        .sort(),
+    ).toEqual(['@edgetune/core', '@edgetune/engine', '@edgetune/store']);
   });
 });

@@ -16,7 +16,18 @@ import { loadEdgeAdapter, plainPath } from '../../packages/engine/src/tune/artif
 import { evaluatePaths } from '../../packages/engine/src/infer/evaluate.js';
 import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
 import { modelFingerprint } from '../../packages/core/src/service/fingerprint.js';
-import { ADMIN_KEY, Client, createTestEnv, readSse, spawnWorker, startTestApi, stopWorker, waitFor, type TestEnv, type WorkerProcess } from '../helpers/service.js';
+import {
+  ADMIN_KEY,
+  Client,
+  createTestEnv,
+  readSse,
+  spawnWorker,
+  startTestApi,
+  stopWorker,
+  waitFor,
+  type TestEnv,
+  type WorkerProcess,
+} from '../helpers/service.js';
 
 let t: TestEnv;
 let api: { url: string; stop: () => Promise<void> };
@@ -28,8 +39,20 @@ const MODEL = 'tiny-llama';
 
 const job = async (id: string) => (await c.get(`/v1/jobs/${id}`)).body;
 const events = async (id: string) => (await c.get(`/v1/jobs/${id}/events?limit=1000`)).body.data as any[];
-const untilStatus = (id: string, statuses: string[], ms = 90_000) => waitFor(async () => { const j = await job(id); return statuses.includes(j.status) && j; }, ms, `job ${id} in ${statuses}`);
-const worker = (name: string) => { const w = spawnWorker(t, name); workers.push(w); return w; };
+const untilStatus = (id: string, statuses: string[], ms = 90_000) =>
+  waitFor(
+    async () => {
+      const j = await job(id);
+      return statuses.includes(j.status) && j;
+    },
+    ms,
+    `job ${id} in ${statuses}`,
+  );
+const worker = (name: string) => {
+  const w = spawnWorker(t, name);
+  workers.push(w);
+  return w;
+};
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 beforeAll(async () => {
@@ -53,22 +76,44 @@ afterAll(async () => {
 });
 
 describe('with one worker', () => {
-  beforeAll(() => { shared = spawnWorker(t, 'w-main'); });
-  afterAll(async () => { if (shared) await stopWorker(shared); });
+  beforeAll(() => {
+    shared = spawnWorker(t, 'w-main');
+  });
+  afterAll(async () => {
+    if (shared) await stopWorker(shared);
+  });
 
   it('upload -> job -> SSE progress -> result -> checkpoints -> PEFT and bundle downloads that the engine loads', async () => {
     // the worker reports its measured device; the API plans the job for it
-    const me = await waitFor(async () => (await c.get('/v1/workers')).body.data.find((w: any) => w.host === 'w-main' && w.online), 30_000, 'worker device report');
-    expect(me).toMatchObject({ id: `w-main:${shared!.proc.pid}`, concurrency: 1, device: { backend: 'wasm', threads: expect.any(Number), matmul_gflops: expect.any(Number) } });
+    const me = await waitFor(
+      async () => (await c.get('/v1/workers')).body.data.find((w: any) => w.host === 'w-main' && w.online),
+      30_000,
+      'worker device report',
+    );
+    expect(me).toMatchObject({
+      id: `w-main:${shared!.proc.pid}`,
+      concurrency: 1,
+      device: { backend: 'wasm', threads: expect.any(Number), matmul_gflops: expect.any(Number) },
+    });
     expect(me.device.matmul_gflops).toBeGreaterThan(0);
     expect(me.device.step_time_factor).toBeGreaterThan(0.25); // measured on the reference workload
     expect(me.device.memory_budget_bytes).toBeGreaterThan(0);
     const created = await c.post('/v1/jobs', {
-      model: MODEL, training_file: train, validation_file: val, suffix: 'toy',
-      hyperparameters: { max_steps: 12, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, checkpointing: { every_n_steps: 4 },
+      model: MODEL,
+      training_file: train,
+      validation_file: val,
+      suffix: 'toy',
+      hyperparameters: { max_steps: 12, batch_size: 4, lora_r: 4, learning_rate: 5e-3 },
+      checkpointing: { every_n_steps: 4 },
     });
     expect(created.status).toBe(201);
-    expect(created.body.plan.device).toMatchObject({ source: 'worker', worker_id: me.id, matmul_gflops: me.device.matmul_gflops, step_time_factor: me.device.step_time_factor, memory_budget_bytes: me.device.memory_budget_bytes });
+    expect(created.body.plan.device).toMatchObject({
+      source: 'worker',
+      worker_id: me.id,
+      matmul_gflops: me.device.matmul_gflops,
+      step_time_factor: me.device.step_time_factor,
+      memory_budget_bytes: me.device.memory_budget_bytes,
+    });
     const id = created.body.id;
     const sse = await readSse(`${api.url}/v1/jobs/${id}/events/stream`, ADMIN_KEY, { timeoutMs: 90_000 });
     const j = await job(id);
@@ -81,14 +126,25 @@ describe('with one worker', () => {
     const steps = all.filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data);
     expect(steps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     expect(steps.map((s) => s.exit_layer)).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
-    for (const s of steps) expect(s).toMatchObject({ total_steps: 12, train_loss: expect.any(Number), tokens_per_sec: expect.any(Number), eta_seconds: expect.any(Number) });
+    for (const s of steps)
+      expect(s).toMatchObject({
+        total_steps: 12,
+        train_loss: expect.any(Number),
+        tokens_per_sec: expect.any(Number),
+        eta_seconds: expect.any(Number),
+      });
     const statuses = all.filter((e) => e.type === 'status').map((e) => e.data.status);
     expect(statuses).toEqual(['validating_files', 'queued', 'running', 'succeeded']);
 
     // the job records the engine's report
     expect(j).toMatchObject({
-      progress: { step: 12, total_steps: 12, percent: 100, eta_seconds: null }, attempt: 1, error: null, trained_tokens: expect.any(Number),
-      fine_tuned_model: `ft:${MODEL}:toy:${id}`, result_files: ['bundle', 'peft'], latest_metrics: { step: 12 },
+      progress: { step: 12, total_steps: 12, percent: 100, eta_seconds: null },
+      attempt: 1,
+      error: null,
+      trained_tokens: expect.any(Number),
+      fine_tuned_model: `ft:${MODEL}:toy:${id}`,
+      result_files: ['bundle', 'peft'],
+      latest_metrics: { step: 12 },
     });
     expect(j.finished_at).toBeGreaterThanOrEqual(j.started_at);
     expect(j.plan.device).toMatchObject({ source: 'worker', worker_id: me.id });
@@ -99,7 +155,12 @@ describe('with one worker', () => {
 
     const ck = (await c.get(`/v1/jobs/${id}/checkpoints`)).body;
     expect(ck.data.map((x: any) => x.step_number)).toEqual([12, 8, 4]);
-    expect(ck.data[0]).toMatchObject({ object: 'fine_tuning.job.checkpoint', fine_tuning_job_id: id, bytes: expect.any(Number), metrics: { train_loss: expect.any(Number) } });
+    expect(ck.data[0]).toMatchObject({
+      object: 'fine_tuning.job.checkpoint',
+      fine_tuning_job_id: id,
+      bytes: expect.any(Number),
+      metrics: { train_loss: expect.any(Number) },
+    });
     expect(j.checkpoints).toEqual({ count: 3, latest_id: ck.data[0].id });
 
     // PEFT download: tar of exactly the two PEFT files; sha256 header; the engine loading it the PEFT
@@ -117,7 +178,13 @@ describe('with one worker', () => {
     await tar.extract({ file: join(t.dir, 'peft.tar'), cwd: peftDir });
     expect(readdirSync(peftDir).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
     const cfg = JSON.parse(readFileSync(join(peftDir, 'adapter_config.json'), 'utf8'));
-    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 4, base_model_name_or_path: MODEL, layers_to_transform: [3], modules_to_save: expect.arrayContaining(['lm_head', 'model.norm']) });
+    expect(cfg).toMatchObject({
+      peft_type: 'LORA',
+      r: 4,
+      base_model_name_or_path: MODEL,
+      layers_to_transform: [3],
+      modules_to_save: expect.arrayContaining(['lm_head', 'model.norm']),
+    });
 
     const modelDir = join(t.modelsDir, MODEL);
     const tok = await loadTokenizer(modelDir);
@@ -158,14 +225,28 @@ describe('with one worker', () => {
     writeFileSync(join(t.dir, 'bundle.tar'), bundle.data);
     await tar.extract({ file: join(t.dir, 'bundle.tar'), cwd: bdir });
     const manifest = JSON.parse(readFileSync(join(bdir, 'manifest.json'), 'utf8'));
-    expect(manifest).toMatchObject({ format: 'edgetune.bundle/1', job_id: id, base_model: MODEL, exit_layers: [0, 1, 2, 3], voting_rule: j.result.voting_rule });
-    expect(Object.keys(manifest.files).sort()).toEqual(['edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors']);
+    expect(manifest).toMatchObject({
+      format: 'edgetune.bundle/1',
+      job_id: id,
+      base_model: MODEL,
+      exit_layers: [0, 1, 2, 3],
+      voting_rule: j.result.voting_rule,
+    });
+    expect(Object.keys(manifest.files).sort()).toEqual([
+      'edge_llm.json',
+      'edge_llm.safetensors',
+      'metrics.json',
+      'peft/adapter_config.json',
+      'peft/adapter_model.safetensors',
+    ]);
     for (const [f, m] of Object.entries(manifest.files as Record<string, { sha256: string; bytes: number }>)) {
       const data = readFileSync(join(bdir, f));
       expect(sha256(data), f).toBe(m.sha256);
       expect(data.length).toBe(m.bytes);
     }
-    expect(readFileSync(join(bdir, 'peft', 'adapter_model.safetensors')).equals(readFileSync(join(peftDir, 'adapter_model.safetensors')))).toBe(true);
+    expect(
+      readFileSync(join(bdir, 'peft', 'adapter_model.safetensors')).equals(readFileSync(join(peftDir, 'adapter_model.safetensors'))),
+    ).toBe(true);
     const voted = LlamaModel.load(modelDir);
     const { paths, manifest: edge } = loadEdgeAdapter(voted, bdir);
     expect(edge.voting_rule).toBe(j.result.voting_rule);
@@ -185,8 +266,12 @@ describe('with one worker', () => {
     const budget = { target_sparsity: 0.3, avg_bits: 4 };
     const device = { memory_budget_bytes: 4 * 2 ** 30, threads: 1 };
     const body = {
-      model: MODEL, training_file: train, validation_file: val, device,
-      hyperparameters: { max_steps: 8, batch_size: 4, lora_r: 4, learning_rate: 5e-3 }, method: { type: 'edge_llm', edge_llm: { compression: budget, schedule: 'round_robin', prefix: 'adapted' } },
+      model: MODEL,
+      training_file: train,
+      validation_file: val,
+      device,
+      hyperparameters: { max_steps: 8, batch_size: 4, lora_r: 4, learning_rate: 5e-3 },
+      method: { type: 'edge_llm', edge_llm: { compression: budget, schedule: 'round_robin', prefix: 'adapted' } },
     };
     const run = async () => {
       const created = await c.post('/v1/jobs', body);
@@ -199,44 +284,76 @@ describe('with one worker', () => {
     const a = await run();
     expect(a.policy_id).toMatch(/^pol_/);
     // the sandboxed processor fingerprinted the model from the hashes its worker made at startup: it read no model file
-    expect(shared!.log()).toMatch(new RegExp(`\\[${a.id}\\] \\+\\d+ ms: model fingerprint [0-9a-f]{12} \\(0 model files hashed by this process\\)`));
-    expect(a.result.compression).toMatchObject({ policy_id: a.policy_id, policy_reused: false, mean_sparsity: expect.closeTo(0.3, 5), mean_bits: expect.any(Number) });
+    expect(shared!.log()).toMatch(
+      new RegExp(`\\[${a.id}\\] \\+\\d+ ms: model fingerprint [0-9a-f]{12} \\(0 model files hashed by this process\\)`),
+    );
+    expect(a.result.compression).toMatchObject({
+      policy_id: a.policy_id,
+      policy_reused: false,
+      mean_sparsity: expect.closeTo(0.3, 5),
+      mean_bits: expect.any(Number),
+    });
     expect(a.result.compression.mean_bits).toBeLessThanOrEqual(4);
     expect(a.result.compression.stored_bytes).toBeLessThan(a.result.compression.dense_bytes / 4);
     // the worker's plan replaced the API's, with what it measured and the admission forecast kept
     expect(a.plan).toMatchObject({
-      source: 'worker', fits: true, exit_layers: [0, 1, 2, 3], micro_batch: 4, policy: { id: a.policy_id, source: 'run' },
-      device: { memory_budget_bytes: device.memory_budget_bytes, threads: 1 }, admission: { fits: true, memory_budget_bytes: device.memory_budget_bytes },
+      source: 'worker',
+      fits: true,
+      exit_layers: [0, 1, 2, 3],
+      micro_batch: 4,
+      policy: { id: a.policy_id, source: 'run' },
+      device: { memory_budget_bytes: device.memory_budget_bytes, threads: 1 },
+      admission: { fits: true, memory_budget_bytes: device.memory_budget_bytes },
     });
     expect(a.plan.storage.every((s: string) => s === 'int4' || s === 'int8')).toBe(true);
     // the worker's plan measured this machine's step-time factor (reference workload) and forecast with it
     expect(a.plan.device.step_time_factor).toBeGreaterThan(0.25);
-    const logged = new RegExp(`\\[${a.id}\\] device: SGEMM \\d+ GFLOP/s, reference step [\\d.]+ ms vs [\\d.]+ forecast \\([\\d.]+\\): step-time factor ([\\d.]+)`).exec(shared!.log());
+    const logged = new RegExp(
+      `\\[${a.id}\\] device: SGEMM \\d+ GFLOP/s, reference step [\\d.]+ ms vs [\\d.]+ forecast \\([\\d.]+\\): step-time factor ([\\d.]+)`,
+    ).exec(shared!.log());
     expect(Number(logged?.[1])).toBeCloseTo(a.plan.device.step_time_factor, 1);
     for (const k of ['peak_rss_bytes', 'peak_tf_bytes', 'step_ms']) {
       expect(a.plan.measured[k], k).toBeGreaterThan(0);
       expect(a.plan.error[k], k).toBeCloseTo(a.plan.forecast[k] / a.plan.measured[k] - 1, 2);
     }
     const evA = await events(a.id);
-    expect(evA.map((e) => e.message)).toEqual(expect.arrayContaining([
-      `Compression policy ${a.policy_id} created from a fresh sensitivity profile and stored`, expect.stringMatching(/^Plan forecast vs measured: peak RSS \d+ MiB vs \d+ MiB/),
-    ]));
+    expect(evA.map((e) => e.message)).toEqual(
+      expect.arrayContaining([
+        `Compression policy ${a.policy_id} created from a fresh sensitivity profile and stored`,
+        expect.stringMatching(/^Plan forecast vs measured: peak RSS \d+ MiB vs \d+ MiB/),
+      ]),
+    );
     let policies = (await c.get(`/v1/policies?model=${MODEL}`)).body.data;
     expect(policies).toHaveLength(1);
-    expect(policies[0]).toMatchObject({ id: a.policy_id, model: MODEL, budget: { ...budget, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 }, n_layers: 4, job_count: 1 });
+    expect(policies[0]).toMatchObject({
+      id: a.policy_id,
+      model: MODEL,
+      budget: { ...budget, method: 'wanda', sparsity_rule: 'owl', bits_rule: 'budgeted', group_size: 0 },
+      n_layers: 4,
+      job_count: 1,
+    });
     expect(policies[0].calibration.description).toContain(`training file ${train}`);
     expect(policies[0].calibration.description).not.toContain(t.dir);
     expect(policies[0].sensitivity.profile.layers).toHaveLength(4);
 
     const b = await run();
     expect(b.policy_id).toBe(a.policy_id);
-    expect(b.result.compression).toMatchObject({ policy_id: a.policy_id, policy_reused: true, stored_bytes: a.result.compression.stored_bytes });
-    expect((await events(b.id)).map((e) => e.message)).toContain(`Compression policy ${a.policy_id} reused (stored for this model and budget: no profiling)`);
+    expect(b.result.compression).toMatchObject({
+      policy_id: a.policy_id,
+      policy_reused: true,
+      stored_bytes: a.result.compression.stored_bytes,
+    });
+    expect((await events(b.id)).map((e) => e.message)).toContain(
+      `Compression policy ${a.policy_id} reused (stored for this model and budget: no profiling)`,
+    );
     expect(shared!.log()).toContain(`[${b.id}] LUC policy ${a.policy_id} reused`);
     policies = (await c.get('/v1/policies')).body.data;
     expect(policies.map((p: any) => p.id)).toEqual([a.policy_id]);
     expect(policies[0].job_count).toBe(2);
-    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({ policy_id: a.policy_id, plan: { policy: { id: a.policy_id, source: 'stored' }, storage: a.plan.storage } });
+    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({
+      policy_id: a.policy_id,
+      plan: { policy: { id: a.policy_id, source: 'stored' }, storage: a.plan.storage },
+    });
 
     // the bundle carries the policy and the packed weights: the voted compressed model evaluates as the job did
     const bundle = await c.bytes(`/v1/jobs/${b.id}/adapter?format=bundle`);
@@ -245,9 +362,18 @@ describe('with one worker', () => {
     writeFileSync(join(t.dir, 'bundle-compressed.tar'), bundle.data);
     await tar.extract({ file: join(t.dir, 'bundle-compressed.tar'), cwd: bdir });
     const manifest = JSON.parse(readFileSync(join(bdir, 'manifest.json'), 'utf8'));
-    expect(Object.keys(manifest.files).sort()).toEqual(['compressed_model.safetensors', 'edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors', 'policy.json']);
+    expect(Object.keys(manifest.files).sort()).toEqual([
+      'compressed_model.safetensors',
+      'edge_llm.json',
+      'edge_llm.safetensors',
+      'metrics.json',
+      'peft/adapter_config.json',
+      'peft/adapter_model.safetensors',
+      'policy.json',
+    ]);
     expect(manifest.compression).toMatchObject({ policy_id: a.policy_id, budget: { target_sparsity: 0.3, avg_bits: 4 } });
-    for (const [f, m] of Object.entries(manifest.files as Record<string, { sha256: string }>)) expect(sha256(readFileSync(join(bdir, f))), f).toBe(m.sha256);
+    for (const [f, m] of Object.entries(manifest.files as Record<string, { sha256: string }>))
+      expect(sha256(readFileSync(join(bdir, f))), f).toBe(m.sha256);
     const policyJson = JSON.parse(readFileSync(join(bdir, 'policy.json'), 'utf8'));
     expect(policyJson).toMatchObject({ id: a.policy_id, object: 'policy', sparsity: policies[0].sparsity, bits: policies[0].bits });
     const edge = JSON.parse(readFileSync(join(bdir, 'edge_llm.json'), 'utf8'));
@@ -271,25 +397,52 @@ describe('with one worker', () => {
     createTinyModel(modelDir, { layers: 4, seed: 8 });
     const fpC = await modelFingerprint(modelDir);
     expect(fpC).not.toBe(fpA);
-    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({ policy_id: null, plan: { policy: { id: null, source: 'estimated' } } });
+    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({
+      policy_id: null,
+      plan: { policy: { id: null, source: 'estimated' } },
+    });
     const cJob = await run();
     expect(cJob.policy_id).toMatch(/^pol_/);
     expect(cJob.policy_id).not.toBe(a.policy_id);
     expect(cJob.result.compression).toMatchObject({ policy_id: cJob.policy_id, policy_reused: false });
-    expect(shared!.log()).toMatch(new RegExp(`\\[${cJob.id}\\] \\+\\d+ ms: model fingerprint ${fpC!.slice(0, 12)} \\([1-9]\\d* model files hashed`)); // the changed file was read
-    expect((await events(cJob.id)).map((e) => e.message)).toContain(`Compression policy ${cJob.policy_id} created from a fresh sensitivity profile and stored`);
+    expect(shared!.log()).toMatch(
+      new RegExp(`\\[${cJob.id}\\] \\+\\d+ ms: model fingerprint ${fpC!.slice(0, 12)} \\([1-9]\\d* model files hashed`),
+    ); // the changed file was read
+    expect((await events(cJob.id)).map((e) => e.message)).toContain(
+      `Compression policy ${cJob.policy_id} created from a fresh sensitivity profile and stored`,
+    );
     policies = (await c.get(`/v1/policies?model=${MODEL}`)).body.data;
-    expect(policies.map((p: any) => [p.id, p.model_fingerprint])).toEqual([[cJob.policy_id, fpC], [a.policy_id, fpA]]);
+    expect(policies.map((p: any) => [p.id, p.model_fingerprint])).toEqual([
+      [cJob.policy_id, fpC],
+      [a.policy_id, fpA],
+    ]);
     expect((await c.get(`/v1/models/${MODEL}`)).body.fingerprint).toBe(fpC); // the worker recorded the weights it found
     // the old weights back: their policy applies again
     createTinyModel(modelDir, { layers: 4, seed: 7 });
     expect(await modelFingerprint(modelDir)).toBe(fpA);
-    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({ policy_id: a.policy_id, plan: { policy: { id: a.policy_id, source: 'stored' } } });
+    expect((await c.post('/v1/jobs?dry_run=true', body)).body).toMatchObject({
+      policy_id: a.policy_id,
+      plan: { policy: { id: a.policy_id, source: 'stored' } },
+    });
   });
 
   it('cancel reaches a running job within seconds; it ends cancelled with no adapter', async () => {
-    const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: 5000, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;
-    await waitFor(async () => { const j = await job(id); return j.status === 'running' && j.progress.step >= 3 && j; }, 60_000, 'training');
+    const id = (
+      await c.post('/v1/jobs', {
+        model: MODEL,
+        training_file: train,
+        hyperparameters: { max_steps: 5000, batch_size: 4, lora_r: 4 },
+        checkpointing: { every_n_steps: 1000 },
+      })
+    ).body.id;
+    await waitFor(
+      async () => {
+        const j = await job(id);
+        return j.status === 'running' && j.progress.step >= 3 && j;
+      },
+      60_000,
+      'training',
+    );
     const t0 = Date.now();
     const r = await c.post(`/v1/jobs/${id}/cancel`);
     expect(r.status).toBe(200);
@@ -310,10 +463,26 @@ describe('with one worker', () => {
 
 describe('worker death and shutdown', () => {
   it('a worker killed with SIGKILL mid-job: a new worker resumes from the last checkpoint without redoing earlier steps', async () => {
-    const total = 80, every = 5;
-    const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, validation_file: val, hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: every } })).body.id;
+    const total = 80,
+      every = 5;
+    const id = (
+      await c.post('/v1/jobs', {
+        model: MODEL,
+        training_file: train,
+        validation_file: val,
+        hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 },
+        checkpointing: { every_n_steps: every },
+      })
+    ).body.id;
     const a = worker('w-doomed');
-    await waitFor(async () => { const ck = (await c.get(`/v1/jobs/${id}/checkpoints?limit=1`)).body.data[0]; return ck && ck.step_number >= 3 * every; }, 60_000, 'checkpoints');
+    await waitFor(
+      async () => {
+        const ck = (await c.get(`/v1/jobs/${id}/checkpoints?limit=1`)).body.data[0];
+        return ck && ck.step_number >= 3 * every;
+      },
+      60_000,
+      'checkpoints',
+    );
     a.killGroup();
     await a.exited;
     const killedAt = (await job(id)).progress.step;
@@ -328,12 +497,20 @@ describe('worker death and shutdown', () => {
     expect(done.status, JSON.stringify(done.error) + b.log()).toBe('succeeded');
     expect(done.attempt).toBe(2);
     const all = await events(id);
-    const resumedIdx = all.findIndex((e) => e.type === 'status' && e.data.resumed_from_step !== undefined && e.data.resumed_from_step !== null);
+    const resumedIdx = all.findIndex(
+      (e) => e.type === 'status' && e.data.resumed_from_step !== undefined && e.data.resumed_from_step !== null,
+    );
     expect(all[resumedIdx].data).toMatchObject({ resumed_from_step: last, attempt: 2, worker_id: expect.stringMatching(/^w-rescue:/) });
-    const after = all.slice(resumedIdx + 1).filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data.step);
+    const after = all
+      .slice(resumedIdx + 1)
+      .filter((e) => e.type === 'metrics' && e.data.step)
+      .map((e) => e.data.step);
     expect(after[0]).toBe(last + 1);
     expect(after).toEqual(Array.from({ length: total - last }, (_, i) => last + 1 + i));
-    const before = all.slice(0, resumedIdx).filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data.step);
+    const before = all
+      .slice(0, resumedIdx)
+      .filter((e) => e.type === 'metrics' && e.data.step)
+      .map((e) => e.data.step);
     expect(before.at(-1)).toBeGreaterThanOrEqual(last);
     expect(done.result.steps).toBe(total);
     expect(done.result_files).toEqual(['bundle', 'peft']);
@@ -342,19 +519,41 @@ describe('worker death and shutdown', () => {
   it('an idle worker re-measures its device every EDGETUNE_WORKER_REPROBE_MS and reports the new reading', async () => {
     const w = spawnWorker(t, 'w-reprobe', { EDGETUNE_WORKER_REPROBE_MS: '1500' });
     workers.push(w);
-    await waitFor(async () => (w.log().match(/device re-measured: SGEMM \d+ GFLOP\/s/g) ?? []).length >= 2 || null, 60_000, 'two re-measurements');
+    await waitFor(
+      async () => (w.log().match(/device re-measured: SGEMM \d+ GFLOP\/s/g) ?? []).length >= 2 || null,
+      60_000,
+      'two re-measurements',
+    );
     const readings = [...w.log().matchAll(/device(?: re-measured)?: .*SGEMM (\d+) GFLOP\/s/g)].map((m) => Number(m[1]));
     expect(readings.length).toBeGreaterThanOrEqual(3);
     // the row carries one of the readings (the latest the heartbeat sent)
-    const row = await waitFor(async () => (await c.get('/v1/workers')).body.data.find((x: any) => x.id === `w-reprobe:${w.proc.pid}`), 30_000, 'report');
+    const row = await waitFor(
+      async () => (await c.get('/v1/workers')).body.data.find((x: any) => x.id === `w-reprobe:${w.proc.pid}`),
+      30_000,
+      'report',
+    );
     expect(readings.some((g) => Math.abs(g - row.device.matmul_gflops) <= 0.5)).toBe(true);
   });
 
   it('SIGTERM: the worker checkpoints the step it is on, re-queues the job and exits cleanly; the next worker resumes there', async () => {
     const total = 400; // enough that the job is still running when SIGTERM lands, even on a fast machine
-    const id = (await c.post('/v1/jobs', { model: MODEL, training_file: train, hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 }, checkpointing: { every_n_steps: 1000 } })).body.id;
+    const id = (
+      await c.post('/v1/jobs', {
+        model: MODEL,
+        training_file: train,
+        hyperparameters: { max_steps: total, batch_size: 4, lora_r: 4 },
+        checkpointing: { every_n_steps: 1000 },
+      })
+    ).body.id;
     const a = worker('w-term');
-    await waitFor(async () => { const j = await job(id); return j.progress.step >= 10 && j; }, 60_000, 'training');
+    await waitFor(
+      async () => {
+        const j = await job(id);
+        return j.progress.step >= 10 && j;
+      },
+      60_000,
+      'training',
+    );
     await waitFor(async () => (await c.get('/v1/workers')).body.data.some((w: any) => w.host === 'w-term'), 30_000, 'worker device report');
     const t0 = Date.now();
     a.signal('SIGTERM');
@@ -378,7 +577,10 @@ describe('worker death and shutdown', () => {
     const all = await events(id);
     const resumedIdx = all.findIndex((e) => e.type === 'status' && e.data.resumed_from_step === s);
     expect(resumedIdx).toBeGreaterThan(0);
-    const after = all.slice(resumedIdx + 1).filter((e) => e.type === 'metrics' && e.data.step).map((e) => e.data.step);
+    const after = all
+      .slice(resumedIdx + 1)
+      .filter((e) => e.type === 'metrics' && e.data.step)
+      .map((e) => e.data.step);
     expect(after[0]).toBe(s + 1);
     expect(after.at(-1)).toBe(total);
   });

@@ -25,15 +25,30 @@ const projectId = 'proj_reconcile';
 const STALLED = 'job stalled more than allowable limit';
 
 /** A job row in `status` whose queue job is `queueJobId`, last updated an hour ago unless `fresh`. */
-async function jobRow(status: string, opts: { queueJobId?: string | null; fresh?: boolean } = {}): Promise<{ id: string; queueJobId: string | null }> {
+async function jobRow(
+  status: string,
+  opts: { queueJobId?: string | null; fresh?: boolean } = {},
+): Promise<{ id: string; queueJobId: string | null }> {
   const id = newId('job');
   const queueJobId = opts.queueJobId === undefined ? id : opts.queueJobId;
   const unstarted = status === 'queued' || status === 'validating_files';
   await db.job.create({
     data: {
-      id, projectId, model: 'no-such-model', trainingFile: 'file_none', status, method: { type: 'edge_llm', edge_llm: {} }, hyperparameters: {},
-      checkpointEvery: 5, seed: 1, metadata: {}, totalSteps: 40, queueJobId, startedAt: unstarted ? null : new Date(),
-      attempts: unstarted ? 0 : 1, step: unstarted ? 0 : 7,
+      id,
+      projectId,
+      model: 'no-such-model',
+      trainingFile: 'file_none',
+      status,
+      method: { type: 'edge_llm', edge_llm: {} },
+      hyperparameters: {},
+      checkpointEvery: 5,
+      seed: 1,
+      metadata: {},
+      totalSteps: 40,
+      queueJobId,
+      startedAt: unstarted ? null : new Date(),
+      attempts: unstarted ? 0 : 1,
+      step: unstarted ? 0 : 7,
     },
   });
   if (!opts.fresh) await db.$executeRaw`UPDATE jobs SET updated_at = now() - interval '1 hour' WHERE id = ${id}`;
@@ -46,7 +61,8 @@ async function checkpoint(jobId: string, step: number): Promise<void> {
   await db.checkpoint.create({ data: { id: newId('checkpoint'), jobId, step, metrics: {}, blobId: blob.id } });
 }
 
-const addQueueJob = (queueJobId: string, jobId: string) => queue.add('tune', { jobId }, { jobId: queueJobId, removeOnComplete: 1000, removeOnFail: 5000 });
+const addQueueJob = (queueJobId: string, jobId: string) =>
+  queue.add('tune', { jobId }, { jobId: queueJobId, removeOnComplete: 1000, removeOnFail: 5000 });
 
 /** Adds queue job `queueJobId` and makes it active under a worker that dies at once (its lock lapses, unrenewed). */
 async function orphanActive(queueJobId: string, jobId: string): Promise<void> {
@@ -66,9 +82,19 @@ async function orphanActive(queueJobId: string, jobId: string): Promise<void> {
 async function stallOut(queueJobId: string, jobId: string): Promise<void> {
   await orphanActive(queueJobId, jobId);
   const conn = redisConnection(t.redisUrl);
-  const w = new Worker<QueueJobData>(QUEUE_NAME, async () => { throw new Error('the processor must not run'); }, {
-    connection: conn, prefix: t.prefix, lockDuration: 300, stalledInterval: 100, maxStalledCount: 0,
-  });
+  const w = new Worker<QueueJobData>(
+    QUEUE_NAME,
+    async () => {
+      throw new Error('the processor must not run');
+    },
+    {
+      connection: conn,
+      prefix: t.prefix,
+      lockDuration: 300,
+      stalledInterval: 100,
+      maxStalledCount: 0,
+    },
+  );
   try {
     await waitFor(async () => (await (await queue.getJob(queueJobId))?.getState()) === 'failed', 10_000, `${queueJobId} stalled out`);
     expect((await queue.getJob(queueJobId))?.failedReason).toBe(STALLED);
@@ -79,8 +105,12 @@ async function stallOut(queueJobId: string, jobId: string): Promise<void> {
 }
 
 const row = (id: string) => db.job.findUniqueOrThrow({ where: { id } });
-const statusEvents = async (id: string) => (await db.jobEvent.findMany({ where: { jobId: id, type: 'status' }, orderBy: { seq: 'asc' } }))
-  .map((e) => ({ message: e.message, level: e.level, data: e.data as Record<string, unknown> }));
+const statusEvents = async (id: string) =>
+  (await db.jobEvent.findMany({ where: { jobId: id, type: 'status' }, orderBy: { seq: 'asc' } })).map((e) => ({
+    message: e.message,
+    level: e.level,
+    data: e.data as Record<string, unknown>,
+  }));
 
 beforeAll(async () => {
   t = await createTestEnv();
@@ -118,11 +148,13 @@ describe('reconcileJobs', () => {
     conn.disconnect();
 
     const settled = await reconcileJobs(deps);
-    expect(settled).toEqual(expect.arrayContaining([
-      { jobId: failed.id, from: 'cancelling', queueState: 'failed', to: 'cancelled' },
-      { jobId: gone.id, from: 'cancelling', queueState: 'missing', to: 'cancelled' },
-      { jobId: done.id, from: 'cancelling', queueState: 'completed', to: 'cancelled' },
-    ]));
+    expect(settled).toEqual(
+      expect.arrayContaining([
+        { jobId: failed.id, from: 'cancelling', queueState: 'failed', to: 'cancelled' },
+        { jobId: gone.id, from: 'cancelling', queueState: 'missing', to: 'cancelled' },
+        { jobId: done.id, from: 'cancelling', queueState: 'completed', to: 'cancelled' },
+      ]),
+    );
     expect(settled).toHaveLength(3);
     for (const j of [failed, gone, done]) {
       const r = await row(j.id);
@@ -147,7 +179,10 @@ describe('reconcileJobs', () => {
     const s = await row(stalled.id);
     expect(s).toMatchObject({ status: 'failed', error: { code: 'worker_lost', message: expect.stringContaining(STALLED), param: null } });
     expect(s.finishedAt).toBeInstanceOf(Date);
-    expect((await statusEvents(stalled.id)).at(-1)).toMatchObject({ level: 'error', data: { status: 'failed', error: { code: 'worker_lost' } } });
+    expect((await statusEvents(stalled.id)).at(-1)).toMatchObject({
+      level: 'error',
+      data: { status: 'failed', error: { code: 'worker_lost' } },
+    });
 
     const l = await row(lost.id);
     expect(l).toMatchObject({ status: 'queued', step: 10, finishedAt: null, error: null });
@@ -183,7 +218,9 @@ describe('reconcileJobs', () => {
     expect((await row(terminal.id)).status).toBe('succeeded');
     expect((await row(validating.id)).status).toBe('validating_files');
     // past the grace period the fresh row is settled
-    expect(await reconcileJobs(deps, { graceMs: 0 })).toEqual([{ jobId: fresh.id, from: 'cancelling', queueState: 'missing', to: 'cancelled' }]);
+    expect(await reconcileJobs(deps, { graceMs: 0 })).toEqual([
+      { jobId: fresh.id, from: 'cancelling', queueState: 'missing', to: 'cancelled' },
+    ]);
   });
 
   it('a job an API left in validating_files for over 60 s ends failed (api_interrupted), once, even with racing reconcilers, and is not queued', async () => {
@@ -191,12 +228,26 @@ describe('reconcileJobs', () => {
     const [a, b] = await Promise.all([reconcileJobs(deps), reconcileJobs(deps)]);
     expect([...a, ...b]).toEqual([{ jobId: left.id, from: 'validating_files', queueState: 'missing', to: 'failed' }]);
     const r = await row(left.id);
-    expect(r).toMatchObject({ status: 'failed', error: { code: 'api_interrupted', message: expect.stringContaining('never accepted'), param: null }, step: 0 });
+    expect(r).toMatchObject({
+      status: 'failed',
+      error: { code: 'api_interrupted', message: expect.stringContaining('never accepted'), param: null },
+      step: 0,
+    });
     expect(r.finishedAt).toBeInstanceOf(Date);
     expect(await statusEvents(left.id)).toEqual([
-      { message: expect.stringContaining('Job failed: The API stopped'), level: 'error', data: { status: 'failed', error: expect.objectContaining({ code: 'api_interrupted' }) } },
+      {
+        message: expect.stringContaining('Job failed: The API stopped'),
+        level: 'error',
+        data: { status: 'failed', error: expect.objectContaining({ code: 'api_interrupted' }) },
+      },
     ]);
-    expect(await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')).toEqual({ waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0 });
+    expect(await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')).toEqual({
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      failed: 0,
+      completed: 0,
+    });
     expect(await reconcileJobs(deps)).toEqual([]);
   });
 
@@ -208,7 +259,7 @@ describe('reconcileJobs', () => {
     expect((await statusEvents(lost.id)).filter((e) => e.data.status === 'queued')).toHaveLength(1);
   });
 
-  it('settleFailedQueueJob: a failed queue job that is no longer the row\'s leaves the row alone', async () => {
+  it("settleFailedQueueJob: a failed queue job that is no longer the row's leaves the row alone", async () => {
     const j = await jobRow('running', { queueJobId: 'current-queue-job' });
     expect(await settleFailedQueueJob(deps, j.id, 'an-older-queue-job', STALLED)).toBeNull();
     expect((await row(j.id)).status).toBe('running');
@@ -238,21 +289,30 @@ describe('a worker process reconciles', () => {
     w = spawnWorker(t, 'w-reconcile', { EDGETUNE_MAX_STALLED_COUNT: '0', EDGETUNE_RECONCILE_INTERVAL_MS: '500' });
   });
 
-  afterAll(async () => { if (w) await stopWorker(w); });
+  afterAll(async () => {
+    if (w) await stopWorker(w);
+  });
 
   it('at startup and from its failed handler: cancelling jobs end cancelled, stalled-out running jobs failed (worker_lost), a lost running job runs again, an abandoned validating job failed (api_interrupted)', async () => {
     const ids = Object.values(rows).map((r) => r.id);
     // settled: each row finished and its last status event written (just after the row)
-    const settled = async () => (await Promise.all(ids.map(async (id) => ['cancelled', 'failed'].includes((await statusEvents(id)).at(-1)?.data.status as string))))
-      .every(Boolean);
-    await waitFor(settled, 15_000, 'every job settled', 200).catch((e) => { throw new Error(`${(e as Error).message}\n${w!.log().slice(-3000)}`); });
+    const settled = async () =>
+      (
+        await Promise.all(ids.map(async (id) => ['cancelled', 'failed'].includes((await statusEvents(id)).at(-1)?.data.status as string)))
+      ).every(Boolean);
+    await waitFor(settled, 15_000, 'every job settled', 200).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${w!.log().slice(-3000)}`);
+    });
     for (const k of ['cancelFailed', 'cancelGone', 'cancelStalling']) {
       const r = await row(rows[k].id);
       expect(r.status, k).toBe('cancelled');
       expect(r.error, k).toBeNull();
     }
     for (const k of ['runFailed', 'runStalling']) {
-      expect(await row(rows[k].id), k).toMatchObject({ status: 'failed', error: { code: 'worker_lost', message: expect.stringContaining(STALLED) } });
+      expect(await row(rows[k].id), k).toMatchObject({
+        status: 'failed',
+        error: { code: 'worker_lost', message: expect.stringContaining(STALLED) },
+      });
     }
     expect(await row(rows.validating.id)).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'api_interrupted' } });
     // the lost job went back to the queue (resuming at its checkpoint) and the worker picked it up: it has no such model
@@ -269,7 +329,7 @@ describe('a worker process reconciles', () => {
     expect((await row(j.id)).status).toBe('cancelled');
   });
 
-  it('a stale queue job (no longer the row\'s) is skipped; the row\'s own queue job runs it', async () => {
+  it("a stale queue job (no longer the row's) is skipped; the row's own queue job runs it", async () => {
     const j = await jobRow('queued', { queueJobId: 'current-queue-job', fresh: true });
     await addQueueJob('stale-queue-job', j.id); // delivered first
     await addQueueJob('current-queue-job', j.id);

@@ -38,7 +38,12 @@ export class ApiError extends Error {
   readonly headers?: Record<string, string>;
   /** extension members of the problem document (e.g. the plan of a job that does not fit) */
   readonly extra?: Record<string, unknown>;
-  constructor(status: number, code: string, detail: string, opts: { param?: string | null; errors?: ProblemItem[]; headers?: Record<string, string>; extra?: Record<string, unknown> } = {}) {
+  constructor(
+    status: number,
+    code: string,
+    detail: string,
+    opts: { param?: string | null; errors?: ProblemItem[]; headers?: Record<string, string>; extra?: Record<string, unknown> } = {},
+  ) {
     super(detail);
     this.name = 'ApiError';
     this.status = status;

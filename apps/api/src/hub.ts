@@ -8,7 +8,10 @@ export class EventHub {
   private sub: Redis | null = null;
   private ready: Promise<void> | null = null;
 
-  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
 
   /** Subscribes (lazily, once). */
   start(): Promise<void> {
@@ -18,12 +21,15 @@ export class EventHub {
         for (const fn of this.listeners.get(jobId) ?? []) fn();
       });
       this.sub.on('error', () => {});
-      this.ready = this.sub.subscribe(channels(this.prefix).events).then(() => undefined, (e: unknown) => {
-        this.sub?.disconnect();
-        this.sub = null;
-        this.ready = null; // retried by the next stream
-        throw e;
-      });
+      this.ready = this.sub.subscribe(channels(this.prefix).events).then(
+        () => undefined,
+        (e: unknown) => {
+          this.sub?.disconnect();
+          this.sub = null;
+          this.ready = null; // retried by the next stream
+          throw e;
+        },
+      );
     }
     return this.ready;
   }

@@ -42,10 +42,17 @@ export interface Stored {
 export function requestHash(value: unknown): string {
   const canon = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(canon);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(
+        Object.keys(v as object)
+          .sort()
+          .map((k) => [k, canon((v as Record<string, unknown>)[k])]),
+      );
     return v;
   };
-  return createHash('sha256').update(JSON.stringify(canon(value)) ?? 'null').digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(canon(value)) ?? 'null')
+    .digest('hex');
 }
 
 /** The request's Idempotency-Key header, checked (1..255 printable ASCII). */
@@ -53,7 +60,10 @@ export function idempotencyKeyOf(req: FastifyRequest): string | null {
   const raw = req.headers['idempotency-key'];
   if (raw === undefined) return null;
   const key = Array.isArray(raw) ? raw[0] : raw;
-  if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw new ApiError(400, 'invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters', { param: 'Idempotency-Key' });
+  if (!/^[\x21-\x7e]{1,255}$/.test(key))
+    throw new ApiError(400, 'invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 printable ASCII characters', {
+      param: 'Idempotency-Key',
+    });
   return key;
 }
 
@@ -109,17 +119,24 @@ const SWEEP_BATCH = 1000;
  * @returns how many keys it deleted
  * @throws the database's errors
  */
-export async function sweepIdempotencyKeys(db: PrismaClient, retentionMs: number, opts: { now?: number; stopped?: () => boolean; timeoutMs?: number } = {}): Promise<number> {
+export async function sweepIdempotencyKeys(
+  db: PrismaClient,
+  retentionMs: number,
+  opts: { now?: number; stopped?: () => boolean; timeoutMs?: number } = {},
+): Promise<number> {
   const now = opts.now ?? Date.now();
   const before = ts(new Date(now - retentionMs));
   const abandoned = ts(new Date(now - Math.max(retentionMs, opts.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS)));
   let total = 0;
   while (!opts.stopped?.()) {
-    const n = await expireKeys(db, Prisma.sql`DELETE FROM idempotency_keys k USING (
+    const n = await expireKeys(
+      db,
+      Prisma.sql`DELETE FROM idempotency_keys k USING (
       SELECT project_id, key FROM idempotency_keys
       WHERE (status IS NOT NULL AND created_at < ${before}) OR (status IS NULL AND created_at < ${abandoned})
       ORDER BY created_at LIMIT ${SWEEP_BATCH} FOR UPDATE SKIP LOCKED) old
-      WHERE k.project_id = old.project_id AND k.key = old.key RETURNING k.project_id, k.key`);
+      WHERE k.project_id = old.project_id AND k.key = old.key RETURNING k.project_id, k.key`,
+    );
     total += n;
     if (n < SWEEP_BATCH) break;
   }
@@ -132,15 +149,26 @@ export async function sweepIdempotencyKeys(db: PrismaClient, retentionMs: number
  * @param retentionMs how long an answer is kept, ms; `timeoutMs` the takeover timeout, ms
  * @param log told how many keys each sweep deleted (when any) and a sweep's error (the next sweep retries)
  */
-export function startIdempotencySweeper(db: PrismaClient, retentionMs: number, log: { info: (o: object, m: string) => void; error: (o: object, m: string) => void }, timeoutMs = IDEMPOTENCY_TIMEOUT_MS): { stop: () => Promise<void> } {
+export function startIdempotencySweeper(
+  db: PrismaClient,
+  retentionMs: number,
+  log: { info: (o: object, m: string) => void; error: (o: object, m: string) => void },
+  timeoutMs = IDEMPOTENCY_TIMEOUT_MS,
+): { stop: () => Promise<void> } {
   let stopped = false;
   let running: Promise<void> | null = null;
   const sweep = () => {
     if (running || stopped) return;
     running = sweepIdempotencyKeys(db, retentionMs, { stopped: () => stopped, timeoutMs })
-      .then((n) => { if (n) log.info({ deleted: n, retentionMs }, 'expired Idempotency-Keys deleted'); },
-        (e: unknown) => log.error({ err: e }, 'Idempotency-Key sweep failed'))
-      .finally(() => { running = null; });
+      .then(
+        (n) => {
+          if (n) log.info({ deleted: n, retentionMs }, 'expired Idempotency-Keys deleted');
+        },
+        (e: unknown) => log.error({ err: e }, 'Idempotency-Key sweep failed'),
+      )
+      .finally(() => {
+        running = null;
+      });
   };
   const timer = setInterval(sweep, Math.max(1000, Math.min(Math.floor(retentionMs / 4), 3_600_000)));
   timer.unref();
@@ -154,9 +182,11 @@ export function startIdempotencySweeper(db: PrismaClient, retentionMs: number, l
   };
 }
 
-const inUse = (retryAfterMs: number) => new ApiError(409, 'idempotency_key_in_use', 'A request with this Idempotency-Key is in progress; retry later', {
-  param: 'Idempotency-Key', headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
-});
+const inUse = (retryAfterMs: number) =>
+  new ApiError(409, 'idempotency_key_in_use', 'A request with this Idempotency-Key is in progress; retry later', {
+    param: 'Idempotency-Key',
+    headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
+  });
 
 /** A key claimed by this request: {@link claimKey}'s answer when the request is to run. */
 interface Claim {
@@ -172,7 +202,13 @@ interface Claim {
  * @param opts.timeoutMs takeover timeout, ms; `opts.retentionMs` how long an answer is kept, ms
  * @throws ApiError 409 idempotency_key_reused (another request under the key), 409 idempotency_key_in_use (its request still runs)
  */
-async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash: string, opts: Required<IdempotencyOptions>): Promise<Claim | { replay: Stored }> {
+async function claimKey(
+  db: PrismaClient,
+  req: FastifyRequest,
+  key: string,
+  hash: string,
+  opts: Required<IdempotencyOptions>,
+): Promise<Claim | { replay: Stored }> {
   const { timeoutMs, retentionMs } = opts;
   const { projectId } = authOf(req);
   const path = req.routeOptions.url ?? req.url;
@@ -192,20 +228,28 @@ async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash
       // an expired answer: the key is new, whatever request it answered. Deleted only as it was read, so
       // of racing requests one deletes it and the others meet the winner's row at the next insert.
       if (attempt > 2) throw inUse(1000);
-      await expireKeys(db, Prisma.sql`DELETE FROM idempotency_keys WHERE project_id = ${projectId} AND key = ${key}
-        AND status IS NOT NULL AND created_at = ${ts(prior.createdAt)} RETURNING project_id, key`);
+      await expireKeys(
+        db,
+        Prisma.sql`DELETE FROM idempotency_keys WHERE project_id = ${projectId} AND key = ${key}
+        AND status IS NOT NULL AND created_at = ${ts(prior.createdAt)} RETURNING project_id, key`,
+      );
       claim = new Date();
       continue;
     }
     if (prior.requestHash !== hash || prior.method !== req.method || prior.path !== path) {
-      throw new ApiError(409, 'idempotency_key_reused', 'This Idempotency-Key was used with a different request', { param: 'Idempotency-Key' });
+      throw new ApiError(409, 'idempotency_key_reused', 'This Idempotency-Key was used with a different request', {
+        param: 'Idempotency-Key',
+      });
     }
     if (prior.status !== null) return { replay: { status: prior.status, body: prior.body } };
     const age = Date.now() - prior.createdAt.getTime();
     if (age < timeoutMs) throw inUse(timeoutMs - age);
     // abandoned (its request's process died): take it over, once however many retries race
     claim = new Date();
-    const took = await db.idempotencyKey.updateMany({ where: { ...id, status: null, createdAt: prior.createdAt }, data: { createdAt: claim } });
+    const took = await db.idempotencyKey.updateMany({
+      where: { ...id, status: null, createdAt: prior.createdAt },
+      data: { createdAt: claim },
+    });
     if (!took.count) throw inUse(1000);
     req.log.warn({ idempotencyKey: key, claimedAt: prior.createdAt }, 'Idempotency-Key taken over from a request that stopped');
     break;
@@ -214,13 +258,15 @@ async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash
   let renewing: Promise<unknown> = Promise.resolve();
   let lost = false;
   const renew = () => {
-    renewing = renewing.then(async () => {
-      if (lost) return;
-      const next = new Date();
-      const r = await db.idempotencyKey.updateMany({ where: { ...id, status: null, createdAt: claim }, data: { createdAt: next } });
-      if (r.count) claim = next;
-      else lost = true;
-    }).catch(() => {}); // a failed renewal is retried at the next tick
+    renewing = renewing
+      .then(async () => {
+        if (lost) return;
+        const next = new Date();
+        const r = await db.idempotencyKey.updateMany({ where: { ...id, status: null, createdAt: claim }, data: { createdAt: next } });
+        if (r.count) claim = next;
+        else lost = true;
+      })
+      .catch(() => {}); // a failed renewal is retried at the next tick
   };
   const timer = setInterval(renew, Math.max(1, Math.floor(timeoutMs / 3)));
   return {
@@ -235,7 +281,8 @@ async function claimKey(db: PrismaClient, req: FastifyRequest, key: string, hash
 const replay = (reply: FastifyReply, r: Stored) => reply.code(r.status).header('idempotent-replayed', 'true').send(r.body);
 
 const withDefaults = (o: IdempotencyOptions): Required<IdempotencyOptions> => ({
-  timeoutMs: o.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS, retentionMs: o.retentionMs ?? IDEMPOTENCY_RETENTION_MS,
+  timeoutMs: o.timeoutMs ?? IDEMPOTENCY_TIMEOUT_MS,
+  retentionMs: o.retentionMs ?? IDEMPOTENCY_RETENTION_MS,
 });
 
 /**
@@ -247,7 +294,14 @@ const withDefaults = (o: IdempotencyOptions): Required<IdempotencyOptions> => ({
  * retry that reruns the handler: for handlers whose side effects can be found again (see {@link idempotentTx}).
  * @throws ApiError 400 invalid_idempotency_key, 409 idempotency_key_reused / idempotency_key_in_use; the handler's errors
  */
-export async function idempotent(db: PrismaClient, req: FastifyRequest, reply: FastifyReply, hash: string, handler: () => Promise<Stored>, opts: IdempotencyOptions = {}): Promise<FastifyReply> {
+export async function idempotent(
+  db: PrismaClient,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  hash: string,
+  handler: () => Promise<Stored>,
+  opts: IdempotencyOptions = {},
+): Promise<FastifyReply> {
   const key = idempotencyKeyOf(req);
   if (!key) {
     const r = await handler();
@@ -265,7 +319,8 @@ export async function idempotent(db: PrismaClient, req: FastifyRequest, reply: F
   }
   await c.settle();
   const stored = await db.idempotencyKey.updateMany({ where: c.held(), data: { status: r.status, body: r.body as object } });
-  if (!stored.count) req.log.warn({ idempotencyKey: key }, 'Idempotency-Key was taken over while this request ran; its answer is not stored');
+  if (!stored.count)
+    req.log.warn({ idempotencyKey: key }, 'Idempotency-Key was taken over while this request ran; its answer is not stored');
   return reply.code(r.status).send(r.body);
 }
 
@@ -287,7 +342,14 @@ class ClaimLost extends Error {}
  *   (its writes rolled back; a repeat gets the answer of the request that took over);
  *   400 invalid_idempotency_key, 409 idempotency_key_reused; the handler's errors
  */
-export async function idempotentTx(db: PrismaClient, req: FastifyRequest, reply: FastifyReply, hash: string, handler: (tx: Prisma.TransactionClient) => Promise<Stored>, opts: IdempotencyOptions = {}): Promise<FastifyReply> {
+export async function idempotentTx(
+  db: PrismaClient,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  hash: string,
+  handler: (tx: Prisma.TransactionClient) => Promise<Stored>,
+  opts: IdempotencyOptions = {},
+): Promise<FastifyReply> {
   const key = idempotencyKeyOf(req);
   if (!key) {
     const r = await db.$transaction((tx) => handler(tx), { timeout: TX_TIMEOUT_MS });
@@ -297,14 +359,20 @@ export async function idempotentTx(db: PrismaClient, req: FastifyRequest, reply:
   if ('replay' in c) return replay(reply, c.replay);
   let r: Stored;
   try {
-    r = await db.$transaction(async (tx) => {
-      const answer = await handler(tx);
-      // renewals write the key row outside this transaction: none may wait on the row lock the store below takes
-      await c.settle();
-      const stored = await tx.idempotencyKey.updateMany({ where: c.held(), data: { status: answer.status, body: answer.body as object } });
-      if (!stored.count) throw new ClaimLost();
-      return answer;
-    }, { timeout: TX_TIMEOUT_MS });
+    r = await db.$transaction(
+      async (tx) => {
+        const answer = await handler(tx);
+        // renewals write the key row outside this transaction: none may wait on the row lock the store below takes
+        await c.settle();
+        const stored = await tx.idempotencyKey.updateMany({
+          where: c.held(),
+          data: { status: answer.status, body: answer.body as object },
+        });
+        if (!stored.count) throw new ClaimLost();
+        return answer;
+      },
+      { timeout: TX_TIMEOUT_MS },
+    );
   } catch (e) {
     await c.settle();
     if (e instanceof ClaimLost) {

@@ -19,9 +19,15 @@ export function keyPrefix(secret: string): string {
 }
 
 /** Creates an API key row for `projectId` (through `db`, a client or a transaction) and returns it with the secret (shown once). */
-export async function createApiKey(db: Prisma.TransactionClient, projectId: string, opts: { name: string; admin: boolean; secret?: string }) {
+export async function createApiKey(
+  db: Prisma.TransactionClient,
+  projectId: string,
+  opts: { name: string; admin: boolean; secret?: string },
+) {
   const secret = opts.secret ?? newKeySecret();
-  const row = await db.apiKey.create({ data: { id: newId('key'), projectId, name: opts.name, admin: opts.admin, prefix: keyPrefix(secret), hash: hashKey(secret) } });
+  const row = await db.apiKey.create({
+    data: { id: newId('key'), projectId, name: opts.name, admin: opts.admin, prefix: keyPrefix(secret), hash: hashKey(secret) },
+  });
   return { row, secret };
 }
 
@@ -35,8 +41,12 @@ export async function bootstrapAdminKey(db: PrismaClient, secret: string | null)
   return db.$transaction(async (tx) => {
     await tx.$executeRawUnsafe('LOCK TABLE api_keys IN EXCLUSIVE MODE');
     if ((await tx.apiKey.count()) > 0) return false;
-    const project = (await tx.project.findFirst({ where: { name: 'default' } })) ?? (await tx.project.create({ data: { id: newId('project'), name: 'default' } }));
-    await tx.apiKey.create({ data: { id: newId('key'), projectId: project.id, name: 'bootstrap', admin: true, prefix: keyPrefix(secret), hash: hashKey(secret) } });
+    const project =
+      (await tx.project.findFirst({ where: { name: 'default' } })) ??
+      (await tx.project.create({ data: { id: newId('project'), name: 'default' } }));
+    await tx.apiKey.create({
+      data: { id: newId('key'), projectId: project.id, name: 'bootstrap', admin: true, prefix: keyPrefix(secret), hash: hashKey(secret) },
+    });
     return true;
   });
 }

@@ -15,7 +15,12 @@ import type { QueueJobData } from '@edgetune/core';
 /** The generated document (same as `GET /openapi.json`). */
 export async function generateOpenApi(): Promise<Record<string, unknown>> {
   const inert = {} as never;
-  const app = await buildApp({ config: loadConfig({}), db: inert as PrismaClient, redis: inert as Redis, queue: inert as Queue<QueueJobData> });
+  const app = await buildApp({
+    config: loadConfig({}),
+    db: inert as PrismaClient,
+    redis: inert as Redis,
+    queue: inert as Queue<QueueJobData>,
+  });
   await app.ready();
   const doc = app.swagger() as unknown as Record<string, unknown>;
   await app.close();

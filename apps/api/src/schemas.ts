@@ -15,102 +15,166 @@ export function ref<T extends TSchema>(schema: T): T {
   return Type.Unsafe<Static<T>>(Type.Ref((schema as { $id?: string }).$id!)) as unknown as T;
 }
 
-export const ProblemItem = Type.Object({
-  param: Type.Optional(Nullable(Type.String())),
-  line: Type.Optional(Type.Integer({ description: '1-based line of the uploaded file' })),
-  code: Type.Optional(Type.String()),
-  message: Type.String(),
-}, { $id: 'ProblemItem', additionalProperties: true });
+export const ProblemItem = Type.Object(
+  {
+    param: Type.Optional(Nullable(Type.String())),
+    line: Type.Optional(Type.Integer({ description: '1-based line of the uploaded file' })),
+    code: Type.Optional(Type.String()),
+    message: Type.String(),
+  },
+  { $id: 'ProblemItem', additionalProperties: true },
+);
 
-export const Problem = Type.Object({
-  type: Type.String({ description: 'URI naming the problem type' }),
-  title: Type.String(),
-  status: Type.Integer(),
-  detail: Type.String(),
-  instance: Type.Optional(Type.String()),
-  code: Type.String({ description: 'stable machine-readable error code' }),
-  param: Nullable(Type.String()),
-  errors: Type.Optional(Type.Array(ref(ProblemItem))),
-  request_id: Type.Optional(Type.String()),
-}, { $id: 'Problem', additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' });
+export const Problem = Type.Object(
+  {
+    type: Type.String({ description: 'URI naming the problem type' }),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    instance: Type.Optional(Type.String()),
+    code: Type.String({ description: 'stable machine-readable error code' }),
+    param: Nullable(Type.String()),
+    errors: Type.Optional(Type.Array(ref(ProblemItem))),
+    request_id: Type.Optional(Type.String()),
+  },
+  { $id: 'Problem', additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
+);
 
-const listOf = <T extends TSchema>(item: T, id: string) => Type.Object({
-  object: Type.Literal('list'),
-  data: Type.Array(ref(item)),
-  has_more: Type.Boolean(),
-  first_id: Nullable(Type.String()),
-  last_id: Nullable(Type.String()),
-}, { $id: id });
+const listOf = <T extends TSchema>(item: T, id: string) =>
+  Type.Object(
+    {
+      object: Type.Literal('list'),
+      data: Type.Array(ref(item)),
+      has_more: Type.Boolean(),
+      first_id: Nullable(Type.String()),
+      last_id: Nullable(Type.String()),
+    },
+    { $id: id },
+  );
 
-export const FileObject = Type.Object({
-  id: Type.String({ examples: ['file_abc123'] }),
-  object: Type.Literal('file'),
-  bytes: Type.Integer(),
-  created_at: Timestamp('upload time'),
-  filename: Type.String(),
-  purpose: Type.String(),
-  status: Type.Literal('processed'),
-  status_details: Type.Null(),
-  records: Type.Integer({ description: 'records (non-blank lines) in the file' }),
-  sha256: Type.String(),
-}, { $id: 'File' });
+export const FileObject = Type.Object(
+  {
+    id: Type.String({ examples: ['file_abc123'] }),
+    object: Type.Literal('file'),
+    bytes: Type.Integer(),
+    created_at: Timestamp('upload time'),
+    filename: Type.String(),
+    purpose: Type.String(),
+    status: Type.Literal('processed'),
+    status_details: Type.Null(),
+    records: Type.Integer({ description: 'records (non-blank lines) in the file' }),
+    sha256: Type.String(),
+  },
+  { $id: 'File' },
+);
 export const FileList = listOf(FileObject, 'FileList');
-export const DeletedFile = Type.Object({ id: Type.String(), object: Type.Literal('file'), deleted: Type.Boolean() }, { $id: 'DeletedFile' });
+export const DeletedFile = Type.Object(
+  { id: Type.String(), object: Type.Literal('file'), deleted: Type.Boolean() },
+  { $id: 'DeletedFile' },
+);
 
 const ExitLayers = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: 64 });
 
 const budgetProps = {
-  target_sparsity: Type.Number({ minimum: 0, maximum: 0.9, description: 'mean fraction of each decoder layer\'s linear weights to prune (0 = prune nothing)' }),
-  avg_bits: Type.Number({ minimum: 2, maximum: 16, description: 'average weight bit-width over the layers (16 = no quantization with bits_rule "uniform")' }),
+  target_sparsity: Type.Number({
+    minimum: 0,
+    maximum: 0.9,
+    description: "mean fraction of each decoder layer's linear weights to prune (0 = prune nothing)",
+  }),
+  avg_bits: Type.Number({
+    minimum: 2,
+    maximum: 16,
+    description: 'average weight bit-width over the layers (16 = no quantization with bits_rule "uniform")',
+  }),
 };
 const methodDoc = 'pruning method: Wanda (weight x activation norm) or SparseGPT (Hessian-based, slower)';
-const sparsityRuleDoc = 'per-layer sparsity from sensitivity: `inverse` (the paper\'s), `owl` (bounded to target +- 0.08), `uniform`';
-const bitsRuleDoc = 'per-layer bits: `budgeted` (greedy under avg_bits over 2/3/4/8 bits), `mean` (8 bits above mean sensitivity, else 4), `uniform` (avg_bits everywhere: 2, 3, 4, 8 or 16)';
+const sparsityRuleDoc = "per-layer sparsity from sensitivity: `inverse` (the paper's), `owl` (bounded to target +- 0.08), `uniform`";
+const bitsRuleDoc =
+  'per-layer bits: `budgeted` (greedy under avg_bits over 2/3/4/8 bits), `mean` (8 bits above mean sensitivity, else 4), `uniform` (avg_bits everywhere: 2, 3, 4, 8 or 16)';
 const groupSizeDoc = 'quantization scales per group of this many input columns (0 = one per output channel)';
 
-export const CompressionInput = Type.Object({
-  ...budgetProps,
-  method: Type.Optional(Type.Enum(PRUNE_METHODS, { description: `${methodDoc}; default wanda` })),
-  sparsity_rule: Type.Optional(Type.Enum(SPARSITY_RULES, { description: `${sparsityRuleDoc}; default owl (lower perplexity than inverse and uniform at every budget measured: README)` })),
-  bits_rule: Type.Optional(Type.Enum(BITS_RULES, { description: `${bitsRuleDoc}; default budgeted` })),
-  group_size: Type.Optional(Type.Integer({ minimum: 0, maximum: 8192, description: `${groupSizeDoc}; default 0` })),
-}, {
-  $id: 'CompressionInput', additionalProperties: false,
-  description: 'Layer-wise unified compression (LUC) budget: the base model is pruned and quantized layer by layer before tuning, following a policy '
-    + 'built from per-layer sensitivities. The policy of a model\'s weights and budget is made once and reused by every later job with the same model '
-    + 'content (fingerprint) and budget (GET /v1/policies).',
-});
+export const CompressionInput = Type.Object(
+  {
+    ...budgetProps,
+    method: Type.Optional(Type.Enum(PRUNE_METHODS, { description: `${methodDoc}; default wanda` })),
+    sparsity_rule: Type.Optional(
+      Type.Enum(SPARSITY_RULES, {
+        description: `${sparsityRuleDoc}; default owl (lower perplexity than inverse and uniform at every budget measured: README)`,
+      }),
+    ),
+    bits_rule: Type.Optional(Type.Enum(BITS_RULES, { description: `${bitsRuleDoc}; default budgeted` })),
+    group_size: Type.Optional(Type.Integer({ minimum: 0, maximum: 8192, description: `${groupSizeDoc}; default 0` })),
+  },
+  {
+    $id: 'CompressionInput',
+    additionalProperties: false,
+    description:
+      'Layer-wise unified compression (LUC) budget: the base model is pruned and quantized layer by layer before tuning, following a policy ' +
+      "built from per-layer sensitivities. The policy of a model's weights and budget is made once and reused by every later job with the same model " +
+      'content (fingerprint) and budget (GET /v1/policies).',
+  },
+);
 
 /** A resolved compression budget (every field set): with the base model and its fingerprint, the key of a policy. */
-export const Compression = Type.Object({
-  ...budgetProps,
-  method: Type.Enum(PRUNE_METHODS, { description: methodDoc }),
-  sparsity_rule: Type.Enum(SPARSITY_RULES, { description: sparsityRuleDoc }),
-  bits_rule: Type.Enum(BITS_RULES, { description: bitsRuleDoc }),
-  group_size: Type.Integer({ description: groupSizeDoc }),
-}, { $id: 'Compression', description: 'a LUC budget with defaults filled in' });
+export const Compression = Type.Object(
+  {
+    ...budgetProps,
+    method: Type.Enum(PRUNE_METHODS, { description: methodDoc }),
+    sparsity_rule: Type.Enum(SPARSITY_RULES, { description: sparsityRuleDoc }),
+    bits_rule: Type.Enum(BITS_RULES, { description: bitsRuleDoc }),
+    group_size: Type.Integer({ description: groupSizeDoc }),
+  },
+  { $id: 'Compression', description: 'a LUC budget with defaults filled in' },
+);
 
-export const MethodInput = Type.Object({
-  type: Type.Literal('edge_llm'),
-  edge_llm: Type.Optional(Type.Object({
-    exit_layers: Type.Optional(Auto(ExitLayers)),
-    schedule: Type.Optional(Type.Enum(['sequential', 'round_robin', 'random'])),
-    train_heads: Type.Optional(Type.Boolean()),
-    head_rank: Type.Optional(Type.Integer({ minimum: 0, maximum: 4096, description: 'exit heads: 0 = a full trainable copy of lm_head per exit (official code); r > 0 = lm_head shared and frozen plus a rank-r LoRA per exit (far less memory). Default 0' })),
-    prefix: Type.Optional(Type.Enum(['backbone', 'adapted'], { description: 'layers before the trained window: backbone = without LoRA (official code; exit k at inference = backbone, then its window with LoRA); adapted = with the LoRA earlier windows trained (exit k = LoRA on layers 0..k, one forward pass for all exits; with round_robin the windows of a cycle share micro-batches and hand their outputs on, so no layer runs twice). Default backbone' })),
-    voting: Type.Optional(Type.Literal('auto', { description: 'the voting rule is chosen on validation data' })),
-    compression: Type.Optional(Nullable(ref(CompressionInput))),
-  }, { additionalProperties: false })),
-}, { $id: 'MethodInput', additionalProperties: false });
+export const MethodInput = Type.Object(
+  {
+    type: Type.Literal('edge_llm'),
+    edge_llm: Type.Optional(
+      Type.Object(
+        {
+          exit_layers: Type.Optional(Auto(ExitLayers)),
+          schedule: Type.Optional(Type.Enum(['sequential', 'round_robin', 'random'])),
+          train_heads: Type.Optional(Type.Boolean()),
+          head_rank: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 4096,
+              description:
+                'exit heads: 0 = a full trainable copy of lm_head per exit (official code); r > 0 = lm_head shared and frozen plus a rank-r LoRA per exit (far less memory). Default 0',
+            }),
+          ),
+          prefix: Type.Optional(
+            Type.Enum(['backbone', 'adapted'], {
+              description:
+                'layers before the trained window: backbone = without LoRA (official code; exit k at inference = backbone, then its window with LoRA); adapted = with the LoRA earlier windows trained (exit k = LoRA on layers 0..k, one forward pass for all exits; with round_robin the windows of a cycle share micro-batches and hand their outputs on, so no layer runs twice). Default backbone',
+            }),
+          ),
+          voting: Type.Optional(Type.Literal('auto', { description: 'the voting rule is chosen on validation data' })),
+          compression: Type.Optional(Nullable(ref(CompressionInput))),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { $id: 'MethodInput', additionalProperties: false },
+);
 
-export const DeviceInput = Type.Object({
-  memory_budget_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'memory the job may use (process resident set), bytes; default: the worker\'s free memory' })),
-  threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'matmul (BLAS) threads; default: the worker\'s cores' })),
-}, {
-  $id: 'DeviceInput', additionalProperties: false,
-  description: 'The device the job must fit. The planner picks micro-batch, gradient accumulation, exit windows and prefix caching for it; '
-    + 'a job whose plan cannot fit is refused (422 `plan_does_not_fit`) before it is queued.',
-});
+export const DeviceInput = Type.Object(
+  {
+    memory_budget_bytes: Type.Optional(
+      Type.Integer({ minimum: 1, description: "memory the job may use (process resident set), bytes; default: the worker's free memory" }),
+    ),
+    threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: "matmul (BLAS) threads; default: the worker's cores" })),
+  },
+  {
+    $id: 'DeviceInput',
+    additionalProperties: false,
+    description:
+      'The device the job must fit. The planner picks micro-batch, gradient accumulation, exit windows and prefix caching for it; ' +
+      'a job whose plan cannot fit is refused (422 `plan_does_not_fit`) before it is queued.',
+  },
+);
 
 const PlanForecast = Type.Object({
   peak_rss_bytes: Type.Integer({ description: 'process resident memory at peak (compared with the budget)' }),
@@ -124,267 +188,481 @@ const PlanForecast = Type.Object({
   flops_per_step: Type.Number({ description: 'matmul FLOPs per optimizer step' }),
 });
 
-export const JobPlan = Type.Object({
-  source: Type.Enum(['api', 'worker'], { description: '`api`: planned at creation (sequence length = max_length, so an upper bound); `worker`: the plan the worker followed' }),
-  fits: Type.Boolean(),
-  reason: Nullable(Type.String({ description: 'why it does not fit' })),
-  exit_layers: Type.Array(Type.Integer(), { description: 'exits the plan trains (the planner may add shallower exits to fit memory)' }),
-  window_depth: Type.Integer({ description: 'layers of the deepest window (backpropagation depth)' }),
-  micro_batch: Type.Integer(),
-  gradient_accumulation_steps: Type.Integer(),
-  prefix_cache: Type.Boolean({ description: 'the frozen prefix\'s activations are cached across epochs' }),
-  storage: Type.Array(Type.String(), { description: 'per layer weight storage: f32, int8 or int4' }),
-  device: Type.Object({
-    memory_budget_bytes: Type.Integer(), threads: Type.Integer(), backend: Type.String(), matmul_gflops: Type.Number({ description: 'measured SGEMM throughput the time forecast assumes' }),
-    step_time_factor: Type.Number({ description: 'this machine\'s step time over the calibrated cost model\'s at that SGEMM throughput, measured on a reference training workload (by the worker when it measures its device, and again when the job starts); 1: not measured' }),
-    source: Type.Enum(['worker', 'config', 'api_host'], { description: 'where the fields the job did not state came from: `worker`: a live worker\'s report (`worker_id`, see GET /v1/workers); `config`: the EDGETUNE_DEVICE_* settings; `api_host`: no worker was live, so the API host\'s free memory and cores and a default throughput' }),
-    worker_id: Nullable(Type.String()),
-  }, { description: 'the device planned for' }),
-  policy: Nullable(Type.Object({
-    id: Nullable(Type.String()),
-    source: Type.Enum(['stored', 'estimated', 'run'], { description: '`stored`: a stored policy\'s bits; `estimated`: from the budget, before a policy exists; `run`: the policy the job ran with' }),
-  })),
-  forecast: PlanForecast,
-  measured: Nullable(Type.Object({ peak_rss_bytes: Type.Integer(), peak_tf_bytes: Type.Integer(), step_ms: Type.Number() }, { description: 'what the worker measured' })),
-  error: Nullable(Type.Object({ peak_rss_bytes: Nullable(Type.Number()), peak_tf_bytes: Nullable(Type.Number()), step_ms: Nullable(Type.Number()) }, { description: 'forecast / measured - 1' })),
-  admission: Nullable(Type.Object({
-    fits: Type.Boolean(), peak_rss_bytes: Type.Integer(), step_ms: Type.Number(), total_ms: Type.Number(), memory_budget_bytes: Type.Integer(),
-  }, { description: 'the API\'s forecast at creation, kept once the worker\'s plan replaces it' })),
-}, { $id: 'JobPlan', description: 'the execution plan (Edge-LLM hardware scheduling): choices, forecast, and after the run the measurements' });
+export const JobPlan = Type.Object(
+  {
+    source: Type.Enum(['api', 'worker'], {
+      description: '`api`: planned at creation (sequence length = max_length, so an upper bound); `worker`: the plan the worker followed',
+    }),
+    fits: Type.Boolean(),
+    reason: Nullable(Type.String({ description: 'why it does not fit' })),
+    exit_layers: Type.Array(Type.Integer(), { description: 'exits the plan trains (the planner may add shallower exits to fit memory)' }),
+    window_depth: Type.Integer({ description: 'layers of the deepest window (backpropagation depth)' }),
+    micro_batch: Type.Integer(),
+    gradient_accumulation_steps: Type.Integer(),
+    prefix_cache: Type.Boolean({ description: "the frozen prefix's activations are cached across epochs" }),
+    storage: Type.Array(Type.String(), { description: 'per layer weight storage: f32, int8 or int4' }),
+    device: Type.Object(
+      {
+        memory_budget_bytes: Type.Integer(),
+        threads: Type.Integer(),
+        backend: Type.String(),
+        matmul_gflops: Type.Number({ description: 'measured SGEMM throughput the time forecast assumes' }),
+        step_time_factor: Type.Number({
+          description:
+            "this machine's step time over the calibrated cost model's at that SGEMM throughput, measured on a reference training workload (by the worker when it measures its device, and again when the job starts); 1: not measured",
+        }),
+        source: Type.Enum(['worker', 'config', 'api_host'], {
+          description:
+            "where the fields the job did not state came from: `worker`: a live worker's report (`worker_id`, see GET /v1/workers); `config`: the EDGETUNE_DEVICE_* settings; `api_host`: no worker was live, so the API host's free memory and cores and a default throughput",
+        }),
+        worker_id: Nullable(Type.String()),
+      },
+      { description: 'the device planned for' },
+    ),
+    policy: Nullable(
+      Type.Object({
+        id: Nullable(Type.String()),
+        source: Type.Enum(['stored', 'estimated', 'run'], {
+          description:
+            "`stored`: a stored policy's bits; `estimated`: from the budget, before a policy exists; `run`: the policy the job ran with",
+        }),
+      }),
+    ),
+    forecast: PlanForecast,
+    measured: Nullable(
+      Type.Object(
+        { peak_rss_bytes: Type.Integer(), peak_tf_bytes: Type.Integer(), step_ms: Type.Number() },
+        { description: 'what the worker measured' },
+      ),
+    ),
+    error: Nullable(
+      Type.Object(
+        { peak_rss_bytes: Nullable(Type.Number()), peak_tf_bytes: Nullable(Type.Number()), step_ms: Nullable(Type.Number()) },
+        { description: 'forecast / measured - 1' },
+      ),
+    ),
+    admission: Nullable(
+      Type.Object(
+        {
+          fits: Type.Boolean(),
+          peak_rss_bytes: Type.Integer(),
+          step_ms: Type.Number(),
+          total_ms: Type.Number(),
+          memory_budget_bytes: Type.Integer(),
+        },
+        { description: "the API's forecast at creation, kept once the worker's plan replaces it" },
+      ),
+    ),
+  },
+  {
+    $id: 'JobPlan',
+    description: 'the execution plan (Edge-LLM hardware scheduling): choices, forecast, and after the run the measurements',
+  },
+);
 
-export const HyperparametersInput = Type.Object({
-  n_epochs: Type.Optional(Auto(Type.Integer({ minimum: 1, maximum: 100 }))),
-  batch_size: Type.Optional(Auto(Type.Integer({ minimum: 1, maximum: 256 }))),
-  learning_rate_multiplier: Type.Optional(Auto(Type.Number({ exclusiveMinimum: 0, maximum: 100 }))),
-  learning_rate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'peak learning rate; overrides learning_rate_multiplier' })),
-  max_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'optimizer steps in total; overrides n_epochs' })),
-  gradient_accumulation_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
-  warmup_steps: Type.Optional(Auto(Type.Integer({ minimum: 0 }))),
-  lr_scheduler: Type.Optional(Type.Enum(['cosine', 'linear', 'constant'])),
-  weight_decay: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
-  max_grad_norm: Type.Optional(Type.Number({ minimum: 0 })),
-  lora_r: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
-  lora_alpha: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-  lora_dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9 })),
-  target_modules: Type.Optional(Type.Union([Type.Literal('all-linear'), Type.Array(Type.String(), { minItems: 1, maxItems: 7 })])),
-  max_length: Type.Optional(Type.Integer({ minimum: 8, maximum: 32768, description: 'tokens per example after truncation' })),
-}, { $id: 'HyperparametersInput', additionalProperties: false });
+export const HyperparametersInput = Type.Object(
+  {
+    n_epochs: Type.Optional(Auto(Type.Integer({ minimum: 1, maximum: 100 }))),
+    batch_size: Type.Optional(Auto(Type.Integer({ minimum: 1, maximum: 256 }))),
+    learning_rate_multiplier: Type.Optional(Auto(Type.Number({ exclusiveMinimum: 0, maximum: 100 }))),
+    learning_rate: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'peak learning rate; overrides learning_rate_multiplier' }),
+    ),
+    max_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'optimizer steps in total; overrides n_epochs' })),
+    gradient_accumulation_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    warmup_steps: Type.Optional(Auto(Type.Integer({ minimum: 0 }))),
+    lr_scheduler: Type.Optional(Type.Enum(['cosine', 'linear', 'constant'])),
+    weight_decay: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    max_grad_norm: Type.Optional(Type.Number({ minimum: 0 })),
+    lora_r: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    lora_alpha: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    lora_dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9 })),
+    target_modules: Type.Optional(Type.Union([Type.Literal('all-linear'), Type.Array(Type.String(), { minItems: 1, maxItems: 7 })])),
+    max_length: Type.Optional(Type.Integer({ minimum: 8, maximum: 32768, description: 'tokens per example after truncation' })),
+  },
+  { $id: 'HyperparametersInput', additionalProperties: false },
+);
 
-export const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 512 }), { maxProperties: 16, description: 'up to 16 string pairs' });
+export const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 512 }), {
+  maxProperties: 16,
+  description: 'up to 16 string pairs',
+});
 
-export const JobCreate = Type.Object({
-  model: Type.String({ minLength: 1, description: 'a base model id from GET /v1/models' }),
-  training_file: Type.String({ minLength: 1 }),
-  validation_file: Type.Optional(Nullable(Type.String({ minLength: 1 }))),
-  method: Type.Optional(ref(MethodInput)),
-  hyperparameters: Type.Optional(ref(HyperparametersInput)),
-  checkpointing: Type.Optional(Type.Object({ every_n_steps: Type.Optional(Auto(Type.Integer({ minimum: 1 }))) }, { additionalProperties: false })),
-  seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2147483647 })),
-  suffix: Type.Optional(Nullable(Type.String({ maxLength: 64, pattern: '^[A-Za-z0-9_.-]*$' }))),
-  metadata: Type.Optional(Nullable(Metadata)),
-  device: Type.Optional(Nullable(ref(DeviceInput))),
-}, { $id: 'JobCreate', additionalProperties: false });
+export const JobCreate = Type.Object(
+  {
+    model: Type.String({ minLength: 1, description: 'a base model id from GET /v1/models' }),
+    training_file: Type.String({ minLength: 1 }),
+    validation_file: Type.Optional(Nullable(Type.String({ minLength: 1 }))),
+    method: Type.Optional(ref(MethodInput)),
+    hyperparameters: Type.Optional(ref(HyperparametersInput)),
+    checkpointing: Type.Optional(
+      Type.Object({ every_n_steps: Type.Optional(Auto(Type.Integer({ minimum: 1 }))) }, { additionalProperties: false }),
+    ),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2147483647 })),
+    suffix: Type.Optional(Nullable(Type.String({ maxLength: 64, pattern: '^[A-Za-z0-9_.-]*$' }))),
+    metadata: Type.Optional(Nullable(Metadata)),
+    device: Type.Optional(Nullable(ref(DeviceInput))),
+  },
+  { $id: 'JobCreate', additionalProperties: false },
+);
 
-export const JobCreateQuery = Type.Object({
-  dry_run: Type.Optional(Type.Boolean({ description: 'plan the job and return the plan (200, object `job.plan`); nothing is created or queued' })),
-}, { additionalProperties: false });
+export const JobCreateQuery = Type.Object(
+  {
+    dry_run: Type.Optional(
+      Type.Boolean({ description: 'plan the job and return the plan (200, object `job.plan`); nothing is created or queued' }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
-export const JobErrorObject = Type.Object({ code: Type.String(), message: Type.String(), param: Nullable(Type.String()) }, { $id: 'JobError' });
+export const JobErrorObject = Type.Object(
+  { code: Type.String(), message: Type.String(), param: Nullable(Type.String()) },
+  { $id: 'JobError' },
+);
 
-const PathMetrics = Type.Object({ accuracy: Nullable(Type.Number()), loss: Type.Number(), perplexity: Type.Number() }, { additionalProperties: true });
+const PathMetrics = Type.Object(
+  { accuracy: Nullable(Type.Number()), loss: Type.Number(), perplexity: Type.Number() },
+  { additionalProperties: true },
+);
 
-export const JobResult = Type.Object({
-  voting_rule: Nullable(Type.String()),
-  voted_accuracy: Nullable(Type.Number({ description: 'validation accuracy of the vote with the chosen rule' })),
-  exits: Type.Array(Type.Object({ layer: Type.Integer(), accuracy: Nullable(Type.Number()), loss: Type.Number(), perplexity: Type.Number() })),
-  voted: Type.Record(Type.String(), PathMetrics, { description: 'validation metrics of each voting rule' }),
-  validation_examples: Type.Integer(),
-  train_examples: Type.Integer(),
-  steps: Type.Integer(),
-  tokens: Type.Integer(),
-  tokens_per_sec: Type.Number(),
-  train_seconds: Type.Number(),
-  final_loss: Nullable(Type.Number()),
-  compression: Type.Optional(Nullable(Type.Object({
-    policy_id: Nullable(Type.String()),
-    policy_reused: Type.Boolean({ description: 'the policy was stored before this job (no profiling)' }),
-    stored_bytes: Type.Integer({ description: 'frozen linear weights as stored (packed)' }),
-    dense_bytes: Type.Integer({ description: 'the same weights in float32' }),
-    mean_sparsity: Type.Number(),
-    mean_bits: Type.Number(),
-  }, { additionalProperties: true }))),
-}, { $id: 'JobResult', description: "the engine's report: per-exit and voted validation metrics" });
+export const JobResult = Type.Object(
+  {
+    voting_rule: Nullable(Type.String()),
+    voted_accuracy: Nullable(Type.Number({ description: 'validation accuracy of the vote with the chosen rule' })),
+    exits: Type.Array(
+      Type.Object({ layer: Type.Integer(), accuracy: Nullable(Type.Number()), loss: Type.Number(), perplexity: Type.Number() }),
+    ),
+    voted: Type.Record(Type.String(), PathMetrics, { description: 'validation metrics of each voting rule' }),
+    validation_examples: Type.Integer(),
+    train_examples: Type.Integer(),
+    steps: Type.Integer(),
+    tokens: Type.Integer(),
+    tokens_per_sec: Type.Number(),
+    train_seconds: Type.Number(),
+    final_loss: Nullable(Type.Number()),
+    compression: Type.Optional(
+      Nullable(
+        Type.Object(
+          {
+            policy_id: Nullable(Type.String()),
+            policy_reused: Type.Boolean({ description: 'the policy was stored before this job (no profiling)' }),
+            stored_bytes: Type.Integer({ description: 'frozen linear weights as stored (packed)' }),
+            dense_bytes: Type.Integer({ description: 'the same weights in float32' }),
+            mean_sparsity: Type.Number(),
+            mean_bits: Type.Number(),
+          },
+          { additionalProperties: true },
+        ),
+      ),
+    ),
+  },
+  { $id: 'JobResult', description: "the engine's report: per-exit and voted validation metrics" },
+);
 
-export const Job = Type.Object({
-  id: Type.String({ examples: ['ftjob_abc123'] }),
-  object: Type.Literal('fine_tuning.job'),
-  created_at: Timestamp('creation time'),
-  updated_at: Timestamp('last change'),
-  started_at: Nullable(Type.Integer()),
-  finished_at: Nullable(Type.Integer()),
-  estimated_finish: Nullable(Type.Integer()),
-  status: Type.Enum(JOB_STATUSES),
-  model: Type.String(),
-  fine_tuned_model: Nullable(Type.String()),
-  training_file: Type.String(),
-  validation_file: Nullable(Type.String()),
-  method: Type.Object({
-    type: Type.Literal('edge_llm'),
-    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), head_rank: Type.Integer(), prefix: Type.Optional(Type.String()), voting: Type.String(), compression: Nullable(ref(Compression)) }),
-  }),
-  hyperparameters: Type.Object({
-    n_epochs: Type.Integer(), batch_size: Type.Integer(), learning_rate_multiplier: Type.Number(), learning_rate: Type.Number(),
-    max_steps: Nullable(Type.Integer()), gradient_accumulation_steps: Type.Integer(), warmup_steps: Type.Integer(), lr_scheduler: Type.String(),
-    weight_decay: Type.Number(), max_grad_norm: Type.Number(), lora_r: Type.Integer(), lora_alpha: Type.Number(), lora_dropout: Type.Number(),
-    target_modules: Type.Array(Type.String()), max_length: Type.Integer(),
-  }),
-  checkpointing: Type.Object({ every_n_steps: Type.Integer() }),
-  seed: Type.Integer(),
-  suffix: Nullable(Type.String()),
-  metadata: Metadata,
-  progress: Type.Object({
-    step: Type.Integer(),
-    total_steps: Type.Integer(),
-    percent: Type.Number(),
-    eta_seconds: Nullable(Type.Integer()),
-  }),
-  latest_metrics: Nullable(Type.Record(Type.String(), Type.Unknown())),
-  result: Nullable(ref(JobResult)),
-  trained_tokens: Nullable(Type.Integer()),
-  error: Nullable(ref(JobErrorObject)),
-  attempt: Type.Integer({ description: 'times a worker picked the job up' }),
-  checkpoints: Type.Object({ count: Type.Integer(), latest_id: Nullable(Type.String()) }),
-  result_files: Type.Array(Type.String(), { description: 'adapter formats ready for download (GET /v1/jobs/{id}/adapter?format=...)' }),
-  device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) }, { description: 'the device the job asked for (null fields: the worker\'s own)' })),
-  plan: Nullable(ref(JobPlan)),
-  policy_id: Nullable(Type.String({ description: 'the LUC policy the job used (GET /v1/policies/{id})' })),
-  project_id: Type.String(),
-}, { $id: 'Job' });
+export const Job = Type.Object(
+  {
+    id: Type.String({ examples: ['ftjob_abc123'] }),
+    object: Type.Literal('fine_tuning.job'),
+    created_at: Timestamp('creation time'),
+    updated_at: Timestamp('last change'),
+    started_at: Nullable(Type.Integer()),
+    finished_at: Nullable(Type.Integer()),
+    estimated_finish: Nullable(Type.Integer()),
+    status: Type.Enum(JOB_STATUSES),
+    model: Type.String(),
+    fine_tuned_model: Nullable(Type.String()),
+    training_file: Type.String(),
+    validation_file: Nullable(Type.String()),
+    method: Type.Object({
+      type: Type.Literal('edge_llm'),
+      edge_llm: Type.Object({
+        exit_layers: Type.Array(Type.Integer()),
+        schedule: Type.String(),
+        train_heads: Type.Boolean(),
+        head_rank: Type.Integer(),
+        prefix: Type.Optional(Type.String()),
+        voting: Type.String(),
+        compression: Nullable(ref(Compression)),
+      }),
+    }),
+    hyperparameters: Type.Object({
+      n_epochs: Type.Integer(),
+      batch_size: Type.Integer(),
+      learning_rate_multiplier: Type.Number(),
+      learning_rate: Type.Number(),
+      max_steps: Nullable(Type.Integer()),
+      gradient_accumulation_steps: Type.Integer(),
+      warmup_steps: Type.Integer(),
+      lr_scheduler: Type.String(),
+      weight_decay: Type.Number(),
+      max_grad_norm: Type.Number(),
+      lora_r: Type.Integer(),
+      lora_alpha: Type.Number(),
+      lora_dropout: Type.Number(),
+      target_modules: Type.Array(Type.String()),
+      max_length: Type.Integer(),
+    }),
+    checkpointing: Type.Object({ every_n_steps: Type.Integer() }),
+    seed: Type.Integer(),
+    suffix: Nullable(Type.String()),
+    metadata: Metadata,
+    progress: Type.Object({
+      step: Type.Integer(),
+      total_steps: Type.Integer(),
+      percent: Type.Number(),
+      eta_seconds: Nullable(Type.Integer()),
+    }),
+    latest_metrics: Nullable(Type.Record(Type.String(), Type.Unknown())),
+    result: Nullable(ref(JobResult)),
+    trained_tokens: Nullable(Type.Integer()),
+    error: Nullable(ref(JobErrorObject)),
+    attempt: Type.Integer({ description: 'times a worker picked the job up' }),
+    checkpoints: Type.Object({ count: Type.Integer(), latest_id: Nullable(Type.String()) }),
+    result_files: Type.Array(Type.String(), { description: 'adapter formats ready for download (GET /v1/jobs/{id}/adapter?format=...)' }),
+    device: Nullable(
+      Type.Object(
+        { memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) },
+        { description: "the device the job asked for (null fields: the worker's own)" },
+      ),
+    ),
+    plan: Nullable(ref(JobPlan)),
+    policy_id: Nullable(Type.String({ description: 'the LUC policy the job used (GET /v1/policies/{id})' })),
+    project_id: Type.String(),
+  },
+  { $id: 'Job' },
+);
 export const JobList = listOf(Job, 'JobList');
 
-export const JobDryRun = Type.Object({
-  object: Type.Literal('job.plan'),
-  model: Type.String(),
-  training_file: Type.String(),
-  validation_file: Nullable(Type.String()),
-  training_records: Type.Integer(),
-  total_steps: Type.Integer(),
-  method: Type.Object({
-    type: Type.Literal('edge_llm'),
-    edge_llm: Type.Object({ exit_layers: Type.Array(Type.Integer()), schedule: Type.String(), train_heads: Type.Boolean(), head_rank: Type.Integer(), prefix: Type.Optional(Type.String()), voting: Type.String(), compression: Nullable(ref(Compression)) }),
-  }),
-  hyperparameters: Type.Record(Type.String(), Type.Unknown(), { description: 'resolved, as the job would have them' }),
-  device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) })),
-  policy_id: Nullable(Type.String({ description: 'the stored policy the job would reuse (null: it would profile the model and store one): the policy of the budget for the '
-    + 'model\'s weights as the API sees them (the fingerprint of its own copy of the model, else the one the workers reported)' })),
-  plan: ref(JobPlan),
-}, { $id: 'JobDryRun', description: 'what POST /v1/jobs?dry_run=true returns: the resolved job and its plan; nothing was created' });
-export const JobEvent = Type.Object({
-  id: Type.String({ examples: ['evt_abc123'] }),
-  object: Type.Literal('fine_tuning.job.event'),
-  created_at: Type.Integer(),
-  level: Type.String(),
-  type: Type.String({ description: 'message | metrics | status' }),
-  message: Type.String(),
-  data: Nullable(Type.Record(Type.String(), Type.Unknown())),
-}, { $id: 'JobEvent' });
+export const JobDryRun = Type.Object(
+  {
+    object: Type.Literal('job.plan'),
+    model: Type.String(),
+    training_file: Type.String(),
+    validation_file: Nullable(Type.String()),
+    training_records: Type.Integer(),
+    total_steps: Type.Integer(),
+    method: Type.Object({
+      type: Type.Literal('edge_llm'),
+      edge_llm: Type.Object({
+        exit_layers: Type.Array(Type.Integer()),
+        schedule: Type.String(),
+        train_heads: Type.Boolean(),
+        head_rank: Type.Integer(),
+        prefix: Type.Optional(Type.String()),
+        voting: Type.String(),
+        compression: Nullable(ref(Compression)),
+      }),
+    }),
+    hyperparameters: Type.Record(Type.String(), Type.Unknown(), { description: 'resolved, as the job would have them' }),
+    device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) })),
+    policy_id: Nullable(
+      Type.String({
+        description:
+          'the stored policy the job would reuse (null: it would profile the model and store one): the policy of the budget for the ' +
+          "model's weights as the API sees them (the fingerprint of its own copy of the model, else the one the workers reported)",
+      }),
+    ),
+    plan: ref(JobPlan),
+  },
+  { $id: 'JobDryRun', description: 'what POST /v1/jobs?dry_run=true returns: the resolved job and its plan; nothing was created' },
+);
+export const JobEvent = Type.Object(
+  {
+    id: Type.String({ examples: ['evt_abc123'] }),
+    object: Type.Literal('fine_tuning.job.event'),
+    created_at: Type.Integer(),
+    level: Type.String(),
+    type: Type.String({ description: 'message | metrics | status' }),
+    message: Type.String(),
+    data: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { $id: 'JobEvent' },
+);
 export const JobEventList = listOf(JobEvent, 'JobEventList');
 
-export const Checkpoint = Type.Object({
-  id: Type.String({ examples: ['ckpt_abc123'] }),
-  object: Type.Literal('fine_tuning.job.checkpoint'),
-  created_at: Type.Integer(),
-  fine_tuning_job_id: Type.String(),
-  step_number: Type.Integer(),
-  metrics: Type.Record(Type.String(), Type.Unknown()),
-  bytes: Type.Integer(),
-  sha256: Type.String(),
-}, { $id: 'Checkpoint' });
+export const Checkpoint = Type.Object(
+  {
+    id: Type.String({ examples: ['ckpt_abc123'] }),
+    object: Type.Literal('fine_tuning.job.checkpoint'),
+    created_at: Type.Integer(),
+    fine_tuning_job_id: Type.String(),
+    step_number: Type.Integer(),
+    metrics: Type.Record(Type.String(), Type.Unknown()),
+    bytes: Type.Integer(),
+    sha256: Type.String(),
+  },
+  { $id: 'Checkpoint' },
+);
 export const CheckpointList = listOf(Checkpoint, 'CheckpointList');
 
-export const ModelObject = Type.Object({
-  id: Type.String(),
-  object: Type.Literal('model'),
-  created: Type.Integer(),
-  owned_by: Type.String(),
-  n_params: Type.Integer(),
-  hidden_size: Type.Integer(),
-  vocab_size: Type.Integer(),
-  limits: Type.Object({
-    n_layers: Type.Integer(), max_lora_rank: Type.Integer(), max_length: Type.Integer(),
-    target_modules: Type.Array(Type.String()), default_exit_layers: Type.Array(Type.Integer()),
-  }),
-  hosts: Type.Array(Type.String(), { description: 'hosts (API or workers) that have this model in their models folder' }),
-  fingerprint: Nullable(Type.String({ description: 'content fingerprint (sha256 over config.json and the weight files) the most recent host with the weights reported; compression policies are kept per fingerprint' })),
-}, { $id: 'Model' });
+export const ModelObject = Type.Object(
+  {
+    id: Type.String(),
+    object: Type.Literal('model'),
+    created: Type.Integer(),
+    owned_by: Type.String(),
+    n_params: Type.Integer(),
+    hidden_size: Type.Integer(),
+    vocab_size: Type.Integer(),
+    limits: Type.Object({
+      n_layers: Type.Integer(),
+      max_lora_rank: Type.Integer(),
+      max_length: Type.Integer(),
+      target_modules: Type.Array(Type.String()),
+      default_exit_layers: Type.Array(Type.Integer()),
+    }),
+    hosts: Type.Array(Type.String(), { description: 'hosts (API or workers) that have this model in their models folder' }),
+    fingerprint: Nullable(
+      Type.String({
+        description:
+          'content fingerprint (sha256 over config.json and the weight files) the most recent host with the weights reported; compression policies are kept per fingerprint',
+      }),
+    ),
+  },
+  { $id: 'Model' },
+);
 export const ModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ref(ModelObject)) }, { $id: 'ModelList' });
 
-export const WorkerObject = Type.Object({
-  id: Type.String({ description: '`host:pid`, as in a job\'s worker events' }),
-  object: Type.Literal('worker'),
-  host: Type.String(),
-  online: Type.Boolean({ description: 'heard from within the last 3 heartbeats (EDGETUNE_WORKER_HEARTBEAT_MS); only online workers are planned for' }),
-  concurrency: Type.Integer({ description: 'jobs it runs at once' }),
-  device: Type.Object({
-    memory_budget_bytes: Type.Integer({ description: 'bytes a job may use: EDGETUNE_DEVICE_MEMORY_BYTES, else the host\'s free memory when the worker was last idle' }),
-    total_memory_bytes: Type.Integer(),
-    threads: Type.Integer(),
-    backend: Type.String({ description: 'TF.js backend' }),
-    matmul: Type.String({ description: 'what runs the matmuls, e.g. openblas(2 threads)' }),
-    matmul_gflops: Type.Number({ description: 'measured SGEMM throughput, GFLOP/s' }),
-    step_time_factor: Nullable(Type.Number({ description: 'measured step time of a reference training workload over the planner\'s forecast for it at matmul_gflops; the planner multiplies its step-time forecasts by it (null: not measured)' })),
-  }),
-  started_at: Type.Integer(),
-  heartbeat_at: Type.Integer(),
-}, { $id: 'Worker', description: 'a worker process and the device it runs jobs on' });
+export const WorkerObject = Type.Object(
+  {
+    id: Type.String({ description: "`host:pid`, as in a job's worker events" }),
+    object: Type.Literal('worker'),
+    host: Type.String(),
+    online: Type.Boolean({
+      description: 'heard from within the last 3 heartbeats (EDGETUNE_WORKER_HEARTBEAT_MS); only online workers are planned for',
+    }),
+    concurrency: Type.Integer({ description: 'jobs it runs at once' }),
+    device: Type.Object({
+      memory_budget_bytes: Type.Integer({
+        description: "bytes a job may use: EDGETUNE_DEVICE_MEMORY_BYTES, else the host's free memory when the worker was last idle",
+      }),
+      total_memory_bytes: Type.Integer(),
+      threads: Type.Integer(),
+      backend: Type.String({ description: 'TF.js backend' }),
+      matmul: Type.String({ description: 'what runs the matmuls, e.g. openblas(2 threads)' }),
+      matmul_gflops: Type.Number({ description: 'measured SGEMM throughput, GFLOP/s' }),
+      step_time_factor: Nullable(
+        Type.Number({
+          description:
+            "measured step time of a reference training workload over the planner's forecast for it at matmul_gflops; the planner multiplies its step-time forecasts by it (null: not measured)",
+        }),
+      ),
+    }),
+    started_at: Type.Integer(),
+    heartbeat_at: Type.Integer(),
+  },
+  { $id: 'Worker', description: 'a worker process and the device it runs jobs on' },
+);
 export const WorkerList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ref(WorkerObject)) }, { $id: 'WorkerList' });
 
-export const PolicyObject = Type.Object({
-  id: Type.String({ examples: ['pol_abc123'] }),
-  object: Type.Literal('policy'),
-  created_at: Timestamp('creation time'),
-  model: Type.String({ description: 'base model id' }),
-  model_fingerprint: Nullable(Type.String({
-    description: 'content fingerprint of the model the policy was profiled on: sha256 over its config.json and weight files (as GET /v1/models reports it). '
-      + 'A policy is reused only for the same model id, fingerprint and budget; null for policies stored before fingerprints existed (never reused)',
-    examples: ['9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'],
-  })),
-  budget: ref(Compression),
-  n_layers: Type.Integer(),
-  sparsity: Type.Array(Type.Number(), { description: 'per decoder layer: fraction of its linear weights pruned' }),
-  bits: Type.Array(Type.Integer(), { description: 'per decoder layer: weight bit-width (16 = not quantized)' }),
-  mean_sparsity: Type.Number(),
-  mean_bits: Type.Number(),
-  sensitivity: Type.Object({
-    prune: Type.Array(Nullable(Type.Number()), { description: 'per layer pruning sensitivity (mean normalised output MSE over the sparsity grid)' }),
-    quant: Type.Array(Nullable(Type.Number()), { description: 'per layer quantization sensitivity (normalised output MSE at 4 bits)' }),
-    profile: Nullable(Type.Record(Type.String(), Type.Unknown(), { description: 'the profile: grids, per-layer normalised MSE and loss change per grid point, dense loss' })),
-  }),
-  calibration: Nullable(Type.Object({
-    description: Type.String(), sequences: Type.Integer(), seq_len: Type.Integer(), tokens: Type.Integer(),
-  }, { description: 'the calibration data of the profile' })),
-  job_count: Type.Optional(Type.Integer({ description: 'jobs of this project that used the policy' })),
-}, { $id: 'Policy', description: 'A LUC policy: per-layer sparsity and bit-widths of a base model\'s weights for a budget, reused by every job with that model, the same weights (fingerprint) and budget' });
+export const PolicyObject = Type.Object(
+  {
+    id: Type.String({ examples: ['pol_abc123'] }),
+    object: Type.Literal('policy'),
+    created_at: Timestamp('creation time'),
+    model: Type.String({ description: 'base model id' }),
+    model_fingerprint: Nullable(
+      Type.String({
+        description:
+          'content fingerprint of the model the policy was profiled on: sha256 over its config.json and weight files (as GET /v1/models reports it). ' +
+          'A policy is reused only for the same model id, fingerprint and budget; null for policies stored before fingerprints existed (never reused)',
+        examples: ['9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'],
+      }),
+    ),
+    budget: ref(Compression),
+    n_layers: Type.Integer(),
+    sparsity: Type.Array(Type.Number(), { description: 'per decoder layer: fraction of its linear weights pruned' }),
+    bits: Type.Array(Type.Integer(), { description: 'per decoder layer: weight bit-width (16 = not quantized)' }),
+    mean_sparsity: Type.Number(),
+    mean_bits: Type.Number(),
+    sensitivity: Type.Object({
+      prune: Type.Array(Nullable(Type.Number()), {
+        description: 'per layer pruning sensitivity (mean normalised output MSE over the sparsity grid)',
+      }),
+      quant: Type.Array(Nullable(Type.Number()), { description: 'per layer quantization sensitivity (normalised output MSE at 4 bits)' }),
+      profile: Nullable(
+        Type.Record(Type.String(), Type.Unknown(), {
+          description: 'the profile: grids, per-layer normalised MSE and loss change per grid point, dense loss',
+        }),
+      ),
+    }),
+    calibration: Nullable(
+      Type.Object(
+        {
+          description: Type.String(),
+          sequences: Type.Integer(),
+          seq_len: Type.Integer(),
+          tokens: Type.Integer(),
+        },
+        { description: 'the calibration data of the profile' },
+      ),
+    ),
+    job_count: Type.Optional(Type.Integer({ description: 'jobs of this project that used the policy' })),
+  },
+  {
+    $id: 'Policy',
+    description:
+      "A LUC policy: per-layer sparsity and bit-widths of a base model's weights for a budget, reused by every job with that model, the same weights (fingerprint) and budget",
+  },
+);
 export const PolicyList = listOf(PolicyObject, 'PolicyList');
 
-export const Project = Type.Object({ id: Type.String(), object: Type.Literal('project'), name: Type.String(), created_at: Type.Integer() }, { $id: 'Project' });
+export const Project = Type.Object(
+  { id: Type.String(), object: Type.Literal('project'), name: Type.String(), created_at: Type.Integer() },
+  { $id: 'Project' },
+);
 export const ProjectList = listOf(Project, 'ProjectList');
-export const ApiKey = Type.Object({
-  id: Type.String(),
-  object: Type.Literal('api_key'),
-  project_id: Type.String(),
-  name: Type.String(),
-  prefix: Type.String({ description: 'first characters of the secret' }),
-  admin: Type.Boolean(),
-  created_at: Type.Integer(),
-  last_used_at: Nullable(Type.Integer()),
-  revoked_at: Nullable(Type.Integer()),
-  secret: Type.Optional(Type.String({ description: 'the key itself; returned once, at creation' })),
-}, { $id: 'ApiKey' });
+export const ApiKey = Type.Object(
+  {
+    id: Type.String(),
+    object: Type.Literal('api_key'),
+    project_id: Type.String(),
+    name: Type.String(),
+    prefix: Type.String({ description: 'first characters of the secret' }),
+    admin: Type.Boolean(),
+    created_at: Type.Integer(),
+    last_used_at: Nullable(Type.Integer()),
+    revoked_at: Nullable(Type.Integer()),
+    secret: Type.Optional(Type.String({ description: 'the key itself; returned once, at creation' })),
+  },
+  { $id: 'ApiKey' },
+);
 export const ApiKeyList = listOf(ApiKey, 'ApiKeyList');
 
 /** Every named schema, registered with app.addSchema in this order. */
-export const NAMED_SCHEMAS: TSchema[] = [ProblemItem, Problem, FileObject, FileList, DeletedFile, CompressionInput, Compression, MethodInput, HyperparametersInput, DeviceInput, JobCreate, JobErrorObject, JobResult, JobPlan, Job, JobList, JobDryRun, PolicyObject, PolicyList, JobEvent, JobEventList, Checkpoint, CheckpointList, ModelObject, ModelList, WorkerObject, WorkerList, Project, ProjectList, ApiKey, ApiKeyList];
+export const NAMED_SCHEMAS: TSchema[] = [
+  ProblemItem,
+  Problem,
+  FileObject,
+  FileList,
+  DeletedFile,
+  CompressionInput,
+  Compression,
+  MethodInput,
+  HyperparametersInput,
+  DeviceInput,
+  JobCreate,
+  JobErrorObject,
+  JobResult,
+  JobPlan,
+  Job,
+  JobList,
+  JobDryRun,
+  PolicyObject,
+  PolicyList,
+  JobEvent,
+  JobEventList,
+  Checkpoint,
+  CheckpointList,
+  ModelObject,
+  ModelList,
+  WorkerObject,
+  WorkerList,
+  Project,
+  ProjectList,
+  ApiKey,
+  ApiKeyList,
+];
 
 const listProps = {
   after: Type.Optional(Type.String({ description: 'id of the last item of the previous page' })),

@@ -15,7 +15,10 @@ import { QUEUE_NAME, type QueueJobData } from '@edgetune/core';
 import { redisConnection } from '@edgetune/store';
 
 /** Starts the API; resolves once it listens. Returns a stop function. */
-export async function startApi(env: NodeJS.ProcessEnv = process.env, opts: { logger?: boolean } = {}): Promise<{ port: number; stop: () => Promise<void> }> {
+export async function startApi(
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { logger?: boolean } = {},
+): Promise<{ port: number; stop: () => Promise<void> }> {
   const config = loadConfig(env);
   const db = createPrisma(config.databaseUrl);
   const redis = redisConnection(config.redisUrl);
@@ -31,12 +34,13 @@ export async function startApi(env: NodeJS.ProcessEnv = process.env, opts: { log
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   let stopping: Promise<void> | null = null;
-  const stop = () => (stopping ??= (async () => {
-    await sweeper.stop();
-    await app.close();
-    await queue.close();
-    redis.disconnect();
-    await db.$disconnect();
-  })());
+  const stop = () =>
+    (stopping ??= (async () => {
+      await sweeper.stop();
+      await app.close();
+      await queue.close();
+      redis.disconnect();
+      await db.$disconnect();
+    })());
   return { port, stop };
 }

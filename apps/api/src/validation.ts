@@ -18,6 +18,8 @@ export function validatorCompiler(schemas: TSchema[]): FastifySchemaCompiler<unk
     for (const s of schemas) ajv.addSchema(s as object);
     return ajv;
   };
-  const strict = make(false), coercing = make('array');
-  return ({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema as object) as ReturnType<FastifySchemaCompiler<unknown>>;
+  const strict = make(false),
+    coercing = make('array');
+  return ({ schema, httpPart }) =>
+    (httpPart === 'body' ? strict : coercing).compile(schema as object) as ReturnType<FastifySchemaCompiler<unknown>>;
 }

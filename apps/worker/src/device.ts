@@ -35,7 +35,8 @@ export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
     });
   });
   const d = JSON.parse(stdout) as { threads: number; backend: string; matmul: string; matmulGflops: number; stepTimeFactor: number };
-  if (!(d.matmulGflops > 0) || !(d.threads >= 1) || !(d.stepTimeFactor > 0)) throw new Error(`edgetune-engine device printed no usable profile: ${stdout.slice(0, 200)}`);
+  if (!(d.matmulGflops > 0) || !(d.threads >= 1) || !(d.stepTimeFactor > 0))
+    throw new Error(`edgetune-engine device printed no usable profile: ${stdout.slice(0, 200)}`);
   return { threads: d.threads, backend: d.backend, matmul: d.matmul, matmulGflops: d.matmulGflops, stepTimeFactor: d.stepTimeFactor };
 }
 
@@ -51,7 +52,10 @@ export function defaultMemoryBudget(config: Pick<Config, 'deviceMemoryBytes'>): 
  * The device a job that states none runs on here, as the job's own run plans it (job/tune.ts): the
  * EDGETUNE_DEVICE_* settings over the probe, and this host's free memory now.
  */
-export function workerDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, probed: ProbedDevice): WorkerDevice {
+export function workerDevice(
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>,
+  probed: ProbedDevice,
+): WorkerDevice {
   return {
     memoryBudgetBytes: defaultMemoryBudget(config),
     totalMemoryBytes: totalmem(),

@@ -3,7 +3,12 @@ import type { TuneJobOptions } from '@edgetune/engine';
 import type { Hyperparameters, Method } from '@edgetune/core';
 
 /** Engine tuning options for a job. */
-export function engineTuneOptions(method: Method, hp: Hyperparameters, seed: number, totalSteps: number): NonNullable<TuneJobOptions['tune']> {
+export function engineTuneOptions(
+  method: Method,
+  hp: Hyperparameters,
+  seed: number,
+  totalSteps: number,
+): NonNullable<TuneJobOptions['tune']> {
   return {
     mode: 'edge_llm',
     exitLayers: method.edge_llm.exit_layers,

@@ -4,6 +4,12 @@ import { startWorker } from './worker.js';
 const w = await startWorker();
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.once(sig, () => {
-    w.stop().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+    w.stop().then(
+      () => process.exit(0),
+      (e) => {
+        console.error(e);
+        process.exit(1);
+      },
+    );
   });
 }

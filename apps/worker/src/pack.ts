@@ -57,9 +57,18 @@ export interface BundleManifest {
  * the base model id (not the worker's local path), and a compressed model's `compression` names its
  * stored policy. Returns the voted model's exit layers and rule.
  */
-export function normalizeArtifacts(outDir: string, modelId: string, policyId: string | null = null): { exitLayers: number[]; votingRule: string } {
+export function normalizeArtifacts(
+  outDir: string,
+  modelId: string,
+  policyId: string | null = null,
+): { exitLayers: number[]; votingRule: string } {
   const edgeFile = join(outDir, 'edge_llm.json');
-  const edge = JSON.parse(readFileSync(edgeFile, 'utf8')) as { exit_layers: number[]; voting_rule: string; base_model?: string; compression?: Record<string, unknown> | null };
+  const edge = JSON.parse(readFileSync(edgeFile, 'utf8')) as {
+    exit_layers: number[];
+    voting_rule: string;
+    base_model?: string;
+    compression?: Record<string, unknown> | null;
+  };
   edge.base_model = modelId;
   if (edge.compression) edge.compression = { policy_id: policyId, ...edge.compression };
   writeFileSync(edgeFile, `${JSON.stringify(edge, null, 2)}\n`);
@@ -74,7 +83,11 @@ export function normalizeArtifacts(outDir: string, modelId: string, policyId: st
  * Packs `<outDir>` (after {@link normalizeArtifacts}) into `peft.tar` and `bundle.tar` under `destDir`.
  * @returns the two tar paths.
  */
-export async function packAdapters(outDir: string, destDir: string, meta: { jobId: string; modelId: string; exitLayers: number[]; votingRule: string; policy?: { id: string } | null; compression?: unknown }): Promise<{ peft: string; bundle: string }> {
+export async function packAdapters(
+  outDir: string,
+  destDir: string,
+  meta: { jobId: string; modelId: string; exitLayers: number[]; votingRule: string; policy?: { id: string } | null; compression?: unknown },
+): Promise<{ peft: string; bundle: string }> {
   const mtime = new Date();
   const peft = join(destDir, 'peft.tar');
   await packTar(join(outDir, 'peft'), ['adapter_config.json', 'adapter_model.safetensors'], peft, mtime);

@@ -70,7 +70,11 @@ type OpenRow = { id: string; status: string; queueJobId: string | null };
 /** The job error of a queue job that failed with `reason`. */
 function lostError(reason: string): JobError {
   return STALLED.test(reason)
-    ? { code: 'worker_lost', message: `The job's worker was lost more often than EDGETUNE_MAX_STALLED_COUNT allows (${reason})`, param: null }
+    ? {
+        code: 'worker_lost',
+        message: `The job's worker was lost more often than EDGETUNE_MAX_STALLED_COUNT allows (${reason})`,
+        param: null,
+      }
     : { code: 'worker_error', message: `The worker could not run the job: ${reason}`, param: null };
 }
 
@@ -86,22 +90,30 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
     const error = API_INTERRUPTED;
     const r = await db.job.updateMany({ where, data: { status: 'failed', error: error as object, finishedAt: now, etaSeconds: null } });
     if (!r.count) return null;
-    await addEvents(db, deps.redis, deps.prefix, row.id, [{ type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } }]);
+    await addEvents(db, deps.redis, deps.prefix, row.id, [
+      { type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } },
+    ]);
     return 'failed';
   }
   if (row.status === 'cancelling') {
     const r = await db.job.updateMany({ where, data: { status: 'cancelled', finishedAt: now, etaSeconds: null } });
     if (!r.count) return null;
-    await addEvents(db, deps.redis, deps.prefix, row.id, [{
-      type: 'status', message: 'Job cancelled (its worker stopped before acknowledging the cancel)', data: { status: 'cancelled', queue_state: queueState },
-    }]);
+    await addEvents(db, deps.redis, deps.prefix, row.id, [
+      {
+        type: 'status',
+        message: 'Job cancelled (its worker stopped before acknowledging the cancel)',
+        data: { status: 'cancelled', queue_state: queueState },
+      },
+    ]);
     return 'cancelled';
   }
   if (queueState === 'failed') {
     const error = lostError(reason ?? 'unknown failure');
     const r = await db.job.updateMany({ where, data: { status: 'failed', error: error as object, finishedAt: now, etaSeconds: null } });
     if (!r.count) return null;
-    await addEvents(db, deps.redis, deps.prefix, row.id, [{ type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } }]);
+    await addEvents(db, deps.redis, deps.prefix, row.id, [
+      { type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } },
+    ]);
     return 'failed';
   }
   // gone, or completed without finishing the row: back to the queue, from the latest checkpoint
@@ -110,10 +122,14 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
   const queueJobId = `${row.id}-q${now.getTime().toString(36)}`;
   const r = await db.job.updateMany({ where, data: { status: 'queued', queueJobId, step, etaSeconds: null } });
   if (!r.count) return null;
-  await addEvents(db, deps.redis, deps.prefix, row.id, [{
-    type: 'status', level: 'warn', message: `The job's queue entry ${row.queueJobId ?? '(none)'} was lost (${queueState}); job re-queued, it resumes from step ${step}`,
-    data: { status: 'queued', resume_step: step, queue_state: queueState },
-  }]);
+  await addEvents(db, deps.redis, deps.prefix, row.id, [
+    {
+      type: 'status',
+      level: 'warn',
+      message: `The job's queue entry ${row.queueJobId ?? '(none)'} was lost (${queueState}); job re-queued, it resumes from step ${step}`,
+      data: { status: 'queued', resume_step: step, queue_state: queueState },
+    },
+  ]);
   // If this throws, the row names a queue job that does not exist: the next pass re-queues it again.
   await enqueueJob(deps.queue, row.id, queueJobId);
   return 'queued';
@@ -127,7 +143,12 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
  * @returns the new status, or null when nothing changed.
  * @throws database errors (Prisma) as they come.
  */
-export async function settleFailedQueueJob(deps: ReconcileDeps, jobId: string, queueJobId: string, reason: string): Promise<'cancelled' | 'failed' | null> {
+export async function settleFailedQueueJob(
+  deps: ReconcileDeps,
+  jobId: string,
+  queueJobId: string,
+  reason: string,
+): Promise<'cancelled' | 'failed' | null> {
   const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { id: true, status: true, queueJobId: true } });
   if (!row || !OPEN_STATUSES.includes(row.status) || (row.queueJobId !== null && row.queueJobId !== queueJobId)) return null;
   return (await settle(deps, row, 'failed', reason)) as 'cancelled' | 'failed' | null;
@@ -142,7 +163,10 @@ export async function settleFailedQueueJob(deps: ReconcileDeps, jobId: string, q
  * @returns the jobs it changed.
  * @throws database or Redis errors as they come (a later pass picks up where this one stopped).
  */
-export async function reconcileJobs(deps: ReconcileDeps, opts: { graceMs?: number; validatingGraceMs?: number } = {}): Promise<Reconciled[]> {
+export async function reconcileJobs(
+  deps: ReconcileDeps,
+  opts: { graceMs?: number; validatingGraceMs?: number } = {},
+): Promise<Reconciled[]> {
   const now = Date.now();
   const before = new Date(now - (opts.graceMs ?? RECONCILE_GRACE_MS));
   const validatingBefore = new Date(now - (opts.validatingGraceMs ?? VALIDATING_GRACE_MS));

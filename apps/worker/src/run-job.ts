@@ -29,7 +29,11 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
   const run = await claimJob(ctx, jobId, queueJobId);
   if (typeof run === 'string') return run;
   if (!existsSync(join(run.modelDir, 'config.json'))) {
-    return failJob(run, { code: 'model_not_available', message: `Worker ${ctx.workerId} has no base model ${run.job.model} in ${ctx.config.modelsDir}`, param: 'model' });
+    return failJob(run, {
+      code: 'model_not_available',
+      message: `Worker ${ctx.workerId} has no base model ${run.job.model} in ${ctx.config.modelsDir}`,
+      param: 'model',
+    });
   }
   const work = await openWorkspace(run);
   const abort = followDelivery(signal);

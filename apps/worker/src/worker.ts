@@ -7,7 +7,16 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
-import { channels, fingerprintCacheSnapshot, loadConfig, QUEUE_NAME, scanModels, type ControlMessage, type QueueJobData, type WorkerDevice } from '@edgetune/core';
+import {
+  channels,
+  fingerprintCacheSnapshot,
+  loadConfig,
+  QUEUE_NAME,
+  scanModels,
+  type ControlMessage,
+  type QueueJobData,
+  type WorkerDevice,
+} from '@edgetune/core';
 import { createPrisma, heartbeatWorker, redisConnection, registerModels, removeWorker } from '@edgetune/store';
 import { probeDevice, workerDevice, type ProbedDevice } from './device.js';
 import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from './reconcile.js';
@@ -21,7 +30,10 @@ export interface RunningWorker {
 }
 
 /** Starts a worker with the configuration in `env`. */
-export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = (l) => console.error(l)): Promise<RunningWorker> {
+export async function startWorker(
+  env: NodeJS.ProcessEnv = process.env,
+  log: (line: string) => void = (l) => console.error(l),
+): Promise<RunningWorker> {
   const config = loadConfig(env);
   const id = `${config.hostName}:${process.pid}`;
   process.env.EDGETUNE_WORKER_ID = id; // inherited by the sandboxed children
@@ -46,8 +58,12 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   const active = new Map<string, string>(); // db job id -> queue job id
   const pub = redisConnection(config.redisUrl);
   pub.on('error', () => {});
-  worker.on('active', (job) => { active.set(job.data.jobId, job.id!); });
-  worker.on('completed', (job) => { active.delete(job.data.jobId); });
+  worker.on('active', (job) => {
+    active.set(job.data.jobId, job.id!);
+  });
+  worker.on('completed', (job) => {
+    active.delete(job.data.jobId);
+  });
   worker.on('error', (err) => log(`[worker ${id}] ${err.message}`));
   const queue = new Queue<QueueJobData>(QUEUE_NAME, { connection: pub, prefix: config.queuePrefix });
   const deps: ReconcileDeps = { db, queue, redis: pub, prefix: config.queuePrefix };
@@ -56,15 +72,21 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
     active.delete(job.data.jobId);
     // The processor records job failures itself; this covers what it could not (crash, too many stalls).
     // If this write is lost too, the next reconciliation pass settles the job from the failed queue job.
-    settleFailedQueueJob(deps, job.data.jobId, job.id!, err.message)
-      .catch((e) => log(`[worker ${id}] failed to record failure: ${(e as Error).message}`));
+    settleFailedQueueJob(deps, job.data.jobId, job.id!, err.message).catch((e) =>
+      log(`[worker ${id}] failed to record failure: ${(e as Error).message}`),
+    );
   });
   // One pass at a time; a pass that fails (database or Redis down) is retried by the next one.
   let pass: Promise<void> | null = null;
-  const reconcile = () => (pass ??= reconcileJobs(deps)
-    .then((done) => { for (const r of done) log(`[worker ${id}] reconciled ${r.jobId}: ${r.from} -> ${r.to} (queue job ${r.queueState})`); })
-    .catch((e) => log(`[worker ${id}] reconciliation failed: ${(e as Error).message}`))
-    .finally(() => { pass = null; }));
+  const reconcile = () =>
+    (pass ??= reconcileJobs(deps)
+      .then((done) => {
+        for (const r of done) log(`[worker ${id}] reconciled ${r.jobId}: ${r.from} -> ${r.to} (queue job ${r.queueState})`);
+      })
+      .catch((e) => log(`[worker ${id}] reconciliation failed: ${(e as Error).message}`))
+      .finally(() => {
+        pass = null;
+      }));
 
   const sub = redisConnection(config.redisUrl);
   sub.on('error', () => {});
@@ -89,12 +111,18 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   let device: WorkerDevice | null = null;
   let beating: Promise<void> | null = null;
   let removed = false;
-  const heartbeat = () => (beating ??= (async () => {
-    if (!probed || removed) return;
-    if (!device || active.size === 0) device = workerDevice(config, probed);
-    await heartbeatWorker(db, { id, host: config.hostName, pid: process.pid, concurrency: config.workerConcurrency, device });
-  })().catch((e) => log(`[worker ${id}] heartbeat failed: ${(e as Error).message}`)).finally(() => { beating = null; }));
-  const readings = (p: { matmulGflops: number; stepTimeFactor: number }) => `SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s, step-time factor ${p.stepTimeFactor.toFixed(2)}`;
+  const heartbeat = () =>
+    (beating ??= (async () => {
+      if (!probed || removed) return;
+      if (!device || active.size === 0) device = workerDevice(config, probed);
+      await heartbeatWorker(db, { id, host: config.hostName, pid: process.pid, concurrency: config.workerConcurrency, device });
+    })()
+      .catch((e) => log(`[worker ${id}] heartbeat failed: ${(e as Error).message}`))
+      .finally(() => {
+        beating = null;
+      }));
+  const readings = (p: { matmulGflops: number; stepTimeFactor: number }) =>
+    `SGEMM ${p.matmulGflops.toFixed(0)} GFLOP/s, step-time factor ${p.stepTimeFactor.toFixed(2)}`;
   const probing = probeDevice()
     .then((p) => {
       probed = p;
@@ -107,37 +135,43 @@ export async function startWorker(env: NodeJS.ProcessEnv = process.env, log: (li
   // planned with a stale reading run slower than forecast; a reading taken while a job runs would measure
   // the job's load instead, so it is dropped.
   let reprobing: Promise<void> | null = null;
-  const reprobe = config.workerReprobeMs > 0 ? setInterval(() => {
-    if (!probed || removed || reprobing || active.size > 0) return;
-    reprobing = probeDevice()
-      .then((p) => {
-        if (active.size > 0 || removed) return;
-        probed = p;
-        log(`[worker ${id}] device re-measured: ${readings(p)}`);
-        return heartbeat();
-      })
-      .catch((e) => log(`[worker ${id}] device re-measure failed, the last report stands: ${(e as Error).message}`))
-      .finally(() => { reprobing = null; });
-  }, config.workerReprobeMs) : null;
+  const reprobe =
+    config.workerReprobeMs > 0
+      ? setInterval(() => {
+          if (!probed || removed || reprobing || active.size > 0) return;
+          reprobing = probeDevice()
+            .then((p) => {
+              if (active.size > 0 || removed) return;
+              probed = p;
+              log(`[worker ${id}] device re-measured: ${readings(p)}`);
+              return heartbeat();
+            })
+            .catch((e) => log(`[worker ${id}] device re-measure failed, the last report stands: ${(e as Error).message}`))
+            .finally(() => {
+              reprobing = null;
+            });
+        }, config.workerReprobeMs)
+      : null;
 
   let stopping: Promise<void> | null = null;
-  const stop = () => (stopping ??= (async () => {
-    log(`[worker ${id}] stopping: running jobs checkpoint their current step and go back to the queue`);
-    if (timer) clearInterval(timer);
-    clearInterval(beat);
-    if (reprobe) clearInterval(reprobe);
-    await probing;
-    await reprobing;
-    await beating;
-    removed = true;
-    await removeWorker(db, id).catch((e) => log(`[worker ${id}] could not remove its device report: ${(e as Error).message}`));
-    await pass;
-    worker.cancelAllJobs('shutdown');
-    await worker.close();
-    await queue.close();
-    sub.disconnect();
-    pub.disconnect();
-    await db.$disconnect();
-  })());
+  const stop = () =>
+    (stopping ??= (async () => {
+      log(`[worker ${id}] stopping: running jobs checkpoint their current step and go back to the queue`);
+      if (timer) clearInterval(timer);
+      clearInterval(beat);
+      if (reprobe) clearInterval(reprobe);
+      await probing;
+      await reprobing;
+      await beating;
+      removed = true;
+      await removeWorker(db, id).catch((e) => log(`[worker ${id}] could not remove its device report: ${(e as Error).message}`));
+      await pass;
+      worker.cancelAllJobs('shutdown');
+      await worker.close();
+      await queue.close();
+      sub.disconnect();
+      pub.disconnect();
+      await db.$disconnect();
+    })());
   return { id, worker, stop };
 }

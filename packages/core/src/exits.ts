@@ -31,10 +31,11 @@ export function validateExitLayers(layers: number[], numLayers: number): number[
   if (!layers.length) throw new ExitConfigError('exit_layers must not be empty');
   const s = [...layers].sort((a, b) => a - b);
   for (let i = 0; i < s.length; i++) {
-    if (!Number.isInteger(s[i]) || s[i] < 0 || s[i] >= numLayers) throw new ExitConfigError(`exit layer ${s[i]} is outside 0..${numLayers - 1}`);
+    if (!Number.isInteger(s[i]) || s[i] < 0 || s[i] >= numLayers)
+      throw new ExitConfigError(`exit layer ${s[i]} is outside 0..${numLayers - 1}`);
     if (i > 0 && s[i] === s[i - 1]) throw new ExitConfigError(`exit layer ${s[i]} is listed twice`);
   }
-  if (s[s.length - 1] !== numLayers - 1) throw new ExitConfigError(`the last exit must be the last layer (${numLayers - 1}), got ${s[s.length - 1]}`);
+  if (s[s.length - 1] !== numLayers - 1)
+    throw new ExitConfigError(`the last exit must be the last layer (${numLayers - 1}), got ${s[s.length - 1]}`);
   return s;
 }
-

@@ -4,7 +4,6 @@
  * forecast (costFeatures), so that the two count the same work. Imports no TF.js (the API plans with it).
  */
 import type { LlamaConfig } from './hf-config.js';
-import { LINEAR_NAMES } from './names.js';
 
 /** The decoder dimensions the count needs. */
 export type LayerShape = Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim'>;
@@ -21,7 +20,10 @@ export interface LayerFlops {
 
 /** [in, out] features of each linear, by PEFT target-module name. */
 function linearDims(c: LayerShape): Record<string, [number, number]> {
-  const d = c.hiddenSize, f = c.intermediateSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
+  const d = c.hiddenSize,
+    f = c.intermediateSize,
+    q = c.numAttentionHeads * c.headDim,
+    kv = c.numKeyValueHeads * c.headDim;
   return { q_proj: [d, q], k_proj: [d, kv], v_proj: [d, kv], o_proj: [q, d], gate_proj: [d, f], up_proj: [d, f], down_proj: [f, d] };
 }
 
@@ -30,8 +32,10 @@ function linearDims(c: LayerShape): Record<string, [number, number]> {
  * @param loraR LoRA rank (0: no LoRA); @param loraTargets target-module names (e.g. `q_proj`); unknown names count nothing.
  */
 export function layerForwardFlops(c: LayerShape, batch: number, seq: number, loraR: number, loraTargets: readonly string[]): LayerFlops {
-  const dims = linearDims(c), N = batch * seq;
-  let base = 0, lora = 0;
+  const dims = linearDims(c),
+    N = batch * seq;
+  let base = 0,
+    lora = 0;
   for (const [name, [i, o]] of Object.entries(dims)) {
     base += 2 * N * i * o;
     if (loraR > 0 && loraTargets.includes(name)) lora += 2 * N * loraR * (i + o);

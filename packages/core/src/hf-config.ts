@@ -41,7 +41,8 @@ export class ModelConfigError extends Error {
 
 function num(raw: Record<string, unknown>, key: string, fallback?: number): number {
   const v = raw[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelConfigError(`config.json: "${key}" must be a number (got ${JSON.stringify(raw[key])})`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new ModelConfigError(`config.json: "${key}" must be a number (got ${JSON.stringify(raw[key])})`);
   return v;
 }
 function firstId(v: unknown): number | null {
@@ -63,9 +64,13 @@ export function parseLlamaConfig(raw: Record<string, unknown>): LlamaConfig {
   const hiddenSize = num(raw, 'hidden_size');
   const numAttentionHeads = num(raw, 'num_attention_heads');
   const numKeyValueHeads = num(raw, 'num_key_value_heads', numAttentionHeads);
-  if (numAttentionHeads % numKeyValueHeads !== 0) throw new ModelConfigError(`config.json: num_attention_heads ${numAttentionHeads} is not a multiple of num_key_value_heads ${numKeyValueHeads}`);
+  if (numAttentionHeads % numKeyValueHeads !== 0)
+    throw new ModelConfigError(
+      `config.json: num_attention_heads ${numAttentionHeads} is not a multiple of num_key_value_heads ${numKeyValueHeads}`,
+    );
   const headDim = raw.head_dim != null ? num(raw, 'head_dim') : hiddenSize / numAttentionHeads;
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new ModelConfigError(`config.json: head_dim ${headDim} must be an even integer`);
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0)
+    throw new ModelConfigError(`config.json: head_dim ${headDim} must be an even integer`);
   return {
     vocabSize: num(raw, 'vocab_size'),
     hiddenSize,

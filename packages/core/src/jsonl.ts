@@ -104,7 +104,10 @@ export function validateRecord(value: unknown, line: number, source?: string): T
   return fail(
     keys.length === 0
       ? 'empty record; expected {"prompt", "completion"} or {"messages"}'
-      : `expected {"prompt", "completion"} or {"messages"}, got keys ${keys.slice(0, 5).map((k) => JSON.stringify(k)).join(', ')}`,
+      : `expected {"prompt", "completion"} or {"messages"}, got keys ${keys
+          .slice(0, 5)
+          .map((k) => JSON.stringify(k))
+          .join(', ')}`,
   );
 }
 

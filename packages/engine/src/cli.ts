@@ -71,35 +71,79 @@ function printEval(r: EvalReport, rule: VotingRule | null): void {
   const pct = (x: number | null) => (x === null ? '   n/a' : `${(x * 100).toFixed(2).padStart(6)}%`);
   const lines = [`examples ${r.examples}, completion tokens ${r.tokens}`, 'path            accuracy  perplexity'];
   for (const e of r.perExit) lines.push(`exit ${String(e.layer).padEnd(10)} ${pct(e.accuracy)}  ${e.perplexity.toFixed(3).padStart(10)}`);
-  if (r.perExit.length > 1) for (const k of VOTING_RULES) lines.push(`vote ${k.padEnd(10)} ${pct(r.voted[k].accuracy)}  ${r.voted[k].perplexity.toFixed(3).padStart(10)}${k === rule ? '  <- chosen' : ''}`);
-  if (r.perExit.length > 1) lines.push(`weighted vote's exit weights: ${r.exitWeights.map((w, k) => `exit ${r.perExit[k].layer} ${w.toFixed(3)}`).join(', ')}`);
-  process.stdout.write(lines.join('\n') + '\n');
+  if (r.perExit.length > 1)
+    for (const k of VOTING_RULES)
+      lines.push(
+        `vote ${k.padEnd(10)} ${pct(r.voted[k].accuracy)}  ${r.voted[k].perplexity.toFixed(3).padStart(10)}${k === rule ? '  <- chosen' : ''}`,
+      );
+  if (r.perExit.length > 1)
+    lines.push(`weighted vote's exit weights: ${r.exitWeights.map((w, k) => `exit ${r.perExit[k].layer} ${w.toFixed(3)}`).join(', ')}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') { process.stdout.write(USAGE + '\n'); return; }
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   const { values: v } = parseArgs({
-    args: rest, allowPositionals: true, strict: true,
+    args: rest,
+    allowPositionals: true,
+    strict: true,
     options: {
-      out: { type: 'string' }, model: { type: 'string' }, train: { type: 'string' }, val: { type: 'string' }, data: { type: 'string' },
-      adapter: { type: 'string' }, ids: { type: 'string' }, prompt: { type: 'string' }, 'prompt-file': { type: 'string' },
-      labels: { type: 'string' }, rule: { type: 'string' }, 'max-new-tokens': { type: 'string' }, temperature: { type: 'string' },
-      steps: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'grad-accum': { type: 'string' },
-      'max-length': { type: 'string' }, mode: { type: 'string' }, schedule: { type: 'string' }, prefix: { type: 'string' }, 'exit-layers': { type: 'string' },
-      'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, warmup: { type: 'string' }, 'head-rank': { type: 'string' },
-      'lr-schedule': { type: 'string' }, 'weight-decay': { type: 'string' }, 'max-grad-norm': { type: 'string' }, seed: { type: 'string' },
-      'checkpoint-every': { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, 
-                   sparsity: { type: 'string' }, 'avg-bits': { type: 'string' },
-      prune: { type: 'string' }, 'sparsity-rule': { type: 'string' }, 'bits-rule': { type: 'string' }, 'group-size': { type: 'string' }, 'activation-bits': { type: 'string' },
-      'memory-budget-mb': { type: 'string' }, 'tensor-budget-mb': { type: 'string' }, threads: { type: 'string' }, examples: { type: 'string' },
+      out: { type: 'string' },
+      model: { type: 'string' },
+      train: { type: 'string' },
+      val: { type: 'string' },
+      data: { type: 'string' },
+      adapter: { type: 'string' },
+      ids: { type: 'string' },
+      prompt: { type: 'string' },
+      'prompt-file': { type: 'string' },
+      labels: { type: 'string' },
+      rule: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      steps: { type: 'string' },
+      lr: { type: 'string' },
+      batch: { type: 'string' },
+      'grad-accum': { type: 'string' },
+      'max-length': { type: 'string' },
+      mode: { type: 'string' },
+      schedule: { type: 'string' },
+      prefix: { type: 'string' },
+      'exit-layers': { type: 'string' },
+      'lora-r': { type: 'string' },
+      'lora-alpha': { type: 'string' },
+      'lora-dropout': { type: 'string' },
+      warmup: { type: 'string' },
+      'head-rank': { type: 'string' },
+      'lr-schedule': { type: 'string' },
+      'weight-decay': { type: 'string' },
+      'max-grad-norm': { type: 'string' },
+      seed: { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      resume: { type: 'boolean' },
+      json: { type: 'boolean' },
+      sparsity: { type: 'string' },
+      'avg-bits': { type: 'string' },
+      prune: { type: 'string' },
+      'sparsity-rule': { type: 'string' },
+      'bits-rule': { type: 'string' },
+      'group-size': { type: 'string' },
+      'activation-bits': { type: 'string' },
+      'memory-budget-mb': { type: 'string' },
+      'tensor-budget-mb': { type: 'string' },
+      threads: { type: 'string' },
+      examples: { type: 'string' },
     },
   });
   const quiet = cmd === 'logits';
   const info = await initBackend({ quiet });
   switch (cmd) {
     case 'backend':
-      process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+      process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
       return;
     case 'tune': {
       favourMemoryOverSpeed();
@@ -107,54 +151,82 @@ async function main(argv: string[]): Promise<void> {
       const bar = new ProgressBar('tune', steps);
       const exitLayers = typeof v['exit-layers'] === 'string' ? v['exit-layers'].split(',').map((x) => Number(x.trim())) : undefined;
       const r = await runTuning({
-        modelDir: need(v, 'model'), trainFile: need(v, 'train'), validationFile: v.val as string | undefined, outDir: need(v, 'out'),
-        maxLength: numOpt(v, 'max-length', 256), checkpointEvery: numOpt(v, 'checkpoint-every', 0), resume: v.resume === true,
+        modelDir: need(v, 'model'),
+        trainFile: need(v, 'train'),
+        validationFile: v.val as string | undefined,
+        outDir: need(v, 'out'),
+        maxLength: numOpt(v, 'max-length', 256),
+        checkpointEvery: numOpt(v, 'checkpoint-every', 0),
+        resume: v.resume === true,
         device: v['memory-budget-mb'] !== undefined || v['tensor-budget-mb'] !== undefined ? deviceFlags(v) : undefined,
-        compression: v.sparsity !== undefined || v['avg-bits'] !== undefined ? {
-          targetSparsity: numOpt(v, 'sparsity', 0), avgBits: numOpt(v, 'avg-bits', 16),
-          method: pick(v, 'prune', ['wanda', 'sparsegpt'] as const, 'wanda'),
-          sparsityRule: pick(v, 'sparsity-rule', ['inverse', 'owl', 'uniform'] as const, 'owl'),
-          bitsRule: pick(v, 'bits-rule', ['budgeted', 'mean', 'uniform'] as const, 'budgeted'),
-          groupSize: numOpt(v, 'group-size', 0),
-          activationBits: v['activation-bits'] !== undefined ? numOpt(v, 'activation-bits', 16) : undefined,
-        } : undefined,
+        compression:
+          v.sparsity !== undefined || v['avg-bits'] !== undefined
+            ? {
+                targetSparsity: numOpt(v, 'sparsity', 0),
+                avgBits: numOpt(v, 'avg-bits', 16),
+                method: pick(v, 'prune', ['wanda', 'sparsegpt'] as const, 'wanda'),
+                sparsityRule: pick(v, 'sparsity-rule', ['inverse', 'owl', 'uniform'] as const, 'owl'),
+                bitsRule: pick(v, 'bits-rule', ['budgeted', 'mean', 'uniform'] as const, 'budgeted'),
+                groupSize: numOpt(v, 'group-size', 0),
+                activationBits: v['activation-bits'] !== undefined ? numOpt(v, 'activation-bits', 16) : undefined,
+              }
+            : undefined,
         tune: {
           mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'),
           schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'),
-          exitLayers, steps, lr: numOpt(v, 'lr', 1e-3), microBatch: numOpt(v, 'batch', 8), gradAccum: numOpt(v, 'grad-accum', 1),
-          warmupSteps: numOpt(v, 'warmup', 10), lrSchedule: pick(v, 'lr-schedule', ['cosine', 'linear', 'constant'] as const, 'cosine'),
-          weightDecay: numOpt(v, 'weight-decay', 0), maxGradNorm: numOpt(v, 'max-grad-norm', 1), seed: numOpt(v, 'seed', 42),
+          exitLayers,
+          steps,
+          lr: numOpt(v, 'lr', 1e-3),
+          microBatch: numOpt(v, 'batch', 8),
+          gradAccum: numOpt(v, 'grad-accum', 1),
+          warmupSteps: numOpt(v, 'warmup', 10),
+          lrSchedule: pick(v, 'lr-schedule', ['cosine', 'linear', 'constant'] as const, 'cosine'),
+          weightDecay: numOpt(v, 'weight-decay', 0),
+          maxGradNorm: numOpt(v, 'max-grad-norm', 1),
+          seed: numOpt(v, 'seed', 42),
           lora: { r: numOpt(v, 'lora-r', 8), alpha: numOpt(v, 'lora-alpha', 16), dropout: numOpt(v, 'lora-dropout', 0.05) },
           headRank: numOpt(v, 'head-rank', 0),
           prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
         },
         onStep: (s) => bar.update(s.step, { loss: s.loss, tps: s.tokensPerSec, etaMs: s.etaMs, extra: `exit ${s.exitLayer}` }),
-        log: (s) => { bar.clear(); process.stderr.write(s + '\n'); },
+        log: (s) => {
+          bar.clear();
+          process.stderr.write(`${s}\n`);
+        },
       });
       bar.done();
       if (r.validation) printEval(r.validation, r.votingRule);
-      if (r.plan) process.stderr.write(`plan forecast vs measured: TF.js peak ${(r.plan.plan.forecast.peakTfBytes / 2 ** 20).toFixed(0)} vs ${(r.plan.measured.peakTfBytes / 2 ** 20).toFixed(0)} MiB, step ${r.plan.plan.forecast.stepMs.toFixed(0)} vs ${r.plan.measured.stepMs.toFixed(0)} ms\n`);
-      process.stderr.write(`wrote ${r.outDir} (${r.steps} steps, ${(r.trainMs / 1000).toFixed(1)} s training, ${Math.round(r.tokensPerSec)} tokens/s, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB)\n`);
+      if (r.plan)
+        process.stderr.write(
+          `plan forecast vs measured: TF.js peak ${(r.plan.plan.forecast.peakTfBytes / 2 ** 20).toFixed(0)} vs ${(r.plan.measured.peakTfBytes / 2 ** 20).toFixed(0)} MiB, step ${r.plan.plan.forecast.stepMs.toFixed(0)} vs ${r.plan.measured.stepMs.toFixed(0)} ms\n`,
+        );
+      process.stderr.write(
+        `wrote ${r.outDir} (${r.steps} steps, ${(r.trainMs / 1000).toFixed(1)} s training, ${Math.round(r.tokensPerSec)} tokens/s, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB)\n`,
+      );
       return;
     }
     case 'eval': {
       const modelDir = need(v, 'model');
       const { model, paths, rule } = loadWithAdapter(modelDir, v.adapter as string | undefined);
       const tok = await loadTokenizer(modelDir);
-      const meta = v.adapter && existsSync(join(v.adapter as string, 'edge_llm.json')) ? JSON.parse(readFileSync(join(v.adapter as string, 'edge_llm.json'), 'utf8')) : {};
+      const meta =
+        v.adapter && existsSync(join(v.adapter as string, 'edge_llm.json'))
+          ? JSON.parse(readFileSync(join(v.adapter as string, 'edge_llm.json'), 'utf8'))
+          : {};
       const { examples } = await loadExamples(need(v, 'data'), tok, Number(meta.max_length ?? 256));
       const r = evaluatePaths(model, paths, examples, { padId: tok.padId ?? 0 });
       const chosen = rule ?? (paths.length > 1 ? chooseRule(r) : null);
-      if (v.json) process.stdout.write(JSON.stringify({ ...r, votingRule: chosen }, null, 2) + '\n');
+      if (v.json) process.stdout.write(`${JSON.stringify({ ...r, votingRule: chosen }, null, 2)}\n`);
       else printEval(r, chosen);
       return;
     }
     case 'infer': {
       const modelDir = need(v, 'model');
       const { model, paths, rule: saved } = loadWithAdapter(modelDir, v.adapter as string | undefined);
-      const rule = v.rule ? pick(v, 'rule', VOTING_RULES, 'max') : saved ?? 'max';
+      const rule = v.rule ? pick(v, 'rule', VOTING_RULES, 'max') : (saved ?? 'max');
       const tok = await loadTokenizer(modelDir);
-      const text = typeof v.prompt === 'string' ? v.prompt : typeof v['prompt-file'] === 'string' ? readFileSync(v['prompt-file'], 'utf8') : null;
+      const text =
+        typeof v.prompt === 'string' ? v.prompt : typeof v['prompt-file'] === 'string' ? readFileSync(v['prompt-file'], 'utf8') : null;
       if (text === null) throw new UsageError('--prompt or --prompt-file is required');
       const ids = encodePrompt(tok, text);
       const labelList = typeof v.labels === 'string' ? v.labels : null;
@@ -162,10 +234,26 @@ async function main(argv: string[]): Promise<void> {
         const labels = labelList.split(',');
         const first = labels.map((l) => tok.encode(l, { addSpecialTokens: false })[0]);
         const [res] = classify(model, paths, [ids], first, rule);
-        process.stdout.write(JSON.stringify({ label: labels[res.label].trim(), probabilities: Object.fromEntries(labels.map((l, i) => [l.trim(), res.probs[i]])), per_exit: res.perExit.map((i, k) => ({ layer: paths[k].layer, label: labels[i].trim() })), rule }, null, 2) + '\n');
+        process.stdout.write(
+          `${JSON.stringify(
+            {
+              label: labels[res.label].trim(),
+              probabilities: Object.fromEntries(labels.map((l, i) => [l.trim(), res.probs[i]])),
+              per_exit: res.perExit.map((i, k) => ({ layer: paths[k].layer, label: labels[i].trim() })),
+              rule,
+            },
+            null,
+            2,
+          )}\n`,
+        );
       } else {
-        const outIds = generate(model, paths, ids, { maxNewTokens: numOpt(v, 'max-new-tokens', 32), rule, temperature: numOpt(v, 'temperature', 0), stopIds: tok.eosId !== null ? [tok.eosId] : [] });
-        process.stdout.write(JSON.stringify({ text: tok.decode(outIds, { skipSpecialTokens: true }), tokens: outIds.length, rule }) + '\n');
+        const outIds = generate(model, paths, ids, {
+          maxNewTokens: numOpt(v, 'max-new-tokens', 32),
+          rule,
+          temperature: numOpt(v, 'temperature', 0),
+          stopIds: tok.eosId !== null ? [tok.eosId] : [],
+        });
+        process.stdout.write(`${JSON.stringify({ text: tok.decode(outIds, { skipSpecialTokens: true }), tokens: outIds.length, rule })}\n`);
       }
       return;
     }
@@ -173,11 +261,18 @@ async function main(argv: string[]): Promise<void> {
       const { model } = loadWithAdapter(need(v, 'model'), v.adapter as string | undefined);
       const input = JSON.parse(readFileSync(need(v, 'ids'), 'utf8')) as { input_ids?: number[][] };
       const ids = input.input_ids;
-      if (!Array.isArray(ids) || !ids.length || !ids.every((r) => Array.isArray(r) && r.length === ids[0].length && r.every((x) => Number.isInteger(x) && x >= 0 && x < model.config.vocabSize))) {
+      if (
+        !Array.isArray(ids) ||
+        !ids.length ||
+        !ids.every(
+          (r) =>
+            Array.isArray(r) && r.length === ids[0].length && r.every((x) => Number.isInteger(x) && x >= 0 && x < model.config.vocabSize),
+        )
+      ) {
         throw new UsageError(`--ids: input_ids must be a non-empty [batch][seq] array of integers in [0, ${model.config.vocabSize})`);
       }
       const { logits } = model.forward(ids, { lora: true });
-      process.stdout.write(JSON.stringify({ logits: logits.arraySync() }) + '\n');
+      process.stdout.write(`${JSON.stringify({ logits: logits.arraySync() })}\n`);
       return;
     }
     case 'device': {
@@ -187,7 +282,13 @@ async function main(argv: string[]): Promise<void> {
       const peak = plannerSgemmPeak(1);
       const dev = localDevice({ ...deviceFlags(v), matmulGflops: peak.gflops });
       const reference = await measureStepFactor(dev);
-      process.stdout.write(JSON.stringify({ ...dev, stepTimeFactor: reference.factor, matmul: `${info.matmul}(${info.blasThreads} threads)`, sgemm: peak, reference }, null, 2) + '\n');
+      process.stdout.write(
+        `${JSON.stringify(
+          { ...dev, stepTimeFactor: reference.factor, matmul: `${info.matmul}(${info.blasThreads} threads)`, sgemm: peak, reference },
+          null,
+          2,
+        )}\n`,
+      );
       return;
     }
     case 'plan': {
@@ -196,13 +297,26 @@ async function main(argv: string[]): Promise<void> {
       const cfg = loadLlamaConfig(need(v, 'model'));
       const bits = numOpt(v, 'avg-bits', 16);
       const dev = await measuredDevice(deviceFlags(v));
-      const p = plan({
-        model: cfg, mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'), loraR: numOpt(v, 'lora-r', 8), headRank: numOpt(v, 'head-rank', 0),
-        schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'), prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
-        batchSize: numOpt(v, 'batch', 8), seqLen: numOpt(v, 'max-length', 256), steps: numOpt(v, 'steps', 200),
-        trainExamples: numOpt(v, 'examples', 1000), policy: bits < 16 ? { bits: new Array(cfg.numHiddenLayers).fill(bits), sparsity: new Array(cfg.numHiddenLayers).fill(numOpt(v, 'sparsity', 0)) } : null,
-      }, dev);
-      process.stdout.write(JSON.stringify(p, null, 2) + '\n');
+      const p = plan(
+        {
+          model: cfg,
+          mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'),
+          loraR: numOpt(v, 'lora-r', 8),
+          headRank: numOpt(v, 'head-rank', 0),
+          schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'),
+          prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
+          batchSize: numOpt(v, 'batch', 8),
+          seqLen: numOpt(v, 'max-length', 256),
+          steps: numOpt(v, 'steps', 200),
+          trainExamples: numOpt(v, 'examples', 1000),
+          policy:
+            bits < 16
+              ? { bits: new Array(cfg.numHiddenLayers).fill(bits), sparsity: new Array(cfg.numHiddenLayers).fill(numOpt(v, 'sparsity', 0)) }
+              : null,
+        },
+        dev,
+      );
+      process.stdout.write(`${JSON.stringify(p, null, 2)}\n`);
       return;
     }
     default:
@@ -210,4 +324,11 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-runCli('edgetune-engine', USAGE, () => main(process.argv.slice(2)), () => { tf.disposeVariables(); });
+runCli(
+  'edgetune-engine',
+  USAGE,
+  () => main(process.argv.slice(2)),
+  () => {
+    tf.disposeVariables();
+  },
+);

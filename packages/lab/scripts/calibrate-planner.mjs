@@ -20,7 +20,11 @@ const root = resolve(here, '..', '..', '..');
 const calibrationFile = join(root, 'packages', 'core', 'src', 'schedule', 'calibration.json');
 const COMMAND = 'node packages/lab/scripts/calibrate-planner.mjs';
 const args = process.argv.slice(2);
-const modelDir = resolve(args[args.indexOf('--model') + 1] && args.includes('--model') ? args[args.indexOf('--model') + 1] : join(root, 'models', 'edgetune-tiny-llama'));
+const modelDir = resolve(
+  args[args.indexOf('--model') + 1] && args.includes('--model')
+    ? args[args.indexOf('--model') + 1]
+    : join(root, 'models', 'edgetune-tiny-llama'),
+);
 
 /** n random sequences of T tokens, the last two labelled (a classification-like loss at the end). */
 function randomExamples(rng, n, T, V) {
@@ -36,14 +40,39 @@ async function one(cfg) {
   await initBackend({ quiet: true });
   const rssAtStart = process.memoryUsage.rss(); // a bare engine process (planner rssAtStart)
   const model = LlamaModel.load(modelDir);
-  const L = model.config.numHiddenLayers, V = model.config.vocabSize;
+  const L = model.config.numHiddenLayers,
+    V = model.config.vocabSize;
   const rng = new Rng(1);
   const ex = randomExamples(rng, 64, cfg.T, V);
   if (cfg.bits < 16) {
     const calib = { ids: ex.slice(0, 4).map((e) => e.inputIds.slice(0, 64)), description: 'random' };
-    compressModel(model, calib, { sparsity: new Array(L).fill(0.5), bits: new Array(L).fill(cfg.bits), targetSparsity: 0.5, avgBits: cfg.bits, sparsityRule: 'uniform', bitsRule: 'uniform', pruneSensitivity: [], quantSensitivity: [] });
+    compressModel(model, calib, {
+      sparsity: new Array(L).fill(0.5),
+      bits: new Array(L).fill(cfg.bits),
+      targetSparsity: 0.5,
+      avgBits: cfg.bits,
+      sparsityRule: 'uniform',
+      bitsRule: 'uniform',
+      pruneSensitivity: [],
+      quantSensitivity: [],
+    });
   }
-  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: cfg.mode, schedule: 'round_robin', steps: 1000, microBatch: cfg.mb, lora: { ...DEFAULT_LORA, r: cfg.r ?? 8 }, ...(cfg.exits ? { exitLayers: cfg.exits } : {}), headRank: cfg.headRank ?? 0, prefix: cfg.prefix ?? 'backbone' }, 0);
+  const t = new AdaptiveTrainer(
+    model,
+    ex,
+    {
+      ...DEFAULT_TUNE,
+      mode: cfg.mode,
+      schedule: 'round_robin',
+      steps: 1000,
+      microBatch: cfg.mb,
+      lora: { ...DEFAULT_LORA, r: cfg.r ?? 8 },
+      ...(cfg.exits ? { exitLayers: cfg.exits } : {}),
+      headRank: cfg.headRank ?? 0,
+      prefix: cfg.prefix ?? 'backbone',
+    },
+    0,
+  );
   const K = Math.max(1, t.exits.length);
   for (let i = 0; i < K; i++) await t.step(); // warm-up: one step per window
   // Whole window cycles (windows differ in prefix depth), at least 8 steps; the median cycle, since a
@@ -52,7 +81,12 @@ async function one(cfg) {
   const nCycles = Math.max(4, Math.ceil(8 / K));
   for (let c = 0; c < nCycles; c++) {
     const cyc = { stepMs: 0, prefixMs: 0, tapeMs: 0 };
-    for (let i = 0; i < K; i++) { const r = await t.step(); cyc.stepMs += r.stepMs / K; cyc.prefixMs += r.phases.prefixMs / K; cyc.tapeMs += r.phases.tapeMs / K; }
+    for (let i = 0; i < K; i++) {
+      const r = await t.step();
+      cyc.stepMs += r.stepMs / K;
+      cyc.prefixMs += r.phases.prefixMs / K;
+      cyc.tapeMs += r.phases.tapeMs / K;
+    }
     cycles.push(cyc);
   }
   cycles.sort((a, b) => a.stepMs - b.stepMs);
@@ -60,10 +94,22 @@ async function one(cfg) {
   // Peak memory: profile one step of every window.
   let peak = 0;
   for (let i = 0; i < K; i++) {
-    const info = await tf.profile(async () => { await t.step(); });
+    const info = await tf.profile(async () => {
+      await t.step();
+    });
     peak = Math.max(peak, info.peakBytes);
   }
-  return { ...cfg, stepMs: med.stepMs, prefixMs: med.prefixMs, tapeMs: med.tapeMs, cycleStepMs: cycles.map((c) => Math.round(c.stepMs)), peakTfBytes: peak, peakRssBytes: t.peakRss, rssAtStart, L };
+  return {
+    ...cfg,
+    stepMs: med.stepMs,
+    prefixMs: med.prefixMs,
+    tapeMs: med.tapeMs,
+    cycleStepMs: cycles.map((c) => Math.round(c.stepMs)),
+    peakTfBytes: peak,
+    peakRssBytes: t.peakRss,
+    rssAtStart,
+    L,
+  };
 }
 
 /** The engine modules the measurements use, its backend initialised. */
@@ -78,26 +124,50 @@ async function engineModules() {
 // peak RSS after as many steps as a grid point runs, and at the end. `n` > 64 loads the examples as a job
 // does (a JSONL file of random-word records through the model's tokenizer, records kept as runTuning keeps
 // them), each truncated to GROWTH_T tokens so that only the amount of data differs.
-const GROWTH_STEPS = 200, GROWTH_T = 192;
+const GROWTH_STEPS = 200,
+  GROWTH_T = 192;
 async function growth(n) {
   const { LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng } = await engineModules();
   const rssAtStart = process.memoryUsage.rss();
   const model = LlamaModel.load(modelDir);
   const rng = new Rng(3);
-  let ex, data = null;
+  let ex,
+    data = null;
   if (n <= 64) ex = randomExamples(rng, n, GROWTH_T, model.config.vocabSize);
   else {
     const { loadTokenizer, loadExamples } = await import('@edgetune/engine');
     const word = () => Array.from({ length: 3 + rng.int(6) }, () => String.fromCharCode(97 + rng.int(26))).join('');
     const file = join(tmpdir(), `calibrate-growth-${process.pid}.jsonl`);
-    writeFileSync(file, Array.from({ length: n }, () => JSON.stringify({ prompt: Array.from({ length: 2 * GROWTH_T }, word).join(' '), completion: ' ok' })).join('\n') + '\n');
+    writeFileSync(
+      file,
+      `${Array.from({ length: n }, () =>
+        JSON.stringify({ prompt: Array.from({ length: 2 * GROWTH_T }, word).join(' '), completion: ' ok' }),
+      ).join('\n')}\n`,
+    );
     data = await loadExamples(file, await loadTokenizer(modelDir), GROWTH_T);
     rmSync(file, { force: true });
     ex = data.examples;
   }
-  const t = new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: 'edge_llm', schedule: 'round_robin', steps: 100000, microBatch: 8, lora: { ...DEFAULT_LORA, r: 8 }, headRank: 16, prefix: 'adapted' }, 0);
+  const t = new AdaptiveTrainer(
+    model,
+    ex,
+    {
+      ...DEFAULT_TUNE,
+      mode: 'edge_llm',
+      schedule: 'round_robin',
+      steps: 100000,
+      microBatch: 8,
+      lora: { ...DEFAULT_LORA, r: 8 },
+      headRank: 16,
+      prefix: 'adapted',
+    },
+    0,
+  );
   let shortRss = 0;
-  for (let i = 0; i < GROWTH_STEPS; i++) { await t.step(); if (i + 1 === 20) shortRss = t.peakRss; }
+  for (let i = 0; i < GROWTH_STEPS; i++) {
+    await t.step();
+    if (i + 1 === 20) shortRss = t.peakRss;
+  }
   const tokens = ex.reduce((a, e) => a + e.inputIds.length, 0);
   return { n, tokens, records: data ? data.records.length : 0, steps: GROWTH_STEPS, rssAtStart, shortRss, longRss: t.peakRss };
 }
@@ -108,56 +178,92 @@ async function growth(n) {
 // intercept of ms per layer-pass against tokens per micro-batch is the fixed cost of a layer pass.
 async function overhead() {
   const { LlamaModel, AdaptiveTrainer, DEFAULT_TUNE, DEFAULT_LORA, Rng } = await engineModules();
-  const T = 128, rng = new Rng(2);
+  const T = 128,
+    rng = new Rng(2);
   const sizes = [1, 2, 4, 8];
   const runs = sizes.map((mb) => {
     const model = LlamaModel.load(modelDir);
-    const V = model.config.vocabSize, L = model.config.numHiddenLayers;
+    const V = model.config.vocabSize,
+      L = model.config.numHiddenLayers;
     const ex = randomExamples(rng, 32, T, V);
-    return { mb, L, t: new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: 'vanilla', steps: 1000, microBatch: mb, lora: { ...DEFAULT_LORA } }, 0), ms: [] };
+    return {
+      mb,
+      L,
+      t: new AdaptiveTrainer(model, ex, { ...DEFAULT_TUNE, mode: 'vanilla', steps: 1000, microBatch: mb, lora: { ...DEFAULT_LORA } }, 0),
+      ms: [],
+    };
   });
   for (const r of runs) for (let i = 0; i < 2; i++) await r.t.step();
   for (let rep = 0; rep < 8; rep++) for (const r of runs) r.ms.push((await r.t.step()).stepMs);
-  const pts = runs.map((r) => { const s = [...r.ms].sort((a, b) => a - b); return { N: r.mb * T, msPerPass: s[Math.floor(s.length / 2)] / r.L }; });
-  const n = pts.length, mx = pts.reduce((a, p) => a + p.N, 0) / n, my = pts.reduce((a, p) => a + p.msPerPass, 0) / n;
+  const pts = runs.map((r) => {
+    const s = [...r.ms].sort((a, b) => a - b);
+    return { N: r.mb * T, msPerPass: s[Math.floor(s.length / 2)] / r.L };
+  });
+  const n = pts.length,
+    mx = pts.reduce((a, p) => a + p.N, 0) / n,
+    my = pts.reduce((a, p) => a + p.msPerPass, 0) / n;
   const slope = pts.reduce((a, p) => a + (p.N - mx) * (p.msPerPass - my), 0) / pts.reduce((a, p) => a + (p.N - mx) ** 2, 0);
   return { points: pts, msPerLayerPass: Math.max(0, my - slope * mx), msPerToken: slope };
 }
 
 if (args[0] === '--overhead') {
-  process.stdout.write(JSON.stringify(await overhead()) + '\n');
+  process.stdout.write(`${JSON.stringify(await overhead())}\n`);
   process.exit(0);
 }
 
 if (args[0] === '--growth-run') {
-  process.stdout.write(JSON.stringify(await growth(Number(args[1]))) + '\n');
+  process.stdout.write(`${JSON.stringify(await growth(Number(args[1])))}\n`);
   process.exit(0);
 }
 
 /** The growth terms from two fresh processes: 64 examples (as the grid) and 4000. */
 function measureGrowth() {
   const run = (n) => {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--growth-run', String(n), '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
-    if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--growth-run', String(n), '--model', modelDir], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+    });
+    if (r.status !== 0) {
+      process.stderr.write(r.stderr);
+      process.exit(1);
+    }
     return JSON.parse(r.stdout.trim().split('\n').pop());
   };
-  const few = run(64), many = run(4000);
-  const g = { few, many, rssLongRun: Math.max(0, few.longRss - few.shortRss), rssPerDataToken: Math.max(0, (many.longRss - few.longRss) / (many.tokens - few.tokens)) };
-  process.stderr.write(`RSS growth: ${((g.rssLongRun) / 2 ** 20).toFixed(1)} MiB from step 20 to ${few.steps}; ${g.rssPerDataToken.toFixed(1)} bytes per data token (${many.n} vs ${few.n} examples)\n`);
+  const few = run(64),
+    many = run(4000);
+  const g = {
+    few,
+    many,
+    rssLongRun: Math.max(0, few.longRss - few.shortRss),
+    rssPerDataToken: Math.max(0, (many.longRss - few.longRss) / (many.tokens - few.tokens)),
+  };
+  process.stderr.write(
+    `RSS growth: ${(g.rssLongRun / 2 ** 20).toFixed(1)} MiB from step 20 to ${few.steps}; ${g.rssPerDataToken.toFixed(1)} bytes per data token (${many.n} vs ${few.n} examples)\n`,
+  );
   return g;
 }
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
 
 if (args.includes('--growth')) {
   // Only the growth terms: the other coefficients stay as fitted (calibration.json, the results' points).
   const fitted = JSON.parse(readFileSync(calibrationFile, 'utf8'));
   const g = measureGrowth();
-  const coeffs = { ...fitted.coefficients, rssAtStart: median([g.few.rssAtStart, g.many.rssAtStart]), rssLongRun: g.rssLongRun, rssPerDataToken: g.rssPerDataToken };
+  const coeffs = {
+    ...fitted.coefficients,
+    rssAtStart: median([g.few.rssAtStart, g.many.rssAtStart]),
+    rssLongRun: g.rssLongRun,
+    rssPerDataToken: g.rssPerDataToken,
+  };
   const file = join(root, 'bench', 'results', 'planner-calibration.json');
   const prev = JSON.parse(readFileSync(file, 'utf8'));
   writeCalibration(coeffs, prev.date, prev.sgemmGflops);
-  writeFileSync(file, JSON.stringify({ ...prev, coefficients: coeffs, growth: { date: new Date().toISOString(), ...g } }, null, 2) + '\n');
-  process.stderr.write(`wrote ${relative(root, calibrationFile)} and bench/results/planner-calibration.json; npx tsc -b copies the JSON to packages/core/dist: rebuild\n`);
+  writeFileSync(file, `${JSON.stringify({ ...prev, coefficients: coeffs, growth: { date: new Date().toISOString(), ...g } }, null, 2)}\n`);
+  process.stderr.write(
+    `wrote ${relative(root, calibrationFile)} and bench/results/planner-calibration.json; npx tsc -b copies the JSON to packages/core/dist: rebuild\n`,
+  );
   process.exit(0);
 }
 
@@ -167,34 +273,45 @@ function writeCalibration(coeffs, date, G) {
   const fmt = (v) => (Math.abs(v) >= 1e5 ? Math.round(v) : Number(v.toPrecision(6)));
   const coefficients = Object.fromEntries(Object.entries(coeffs).map(([k, v]) => [k, fmt(v)]));
   const data = { fitted: date, model: basename(modelDir), sgemmGflops: Math.round(G), command: COMMAND, coefficients };
-  writeFileSync(calibrationFile, JSON.stringify(data, null, 2) + '\n');
+  writeFileSync(calibrationFile, `${JSON.stringify(data, null, 2)}\n`);
 }
 
 if (args[0] === '--one') {
   const r = await one(JSON.parse(args[1]));
-  process.stdout.write(JSON.stringify(r) + '\n');
+  process.stdout.write(`${JSON.stringify(r)}\n`);
   process.exit(0);
 }
 
 const { costFeatures, plan, loadLlamaConfig } = await import('@edgetune/core');
 const { measureSgemmPeak, initBackend } = await import('@edgetune/engine');
 await initBackend({ quiet: true });
-const G = args.includes('--refit') ? JSON.parse(readFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), 'utf8')).sgemmGflops : measureSgemmPeak({}).gflops;
+const G = args.includes('--refit')
+  ? JSON.parse(readFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), 'utf8')).sgemmGflops
+  : measureSgemmPeak({}).gflops;
 const model = loadLlamaConfig(modelDir);
 const grid = [
-  { mode: 'edge_llm', mb: 8, T: 256, bits: 16 }, { mode: 'edge_llm', mb: 4, T: 256, bits: 16 }, { mode: 'edge_llm', mb: 8, T: 128, bits: 16 },
-  { mode: 'edge_llm', mb: 16, T: 64, bits: 16 }, { mode: 'vanilla', mb: 8, T: 256, bits: 16 }, { mode: 'vanilla', mb: 4, T: 128, bits: 16 },
-  { mode: 'vanilla', mb: 16, T: 64, bits: 16 }, { mode: 'edge_llm', mb: 8, T: 256, bits: 4 }, { mode: 'edge_llm', mb: 8, T: 128, bits: 8 },
+  { mode: 'edge_llm', mb: 8, T: 256, bits: 16 },
+  { mode: 'edge_llm', mb: 4, T: 256, bits: 16 },
+  { mode: 'edge_llm', mb: 8, T: 128, bits: 16 },
+  { mode: 'edge_llm', mb: 16, T: 64, bits: 16 },
+  { mode: 'vanilla', mb: 8, T: 256, bits: 16 },
+  { mode: 'vanilla', mb: 4, T: 128, bits: 16 },
+  { mode: 'vanilla', mb: 16, T: 64, bits: 16 },
+  { mode: 'edge_llm', mb: 8, T: 256, bits: 4 },
+  { mode: 'edge_llm', mb: 8, T: 128, bits: 8 },
   { mode: 'vanilla', mb: 8, T: 128, bits: 8 },
   // other window depths (the planner adds exits to fit memory): 1-layer and 4-layer windows
-  { mode: 'edge_llm', mb: 8, T: 128, bits: 16, exits: [0, 1, 2, 3, 4, 5, 6, 7] }, { mode: 'edge_llm', mb: 8, T: 256, bits: 16, exits: [3, 7] },
+  { mode: 'edge_llm', mb: 8, T: 128, bits: 16, exits: [0, 1, 2, 3, 4, 5, 6, 7] },
+  { mode: 'edge_llm', mb: 8, T: 256, bits: 16, exits: [3, 7] },
   // low-rank exit heads
   { mode: 'edge_llm', mb: 8, T: 192, bits: 16, headRank: 16 },
   // other LoRA ranks (the LoRA activation term is otherwise collinear with the per-token ones)
-  { mode: 'edge_llm', mb: 8, T: 256, bits: 16, r: 32, exits: [1, 7] }, { mode: 'vanilla', mb: 8, T: 128, bits: 16, r: 2 },
+  { mode: 'edge_llm', mb: 8, T: 256, bits: 16, r: 32, exits: [1, 7] },
+  { mode: 'vanilla', mb: 8, T: 128, bits: 16, r: 2 },
   // the adapted prefix (round-robin cycles hand outputs on: no prefix layers), and small micro-batches
   // (gradient accumulation, which the planner tries first to fit a tight budget)
-  { mode: 'edge_llm', mb: 8, T: 192, bits: 16, headRank: 16, prefix: 'adapted' }, { mode: 'edge_llm', mb: 2, T: 192, bits: 16, headRank: 16, prefix: 'adapted' },
+  { mode: 'edge_llm', mb: 8, T: 192, bits: 16, headRank: 16, prefix: 'adapted' },
+  { mode: 'edge_llm', mb: 2, T: 192, bits: 16, headRank: 16, prefix: 'adapted' },
   { mode: 'edge_llm', mb: 1, T: 128, bits: 16 },
 ];
 // --refit: fit again to the points measured by the last full run (bench/results/planner-calibration.json)
@@ -204,9 +321,28 @@ const refit = args.includes('--refit') ? JSON.parse(readFileSync(previous, 'utf8
 // --pool FILE (repeatable, with --refit): earlier runs' points too; per configuration the fastest step time
 // is kept (timing noise on a shared machine only ever adds time), memory from the newest run.
 const pooled = args.flatMap((a, i) => (a === '--pool' ? [JSON.parse(readFileSync(args[i + 1], 'utf8'))] : []));
-const sameCfg = (p, cfg) => p.mode === cfg.mode && p.mb === cfg.mb && p.T === cfg.T && p.bits === cfg.bits && String(p.exits) === String(cfg.exits) && (p.headRank ?? 0) === (cfg.headRank ?? 0) && (p.r ?? 8) === (cfg.r ?? 8) && (p.prefix ?? 'backbone') === (cfg.prefix ?? 'backbone');
+const sameCfg = (p, cfg) =>
+  p.mode === cfg.mode &&
+  p.mb === cfg.mb &&
+  p.T === cfg.T &&
+  p.bits === cfg.bits &&
+  String(p.exits) === String(cfg.exits) &&
+  (p.headRank ?? 0) === (cfg.headRank ?? 0) &&
+  (p.r ?? 8) === (cfg.r ?? 8) &&
+  (p.prefix ?? 'backbone') === (cfg.prefix ?? 'backbone');
 const points = [];
-for (const cfg of refit ? refit.points.map(({ mode, mb, T, bits, exits, headRank, r, prefix }) => ({ mode, mb, T, bits, ...(exits ? { exits } : {}), ...(headRank ? { headRank } : {}), ...(r ? { r } : {}), ...(prefix ? { prefix } : {}) })) : grid) {
+for (const cfg of refit
+  ? refit.points.map(({ mode, mb, T, bits, exits, headRank, r, prefix }) => ({
+      mode,
+      mb,
+      T,
+      bits,
+      ...(exits ? { exits } : {}),
+      ...(headRank ? { headRank } : {}),
+      ...(r ? { r } : {}),
+      ...(prefix ? { prefix } : {}),
+    }))
+  : grid) {
   let m;
   if (refit) {
     m = { ...refit.points.find((p) => sameCfg(p, cfg)).measured, L: model.numHiddenLayers };
@@ -214,36 +350,80 @@ for (const cfg of refit ? refit.points.map(({ mode, mb, T, bits, exits, headRank
       const q = other.points.find((p) => sameCfg(p, cfg))?.measured;
       if (q?.tapeMs !== undefined && q.stepMs < m.stepMs) Object.assign(m, { stepMs: q.stepMs, prefixMs: q.prefixMs, tapeMs: q.tapeMs });
     }
-  }
-  else {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', JSON.stringify(cfg), '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
-    if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+  } else {
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', JSON.stringify(cfg), '--model', modelDir], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+    });
+    if (r.status !== 0) {
+      process.stderr.write(r.stderr);
+      process.exit(1);
+    }
     m = JSON.parse(r.stdout.trim().split('\n').pop());
   }
-  const input = { model, mode: cfg.mode, loraR: cfg.r ?? 8, batchSize: cfg.mb, seqLen: cfg.T, steps: 1000, trainExamples: 64, microBatch: cfg.mb, headRank: cfg.headRank ?? 0,
-    schedule: 'round_robin', prefix: cfg.prefix ?? 'backbone', policy: cfg.bits < 16 ? { bits: new Array(m.L).fill(cfg.bits), sparsity: new Array(m.L).fill(0.5) } : null };
-  const exits = cfg.mode === 'vanilla' ? [m.L - 1] : cfg.exits ?? [1, 3, 5, 7].filter((e) => e < m.L);
+  const input = {
+    model,
+    mode: cfg.mode,
+    loraR: cfg.r ?? 8,
+    batchSize: cfg.mb,
+    seqLen: cfg.T,
+    steps: 1000,
+    trainExamples: 64,
+    microBatch: cfg.mb,
+    headRank: cfg.headRank ?? 0,
+    schedule: 'round_robin',
+    prefix: cfg.prefix ?? 'backbone',
+    policy: cfg.bits < 16 ? { bits: new Array(m.L).fill(cfg.bits), sparsity: new Array(m.L).fill(0.5) } : null,
+  };
+  const exits = cfg.mode === 'vanilla' ? [m.L - 1] : (cfg.exits ?? [1, 3, 5, 7].filter((e) => e < m.L));
   points.push({ cfg, measured: m, x: costFeatures(input, exits, cfg.mb, false) });
-  process.stderr.write(`${JSON.stringify(cfg)}: ${m.stepMs.toFixed(0)} ms/step, TF.js peak ${(m.peakTfBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
+  process.stderr.write(
+    `${JSON.stringify(cfg)}: ${m.stepMs.toFixed(0)} ms/step, TF.js peak ${(m.peakTfBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`,
+  );
 }
 
 // The fixed cost of a layer pass (see overhead()): measured now, or with --refit taken from the last run.
 let passOverhead;
 if (refit?.passOverhead) passOverhead = refit.passOverhead;
 else if (!refit) {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--overhead', '--model', modelDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
-  if (r.status !== 0) { process.stderr.write(r.stderr); process.exit(1); }
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--overhead', '--model', modelDir], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  if (r.status !== 0) {
+    process.stderr.write(r.stderr);
+    process.exit(1);
+  }
   passOverhead = JSON.parse(r.stdout.trim().split('\n').pop());
-  process.stderr.write(`layer-pass overhead: ${passOverhead.msPerLayerPass.toFixed(2)} ms (+ ${(passOverhead.msPerToken * 1000).toFixed(2)} us per token), from ${passOverhead.points.map((p) => `${p.N} tokens: ${p.msPerPass.toFixed(2)} ms`).join(', ')}\n`);
+  process.stderr.write(
+    `layer-pass overhead: ${passOverhead.msPerLayerPass.toFixed(2)} ms (+ ${(passOverhead.msPerToken * 1000).toFixed(2)} us per token), from ${passOverhead.points.map((p) => `${p.N} tokens: ${p.msPerPass.toFixed(2)} ms`).join(', ')}\n`,
+  );
 }
 
 // Least squares via normal equations (small systems), with a ridge term for stability.
 function lstsq(X, y, ridge = 1e-9) {
-  const n = X[0].length, A = Array.from({ length: n }, () => new Array(n).fill(0)), b = new Array(n).fill(0);
-  X.forEach((row, i) => { for (let a = 0; a < n; a++) { b[a] += row[a] * y[i]; for (let c = 0; c < n; c++) A[a][c] += row[a] * row[c]; } });
+  const n = X[0].length,
+    A = Array.from({ length: n }, () => new Array(n).fill(0)),
+    b = new Array(n).fill(0);
+  X.forEach((row, i) => {
+    for (let a = 0; a < n; a++) {
+      b[a] += row[a] * y[i];
+      for (let c = 0; c < n; c++) A[a][c] += row[a] * row[c];
+    }
+  });
   for (let a = 0; a < n; a++) A[a][a] += ridge * (A[a][a] || 1);
-  for (let c = 0; c < n; c++) { let p = c; for (let r = c + 1; r < n; r++) if (Math.abs(A[r][c]) > Math.abs(A[p][c])) p = r; [A[c], A[p]] = [A[p], A[c]]; [b[c], b[p]] = [b[p], b[c]];
-    for (let r = 0; r < n; r++) if (r !== c) { const f = A[r][c] / A[c][c]; for (let k = c; k < n; k++) A[r][k] -= f * A[c][k]; b[r] -= f * b[c]; } }
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(A[r][c]) > Math.abs(A[p][c])) p = r;
+    [A[c], A[p]] = [A[p], A[c]];
+    [b[c], b[p]] = [b[p], b[c]];
+    for (let r = 0; r < n; r++)
+      if (r !== c) {
+        const f = A[r][c] / A[c][c];
+        for (let k = c; k < n; k++) A[r][k] -= f * A[c][k];
+        b[r] -= f * b[c];
+      }
+  }
   return b.map((v, i) => v / A[i][i]);
 }
 // Memory: peakTf - weights - trainable - prefixOut = tfFixed + 4 (actD d + actF f + actAtt att + actLora lora).
@@ -252,13 +432,21 @@ const memRows = points.map((p) => [1, 4 * p.x.act.d, 4 * p.x.act.f, 4 * p.x.act.
 const memY = points.map((p) => p.measured.peakTfBytes - p.x.weightTf - p.x.trainable - p.x.prefixOut);
 const w = points.map((p) => 1 / p.measured.peakTfBytes);
 // Non-negative (a negative bytes-per-element would forecast less memory for more work outside the grid).
-const [tfFixed, actD, actF, actAtt, actLora] = nnls(memRows.map((r, i) => r.map((v) => v * w[i])), memY.map((v, i) => v * w[i]));
+const [tfFixed, actD, actF, actAtt, actLora] = nnls(
+  memRows.map((r, i) => r.map((v) => v * w[i])),
+  memY.map((v, i) => v * w[i]),
+);
 const rssRows = points.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
 const rssY = points.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
 const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
 // What the short grid runs cannot show: measured (--refit: the last run's measurement when it has one).
 const growthMeasured = refit?.growth ?? measureGrowth();
-const rssAtStart = median(points.map((p) => p.measured.rssAtStart).filter((v) => v > 0).concat(refit && !points.some((p) => p.measured.rssAtStart) ? [growthMeasured.few.rssAtStart] : []));
+const rssAtStart = median(
+  points
+    .map((p) => p.measured.rssAtStart)
+    .filter((v) => v > 0)
+    .concat(refit && !points.some((p) => p.measured.rssAtStart) ? [growthMeasured.few.rssAtStart] : []),
+);
 // Time: stepMs = msPerStep + accum * (flops / (G * eff) + passes * (msPerLayerPass + msPerLayerToken * N)) + ..., all
 // coefficients non-negative: exact non-negative least squares by trying every subset of features (at most 7
 // features, 127 subsets) and keeping the best fit whose coefficients are all >= 0. Also used for memory above.
@@ -267,7 +455,10 @@ function nnls(rows, y) {
   let best = null;
   for (let mask = 1; mask < 1 << n; mask++) {
     const active = [...Array(n).keys()].filter((i) => mask & (1 << i));
-    const sol = lstsq(rows.map((r) => active.map((i) => r[i])), y);
+    const sol = lstsq(
+      rows.map((r) => active.map((i) => r[i])),
+      y,
+    );
     if (sol.some((v) => !(v >= 0))) continue;
     const full = new Array(n).fill(0);
     active.forEach((i, j) => (full[i] = sol[j]));
@@ -279,34 +470,110 @@ function nnls(rows, y) {
 // Layer-equivalents E = window layers + rho x prefix layers: rho measured (below), the rest by NNLS on
 // relative errors (each row divided by its measured step time).
 function timeRowsFor(rho) {
-  return points.map((p) => { const t = p.x.time, E = t.tapeLayers + rho * t.prefixLayers, a = p.x.accum;
-    return [(p.x.trainFlops / (G * 1e9)) * 1000 * a, E * a, E * p.x.N * a, E * t.attScores * a, p.x.updParams, p.x.dequantElems * a, 1].map((v) => v / p.measured.stepMs); });
+  return points.map((p) => {
+    const t = p.x.time,
+      E = t.tapeLayers + rho * t.prefixLayers,
+      a = p.x.accum;
+    return [(p.x.trainFlops / (G * 1e9)) * 1000 * a, E * a, E * p.x.N * a, E * t.attScores * a, p.x.updParams, p.x.dequantElems * a, 1].map(
+      (v) => v / p.measured.stepMs,
+    );
+  });
 }
 // rho measured, not fitted (it is nearly collinear with the per-layer terms): per Edge-LLM point with a
 // prefix, (prefix ms per prefix layer) / (window ms per window layer) from the step reports' phase times;
 // the median over points.
-const ratios = points.filter((p) => p.x.time.prefixLayers > 0 && p.measured.tapeMs > 0)
-  .map((p) => (p.measured.prefixMs / p.x.time.prefixLayers) / (p.measured.tapeMs / p.x.time.tapeLayers)).sort((a, b) => a - b);
+const ratios = points
+  .filter((p) => p.x.time.prefixLayers > 0 && p.measured.tapeMs > 0)
+  .map((p) => p.measured.prefixMs / p.x.time.prefixLayers / (p.measured.tapeMs / p.x.time.tapeLayers))
+  .sort((a, b) => a - b);
 const rho = ratios.length ? ratios[Math.floor(ratios.length / 2)] : 0.35;
 // With the pass overhead measured, its column's contribution is subtracted and the column fixed.
 const pass0 = passOverhead?.msPerLayerPass;
 const rowsT = timeRowsFor(rho);
-const yT = points.map((p, i) => (pass0 === undefined ? 1 : 1 - pass0 * rowsT[i][1]));
+const yT = points.map((_p, i) => (pass0 === undefined ? 1 : 1 - pass0 * rowsT[i][1]));
 const solT = nnls(pass0 === undefined ? rowsT : rowsT.map((r) => r.filter((_, j) => j !== 1)), yT);
 const fit = { rho, sol: pass0 === undefined ? solT : [solT[0], pass0, ...solT.slice(1)] };
 const [invEff, pass, tok, att, upd, deq, step] = fit.sol;
-const coeffs = { actD, actF, actAtt, actLora, tfFixed, rssBase, rssPerTfByte, rssAtStart, rssLongRun: growthMeasured.rssLongRun, rssPerDataToken: growthMeasured.rssPerDataToken, mmEfficiency: 1 / (invEff || 1e-9), prefixPassCost: fit.rho, msPerLayerPass: pass, msPerLayerToken: tok, msPerAttScore: att, msPerStep: step, msPerUpdatedParam: upd, msPerDequantElem: deq };
+const coeffs = {
+  actD,
+  actF,
+  actAtt,
+  actLora,
+  tfFixed,
+  rssBase,
+  rssPerTfByte,
+  rssAtStart,
+  rssLongRun: growthMeasured.rssLongRun,
+  rssPerDataToken: growthMeasured.rssPerDataToken,
+  mmEfficiency: 1 / (invEff || 1e-9),
+  prefixPassCost: fit.rho,
+  msPerLayerPass: pass,
+  msPerLayerToken: tok,
+  msPerAttScore: att,
+  msPerStep: step,
+  msPerUpdatedParam: upd,
+  msPerDequantElem: deq,
+};
 const report = points.map((p) => {
-  const input = { model, mode: p.cfg.mode, loraR: p.cfg.r ?? 8, batchSize: p.cfg.mb, seqLen: p.cfg.T, steps: 1000, trainExamples: 64, microBatch: p.cfg.mb,
-    prefixCache: false, headRank: p.cfg.headRank ?? 0, schedule: 'round_robin', prefix: p.cfg.prefix ?? 'backbone', ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}), policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null };
+  const input = {
+    model,
+    mode: p.cfg.mode,
+    loraR: p.cfg.r ?? 8,
+    batchSize: p.cfg.mb,
+    seqLen: p.cfg.T,
+    steps: 1000,
+    trainExamples: 64,
+    microBatch: p.cfg.mb,
+    prefixCache: false,
+    headRank: p.cfg.headRank ?? 0,
+    schedule: 'round_robin',
+    prefix: p.cfg.prefix ?? 'backbone',
+    ...(p.cfg.exits ? { exitLayers: p.cfg.exits } : {}),
+    policy: p.cfg.bits < 16 ? { bits: new Array(p.measured.L).fill(p.cfg.bits), sparsity: new Array(p.measured.L).fill(0.5) } : null,
+  };
   const f = plan(input, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
-  return { ...p.cfg, measured: { stepMs: p.measured.stepMs, prefixMs: p.measured.prefixMs, tapeMs: p.measured.tapeMs, peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes, ...(p.measured.rssAtStart ? { rssAtStart: p.measured.rssAtStart } : {}) },
+  return {
+    ...p.cfg,
+    measured: {
+      stepMs: p.measured.stepMs,
+      prefixMs: p.measured.prefixMs,
+      tapeMs: p.measured.tapeMs,
+      peakTfBytes: p.measured.peakTfBytes,
+      peakRssBytes: p.measured.peakRssBytes,
+      ...(p.measured.rssAtStart ? { rssAtStart: p.measured.rssAtStart } : {}),
+    },
     forecast: { stepMs: f.stepMs, peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
-    error: { stepMs: f.stepMs / p.measured.stepMs - 1, peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 } };
+    error: {
+      stepMs: f.stepMs / p.measured.stepMs - 1,
+      peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1,
+      peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1,
+    },
+  };
 });
-for (const r of report) process.stderr.write(`${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`);
+for (const r of report)
+  process.stderr.write(
+    `${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`,
+  );
 const date = new Date().toISOString();
 writeCalibration(coeffs, date, G);
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-writeFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), JSON.stringify({ date, command: COMMAND, model: modelDir, sgemmGflops: G, coefficients: coeffs, passOverhead, growth: { date: refit?.growth?.date ?? date, ...growthMeasured }, points: report }, null, 2) + '\n');
-process.stderr.write(`wrote ${relative(root, calibrationFile)} and bench/results/planner-calibration.json; npx tsc -b copies the JSON to packages/core/dist: rebuild\n`);
+writeFileSync(
+  join(root, 'bench', 'results', 'planner-calibration.json'),
+  `${JSON.stringify(
+    {
+      date,
+      command: COMMAND,
+      model: modelDir,
+      sgemmGflops: G,
+      coefficients: coeffs,
+      passOverhead,
+      growth: { date: refit?.growth?.date ?? date, ...growthMeasured },
+      points: report,
+    },
+    null,
+    2,
+  )}\n`,
+);
+process.stderr.write(
+  `wrote ${relative(root, calibrationFile)} and bench/results/planner-calibration.json; npx tsc -b copies the JSON to packages/core/dist: rebuild\n`,
+);

@@ -7,8 +7,17 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
-  initBackend, LlamaModel, loadTokenizer, loadExamples, profileSensitivity, buildPolicy, compressModel, calibrationFromExamples,
-  lastWordItems, lastWordAccuracy, pairedSignTest,
+  initBackend,
+  LlamaModel,
+  loadTokenizer,
+  loadExamples,
+  profileSensitivity,
+  buildPolicy,
+  compressModel,
+  calibrationFromExamples,
+  lastWordItems,
+  lastWordAccuracy,
+  pairedSignTest,
 } from '@edgetune/engine';
 import { loadPretrainCorpus } from '../dist/pretrain/corpus.js';
 import { streamPerplexity, tokenStream } from '../dist/pretrain/pretrain.js';
@@ -23,7 +32,14 @@ const sens = profileSensitivity(dense, calib, { method: 'wanda' });
 dense.dispose();
 const val = tokenStream(tok, loadPretrainCorpus().validation);
 const items = lastWordItems(tok, loadPretrainCorpus().validation, { contextTokens: 64 });
-const rules = [['uniform', 'uniform'], ['inverse', 'budgeted'], ['owl', 'budgeted'], ['inverse', 'uniform'], ['owl', 'uniform'], ['uniform', 'budgeted']];
+const rules = [
+  ['uniform', 'uniform'],
+  ['inverse', 'budgeted'],
+  ['owl', 'budgeted'],
+  ['inverse', 'uniform'],
+  ['owl', 'uniform'],
+  ['uniform', 'budgeted'],
+];
 const rows = [];
 const base = LlamaModel.load(M);
 const densePpl = streamPerplexity(base, val, 128, 8, 32768).perplexity;
@@ -41,8 +57,36 @@ for (const [s, b] of v.budgets.split(',').map((x) => x.split('/').map(Number))) 
     m.dispose();
     uniformCorrect ??= lw.correct; // rules[0] is uniform/uniform
     const t = pairedSignTest(lw.correct, uniformCorrect);
-    console.log(`budget ${s}/${b} ${sr}+${br}: ppl ${r.perplexity.toFixed(2)}, last-word ${(lw.accuracy * 100).toFixed(2)}% (vs uniform: +${t.aOnly} -${t.bOnly}, p=${t.p.toPrecision(2)}) sparsity [${p.sparsity.map((x) => x.toFixed(2))}] bits [${p.bits}]`);
-    rows.push({ target_sparsity: s, avg_bits: b, sparsity_rule: sr, bits_rule: br, perplexity: r.perplexity, last_word_accuracy: lw.accuracy, last_word_mean_logprob: lw.meanLogProb, vs_uniform: { only_this: t.aOnly, only_uniform: t.bOnly, sign_test_p: t.p }, sparsity: p.sparsity, bits: p.bits });
+    console.log(
+      `budget ${s}/${b} ${sr}+${br}: ppl ${r.perplexity.toFixed(2)}, last-word ${(lw.accuracy * 100).toFixed(2)}% (vs uniform: +${t.aOnly} -${t.bOnly}, p=${t.p.toPrecision(2)}) sparsity [${p.sparsity.map((x) => x.toFixed(2))}] bits [${p.bits}]`,
+    );
+    rows.push({
+      target_sparsity: s,
+      avg_bits: b,
+      sparsity_rule: sr,
+      bits_rule: br,
+      perplexity: r.perplexity,
+      last_word_accuracy: lw.accuracy,
+      last_word_mean_logprob: lw.meanLogProb,
+      vs_uniform: { only_this: t.aOnly, only_uniform: t.bOnly, sign_test_p: t.p },
+      sparsity: p.sparsity,
+      bits: p.bits,
+    });
   }
 }
-if (v.out) writeFileSync(v.out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), command: `node packages/lab/scripts/luc-policy-perplexity.mjs ${process.argv.slice(2).join(' ')}`, dense: densePpl, dense_last_word_accuracy: denseLw.accuracy, last_word_items: items.length, policies: rows }, null, 2) + '\n');
+if (v.out)
+  writeFileSync(
+    v.out,
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString().slice(0, 10),
+        command: `node packages/lab/scripts/luc-policy-perplexity.mjs ${process.argv.slice(2).join(' ')}`,
+        dense: densePpl,
+        dense_last_word_accuracy: denseLw.accuracy,
+        last_word_items: items.length,
+        policies: rows,
+      },
+      null,
+      2,
+    )}\n`,
+  );

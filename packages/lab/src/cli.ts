@@ -26,15 +26,37 @@ environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable th
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') { process.stdout.write(USAGE + '\n'); return; }
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   const { values: v, positionals } = parseArgs({
-    args: rest, allowPositionals: true, strict: true,
+    args: rest,
+    allowPositionals: true,
+    strict: true,
     options: {
-      out: { type: 'string' }, email: { type: 'string' }, 'body-chars': { type: 'string' }, model: { type: 'string' },
-      steps: { type: 'string' }, quick: { type: 'boolean' }, 'skip-luc': { type: 'boolean' }, spec: { type: 'string' },
-      hidden: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' }, ffn: { type: 'string' },
-      vocab: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
-      'time-budget-min': { type: 'string' }, dtype: { type: 'string' }, 'tokenizer-chars': { type: 'string' }, 'eval-tokens': { type: 'string' },
+      out: { type: 'string' },
+      email: { type: 'string' },
+      'body-chars': { type: 'string' },
+      model: { type: 'string' },
+      steps: { type: 'string' },
+      quick: { type: 'boolean' },
+      'skip-luc': { type: 'boolean' },
+      spec: { type: 'string' },
+      hidden: { type: 'string' },
+      layers: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      ffn: { type: 'string' },
+      vocab: { type: 'string' },
+      seq: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      seed: { type: 'string' },
+      'time-budget-min': { type: 'string' },
+      dtype: { type: 'string' },
+      'tokenizer-chars': { type: 'string' },
+      'eval-tokens': { type: 'string' },
     },
   });
   switch (cmd) {
@@ -44,10 +66,13 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(await spamPromptFromEmail(readFileSync(need(v, 'email'))));
         return;
       }
-      if (which !== 'spam-assassin' && which !== 'corpus-continuation') throw new UsageError('data: the datasets are spam-assassin, corpus-continuation and spam-prompt');
-      const r = which === 'spam-assassin' ? await buildSpamAssassin({ outDir: need(v, 'out'), bodyChars: numOpt(v, 'body-chars', 400) })
-        : await buildCorpusContinuation({ outDir: need(v, 'out') });
-      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      if (which !== 'spam-assassin' && which !== 'corpus-continuation')
+        throw new UsageError('data: the datasets are spam-assassin, corpus-continuation and spam-prompt');
+      const r =
+        which === 'spam-assassin'
+          ? await buildSpamAssassin({ outDir: need(v, 'out'), bodyChars: numOpt(v, 'body-chars', 400) })
+          : await buildCorpusContinuation({ outDir: need(v, 'out') });
+      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       return;
     }
     case 'pretrain': {
@@ -57,26 +82,44 @@ async function main(argv: string[]): Promise<void> {
       const steps = numOpt(v, 'steps', DEFAULT_PRETRAIN.steps);
       const bar = new ProgressBar('pretrain', steps);
       const r = await pretrain({
-        ...DEFAULT_PRETRAIN, outDir: out, steps,
-        hiddenSize: numOpt(v, 'hidden', DEFAULT_PRETRAIN.hiddenSize), layers: numOpt(v, 'layers', DEFAULT_PRETRAIN.layers),
-        heads: numOpt(v, 'heads', DEFAULT_PRETRAIN.heads), kvHeads: numOpt(v, 'kv-heads', DEFAULT_PRETRAIN.kvHeads),
-        intermediateSize: numOpt(v, 'ffn', DEFAULT_PRETRAIN.intermediateSize), vocabSize: numOpt(v, 'vocab', DEFAULT_PRETRAIN.vocabSize),
-        seq: numOpt(v, 'seq', DEFAULT_PRETRAIN.seq), batch: numOpt(v, 'batch', DEFAULT_PRETRAIN.batch), lr: numOpt(v, 'lr', DEFAULT_PRETRAIN.lr),
-        seed: numOpt(v, 'seed', DEFAULT_PRETRAIN.seed), timeBudgetMs: numOpt(v, 'time-budget-min', 0) * 60000,
-        tokenizerChars: numOpt(v, 'tokenizer-chars', DEFAULT_PRETRAIN.tokenizerChars), evalTokens: numOpt(v, 'eval-tokens', DEFAULT_PRETRAIN.evalTokens),
+        ...DEFAULT_PRETRAIN,
+        outDir: out,
+        steps,
+        hiddenSize: numOpt(v, 'hidden', DEFAULT_PRETRAIN.hiddenSize),
+        layers: numOpt(v, 'layers', DEFAULT_PRETRAIN.layers),
+        heads: numOpt(v, 'heads', DEFAULT_PRETRAIN.heads),
+        kvHeads: numOpt(v, 'kv-heads', DEFAULT_PRETRAIN.kvHeads),
+        intermediateSize: numOpt(v, 'ffn', DEFAULT_PRETRAIN.intermediateSize),
+        vocabSize: numOpt(v, 'vocab', DEFAULT_PRETRAIN.vocabSize),
+        seq: numOpt(v, 'seq', DEFAULT_PRETRAIN.seq),
+        batch: numOpt(v, 'batch', DEFAULT_PRETRAIN.batch),
+        lr: numOpt(v, 'lr', DEFAULT_PRETRAIN.lr),
+        seed: numOpt(v, 'seed', DEFAULT_PRETRAIN.seed),
+        timeBudgetMs: numOpt(v, 'time-budget-min', 0) * 60000,
+        tokenizerChars: numOpt(v, 'tokenizer-chars', DEFAULT_PRETRAIN.tokenizerChars),
+        evalTokens: numOpt(v, 'eval-tokens', DEFAULT_PRETRAIN.evalTokens),
         saveDtype: pick(v, 'dtype', ['F32', 'F16', 'BF16'] as const, DEFAULT_PRETRAIN.saveDtype),
         command: `npx edgetune-lab ${argv.join(' ')}`,
         onStep: (s) => bar.update(s.step, { loss: s.loss, tps: s.tokensPerSec, etaMs: s.etaMs }),
-        log: (s) => { bar.clear(); process.stderr.write(s + '\n'); },
+        log: (s) => {
+          bar.clear();
+          process.stderr.write(`${s}\n`);
+        },
       });
       bar.done();
-      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       return;
     }
     case 'bench': {
       await initBackend();
       const { runBench } = await import('./bench/bench.js');
-      await runBench({ out: v.out, steps: v.steps ? Number(v.steps) : undefined, quick: v.quick === true, model: v.model, skipLuc: v['skip-luc'] === true });
+      await runBench({
+        out: v.out,
+        steps: v.steps ? Number(v.steps) : undefined,
+        quick: v.quick === true,
+        model: v.model,
+        skipLuc: v['skip-luc'] === true,
+      });
       return;
     }
     case 'bench-run': {
@@ -85,7 +128,7 @@ async function main(argv: string[]): Promise<void> {
       await initBackend();
       const { benchRun } = await import('./bench/bench.js');
       const r = await benchRun(JSON.parse(readFileSync(need(v, 'spec'), 'utf8')));
-      process.stdout.write(JSON.stringify(r) + '\n');
+      process.stdout.write(`${JSON.stringify(r)}\n`);
       return;
     }
     default:
@@ -93,4 +136,11 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-runCli('edgetune-lab', USAGE, () => main(process.argv.slice(2)), () => { tf.disposeVariables(); });
+runCli(
+  'edgetune-lab',
+  USAGE,
+  () => main(process.argv.slice(2)),
+  () => {
+    tf.disposeVariables();
+  },
+);

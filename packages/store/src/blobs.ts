@@ -66,7 +66,8 @@ export async function putBlob(db: PrismaClient, source: Buffer | string, content
     await client.query('BEGIN');
     await client.query('INSERT INTO blobs (id, size, sha256, content_type) VALUES ($1, $2, $3, $4)', [id, size, sha256, contentType]);
     let index = 0;
-    for await (const c of chunksOf(source)) await client.query('INSERT INTO blob_chunks (blob_id, index, data) VALUES ($1, $2, $3)', [id, index++, c]);
+    for await (const c of chunksOf(source))
+      await client.query('INSERT INTO blob_chunks (blob_id, index, data) VALUES ($1, $2, $3)', [id, index++, c]);
     await client.query('COMMIT');
   } catch (e) {
     failed = true;
@@ -88,7 +89,8 @@ export async function* readBlob(db: PrismaClient, id: string, start = 0, end?: n
   const size = Number(blob.size);
   const last = Math.min(end ?? size - 1, size - 1);
   if (last < start) return;
-  const first = Math.floor(start / BLOB_CHUNK_BYTES), lastChunk = Math.floor(last / BLOB_CHUNK_BYTES);
+  const first = Math.floor(start / BLOB_CHUNK_BYTES),
+    lastChunk = Math.floor(last / BLOB_CHUNK_BYTES);
   for (let i = first; i <= lastChunk; i++) {
     const row = await db.blobChunk.findUnique({ where: { blobId_index: { blobId: id, index: i } }, select: { data: true } });
     if (!row) throw new Error(`blob ${id} is missing chunk ${i}`);

@@ -27,10 +27,23 @@ export async function notifyEvents(redis: Redis | null, prefix: string, jobId: s
 }
 
 /** Records events of one job in order and nudges subscribers. */
-export async function addEvents(db: PrismaClient, redis: Redis | null, prefix: string, jobId: string, events: NewJobEvent[]): Promise<void> {
+export async function addEvents(
+  db: PrismaClient,
+  redis: Redis | null,
+  prefix: string,
+  jobId: string,
+  events: NewJobEvent[],
+): Promise<void> {
   if (!events.length) return;
   await db.jobEvent.createMany({
-    data: events.map((e) => ({ id: newId('event'), jobId, type: e.type ?? 'message', level: e.level ?? 'info', message: e.message, data: (e.data ?? undefined) as object | undefined })),
+    data: events.map((e) => ({
+      id: newId('event'),
+      jobId,
+      type: e.type ?? 'message',
+      level: e.level ?? 'info',
+      message: e.message,
+      data: (e.data ?? undefined) as object | undefined,
+    })),
   });
   await notifyEvents(redis, prefix, jobId);
 }

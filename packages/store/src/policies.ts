@@ -16,8 +16,14 @@ export type PolicyRow = Prisma.PolicyGetPayload<object>;
 /** The unique key of the policy of a model's weights (`fingerprint`) for a budget. */
 export function budgetKey(modelId: string, fingerprint: string, c: Compression) {
   return {
-    baseModelId: modelId, modelFingerprint: fingerprint, targetSparsity: c.target_sparsity, avgBits: c.avg_bits, method: c.method,
-    sparsityRule: c.sparsity_rule, bitsRule: c.bits_rule, groupSize: c.group_size,
+    baseModelId: modelId,
+    modelFingerprint: fingerprint,
+    targetSparsity: c.target_sparsity,
+    avgBits: c.avg_bits,
+    method: c.method,
+    sparsityRule: c.sparsity_rule,
+    bitsRule: c.bits_rule,
+    groupSize: c.group_size,
   };
 }
 
@@ -37,8 +43,19 @@ const nums = (a: number[]): (number | null)[] => a.map(num);
 /** The engine's sensitivity report in the stored (snake_case) form. */
 export function sensitivityJson(s: SensitivityReport): Record<string, unknown> {
   return {
-    method: s.method, sparsities: s.sparsities, bits: s.bits, group_size: s.groupSize, dense_loss: num(s.denseLoss), profile_ms: Math.round(s.ms),
-    layers: s.layers.map((l) => ({ layer: l.layer, prune_nmse: nums(l.pruneNmse), prune_dloss: nums(l.pruneDloss), quant_nmse: nums(l.quantNmse), quant_dloss: nums(l.quantDloss) })),
+    method: s.method,
+    sparsities: s.sparsities,
+    bits: s.bits,
+    group_size: s.groupSize,
+    dense_loss: num(s.denseLoss),
+    profile_ms: Math.round(s.ms),
+    layers: s.layers.map((l) => ({
+      layer: l.layer,
+      prune_nmse: nums(l.pruneNmse),
+      prune_dloss: nums(l.pruneDloss),
+      quant_nmse: nums(l.quantNmse),
+      quant_dloss: nums(l.quantDloss),
+    })),
   };
 }
 
@@ -48,16 +65,38 @@ export function sensitivityJson(s: SensitivityReport): Record<string, unknown> {
  * @param fingerprint the content fingerprint of the model folder the policy was profiled on (modelFingerprint)
  * @param calibrationDescription where the calibration sequences came from (no worker-local paths)
  */
-export async function storePolicy(db: PrismaClient, a: { modelId: string; fingerprint: string; compression: Compression; policy: LucPolicy; sensitivity: SensitivityReport | null; calibrationDescription?: string; jobId: string | null }): Promise<{ row: PolicyRow; created: boolean }> {
+export async function storePolicy(
+  db: PrismaClient,
+  a: {
+    modelId: string;
+    fingerprint: string;
+    compression: Compression;
+    policy: LucPolicy;
+    sensitivity: SensitivityReport | null;
+    calibrationDescription?: string;
+    jobId: string | null;
+  },
+): Promise<{ row: PolicyRow; created: boolean }> {
   if (!a.fingerprint) throw new Error(`policy for ${a.modelId}: the model has no fingerprint`);
   const id = newId('policy');
   const s = a.sensitivity;
   const data = {
-    id, ...budgetKey(a.modelId, a.fingerprint, a.compression), numLayers: a.policy.sparsity.length,
-    sparsity: a.policy.sparsity, bits: a.policy.bits.map((b) => Math.round(b)),
-    pruneSensitivity: a.policy.pruneSensitivity, quantSensitivity: a.policy.quantSensitivity,
+    id,
+    ...budgetKey(a.modelId, a.fingerprint, a.compression),
+    numLayers: a.policy.sparsity.length,
+    sparsity: a.policy.sparsity,
+    bits: a.policy.bits.map((b) => Math.round(b)),
+    pruneSensitivity: a.policy.pruneSensitivity,
+    quantSensitivity: a.policy.quantSensitivity,
     sensitivity: s ? (sensitivityJson(s) as object) : undefined,
-    calibration: s ? { description: a.calibrationDescription ?? s.calibration.description, sequences: s.calibration.sequences, seq_len: s.calibration.seqLen, tokens: s.calibration.tokens } : undefined,
+    calibration: s
+      ? {
+          description: a.calibrationDescription ?? s.calibration.description,
+          sequences: s.calibration.sequences,
+          seq_len: s.calibration.seqLen,
+          tokens: s.calibration.tokens,
+        }
+      : undefined,
     sourceJobId: a.jobId,
   };
   // INSERT ... ON CONFLICT DO NOTHING: the loser of a race inserts nothing and reads the winner's row.
@@ -70,17 +109,26 @@ export async function storePolicy(db: PrismaClient, a: { modelId: string; finger
 /** A stored policy in the engine's form (to pass as `compression.policy`). */
 export function enginePolicyOf(row: PolicyRow): LucPolicy {
   return {
-    sparsity: row.sparsity, bits: row.bits, targetSparsity: row.targetSparsity, avgBits: row.avgBits,
-    sparsityRule: row.sparsityRule as LucPolicy['sparsityRule'], bitsRule: row.bitsRule as LucPolicy['bitsRule'],
-    pruneSensitivity: row.pruneSensitivity, quantSensitivity: row.quantSensitivity,
+    sparsity: row.sparsity,
+    bits: row.bits,
+    targetSparsity: row.targetSparsity,
+    avgBits: row.avgBits,
+    sparsityRule: row.sparsityRule as LucPolicy['sparsityRule'],
+    bitsRule: row.bitsRule as LucPolicy['bitsRule'],
+    pruneSensitivity: row.pruneSensitivity,
+    quantSensitivity: row.quantSensitivity,
   };
 }
 
 /** The budget of a stored policy, as jobs state it. */
 export function budgetOf(row: PolicyRow): Compression {
   return {
-    target_sparsity: row.targetSparsity, avg_bits: row.avgBits, method: row.method as Compression['method'],
-    sparsity_rule: row.sparsityRule as Compression['sparsity_rule'], bits_rule: row.bitsRule as Compression['bits_rule'], group_size: row.groupSize,
+    target_sparsity: row.targetSparsity,
+    avg_bits: row.avgBits,
+    method: row.method as Compression['method'],
+    sparsity_rule: row.sparsityRule as Compression['sparsity_rule'],
+    bits_rule: row.bitsRule as Compression['bits_rule'],
+    group_size: row.groupSize,
   };
 }
 

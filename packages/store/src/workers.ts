@@ -9,20 +9,46 @@ import type { PrismaClient } from './db.js';
 /** Rows whose last heartbeat is older than this are deleted by the next worker heartbeat, ms. */
 export const STALE_WORKER_RETENTION_MS = 24 * 3_600_000;
 
-const toRecord = (w: { id: string; host: string; pid: number; concurrency: number; memoryBudgetBytes: bigint; totalMemoryBytes: bigint; threads: number; backend: string; matmul: string; matmulGflops: number; stepTimeFactor: number | null; startedAt: Date; heartbeatAt: Date }): WorkerRecord => ({
-  ...w, memoryBudgetBytes: Number(w.memoryBudgetBytes), totalMemoryBytes: Number(w.totalMemoryBytes),
+const toRecord = (w: {
+  id: string;
+  host: string;
+  pid: number;
+  concurrency: number;
+  memoryBudgetBytes: bigint;
+  totalMemoryBytes: bigint;
+  threads: number;
+  backend: string;
+  matmul: string;
+  matmulGflops: number;
+  stepTimeFactor: number | null;
+  startedAt: Date;
+  heartbeatAt: Date;
+}): WorkerRecord => ({
+  ...w,
+  memoryBudgetBytes: Number(w.memoryBudgetBytes),
+  totalMemoryBytes: Number(w.totalMemoryBytes),
 });
 
 /**
  * Records a worker's heartbeat with its device (creates its row at the first call). Also deletes rows of
  * workers not heard from for {@link STALE_WORKER_RETENTION_MS} (crashed processes never delete their own).
  */
-export async function heartbeatWorker(db: PrismaClient, w: { id: string; host: string; pid: number; concurrency: number; device: WorkerDevice }): Promise<void> {
+export async function heartbeatWorker(
+  db: PrismaClient,
+  w: { id: string; host: string; pid: number; concurrency: number; device: WorkerDevice },
+): Promise<void> {
   const data = {
-    host: w.host, pid: w.pid, concurrency: w.concurrency,
-    memoryBudgetBytes: BigInt(Math.round(w.device.memoryBudgetBytes)), totalMemoryBytes: BigInt(Math.round(w.device.totalMemoryBytes)),
-    threads: w.device.threads, backend: w.device.backend, matmul: w.device.matmul, matmulGflops: w.device.matmulGflops,
-    stepTimeFactor: w.device.stepTimeFactor, heartbeatAt: new Date(),
+    host: w.host,
+    pid: w.pid,
+    concurrency: w.concurrency,
+    memoryBudgetBytes: BigInt(Math.round(w.device.memoryBudgetBytes)),
+    totalMemoryBytes: BigInt(Math.round(w.device.totalMemoryBytes)),
+    threads: w.device.threads,
+    backend: w.device.backend,
+    matmul: w.device.matmul,
+    matmulGflops: w.device.matmulGflops,
+    stepTimeFactor: w.device.stepTimeFactor,
+    heartbeatAt: new Date(),
   };
   await db.worker.upsert({ where: { id: w.id }, create: { id: w.id, ...data }, update: data });
   await db.worker.deleteMany({ where: { heartbeatAt: { lt: new Date(Date.now() - STALE_WORKER_RETENTION_MS) } } });
@@ -45,7 +71,9 @@ export async function listWorkers(db: PrismaClient): Promise<WorkerRecord[]> {
  */
 export async function planningWorker(db: PrismaClient, heartbeatMs: number, modelHosts: string[]): Promise<WorkerRecord | null> {
   const since = new Date(Date.now() - LIVE_HEARTBEATS * heartbeatMs);
-  const live = (await db.worker.findMany({ where: { heartbeatAt: { gte: since } }, orderBy: [{ memoryBudgetBytes: 'asc' }, { id: 'asc' }] })).map(toRecord);
+  const live = (
+    await db.worker.findMany({ where: { heartbeatAt: { gte: since } }, orderBy: [{ memoryBudgetBytes: 'asc' }, { id: 'asc' }] })
+  ).map(toRecord);
   const withModel = live.filter((w) => modelHosts.includes(`worker@${w.host}`));
   return (withModel.length ? withModel : live)[0] ?? null;
 }

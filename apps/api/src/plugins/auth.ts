@@ -41,21 +41,33 @@ const LAST_USED_EVERY_MS = 60_000;
  * Installs the auth hook on every `/v1` route not marked `config.public`: 401 `missing_api_key` without an
  * Authorization header, 401 `invalid_api_key` for a malformed, unknown or revoked key (with `WWW-Authenticate`).
  */
-const auth = fp(async (app) => {
-  app.decorateRequest('auth', null);
-  app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith('/v1/') || req.routeOptions.config?.public) return;
-    const h = req.headers.authorization;
-    if (!h) throw new ApiError(401, 'missing_api_key', 'Missing API key: send Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-    if (!m) throw new ApiError(401, 'invalid_api_key', 'Authorization must be "Bearer <key>"', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
-    const key = await app.db.apiKey.findUnique({ where: { hash: hashKey(m[1]) } });
-    if (!key || key.revokedAt) throw new ApiError(401, 'invalid_api_key', 'Invalid or revoked API key', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
-    req.auth = { projectId: key.projectId, keyId: key.id, admin: key.admin };
-    if (!key.lastUsedAt || Date.now() - key.lastUsedAt.getTime() > LAST_USED_EVERY_MS) {
-      await app.db.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: new Date() } });
-    }
-  });
-}, { name: 'auth', dependencies: ['deps'] });
+const auth = fp(
+  async (app) => {
+    app.decorateRequest('auth', null);
+    app.addHook('onRequest', async (req) => {
+      if (!req.url.startsWith('/v1/') || req.routeOptions.config?.public) return;
+      const h = req.headers.authorization;
+      if (!h)
+        throw new ApiError(401, 'missing_api_key', 'Missing API key: send Authorization: Bearer <key>', {
+          headers: { 'www-authenticate': 'Bearer' },
+        });
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+      if (!m)
+        throw new ApiError(401, 'invalid_api_key', 'Authorization must be "Bearer <key>"', {
+          headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
+        });
+      const key = await app.db.apiKey.findUnique({ where: { hash: hashKey(m[1]) } });
+      if (!key || key.revokedAt)
+        throw new ApiError(401, 'invalid_api_key', 'Invalid or revoked API key', {
+          headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
+        });
+      req.auth = { projectId: key.projectId, keyId: key.id, admin: key.admin };
+      if (!key.lastUsedAt || Date.now() - key.lastUsedAt.getTime() > LAST_USED_EVERY_MS) {
+        await app.db.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: new Date() } });
+      }
+    });
+  },
+  { name: 'auth', dependencies: ['deps'] },
+);
 
 export default auth;

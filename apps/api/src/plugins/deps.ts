@@ -31,19 +31,22 @@ export type AppDeps = Pick<FastifyInstance, 'config' | 'db' | 'redis' | 'queue' 
 export type DepsOptions = Pick<AppDeps, 'config' | 'db' | 'redis' | 'queue'>;
 
 /** Decorates the root instance with {@link AppDeps}. */
-const deps = fp<DepsOptions>(async (app, o) => {
-  app.decorate('config', o.config);
-  app.decorate('db', o.db);
-  app.decorate('redis', o.redis);
-  app.decorate('queue', o.queue);
-  app.decorate('hub', new EventHub(o.redis, o.config.queuePrefix));
-  app.decorate('streams', new Set<() => void>());
-  app.addHook('preClose', async () => {
-    for (const finish of [...app.streams]) finish();
-  });
-  app.addHook('onClose', async () => {
-    await app.hub.close();
-  });
-}, { name: 'deps' });
+const deps = fp<DepsOptions>(
+  async (app, o) => {
+    app.decorate('config', o.config);
+    app.decorate('db', o.db);
+    app.decorate('redis', o.redis);
+    app.decorate('queue', o.queue);
+    app.decorate('hub', new EventHub(o.redis, o.config.queuePrefix));
+    app.decorate('streams', new Set<() => void>());
+    app.addHook('preClose', async () => {
+      for (const finish of [...app.streams]) finish();
+    });
+    app.addHook('onClose', async () => {
+      await app.hub.close();
+    });
+  },
+  { name: 'deps' },
+);
 
 export default deps;

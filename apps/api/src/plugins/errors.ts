@@ -8,11 +8,14 @@ import { ApiError, sendProblem, type ProblemItem } from '../errors.js';
 
 /** `/a/b/0` + `missingProperty` -> `a.b[0].c` */
 function paramOf(context: string | undefined, path: string, extra?: string): string {
-  const parts = path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = path
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (extra) parts.push(extra);
   let out = '';
   for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
-  return out || (context === 'body' ? 'body' : context ?? '');
+  return out || (context === 'body' ? 'body' : (context ?? ''));
 }
 
 interface AjvError {
@@ -27,12 +30,18 @@ export function validationItems(errs: AjvError[], context: string | undefined): 
   const byParam = new Map<string, string[]>();
   for (const e of errs) {
     if (e.keyword === 'anyOf' || e.keyword === 'oneOf' || e.keyword === 'if') continue;
-    const extra = e.keyword === 'required' ? String(e.params.missingProperty) : e.keyword === 'additionalProperties' ? String(e.params.additionalProperty) : undefined;
+    const extra =
+      e.keyword === 'required'
+        ? String(e.params.missingProperty)
+        : e.keyword === 'additionalProperties'
+          ? String(e.params.additionalProperty)
+          : undefined;
     const param = paramOf(context, e.instancePath, extra);
     let msg = e.message ?? 'is invalid';
     if (e.keyword === 'required') msg = 'is required';
     else if (e.keyword === 'additionalProperties') msg = 'is not a known field';
-    else if (e.keyword === 'const' || e.keyword === 'enum') msg = `must be one of ${JSON.stringify(e.params.allowedValues ?? [e.params.allowedValue])}`;
+    else if (e.keyword === 'const' || e.keyword === 'enum')
+      msg = `must be one of ${JSON.stringify(e.params.allowedValues ?? [e.params.allowedValue])}`;
     const list = byParam.get(param) ?? [];
     if (!list.includes(msg)) list.push(msg);
     byParam.set(param, list);
@@ -74,13 +83,18 @@ export function toApiError(err: FastifyError & { validation?: AjvError[]; valida
 }
 
 /** Installs the error and not-found handlers on the root instance. */
-const errorHandling = fp(async (app) => {
-  app.setErrorHandler((err: FastifyError, req, reply) => {
-    const e = toApiError(err);
-    if (e.status >= 500) req.log.error({ err }, 'request failed');
-    return sendProblem(req, reply, e);
-  });
-  app.setNotFoundHandler((req, reply) => sendProblem(req, reply, new ApiError(404, 'route_not_found', `No route ${req.method} ${req.url.split('?')[0]}`)));
-}, { name: 'errors' });
+const errorHandling = fp(
+  async (app) => {
+    app.setErrorHandler((err: FastifyError, req, reply) => {
+      const e = toApiError(err);
+      if (e.status >= 500) req.log.error({ err }, 'request failed');
+      return sendProblem(req, reply, e);
+    });
+    app.setNotFoundHandler((req, reply) =>
+      sendProblem(req, reply, new ApiError(404, 'route_not_found', `No route ${req.method} ${req.url.split('?')[0]}`)),
+    );
+  },
+  { name: 'errors' },
+);
 
 export default errorHandling;

@@ -7,25 +7,57 @@ const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.R
 
 const health: FastifyPluginAsyncTypebox = async (app) => {
   const { db, redis } = app;
-  app.get('/healthz', {
-    config: { public: true },
-    schema: { operationId: 'healthz', summary: 'Liveness', tags: ['health'], security: [], response: { 200: Health } },
-  }, async () => ({ status: 'ok' }));
+  app.get(
+    '/healthz',
+    {
+      config: { public: true },
+      schema: { operationId: 'healthz', summary: 'Liveness', tags: ['health'], security: [], response: { 200: Health } },
+    },
+    async () => ({ status: 'ok' }),
+  );
 
-  app.get('/readyz', {
-    config: { public: true },
-    schema: { operationId: 'readyz', summary: 'Readiness: PostgreSQL and Redis answer', tags: ['health'], security: [], response: { 200: Health, ...problems(503) } },
-  }, async () => {
-    const checks: Record<string, string> = {};
-    const timeout = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000).unref())]);
-    await Promise.all([
-      timeout(db.$queryRawUnsafe('SELECT 1')).then(() => { checks.database = 'ok'; }, (e: Error) => { checks.database = `error: ${e.message}`; }),
-      timeout(redis.ping()).then(() => { checks.redis = 'ok'; }, (e: Error) => { checks.redis = `error: ${e.message}`; }),
-    ]);
-    const bad = Object.entries(checks).filter(([, v]) => v !== 'ok');
-    if (bad.length) throw new ApiError(503, 'not_ready', `Not ready: ${bad.map(([k, v]) => `${k} ${v}`).join('; ')}`, { headers: { 'retry-after': '5' } });
-    return { status: 'ok', checks };
-  });
+  app.get(
+    '/readyz',
+    {
+      config: { public: true },
+      schema: {
+        operationId: 'readyz',
+        summary: 'Readiness: PostgreSQL and Redis answer',
+        tags: ['health'],
+        security: [],
+        response: { 200: Health, ...problems(503) },
+      },
+    },
+    async () => {
+      const checks: Record<string, string> = {};
+      const timeout = <T>(p: Promise<T>) =>
+        Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000).unref())]);
+      await Promise.all([
+        timeout(db.$queryRawUnsafe('SELECT 1')).then(
+          () => {
+            checks.database = 'ok';
+          },
+          (e: Error) => {
+            checks.database = `error: ${e.message}`;
+          },
+        ),
+        timeout(redis.ping()).then(
+          () => {
+            checks.redis = 'ok';
+          },
+          (e: Error) => {
+            checks.redis = `error: ${e.message}`;
+          },
+        ),
+      ]);
+      const bad = Object.entries(checks).filter(([, v]) => v !== 'ok');
+      if (bad.length)
+        throw new ApiError(503, 'not_ready', `Not ready: ${bad.map(([k, v]) => `${k} ${v}`).join('; ')}`, {
+          headers: { 'retry-after': '5' },
+        });
+      return { status: 'ok', checks };
+    },
+  );
 };
 
 export default health;

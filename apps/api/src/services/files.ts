@@ -21,7 +21,9 @@ interface Validation {
 /** Validates every line of a JSONL file with the engine's rules; collects the first errors. */
 async function validateJsonl(path: string): Promise<Validation> {
   const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let line = 0, records = 0, badLines = 0;
+  let line = 0,
+    records = 0,
+    badLines = 0;
   const errors: ProblemItem[] = [];
   for await (const raw of rl) {
     line++;
@@ -49,7 +51,12 @@ const EMPTY_FILE: ProblemItem = { line: 0, code: 'empty_file', param: null, mess
 
 /** The file stored under the project's Idempotency-Key `key`, if any. */
 function fileOfKey(db: PrismaClient, projectId: string, key: string | null) {
-  return key ? db.file.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey: key } }, include: { blob: { select: { sha256: true } } } }) : null;
+  return key
+    ? db.file.findUnique({
+        where: { projectId_idempotencyKey: { projectId, idempotencyKey: key } },
+        include: { blob: { select: { sha256: true } } },
+      })
+    : null;
 }
 
 /**
@@ -65,13 +72,28 @@ export async function createFile(db: PrismaClient, projectId: string, upload: Up
   const v = await validateJsonl(upload.path);
   if (v.badLines) {
     const first = v.errors[0];
-    throw new ApiError(422, 'invalid_file', `${v.badLines} line${v.badLines > 1 ? 's are' : ' is'} invalid; first error at line ${first.line}: ${first.message}`, { param: 'file', errors: v.errors });
+    throw new ApiError(
+      422,
+      'invalid_file',
+      `${v.badLines} line${v.badLines > 1 ? 's are' : ' is'} invalid; first error at line ${first.line}: ${first.message}`,
+      { param: 'file', errors: v.errors },
+    );
   }
   if (!v.records) throw new ApiError(422, 'invalid_file', 'The file has no records', { param: 'file', errors: [EMPTY_FILE] });
   const blob = await putBlob(db, upload.path, 'application/jsonl');
   try {
     const row = await db.file.create({
-      data: { id: newId('file'), projectId, filename: upload.filename, purpose: upload.purpose, bytes: BigInt(upload.bytes), records: v.records, status: 'processed', blobId: blob.id, idempotencyKey },
+      data: {
+        id: newId('file'),
+        projectId,
+        filename: upload.filename,
+        purpose: upload.purpose,
+        bytes: BigInt(upload.bytes),
+        records: v.records,
+        status: 'processed',
+        blobId: blob.id,
+        idempotencyKey,
+      },
     });
     return fileObject({ ...row, sha256: blob.sha256 });
   } catch (e) {
@@ -96,7 +118,9 @@ export async function listFiles(db: PrismaClient, projectId: string, q: { limit:
   }
   const rows = await db.file.findMany({
     where: { projectId, ...(q.purpose ? { purpose: q.purpose } : {}), ...(before !== undefined ? { seq: { lt: before } } : {}) },
-    orderBy: { seq: 'desc' }, take: q.limit + 1, include: { blob: { select: { sha256: true } } },
+    orderBy: { seq: 'desc' },
+    take: q.limit + 1,
+    include: { blob: { select: { sha256: true } } },
   });
   return listPage(rows.map(fileObject), q.limit);
 }
@@ -114,7 +138,10 @@ export async function findFile(db: PrismaClient, projectId: string, id: string) 
  */
 export async function deleteFile(db: PrismaClient, projectId: string, id: string) {
   const f = await findFile(db, projectId, id);
-  const users = await db.job.findMany({ where: { projectId, OR: [{ trainingFile: f.id }, { validationFile: f.id }] }, select: { id: true, status: true } });
+  const users = await db.job.findMany({
+    where: { projectId, OR: [{ trainingFile: f.id }, { validationFile: f.id }] },
+    select: { id: true, status: true },
+  });
   const active = users.find((j) => !isTerminal(j.status));
   if (active) throw new ApiError(409, 'file_in_use', `Job ${active.id} (${active.status}) uses this file`, { param: 'id' });
   await db.$transaction([db.file.delete({ where: { id: f.id } }), db.blob.delete({ where: { id: f.blobId } })]);

@@ -5,8 +5,20 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  channels, hostFingerprint, isTerminal, newId, parseLlamaConfig, planJob, resolveJobConfig, JobConfigError,
-  type Config, type ControlMessage, type JobPlan, type JobStatus, type QueueJobData, type ResolvedJobConfig,
+  channels,
+  hostFingerprint,
+  isTerminal,
+  newId,
+  parseLlamaConfig,
+  planJob,
+  resolveJobConfig,
+  JobConfigError,
+  type Config,
+  type ControlMessage,
+  type JobPlan,
+  type JobStatus,
+  type QueueJobData,
+  type ResolvedJobConfig,
 } from '@edgetune/core';
 import { addEvents, enqueueJob, findPolicy, planningWorker, type PrismaClient } from '@edgetune/store';
 import { ApiError, notFound } from '../errors.js';
@@ -60,11 +72,15 @@ interface PreparedJob {
 async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<PreparedJob> {
   const { db } = deps;
   const model = await db.baseModel.findUnique({ where: { id: body.model } });
-  if (!model) throw new ApiError(400, 'model_not_found', `Base model ${JSON.stringify(body.model)} is not installed; see GET /v1/models`, { param: 'model' });
+  if (!model)
+    throw new ApiError(400, 'model_not_found', `Base model ${JSON.stringify(body.model)} is not installed; see GET /v1/models`, {
+      param: 'model',
+    });
   const fileOf = async (id: string, param: string) => {
     const f = await db.file.findFirst({ where: { id, projectId } });
     if (!f) throw new ApiError(400, 'file_not_found', `No file with id ${JSON.stringify(id)}`, { param });
-    if (f.purpose !== 'fine-tune') throw new ApiError(400, 'invalid_file_purpose', `File ${id} has purpose "${f.purpose}", not "fine-tune"`, { param });
+    if (f.purpose !== 'fine-tune')
+      throw new ApiError(400, 'invalid_file_purpose', `File ${id} has purpose "${f.purpose}", not "fine-tune"`, { param });
     return f;
   };
   const train = await fileOf(body.training_file, 'training_file');
@@ -73,7 +89,8 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
   try {
     cfg = resolveJobConfig(body, model, train.records);
   } catch (e) {
-    if (e instanceof JobConfigError) throw new ApiError(400, e.code, e.message, { param: e.param, errors: [{ param: e.param, message: e.message }] });
+    if (e instanceof JobConfigError)
+      throw new ApiError(400, e.code, e.message, { param: e.param, errors: [{ param: e.param, message: e.message }] });
     throw e;
   }
   let shape: ReturnType<typeof parseLlamaConfig>;
@@ -90,7 +107,8 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
     // planned for the device of a live worker that has the model: the one that will run it
     plan = planJob(shape, cfg, train.records, deps.config, stored, await planningWorker(db, deps.config.workerHeartbeatMs, model.hosts));
   } catch (e) {
-    if ((e as Error).name === 'PlanError') throw new ApiError(400, 'invalid_request', `The job cannot be planned: ${(e as Error).message}`, { param: null });
+    if ((e as Error).name === 'PlanError')
+      throw new ApiError(400, 'invalid_request', `The job cannot be planned: ${(e as Error).message}`, { param: null });
     throw e;
   }
   return { model, train, val, cfg, plan, policyId: stored?.id ?? null };
@@ -100,9 +118,17 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
 export async function dryRunJob(deps: JobDeps, projectId: string, body: JobCreateBody): Promise<JobDryRunObject> {
   const p = await prepareJob(deps, projectId, body);
   return {
-    object: 'job.plan', model: p.model.id, training_file: p.train.id, validation_file: p.val?.id ?? null, training_records: p.train.records,
-    total_steps: p.cfg.totalSteps, method: p.cfg.method, hyperparameters: p.cfg.hyperparameters as unknown as Record<string, unknown>,
-    device: p.cfg.device, policy_id: p.policyId, plan: p.plan,
+    object: 'job.plan',
+    model: p.model.id,
+    training_file: p.train.id,
+    validation_file: p.val?.id ?? null,
+    training_records: p.train.records,
+    total_steps: p.cfg.totalSteps,
+    method: p.cfg.method,
+    hyperparameters: p.cfg.hyperparameters as unknown as Record<string, unknown>,
+    device: p.cfg.device,
+    policy_id: p.policyId,
+    plan: p.plan,
   };
 }
 
@@ -119,24 +145,47 @@ export async function dryRunJob(deps: JobDeps, projectId: string, body: JobCreat
  * second one: it finishes accepting a job left in `validating_files`, answers one already accepted as it is
  * now, and creates a new one only when the first failed before it was accepted.
  */
-export async function createJob(deps: JobDeps, projectId: string, body: JobCreateBody, idempotencyKey: string | null = null): Promise<JobObject> {
+export async function createJob(
+  deps: JobDeps,
+  projectId: string,
+  body: JobCreateBody,
+  idempotencyKey: string | null = null,
+): Promise<JobObject> {
   const { db } = deps;
   const prior = idempotencyKey ? await priorJob(deps, projectId, idempotencyKey) : null;
   if (prior) return prior;
   const { model, train, val, cfg, plan } = await prepareJob(deps, projectId, body);
   if (!plan.fits) {
     const param = cfg.device?.memory_budget_bytes != null ? 'device.memory_budget_bytes' : 'device';
-    throw new ApiError(422, 'plan_does_not_fit', `The job does not fit its memory budget: it ${plan.reason}. Lower hyperparameters.batch_size or max_length, `
-      + 'compress the model (method.edge_llm.compression), or raise device.memory_budget_bytes. The forecast is in `plan`.', { param, extra: { plan } });
+    throw new ApiError(
+      422,
+      'plan_does_not_fit',
+      `The job does not fit its memory budget: it ${plan.reason}. Lower hyperparameters.batch_size or max_length, ` +
+        'compress the model (method.edge_llm.compression), or raise device.memory_budget_bytes. The forecast is in `plan`.',
+      { param, extra: { plan } },
+    );
   }
   const id = newId('job');
   try {
     await db.job.create({
       data: {
-        id, projectId, model: model.id, trainingFile: train.id, validationFile: val?.id ?? null, status: 'validating_files',
-        method: cfg.method as object, hyperparameters: cfg.hyperparameters as object, checkpointEvery: cfg.checkpointEvery, seed: cfg.seed,
-        suffix: body.suffix ?? null, metadata: (body.metadata ?? {}) as object, totalSteps: cfg.totalSteps, queueJobId: id,
-        device: (cfg.device ?? undefined) as object | undefined, plan: plan as object, idempotencyKey,
+        id,
+        projectId,
+        model: model.id,
+        trainingFile: train.id,
+        validationFile: val?.id ?? null,
+        status: 'validating_files',
+        method: cfg.method as object,
+        hyperparameters: cfg.hyperparameters as object,
+        checkpointEvery: cfg.checkpointEvery,
+        seed: cfg.seed,
+        suffix: body.suffix ?? null,
+        metadata: (body.metadata ?? {}) as object,
+        totalSteps: cfg.totalSteps,
+        queueJobId: id,
+        device: (cfg.device ?? undefined) as object | undefined,
+        plan: plan as object,
+        idempotencyKey,
       },
     });
   } catch (e) {
@@ -149,7 +198,10 @@ export async function createJob(deps: JobDeps, projectId: string, body: JobCreat
   }
   await addEvents(db, deps.redis, deps.config.queuePrefix, id, [
     { type: 'status', message: 'Job created; validating files', data: { status: 'validating_files' } },
-    { message: `Files validated: ${train.records} training records${val ? `, ${val.records} validation records` : ''}`, data: { training_records: train.records, validation_records: val?.records ?? 0 } },
+    {
+      message: `Files validated: ${train.records} training records${val ? `, ${val.records} validation records` : ''}`,
+      data: { training_records: train.records, validation_records: val?.records ?? 0 },
+    },
   ]);
   return acceptJob(deps, projectId, id);
 }
@@ -168,7 +220,9 @@ async function priorJob(deps: JobDeps, projectId: string, idempotencyKey: string
   const job = await db.job.findUnique({ where: { projectId_idempotencyKey: { projectId, idempotencyKey } } });
   if (!job) return null;
   if (job.status === 'validating_files') {
-    await addEvents(db, deps.redis, deps.config.queuePrefix, job.id, [{ message: 'Acceptance resumed by a retry with the same Idempotency-Key', data: {} }]);
+    await addEvents(db, deps.redis, deps.config.queuePrefix, job.id, [
+      { message: 'Acceptance resumed by a retry with the same Idempotency-Key', data: {} },
+    ]);
     try {
       return await acceptJob(deps, projectId, job.id);
     } catch (e) {
@@ -194,7 +248,9 @@ async function acceptJob(deps: JobDeps, projectId: string, id: string): Promise<
     // request took longer than its grace period (it takes such rows for ones a dead API left behind).
     const settled = await findJob(db, projectId, id);
     if (settled.status === 'failed') {
-      throw new ApiError(503, 'api_interrupted', `Job ${id} could not be queued in time and was failed; create it again`, { headers: { 'retry-after': '1' } });
+      throw new ApiError(503, 'api_interrupted', `Job ${id} could not be queued in time and was failed; create it again`, {
+        headers: { 'retry-after': '1' },
+      });
     }
     return renderJob(db, settled);
   }
@@ -219,19 +275,27 @@ export async function cancelJob(deps: JobDeps, projectId: string, id: string): P
   const j = await findJob(db, projectId, id);
   if (isTerminal(j.status)) throw new ApiError(409, 'invalid_state', `Job ${id} is ${j.status} and cannot be cancelled`, { param: 'id' });
   const now = new Date();
-  const q = await db.job.updateMany({ where: { id, status: { in: ['validating_files', 'queued'] } }, data: { status: 'cancelled', cancelRequestedAt: now, finishedAt: now, etaSeconds: null } });
+  const q = await db.job.updateMany({
+    where: { id, status: { in: ['validating_files', 'queued'] } },
+    data: { status: 'cancelled', cancelRequestedAt: now, finishedAt: now, etaSeconds: null },
+  });
   if (q.count) {
     if (j.queueJobId) await deps.queue.remove(j.queueJobId).catch(() => 0);
-    await addEvents(db, deps.redis, deps.config.queuePrefix, id, [{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);
+    await addEvents(db, deps.redis, deps.config.queuePrefix, id, [
+      { type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } },
+    ]);
   } else {
     const r = await db.job.updateMany({ where: { id, status: 'running' }, data: { status: 'cancelling', cancelRequestedAt: now } });
     if (r.count) {
-      await addEvents(db, deps.redis, deps.config.queuePrefix, id, [{ type: 'status', message: 'Cancellation requested', data: { status: 'cancelling' } }]);
+      await addEvents(db, deps.redis, deps.config.queuePrefix, id, [
+        { type: 'status', message: 'Cancellation requested', data: { status: 'cancelling' } },
+      ]);
       const msg: ControlMessage = { type: 'cancel', job_id: id };
       await deps.redis.publish(channels(deps.config.queuePrefix).control, JSON.stringify(msg)).catch(() => 0);
     } else {
       const now2 = await findJob(db, projectId, id);
-      if (isTerminal(now2.status)) throw new ApiError(409, 'invalid_state', `Job ${id} is ${now2.status} and cannot be cancelled`, { param: 'id' });
+      if (isTerminal(now2.status))
+        throw new ApiError(409, 'invalid_state', `Job ${id} is ${now2.status} and cannot be cancelled`, { param: 'id' });
     }
   }
   return renderJob(db, await findJob(db, projectId, id));
@@ -269,7 +333,8 @@ export async function listJobs(db: PrismaClient, projectId: string, q: JobListQu
       ...(before !== undefined ? { seq: { lt: before } } : {}),
       ...(meta.length ? { AND: meta } : {}),
     },
-    orderBy: { seq: 'desc' }, take: q.limit + 1,
+    orderBy: { seq: 'desc' },
+    take: q.limit + 1,
   });
   return listPage(await Promise.all(rows.map((r) => renderJob(db, r))), q.limit);
 }
@@ -287,7 +352,9 @@ export async function listCheckpoints(db: PrismaClient, jobId: string, q: { limi
   }
   const rows = await db.checkpoint.findMany({
     where: { jobId, ...(below !== undefined ? { step: { lt: below } } : {}) },
-    orderBy: { step: 'desc' }, take: q.limit + 1, include: { blob: { select: { size: true, sha256: true } } },
+    orderBy: { step: 'desc' },
+    take: q.limit + 1,
+    include: { blob: { select: { size: true, sha256: true } } },
   });
   return listPage(rows.map(checkpointObject), q.limit);
 }
@@ -298,6 +365,9 @@ export async function listCheckpoints(db: PrismaClient, jobId: string, q: { limi
  */
 export async function findAdapter(db: PrismaClient, job: { id: string; status: string }, format: (typeof ADAPTER_FORMATS)[number]) {
   const a = await db.adapter.findUnique({ where: { jobId_format: { jobId: job.id, format } } });
-  if (!a) throw new ApiError(409, 'adapter_not_ready', `Job ${job.id} is ${job.status}; its adapter is available once it has succeeded`, { param: 'id' });
+  if (!a)
+    throw new ApiError(409, 'adapter_not_ready', `Job ${job.id} is ${job.status}; its adapter is available once it has succeeded`, {
+      param: 'id',
+    });
   return a;
 }

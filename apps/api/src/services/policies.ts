@@ -8,7 +8,9 @@ import { listPage } from '../serialize.js';
 
 /** Jobs of the project that used each of the policies `ids`. */
 async function jobCounts(db: PrismaClient, projectId: string, ids: string[]): Promise<Map<string, number>> {
-  const rows = ids.length ? await db.job.groupBy({ by: ['policyId'], where: { projectId, policyId: { in: ids } }, _count: { _all: true } }) : [];
+  const rows = ids.length
+    ? await db.job.groupBy({ by: ['policyId'], where: { projectId, policyId: { in: ids } }, _count: { _all: true } })
+    : [];
   return new Map(rows.flatMap((r) => (r.policyId ? [[r.policyId, r._count._all] as const] : [])));
 }
 
@@ -25,10 +27,18 @@ export async function listPolicies(db: PrismaClient, projectId: string, q: { lim
   }
   const rows = await db.policy.findMany({
     where: { ...(q.model ? { baseModelId: q.model } : {}), ...(before !== undefined ? { seq: { lt: before } } : {}) },
-    orderBy: { seq: 'desc' }, take: q.limit + 1,
+    orderBy: { seq: 'desc' },
+    take: q.limit + 1,
   });
-  const counts = await jobCounts(db, projectId, rows.map((r) => r.id));
-  return listPage(rows.map((r) => policyObject(r, counts.get(r.id) ?? 0)), q.limit);
+  const counts = await jobCounts(
+    db,
+    projectId,
+    rows.map((r) => r.id),
+  );
+  return listPage(
+    rows.map((r) => policyObject(r, counts.get(r.id) ?? 0)),
+    q.limit,
+  );
 }
 
 /** A policy. @throws ApiError 404 `policy_not_found` */

@@ -23,7 +23,8 @@ export async function listProjects(db: PrismaClient, q: { limit: number; after?:
   }
   const rows = await db.project.findMany({
     where: after ? { OR: [{ createdAt: { gt: after } }, { createdAt: after, id: { gt: afterId } }] } : {},
-    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }], take: q.limit + 1,
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    take: q.limit + 1,
   });
   return listPage(rows.map(projectObject), q.limit);
 }
@@ -38,7 +39,10 @@ export async function findProject(db: PrismaClient, id: string) {
 /** Every API key of the project, oldest first, without secrets. */
 export async function listApiKeys(db: PrismaClient, projectId: string) {
   const rows = await db.apiKey.findMany({ where: { projectId }, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
-  return listPage(rows.map((k) => apiKeyObject(k)), rows.length);
+  return listPage(
+    rows.map((k) => apiKeyObject(k)),
+    rows.length,
+  );
 }
 
 /** Revokes an API key of the project (a revoked key stays as it is). @throws ApiError 404 `api_key_not_found` */

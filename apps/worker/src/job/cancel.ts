@@ -31,9 +31,13 @@ export function isShutdown(signal: AbortSignal): boolean {
  */
 export function pollForCancel(run: JobRun, controller: AbortController): () => void {
   const timer = setInterval(() => {
-    run.ctx.db.job.findUnique({ where: { id: run.id }, select: { status: true } }).then((r) => {
-      if (r && (r.status === 'cancelling' || isTerminal(r.status)) && !controller.signal.aborted) controller.abort('cancel' satisfies AbortReason);
-    }, () => {});
+    run.ctx.db.job.findUnique({ where: { id: run.id }, select: { status: true } }).then(
+      (r) => {
+        if (r && (r.status === 'cancelling' || isTerminal(r.status)) && !controller.signal.aborted)
+          controller.abort('cancel' satisfies AbortReason);
+      },
+      () => {},
+    );
   }, POLL_MS);
   return () => clearInterval(timer);
 }

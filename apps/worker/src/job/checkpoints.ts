@@ -17,7 +17,14 @@ const CHECKPOINT_FILES = ['trainer.safetensors', 'trainer_state.json'];
  * kept; the step metrics before it are flushed first, so that its event follows theirs.
  * @throws database, blob and tar errors as they come.
  */
-export async function storeCheckpoint(run: JobRun, work: string, step: number, dir: string, progress: ProgressReporter, signal: AbortSignal): Promise<void> {
+export async function storeCheckpoint(
+  run: JobRun,
+  work: string,
+  step: number,
+  dir: string,
+  progress: ProgressReporter,
+  signal: AbortSignal,
+): Promise<void> {
   const { db } = run.ctx;
   const { job } = run;
   if (step % job.checkpointEvery !== 0 && step !== job.totalSteps && !isShutdown(signal)) return;
@@ -30,7 +37,10 @@ export async function storeCheckpoint(run: JobRun, work: string, step: number, d
   const metrics = last ? { train_loss: last.loss, exit_layer: last.exitLayer, window: last.window } : {};
   const existing = await db.checkpoint.findUnique({ where: { jobId_step: { jobId: run.id, step } } });
   if (existing) {
-    await db.$transaction([db.checkpoint.update({ where: { id: existing.id }, data: { blobId: blob.id, metrics } }), db.blob.delete({ where: { id: existing.blobId } })]);
+    await db.$transaction([
+      db.checkpoint.update({ where: { id: existing.id }, data: { blobId: blob.id, metrics } }),
+      db.blob.delete({ where: { id: existing.blobId } }),
+    ]);
   } else {
     await db.checkpoint.create({ data: { id: newId('checkpoint'), jobId: run.id, step, metrics, blobId: blob.id } });
   }

@@ -65,7 +65,12 @@ export function newRun(ctx: RunContext, job: JobRow): JobRun {
   const t0 = Date.now();
   const log = (line: string) => ctx.log(`[${job.id}] ${line}`);
   return {
-    ctx, id: job.id, job, attempt: job.attempts + 1, modelDir: join(ctx.config.modelsDir, job.model), log,
+    ctx,
+    id: job.id,
+    job,
+    attempt: job.attempts + 1,
+    modelDir: join(ctx.config.modelsDir, job.model),
+    log,
     tick: (what) => log(`+${Date.now() - t0} ms: ${what}`),
     events: (list) => addJobEvents(ctx, job.id, list),
   };

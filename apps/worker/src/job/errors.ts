@@ -14,7 +14,10 @@ interface ErrorEntry {
  */
 export const USER_ERRORS: Readonly<Record<string, ErrorEntry>> = {
   // `source` is the file the bad line is in: the job's copies are named after their member (inputs.ts)
-  DatasetError: { code: 'invalid_dataset', param: (err) => ((err as { source?: string }).source?.endsWith(VALIDATION_FILE) ? 'validation_file' : 'training_file') },
+  DatasetError: {
+    code: 'invalid_dataset',
+    param: (err) => ((err as { source?: string }).source?.endsWith(VALIDATION_FILE) ? 'validation_file' : 'training_file'),
+  },
   ModelConfigError: { code: 'invalid_model', param: null },
   AdapterError: { code: 'invalid_adapter', param: null },
   ExitConfigError: { code: 'invalid_exit_layers', param: 'method.edge_llm.exit_layers' },

@@ -18,14 +18,20 @@ type StoredBlob = Awaited<ReturnType<typeof putBlob>>;
 
 /** Ends job `jobId` `cancelled` when its status is one of `from`. @throws database errors (Prisma) as they come. */
 export async function markCancelled(ctx: RunContext, jobId: string, from = ['cancelling', 'running', 'queued']): Promise<'cancelled'> {
-  await ctx.db.job.updateMany({ where: { id: jobId, status: { in: from } }, data: { status: 'cancelled', finishedAt: new Date(), etaSeconds: null } });
+  await ctx.db.job.updateMany({
+    where: { id: jobId, status: { in: from } },
+    data: { status: 'cancelled', finishedAt: new Date(), etaSeconds: null },
+  });
   await addJobEvents(ctx, jobId, [{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);
   return 'cancelled';
 }
 
 /** Ends the run's job `failed` with `error`. @throws database errors (Prisma) as they come. */
 export async function failJob(run: JobRun, error: JobError): Promise<'failed'> {
-  await run.ctx.db.job.updateMany({ where: { id: run.id, status: { in: ['running', 'cancelling'] } }, data: { status: 'failed', error: error as object, finishedAt: new Date(), etaSeconds: null } });
+  await run.ctx.db.job.updateMany({
+    where: { id: run.id, status: { in: ['running', 'cancelling'] } },
+    data: { status: 'failed', error: error as object, finishedAt: new Date(), etaSeconds: null },
+  });
   await run.events([{ type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } }]);
   return 'failed';
 }
@@ -46,7 +52,10 @@ export async function settleError(run: JobRun, err: Error, signal: AbortSignal):
 
 /** Records the plan that did not fit on the job and in its events (best effort: the failure follows anyway). */
 async function recordInfeasiblePlan(run: JobRun, plan: Plan): Promise<void> {
-  const p = jobPlanOf(plan, 'worker', { admission: admissionOf((run.job.plan ?? null) as JobPlan | null), deviceSource: { source: 'worker', workerId: run.ctx.workerId } });
+  const p = jobPlanOf(plan, 'worker', {
+    admission: admissionOf((run.job.plan ?? null) as JobPlan | null),
+    deviceSource: { source: 'worker', workerId: run.ctx.workerId },
+  });
   await run.ctx.db.job.update({ where: { id: run.id }, data: { plan: p as object } }).catch(() => {});
   await run.events([{ level: 'error', message: `Plan: ${describePlan(p)}`, data: { plan: p } }]).catch(() => {});
 }
@@ -62,10 +71,18 @@ export async function requeue(run: JobRun): Promise<RunOutcome> {
   if (j.status === 'cancelling') return markCancelled(run.ctx, run.id, ['cancelling']);
   const last = await db.checkpoint.findFirst({ where: { jobId: run.id }, orderBy: { step: 'desc' }, select: { step: true } });
   const queueJobId = `${run.id}-r${j.attempts}`;
-  await db.job.updateMany({ where: { id: run.id, status: 'running' }, data: { status: 'queued', etaSeconds: null, queueJobId, step: last?.step ?? 0 } });
-  await run.events([{
-    type: 'status', level: 'warn', message: `Worker ${workerId} shut down; job re-queued, it resumes from step ${last?.step ?? 0}`, data: { status: 'queued', resume_step: last?.step ?? 0 },
-  }]);
+  await db.job.updateMany({
+    where: { id: run.id, status: 'running' },
+    data: { status: 'queued', etaSeconds: null, queueJobId, step: last?.step ?? 0 },
+  });
+  await run.events([
+    {
+      type: 'status',
+      level: 'warn',
+      message: `Worker ${workerId} shut down; job re-queued, it resumes from step ${last?.step ?? 0}`,
+      data: { status: 'queued', resume_step: last?.step ?? 0 },
+    },
+  ]);
   await enqueueJob(run.ctx.queue, run.id, queueJobId);
   return 'requeued';
 }
@@ -79,12 +96,17 @@ export async function requeue(run: JobRun): Promise<RunOutcome> {
 export async function succeed(run: JobRun, inputs: JobInputs, report: TuneJobReport, policy: PolicyChoice): Promise<RunOutcome> {
   const { db, workerId } = run.ctx;
   const plan = report.plan
-    ? jobPlanOf(report.plan.plan, 'worker', { measured: report.plan.measured, policy: planPolicyOf(policy), admission: admissionOf((run.job.plan ?? null) as JobPlan | null), deviceSource: { source: 'worker', workerId } })
+    ? jobPlanOf(report.plan.plan, 'worker', {
+        measured: report.plan.measured,
+        policy: planPolicyOf(policy),
+        admission: admissionOf((run.job.plan ?? null) as JobPlan | null),
+        deviceSource: { source: 'worker', workerId },
+      })
     : null;
   const stored = await storeAdapters(run, inputs, policy);
   run.tick('adapters stored');
   const result: Record<string, unknown> = { ...resultOf(report), compression: compressionResultOf(report, policy.used) };
-  if (!await completeJob(run, report, result, plan, stored)) {
+  if (!(await completeJob(run, report, result, plan, stored))) {
     await db.blob.deleteMany({ where: { id: { in: stored.map((s) => s.blob.id) } } });
     return markCancelled(run.ctx, run.id);
   }
@@ -99,27 +121,47 @@ async function storeAdapters(run: JobRun, inputs: JobInputs, policy: PolicyChoic
   const used = policy.used;
   const policyRow = used ? await db.policy.findUnique({ where: { id: used.id } }) : null;
   const meta = normalizeArtifacts(inputs.outDir, job.model, used?.id ?? null);
-  const tars = await packAdapters(inputs.outDir, inputs.work, { jobId: run.id, modelId: job.model, ...meta, policy: policyRow ? policyObject(policyRow) : null, compression: policy.budget });
+  const tars = await packAdapters(inputs.outDir, inputs.work, {
+    jobId: run.id,
+    modelId: job.model,
+    ...meta,
+    policy: policyRow ? policyObject(policyRow) : null,
+    compression: policy.budget,
+  });
   const stored: { format: string; blob: StoredBlob }[] = [];
   for (const [format, file] of Object.entries(tars)) stored.push({ format, blob: await putBlob(db, file, 'application/x-tar') });
   return stored;
 }
 
 /** Marks a running job `succeeded` with its result, plan and adapters. @returns false when it was no longer running. */
-async function completeJob(run: JobRun, report: TuneJobReport, result: Record<string, unknown>, plan: JobPlan | null, stored: { format: string; blob: StoredBlob }[]): Promise<boolean> {
+async function completeJob(
+  run: JobRun,
+  report: TuneJobReport,
+  result: Record<string, unknown>,
+  plan: JobPlan | null,
+  stored: { format: string; blob: StoredBlob }[],
+): Promise<boolean> {
   const { job, id: jobId } = run;
   return run.ctx.db.$transaction(async (tx) => {
     const r = await tx.job.updateMany({
       where: { id: jobId, status: 'running' },
       data: {
-        status: 'succeeded', finishedAt: new Date(), step: report.steps, etaSeconds: null, result: result as object, trainedTokens: BigInt(report.tokens),
+        status: 'succeeded',
+        finishedAt: new Date(),
+        step: report.steps,
+        etaSeconds: null,
+        result: result as object,
+        trainedTokens: BigInt(report.tokens),
         ...(plan ? { plan: plan as object } : {}),
         fineTunedModel: `ft:${job.model}:${job.suffix ?? ''}:${jobId}`,
       },
     });
     if (!r.count) return false;
     await tx.adapter.deleteMany({ where: { jobId } });
-    for (const s of stored) await tx.adapter.create({ data: { id: newId('adapter'), jobId, format: s.format, blobId: s.blob.id, sha256: s.blob.sha256, size: BigInt(s.blob.size) } });
+    for (const s of stored)
+      await tx.adapter.create({
+        data: { id: newId('adapter'), jobId, format: s.format, blobId: s.blob.id, sha256: s.blob.sha256, size: BigInt(s.blob.size) },
+      });
     return true;
   });
 }

@@ -44,24 +44,42 @@ export async function resolvePolicy(run: JobRun, trainFile: string): Promise<Pol
   // the weights this worker actually has (a policy profiled on other weights with the same model id is not theirs)
   const fingerprint = await modelFingerprint(run.modelDir);
   if (!fingerprint) {
-    return { error: { code: 'invalid_model', message: `Base model ${job.model} on worker ${workerId} has no complete weights (model.safetensors or the shards of model.safetensors.index.json)`, param: 'model' } };
+    return {
+      error: {
+        code: 'invalid_model',
+        message: `Base model ${job.model} on worker ${workerId} has no complete weights (model.safetensors or the shards of model.safetensors.index.json)`,
+        param: 'model',
+      },
+    };
   }
   run.tick(`model fingerprint ${fingerprint.slice(0, 12)} (${fingerprintStats.filesHashed} model files hashed by this process)`);
   // keep base_models current when this folder changed since it was registered (the API plans with it)
-  await db.baseModel.updateMany({ where: { id: job.model, OR: [{ fingerprint: null }, { fingerprint: { not: fingerprint } }] }, data: { fingerprint } });
+  await db.baseModel.updateMany({
+    where: { id: job.model, OR: [{ fingerprint: null }, { fingerprint: { not: fingerprint } }] },
+    data: { fingerprint },
+  });
   const stored = await findPolicy(db, job.model, fingerprint, budget);
   const usable = stored && stored.numLayers === layers ? stored : null;
   if (stored && !usable) run.log(`stored policy ${stored.id} has ${stored.numLayers} layers, the model ${layers}: profiling afresh`);
   const use = (row: PolicyRow, origin: PolicyOrigin) => usePolicy(run, choice, row, origin, fingerprint);
   if (usable) await use(usable, usable.sourceJobId === run.id ? 'resumed' : 'reused');
   choice.compression = {
-    targetSparsity: budget.target_sparsity, avgBits: budget.avg_bits, method: budget.method, sparsityRule: budget.sparsity_rule,
-    bitsRule: budget.bits_rule, groupSize: budget.group_size,
+    targetSparsity: budget.target_sparsity,
+    avgBits: budget.avg_bits,
+    method: budget.method,
+    sparsityRule: budget.sparsity_rule,
+    bitsRule: budget.bits_rule,
+    groupSize: budget.group_size,
     policy: usable ? enginePolicyOf(usable) : undefined,
     onPolicy: async (policy, sensitivity) => {
       if (usable) return;
       const { row, created } = await storePolicy(db, {
-        modelId: job.model, fingerprint, compression: budget, policy, sensitivity, jobId: run.id,
+        modelId: job.model,
+        fingerprint,
+        compression: budget,
+        policy,
+        sensitivity,
+        jobId: run.id,
         calibrationDescription: sensitivity?.calibration.description.replace(resolve(trainFile), `training file ${job.trainingFile}`),
       });
       if (created) return use(row, 'created');
@@ -79,7 +97,12 @@ async function usePolicy(run: JobRun, choice: PolicyChoice, row: PolicyRow, orig
   choice.used = { id: row.id, reused: origin === 'reused' || origin === 'adopted' };
   await run.ctx.db.job.update({ where: { id: run.id }, data: { policyId: row.id } });
   run.log(`LUC policy ${row.id} ${POLICY_MESSAGES[origin]}`);
-  await run.events([{ message: `Compression policy ${row.id} ${POLICY_MESSAGES[origin]}`, data: { policy_id: row.id, policy_reused: choice.used.reused, budget: choice.budget, model_fingerprint: fingerprint } }]);
+  await run.events([
+    {
+      message: `Compression policy ${row.id} ${POLICY_MESSAGES[origin]}`,
+      data: { policy_id: row.id, policy_reused: choice.used.reused, budget: choice.budget, model_fingerprint: fingerprint },
+    },
+  ]);
 }
 
 /** The plan's `policy` member: the policy the run compressed with (null for a dense job). */

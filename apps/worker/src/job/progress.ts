@@ -10,11 +10,16 @@ const FLUSH_MS = 250;
 export async function reportStarted(run: JobRun, resumeStep: number | null): Promise<void> {
   const { attempt } = run;
   const { workerId } = run.ctx;
-  await run.events([{
-    type: 'status',
-    message: resumeStep !== null ? `Job resumed from checkpoint at step ${resumeStep} (attempt ${attempt}) on ${workerId}` : `Job started (attempt ${attempt}) on ${workerId}`,
-    data: { status: 'running', attempt, worker_id: workerId, resumed_from_step: resumeStep },
-  }]);
+  await run.events([
+    {
+      type: 'status',
+      message:
+        resumeStep !== null
+          ? `Job resumed from checkpoint at step ${resumeStep} (attempt ${attempt}) on ${workerId}`
+          : `Job started (attempt ${attempt}) on ${workerId}`,
+      data: { status: 'running', attempt, worker_id: workerId, resumed_from_step: resumeStep },
+    },
+  ]);
 }
 
 /**
@@ -28,16 +33,33 @@ export class ProgressReporter {
   private row: { step: number; etaSeconds: number; latestMetrics: object } | null = null;
   private lastFlush = Date.now();
 
-  constructor(private readonly run: JobRun, private readonly signal: AbortSignal) {}
+  constructor(
+    private readonly run: JobRun,
+    private readonly signal: AbortSignal,
+  ) {}
 
   /** Queues step `r`'s `metrics` event and the row's progress; flushes when due. */
   async onStep(r: StepReport): Promise<void> {
     this.lastStep = r;
     const metrics = {
-      step: r.step, total_steps: r.totalSteps, train_loss: r.loss, learning_rate: r.lr, grad_norm: r.gradNorm, window: r.window, exit_layer: r.exitLayer,
-      tokens: r.tokens, tokens_per_sec: Math.round(r.tokensPerSec * 10) / 10, step_ms: Math.round(r.stepMs), elapsed_ms: Math.round(r.elapsedMs), eta_seconds: Math.round(r.etaMs / 1000),
+      step: r.step,
+      total_steps: r.totalSteps,
+      train_loss: r.loss,
+      learning_rate: r.lr,
+      grad_norm: r.gradNorm,
+      window: r.window,
+      exit_layer: r.exitLayer,
+      tokens: r.tokens,
+      tokens_per_sec: Math.round(r.tokensPerSec * 10) / 10,
+      step_ms: Math.round(r.stepMs),
+      elapsed_ms: Math.round(r.elapsedMs),
+      eta_seconds: Math.round(r.etaMs / 1000),
     };
-    this.pending.push({ type: 'metrics', message: `step ${r.step}/${r.totalSteps}: loss ${r.loss.toFixed(4)} (exit ${r.exitLayer})`, data: metrics });
+    this.pending.push({
+      type: 'metrics',
+      message: `step ${r.step}/${r.totalSteps}: loss ${r.loss.toFixed(4)} (exit ${r.exitLayer})`,
+      data: metrics,
+    });
     this.row = { step: r.step, etaSeconds: Math.round(r.etaMs / 1000), latestMetrics: metrics };
     if (Date.now() - this.lastFlush >= FLUSH_MS || r.step === r.totalSteps || this.signal.aborted) await this.flush();
   }

@@ -8,7 +8,7 @@ export function resultOf(r: TuneJobReport): Record<string, unknown> {
   const v = r.validation;
   return {
     voting_rule: r.votingRule,
-    voted_accuracy: v && r.votingRule ? v.voted[r.votingRule]?.accuracy ?? null : null,
+    voted_accuracy: v && r.votingRule ? (v.voted[r.votingRule]?.accuracy ?? null) : null,
     exits: v ? v.perExit.map((e) => ({ layer: e.layer, accuracy: e.accuracy, loss: e.loss, perplexity: e.perplexity })) : [],
     voted: v ? v.voted : {},
     validation_examples: r.validationExamples,
@@ -28,8 +28,12 @@ export function compressionResultOf(r: TuneJobReport, policy: { id: string; reus
   if (!c) return null;
   const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
   return {
-    policy_id: policy?.id ?? null, policy_reused: policy?.reused ?? false, stored_bytes: c.report.storedBytes, dense_bytes: c.report.denseBytes,
-    mean_sparsity: Math.round(mean(c.policy.sparsity) * 1e6) / 1e6, mean_bits: Math.round(mean(c.policy.bits) * 1e6) / 1e6,
+    policy_id: policy?.id ?? null,
+    policy_reused: policy?.reused ?? false,
+    stored_bytes: c.report.storedBytes,
+    dense_bytes: c.report.denseBytes,
+    mean_sparsity: Math.round(mean(c.policy.sparsity) * 1e6) / 1e6,
+    mean_bits: Math.round(mean(c.policy.bits) * 1e6) / 1e6,
   };
 }
 
@@ -38,11 +42,16 @@ export function successEvents(plan: JobPlan | null, result: Record<string, unkno
   const acc = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
   return [
-    ...(plan?.measured ? [{
-      message: `Plan forecast vs measured: peak RSS ${mib(plan.forecast.peak_rss_bytes)} vs ${mib(plan.measured.peak_rss_bytes)}, TF.js peak ${mib(plan.forecast.peak_tf_bytes)} vs ${mib(plan.measured.peak_tf_bytes)}, `
-        + `step ${Math.round(plan.forecast.step_ms)} vs ${Math.round(plan.measured.step_ms)} ms`,
-      data: { plan },
-    }] : []),
+    ...(plan?.measured
+      ? [
+          {
+            message:
+              `Plan forecast vs measured: peak RSS ${mib(plan.forecast.peak_rss_bytes)} vs ${mib(plan.measured.peak_rss_bytes)}, TF.js peak ${mib(plan.forecast.peak_tf_bytes)} vs ${mib(plan.measured.peak_tf_bytes)}, ` +
+              `step ${Math.round(plan.forecast.step_ms)} vs ${Math.round(plan.measured.step_ms)} ms`,
+            data: { plan },
+          },
+        ]
+      : []),
     {
       type: 'metrics',
       message: `Validation: ${(result.exits as { layer: number; accuracy: number | null }[]).map((e) => `exit ${e.layer} ${acc(e.accuracy)}`).join(', ')}; voted (${result.voting_rule ?? 'n/a'}) ${acc(result.voted_accuracy as number | null)}`,

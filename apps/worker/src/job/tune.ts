@@ -43,7 +43,14 @@ function deviceOptions(run: JobRun): NonNullable<TuneJobOptions['device']> {
  * @returns the engine's report (adapters and metrics in `inputs.outDir`).
  * @throws the engine's errors (errors.ts maps them to the job's error), an AbortError-named Error once aborted.
  */
-export async function tune(run: JobRun, engine: Engine, inputs: JobInputs, policy: PolicyChoice, progress: ProgressReporter, signal: AbortSignal): Promise<TuneJobReport> {
+export async function tune(
+  run: JobRun,
+  engine: Engine,
+  inputs: JobInputs,
+  policy: PolicyChoice,
+  progress: ProgressReporter,
+  signal: AbortSignal,
+): Promise<TuneJobReport> {
   const { job } = run;
   const method = job.method as unknown as Method;
   const hp = job.hyperparameters as unknown as Hyperparameters;

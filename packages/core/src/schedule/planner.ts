@@ -13,9 +13,20 @@ import { CALIBRATION, type CostCoefficients } from './calibration.js';
 import type { LlamaConfig } from '../hf-config.js';
 import { layerForwardFlops, layerTrainFlops } from '../flops.js';
 import { LINEAR_NAMES } from '../names.js';
+import { defaultExitLayers } from '../exits.js';
 
 /** The decoder dimensions the cost model needs (a subset of LlamaConfig). */
-export type ModelShape = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'tieWordEmbeddings'>;
+export type ModelShape = Pick<
+  LlamaConfig,
+  | 'vocabSize'
+  | 'hiddenSize'
+  | 'intermediateSize'
+  | 'numHiddenLayers'
+  | 'numAttentionHeads'
+  | 'numKeyValueHeads'
+  | 'headDim'
+  | 'tieWordEmbeddings'
+>;
 
 /** What the planner knows of the machine. Bytes, GFLOP/s. */
 export interface DeviceProfile {
@@ -141,12 +152,6 @@ export class PlanError extends Error {
   }
 }
 
-function defaultExits(L: number, count = 4): number[] {
-  const n = Math.min(count, L), out = new Set<number>();
-  for (let k = 1; k <= n; k++) out.add(Math.round((L * k) / n) - 1);
-  return [...out].sort((a, b) => a - b);
-}
-
 function windows(exits: number[]): { start: number; end: number }[] {
   return exits.map((e, k) => ({ start: k === 0 ? 0 : exits[k - 1] + 1, end: e }));
 }
@@ -155,8 +160,19 @@ const storageOf = (bits: number): StorageFormat => (bits >= 16 ? 'f32' : bits > 
 
 /** Bytes of one layer's seven linears in a storage format (+ per-row or per-group float32 scales). */
 function layerWeightBytes(m: ModelShape, fmt: StorageFormat, groupSize: number): number {
-  const d = m.hiddenSize, f = m.intermediateSize, q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
-  const mats: [number, number][] = [[q, d], [kv, d], [kv, d], [d, q], [f, d], [f, d], [d, f]];
+  const d = m.hiddenSize,
+    f = m.intermediateSize,
+    q = m.numAttentionHeads * m.headDim,
+    kv = m.numKeyValueHeads * m.headDim;
+  const mats: [number, number][] = [
+    [q, d],
+    [kv, d],
+    [kv, d],
+    [d, q],
+    [f, d],
+    [f, d],
+    [d, f],
+  ];
   let b = 2 * d * 4; // norms
   for (const [o, i] of mats) {
     const n = o * i;
@@ -174,10 +190,14 @@ function layerWeightBytes(m: ModelShape, fmt: StorageFormat, groupSize: number):
  * the first time: 1 - (1 - 1/K)^epochs of the examples are ever stored at its depth (`coverage`).
  * @returns missShare: the fraction of a window's prefix passes that still run (1 = no help from the cache)
  */
-export function prefixCacheHits(K: number, epochs: number, schedule: 'sequential' | 'round_robin' | 'random'): { missShare: number; coverage: number } {
+export function prefixCacheHits(
+  K: number,
+  epochs: number,
+  schedule: 'sequential' | 'round_robin' | 'random',
+): { missShare: number; coverage: number } {
   if (!(epochs > 0) || K < 1) return { missShare: 1, coverage: 0 };
   if (schedule === 'sequential' || K === 1) return { missShare: Math.min(1, K / epochs), coverage: Math.min(1, epochs / K) };
-  const coverage = 1 - Math.pow(1 - 1 / K, epochs);
+  const coverage = 1 - (1 - 1 / K) ** epochs;
   return { missShare: Math.min(1, coverage / (epochs / K)), coverage };
 }
 
@@ -187,10 +207,17 @@ export function prefixCacheHits(K: number, epochs: number, schedule: 'sequential
  * multiply), FLOPs and layer passes. Exported for the calibration script.
  */
 export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache: boolean) {
-  const m = inp.model, L = m.numHiddenLayers, V = m.vocabSize, d = m.hiddenSize, f = m.intermediateSize;
-  const T = inp.seqLen, N = mb * T, r = inp.loraR;
+  const m = inp.model,
+    L = m.numHiddenLayers,
+    V = m.vocabSize,
+    d = m.hiddenSize,
+    f = m.intermediateSize;
+  const T = inp.seqLen,
+    N = mb * T,
+    r = inp.loraR;
   // Memory features at the longest micro-batch; time features at seqLen (a typical one).
-  const Tm = Math.max(T, inp.maxSeqLen ?? T), Nm = mb * Tm;
+  const Tm = Math.max(T, inp.maxSeqLen ?? T),
+    Nm = mb * Tm;
   const targets = inp.loraTargets ?? LINEAR_NAMES.slice(0, inp.loraLinears ?? 7);
   const nl = targets.length;
   const gs = inp.groupSize ?? 0;
@@ -205,7 +232,8 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const weightTf = embed + tfLayerBytes.reduce((a, b) => a + b, 0) + transient;
   const weightAll = embed + layerBytes.reduce((a, b) => a + b, 0) + transient;
   // Trainable state: LoRA (all layers) + exit norms/heads; Adam m and v for everything trained so far.
-  const q = m.numAttentionHeads * m.headDim, kv = m.numKeyValueHeads * m.headDim;
+  const q = m.numAttentionHeads * m.headDim,
+    kv = m.numKeyValueHeads * m.headDim;
   const loraPerLayer = r * (d + q + d + kv + d + kv + q + d + d + f + d + f + f + d) * (nl / 7);
   const hr = inp.headRank ?? 0;
   const headParams = hr > 0 ? hr * (V + d) + d : V * d + d;
@@ -231,52 +259,88 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   // The cache keeps every example's unpadded rows at each prefix depth it was needed at: one depth at a time
   // under `sequential` (the trainer frees a finished window's), else each depth an example has met.
   const depths = wins.filter((w) => w.start > 0).length;
-  const cacheBytes = cache ? inp.trainExamples * (inp.meanSeqLen ?? T) * d * 4 * (schedule === 'sequential' ? Math.min(1, depths) : depths * hits.coverage) : 0;
+  const cacheBytes = cache
+    ? inp.trainExamples * (inp.meanSeqLen ?? T) * d * 4 * (schedule === 'sequential' ? Math.min(1, depths) : depths * hits.coverage)
+    : 0;
   const prefixShare = handedOn ? 0 : cache && epochs > 1 ? hits.missShare : 1;
-  let tapeLayers = 0, prefixLayers = 0;
+  let tapeLayers = 0,
+    prefixLayers = 0;
   for (const w of wins) {
     tapeLayers += (w.end - w.start + 1) / wins.length;
     prefixLayers += (w.start * prefixShare) / wins.length;
   }
   const fwd = layerForwardFlops(m, mb, T, r, targets);
-  const layerTrain = layerTrainFlops(fwd), layerFwd = fwd.base + fwd.att;
+  const layerTrain = layerTrainFlops(fwd),
+    layerFwd = fwd.base + fwd.att;
   // The exit head at the scored rows (the calibration's two per example are its unit); the rows beyond those
   // hold HEAD_ROW_TENSORS vocab-wide float32 rows each at the peak.
   const labelled = inp.labelledPerExample ?? CALIBRATION_LABELLED;
   const headFlops = 2 * mb * (labelled / CALIBRATION_LABELLED) * V * d * (inp.mode === 'edge_llm' ? 3 : 2);
   const lowRankHead = inp.mode === 'edge_llm' && hr > 0;
-  const headRowBytes = mb * Math.max(0, labelled - CALIBRATION_LABELLED) * V * 4 * (lowRankHead ? HEAD_ROW_TENSORS.lowRank : HEAD_ROW_TENSORS.full);
+  const headRowBytes =
+    mb * Math.max(0, labelled - CALIBRATION_LABELLED) * V * 4 * (lowRankHead ? HEAD_ROW_TENSORS.lowRank : HEAD_ROW_TENSORS.full);
   const trainFlops = tapeLayers * layerTrain + prefixLayers * layerFwd + headFlops;
   const attScores = mb * m.numAttentionHeads * T * T;
   // Per optimizer step: parameters AdamW updates (the window's); per micro-step: weights dequantized just
   // in time (packed layers, once per forward pass).
   const packedFrac = storage.filter((x) => x !== 'f32').length / L;
-  const layerParams = (q * d + 2 * kv * d + d * q + 3 * f * d);
+  const layerParams = q * d + 2 * kv * d + d * q + 3 * f * d;
   const dequantElems = (tapeLayers + prefixLayers) * packedFrac * layerParams;
   const time = { tapeLayers, prefixLayers, layerTrainFlops: layerTrain, layerFwdFlops: layerFwd, headFlops, attScores };
   // Tokens of training data the process holds as JS arrays while it trains (RSS: rssPerDataToken).
   const dataTokens = inp.trainExamples * (inp.meanSeqLen ?? T);
-  return { storage, depth, N, weightTf, weightAll, trainable, prefixOut, headRowBytes, act, cacheBytes, dataTokens, trainFlops, time, updParams: windowParams, dequantElems, accum: Math.ceil(inp.batchSize / mb) };
+  return {
+    storage,
+    depth,
+    N,
+    weightTf,
+    weightAll,
+    trainable,
+    prefixOut,
+    headRowBytes,
+    act,
+    cacheBytes,
+    dataTokens,
+    trainFlops,
+    time,
+    updParams: windowParams,
+    dequantElems,
+    accum: Math.ceil(inp.batchSize / mb),
+  };
 }
 
 /** Forecast of one choice from its features and the fitted coefficients. */
 function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: number, cache: boolean, c: CostCoefficients) {
   const x = costFeatures(inp, exits, mb, cache);
-  const activations = 4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut + x.headRowBytes;
+  const activations =
+    4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut + x.headRowBytes;
   const peakTf = c.tfFixed + x.weightTf + x.trainable + activations;
   // The fit (short runs on a few synthetic examples in a bare engine process), shifted by the host process's
   // own base, plus what a real run adds: long-run growth of V8's heap and native buffers, the data's JS arrays.
   const base = c.rssBase + (dev.baseRssBytes ?? c.rssAtStart) - c.rssAtStart;
   const rss = base + c.rssLongRun + c.rssPerDataToken * x.dataTokens + c.rssPerTfByte * peakTf + (x.weightAll - x.weightTf) + x.cacheBytes;
   const flops = x.trainFlops;
-  const t = x.time, rho = c.prefixPassCost;
+  const t = x.time,
+    rho = c.prefixPassCost;
   // Matmul time from FLOPs (prefix FLOPs at the same efficiency); the rest per layer-equivalent.
   const E = t.tapeLayers + rho * t.prefixLayers;
-  const microMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 + E * (c.msPerLayerPass + c.msPerLayerToken * x.N + c.msPerAttScore * t.attScores) + c.msPerDequantElem * x.dequantElems;
+  const microMs =
+    (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 +
+    E * (c.msPerLayerPass + c.msPerLayerToken * x.N + c.msPerAttScore * t.attScores) +
+    c.msPerDequantElem * x.dequantElems;
   const stepMs = (x.accum * microMs + c.msPerStep + c.msPerUpdatedParam * x.updParams) * (dev.stepTimeFactor ?? 1);
   return {
-    storage: x.storage, depth: x.depth, weightBytes: x.weightAll, trainableBytes: x.trainable, activationBytes: activations, peakTf, rss,
-    cacheBytes: x.cacheBytes, stepMs, totalMs: stepMs * inp.steps, flopsPerStep: flops * x.accum,
+    storage: x.storage,
+    depth: x.depth,
+    weightBytes: x.weightAll,
+    trainableBytes: x.trainable,
+    activationBytes: activations,
+    peakTf,
+    rss,
+    cacheBytes: x.cacheBytes,
+    stepMs,
+    totalMs: stepMs * inp.steps,
+    flopsPerStep: flops * x.accum,
   };
 }
 
@@ -293,47 +357,99 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
   if (!(dev.memoryBudgetBytes > 0)) throw new PlanError('memory_budget_bytes must be positive');
   if (dev.tensorBudgetBytes !== undefined && !(dev.tensorBudgetBytes > 0)) throw new PlanError('tensor_budget_bytes must be positive');
   if (dev.baseRssBytes !== undefined && !(dev.baseRssBytes >= 0)) throw new PlanError('base_rss_bytes must be non-negative');
-  if (dev.stepTimeFactor !== undefined && !(dev.stepTimeFactor > 0 && Number.isFinite(dev.stepTimeFactor))) throw new PlanError('step_time_factor must be a positive number');
-  if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= 1)) throw new PlanError('batch size, sequence length and steps must be positive');
-  if (inp.policy && (inp.policy.bits.length !== L || inp.policy.sparsity.length !== L)) throw new PlanError(`policy has ${inp.policy.bits.length} layers, the model ${L}`);
+  if (dev.stepTimeFactor !== undefined && !(dev.stepTimeFactor > 0 && Number.isFinite(dev.stepTimeFactor)))
+    throw new PlanError('step_time_factor must be a positive number');
+  if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= 1))
+    throw new PlanError('batch size, sequence length and steps must be positive');
+  if (inp.policy && (inp.policy.bits.length !== L || inp.policy.sparsity.length !== L))
+    throw new PlanError(`policy has ${inp.policy.bits.length} layers, the model ${L}`);
   const exitChoices: number[][] = [];
   if (inp.mode === 'vanilla') exitChoices.push([L - 1]);
   else {
-    exitChoices.push(inp.exitLayers ?? defaultExits(L));
-    for (let n = (inp.exitLayers ?? defaultExits(L)).length + 1; n <= L; n++) exitChoices.push(defaultExits(L, n));
+    exitChoices.push(inp.exitLayers ?? defaultExitLayers(L));
+    for (let n = (inp.exitLayers ?? defaultExitLayers(L)).length + 1; n <= L; n++) exitChoices.push(defaultExitLayers(L, n));
   }
   const mbs: number[] = [];
   if (inp.microBatch) mbs.push(inp.microBatch);
   else for (let mb = 2 ** Math.floor(Math.log2(inp.batchSize)); mb >= 1; mb /= 2) mbs.push(mb);
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
-  const fitsDevice = (e: ReturnType<typeof estimate>) => e.rss <= dev.memoryBudgetBytes && (dev.tensorBudgetBytes === undefined || e.peakTf <= dev.tensorBudgetBytes);
-  let last: ReturnType<typeof estimate> | null = null, lastExits = exitChoices[0], lastMb = mbs[mbs.length - 1];
+  const fitsDevice = (e: ReturnType<typeof estimate>) =>
+    e.rss <= dev.memoryBudgetBytes && (dev.tensorBudgetBytes === undefined || e.peakTf <= dev.tensorBudgetBytes);
+  let last: ReturnType<typeof estimate> | null = null,
+    lastExits = exitChoices[0],
+    lastMb = mbs[mbs.length - 1];
   for (const exits of exitChoices) {
     for (const mb of mbs) {
       const e = estimate(inp, dev, exits, mb, false, coeffs);
-      last = e; lastExits = exits; lastMb = mb;
+      last = e;
+      lastExits = exits;
+      lastMb = mb;
       if (fitsDevice(e)) {
-        let final = e, cache = false;
+        let final = e,
+          cache = false;
         // cache only where a window meets an example more than once (not, e.g., sequential windows of one epoch each)
-        if (inp.mode === 'edge_llm' && inp.prefix !== 'adapted' && epochs > 1 && inp.prefixCache !== false
-          && prefixCacheHits(exits.length, epochs, inp.schedule ?? 'sequential').missShare < 1) {
+        if (
+          inp.mode === 'edge_llm' &&
+          inp.prefix !== 'adapted' &&
+          epochs > 1 &&
+          inp.prefixCache !== false &&
+          prefixCacheHits(exits.length, epochs, inp.schedule ?? 'sequential').missShare < 1
+        ) {
           const withCache = estimate(inp, dev, exits, mb, true, coeffs);
-          if (fitsDevice(withCache)) { final = withCache; cache = true; }
+          if (fitsDevice(withCache)) {
+            final = withCache;
+            cache = true;
+          }
         }
         return result(true, undefined, exits, mb, cache, final, inp, dev);
       }
     }
   }
-  const tensors = dev.tensorBudgetBytes === undefined ? '' : ` and ${Math.ceil(last!.peakTf / 2 ** 20)} MiB of tensors (budget ${Math.floor(dev.tensorBudgetBytes / 2 ** 20)} MiB)`;
-  return result(false, `needs about ${Math.ceil(last!.rss / 2 ** 20)} MiB${tensors} even with micro-batch ${lastMb} and ${lastExits.length} exits; the budget is ${Math.floor(dev.memoryBudgetBytes / 2 ** 20)} MiB`, lastExits, lastMb, false, last!, inp, dev);
+  const tensors =
+    dev.tensorBudgetBytes === undefined
+      ? ''
+      : ` and ${Math.ceil(last!.peakTf / 2 ** 20)} MiB of tensors (budget ${Math.floor(dev.tensorBudgetBytes / 2 ** 20)} MiB)`;
+  return result(
+    false,
+    `needs about ${Math.ceil(last!.rss / 2 ** 20)} MiB${tensors} even with micro-batch ${lastMb} and ${lastExits.length} exits; the budget is ${Math.floor(dev.memoryBudgetBytes / 2 ** 20)} MiB`,
+    lastExits,
+    lastMb,
+    false,
+    last!,
+    inp,
+    dev,
+  );
 }
 
-function result(fits: boolean, reason: string | undefined, exits: number[], mb: number, cache: boolean, e: ReturnType<typeof estimate>, inp: PlanInput, dev: DeviceProfile): Plan {
+function result(
+  fits: boolean,
+  reason: string | undefined,
+  exits: number[],
+  mb: number,
+  cache: boolean,
+  e: ReturnType<typeof estimate>,
+  inp: PlanInput,
+  dev: DeviceProfile,
+): Plan {
   return {
-    fits, reason, exitLayers: exits, windowDepth: e.depth, microBatch: mb, gradAccum: Math.ceil(inp.batchSize / mb), prefixCache: cache, storage: e.storage,
+    fits,
+    reason,
+    exitLayers: exits,
+    windowDepth: e.depth,
+    microBatch: mb,
+    gradAccum: Math.ceil(inp.batchSize / mb),
+    prefixCache: cache,
+    storage: e.storage,
     forecast: {
-      peakTfBytes: Math.round(e.peakTf), peakRssBytes: Math.round(e.rss), weightBytes: Math.round(e.weightBytes), trainableBytes: Math.round(e.trainableBytes),
-      activationBytes: Math.round(e.activationBytes), prefixCacheBytes: Math.round(e.cacheBytes), stepMs: e.stepMs, totalMs: e.totalMs, flopsPerStep: e.flopsPerStep,
+      peakTfBytes: Math.round(e.peakTf),
+      peakRssBytes: Math.round(e.rss),
+      weightBytes: Math.round(e.weightBytes),
+      trainableBytes: Math.round(e.trainableBytes),
+      activationBytes: Math.round(e.activationBytes),
+      prefixCacheBytes: Math.round(e.cacheBytes),
+      stepMs: e.stepMs,
+      totalMs: e.totalMs,
+      flopsPerStep: e.flopsPerStep,
     },
     device: dev,
   };

@@ -61,14 +61,20 @@ export function seedFingerprintCache(entries: FingerprintCacheEntry[] | string |
   }
   if (!Array.isArray(list)) return;
   for (const e of list as Partial<FingerprintCacheEntry>[]) {
-    if (e && typeof e.path === 'string' && typeof e.sha256 === 'string' && /^[0-9a-f]{64}$/.test(e.sha256)
-      && [e.size, e.mtimeMs, e.ctimeMs, e.ino].every((x) => typeof x === 'number')) {
+    if (
+      e &&
+      typeof e.path === 'string' &&
+      typeof e.sha256 === 'string' &&
+      /^[0-9a-f]{64}$/.test(e.sha256) &&
+      [e.size, e.mtimeMs, e.ctimeMs, e.ino].every((x) => typeof x === 'number')
+    ) {
       cache.set(e.path, { path: e.path, size: e.size!, mtimeMs: e.mtimeMs!, ctimeMs: e.ctimeMs!, ino: e.ino!, sha256: e.sha256 });
     }
   }
 }
 
-const sameState = (a: FileState, b: FileState) => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
+const sameState = (a: FileState, b: FileState) =>
+  a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
 
 /** sha256 (hex) of one file, from the cache when the file's state is unchanged. */
 async function fileSha256(path: string): Promise<{ sha256: string; size: number }> {
@@ -93,7 +99,8 @@ async function fileSha256(path: string): Promise<{ sha256: string; size: number 
       const sha256 = h.digest('hex');
       // cache it only if the file did not change while it was read
       const after = await stat(abs);
-      if (sameState(state, { size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, ino: after.ino })) cache.set(abs, { path: abs, ...state, sha256 });
+      if (sameState(state, { size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, ino: after.ino }))
+        cache.set(abs, { path: abs, ...state, sha256 });
       return sha256;
     })().finally(() => inflight.delete(key));
     inflight.set(key, p);

@@ -83,7 +83,15 @@ export interface HyperparametersInput {
 /** Resolved method. */
 export interface Method {
   type: 'edge_llm';
-  edge_llm: { exit_layers: number[]; schedule: 'sequential' | 'round_robin' | 'random'; train_heads: boolean; head_rank: number; prefix?: 'backbone' | 'adapted'; voting: 'auto'; compression: Compression | null };
+  edge_llm: {
+    exit_layers: number[];
+    schedule: 'sequential' | 'round_robin' | 'random';
+    train_heads: boolean;
+    head_rank: number;
+    prefix?: 'backbone' | 'adapted';
+    voting: 'auto';
+    compression: Compression | null;
+  };
 }
 
 /** Resolved hyperparameters (every value a number or list). */
@@ -127,7 +135,11 @@ export interface ResolvedJobConfig {
 
 /** A request that is well-formed but does not fit the model or the data. `param` is a dotted path. */
 export class JobConfigError extends Error {
-  constructor(readonly code: string, message: string, readonly param: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly param: string,
+  ) {
     super(message);
     this.name = 'JobConfigError';
   }
@@ -142,7 +154,11 @@ export const BASE_LEARNING_RATE = 1e-3;
  * @param trainRecords records in the training file
  * @throws JobConfigError naming the offending parameter
  */
-export function resolveJobConfig(input: JobConfigInput, model: { numLayers: number; hiddenSize: number; maxPositionEmbeddings: number }, trainRecords: number): ResolvedJobConfig {
+export function resolveJobConfig(
+  input: JobConfigInput,
+  model: { numLayers: number; hiddenSize: number; maxPositionEmbeddings: number },
+  trainRecords: number,
+): ResolvedJobConfig {
   const limits: ModelLimits = limitsOf(model);
   const hp = input.hyperparameters ?? {};
   const el = input.method?.edge_llm ?? {};
@@ -153,7 +169,8 @@ export function resolveJobConfig(input: JobConfigInput, model: { numLayers: numb
   let exitLayers = el.exit_layers === undefined || el.exit_layers === 'auto' ? defaultExitLayers(limits.n_layers) : [...el.exit_layers];
   exitLayers = exitLayers.sort((a, b) => a - b);
   exitLayers.forEach((l, i) => {
-    if (l < 0 || l >= limits.n_layers) fail('invalid_exit_layers', `exit layer ${l} is outside 0..${limits.n_layers - 1}`, 'method.edge_llm.exit_layers');
+    if (l < 0 || l >= limits.n_layers)
+      fail('invalid_exit_layers', `exit layer ${l} is outside 0..${limits.n_layers - 1}`, 'method.edge_llm.exit_layers');
     if (i > 0 && exitLayers[i - 1] === l) fail('invalid_exit_layers', `exit layer ${l} is listed twice`, 'method.edge_llm.exit_layers');
   });
   if (exitLayers[exitLayers.length - 1] !== limits.n_layers - 1) {
@@ -167,27 +184,52 @@ export function resolveJobConfig(input: JobConfigInput, model: { numLayers: numb
   const epochs = hp.n_epochs === undefined || hp.n_epochs === 'auto' ? (maxSteps ? Math.ceil(maxSteps / perEpoch) : 1) : hp.n_epochs;
   const totalSteps = maxSteps ?? epochs * perEpoch;
   if (totalSteps < exitLayers.length && exitLayers.length > 1) {
-    fail('invalid_hyperparameters', `${totalSteps} steps cannot train ${exitLayers.length} exit windows; raise max_steps or n_epochs`, maxSteps ? 'hyperparameters.max_steps' : 'hyperparameters.n_epochs');
+    fail(
+      'invalid_hyperparameters',
+      `${totalSteps} steps cannot train ${exitLayers.length} exit windows; raise max_steps or n_epochs`,
+      maxSteps ? 'hyperparameters.max_steps' : 'hyperparameters.n_epochs',
+    );
   }
   const mult = hp.learning_rate_multiplier === undefined || hp.learning_rate_multiplier === 'auto' ? 1 : hp.learning_rate_multiplier;
   const lr = hp.learning_rate ?? BASE_LEARNING_RATE * mult;
   const r = hp.lora_r ?? 8;
-  if (r > limits.max_lora_rank) fail('invalid_hyperparameters', `lora_r ${r} exceeds this model's max_lora_rank ${limits.max_lora_rank}`, 'hyperparameters.lora_r');
-  const targets = hp.target_modules === undefined || hp.target_modules === 'all-linear' ? [...LINEAR_NAMES] : [...new Set(hp.target_modules)];
+  if (r > limits.max_lora_rank)
+    fail('invalid_hyperparameters', `lora_r ${r} exceeds this model's max_lora_rank ${limits.max_lora_rank}`, 'hyperparameters.lora_r');
+  const targets =
+    hp.target_modules === undefined || hp.target_modules === 'all-linear' ? [...LINEAR_NAMES] : [...new Set(hp.target_modules)];
   for (const t of targets) {
-    if (!(LINEAR_NAMES as readonly string[]).includes(t)) fail('invalid_hyperparameters', `unknown target module "${t}"; use ${LINEAR_NAMES.join(', ')}`, 'hyperparameters.target_modules');
+    if (!(LINEAR_NAMES as readonly string[]).includes(t))
+      fail('invalid_hyperparameters', `unknown target module "${t}"; use ${LINEAR_NAMES.join(', ')}`, 'hyperparameters.target_modules');
   }
   const maxLength = hp.max_length ?? Math.min(256, limits.max_length);
-  if (maxLength > limits.max_length) fail('invalid_hyperparameters', `max_length ${maxLength} exceeds this model's limit ${limits.max_length}`, 'hyperparameters.max_length');
+  if (maxLength > limits.max_length)
+    fail(
+      'invalid_hyperparameters',
+      `max_length ${maxLength} exceeds this model's limit ${limits.max_length}`,
+      'hyperparameters.max_length',
+    );
   const warmup = hp.warmup_steps === undefined || hp.warmup_steps === 'auto' ? Math.min(10, Math.floor(totalSteps * 0.1)) : hp.warmup_steps;
   const compression = resolveCompression(el.compression ?? null, fail);
-  const device = input.device && (input.device.memory_budget_bytes !== undefined || input.device.threads !== undefined)
-    ? { memory_budget_bytes: input.device.memory_budget_bytes ?? null, threads: input.device.threads ?? null } : null;
+  const device =
+    input.device && (input.device.memory_budget_bytes !== undefined || input.device.threads !== undefined)
+      ? { memory_budget_bytes: input.device.memory_budget_bytes ?? null, threads: input.device.threads ?? null }
+      : null;
   const every = input.checkpointing?.every_n_steps;
   const checkpointEvery = every === undefined || every === 'auto' ? Math.max(1, Math.ceil(totalSteps / 10)) : every;
 
   return {
-    method: { type: 'edge_llm', edge_llm: { exit_layers: exitLayers, schedule: el.schedule ?? 'sequential', train_heads: el.train_heads ?? true, head_rank: el.head_rank ?? 0, prefix: el.prefix ?? 'backbone', voting: 'auto', compression } },
+    method: {
+      type: 'edge_llm',
+      edge_llm: {
+        exit_layers: exitLayers,
+        schedule: el.schedule ?? 'sequential',
+        train_heads: el.train_heads ?? true,
+        head_rank: el.head_rank ?? 0,
+        prefix: el.prefix ?? 'backbone',
+        voting: 'auto',
+        compression,
+      },
+    },
     hyperparameters: {
       n_epochs: epochs,
       batch_size: batch,
@@ -224,7 +266,11 @@ function resolveCompression(c: CompressionInput | null, fail: (code: string, mes
     group_size: c.group_size ?? 0,
   };
   if (out.bits_rule === 'uniform' && !(WEIGHT_BITS as readonly number[]).includes(out.avg_bits)) {
-    fail('invalid_compression', `bits_rule "uniform" gives every layer avg_bits bits, so avg_bits must be one of ${WEIGHT_BITS.join(', ')} (got ${out.avg_bits})`, 'method.edge_llm.compression.avg_bits');
+    fail(
+      'invalid_compression',
+      `bits_rule "uniform" gives every layer avg_bits bits, so avg_bits must be one of ${WEIGHT_BITS.join(', ')} (got ${out.avg_bits})`,
+      'method.edge_llm.compression.avg_bits',
+    );
   }
   return out;
 }

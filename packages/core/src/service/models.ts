@@ -54,10 +54,20 @@ export function readModelSummary(dir: string, id: string): ModelSummary {
     throw new ModelConfigError(`${join(dir, 'config.json')}: ${(e as Error).message}`);
   }
   const c = parseLlamaConfig(config);
-  const H = c.hiddenSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
+  const H = c.hiddenSize,
+    q = c.numAttentionHeads * c.headDim,
+    kv = c.numKeyValueHeads * c.headDim;
   const perLayer = 2 * H * q + 2 * H * kv + 3 * H * c.intermediateSize + 2 * H;
   const paramCount = c.vocabSize * H * (c.tieWordEmbeddings ? 1 : 2) + c.numHiddenLayers * perLayer + H;
-  return { id, numLayers: c.numHiddenLayers, hiddenSize: H, vocabSize: c.vocabSize, maxPositionEmbeddings: c.maxPositionEmbeddings, paramCount, config };
+  return {
+    id,
+    numLayers: c.numHiddenLayers,
+    hiddenSize: H,
+    vocabSize: c.vocabSize,
+    maxPositionEmbeddings: c.maxPositionEmbeddings,
+    paramCount,
+    config,
+  };
 }
 
 /** A scanned model folder: its summary and content fingerprint (null: the folder has no complete weights). */

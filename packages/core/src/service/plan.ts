@@ -41,7 +41,15 @@ export interface JobPlan {
    * worker's report, `worker_id`; `config`: EDGETUNE_DEVICE_*; `api_host`: the API host's free memory and
    * cores with DEFAULT_DEVICE_GFLOPS, when no worker is live)
    */
-  device: { memory_budget_bytes: number; threads: number; backend: string; matmul_gflops: number; step_time_factor: number; source: DeviceSource; worker_id: string | null };
+  device: {
+    memory_budget_bytes: number;
+    threads: number;
+    backend: string;
+    matmul_gflops: number;
+    step_time_factor: number;
+    source: DeviceSource;
+    worker_id: string | null;
+  };
   /** the per-layer bits the forecast assumed: a stored policy's, an estimate from the budget, or the run's own */
   policy: { id: string | null; source: 'stored' | 'estimated' | 'run' } | null;
   forecast: PlanForecast;
@@ -52,7 +60,10 @@ export interface JobPlan {
   admission: { fits: boolean; peak_rss_bytes: number; step_ms: number; total_ms: number; memory_budget_bytes: number } | null;
 }
 
-const round = (x: number, digits = 0) => { const f = 10 ** digits; return Math.round(x * f) / f; };
+const round = (x: number, digits = 0) => {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
 const finiteOrNull = (x: number) => (Number.isFinite(x) ? round(x, 4) : null);
 
 /** Where a plan's device profile came from (see JobPlan.device). */
@@ -63,8 +74,16 @@ export type DeviceSource = 'worker' | 'config' | 'api_host';
  * (planningWorker), else the configured defaults (EDGETUNE_DEVICE_*), else the API host's free memory and
  * cores with DEFAULT_DEVICE_GFLOPS. The worker's measured step-time factor comes with its SGEMM reading.
  */
-export function apiDevice(config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, requested: JobDevice | null, worker: WorkerRecord | null = null): { device: DeviceProfile; source: DeviceSource; workerId: string | null } {
-  const source: DeviceSource = worker ? 'worker' : config.deviceMemoryBytes != null || config.deviceThreads != null || config.deviceGflops != null ? 'config' : 'api_host';
+export function apiDevice(
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>,
+  requested: JobDevice | null,
+  worker: WorkerRecord | null = null,
+): { device: DeviceProfile; source: DeviceSource; workerId: string | null } {
+  const source: DeviceSource = worker
+    ? 'worker'
+    : config.deviceMemoryBytes != null || config.deviceThreads != null || config.deviceGflops != null
+      ? 'config'
+      : 'api_host';
   return {
     device: {
       memoryBudgetBytes: requested?.memory_budget_bytes ?? worker?.memoryBudgetBytes ?? config.deviceMemoryBytes ?? freemem(),
@@ -95,22 +114,44 @@ export function estimatedPolicy(layers: number, c: Compression): { bits: number[
 }
 
 /** The planner's input for a resolved job (sequence length = max_length: the forecast is an upper bound). */
-export function planInputOf(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps'>, trainRecords: number, policy: { bits: number[]; sparsity: number[] } | null): PlanInput {
+export function planInputOf(
+  model: PlanInput['model'],
+  cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps'>,
+  trainRecords: number,
+  policy: { bits: number[]; sparsity: number[] } | null,
+): PlanInput {
   const hp = cfg.hyperparameters;
   return {
-    model, mode: 'edge_llm', exitLayers: cfg.method.edge_llm.exit_layers, loraR: hp.lora_r, loraTargets: hp.target_modules, headRank: cfg.method.edge_llm.head_rank ?? 0,
-    prefix: cfg.method.edge_llm.prefix ?? 'backbone', schedule: cfg.method.edge_llm.schedule,
-    batchSize: hp.batch_size * hp.gradient_accumulation_steps, seqLen: hp.max_length, steps: cfg.totalSteps, trainExamples: trainRecords,
-    policy, groupSize: cfg.method.edge_llm.compression?.group_size,
+    model,
+    mode: 'edge_llm',
+    exitLayers: cfg.method.edge_llm.exit_layers,
+    loraR: hp.lora_r,
+    loraTargets: hp.target_modules,
+    headRank: cfg.method.edge_llm.head_rank ?? 0,
+    prefix: cfg.method.edge_llm.prefix ?? 'backbone',
+    schedule: cfg.method.edge_llm.schedule,
+    batchSize: hp.batch_size * hp.gradient_accumulation_steps,
+    seqLen: hp.max_length,
+    steps: cfg.totalSteps,
+    trainExamples: trainRecords,
+    policy,
+    groupSize: cfg.method.edge_llm.compression?.group_size,
   };
 }
 
 /** The engine's plan as a {@link JobPlan}. */
-export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: {
-  policy?: JobPlan['policy']; measured?: { peakRssBytes: number; peakTfBytes: number; stepMs: number } | null; admission?: JobPlan['admission'];
-  deviceSource?: { source: DeviceSource; workerId: string | null };
-} = {}): JobPlan {
-  const f = p.forecast, m = extra.measured ?? null;
+export function jobPlanOf(
+  p: Plan,
+  source: JobPlan['source'],
+  extra: {
+    policy?: JobPlan['policy'];
+    measured?: { peakRssBytes: number; peakTfBytes: number; stepMs: number } | null;
+    admission?: JobPlan['admission'];
+    deviceSource?: { source: DeviceSource; workerId: string | null };
+  } = {},
+): JobPlan {
+  const f = p.forecast,
+    m = extra.measured ?? null;
   const rel = (forecast: number, measured: number) => (measured > 0 ? finiteOrNull(forecast / measured - 1) : null);
   return {
     source,
@@ -123,18 +164,36 @@ export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: {
     prefix_cache: p.prefixCache,
     storage: p.storage,
     device: {
-      memory_budget_bytes: Math.round(p.device.memoryBudgetBytes), threads: p.device.threads, backend: p.device.backend, matmul_gflops: round(p.device.matmulGflops, 2),
+      memory_budget_bytes: Math.round(p.device.memoryBudgetBytes),
+      threads: p.device.threads,
+      backend: p.device.backend,
+      matmul_gflops: round(p.device.matmulGflops, 2),
       step_time_factor: round(p.device.stepTimeFactor ?? 1, 3),
-      source: extra.deviceSource?.source ?? 'api_host', worker_id: extra.deviceSource?.workerId ?? null,
+      source: extra.deviceSource?.source ?? 'api_host',
+      worker_id: extra.deviceSource?.workerId ?? null,
     },
     policy: extra.policy ?? null,
     forecast: {
-      peak_rss_bytes: Math.round(f.peakRssBytes), peak_tf_bytes: Math.round(f.peakTfBytes), weight_bytes: Math.round(f.weightBytes),
-      trainable_bytes: Math.round(f.trainableBytes), activation_bytes: Math.round(f.activationBytes), prefix_cache_bytes: Math.round(f.prefixCacheBytes),
-      step_ms: round(f.stepMs, 2), total_ms: Math.round(f.totalMs), flops_per_step: Math.round(f.flopsPerStep),
+      peak_rss_bytes: Math.round(f.peakRssBytes),
+      peak_tf_bytes: Math.round(f.peakTfBytes),
+      weight_bytes: Math.round(f.weightBytes),
+      trainable_bytes: Math.round(f.trainableBytes),
+      activation_bytes: Math.round(f.activationBytes),
+      prefix_cache_bytes: Math.round(f.prefixCacheBytes),
+      step_ms: round(f.stepMs, 2),
+      total_ms: Math.round(f.totalMs),
+      flops_per_step: Math.round(f.flopsPerStep),
     },
-    measured: m ? { peak_rss_bytes: Math.round(m.peakRssBytes), peak_tf_bytes: Math.round(m.peakTfBytes), step_ms: round(m.stepMs, 2) } : null,
-    error: m ? { peak_rss_bytes: rel(f.peakRssBytes, m.peakRssBytes), peak_tf_bytes: rel(f.peakTfBytes, m.peakTfBytes), step_ms: rel(f.stepMs, m.stepMs) } : null,
+    measured: m
+      ? { peak_rss_bytes: Math.round(m.peakRssBytes), peak_tf_bytes: Math.round(m.peakTfBytes), step_ms: round(m.stepMs, 2) }
+      : null,
+    error: m
+      ? {
+          peak_rss_bytes: rel(f.peakRssBytes, m.peakRssBytes),
+          peak_tf_bytes: rel(f.peakTfBytes, m.peakTfBytes),
+          step_ms: rel(f.stepMs, m.stepMs),
+        }
+      : null,
     admission: extra.admission ?? null,
   };
 }
@@ -143,15 +202,27 @@ export function jobPlanOf(p: Plan, source: JobPlan['source'], extra: {
 export function admissionOf(p: JobPlan | null): JobPlan['admission'] {
   if (!p) return null;
   if (p.source !== 'api') return p.admission;
-  return { fits: p.fits, peak_rss_bytes: p.forecast.peak_rss_bytes, step_ms: p.forecast.step_ms, total_ms: p.forecast.total_ms, memory_budget_bytes: p.device.memory_budget_bytes };
+  return {
+    fits: p.fits,
+    peak_rss_bytes: p.forecast.peak_rss_bytes,
+    step_ms: p.forecast.step_ms,
+    total_ms: p.forecast.total_ms,
+    memory_budget_bytes: p.device.memory_budget_bytes,
+  };
 }
 
 /**
  * Plans a job on the API side, for `worker`'s device when one is live (apiDevice).
  * @throws PlanError (engine) for an input the planner cannot evaluate.
  */
-export function planJob(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps' | 'device'>, trainRecords: number,
-  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>, stored: { id: string; bits: number[]; sparsity: number[] } | null, worker: WorkerRecord | null = null): JobPlan {
+export function planJob(
+  model: PlanInput['model'],
+  cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps' | 'device'>,
+  trainRecords: number,
+  config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>,
+  stored: { id: string; bits: number[]; sparsity: number[] } | null,
+  worker: WorkerRecord | null = null,
+): JobPlan {
   const c = cfg.method.edge_llm.compression;
   const L = model.numHiddenLayers;
   let policy: { bits: number[]; sparsity: number[] } | null = null;
@@ -171,6 +242,8 @@ export function planJob(model: PlanInput['model'], cfg: Pick<ResolvedJobConfig, 
 /** One line for events and logs: choices and forecast against the budget. */
 export function describePlan(p: JobPlan): string {
   const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
-  return `exits [${p.exit_layers.join(', ')}], micro-batch ${p.micro_batch} x ${p.gradient_accumulation_steps}, prefix cache ${p.prefix_cache ? 'on' : 'off'}; `
-    + `forecast ${mib(p.forecast.peak_rss_bytes)} peak of a ${mib(p.device.memory_budget_bytes)} budget, ${Math.round(p.forecast.step_ms)} ms/step, ${Math.round(p.forecast.total_ms / 1000)} s in all`;
+  return (
+    `exits [${p.exit_layers.join(', ')}], micro-batch ${p.micro_batch} x ${p.gradient_accumulation_steps}, prefix cache ${p.prefix_cache ? 'on' : 'off'}; ` +
+    `forecast ${mib(p.forecast.peak_rss_bytes)} peak of a ${mib(p.device.memory_budget_bytes)} budget, ${Math.round(p.forecast.step_ms)} ms/step, ${Math.round(p.forecast.total_ms / 1000)} s in all`
+  );
 }

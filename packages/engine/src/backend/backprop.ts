@@ -23,10 +23,17 @@ interface TapeNode {
 }
 
 /** Tensor fields the engine keeps (public on tfjs-core's Tensor class, not in all typings we see). */
-interface TrackedTensor extends tf.Tensor { kept: boolean; scopeId: number }
+interface TrackedTensor extends tf.Tensor {
+  kept: boolean;
+  scopeId: number;
+}
 
-type GradientsFn = (f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean) =>
-  { value: tf.Tensor; grads: tf.Tensor[] };
+type GradientsFn = (
+  f: () => tf.Tensor,
+  xs: tf.Tensor[],
+  dy?: tf.Tensor,
+  allowNoGradients?: boolean,
+) => { value: tf.Tensor; grads: tf.Tensor[] };
 
 /** The Engine internals `gradients` uses (tfjs-core src/engine.ts). */
 interface EngineInternals {
@@ -102,30 +109,47 @@ export function eagerBackpropInstalled(): boolean {
 }
 
 /** tfjs-core src/engine.ts `Engine.gradients`, with the eager freeing of `backpropagateGradients` at depth 0. */
-function eagerGradients(this: EngineInternals, f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor,
-  allowNoGradients = false): { value: tf.Tensor; grads: tf.Tensor[] } {
+function eagerGradients(
+  this: EngineInternals,
+  f: () => tf.Tensor,
+  xs: tf.Tensor[],
+  dy?: tf.Tensor,
+  allowNoGradients = false,
+): { value: tf.Tensor; grads: tf.Tensor[] } {
   util.assert(xs.length > 0, () => 'gradients() received an empty list of xs.');
   if (dy != null && dy.dtype !== 'float32') {
     throw new Error(`dy must have 'float32' dtype, but has '${dy.dtype}'`);
   }
-  const y = this.scopedRun(() => this.startTape(), () => this.endTape(), () => this.tidy('forward', f));
+  const y = this.scopedRun(
+    () => this.startTape(),
+    () => this.endTape(),
+    () => this.tidy('forward', f),
+  );
   util.assert(y instanceof tf.Tensor, () => 'The result y returned by f() must be a tensor.');
   // Filter out the nodes that don't connect x => y.
   const filteredTape = getFilteredNodesXToY(this.state.activeTape!, xs, y);
   if (!allowNoGradients && filteredTape.length === 0 && xs.length > 0) {
-    throw new Error('Cannot compute gradient of y=f(x) with respect to x. Make sure ' +
-      'that the f you passed encloses all operations that lead from x ' +
-      'to y.');
+    throw new Error(
+      'Cannot compute gradient of y=f(x) with respect to x. Make sure ' +
+        'that the f you passed encloses all operations that lead from x ' +
+        'to y.',
+    );
   }
   return this.tidy('backward', () => {
     const accumulatedGradientMap: Record<number, tf.Tensor> = {};
-    accumulatedGradientMap[y.id] = (dy == null) ? ones(this, y.shape) : dy;
+    accumulatedGradientMap[y.id] = dy == null ? ones(this, y.shape) : dy;
     // First order: the backward pass is not taped, so processed nodes' tensors can go.
-    const eager = this.state.gradientDepth === 0
-      ? { scopeId: this.state.activeScope!.id, keepIds: new Set(xs.map((x) => x.id)), callerDy: dy ?? null }
-      : null;
-    backpropagateGradients(accumulatedGradientMap, filteredTape, (fn) => this.tidy(fn),
-      (a, b) => this.runKernel('Add', { a, b }), eager);
+    const eager =
+      this.state.gradientDepth === 0
+        ? { scopeId: this.state.activeScope!.id, keepIds: new Set(xs.map((x) => x.id)), callerDy: dy ?? null }
+        : null;
+    backpropagateGradients(
+      accumulatedGradientMap,
+      filteredTape,
+      (fn) => this.tidy(fn),
+      (a, b) => this.runKernel('Add', { a, b }),
+      eager,
+    );
     const grads = xs.map((x) => accumulatedGradientMap[x.id]);
     if (this.state.gradientDepth === 0) {
       // This means that we are not computing higher-order gradients
@@ -173,7 +197,7 @@ function getFilteredNodesXToY(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): 
       let anyInputFromX = false;
       for (let j = 0; j < xs.length; j++) {
         if (tensorsFromX[input.id]) {
-          node.outputs.forEach((output) => tensorsFromX[output.id] = true);
+          node.outputs.forEach((output) => (tensorsFromX[output.id] = true));
           anyInputFromX = true;
           nodesFromX[node.id] = true;
           break;
@@ -226,13 +250,19 @@ function getFilteredNodesXToY(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): 
  * keeping a map of tensor id to its accumulated gradient (mutated). With `eager` (first order), it
  * also frees each node's dys and saved tensors once the node is done (see installEagerBackprop).
  */
-function backpropagateGradients(tensorAccumulatedGradientMap: Record<number, tf.Tensor>, filteredTape: TapeNode[],
-  tidy: (f: () => tf.Tensor) => tf.Tensor, add: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, eager: EagerFree | null): void {
+function backpropagateGradients(
+  tensorAccumulatedGradientMap: Record<number, tf.Tensor>,
+  filteredTape: TapeNode[],
+  tidy: (f: () => tf.Tensor) => tf.Tensor,
+  add: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor,
+  eager: EagerFree | null,
+): void {
   // How many map entries hold each tensor (object identity), kept only when freeing eagerly.
   const refs = new Map<tf.Tensor, number>();
   const ref = (t: tf.Tensor, d: number) => {
     const n = (refs.get(t) ?? 0) + d;
-    if (n > 0) refs.set(t, n); else refs.delete(t);
+    if (n > 0) refs.set(t, n);
+    else refs.delete(t);
   };
   if (eager) for (const id in tensorAccumulatedGradientMap) ref(tensorAccumulatedGradientMap[id], 1);
 
@@ -251,27 +281,29 @@ function backpropagateGradients(tensorAccumulatedGradientMap: Record<number, tf.
       }
     });
     if (node.gradient == null) {
-      throw new Error(`Cannot compute gradient: gradient function not found ` +
-        `for ${node.kernelName}.`);
+      throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
     }
     // Backprop dy through this node and accumulate gradients over the inputs.
     const inputGradients = node.gradient(dys);
     for (const inputName in node.inputs) {
       if (!(inputName in inputGradients)) {
-        throw new Error(`Cannot backprop through input ${inputName}. ` +
-          `Available gradients found: ${Object.keys(inputGradients)}.`);
+        throw new Error(`Cannot backprop through input ${inputName}. ` + `Available gradients found: ${Object.keys(inputGradients)}.`);
       }
       // Call the gradient function.
       const dx = tidy(() => inputGradients[inputName]());
       if (dx.dtype !== 'float32') {
-        throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ` +
-          `${inputName} must have 'float32' dtype, but has '${dx.dtype}'`);
+        throw new Error(
+          `Error in gradient for op ${node.kernelName}. The gradient of input ` +
+            `${inputName} must have 'float32' dtype, but has '${dx.dtype}'`,
+        );
       }
       const x = node.inputs[inputName];
       if (!util.arraysEqual(dx.shape, x.shape)) {
-        throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ` +
-          `'${inputName}' has shape '${dx.shape}', which does not match ` +
-          `the shape of the input '${x.shape}'`);
+        throw new Error(
+          `Error in gradient for op ${node.kernelName}. The gradient of input ` +
+            `'${inputName}' has shape '${dx.shape}', which does not match ` +
+            `the shape of the input '${x.shape}'`,
+        );
       }
       if (tensorAccumulatedGradientMap[x.id] == null) {
         tensorAccumulatedGradientMap[x.id] = dx;
@@ -279,7 +311,10 @@ function backpropagateGradients(tensorAccumulatedGradientMap: Record<number, tf.
       } else {
         const curGradient = tensorAccumulatedGradientMap[x.id];
         tensorAccumulatedGradientMap[x.id] = add(curGradient, dx);
-        if (eager) { ref(curGradient, -1); ref(tensorAccumulatedGradientMap[x.id], 1); }
+        if (eager) {
+          ref(curGradient, -1);
+          ref(tensorAccumulatedGradientMap[x.id], 1);
+        }
         curGradient.dispose();
       }
     }
@@ -288,8 +323,13 @@ function backpropagateGradients(tensorAccumulatedGradientMap: Record<number, tf.
 }
 
 /** Frees a processed node's saved tensors and dys (first order only; see installEagerBackprop). */
-function freeNode(node: TapeNode, map: Record<number, tf.Tensor>, refs: Map<tf.Tensor, number>,
-  ref: (t: tf.Tensor, d: number) => void, eager: EagerFree): void {
+function freeNode(
+  node: TapeNode,
+  map: Record<number, tf.Tensor>,
+  refs: Map<tf.Tensor, number>,
+  ref: (t: tf.Tensor, d: number) => void,
+  eager: EagerFree,
+): void {
   // Saved tensors: kept clones, each with its own reference to the data. The end-of-pass cleanup
   // disposes them all again (a no-op for these); one still in the map was returned as a gradient.
   for (const t of node.saved ?? []) if (!refs.has(t)) t.dispose();

@@ -41,13 +41,30 @@ export const FUSED_KERNELS = {
 } as const;
 
 /** The native functions the fused kernels need (see native/fused.c for their contracts). */
-type FusedAddon = Required<Pick<BlasAddon, 'rmsNormForward' | 'rmsNormBackward' | 'swigluForward' | 'swigluBackward' |
-  'ropeForward' | 'ropeBackward' | 'attentionForward' | 'attentionBackward' | 'adamw' | 'sumSquares' |
-  'dropoutForward' | 'dropoutBackward' | 'loraLinearForward' | 'loraLinearGradX' | 'loraLinearGradAB' | 'add'>>;
+type FusedAddon = Required<
+  Pick<
+    BlasAddon,
+    | 'rmsNormForward'
+    | 'rmsNormBackward'
+    | 'swigluForward'
+    | 'swigluBackward'
+    | 'ropeForward'
+    | 'ropeBackward'
+    | 'attentionForward'
+    | 'attentionBackward'
+    | 'adamw'
+    | 'sumSquares'
+    | 'dropoutForward'
+    | 'dropoutBackward'
+    | 'loraLinearForward'
+    | 'loraLinearGradX'
+    | 'loraLinearGradAB'
+    | 'add'
+  >
+>;
 
 function fusedAddon(blas: BlasAddon | null): FusedAddon | null {
-  return blas && typeof blas.attentionForward === 'function' && typeof blas.add === 'function'
-    ? blas as FusedAddon : null;
+  return blas && typeof blas.attentionForward === 'function' && typeof blas.add === 'function' ? (blas as FusedAddon) : null;
 }
 
 // ---- storage access -------------------------------------------------------------------------
@@ -98,30 +115,42 @@ function kernels(mem: (backend: object) => Mem, n: FusedAddon): Record<string, K
   const K = FUSED_KERNELS;
   const k: Record<string, (args: KernelArgs) => TensorInfo | TensorInfo[]> = {
     [K.rmsNorm]: (a) => {
-      const x = input(a, 'x', K.rmsNorm), w = input(a, 'w', K.rmsNorm);
-      const [rows, d] = x.shape, m = mem(a.backend);
-      const y = m.alloc([rows, d]), rstd = m.alloc([rows]);
+      const x = input(a, 'x', K.rmsNorm),
+        w = input(a, 'w', K.rmsNorm);
+      const [rows, d] = x.shape,
+        m = mem(a.backend);
+      const y = m.alloc([rows, d]),
+        rstd = m.alloc([rows]);
       n.rmsNormForward(rows, d, num(a, 'eps'), ...m.f32(x), ...m.f32(w), ...m.f32(y), ...m.f32(rstd));
       return [y, rstd];
     },
     [K.rmsNormGrad]: (a) => {
-      const dy = input(a, 'dy', K.rmsNormGrad), x = input(a, 'x', K.rmsNormGrad);
-      const w = input(a, 'w', K.rmsNormGrad), rstd = input(a, 'rstd', K.rmsNormGrad);
-      const [rows, d] = x.shape, m = mem(a.backend);
-      const dx = m.alloc([rows, d]), dw = m.alloc([d]);
+      const dy = input(a, 'dy', K.rmsNormGrad),
+        x = input(a, 'x', K.rmsNormGrad);
+      const w = input(a, 'w', K.rmsNormGrad),
+        rstd = input(a, 'rstd', K.rmsNormGrad);
+      const [rows, d] = x.shape,
+        m = mem(a.backend);
+      const dx = m.alloc([rows, d]),
+        dw = m.alloc([d]);
       n.rmsNormBackward(rows, d, ...m.f32(dy), ...m.f32(x), ...m.f32(w), ...m.f32(rstd), ...m.f32(dx), ...m.f32(dw));
       return [dx, dw];
     },
     [K.swiglu]: (a) => {
-      const g = input(a, 'g', K.swiglu), u = input(a, 'u', K.swiglu), m = mem(a.backend);
+      const g = input(a, 'g', K.swiglu),
+        u = input(a, 'u', K.swiglu),
+        m = mem(a.backend);
       const y = m.alloc(g.shape.slice());
       n.swigluForward(tf.util.sizeFromShape(g.shape), ...m.f32(g), ...m.f32(u), ...m.f32(y));
       return y;
     },
     [K.swigluGrad]: (a) => {
-      const dy = input(a, 'dy', K.swigluGrad), g = input(a, 'g', K.swigluGrad), u = input(a, 'u', K.swigluGrad);
+      const dy = input(a, 'dy', K.swigluGrad),
+        g = input(a, 'g', K.swigluGrad),
+        u = input(a, 'u', K.swigluGrad);
       const m = mem(a.backend);
-      const dg = m.alloc(g.shape.slice()), du = m.alloc(g.shape.slice());
+      const dg = m.alloc(g.shape.slice()),
+        du = m.alloc(g.shape.slice());
       n.swigluBackward(tf.util.sizeFromShape(g.shape), ...m.f32(dy), ...m.f32(g), ...m.f32(u), ...m.f32(dg), ...m.f32(du));
       return [dg, du];
     },
@@ -130,54 +159,154 @@ function kernels(mem: (backend: object) => Mem, n: FusedAddon): Record<string, K
     [K.heads]: (a) => ropeKernel(a, mem, n, false, false),
     [K.headsGrad]: (a) => ropeKernel(a, mem, n, false, true),
     [K.attention]: (a) => {
-      const q = input(a, 'q', K.attention), k2 = input(a, 'k', K.attention), v = input(a, 'v', K.attention);
+      const q = input(a, 'q', K.attention),
+        k2 = input(a, 'k', K.attention),
+        v = input(a, 'v', K.attention);
       const km = a.inputs.keyMask ? input(a, 'keyMask', K.attention) : null;
-      const [B, H, T, dh] = q.shape, KV = k2.shape[1], merged = !!a.attrs?.merged, m = mem(a.backend);
-      const out = m.alloc(merged ? [B * T, H * dh] : [B, H, T, dh]), probs = m.alloc([B, H, T, T]);
-      n.attentionForward(B, H, KV, T, dh, num(a, 'scale'), merged, ...m.f32(q), ...m.f32(k2), ...m.f32(v),
-        ...(km ? m.f32(km) as OptSpan : [null, 0] as OptSpan), ...m.f32(out), ...m.f32(probs));
+      const [B, H, T, dh] = q.shape,
+        KV = k2.shape[1],
+        merged = !!a.attrs?.merged,
+        m = mem(a.backend);
+      const out = m.alloc(merged ? [B * T, H * dh] : [B, H, T, dh]),
+        probs = m.alloc([B, H, T, T]);
+      n.attentionForward(
+        B,
+        H,
+        KV,
+        T,
+        dh,
+        num(a, 'scale'),
+        merged,
+        ...m.f32(q),
+        ...m.f32(k2),
+        ...m.f32(v),
+        ...(km ? (m.f32(km) as OptSpan) : ([null, 0] as OptSpan)),
+        ...m.f32(out),
+        ...m.f32(probs),
+      );
       return [out, probs];
     },
     [K.attentionGrad]: (a) => {
       const K2 = K.attentionGrad;
-      const dout = input(a, 'dy', K2), q = input(a, 'q', K2), k2 = input(a, 'k', K2), v = input(a, 'v', K2);
+      const dout = input(a, 'dy', K2),
+        q = input(a, 'q', K2),
+        k2 = input(a, 'k', K2),
+        v = input(a, 'v', K2);
       const probs = input(a, 'probs', K2);
-      const [B, H, T, dh] = q.shape, KV = k2.shape[1], m = mem(a.backend);
-      const dq = m.alloc(q.shape.slice()), dk = m.alloc(k2.shape.slice()), dv = m.alloc(v.shape.slice());
-      n.attentionBackward(B, H, KV, T, dh, num(a, 'scale'), !!a.attrs?.merged, ...m.f32(dout), ...m.f32(q),
-        ...m.f32(k2), ...m.f32(v), ...m.f32(probs), ...m.f32(dq), ...m.f32(dk), ...m.f32(dv));
+      const [B, H, T, dh] = q.shape,
+        KV = k2.shape[1],
+        m = mem(a.backend);
+      const dq = m.alloc(q.shape.slice()),
+        dk = m.alloc(k2.shape.slice()),
+        dv = m.alloc(v.shape.slice());
+      n.attentionBackward(
+        B,
+        H,
+        KV,
+        T,
+        dh,
+        num(a, 'scale'),
+        !!a.attrs?.merged,
+        ...m.f32(dout),
+        ...m.f32(q),
+        ...m.f32(k2),
+        ...m.f32(v),
+        ...m.f32(probs),
+        ...m.f32(dq),
+        ...m.f32(dk),
+        ...m.f32(dv),
+      );
       return [dq, dk, dv];
     },
     [K.loraLinear]: (a) => {
-      const x = input(a, 'x', K.loraLinear), w = input(a, 'w', K.loraLinear);
-      const A = input(a, 'a', K.loraLinear), B = input(a, 'b', K.loraLinear), m = mem(a.backend);
-      const [rows, inDim] = x.shape, outDim = w.shape[0], r = A.shape[0];
+      const x = input(a, 'x', K.loraLinear),
+        w = input(a, 'w', K.loraLinear);
+      const A = input(a, 'a', K.loraLinear),
+        B = input(a, 'b', K.loraLinear),
+        m = mem(a.backend);
+      const [rows, inDim] = x.shape,
+        outDim = w.shape[0],
+        r = A.shape[0];
       const y = m.alloc([rows, outDim]);
-      n.loraLinearForward(rows, inDim, outDim, r, num(a, 'scale'), num(a, 'rate'), num(a, 'seed'),
-        ...m.f32(x), ...m.f32(w), ...m.f32(A), ...m.f32(B), ...m.f32(y));
+      n.loraLinearForward(
+        rows,
+        inDim,
+        outDim,
+        r,
+        num(a, 'scale'),
+        num(a, 'rate'),
+        num(a, 'seed'),
+        ...m.f32(x),
+        ...m.f32(w),
+        ...m.f32(A),
+        ...m.f32(B),
+        ...m.f32(y),
+      );
       return y;
     },
     [K.loraLinearGradX]: (a) => {
       const G = K.loraLinearGradX;
-      const dy = input(a, 'dy', G), w = input(a, 'w', G), A = input(a, 'a', G), B = input(a, 'b', G), m = mem(a.backend);
+      const dy = input(a, 'dy', G),
+        w = input(a, 'w', G),
+        A = input(a, 'a', G),
+        B = input(a, 'b', G),
+        m = mem(a.backend);
       const dlow = a.inputs.dlow ? input(a, 'dlow', G) : null;
-      const [rows, outDim] = dy.shape, inDim = w.shape[1], r = A.shape[0];
+      const [rows, outDim] = dy.shape,
+        inDim = w.shape[1],
+        r = A.shape[0];
       const dx = m.alloc([rows, inDim]);
-      n.loraLinearGradX(rows, inDim, outDim, r, num(a, 'scale'), num(a, 'rate'), num(a, 'seed'),
-        ...m.f32(dy), ...m.f32(w), ...m.f32(A), ...m.f32(B), ...(dlow ? m.f32(dlow) as OptSpan : [null, 0] as OptSpan), ...m.f32(dx));
+      n.loraLinearGradX(
+        rows,
+        inDim,
+        outDim,
+        r,
+        num(a, 'scale'),
+        num(a, 'rate'),
+        num(a, 'seed'),
+        ...m.f32(dy),
+        ...m.f32(w),
+        ...m.f32(A),
+        ...m.f32(B),
+        ...(dlow ? (m.f32(dlow) as OptSpan) : ([null, 0] as OptSpan)),
+        ...m.f32(dx),
+      );
       return dx;
     },
     [K.loraLinearGradAB]: (a) => {
       const G = K.loraLinearGradAB;
-      const dy = input(a, 'dy', G), x = input(a, 'x', G), A = input(a, 'a', G), B = input(a, 'b', G), m = mem(a.backend);
-      const [rows, outDim] = dy.shape, inDim = x.shape[1], r = A.shape[0];
-      const da = m.alloc([r, inDim]), db = m.alloc([outDim, r]), dlow = m.alloc([rows, r]);
-      n.loraLinearGradAB(rows, inDim, outDim, r, num(a, 'scale'), num(a, 'rate'), num(a, 'seed'),
-        ...m.f32(dy), ...m.f32(x), ...m.f32(A), ...m.f32(B), ...m.f32(da), ...m.f32(db), ...m.f32(dlow));
+      const dy = input(a, 'dy', G),
+        x = input(a, 'x', G),
+        A = input(a, 'a', G),
+        B = input(a, 'b', G),
+        m = mem(a.backend);
+      const [rows, outDim] = dy.shape,
+        inDim = x.shape[1],
+        r = A.shape[0];
+      const da = m.alloc([r, inDim]),
+        db = m.alloc([outDim, r]),
+        dlow = m.alloc([rows, r]);
+      n.loraLinearGradAB(
+        rows,
+        inDim,
+        outDim,
+        r,
+        num(a, 'scale'),
+        num(a, 'rate'),
+        num(a, 'seed'),
+        ...m.f32(dy),
+        ...m.f32(x),
+        ...m.f32(A),
+        ...m.f32(B),
+        ...m.f32(da),
+        ...m.f32(db),
+        ...m.f32(dlow),
+      );
       return [da, db, dlow];
     },
     [K.dropout]: (a) => {
-      const x = input(a, 'x', K.dropout), m = mem(a.backend);
+      const x = input(a, 'x', K.dropout),
+        m = mem(a.backend);
       const y = m.alloc(x.shape.slice());
       n.dropoutForward(tf.util.sizeFromShape(x.shape), num(a, 'rate'), num(a, 'seed'), ...m.f32(x), ...m.f32(y));
       return y;
@@ -188,14 +317,27 @@ function kernels(mem: (backend: object) => Mem, n: FusedAddon): Record<string, K
 
 /** RoPE / head split, forward ([B*T, n*dh] -> [B, n, T, dh]) or backward (the reverse). */
 function ropeKernel(a: KernelArgs, mem: (backend: object) => Mem, n: FusedAddon, rotate: boolean, backward: boolean): TensorInfo {
-  const name = rotate ? (backward ? FUSED_KERNELS.ropeGrad : FUSED_KERNELS.rope) : (backward ? FUSED_KERNELS.headsGrad : FUSED_KERNELS.heads);
+  const name = rotate ? (backward ? FUSED_KERNELS.ropeGrad : FUSED_KERNELS.rope) : backward ? FUSED_KERNELS.headsGrad : FUSED_KERNELS.heads;
   const x = input(a, backward ? 'dy' : 'x', name);
-  const B = num(a, 'batch'), T = num(a, 'seq'), nh = num(a, 'heads'), dh = num(a, 'headDim');
-  const cos = rotate ? input(a, 'cos', name) : null, sin = rotate ? input(a, 'sin', name) : null;
+  const B = num(a, 'batch'),
+    T = num(a, 'seq'),
+    nh = num(a, 'heads'),
+    dh = num(a, 'headDim');
+  const cos = rotate ? input(a, 'cos', name) : null,
+    sin = rotate ? input(a, 'sin', name) : null;
   const m = mem(a.backend);
   const y = m.alloc(backward ? [B * T, nh * dh] : [B, nh, T, dh]);
-  (backward ? n.ropeBackward : n.ropeForward)(B, T, nh, dh, rotate, ...m.f32(x),
-    ...(cos ? m.f32(cos) as OptSpan : [null, 0] as OptSpan), ...(sin ? m.f32(sin) as OptSpan : [null, 0] as OptSpan), ...m.f32(y));
+  (backward ? n.ropeBackward : n.ropeForward)(
+    B,
+    T,
+    nh,
+    dh,
+    rotate,
+    ...m.f32(x),
+    ...(cos ? (m.f32(cos) as OptSpan) : ([null, 0] as OptSpan)),
+    ...(sin ? (m.f32(sin) as OptSpan) : ([null, 0] as OptSpan)),
+    ...m.f32(y),
+  );
   return y;
 }
 
@@ -229,7 +371,8 @@ function registerGradients(): void {
   const zeros = (t: tf.Tensor) => () => tf.zerosLike(t);
   if (!tf.getGradient(K.swiglu)) {
     tf.registerGradient({
-      kernelName: K.swiglu, inputsToSave: ['g', 'u'],
+      kernelName: K.swiglu,
+      inputsToSave: ['g', 'u'],
       gradFunc: (dy, saved) => {
         const [g, u] = saved;
         const [dg, du] = run(K.swigluGrad, { dy: dy as tf.Tensor, g, u }) as tf.Tensor[];
@@ -239,7 +382,8 @@ function registerGradients(): void {
   }
   if (!tf.getGradient(K.rope)) {
     tf.registerGradient({
-      kernelName: K.rope, inputsToSave: ['cos', 'sin'],
+      kernelName: K.rope,
+      inputsToSave: ['cos', 'sin'],
       gradFunc: (dy, saved, attrs) => {
         const [cos, sin] = saved;
         return { x: () => run(K.ropeGrad, { dy: dy as tf.Tensor, cos, sin }, attrs) as tf.Tensor, cos: zeros(cos), sin: zeros(sin) };
@@ -254,7 +398,8 @@ function registerGradients(): void {
   }
   if (!tf.getGradient(K.loraLinear)) {
     tf.registerGradient({
-      kernelName: K.loraLinear, inputsToSave: ['x', 'w', 'a', 'b'],
+      kernelName: K.loraLinear,
+      inputsToSave: ['x', 'w', 'a', 'b'],
       gradFunc: (dy, saved, attrs) => {
         const [x, w, a, b] = saved;
         const d = dy as tf.Tensor;
@@ -318,7 +463,10 @@ export function fusedKernelsActive(): boolean {
 const runKernel = <T extends tf.Tensor | tf.Tensor[]>(name: string, inputs: Record<string, tf.Tensor>, attrs: object = {}) =>
   tf.engine().runKernel(name, inputs as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as T;
 
-interface GradResult { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] }
+interface GradResult {
+  value: tf.Tensor;
+  gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[];
+}
 
 /** tf.customGrad over a list of inputs: `f` runs the forward kernel, saves what backward needs. */
 function customOp(inputs: tf.Tensor[], f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => GradResult): tf.Tensor {
@@ -330,7 +478,8 @@ function customOp(inputs: tf.Tensor[], f: (inputs: tf.Tensor[], save: tf.GradSav
 }
 
 function assertF32(name: string, t: tf.Tensor, rank: number, what: string): void {
-  if (t.dtype !== 'float32' || t.rank !== rank) throw new Error(`${name}: ${what} must be a float32 tensor of rank ${rank}, got ${t.dtype} [${t.shape}]`);
+  if (t.dtype !== 'float32' || t.rank !== rank)
+    throw new Error(`${name}: ${what} must be a float32 tensor of rank ${rank}, got ${t.dtype} [${t.shape}]`);
 }
 
 // ---- RMSNorm --------------------------------------------------------------------------------
@@ -457,12 +606,14 @@ export interface AttentionOptions {
   additiveMask?: tf.Tensor4D;
 }
 
-const MASK_VALUE = -1e9;
+/** Additive attention-mask value of a masked score (large and finite, so a fully masked row stays finite). */
+export const MASK_VALUE = -1e9;
 
 /** Additive causal (+ key padding) mask [1 or B, 1, T, T]: -1e9 where j > i or key j is padding. */
 function additiveMask(B: number, T: number, keyMask: tf.Tensor2D | null | undefined): tf.Tensor4D {
   return tf.tidy(() => {
-    const i = tf.reshape(tf.range(0, T, 1, 'int32'), [T, 1]), j = tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]);
+    const i = tf.reshape(tf.range(0, T, 1, 'int32'), [T, 1]),
+      j = tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]);
     let masked = tf.reshape(tf.greater(j, i), [1, 1, T, T]);
     if (keyMask) masked = tf.logicalOr(masked, tf.reshape(tf.equal(keyMask, 0), [B, 1, 1, T]));
     return tf.mul(tf.cast(masked, 'float32'), MASK_VALUE) as tf.Tensor4D;
@@ -471,7 +622,9 @@ function additiveMask(B: number, T: number, keyMask: tf.Tensor2D | null | undefi
 
 /** Attention core as stock TF.js ops (the engine's pre-fusion code: scaled q, matmuls, additive mask, softmax). */
 export function attentionOps(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: AttentionOptions): tf.Tensor {
-  const [B, H, T, dh] = q.shape, KV = k.shape[1], rep = H / KV;
+  const [B, H, T, dh] = q.shape,
+    KV = k.shape[1],
+    rep = H / KV;
   return tf.tidy(() => {
     const mask = o.additiveMask ?? additiveMask(B, T, o.keyMask);
     // GQA without repeat_kv: query head g*rep+r uses kv head g, so fold (rep, T) into one axis.
@@ -496,13 +649,17 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: Att
   assertF32('attention', q, 4, 'q');
   assertF32('attention', k, 4, 'k');
   assertF32('attention', v, 4, 'v');
-  const [B, H, T, dh] = q.shape, KV = k.shape[1];
+  const [B, H, T, dh] = q.shape,
+    KV = k.shape[1];
   if (k.shape[0] !== B || k.shape[2] !== T || k.shape[3] !== dh || !tf.util.arraysEqual(k.shape, v.shape) || KV < 1 || H % KV) {
-    throw new Error(`attention: q [${q.shape}] needs k, v [${B}, KV, ${T}, ${dh}] with KV dividing ${H}, got k [${k.shape}] v [${v.shape}]`);
+    throw new Error(
+      `attention: q [${q.shape}] needs k, v [${B}, KV, ${T}, ${dh}] with KV dividing ${H}, got k [${k.shape}] v [${v.shape}]`,
+    );
   }
   if (o.keyMask) {
     assertF32('attention', o.keyMask, 2, 'keyMask');
-    if (o.keyMask.shape[0] !== B || o.keyMask.shape[1] !== T) throw new Error(`attention: keyMask must be [${B}, ${T}], got [${o.keyMask.shape}]`);
+    if (o.keyMask.shape[0] !== B || o.keyMask.shape[1] !== T)
+      throw new Error(`attention: keyMask must be [${B}, ${T}], got [${o.keyMask.shape}]`);
   }
   if (!active()) return attentionOps(q, k, v, o);
   const attrs = { scale: o.scale, merged: !!o.merged };
@@ -573,8 +730,16 @@ export function loraLinearOps(x: tf.Tensor2D, w: tf.Tensor2D, a: tf.Tensor2D, b:
  * @param x [n, in]. @param w [out, in] (HF layout). @param a [r, in] (lora_A). @param b [out, r] (lora_B).
  */
 export function loraLinear(x: tf.Tensor2D, w: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, o: LoraLinearOptions): tf.Tensor2D {
-  for (const [t, what] of [[x, 'x'], [w, 'w'], [a, 'a'], [b, 'b']] as const) assertF32('loraLinear', t, 2, what);
-  const [, inDim] = x.shape, [outDim] = w.shape, r = a.shape[0];
+  for (const [t, what] of [
+    [x, 'x'],
+    [w, 'w'],
+    [a, 'a'],
+    [b, 'b'],
+  ] as const)
+    assertF32('loraLinear', t, 2, what);
+  const [, inDim] = x.shape,
+    [outDim] = w.shape,
+    r = a.shape[0];
   if (w.shape[1] !== inDim || a.shape[1] !== inDim || b.shape[0] !== outDim || b.shape[1] !== r) {
     throw new Error(`loraLinear: shapes do not fit: x [${x.shape}] w [${w.shape}] a [${a.shape}] b [${b.shape}]`);
   }
@@ -619,11 +784,25 @@ function spanOf(t: tf.Tensor): Span {
 export function adamwInPlace(w: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, s: AdamWScalars): boolean {
   const n = active();
   if (!n || w.dtype !== 'float32' || g.dtype !== 'float32' || m.dtype !== 'float32' || v.dtype !== 'float32') return false;
-  if (!tf.util.arraysEqual(w.shape, g.shape) || !tf.util.arraysEqual(w.shape, m.shape) || !tf.util.arraysEqual(w.shape, v.shape)) return false;
+  if (!tf.util.arraysEqual(w.shape, g.shape) || !tf.util.arraysEqual(w.shape, m.shape) || !tf.util.arraysEqual(w.shape, v.shape))
+    return false;
   if (refCount(w) !== 1 || refCount(m) !== 1 || refCount(v) !== 1) return false;
   const fr = Math.fround;
-  n.adamw(w.size, ...spanOf(w), ...spanOf(m), ...spanOf(v), ...spanOf(g),
-    fr(s.b1), fr(1 - s.b1), fr(s.b2), fr(1 - s.b2), fr(s.sqrtC2), fr(s.eps), fr(s.lrC1), fr(s.lrWd));
+  n.adamw(
+    w.size,
+    ...spanOf(w),
+    ...spanOf(m),
+    ...spanOf(v),
+    ...spanOf(g),
+    fr(s.b1),
+    fr(1 - s.b1),
+    fr(s.b2),
+    fr(1 - s.b2),
+    fr(s.sqrtC2),
+    fr(s.eps),
+    fr(s.lrC1),
+    fr(s.lrWd),
+  );
   return true;
 }
 

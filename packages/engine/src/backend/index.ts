@@ -8,7 +8,20 @@ export type { SgemmPeak } from './peak.js';
 export { loadBlasAddon, nativeLoadError } from './native.js';
 export type { BlasAddon } from './native.js';
 export {
-  rmsNorm, rmsNormOps, swiglu, swigluOps, ropeHeads, ropeHeadsOps, attention, attentionOps, dropout, loraLinear, loraLinearOps,
-  adamwInPlace, sumOfSquares, fusedKernelsActive, FUSED_KERNELS,
+  rmsNorm,
+  rmsNormOps,
+  swiglu,
+  swigluOps,
+  ropeHeads,
+  ropeHeadsOps,
+  attention,
+  attentionOps,
+  dropout,
+  loraLinear,
+  loraLinearOps,
+  adamwInPlace,
+  sumOfSquares,
+  fusedKernelsActive,
+  FUSED_KERNELS,
 } from './fused.js';
 export type { HeadsOptions, AttentionOptions, AdamWScalars, LoraLinearOptions } from './fused.js';

@@ -12,9 +12,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { cpuUnsortedSegmentSum, wasmCastAlias, wasmGatherFast, wasmIdentityAlias, wasmUnsortedSegmentSum } from './kernels.js';
 import { installEagerBackprop, uninstallEagerBackprop } from './backprop.js';
 import { installFusedKernels } from './fused.js';
-import {
-  fastWasmBatchMatMul, fusedMatMulOverride, jsCpuBatchMatMul, nativeCpuBatchMatMul, nativeWasmBatchMatMul,
-} from './matmul.js';
+import { fastWasmBatchMatMul, fusedMatMulOverride, jsCpuBatchMatMul, nativeCpuBatchMatMul, nativeWasmBatchMatMul } from './matmul.js';
 import { loadBlasAddon, nativeLoadError } from './native.js';
 import { overriddenKernels, overrideKernel, restoreAll, stockKernel } from './registry.js';
 import type { BackendInfo, WasmBackend } from './types.js';
@@ -40,7 +38,13 @@ export interface InitBackendOptions {
 }
 
 type BackendChoice = NonNullable<InitBackendOptions['backend']>;
-interface Resolved { backend: BackendChoice; native: boolean; blasThreads: number; fusedThreads: number; eagerBackprop: boolean }
+interface Resolved {
+  backend: BackendChoice;
+  native: boolean;
+  blasThreads: number;
+  fusedThreads: number;
+  eagerBackprop: boolean;
+}
 
 const CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 const NODE_BACKENDS = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
@@ -127,15 +131,17 @@ async function init(opts: InitBackendOptions): Promise<BackendInfo> {
     if (name === 'wasm') info.simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
   }
   info.eagerBackprop = r.eagerBackprop;
-  if (r.eagerBackprop) installEagerBackprop(); else uninstallEagerBackprop();
+  if (r.eagerBackprop) installEagerBackprop();
+  else uninstallEagerBackprop();
   current = { key, info };
   if (!opts.quiet) {
     const mm = info.matmul === 'openblas' ? `openblas(${info.blasThreads} threads)` : info.matmul;
-    const why = r.native && info.matmul !== 'openblas' && info.backend !== 'tensorflow'
-      ? ` (native addon: ${nativeLoadError()})` : '';
+    const why = r.native && info.matmul !== 'openblas' && info.backend !== 'tensorflow' ? ` (native addon: ${nativeLoadError()})` : '';
     const node = r.backend === 'auto' && nodeError && process.env.EDGETUNE_DEBUG ? ` (tfjs-node: ${nodeError})` : '';
-    process.stderr.write(`[edgetune] backend=${info.backend} matmul=${mm}${why} kernels=${info.kernels.join(',') || '-'}` +
-      `${info.simd === undefined ? '' : ` simd=${info.simd}`} eager_backprop=${info.eagerBackprop ? 'on' : 'off'}${node}\n`);
+    process.stderr.write(
+      `[edgetune] backend=${info.backend} matmul=${mm}${why} kernels=${info.kernels.join(',') || '-'}` +
+        `${info.simd === undefined ? '' : ` simd=${info.simd}`} eager_backprop=${info.eagerBackprop ? 'on' : 'off'}${node}\n`,
+    );
   }
   return info;
 }
@@ -168,11 +174,14 @@ async function activate(name: string): Promise<void> {
     let dist: string | null = null;
     try {
       dist = dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm')) + sep;
-    } catch { /* not resolvable (bundled): keep tfjs's default lookup */ }
+    } catch {
+      /* not resolvable (bundled): keep tfjs's default lookup */
+    }
     if (dist) setWasmPaths(dist);
     wasmPathsSet = true;
   }
-  let ok = false, error = '';
+  let ok = false,
+    error = '';
   try {
     ok = await tf.setBackend(name);
     await tf.ready();
@@ -180,7 +189,11 @@ async function activate(name: string): Promise<void> {
     error = `: ${(e as Error).message}`;
   }
   let got: string;
-  try { got = tf.getBackend() ?? 'none'; } catch { got = 'none'; } // throws when no backend could start
+  try {
+    got = tf.getBackend() ?? 'none';
+  } catch {
+    got = 'none';
+  } // throws when no backend could start
   if (!ok || got !== name) {
     throw new Error(`initBackend: failed to initialize TF.js backend '${name}' (active backend: '${got}')${error}`);
   }

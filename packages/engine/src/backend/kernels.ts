@@ -13,12 +13,18 @@ export function scatterAdd(x: NumArray, ids: NumArray, inner: number, numSegment
   for (let r = 0; r < ids.length; r++) {
     const s = ids[r];
     if (!(s >= 0 && s < numSegments)) continue;
-    const ob = s * inner, xb = r * inner;
+    const ob = s * inner,
+      xb = r * inner;
     for (let j = 0; j < inner; j++) out[ob + j] += x[xb + j];
   }
 }
 
-interface SegmentSumShapes { rows: number; inner: number; numSegments: number; outShape: number[] }
+interface SegmentSumShapes {
+  rows: number;
+  inner: number;
+  numSegments: number;
+  outShape: number[];
+}
 
 /**
  * Shapes of UnsortedSegmentSum(x, segmentIds, numSegments): segmentIds.shape must be a prefix of
@@ -33,8 +39,7 @@ function segmentSumShapes(x: TensorInfo, ids: TensorInfo, numSegments: unknown):
     throw new Error(`UnsortedSegmentSum: segmentIds shape [${ids.shape}] must be a prefix of x shape [${x.shape}]`);
   }
   const innerShape = x.shape.slice(r);
-  return { rows: tf.util.sizeFromShape(ids.shape), inner: tf.util.sizeFromShape(innerShape), numSegments: n,
-    outShape: [n, ...innerShape] };
+  return { rows: tf.util.sizeFromShape(ids.shape), inner: tf.util.sizeFromShape(innerShape), numSegments: n, outShape: [n, ...innerShape] };
 }
 
 function segmentInputs(args: KernelArgs): [TensorInfo, TensorInfo] {
@@ -55,7 +60,8 @@ export const wasmUnsortedSegmentSum: KernelFunc = ((args: KernelArgs) => {
   // Views only after makeOutput (heap growth detaches older views).
   const view = (t: TensorInfo, n: number): NumArray => {
     const off = backend.dataIdMap.get(t.dataId)!.memoryOffset;
-    return t.dtype === 'float32' ? new Float32Array(backend.wasm.HEAPU8.buffer, off, n)
+    return t.dtype === 'float32'
+      ? new Float32Array(backend.wasm.HEAPU8.buffer, off, n)
       : new Int32Array(backend.wasm.HEAPU8.buffer, off, n);
   };
   const o = view(out, s.numSegments * s.inner);
@@ -69,7 +75,8 @@ export function cpuUnsortedSegmentSum(stockFn: KernelFunc | undefined): KernelFu
   return ((args: KernelArgs) => {
     const [x, segmentIds] = segmentInputs(args);
     const backend = args.backend as CpuBackend;
-    const xv = backend.data.get(x.dataId)?.values, ids = backend.data.get(segmentIds.dataId)?.values;
+    const xv = backend.data.get(x.dataId)?.values,
+      ids = backend.data.get(segmentIds.dataId)?.values;
     if (!(xv instanceof Float32Array || xv instanceof Int32Array) || !(ids instanceof Int32Array)) {
       if (stockFn) return stockFn(args as Parameters<KernelFunc>[0]);
       throw new Error(`UnsortedSegmentSum (cpu): unsupported dtypes ${x.dtype}/${segmentIds.dtype}`);
@@ -123,10 +130,16 @@ export function wasmGatherFast(stockFn: KernelFunc): KernelFunc {
   return ((args: KernelArgs) => {
     const { x, indices } = args.inputs;
     if (!x || !indices) throw new Error('GatherV2: inputs x and indices are required');
-    const axis = Number(args.attrs?.axis ?? 0), batchDims = Number(args.attrs?.batchDims ?? 0);
+    const axis = Number(args.attrs?.axis ?? 0),
+      batchDims = Number(args.attrs?.batchDims ?? 0);
     const rows = x.shape[0];
-    if ((axis !== 0 && axis !== -x.shape.length) || batchDims !== 0 || x.shape.length < 1 ||
-      (x.dtype !== 'float32' && x.dtype !== 'int32') || indices.dtype !== 'int32') {
+    if (
+      (axis !== 0 && axis !== -x.shape.length) ||
+      batchDims !== 0 ||
+      x.shape.length < 1 ||
+      (x.dtype !== 'float32' && x.dtype !== 'int32') ||
+      indices.dtype !== 'int32'
+    ) {
       return stockFn(args as Parameters<KernelFunc>[0]);
     }
     const backend = args.backend as WasmBackend;
@@ -136,7 +149,9 @@ export function wasmGatherFast(stockFn: KernelFunc): KernelFunc {
     // Views only after makeOutput (heap growth detaches older views).
     const heap = backend.wasm.HEAP32;
     const off = (t: TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset >>> 2;
-    const xo = off(x), io = off(indices), oo = off(out);
+    const xo = off(x),
+      io = off(indices),
+      oo = off(out);
     for (let i = 0; i < count; i++) {
       const r = heap[io + i];
       if (!(r >= 0 && r < rows)) {

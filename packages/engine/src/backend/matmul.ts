@@ -39,23 +39,28 @@ export interface MatMulPlan {
  * NumPy-style broadcasting of the leading (batch) dims.
  * @throws Error when a rank is below 2, the inner dims differ or the batch dims do not broadcast.
  */
-export function planMatMul(aShape: readonly number[], bShape: readonly number[], transposeA: boolean,
-  transposeB: boolean): MatMulPlan {
-  const ar = aShape.length, br = bShape.length;
+export function planMatMul(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): MatMulPlan {
+  const ar = aShape.length,
+    br = bShape.length;
   if (ar < 2 || br < 2) throw new Error(`matMul: inputs must have rank >= 2, got shapes [${aShape}] and [${bShape}]`);
   const M = transposeA ? aShape[ar - 1] : aShape[ar - 2];
   const Ka = transposeA ? aShape[ar - 2] : aShape[ar - 1];
   const Kb = transposeB ? bShape[br - 1] : bShape[br - 2];
   const N = transposeB ? bShape[br - 2] : bShape[br - 1];
   if (Ka !== Kb) {
-    throw new Error(`matMul: inner shapes (${Ka}) and (${Kb}) of tensors with shapes [${aShape}] and [${bShape}] ` +
-      `and transposeA=${transposeA} and transposeB=${transposeB} must match.`);
+    throw new Error(
+      `matMul: inner shapes (${Ka}) and (${Kb}) of tensors with shapes [${aShape}] and [${bShape}] ` +
+        `and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
+    );
   }
-  const outerA = aShape.slice(0, -2), outerB = bShape.slice(0, -2);
+  const outerA = aShape.slice(0, -2),
+    outerB = bShape.slice(0, -2);
   const outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
-  const batchA = tf.util.sizeFromShape(outerA), batchB = tf.util.sizeFromShape(outerB);
+  const batchA = tf.util.sizeFromShape(outerA),
+    batchB = tf.util.sizeFromShape(outerB);
   const batch = tf.util.sizeFromShape(outer);
-  let aIndex: Int32Array | null = null, bIndex: Int32Array | null = null;
+  let aIndex: Int32Array | null = null,
+    bIndex: Int32Array | null = null;
   if ((batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1)) {
     aIndex = broadcastIndex(outerA, outer);
     bIndex = broadcastIndex(outerB, outer);
@@ -69,7 +74,9 @@ function broadcastIndex(dims: readonly number[], outer: number[]): Int32Array {
   const idx = new Int32Array(total);
   const off = outer.length - dims.length;
   for (let i = 0; i < total; i++) {
-    let rem = i, src = 0, stride = 1;
+    let rem = i,
+      src = 0,
+      stride = 1;
     for (let d = outer.length - 1; d >= 0; d--) {
       const coord = rem % outer[d];
       rem = (rem - coord) / outer[d];
@@ -89,23 +96,34 @@ function broadcastIndex(dims: readonly number[], outer: number[]): Int32Array {
  * same array, e.g. the wasm heap). Folds the batch into rows when B is shared and A is not
  * transposed, so that one large GEMM replaces many small ones.
  */
-export function sgemmPlan(blas: BlasAddon, A: Float32Array, aOff: number, B: Float32Array, bOff: number,
-  C: Float32Array, cOff: number, p: MatMulPlan, ta: boolean, tb: boolean): void {
+export function sgemmPlan(
+  blas: BlasAddon,
+  A: Float32Array,
+  aOff: number,
+  B: Float32Array,
+  bOff: number,
+  C: Float32Array,
+  cOff: number,
+  p: MatMulPlan,
+  ta: boolean,
+  tb: boolean,
+): void {
   const { M, N, K } = p;
   if (p.aIndex && p.bIndex) {
     for (let i = 0; i < p.batch; i++) {
-      blas.sgemm(A, aOff + p.aIndex[i] * M * K, B, bOff + p.bIndex[i] * K * N, C, cOff + i * M * N,
-        M, N, K, ta, tb, 1, 0, 0, 0);
+      blas.sgemm(A, aOff + p.aIndex[i] * M * K, B, bOff + p.bIndex[i] * K * N, C, cOff + i * M * N, M, N, K, ta, tb, 1, 0, 0, 0);
     }
   } else if (p.batchB === 1 && !ta) {
     blas.sgemm(A, aOff, B, bOff, C, cOff, p.batch * M, N, K, false, tb, 1, 0, 0, 0);
   } else {
-    blas.sgemm(A, aOff, B, bOff, C, cOff, M, N, K, ta, tb, p.batch,
-      p.batchA === 1 ? 0 : M * K, p.batchB === 1 ? 0 : K * N, M * N);
+    blas.sgemm(A, aOff, B, bOff, C, cOff, M, N, K, ta, tb, p.batch, p.batchA === 1 ? 0 : M * K, p.batchB === 1 ? 0 : K * N, M * N);
   }
 }
 
-interface MatMulAttrs { transposeA: boolean; transposeB: boolean }
+interface MatMulAttrs {
+  transposeA: boolean;
+  transposeB: boolean;
+}
 function matMulAttrs(args: KernelArgs): MatMulAttrs {
   return { transposeA: !!args.attrs?.transposeA, transposeB: !!args.attrs?.transposeB };
 }
@@ -134,8 +152,18 @@ export function nativeWasmBatchMatMul(blas: BlasAddon, fallback: KernelFunc): Ke
     if (p.batch * p.M * p.N === 0) return out;
     // Take the heap view only now: makeOutput may have grown the heap (detaching older views).
     const heap = backend.wasm.HEAPF32;
-    sgemmPlan(blas, heap, heapOffsetF32(backend, a), heap, heapOffsetF32(backend, b), heap, heapOffsetF32(backend, out),
-      p, transposeA, transposeB);
+    sgemmPlan(
+      blas,
+      heap,
+      heapOffsetF32(backend, a),
+      heap,
+      heapOffsetF32(backend, b),
+      heap,
+      heapOffsetF32(backend, out),
+      p,
+      transposeA,
+      transposeB,
+    );
     return out;
   }) as KernelFunc;
 }
@@ -181,7 +209,9 @@ export function jsCpuBatchMatMul(stockFn: KernelFunc): KernelFunc {
     const aAt = (base: number, i: number, k: number) => A[base + (ta ? k * M + i : i * K + k)];
     const bAt = (base: number, k: number, j: number) => B[base + (tb ? j * K + k : k * N + j)];
     for (let o = 0; o < p.batch; o++) {
-      const aBase = p.aIndex[o] * M * K, bBase = p.bIndex[o] * K * N, cBase = o * M * N;
+      const aBase = p.aIndex[o] * M * K,
+        bBase = p.bIndex[o] * K * N,
+        cBase = o * M * N;
       for (let i = 0; i < M; i++) {
         for (let k = 0; k < K; k++) {
           const av = aAt(aBase, i, k);
@@ -193,16 +223,34 @@ export function jsCpuBatchMatMul(stockFn: KernelFunc): KernelFunc {
   }) as KernelFunc;
 }
 
-type RawBatchMatMul = (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array,
-  bRank: number, transposeA: number, transposeB: number, outId: number) => void;
+type RawBatchMatMul = (
+  aId: number,
+  aShape: Uint8Array,
+  aRank: number,
+  bId: number,
+  bShape: Uint8Array,
+  bRank: number,
+  transposeA: number,
+  transposeB: number,
+  outId: number,
+) => void;
 const rawCache = new WeakMap<object, RawBatchMatMul>();
 
 /** The C entry point of the stock wasm kernel (same cwrap signature as tfjs-backend-wasm's setup). */
 function rawBatchMatMul(backend: WasmBackend): RawBatchMatMul {
   let raw = rawCache.get(backend.wasm);
   if (!raw) {
-    raw = backend.wasm.cwrap('BatchMatMul', null,
-      ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']) as RawBatchMatMul;
+    raw = backend.wasm.cwrap('BatchMatMul', null, [
+      'number',
+      'array',
+      'number',
+      'number',
+      'array',
+      'number',
+      'number',
+      'number',
+      'number',
+    ]) as RawBatchMatMul;
     rawCache.set(backend.wasm, raw);
   }
   return raw;
@@ -245,16 +293,19 @@ export function fastWasmBatchMatMul(stockFn: KernelFunc): KernelFunc {
       if (!p.aIndex && p.batchB === 1) {
         const out = call({
           inputs: { a: { dataId: A.dataId, shape: [1, p.batch * M, K], dtype: 'float32' }, b: B },
-          backend, attrs: { transposeA: false, transposeB: false },
+          backend,
+          attrs: { transposeA: false, transposeB: false },
         });
         out.shape = p.outShape;
         return out;
       }
       const out = backend.makeOutput(p.outShape, 'float32');
       const raw = rawBatchMatMul(backend);
-      const aBase = heapOffsetF32(backend, A) * 4, bBase = heapOffsetF32(backend, B) * 4;
+      const aBase = heapOffsetF32(backend, A) * 4,
+        bBase = heapOffsetF32(backend, B) * 4;
       const oBase = heapOffsetF32(backend, out) * 4;
-      const sa = shapeBytes([1, M, K]), sb = shapeBytes([1, K, N]);
+      const sa = shapeBytes([1, M, K]),
+        sb = shapeBytes([1, K, N]);
       const view = (byteOffset: number, size: number) => {
         const id = backend.dataIdNextNumber++;
         backend.wasm.tfjs.registerTensor(id, size, byteOffset);
@@ -263,7 +314,8 @@ export function fastWasmBatchMatMul(stockFn: KernelFunc): KernelFunc {
       for (let i = 0; i < p.batch; i++) {
         const ai = p.aIndex ? p.aIndex[i] : p.batchA === 1 ? 0 : i;
         const bi = p.bIndex ? p.bIndex[i] : p.batchB === 1 ? 0 : i;
-        const ia = view(aBase + ai * M * K * 4, M * K), ib = view(bBase + bi * K * N * 4, K * N);
+        const ia = view(aBase + ai * M * K * 4, M * K),
+          ib = view(bBase + bi * K * N * 4, K * N);
         const io = view(oBase + i * M * N * 4, M * N);
         try {
           raw(ia, sa, 3, ib, sb, 3, 0, 0, io);
@@ -282,7 +334,13 @@ export function fastWasmBatchMatMul(stockFn: KernelFunc): KernelFunc {
 }
 
 const ACTIVATIONS: Record<string, string | null> = {
-  linear: null, relu: 'Relu', relu6: 'Relu6', elu: 'Elu', sigmoid: 'Sigmoid', leakyrelu: 'LeakyRelu', prelu: 'Prelu',
+  linear: null,
+  relu: 'Relu',
+  relu6: 'Relu6',
+  elu: 'Elu',
+  sigmoid: 'Sigmoid',
+  leakyrelu: 'LeakyRelu',
+  prelu: 'Prelu',
 };
 
 /**
@@ -290,16 +348,19 @@ const ACTIVATIONS: Record<string, string | null> = {
  * kernel plus the backend's own Add / activation kernels. Cases the stock kernel handles fast
  * (wasm: batch 1 without transposes, where XNNPACK fuses bias and activation) go to `stockFn`.
  */
-export function fusedMatMulOverride(backendName: string, matmul: KernelFunc, stockFn: KernelFunc,
-  stockIsFastWhenPlain: boolean): KernelFunc {
+export function fusedMatMulOverride(
+  backendName: string,
+  matmul: KernelFunc,
+  stockFn: KernelFunc,
+  stockIsFastWhenPlain: boolean,
+): KernelFunc {
   return ((args: KernelArgs) => {
     const [a, b] = operands(args);
     const { transposeA, transposeB } = matMulAttrs(args);
     const activation = String(args.attrs?.activation ?? 'linear');
     const actKernel = Object.hasOwn(ACTIVATIONS, activation) ? ACTIVATIONS[activation] : undefined;
     const { bias, preluActivationWeights } = args.inputs;
-    const plain = a.shape.length === 3 && b.shape.length === 3 && a.shape[0] === 1 && b.shape[0] === 1 &&
-      !transposeA && !transposeB;
+    const plain = a.shape.length === 3 && b.shape.length === 3 && a.shape[0] === 1 && b.shape[0] === 1 && !transposeA && !transposeB;
     if (a.dtype !== 'float32' || b.dtype !== 'float32' || actKernel === undefined || (plain && stockIsFastWhenPlain)) {
       return stockFn(args as Parameters<KernelFunc>[0]);
     }
@@ -310,7 +371,10 @@ export function fusedMatMulOverride(backendName: string, matmul: KernelFunc, sto
       return k.kernelFunc({ inputs, backend, attrs } as Parameters<KernelFunc>[0]) as TensorInfo;
     };
     let y = matmul({ inputs: { a, b }, backend, attrs: { transposeA, transposeB } } as Parameters<KernelFunc>[0]) as TensorInfo;
-    const replace = (z: TensorInfo) => { backend.disposeData(y.dataId); y = z; };
+    const replace = (z: TensorInfo) => {
+      backend.disposeData(y.dataId);
+      y = z;
+    };
     if (bias) replace(run('Add', { a: y, b: bias }));
     if (actKernel === 'Prelu') {
       if (!preluActivationWeights) throw new Error('_FusedMatMul: prelu activation needs preluActivationWeights');

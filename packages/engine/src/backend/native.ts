@@ -14,55 +14,264 @@ export interface BlasAddon {
    * op = transpose when transA/transB. Offsets and strides are in float elements (stride 0 broadcasts).
    * Throws RangeError when any access would fall outside the arrays.
    */
-  sgemm(a: Float32Array, aOff: number, b: Float32Array, bOff: number, c: Float32Array, cOff: number,
-    M: number, N: number, K: number, transA: boolean, transB: boolean,
-    batch: number, strideA: number, strideB: number, strideC: number): void;
+  sgemm(
+    a: Float32Array,
+    aOff: number,
+    b: Float32Array,
+    bOff: number,
+    c: Float32Array,
+    cOff: number,
+    M: number,
+    N: number,
+    K: number,
+    transA: boolean,
+    transB: boolean,
+    batch: number,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+  ): void;
   /**
    * Fused softmax cross-entropy forward over row-major logits z[N, V] (see native/blas_addon.c):
    * writes lse[i] = logsumexp(z_i) for rows whose label != ignoreIndex (0 for ignored rows) and
    * returns the float64 sum of lse[i] - z_i[label_i]. Throws RangeError on a label outside [0, V).
    * Optional: absent in addons built before it existed.
    */
-  xentForward?(z: Float32Array, zOff: number, labels: Int32Array, labelsOff: number, lse: Float32Array,
-    lseOff: number, N: number, V: number, ignoreIndex: number): number;
+  xentForward?(
+    z: Float32Array,
+    zOff: number,
+    labels: Int32Array,
+    labelsOff: number,
+    lse: Float32Array,
+    lseOff: number,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+  ): number;
   /** g_i = scale * (softmax(z_i) - onehot(label_i)) from the saved lse; ignored rows get 0. */
-  xentBackward?(z: Float32Array, zOff: number, labels: Int32Array, labelsOff: number, lse: Float32Array,
-    lseOff: number, N: number, V: number, ignoreIndex: number, scale: number, g: Float32Array, gOff: number): void;
+  xentBackward?(
+    z: Float32Array,
+    zOff: number,
+    labels: Int32Array,
+    labelsOff: number,
+    lse: Float32Array,
+    lseOff: number,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+    scale: number,
+    g: Float32Array,
+    gOff: number,
+  ): void;
   // Fused training kernels (native/fused.c; optional: absent in addons built before them). Arrays are
   // passed as (array, element offset) pairs (null where optional), sizes first; every access is
   // bounds-checked (RangeError). Contracts: see native/fused.c.
   setFusedThreads?(n: number): void;
   getFusedThreads?(): number;
-  rmsNormForward?(n: number, d: number, eps: number, x: F32, xo: number, w: F32, wo: number, y: F32, yo: number,
-    rstd: F32, ro: number): void;
-  rmsNormBackward?(n: number, d: number, dy: F32, dyo: number, x: F32, xo: number, w: F32, wo: number, rstd: F32,
-    ro: number, dx: F32 | null, dxo: number, dw: F32 | null, dwo: number): void;
+  rmsNormForward?(
+    n: number,
+    d: number,
+    eps: number,
+    x: F32,
+    xo: number,
+    w: F32,
+    wo: number,
+    y: F32,
+    yo: number,
+    rstd: F32,
+    ro: number,
+  ): void;
+  rmsNormBackward?(
+    n: number,
+    d: number,
+    dy: F32,
+    dyo: number,
+    x: F32,
+    xo: number,
+    w: F32,
+    wo: number,
+    rstd: F32,
+    ro: number,
+    dx: F32 | null,
+    dxo: number,
+    dw: F32 | null,
+    dwo: number,
+  ): void;
   swigluForward?(n: number, g: F32, go: number, u: F32, uo: number, y: F32, yo: number): void;
-  swigluBackward?(n: number, dy: F32, dyo: number, g: F32, go: number, u: F32, uo: number, dg: F32, dgo: number,
-    du: F32, duo: number): void;
-  ropeForward?(B: number, T: number, nh: number, dh: number, rotate: boolean, x: F32, xo: number, cos: F32 | null,
-    co: number, sin: F32 | null, so: number, y: F32, yo: number): void;
-  ropeBackward?(B: number, T: number, nh: number, dh: number, rotate: boolean, dy: F32, dyo: number, cos: F32 | null,
-    co: number, sin: F32 | null, so: number, dx: F32, dxo: number): void;
-  attentionForward?(B: number, H: number, KV: number, T: number, dh: number, scale: number, merged: boolean,
-    q: F32, qo: number, k: F32, ko: number, v: F32, vo: number, keyMask: F32 | null, kmo: number,
-    out: F32, oo: number, probs: F32, po: number): void;
-  attentionBackward?(B: number, H: number, KV: number, T: number, dh: number, scale: number, merged: boolean,
-    dout: F32, doo: number, q: F32, qo: number, k: F32, ko: number, v: F32, vo: number, probs: F32, po: number,
-    dq: F32, dqo: number, dk: F32, dko: number, dv: F32, dvo: number): void;
-  adamw?(n: number, w: F32, wo: number, m: F32, mo: number, v: F32, vo: number, g: F32, go: number,
-    b1: number, omb1: number, b2: number, omb2: number, sqrtC2: number, eps: number, lrC1: number, lrWd: number): void;
+  swigluBackward?(
+    n: number,
+    dy: F32,
+    dyo: number,
+    g: F32,
+    go: number,
+    u: F32,
+    uo: number,
+    dg: F32,
+    dgo: number,
+    du: F32,
+    duo: number,
+  ): void;
+  ropeForward?(
+    B: number,
+    T: number,
+    nh: number,
+    dh: number,
+    rotate: boolean,
+    x: F32,
+    xo: number,
+    cos: F32 | null,
+    co: number,
+    sin: F32 | null,
+    so: number,
+    y: F32,
+    yo: number,
+  ): void;
+  ropeBackward?(
+    B: number,
+    T: number,
+    nh: number,
+    dh: number,
+    rotate: boolean,
+    dy: F32,
+    dyo: number,
+    cos: F32 | null,
+    co: number,
+    sin: F32 | null,
+    so: number,
+    dx: F32,
+    dxo: number,
+  ): void;
+  attentionForward?(
+    B: number,
+    H: number,
+    KV: number,
+    T: number,
+    dh: number,
+    scale: number,
+    merged: boolean,
+    q: F32,
+    qo: number,
+    k: F32,
+    ko: number,
+    v: F32,
+    vo: number,
+    keyMask: F32 | null,
+    kmo: number,
+    out: F32,
+    oo: number,
+    probs: F32,
+    po: number,
+  ): void;
+  attentionBackward?(
+    B: number,
+    H: number,
+    KV: number,
+    T: number,
+    dh: number,
+    scale: number,
+    merged: boolean,
+    dout: F32,
+    doo: number,
+    q: F32,
+    qo: number,
+    k: F32,
+    ko: number,
+    v: F32,
+    vo: number,
+    probs: F32,
+    po: number,
+    dq: F32,
+    dqo: number,
+    dk: F32,
+    dko: number,
+    dv: F32,
+    dvo: number,
+  ): void;
+  adamw?(
+    n: number,
+    w: F32,
+    wo: number,
+    m: F32,
+    mo: number,
+    v: F32,
+    vo: number,
+    g: F32,
+    go: number,
+    b1: number,
+    omb1: number,
+    b2: number,
+    omb2: number,
+    sqrtC2: number,
+    eps: number,
+    lrC1: number,
+    lrWd: number,
+  ): void;
   sumSquares?(n: number, x: F32, xo: number): number;
   dropoutForward?(n: number, rate: number, seed: number, x: F32, xo: number, y: F32, yo: number): void;
   dropoutBackward?(n: number, rate: number, seed: number, dy: F32, dyo: number, dx: F32, dxo: number): void;
-  loraLinearForward?(n: number, inDim: number, outDim: number, r: number, scale: number, rate: number, seed: number,
-    x: F32, xo: number, w: F32, wo: number, a: F32, ao: number, b: F32, bo: number, y: F32, yo: number): void;
-  loraLinearGradX?(n: number, inDim: number, outDim: number, r: number, scale: number, rate: number, seed: number,
-    dy: F32, dyo: number, w: F32, wo: number, a: F32, ao: number, b: F32, bo: number, dlow: F32 | null, dlo: number,
-    dx: F32, dxo: number): void;
-  loraLinearGradAB?(n: number, inDim: number, outDim: number, r: number, scale: number, rate: number, seed: number,
-    dy: F32, dyo: number, x: F32, xo: number, a: F32, ao: number, b: F32, bo: number, da: F32, dao: number,
-    db: F32, dbo: number, dlow: F32 | null, dlo: number): void;
+  loraLinearForward?(
+    n: number,
+    inDim: number,
+    outDim: number,
+    r: number,
+    scale: number,
+    rate: number,
+    seed: number,
+    x: F32,
+    xo: number,
+    w: F32,
+    wo: number,
+    a: F32,
+    ao: number,
+    b: F32,
+    bo: number,
+    y: F32,
+    yo: number,
+  ): void;
+  loraLinearGradX?(
+    n: number,
+    inDim: number,
+    outDim: number,
+    r: number,
+    scale: number,
+    rate: number,
+    seed: number,
+    dy: F32,
+    dyo: number,
+    w: F32,
+    wo: number,
+    a: F32,
+    ao: number,
+    b: F32,
+    bo: number,
+    dlow: F32 | null,
+    dlo: number,
+    dx: F32,
+    dxo: number,
+  ): void;
+  loraLinearGradAB?(
+    n: number,
+    inDim: number,
+    outDim: number,
+    r: number,
+    scale: number,
+    rate: number,
+    seed: number,
+    dy: F32,
+    dyo: number,
+    x: F32,
+    xo: number,
+    a: F32,
+    ao: number,
+    b: F32,
+    bo: number,
+    da: F32,
+    dao: number,
+    db: F32,
+    dbo: number,
+    dlow: F32 | null,
+    dlo: number,
+  ): void;
   add?(n: number, a: F32, ao: number, b: F32, bo: number, out: F32, oo: number): void;
   setThreads(n: number): void;
   getThreads(): number;
@@ -91,7 +300,10 @@ export function loadBlasAddon(): BlasAddon | null {
   const require = createRequire(import.meta.url);
   const errors: string[] = [];
   for (const p of candidates()) {
-    if (!existsSync(p)) { errors.push(`${p}: not built`); continue; }
+    if (!existsSync(p)) {
+      errors.push(`${p}: not built`);
+      continue;
+    }
     try {
       const addon = require(p) as BlasAddon;
       if (typeof addon.sgemm !== 'function' || typeof addon.setThreads !== 'function') {

@@ -32,12 +32,14 @@ export interface SgemmPeak {
  * @throws Error when n is not a positive integer or threads is not a positive integer.
  */
 export function measureSgemmPeak(opts: { n?: number; threads?: number; seconds?: number } = {}): SgemmPeak {
-  const n = opts.n ?? 1024, seconds = opts.seconds ?? 1;
+  const n = opts.n ?? 1024,
+    seconds = opts.seconds ?? 1;
   if (!Number.isInteger(n) || n < 1) throw new Error(`measureSgemmPeak: n must be a positive integer, got ${n}`);
   const flops = 2 * n * n * n;
   const timeBest = (run: () => void): number => {
     run(); // warm-up: thread pools, page faults, XNNPACK packing
-    let best = Infinity, reps = 0;
+    let best = Infinity,
+      reps = 0;
     const start = performance.now();
     while (reps < 3 || (performance.now() - start < seconds * 1000 && reps < 10_000)) {
       const t0 = performance.now();
@@ -51,8 +53,13 @@ export function measureSgemmPeak(opts: { n?: number; threads?: number; seconds?:
   if (blas) {
     const threads = opts.threads ?? blas.getThreads();
     if (!Number.isInteger(threads) || threads < 1) throw new Error(`measureSgemmPeak: threads must be a positive integer, got ${threads}`);
-    const A = new Float32Array(n * n), B = new Float32Array(n * n), C = new Float32Array(n * n);
-    for (let i = 0; i < A.length; i++) { A[i] = ((i * 7) % 13) / 13 - 0.5; B[i] = ((i * 5) % 11) / 11 - 0.5; }
+    const A = new Float32Array(n * n),
+      B = new Float32Array(n * n),
+      C = new Float32Array(n * n);
+    for (let i = 0; i < A.length; i++) {
+      A[i] = ((i * 7) % 13) / 13 - 0.5;
+      B[i] = ((i * 5) % 11) / 11 - 0.5;
+    }
     const prev = blas.getThreads();
     blas.setThreads(threads);
     try {
@@ -119,10 +126,20 @@ export function recordSgemmPeak(now: SgemmPeak, atMs = Date.now()): number {
 export function recentReadings(key: string, value: number, atMs = Date.now()): number[] {
   const file = join(process.env.EDGETUNE_CACHE_DIR ?? tmpdir(), 'edgetune-sgemm-peak.json');
   let seen: Record<string, unknown> = {};
-  try { seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>; } catch { /* first run */ }
+  try {
+    seen = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    /* first run */
+  }
   // [value, ms since the epoch] pairs; anything else (the older single-number form) is forgotten.
-  const kept = (Array.isArray(seen[key]) ? (seen[key] as unknown[]) : [])
-    .filter((r): r is [number, number] => Array.isArray(r) && Number.isFinite(r[0]) && Number.isFinite(r[1]) && atMs - r[1] < SGEMM_MEMORY_MS && r[1] <= atMs + SGEMM_MEMORY_MS);
-  try { writeFileSync(file, JSON.stringify({ ...seen, [key]: [...kept, [value, atMs]].slice(-64) })); } catch { /* read-only: fine */ }
+  const kept = (Array.isArray(seen[key]) ? (seen[key] as unknown[]) : []).filter(
+    (r): r is [number, number] =>
+      Array.isArray(r) && Number.isFinite(r[0]) && Number.isFinite(r[1]) && atMs - r[1] < SGEMM_MEMORY_MS && r[1] <= atMs + SGEMM_MEMORY_MS,
+  );
+  try {
+    writeFileSync(file, JSON.stringify({ ...seen, [key]: [...kept, [value, atMs]].slice(-64) }));
+  } catch {
+    /* read-only: fine */
+  }
   return [...kept.map((r) => r[0]), value];
 }

@@ -9,7 +9,7 @@ const key = (kernelName: string, backendName: string) => `${backendName}/${kerne
 /** The stock kernel config (before any override of ours), or undefined when there was none. */
 export function stockKernel(kernelName: string, backendName: string): KernelConfig | undefined {
   const k = key(kernelName, backendName);
-  return stock.has(k) ? stock.get(k) ?? undefined : tf.getKernel(kernelName, backendName);
+  return stock.has(k) ? (stock.get(k) ?? undefined) : tf.getKernel(kernelName, backendName);
 }
 
 /**

@@ -35,13 +35,17 @@ function checkLabels(labels: Int32Array, N: number, V: number): void {
  * Forward pass over row-major logits [N, V]. Writes logsumexp of counted rows into `lse` (ignored
  * rows are skipped and get 0). Sums in float64. Returns the summed loss and the counted rows.
  */
-export function xentForward(z: Float32Array, labels: Int32Array, N: number, V: number,
-  lse: Float32Array): { sum: number; count: number } {
-  let sum = 0, count = 0;
+export function xentForward(z: Float32Array, labels: Int32Array, N: number, V: number, lse: Float32Array): { sum: number; count: number } {
+  let sum = 0,
+    count = 0;
   for (let i = 0; i < N; i++) {
     const y = labels[i];
-    if (y === IGNORE_INDEX) { lse[i] = 0; continue; }
-    const base = i * V, end = base + V;
+    if (y === IGNORE_INDEX) {
+      lse[i] = 0;
+      continue;
+    }
+    const base = i * V,
+      end = base + V;
     let m = -Infinity;
     for (let j = base; j < end; j++) if (z[j] > m) m = z[j];
     let s = 0;
@@ -55,11 +59,23 @@ export function xentForward(z: Float32Array, labels: Int32Array, N: number, V: n
 }
 
 /** Backward pass: g[i, j] = scale * (exp(z[i, j] - lse[i]) - [j == y_i]); ignored rows get 0. */
-export function xentBackward(z: Float32Array, labels: Int32Array, lse: Float32Array, N: number, V: number,
-  scale: number, g: Float32Array): void {
+export function xentBackward(
+  z: Float32Array,
+  labels: Int32Array,
+  lse: Float32Array,
+  N: number,
+  V: number,
+  scale: number,
+  g: Float32Array,
+): void {
   for (let i = 0; i < N; i++) {
-    const y = labels[i], base = i * V, end = base + V;
-    if (y === IGNORE_INDEX || scale === 0) { g.fill(0, base, end); continue; }
+    const y = labels[i],
+      base = i * V,
+      end = base + V;
+    if (y === IGNORE_INDEX || scale === 0) {
+      g.fill(0, base, end);
+      continue;
+    }
     const l = lse[i];
     for (let j = base; j < end; j++) g[j] = scale * Math.exp(z[j] - l);
     g[base + y] -= scale;
@@ -128,9 +144,12 @@ function xentKernel(storage: (backend: object) => Storage, blas: BlasAddon | nul
     const [N, V] = xentShapes(logits, labels);
     const s = storage(args.backend);
     checkLabels(s.i32(labels, N), N, V); // before allocating, so a throw leaks nothing
-    const loss = s.alloc([]), lse = s.alloc([N]);
+    const loss = s.alloc([]),
+      lse = s.alloc([N]);
     // Views only after the allocations (wasm heap growth detaches older views).
-    const z = s.f32(logits, N * V), lab = s.i32(labels, N), l = s.f32(lse, N);
+    const z = s.f32(logits, N * V),
+      lab = s.i32(labels, N),
+      l = s.f32(lse, N);
     let sum: number;
     if (blas?.xentForward) sum = blas.xentForward(z, 0, lab, 0, l, 0, N, V, IGNORE_INDEX);
     else sum = xentForward(z, lab, N, V, l).sum;
@@ -147,9 +166,12 @@ function xentGradKernel(storage: (backend: object) => Storage, blas: BlasAddon |
     const [N, V] = xentShapes(logits, labels);
     const s = storage(args.backend);
     const g = s.alloc([N, V]);
-    const lab = s.i32(labels, N), count = countRows(lab);
+    const lab = s.i32(labels, N),
+      count = countRows(lab);
     const scale = count > 0 ? s.f32(dy, 1)[0] / count : 0;
-    const z = s.f32(logits, N * V), l = s.f32(lse, N), out = s.f32(g, N * V);
+    const z = s.f32(logits, N * V),
+      l = s.f32(lse, N),
+      out = s.f32(g, N * V);
     if (blas?.xentBackward) blas.xentBackward(z, 0, lab, 0, l, 0, N, V, IGNORE_INDEX, scale, out, 0);
     else xentBackward(z, lab, l, N, V, scale, out);
     return g;
@@ -180,8 +202,7 @@ function ensureGradient(): void {
  */
 export function installXentKernels(backendName: 'wasm' | 'cpu', blas: BlasAddon | null): string[] {
   ensureGradient();
-  const storage = backendName === 'wasm'
-    ? (b: object) => wasmStorage(b as WasmBackend) : (b: object) => cpuStorage(b as CpuBackend);
+  const storage = backendName === 'wasm' ? (b: object) => wasmStorage(b as WasmBackend) : (b: object) => cpuStorage(b as CpuBackend);
   overrideKernel(XENT_KERNEL, backendName, xentKernel(storage, blas));
   overrideKernel(XENT_GRAD_KERNEL, backendName, xentGradKernel(storage, blas));
   return [XENT_KERNEL, XENT_GRAD_KERNEL];
@@ -190,7 +211,11 @@ export function installXentKernels(backendName: 'wasm' | 'cpu', blas: BlasAddon 
 /** Runs `f` on int32-cast labels and frees the cast (the tape keeps its own copy if it needs one). */
 function withIntLabels(labels: tf.Tensor1D, f: (l: tf.Tensor1D) => tf.Scalar): tf.Scalar {
   const cast = tf.cast(labels, 'int32');
-  try { return f(cast); } finally { cast.dispose(); }
+  try {
+    return f(cast);
+  } finally {
+    cast.dispose();
+  }
 }
 
 /**

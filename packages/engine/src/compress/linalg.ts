@@ -27,7 +27,8 @@ export function cholesky(a: Float64Array, n: number): Float64Array {
     L[j * n + j] = ljj;
     for (let i = j + 1; i < n; i++) {
       let s = a[i * n + j];
-      const ri = i * n, rj = j * n;
+      const ri = i * n,
+        rj = j * n;
       for (let k = 0; k < j; k++) s -= L[ri + k] * L[rj + k];
       L[ri + j] = s / ljj;
     }

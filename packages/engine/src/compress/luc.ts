@@ -36,10 +36,14 @@ interface LinearStats {
 }
 
 function flatIds(calib: CalibrationSet): { ids: tf.Tensor1D; targets: tf.Tensor1D; B: number; T: number } {
-  const B = calib.ids.length, T = calib.ids[0].length;
+  const B = calib.ids.length,
+    T = calib.ids[0].length;
   if (!B || calib.ids.some((r) => r.length !== T)) throw new Error('calibration sequences must be non-empty and of equal length');
   const tg: number[] = [];
-  for (const r of calib.ids) { for (let t = 0; t + 1 < T; t++) tg.push(r[t + 1]); tg.push(-100); }
+  for (const r of calib.ids) {
+    for (let t = 0; t + 1 < T; t++) tg.push(r[t + 1]);
+    tg.push(-100);
+  }
   return { ids: tf.tensor1d(Int32Array.from(calib.ids.flat()), 'int32'), targets: tf.tensor1d(Int32Array.from(tg), 'int32'), B, T };
 }
 
@@ -58,22 +62,40 @@ function nmse(a: tf.Tensor, ref: tf.Tensor): number {
 }
 
 /** Collects Wanda norms (and SparseGPT Hessians) of layer `l`'s linears for input h. */
-function layerStats(model: LlamaModel, l: number, h: tf.Tensor2D, ctx: ReturnType<LlamaModel['context']>, hessians: boolean): Map<Linear, LinearStats> {
+function layerStats(
+  model: LlamaModel,
+  l: number,
+  h: tf.Tensor2D,
+  ctx: ReturnType<LlamaModel['context']>,
+  hessians: boolean,
+): Map<Linear, LinearStats> {
   const stats = new Map<Linear, LinearStats>();
   const capture = (lin: Linear, x: tf.Tensor2D) => {
     const [n, c] = x.shape;
     let s = stats.get(lin);
-    if (!s) { s = { sq: new Float64Array(c), hessian: hessians ? new HessianAccumulator(c) : undefined }; stats.set(lin, s); }
+    if (!s) {
+      s = { sq: new Float64Array(c), hessian: hessians ? new HessianAccumulator(c) : undefined };
+      stats.set(lin, s);
+    }
     const data = x.dataSync() as Float32Array;
     for (let i = 0; i < data.length; i++) s.sq[i % c] += data[i] * data[i];
     s.hessian?.add(data, n);
   };
-  tf.tidy(() => { model.layer(l, h, { ...ctx, capture }, false); });
+  tf.tidy(() => {
+    model.layer(l, h, { ...ctx, capture }, false);
+  });
   return stats;
 }
 
 /** Pruned (and optionally quantize-dequantized) weights for one linear. */
-function compressWeight(lin: Linear, st: LinearStats, sparsity: number, bits: number | null, method: PruneMethod, groupSize: number): Float32Array {
+function compressWeight(
+  lin: Linear,
+  st: LinearStats,
+  sparsity: number,
+  bits: number | null,
+  method: PruneMethod,
+  groupSize: number,
+): Float32Array {
   const [rows, cols] = lin.weight.shape;
   let w = lin.weight.dataSync() as Float32Array;
   if (sparsity > 0) {
@@ -85,13 +107,19 @@ function compressWeight(lin: Linear, st: LinearStats, sparsity: number, bits: nu
 }
 
 /** Runs fn with layer l's linears temporarily replaced by `weights`. */
-function withWeights<T>(model: LlamaModel, l: number, weights: Map<Linear, Float32Array>, fn: () => T): T {
+function withWeights<T>(weights: Map<Linear, Float32Array>, fn: () => T): T {
   const saved = new Map<Linear, tf.Tensor2D>();
-  for (const [lin, w] of weights) { saved.set(lin, lin.weight); lin.weight = tf.tensor2d(w, lin.weight.shape as [number, number]); }
+  for (const [lin, w] of weights) {
+    saved.set(lin, lin.weight);
+    lin.weight = tf.tensor2d(w, lin.weight.shape as [number, number]);
+  }
   try {
     return fn();
   } finally {
-    for (const [lin, w] of saved) { lin.weight.dispose(); lin.weight = w; }
+    for (const [lin, w] of saved) {
+      lin.weight.dispose();
+      lin.weight = w;
+    }
   }
 }
 
@@ -99,9 +127,16 @@ function withWeights<T>(model: LlamaModel, l: number, weights: Map<Linear, Float
  * Measures per-layer sensitivity to pruning (at each sparsity) and to weight quantization (at each
  * bit-width), compressing one layer at a time on the dense model.
  */
-export function profileSensitivity(model: LlamaModel, calib: CalibrationSet, opts: { method?: PruneMethod; sparsities?: number[]; bits?: number[]; groupSize?: number } = {}): SensitivityReport {
+export function profileSensitivity(
+  model: LlamaModel,
+  calib: CalibrationSet,
+  opts: { method?: PruneMethod; sparsities?: number[]; bits?: number[]; groupSize?: number } = {},
+): SensitivityReport {
   const t0 = performance.now();
-  const method = opts.method ?? 'wanda', sparsities = opts.sparsities ?? SPARSITY_GRID, bits = opts.bits ?? BITS_GRID, groupSize = opts.groupSize ?? 0;
+  const method = opts.method ?? 'wanda',
+    sparsities = opts.sparsities ?? SPARSITY_GRID,
+    bits = opts.bits ?? BITS_GRID,
+    groupSize = opts.groupSize ?? 0;
   const { ids, targets, B, T } = flatIds(calib);
   const ctx = model.context({ batch: B, seq: T });
   // Dense inputs/outputs of every layer.
@@ -114,7 +149,7 @@ export function profileSensitivity(model: LlamaModel, calib: CalibrationSet, opt
     const measure = (sp: number, b: number | null) => {
       const ws = new Map<Linear, Float32Array>();
       for (const [lin, st] of stats) ws.set(lin, compressWeight(lin, st, sp, b, method, groupSize));
-      return withWeights(model, l, ws, () => {
+      return withWeights(ws, () => {
         const out = tf.tidy(() => model.layer(l, hs[l], ctx, false));
         const e = nmse(out, hs[l + 1]);
         const loss = lossFrom(model, out, l + 1, ctx, targets);
@@ -124,10 +159,25 @@ export function profileSensitivity(model: LlamaModel, calib: CalibrationSet, opt
     };
     const p = sparsities.map((sp) => measure(sp, null));
     const q = bits.map((b) => measure(0, b));
-    layers.push({ layer: l, pruneNmse: p.map((x) => x.e), pruneDloss: p.map((x) => x.d), quantNmse: q.map((x) => x.e), quantDloss: q.map((x) => x.d) });
+    layers.push({
+      layer: l,
+      pruneNmse: p.map((x) => x.e),
+      pruneDloss: p.map((x) => x.d),
+      quantNmse: q.map((x) => x.e),
+      quantDloss: q.map((x) => x.d),
+    });
   }
   tf.dispose([...hs, ids, targets]);
-  return { method, sparsities, bits, groupSize, denseLoss, layers, calibration: { description: calib.description, sequences: B, seqLen: T, tokens: B * T }, ms: performance.now() - t0 };
+  return {
+    method,
+    sparsities,
+    bits,
+    groupSize,
+    denseLoss,
+    layers,
+    calibration: { description: calib.description, sequences: B, seqLen: T, tokens: B * T },
+    ms: performance.now() - t0,
+  };
 }
 
 export interface PolicyOptions {
@@ -152,18 +202,37 @@ export interface PolicyOptions {
 export function buildPolicy(r: SensitivityReport, o: PolicyOptions): LucPolicy {
   const L = r.layers.length;
   const pruneSens = r.layers.map((x) => x.pruneNmse.reduce((a, b) => a + b, 0) / x.pruneNmse.length);
-  const base = o.baseBits ?? 4, high = o.highBits ?? 8;
+  const base = o.baseBits ?? 4,
+    high = o.highBits ?? 8;
   const bi = r.bits.indexOf(base);
   const quantSens = r.layers.map((x) => (bi >= 0 ? x.quantNmse[bi] : x.quantNmse[0]));
-  const sr = o.sparsityRule ?? 'owl', br = o.bitsRule ?? 'budgeted';
-  const sparsity = sr === 'uniform' ? new Array(L).fill(o.targetSparsity)
-    : sr === 'owl' ? owlSparsity(pruneSens, o.targetSparsity, o.lambda ?? 0.08)
-      : inverseSensitivitySparsity(pruneSens, o.targetSparsity, { minSparsity: o.minSparsity ?? 0, maxSparsity: o.maxSparsity ?? 0.9 });
+  const sr = o.sparsityRule ?? 'owl',
+    br = o.bitsRule ?? 'budgeted';
+  const sparsity =
+    sr === 'uniform'
+      ? new Array(L).fill(o.targetSparsity)
+      : sr === 'owl'
+        ? owlSparsity(pruneSens, o.targetSparsity, o.lambda ?? 0.08)
+        : inverseSensitivitySparsity(pruneSens, o.targetSparsity, { minSparsity: o.minSparsity ?? 0, maxSparsity: o.maxSparsity ?? 0.9 });
   let bits: number[];
   if (br === 'uniform') bits = new Array(L).fill(o.avgBits);
   else if (br === 'mean') bits = meanRuleBits(quantSens, base, high);
-  else bits = budgetedBits(r.layers.map((x) => x.quantNmse), r.bits, o.avgBits);
-  return { sparsity, bits, targetSparsity: o.targetSparsity, avgBits: o.avgBits, sparsityRule: sr, bitsRule: br, pruneSensitivity: pruneSens, quantSensitivity: quantSens };
+  else
+    bits = budgetedBits(
+      r.layers.map((x) => x.quantNmse),
+      r.bits,
+      o.avgBits,
+    );
+  return {
+    sparsity,
+    bits,
+    targetSparsity: o.targetSparsity,
+    avgBits: o.avgBits,
+    sparsityRule: sr,
+    bitsRule: br,
+    pruneSensitivity: pruneSens,
+    quantSensitivity: quantSens,
+  };
 }
 export type { PolicyError };
 
@@ -182,20 +251,28 @@ export interface CompressionReport {
  * fixed while tuning because LoRA never writes W. With `activationBits`, every linear's input is
  * fake-quantized per token with a straight-through estimator while tuning (LLM-QAT).
  */
-export function compressModel(model: LlamaModel, calib: CalibrationSet, policy: LucPolicy, opts: { method?: PruneMethod; groupSize?: number; activationBits?: number } = {}): CompressionReport {
+export function compressModel(
+  model: LlamaModel,
+  calib: CalibrationSet,
+  policy: LucPolicy,
+  opts: { method?: PruneMethod; groupSize?: number; activationBits?: number } = {},
+): CompressionReport {
   const t0 = performance.now();
-  const method = opts.method ?? 'wanda', groupSize = opts.groupSize ?? 0;
+  const method = opts.method ?? 'wanda',
+    groupSize = opts.groupSize ?? 0;
   const { ids, B, T } = flatIds(calib);
   const ctx = model.context({ batch: B, seq: T });
   let h = tf.keep(model.embed(ids));
   const layers: CompressionReport['layers'] = [];
   for (let l = 0; l < model.layers.length; l++) {
     const stats = layerStats(model, l, h, ctx, method === 'sparsegpt');
-    let dense = 0, stored = 0;
+    let dense = 0,
+      stored = 0;
     for (const [lin, st] of stats) {
       const [rows, cols] = lin.weight.shape;
       dense += rows * cols * 4;
-      const sp = policy.sparsity[l], b = policy.bits[l];
+      const sp = policy.sparsity[l],
+        b = policy.bits[l];
       const w = compressWeight(lin, st, sp, null, method, groupSize);
       if (b < 16) {
         lin.packed = quantizeWeight(w, rows, cols, b as WeightBits, groupSize);
@@ -216,5 +293,10 @@ export function compressModel(model: LlamaModel, calib: CalibrationSet, policy: 
     layers.push({ layer: l, sparsity: policy.sparsity[l], bits: policy.bits[l], denseBytes: dense, storedBytes: stored });
   }
   tf.dispose([h, ids]);
-  return { layers, denseBytes: layers.reduce((a, x) => a + x.denseBytes, 0), storedBytes: layers.reduce((a, x) => a + x.storedBytes, 0), ms: performance.now() - t0 };
+  return {
+    layers,
+    denseBytes: layers.reduce((a, x) => a + x.denseBytes, 0),
+    storedBytes: layers.reduce((a, x) => a + x.storedBytes, 0),
+    ms: performance.now() - t0,
+  };
 }

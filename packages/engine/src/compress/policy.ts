@@ -35,7 +35,15 @@ export function allocateWithBounds(weights: number[], target: number, lo: number
     let changed = false;
     for (const i of free) out[i] = wsum > 0 ? (weights[i] / wsum) * budget : budget / free.size;
     for (const i of [...free]) {
-      if (out[i] > hi) { out[i] = hi; free.delete(i); changed = true; } else if (out[i] < lo) { out[i] = lo; free.delete(i); changed = true; }
+      if (out[i] > hi) {
+        out[i] = hi;
+        free.delete(i);
+        changed = true;
+      } else if (out[i] < lo) {
+        out[i] = lo;
+        free.delete(i);
+        changed = true;
+      }
     }
     if (!changed) break;
   }
@@ -48,10 +56,16 @@ export function allocateWithBounds(weights: number[], target: number, lo: number
  * [minSparsity, maxSparsity] with redistribution so the mean stays `target`.
  * @param sensitivity per layer (higher = more sensitive), e.g. mean normalised MSE over the sparsity grid.
  */
-export function inverseSensitivitySparsity(sensitivity: number[], target: number, opts: { minSparsity?: number; maxSparsity?: number } = {}): number[] {
+export function inverseSensitivitySparsity(
+  sensitivity: number[],
+  target: number,
+  opts: { minSparsity?: number; maxSparsity?: number } = {},
+): number[] {
   if (!sensitivity.length) throw new PolicyError('no layers');
-  const lo = opts.minSparsity ?? 0, hi = opts.maxSparsity ?? 0.95;
-  const mn = Math.min(...sensitivity), mx = Math.max(...sensitivity);
+  const lo = opts.minSparsity ?? 0,
+    hi = opts.maxSparsity ?? 0.95;
+  const mn = Math.min(...sensitivity),
+    mx = Math.max(...sensitivity);
   const u = sensitivity.map((s) => (mx > mn ? 1 - (s - mn) / (mx - mn) : 1));
   return allocateWithBounds(u, target, lo, hi);
 }
@@ -62,14 +76,21 @@ export function inverseSensitivitySparsity(sensitivity: number[], target: number
  * re-centred on `target` within [target - lambda, target + lambda].
  */
 export function owlSparsity(sensitivity: number[], target: number, lambda = 0.08): number[] {
-  const mn = Math.min(...sensitivity), mx = Math.max(...sensitivity);
+  const mn = Math.min(...sensitivity),
+    mx = Math.max(...sensitivity);
   const s = sensitivity.map((x) => (mx > mn ? (x - mn) / (mx - mn) : 0.5));
   const raw = s.map((x) => target + lambda * (1 - 2 * x));
-  const lo = Math.max(0, target - lambda), hi = Math.min(0.99, target + lambda);
+  const lo = Math.max(0, target - lambda),
+    hi = Math.min(0.99, target + lambda);
   const at = (shift: number) => raw.map((r) => Math.min(hi, Math.max(lo, r + shift)));
   // mean(clip(raw + shift)) is monotone in shift: bisect for the shift that lands on target.
-  let a = -2 * lambda - 1, b = 2 * lambda + 1;
-  for (let i = 0; i < 100; i++) { const m = (a + b) / 2; if (mean(at(m)) < target) a = m; else b = m; }
+  let a = -2 * lambda - 1,
+    b = 2 * lambda + 1;
+  for (let i = 0; i < 100; i++) {
+    const m = (a + b) / 2;
+    if (mean(at(m)) < target) a = m;
+    else b = m;
+  }
   return at((a + b) / 2);
 }
 
@@ -86,20 +107,27 @@ export function meanRuleBits(sensitivity: number[], base = 4, high = 8): number[
  * @throws PolicyError when even the lowest candidate exceeds the budget.
  */
 export function budgetedBits(errors: number[][], candidates: number[], avgBits: number, sizes?: number[]): number[] {
-  const L = errors.length, sz = sizes ?? new Array(L).fill(1);
+  const L = errors.length,
+    sz = sizes ?? new Array(L).fill(1);
   const total = sz.reduce((a, b) => a + b, 0);
   const choice = new Array<number>(L).fill(0);
   let used = sz.reduce((a, s) => a + s * candidates[0], 0);
   if (used > avgBits * total + 1e-9) throw new PolicyError(`average ${avgBits} bits is below the smallest candidate ${candidates[0]}`);
   for (;;) {
-    let best = -1, bestGain = 0, bestCost = 0;
+    let best = -1,
+      bestGain = 0,
+      bestCost = 0;
     for (let l = 0; l < L; l++) {
       const k = choice[l];
       if (k + 1 >= candidates.length) continue;
       const cost = sz[l] * (candidates[k + 1] - candidates[k]);
       if (used + cost > avgBits * total + 1e-9) continue;
       const gain = (errors[l][k] - errors[l][k + 1]) / cost;
-      if (best < 0 || gain > bestGain) { best = l; bestGain = gain; bestCost = cost; }
+      if (best < 0 || gain > bestGain) {
+        best = l;
+        bestGain = gain;
+        bestCost = cost;
+      }
     }
     if (best < 0) break;
     choice[best]++;

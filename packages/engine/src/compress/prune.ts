@@ -61,7 +61,8 @@ export class HessianAccumulator {
   }
   /** Adds tokens x [tokens*cols] (row-major); running average as in sparsegpt's add_batch. */
   add(x: Float32Array, tokens: number): void {
-    const c = this.cols, H = this.H;
+    const c = this.cols,
+      H = this.H;
     const total = this.n + tokens;
     const keep = this.n / total;
     for (let i = 0; i < H.length; i++) H[i] *= keep;
@@ -89,9 +90,17 @@ export class HessianAccumulator {
  * @param sparsity fraction pruned in every block of `blockSize` columns
  * @returns the pruned, error-compensated weights and the mask
  */
-export function sparseGpt(w: Float32Array, rows: number, cols: number, Hin: Float64Array, sparsity: number, opts: { blockSize?: number; percDamp?: number } = {}): { weight: Float32Array; mask: Uint8Array } {
+export function sparseGpt(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  Hin: Float64Array,
+  sparsity: number,
+  opts: { blockSize?: number; percDamp?: number } = {},
+): { weight: Float32Array; mask: Uint8Array } {
   if (sparsity < 0 || sparsity >= 1) throw new RangeError(`sparsity must be in [0, 1), got ${sparsity}`);
-  const bs = opts.blockSize ?? 128, percDamp = opts.percDamp ?? 0.01;
+  const bs = opts.blockSize ?? 128,
+    percDamp = opts.percDamp ?? 0.01;
   const W = Float64Array.from(w);
   const H = Float64Array.from(Hin);
   // Dead inputs: never active in calibration -> weight column zeroed, H_jj = 1.
@@ -108,17 +117,20 @@ export function sparseGpt(w: Float32Array, rows: number, cols: number, Hin: Floa
   const Hinv = choleskyUpper(choleskyInverse(cholesky(H, cols), cols), cols);
   const mask = new Uint8Array(rows * cols).fill(1);
   for (let i1 = 0; i1 < cols; i1 += bs) {
-    const i2 = Math.min(i1 + bs, cols), count = i2 - i1;
+    const i2 = Math.min(i1 + bs, cols),
+      count = i2 - i1;
     // Mask for the block from w^2 / d^2 on the current (compensated) weights.
     const score = new Float64Array(rows * count);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < count; c++) {
-      const d = Hinv[(i1 + c) * cols + (i1 + c)];
-      score[r * count + c] = (W[r * cols + i1 + c] ** 2) / (d * d);
-    }
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < count; c++) {
+        const d = Hinv[(i1 + c) * cols + (i1 + c)];
+        score[r * count + c] = W[r * cols + i1 + c] ** 2 / (d * d);
+      }
     const blockMask = topMask(score, Math.floor(rows * count * sparsity));
     const err = new Float64Array(rows * count);
     for (let c = 0; c < count; c++) {
-      const col = i1 + c, d = Hinv[col * cols + col];
+      const col = i1 + c,
+        d = Hinv[col * cols + col];
       for (let r = 0; r < rows; r++) {
         const wv = W[r * cols + col];
         const q = blockMask[r * count + c] ? wv : 0;

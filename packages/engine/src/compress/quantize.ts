@@ -36,12 +36,14 @@ export function quantizeWeight(w: Float32Array, rows: number, cols: number, bits
   if (!WEIGHT_BITS.includes(bits)) throw new RangeError(`bits must be one of ${WEIGHT_BITS.join(', ')}, got ${bits}`);
   if (groupSize < 0 || !Number.isInteger(groupSize)) throw new RangeError(`groupSize must be a non-negative integer, got ${groupSize}`);
   const qmax = 2 ** (bits - 1) - 1;
-  const g = groupsPerRow(cols, groupSize), gs = groupSize > 0 ? groupSize : cols;
+  const g = groupsPerRow(cols, groupSize),
+    gs = groupSize > 0 ? groupSize : cols;
   const scales = new Float32Array(rows * g);
   const q = new Int8Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < g; k++) {
-      const c0 = k * gs, c1 = Math.min(cols, c0 + gs);
+      const c0 = k * gs,
+        c1 = Math.min(cols, c0 + gs);
       let m = 0;
       for (let c = c0; c < c1; c++) m = Math.max(m, Math.abs(w[r * cols + c]));
       const s = m > 0 ? m / qmax : 1;
@@ -61,7 +63,8 @@ export function quantizeWeight(w: Float32Array, rows: number, cols: number, bits
 /** Float32 weights back from a PackedWeight. */
 export function dequantizeWeight(p: PackedWeight): Float32Array {
   const { rows, cols, groupSize } = p;
-  const g = groupsPerRow(cols, groupSize), gs = groupSize > 0 ? groupSize : cols;
+  const g = groupsPerRow(cols, groupSize),
+    gs = groupSize > 0 ? groupSize : cols;
   const out = new Float32Array(rows * cols);
   const sc = p.scales;
   // Monomorphic loops per width, the scale hoisted per group: this runs for every layer of every forward.
@@ -70,7 +73,8 @@ export function dequantizeWeight(p: PackedWeight): Float32Array {
     for (let r = 0; r < rows; r++) {
       const base = r * cols;
       for (let k = 0; k < g; k++) {
-        const s = sc[r * g + k], c1 = Math.min(cols, (k + 1) * gs);
+        const s = sc[r * g + k],
+          c1 = Math.min(cols, (k + 1) * gs);
         for (let c = k * gs; c < c1; c++) out[base + c] = d[base + c] * s;
       }
     }
@@ -80,7 +84,8 @@ export function dequantizeWeight(p: PackedWeight): Float32Array {
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
     for (let k = 0; k < g; k++) {
-      const s = sc[r * g + k], c1 = Math.min(cols, (k + 1) * gs);
+      const s = sc[r * g + k],
+        c1 = Math.min(cols, (k + 1) * gs);
       for (let c = k * gs; c < c1; c++) {
         const i = base + c;
         out[i] = (((d[i >> 1] >> ((i & 1) << 2)) & 0xf) - 8) * s;

@@ -7,7 +7,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
 import type { Example } from '../tune/batches.js';
 import { makeBatch } from '../tune/batches.js';
-import { argmax, combineExits, exitProbabilities, fitExitWeights, pathWeights, VOTING_RULES, type ExitPath, type VotingRule } from './voting.js';
+import {
+  argmax,
+  combineExits,
+  exitProbabilities,
+  fitExitWeights,
+  pathWeights,
+  VOTING_RULES,
+  type ExitPath,
+  type VotingRule,
+} from './voting.js';
 
 /** Metrics of one path or one vote. accuracy is null when the data is not classification-like. */
 export interface PathMetrics {
@@ -66,23 +75,37 @@ export function classTokensOf(examples: Example[], maxClasses = 32): number[] | 
  * @param classTokens candidate first tokens for accuracy; default {@link classTokensOf}.
  * @param batchSize examples per forward.
  */
-export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Example[], opts: { batchSize?: number; classTokens?: number[] | null; padId?: number; keepPredictions?: boolean } = {}): EvalReport {
+export function evaluatePaths(
+  model: LlamaModel,
+  paths: ExitPath[],
+  examples: Example[],
+  opts: { batchSize?: number; classTokens?: number[] | null; padId?: number; keepPredictions?: boolean } = {},
+): EvalReport {
   const bs = opts.batchSize ?? 16;
   const classTokens = opts.classTokens === undefined ? classTokensOf(examples) : opts.classTokens;
   const K = paths.length;
-  const nll = new Float64Array(K), nllVote: Record<string, number> = {};
-  const correct = new Float64Array(K), correctVote: Record<string, number> = {};
+  const nll = new Float64Array(K),
+    nllVote: Record<string, number> = {};
+  const correct = new Float64Array(K),
+    correctVote: Record<string, number> = {};
   const predictions = Object.fromEntries(VOTING_RULES.map((r) => [r, [] as number[]])) as Record<VotingRule, number[]>;
-  for (const r of VOTING_RULES) { nllVote[r] = 0; correctVote[r] = 0; }
+  for (const r of VOTING_RULES) {
+    nllVote[r] = 0;
+    correctVote[r] = 0;
+  }
   // For the weighted vote, computed after the pass: each exit's probability of every scored target
   // ([tokens][K]) and of every class at each first target ([scored][K][classes]).
-  const targetP: Float64Array[] = [], classP: { y: number; p: number[][] }[] = [];
-  let tokens = 0, scored = 0;
+  const targetP: Float64Array[] = [],
+    classP: { y: number; p: number[][] }[] = [];
+  let tokens = 0,
+    scored = 0;
   for (let i = 0; i < examples.length; i += bs) {
     const chunk = examples.slice(i, i + bs);
     const batch = makeBatch(chunk, opts.padId ?? 0);
     const T = batch.ids[0].length;
-    const rows: number[] = [], targets: number[] = [], firstRow: number[] = [];
+    const rows: number[] = [],
+      targets: number[] = [],
+      firstRow: number[] = [];
     chunk.forEach((e, b) => {
       const f = firstTarget(e);
       for (let t = 1; t < e.labels.length; t++) {
@@ -95,17 +118,30 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
     if (!rows.length) continue;
     tokens += rows.length;
     const probs = exitProbabilities(model, paths, batch.ids, Int32Array.from(rows));
-    const tgtIdx = tf.tensor2d(targets.map((y, r) => [r, y]), [targets.length, 2], 'int32');
+    const tgtIdx = tf.tensor2d(
+      targets.map((y, r) => [r, y]),
+      [targets.length, 2],
+      'int32',
+    );
     const score = (p: tf.Tensor2D) => {
       const pt = tf.tidy(() => tf.gatherND(p, tgtIdx).dataSync() as Float32Array);
       let sum = 0;
       for (const x of pt) sum -= Math.log(x + 1e-12);
-      const sub = classTokens ? tf.tidy(() => tf.gather(tf.gather(p, tf.tensor1d(firstRow, 'int32')), tf.tensor1d(classTokens, 'int32'), 1).arraySync() as number[][]) : [];
+      const sub = classTokens
+        ? tf.tidy(
+            () => tf.gather(tf.gather(p, tf.tensor1d(firstRow, 'int32')), tf.tensor1d(classTokens, 'int32'), 1).arraySync() as number[][],
+          )
+        : [];
       const preds = sub.map((row) => classTokens![argmax(row)]);
       const right = preds.filter((c, j) => c === targets[firstRow[j]]).length;
       return { sum, right, preds, pt, sub };
     };
-    const per = probs.map((p, k) => { const s = score(p); nll[k] += s.sum; correct[k] += s.right; return s; });
+    const per = probs.map((p, k) => {
+      const s = score(p);
+      nll[k] += s.sum;
+      correct[k] += s.right;
+      return s;
+    });
     for (let r = 0; r < rows.length; r++) targetP.push(Float64Array.from(per, (s) => s.pt[r]));
     if (classTokens) firstRow.forEach((row, j) => classP.push({ y: targets[row], p: per.map((s) => s.sub[j]) }));
     for (const r of VOTING_RULES) {
@@ -128,7 +164,11 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
     if (pred === y) correctVote.weighted++;
     if (opts.keepPredictions) predictions.weighted.push(pred);
   }
-  const metrics = (n: number, c: number): PathMetrics => ({ accuracy: classTokens && scored ? c / scored : null, loss: n / Math.max(1, tokens), perplexity: Math.exp(n / Math.max(1, tokens)) });
+  const metrics = (n: number, c: number): PathMetrics => ({
+    accuracy: classTokens && scored ? c / scored : null,
+    loss: n / Math.max(1, tokens),
+    perplexity: Math.exp(n / Math.max(1, tokens)),
+  });
   return {
     examples: examples.length,
     tokens,
@@ -148,8 +188,12 @@ export function evaluatePaths(model: LlamaModel, paths: ExitPath[], examples: Ex
 export function chooseRule(report: EvalReport): VotingRule {
   let best: VotingRule = VOTING_RULES[0];
   for (const r of VOTING_RULES) {
-    const a = report.voted[r], b = report.voted[best];
-    const better = a.accuracy !== null && b.accuracy !== null ? a.accuracy > b.accuracy + 1e-12 || (Math.abs(a.accuracy - b.accuracy) <= 1e-12 && a.loss < b.loss - 1e-12) : a.loss < b.loss - 1e-12;
+    const a = report.voted[r],
+      b = report.voted[best];
+    const better =
+      a.accuracy !== null && b.accuracy !== null
+        ? a.accuracy > b.accuracy + 1e-12 || (Math.abs(a.accuracy - b.accuracy) <= 1e-12 && a.loss < b.loss - 1e-12)
+        : a.loss < b.loss - 1e-12;
     if (better) best = r;
   }
   return best;

@@ -40,11 +40,17 @@ export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[],
       next = argmax(p);
     } else {
       // Sample from p^(1/T), renormalised.
-      const w = Array.from(p, (x) => Math.pow(x, 1 / o.temperature!));
+      const w = Array.from(p, (x) => x ** (1 / o.temperature!));
       const z = w.reduce((a, b) => a + b, 0);
       let u = rng.next() * z;
       next = w.length - 1;
-      for (let i = 0; i < w.length; i++) { u -= w[i]; if (u <= 0) { next = i; break; } }
+      for (let i = 0; i < w.length; i++) {
+        u -= w[i];
+        if (u <= 0) {
+          next = i;
+          break;
+        }
+      }
     }
     if (o.stopIds?.includes(next)) break;
     out.push(next);
@@ -60,7 +66,14 @@ export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[],
  * @returns per prompt: the winning label index and the voted probabilities of every label (renormalised over labels)
  * @throws Error when two labels share a first token.
  */
-export function classify(model: LlamaModel, paths: ExitPath[], prompts: number[][], labelFirstTokens: number[], rule: VotingRule, batchSize = 16): { label: number; probs: number[]; perExit: number[] }[] {
+export function classify(
+  model: LlamaModel,
+  paths: ExitPath[],
+  prompts: number[][],
+  labelFirstTokens: number[],
+  rule: VotingRule,
+  batchSize = 16,
+): { label: number; probs: number[]; perExit: number[] }[] {
   if (new Set(labelFirstTokens).size !== labelFirstTokens.length) throw new Error('labels must start with different tokens');
   const res: { label: number; probs: number[]; perExit: number[] }[] = [];
   for (let i = 0; i < prompts.length; i += batchSize) {

@@ -36,7 +36,8 @@ export interface LastWordOptions {
  * @returns items in document order (deterministic).
  */
 export function lastWordItems(tok: EngineTokenizer, docs: readonly { text: string }[], o: LastWordOptions = {}): LastWordItem[] {
-  const C = o.contextTokens ?? 64, minChars = o.minWordChars ?? 3;
+  const C = o.contextTokens ?? 64,
+    minChars = o.minWordChars ?? 3;
   const re = new RegExp(`(?<= )([A-Za-z]{${minChars},})(?=[.!?]["'’”)\\]]?(?:\\s|$))`, 'g');
   const all: LastWordItem[] = [];
   for (const d of docs) {
@@ -81,11 +82,17 @@ export function lastWordAccuracy(model: LlamaModel, items: readonly LastWordItem
     const group = items.slice(i0, i0 + batch);
     const T = Math.max(...group.map((it) => it.context.length + it.target.length - 1));
     const ids = new Int32Array(group.length * T); // pad with 0: right padding never reaches a scored position
-    const rows: number[] = [], targets: number[] = [], owner: number[] = [];
+    const rows: number[] = [],
+      targets: number[] = [],
+      owner: number[] = [];
     group.forEach((it, b) => {
       const seq = [...it.context, ...it.target.slice(0, -1)];
       ids.set(seq, b * T);
-      it.target.forEach((t, j) => { rows.push(b * T + it.context.length - 1 + j); targets.push(t); owner.push(b); });
+      it.target.forEach((t, j) => {
+        rows.push(b * T + it.context.length - 1 + j);
+        targets.push(t);
+        owner.push(b);
+      });
     });
     const out = tf.tidy(() => {
       const ctx = model.context({ batch: group.length, seq: T });
@@ -95,7 +102,8 @@ export function lastWordAccuracy(model: LlamaModel, items: readonly LastWordItem
       const lp = tf.logSoftmax(tf.matMul(x, model.lmHead, false, true));
       return [tf.sum(tf.mul(lp, tf.oneHot(tf.tensor1d(targets, 'int32'), lp.shape[1]!)), 1), tf.argMax(lp, 1)];
     });
-    const logp = out[0].dataSync() as Float32Array, best = out[1].dataSync() as Int32Array;
+    const logp = out[0].dataSync() as Float32Array,
+      best = out[1].dataSync() as Int32Array;
     tf.dispose(out);
     const ok = new Uint8Array(group.length).fill(1);
     for (let r = 0; r < rows.length; r++) {
@@ -116,11 +124,17 @@ export function lastWordAccuracy(model: LlamaModel, items: readonly LastWordItem
  */
 export function pairedSignTest(a: Uint8Array, b: Uint8Array): { aOnly: number; bOnly: number; p: number } {
   if (a.length !== b.length) throw new RangeError(`pairedSignTest: ${a.length} vs ${b.length} items`);
-  let aOnly = 0, bOnly = 0;
-  for (let i = 0; i < a.length; i++) { if (a[i] && !b[i]) aOnly++; else if (b[i] && !a[i]) bOnly++; }
-  const n = aOnly + bOnly, k = Math.min(aOnly, bOnly);
+  let aOnly = 0,
+    bOnly = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] && !b[i]) aOnly++;
+    else if (b[i] && !a[i]) bOnly++;
+  }
+  const n = aOnly + bOnly,
+    k = Math.min(aOnly, bOnly);
   // P(X <= k) for X ~ Binomial(n, 1/2), in log space (n can be thousands).
-  let lc = -n * Math.LN2, tail = 0; // log C(n, 0) / 2^n
+  let lc = -n * Math.LN2,
+    tail = 0; // log C(n, 0) / 2^n
   for (let i = 0; i <= k; i++) {
     tail += Math.exp(lc);
     lc += Math.log(n - i) - Math.log(i + 1);

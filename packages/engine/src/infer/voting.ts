@@ -93,9 +93,16 @@ export function fitExitWeights(p: ArrayLike<number>[], iterations = 200): number
  * @param mask optional [batch][seq] key padding mask (needed with left padding)
  * @returns K tensors [rows.length, vocab]. Caller disposes.
  */
-export function exitProbabilities(model: LlamaModel, paths: ExitPath[], ids: number[][], rows: Int32Array, mask?: number[][]): tf.Tensor2D[] {
+export function exitProbabilities(
+  model: LlamaModel,
+  paths: ExitPath[],
+  ids: number[][],
+  rows: Int32Array,
+  mask?: number[][],
+): tf.Tensor2D[] {
   return tf.tidy(() => {
-    const B = ids.length, T = ids[0].length;
+    const B = ids.length,
+      T = ids[0].length;
     const ctx = model.context({ batch: B, seq: T, attentionMask: mask?.flat() });
     const rowT = tf.tensor1d(rows, 'int32');
     // Backbone states at each path's start, computed once for all paths.

@@ -22,7 +22,10 @@ export interface NamedTensor {
 
 /** Error for malformed or unsupported safetensors input; `file` names the offending file. */
 export class SafetensorsError extends Error {
-  constructor(message: string, readonly file?: string) {
+  constructor(
+    message: string,
+    readonly file?: string,
+  ) {
     super(file ? `${file}: ${message}` : message);
     this.name = 'SafetensorsError';
   }
@@ -36,7 +39,9 @@ function halfToFloatTable(): Float32Array {
   if (halfTable) return halfTable;
   halfTable = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    const s = h & 0x8000 ? -1 : 1,
+      e = (h >> 10) & 0x1f,
+      m = h & 0x3ff;
     halfTable[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
   }
   return halfTable;
@@ -48,7 +53,7 @@ export function floatToHalf(f: number): number {
   buf.setFloat32(0, f);
   const x = buf.getUint32(0);
   const sign = (x >>> 16) & 0x8000;
-  let e = ((x >>> 23) & 0xff) - 127 + 15;
+  const e = ((x >>> 23) & 0xff) - 127 + 15;
   let m = x & 0x7fffff;
   if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
   if (e >= 31) return sign | 0x7c00;
@@ -57,13 +62,14 @@ export function floatToHalf(f: number): number {
     m |= 0x800000;
     const shift = 14 - e;
     let h = m >> shift;
-    const rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1))) h++;
+    const rem = m & ((1 << shift) - 1),
+      half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
     return sign | h;
   }
   let h = sign | (e << 10) | (m >> 13);
   const rem = m & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
   return h;
 }
 
@@ -73,31 +79,43 @@ function decode(dtype: SafetensorsDtype, bytes: Uint8Array, count: number, file:
   copy.set(bytes);
   const ab = copy.buffer;
   switch (dtype) {
-    case 'F32': return new Float32Array(ab, 0, count);
-    case 'F64': return Float32Array.from(new Float64Array(ab, 0, count));
+    case 'F32':
+      return new Float32Array(ab, 0, count);
+    case 'F64':
+      return Float32Array.from(new Float64Array(ab, 0, count));
     case 'F16': {
-      const t = halfToFloatTable(), src = new Uint16Array(ab, 0, count), out = new Float32Array(count);
+      const t = halfToFloatTable(),
+        src = new Uint16Array(ab, 0, count),
+        out = new Float32Array(count);
       for (let i = 0; i < count; i++) out[i] = t[src[i]];
       return out;
     }
     case 'BF16': {
-      const src = new Uint16Array(ab, 0, count), out = new Uint32Array(count);
+      const src = new Uint16Array(ab, 0, count),
+        out = new Uint32Array(count);
       for (let i = 0; i < count; i++) out[i] = src[i] << 16;
       return new Float32Array(out.buffer);
     }
-    case 'I32': return new Int32Array(ab, 0, count);
-    case 'I16': return Int32Array.from(new Int16Array(ab, 0, count));
+    case 'I32':
+      return new Int32Array(ab, 0, count);
+    case 'I16':
+      return Int32Array.from(new Int16Array(ab, 0, count));
     case 'I64': {
-      const src = new BigInt64Array(ab, 0, count), out = new Int32Array(count);
+      const src = new BigInt64Array(ab, 0, count),
+        out = new Int32Array(count);
       for (let i = 0; i < count; i++) {
         const v = Number(src[i]);
-        if (!Number.isSafeInteger(v) || v > 2147483647 || v < -2147483648) throw new SafetensorsError(`tensor ${name}: I64 value ${src[i]} does not fit in int32`, file);
+        if (!Number.isSafeInteger(v) || v > 2147483647 || v < -2147483648)
+          throw new SafetensorsError(`tensor ${name}: I64 value ${src[i]} does not fit in int32`, file);
         out[i] = v;
       }
       return out;
     }
-    case 'I8': return new Int8Array(ab, 0, count);
-    case 'U8': case 'BOOL': return new Uint8Array(ab, 0, count);
+    case 'I8':
+      return new Int8Array(ab, 0, count);
+    case 'U8':
+    case 'BOOL':
+      return new Uint8Array(ab, 0, count);
   }
 }
 
@@ -107,7 +125,10 @@ function decode(dtype: SafetensorsDtype, bytes: Uint8Array, count: number, file:
  * @returns tensors by name and the `__metadata__` map.
  * @throws SafetensorsError on a truncated file, a bad header, an unknown dtype or out-of-range offsets.
  */
-export function readSafetensors(file: string, names?: Set<string>): { tensors: Map<string, NamedTensor>; metadata: Record<string, string> } {
+export function readSafetensors(
+  file: string,
+  names?: Set<string>,
+): { tensors: Map<string, NamedTensor>; metadata: Record<string, string> } {
   const buf = readFileSync(file);
   if (buf.byteLength < 8) throw new SafetensorsError('file shorter than its 8-byte header length', file);
   const n = Number(buf.readBigUInt64LE(0));
@@ -122,7 +143,10 @@ export function readSafetensors(file: string, names?: Set<string>): { tensors: M
   const tensors = new Map<string, NamedTensor>();
   let metadata: Record<string, string> = {};
   for (const [name, v] of Object.entries(header)) {
-    if (name === '__metadata__') { metadata = (v ?? {}) as Record<string, string>; continue; }
+    if (name === '__metadata__') {
+      metadata = (v ?? {}) as Record<string, string>;
+      continue;
+    }
     if (names && !names.has(name)) continue;
     const info = v as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
     const dtype = info.dtype as SafetensorsDtype;
@@ -131,7 +155,10 @@ export function readSafetensors(file: string, names?: Set<string>): { tensors: M
     const count = shape.reduce((a, b) => a * b, 1);
     const [b, e] = info.data_offsets ?? [0, -1];
     if (e - b !== count * BYTES[dtype] || dataStart + e > buf.byteLength || b < 0) {
-      throw new SafetensorsError(`tensor ${name}: data_offsets [${b}, ${e}] do not match shape [${shape}] x ${dtype} or the file size`, file);
+      throw new SafetensorsError(
+        `tensor ${name}: data_offsets [${b}, ${e}] do not match shape [${shape}] x ${dtype} or the file size`,
+        file,
+      );
     }
     tensors.set(name, { dtype, shape, data: decode(dtype, buf.subarray(dataStart + b, dataStart + e), count, file, name) });
   }
@@ -175,14 +202,19 @@ export interface TensorToWrite {
 }
 
 function encode(t: TensorToWrite): { dtype: SafetensorsDtype; bytes: Uint8Array } {
-  const dtype = t.dtype ?? (t.data instanceof Float32Array ? 'F32' : t.data instanceof Int32Array ? 'I32' : t.data instanceof Int8Array ? 'I8' : 'U8');
+  const dtype =
+    t.dtype ?? (t.data instanceof Float32Array ? 'F32' : t.data instanceof Int32Array ? 'I32' : t.data instanceof Int8Array ? 'I8' : 'U8');
   const n = t.data.length;
   if (dtype === 'F16' || dtype === 'BF16') {
-    const out = new Uint16Array(n), src = t.data as Float32Array;
+    const out = new Uint16Array(n),
+      src = t.data as Float32Array;
     if (dtype === 'F16') for (let i = 0; i < n; i++) out[i] = floatToHalf(src[i]);
     else {
       const u = new Uint32Array(src.buffer, src.byteOffset, n);
-      for (let i = 0; i < n; i++) { const x = u[i]; out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16; } // round to nearest even
+      for (let i = 0; i < n; i++) {
+        const x = u[i];
+        out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+      } // round to nearest even
     }
     return { dtype, bytes: new Uint8Array(out.buffer) };
   }
@@ -193,15 +225,21 @@ function encode(t: TensorToWrite): { dtype: SafetensorsDtype; bytes: Uint8Array 
  * Serialises tensors to safetensors bytes, names sorted, header padded with spaces to 8-byte alignment.
  * @throws SafetensorsError when a shape does not match its data length.
  */
-export function serializeSafetensors(tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>, metadata?: Record<string, string>): Buffer {
-  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+export function serializeSafetensors(
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): Buffer {
+  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  );
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   const blobs: Uint8Array[] = [];
   let off = 0;
   for (const [name, t] of entries) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new SafetensorsError(`tensor ${name}: shape [${t.shape}] needs ${count} values, got ${t.data.length}`);
+    if (count !== t.data.length)
+      throw new SafetensorsError(`tensor ${name}: shape [${t.shape}] needs ${count} values, got ${t.data.length}`);
     const { dtype, bytes } = encode(t);
     header[name] = { dtype, shape: t.shape, data_offsets: [off, off + bytes.byteLength] };
     blobs.push(bytes);
@@ -215,6 +253,10 @@ export function serializeSafetensors(tensors: Map<string, TensorToWrite> | Recor
 }
 
 /** Writes tensors to a `.safetensors` file (see {@link serializeSafetensors}). */
-export function writeSafetensors(file: string, tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  file: string,
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): void {
   writeFileSync(file, serializeSafetensors(tensors, metadata));
 }

@@ -13,16 +13,20 @@ import type { Rng } from '../util/rng.js';
 export function initLlamaWeights(c: LlamaConfig, rng: Rng): Map<string, tf.Variable> {
   const m = new Map<string, tf.Variable>();
   const normal = (shape: number[]) => {
-    const n = shape.reduce((a, b) => a * b, 1), a = new Float32Array(n);
+    const n = shape.reduce((a, b) => a * b, 1),
+      a = new Float32Array(n);
     for (let i = 0; i < n; i += 2) {
-      const u1 = Math.max(rng.next(), 1e-12), u2 = rng.next(), r = Math.sqrt(-2 * Math.log(u1)) * 0.02;
+      const u1 = Math.max(rng.next(), 1e-12),
+        u2 = rng.next(),
+        r = Math.sqrt(-2 * Math.log(u1)) * 0.02;
       a[i] = r * Math.cos(2 * Math.PI * u2);
       if (i + 1 < n) a[i + 1] = r * Math.sin(2 * Math.PI * u2);
     }
     return tf.variable(tf.tensor(a, shape), true);
   };
   const ones = (n: number) => tf.variable(tf.ones([n]), true);
-  const d = c.hiddenSize, dh = c.headDim;
+  const d = c.hiddenSize,
+    dh = c.headDim;
   m.set('model.embed_tokens.weight', normal([c.vocabSize, d]));
   for (let i = 0; i < c.numHiddenLayers; i++) {
     const p = `model.layers.${i}`;
@@ -45,11 +49,23 @@ export function initLlamaWeights(c: LlamaConfig, rng: Rng): Map<string, tf.Varia
  * Writes `config.json`, `model.safetensors` (in `dtype`) and `generation_config.json` for a model whose
  * weights are given by HF name. Tokenizer files are written by the caller.
  */
-export function saveModelFolder(dir: string, config: LlamaConfig, weights: Map<string, tf.Tensor>, dtype: 'F32' | 'F16' | 'BF16' = 'F32'): void {
+export function saveModelFolder(
+  dir: string,
+  config: LlamaConfig,
+  weights: Map<string, tf.Tensor>,
+  dtype: 'F32' | 'F16' | 'BF16' = 'F32',
+): void {
   mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, TensorToWrite>();
   for (const [name, v] of weights) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype });
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfig(config, { torch_dtype: dtype === 'F32' ? 'float32' : dtype === 'F16' ? 'float16' : 'bfloat16' }), null, 2) + '\n');
-  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: config.bosTokenId, eos_token_id: config.eosTokenId, pad_token_id: config.padTokenId }, null, 2) + '\n');
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify(toHfConfig(config, { torch_dtype: dtype === 'F32' ? 'float32' : dtype === 'F16' ? 'float16' : 'bfloat16' }), null, 2) +
+      '\n',
+  );
+  writeFileSync(
+    join(dir, 'generation_config.json'),
+    `${JSON.stringify({ bos_token_id: config.bosTokenId, eos_token_id: config.eosTokenId, pad_token_id: config.padTokenId }, null, 2)}\n`,
+  );
 }

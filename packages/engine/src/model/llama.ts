@@ -12,7 +12,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig } from '@edgetune/core';
 import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
-import { attention, attentionOps, dropout, fusedKernelsActive, loraLinear, ropeHeads, rmsNorm as fusedRmsNorm, swiglu } from '../backend/fused.js';
+import {
+  attention,
+  attentionOps,
+  dropout,
+  fusedKernelsActive,
+  loraLinear,
+  ropeHeads,
+  rmsNorm as fusedRmsNorm,
+  swiglu,
+  MASK_VALUE,
+} from '../backend/fused.js';
 import { dequantizeWeight, fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
 
 /** LoRA factors on one linear (PEFT `LoraLayer`): y += scale * B(A(dropout(x))). */
@@ -46,7 +56,6 @@ export interface Linear {
 export function weightShape(lin: Linear): [number, number] {
   return lin.packed ? [lin.packed.rows, lin.packed.cols] : (lin.weight.shape as [number, number]);
 }
-
 
 /** One `LlamaDecoderLayer`. */
 export interface DecoderLayer {
@@ -89,8 +98,6 @@ export interface ForwardContext {
 /** Fills in defaults for a context. */
 export type ContextOptions = { batch: number; seq: number; attentionMask?: ArrayLike<number>; training?: boolean; seed?: number };
 
-const MASK_VALUE = -1e9;
-
 function linearOf(name: string, get: (n: string) => tf.Tensor | undefined, bias: boolean): Linear {
   const weight = get(`${name}.weight`) as tf.Tensor2D | undefined;
   if (!weight) throw new Error(`missing tensor ${name}.weight`);
@@ -113,7 +120,10 @@ export class LlamaModel {
   private ropeCache = new Map<number, { cos: tf.Tensor2D; sin: tf.Tensor2D }>();
   private maskCache = new Map<number, tf.Tensor4D>();
 
-  constructor(readonly config: LlamaConfig, tensors: Map<string, tf.Tensor>) {
+  constructor(
+    readonly config: LlamaConfig,
+    tensors: Map<string, tf.Tensor>,
+  ) {
     const get = (n: string) => tensors.get(n);
     const need = (n: string) => {
       const t = tensors.get(n);
@@ -122,9 +132,10 @@ export class LlamaModel {
     };
     this.embedTokens = need('model.embed_tokens.weight') as tf.Tensor2D;
     this.finalNorm = need('model.norm.weight') as tf.Tensor1D;
-    this.lmHead = (config.tieWordEmbeddings ? get('lm_head.weight') ?? this.embedTokens : need('lm_head.weight')) as tf.Tensor2D;
+    this.lmHead = (config.tieWordEmbeddings ? (get('lm_head.weight') ?? this.embedTokens) : need('lm_head.weight')) as tf.Tensor2D;
     const { hiddenSize: d, vocabSize: v } = config;
-    if (this.embedTokens.shape[0] !== v || this.embedTokens.shape[1] !== d) throw new Error(`model.embed_tokens.weight has shape [${this.embedTokens.shape}], config says [${v}, ${d}]`);
+    if (this.embedTokens.shape[0] !== v || this.embedTokens.shape[1] !== d)
+      throw new Error(`model.embed_tokens.weight has shape [${this.embedTokens.shape}], config says [${v}, ${d}]`);
     this.layers = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
       const p = `model.layers.${i}`;
@@ -133,7 +144,12 @@ export class LlamaModel {
         const isAttn = n === 'q_proj' || n === 'k_proj' || n === 'v_proj' || n === 'o_proj';
         linears[n] = linearOf(`${p}.${isAttn ? 'self_attn' : 'mlp'}.${n}`, get, isAttn ? config.attentionBias : config.mlpBias);
       }
-      this.layers.push({ index: i, inputNorm: need(`${p}.input_layernorm.weight`) as tf.Tensor1D, postNorm: need(`${p}.post_attention_layernorm.weight`) as tf.Tensor1D, linears });
+      this.layers.push({
+        index: i,
+        inputNorm: need(`${p}.input_layernorm.weight`) as tf.Tensor1D,
+        postNorm: need(`${p}.post_attention_layernorm.weight`) as tf.Tensor1D,
+        linears,
+      });
     }
   }
 
@@ -197,11 +213,12 @@ export class LlamaModel {
     if (c) return c;
     const { headDim, ropeTheta } = this.config;
     const half = headDim / 2;
-    const cos = new Float32Array(seq * headDim), sin = new Float32Array(seq * headDim);
+    const cos = new Float32Array(seq * headDim),
+      sin = new Float32Array(seq * headDim);
     for (let t = 0; t < seq; t++) {
       for (let i = 0; i < half; i++) {
         // float32 inv_freq as in HF (computed in float then multiplied by an int position).
-        const invFreq = Math.fround(1 / Math.pow(ropeTheta, (2 * i) / headDim));
+        const invFreq = Math.fround(1 / ropeTheta ** ((2 * i) / headDim));
         const a = Math.fround(t * invFreq);
         cos[t * headDim + i] = cos[t * headDim + i + half] = Math.cos(a);
         sin[t * headDim + i] = sin[t * headDim + i + half] = Math.sin(a);
@@ -239,7 +256,12 @@ export class LlamaModel {
   context(o: ContextOptions): ForwardContext {
     const { cos, sin } = this.ropeTables(o.seq);
     const padded = o.attentionMask && Array.prototype.some.call(o.attentionMask, (x: number) => !x);
-    const keyMask = padded ? tf.tensor2d(Float32Array.from(o.attentionMask!, (x) => (x ? 1 : 0)), [o.batch, o.seq]) : null;
+    const keyMask = padded
+      ? tf.tensor2d(
+          Float32Array.from(o.attentionMask!, (x) => (x ? 1 : 0)),
+          [o.batch, o.seq],
+        )
+      : null;
     const ctx: ForwardContext = { batch: o.batch, seq: o.seq, cos, sin, keyMask, training: o.training ?? false, seed: o.seed };
     // Only the composition path of attention reads the additive mask (the fused kernel masks causally and by keyMask).
     if (!fusedKernelsActive()) ctx.mask = this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined);
@@ -328,8 +350,12 @@ export class LlamaModel {
    * @returns logits [batch, seq, vocab] and, when asked, every hidden state (embedding output, then each
    *   layer's output before the final norm), each [batch, seq, hidden]. Caller disposes.
    */
-  forward(ids: number[][], opts: { lora?: boolean | ((layer: number) => boolean); hiddenStates?: boolean; attentionMask?: number[][] } = {}): { logits: tf.Tensor3D; hiddenStates: tf.Tensor3D[] } {
-    const B = ids.length, T = ids[0].length;
+  forward(
+    ids: number[][],
+    opts: { lora?: boolean | ((layer: number) => boolean); hiddenStates?: boolean; attentionMask?: number[][] } = {},
+  ): { logits: tf.Tensor3D; hiddenStates: tf.Tensor3D[] } {
+    const B = ids.length,
+      T = ids[0].length;
     const flat = Int32Array.from(ids.flat());
     const useLora = typeof opts.lora === 'function' ? opts.lora : () => opts.lora === true;
     const hiddenStates: tf.Tensor3D[] = [];
@@ -350,9 +376,15 @@ export class LlamaModel {
   /** Frees every tensor the model holds (weights, LoRA, caches). */
   dispose(): void {
     for (const t of this.namedWeights().values()) t.dispose();
-    for (const lin of this.linears().values()) { lin.lora?.A.dispose(); lin.lora?.B.dispose(); }
+    for (const lin of this.linears().values()) {
+      lin.lora?.A.dispose();
+      lin.lora?.B.dispose();
+    }
     if (this.lmHead !== this.embedTokens && !this.lmHead.isDisposed) this.lmHead.dispose();
-    for (const c of this.ropeCache.values()) { c.cos.dispose(); c.sin.dispose(); }
+    for (const c of this.ropeCache.values()) {
+      c.cos.dispose();
+      c.sin.dispose();
+    }
     for (const m of this.maskCache.values()) m.dispose();
   }
 }
@@ -364,11 +396,16 @@ export class LlamaModel {
 export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): tf.Scalar {
   return tf.tidy(() => {
     const [B, T, V] = logits.shape;
-    const rows: number[] = [], targets: number[] = [];
-    for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) {
-      const y = labels[b][t + 1];
-      if (y !== -100) { rows.push(b * T + t); targets.push(y); }
-    }
+    const rows: number[] = [],
+      targets: number[] = [];
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t + 1 < T; t++) {
+        const y = labels[b][t + 1];
+        if (y !== -100) {
+          rows.push(b * T + t);
+          targets.push(y);
+        }
+      }
     if (!rows.length) return tf.scalar(0);
     const sel = tf.gather(tf.reshape(logits, [B * T, V]), tf.tensor1d(rows, 'int32'));
     const logp = tf.logSoftmax(sel);

@@ -115,14 +115,22 @@ export function applyPeftAdapter(model: LlamaModel, dir: string): { config: Lora
   const linears = model.linears();
   const rankPattern = (cfg.raw.rank_pattern ?? {}) as Record<string, number>;
   const alphaPattern = (cfg.raw.alpha_pattern ?? {}) as Record<string, number>;
-  const pattern = (p: Record<string, number>, module: string) => Object.entries(p).find(([k]) => module === k || module.endsWith(`.${k}`))?.[1];
-  const loraModules: string[] = [], replaced: string[] = [];
+  const pattern = (p: Record<string, number>, module: string) =>
+    Object.entries(p).find(([k]) => module === k || module.endsWith(`.${k}`))?.[1];
+  const loraModules: string[] = [],
+    replaced: string[] = [];
   const pending = new Map<string, { A?: Float32Array; B?: Float32Array; aShape?: number[]; bShape?: number[] }>();
   for (const [name, t] of tensors) {
     const m = /^base_model\.model\.(.+)\.(lora_A|lora_B)(?:\.default)?\.weight$/.exec(name);
     if (m) {
       const e = pending.get(m[1]) ?? {};
-      if (m[2] === 'lora_A') { e.A = t.data as Float32Array; e.aShape = t.shape; } else { e.B = t.data as Float32Array; e.bShape = t.shape; }
+      if (m[2] === 'lora_A') {
+        e.A = t.data as Float32Array;
+        e.aShape = t.shape;
+      } else {
+        e.B = t.data as Float32Array;
+        e.bShape = t.shape;
+      }
       pending.set(m[1], e);
       continue;
     }
@@ -150,7 +158,7 @@ export function applyPeftAdapter(model: LlamaModel, dir: string): { config: Lora
     lin.lora = {
       A: tf.variable(tf.tensor2d(e.A, [r, inDim]), true),
       B: tf.variable(tf.tensor2d(e.B, [outDim, r]), true),
-      scale: (cfg.raw.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank),
+      scale: cfg.raw.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank,
       dropout: cfg.dropout,
     };
     loraModules.push(module);
@@ -162,8 +170,16 @@ function replaceModule(model: LlamaModel, module: string, data: Float32Array, sh
   const check = (t: tf.Tensor) => {
     if (t.shape.join() !== shape.join()) throw new AdapterError(`modules_to_save ${module}: shape [${shape}] does not fit [${t.shape}]`);
   };
-  if (module === 'lm_head') { check(model.lmHead); model.lmHead = tf.tensor2d(data, shape as [number, number]); return; }
-  if (module === 'model.norm') { check(model.finalNorm); model.finalNorm = tf.tensor1d(data); return; }
+  if (module === 'lm_head') {
+    check(model.lmHead);
+    model.lmHead = tf.tensor2d(data, shape as [number, number]);
+    return;
+  }
+  if (module === 'model.norm') {
+    check(model.finalNorm);
+    model.finalNorm = tf.tensor1d(data);
+    return;
+  }
   const m = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)$/.exec(module);
   if (m && model.layers[Number(m[1])]) {
     const L = model.layers[Number(m[1])];
@@ -191,10 +207,17 @@ export function loraTensors(linears: Iterable<Linear>): Map<string, TensorToWrit
  * factors of `linears` and the `modulesToSave` tensors (keyed by module path, stored as
  * `base_model.model.<module>.weight`).
  */
-export function savePeftAdapter(dir: string, cfg: LoraConfig, linears: Linear[], modulesToSave: Map<string, tf.Tensor> = new Map(), extraConfig: Record<string, unknown> = {}): void {
+export function savePeftAdapter(
+  dir: string,
+  cfg: LoraConfig,
+  linears: Linear[],
+  modulesToSave: Map<string, tf.Tensor> = new Map(),
+  extraConfig: Record<string, unknown> = {},
+): void {
   mkdirSync(dir, { recursive: true });
   const tensors = loraTensors(linears);
-  for (const [module, t] of modulesToSave) tensors.set(`base_model.model.${module}.weight`, { shape: t.shape, data: t.dataSync() as Float32Array });
+  for (const [module, t] of modulesToSave)
+    tensors.set(`base_model.model.${module}.weight`, { shape: t.shape, data: t.dataSync() as Float32Array });
   writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
   const config: Record<string, unknown> = {
     peft_type: 'LORA',
@@ -210,5 +233,5 @@ export function savePeftAdapter(dir: string, cfg: LoraConfig, linears: Linear[],
     ...(cfg.modulesToSave?.length ? { modules_to_save: cfg.modulesToSave } : {}),
     ...extraConfig,
   };
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+  writeFileSync(join(dir, 'adapter_config.json'), `${JSON.stringify(config, null, 2)}\n`);
 }

@@ -54,11 +54,34 @@ export interface StepFactor {
  */
 export async function measureStepFactor(device: DeviceProfile, seconds = 2, coeffs: CostCoefficients = CALIBRATION): Promise<StepFactor> {
   const config = parseLlamaConfig({
-    model_type: 'llama', vocab_size: 4096, hidden_size: 192, intermediate_size: 512, num_hidden_layers: REF.layers, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 48, max_position_embeddings: 1024, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
+    model_type: 'llama',
+    vocab_size: 4096,
+    hidden_size: 192,
+    intermediate_size: 512,
+    num_hidden_layers: REF.layers,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 48,
+    max_position_embeddings: 1024,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
   });
-  const forecast = plan({ model: config, mode: 'vanilla', loraR: DEFAULT_LORA.r, batchSize: REF.microBatch, seqLen: REF.seqLen, steps: 100, trainExamples: 16, microBatch: REF.microBatch, prefixCache: false },
-    { ...device, memoryBudgetBytes: Number.MAX_SAFE_INTEGER, tensorBudgetBytes: undefined, stepTimeFactor: 1 }, coeffs);
+  const forecast = plan(
+    {
+      model: config,
+      mode: 'vanilla',
+      loraR: DEFAULT_LORA.r,
+      batchSize: REF.microBatch,
+      seqLen: REF.seqLen,
+      steps: 100,
+      trainExamples: 16,
+      microBatch: REF.microBatch,
+      prefixCache: false,
+    },
+    { ...device, memoryBudgetBytes: Number.MAX_SAFE_INTEGER, tensorBudgetBytes: undefined, stepTimeFactor: 1 },
+    coeffs,
+  );
   if (!forecast.fits) throw new Error(`reference workload does not fit: ${forecast.reason}`);
   const engine = tf.engine();
   const varsBefore = new Set(Object.keys(engine.registeredVariables));
@@ -72,7 +95,12 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 2, coef
       const ids = Array.from({ length: REF.seqLen }, () => 4 + rng.int(config.vocabSize - 4));
       return { inputIds: ids, labels: ids.map((x, t) => (t >= REF.seqLen - 2 ? x : -100)) };
     });
-    const t = new AdaptiveTrainer(model, examples, { ...DEFAULT_TUNE, mode: 'vanilla', steps: 10_000, microBatch: REF.microBatch, lora: { ...DEFAULT_LORA } }, 0);
+    const t = new AdaptiveTrainer(
+      model,
+      examples,
+      { ...DEFAULT_TUNE, mode: 'vanilla', steps: 10_000, microBatch: REF.microBatch, lora: { ...DEFAULT_LORA } },
+      0,
+    );
     for (let i = 0; i < 2; i++) await t.step(); // warm-up: kernels, heap growth
     const start = performance.now();
     while (ms.length < 3 || (performance.now() - start < seconds * 1000 && ms.length < 200)) ms.push((await t.step()).stepMs);
@@ -81,8 +109,10 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 2, coef
     for (const [name, v] of Object.entries(engine.registeredVariables)) if (!varsBefore.has(name)) v.dispose();
     model?.dispose();
   }
-  const sorted = [...ms].sort((a, b) => a - b), measuredMs = sorted[Math.floor(sorted.length / 2)];
-  const forecastMs = forecast.forecast.stepMs, reading = Math.min(4, Math.max(0.25, measuredMs / forecastMs));
+  const sorted = [...ms].sort((a, b) => a - b),
+    measuredMs = sorted[Math.floor(sorted.length / 2)];
+  const forecastMs = forecast.forecast.stepMs,
+    reading = Math.min(4, Math.max(0.25, measuredMs / forecastMs));
   // Keyed by the SGEMM reading's bucket and the cost model too: the factor is relative to the forecast.
   const info = backendInfo();
   const costModel = createHash('sha256').update(JSON.stringify(coeffs)).digest('hex').slice(0, 12);

@@ -129,11 +129,7 @@ interface SpecialFrame {
  * else from well-known special token names.
  * @throws TokenizerError `invalid_tokenizer` when `@huggingface/tokenizers` rejects the JSON.
  */
-export function tokenizerFromJson(
-  tokenizerJson: object,
-  tokenizerConfig: object = {},
-  modelConfig: object = {},
-): EngineTokenizer {
+export function tokenizerFromJson(tokenizerJson: object, tokenizerConfig: object = {}, modelConfig: object = {}): EngineTokenizer {
   const tj = tokenizerJson as Json;
   const cfg = tokenizerConfig as Json;
   const mcfg = modelConfig as Json;

@@ -48,7 +48,14 @@ function layerOf(name: string): number {
  * Writes the voted model and the deepest path's PEFT adapter into `dir`.
  * @param linears linears carrying trained LoRA
  */
-export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[], linears: Linear[], lora: LoraConfig, manifest: { voting_rule: VotingRule; base_model?: string; validation?: unknown; prefix?: 'backbone' | 'adapted'; [key: string]: unknown }): void {
+export function saveEdgeAdapter(
+  dir: string,
+  model: LlamaModel,
+  exits: ExitHead[],
+  linears: Linear[],
+  lora: LoraConfig,
+  manifest: { voting_rule: VotingRule; base_model?: string; validation?: unknown; prefix?: 'backbone' | 'adapted'; [key: string]: unknown },
+): void {
   const starts = pathsOf(exits, manifest.prefix).map((p) => p.start);
   mkdirSync(dir, { recursive: true });
   const tensors = loraTensors(linears);
@@ -68,10 +75,11 @@ export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[
     packed.set(`${lin.name}.scales`, { shape: [p.scales.length], data: p.scales });
     meta[lin.name] = JSON.stringify({ bits: p.bits, rows: p.rows, cols: p.cols, group_size: p.groupSize, act_bits: lin.actBits ?? null });
   }
-  for (const l of model.layers) for (const lin of Object.values(l.linears)) {
-    if (lin.packed || !manifest.compression) continue;
-    packed.set(`${lin.name}.weight`, { shape: lin.weight.shape, data: lin.weight.dataSync() as Float32Array });
-  }
+  for (const l of model.layers)
+    for (const lin of Object.values(l.linears)) {
+      if (lin.packed || !manifest.compression) continue;
+      packed.set(`${lin.name}.weight`, { shape: lin.weight.shape, data: lin.weight.dataSync() as Float32Array });
+    }
   if (packed.size) writeSafetensors(join(dir, 'compressed_model.safetensors'), packed, meta);
   const full: EdgeLlmManifest = {
     ...manifest,
@@ -82,15 +90,24 @@ export function saveEdgeAdapter(dir: string, model: LlamaModel, exits: ExitHead[
     path_starts: starts,
     lora: { r: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, target_modules: lora.targetModules },
   };
-  writeFileSync(join(dir, 'edge_llm.json'), JSON.stringify(full, null, 2) + '\n');
+  writeFileSync(join(dir, 'edge_llm.json'), `${JSON.stringify(full, null, 2)}\n`);
   // Deepest path as PEFT: the LoRA on its path (its window, or every layer with an adapted prefix) and its
   // own norm/head replacing model.norm/lm_head.
-  const last = exits[exits.length - 1], from = starts[starts.length - 1];
+  const last = exits[exits.length - 1],
+    from = starts[starts.length - 1];
   const window = linears.filter((l) => layerOf(l.name) >= from && layerOf(l.name) <= last.layer);
   const layers: number[] = [];
   for (let i = from; i <= last.layer; i++) layers.push(i);
-  savePeftAdapter(join(dir, 'peft'), { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] }, window,
-    new Map<string, tf.Tensor>([['lm_head', last.head], ['model.norm', last.norm]]), { base_model_name_or_path: manifest.base_model ?? null });
+  savePeftAdapter(
+    join(dir, 'peft'),
+    { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] },
+    window,
+    new Map<string, tf.Tensor>([
+      ['lm_head', last.head],
+      ['model.norm', last.norm],
+    ]),
+    { base_model_name_or_path: manifest.base_model ?? null },
+  );
 }
 
 /**
@@ -110,11 +127,24 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
     const { tensors: ct, metadata } = readSafetensors(cf);
     for (const lin of linears.values()) {
       const w = ct.get(`${lin.name}.weight`);
-      if (w) { lin.weight.dispose(); lin.weight = tf.tensor2d(w.data as Float32Array, w.shape as [number, number]); continue; }
-      const q = ct.get(`${lin.name}.qweight`), sc = ct.get(`${lin.name}.scales`), info = metadata[lin.name];
+      if (w) {
+        lin.weight.dispose();
+        lin.weight = tf.tensor2d(w.data as Float32Array, w.shape as [number, number]);
+        continue;
+      }
+      const q = ct.get(`${lin.name}.qweight`),
+        sc = ct.get(`${lin.name}.scales`),
+        info = metadata[lin.name];
       if (!q || !sc || !info) continue;
       const m = JSON.parse(info) as { bits: 2 | 3 | 4 | 8; rows: number; cols: number; group_size: number; act_bits?: number | null };
-      lin.packed = { bits: m.bits, rows: m.rows, cols: m.cols, groupSize: m.group_size, scales: sc.data as Float32Array, data: q.data as Int8Array | Uint8Array };
+      lin.packed = {
+        bits: m.bits,
+        rows: m.rows,
+        cols: m.cols,
+        groupSize: m.group_size,
+        scales: sc.data as Float32Array,
+        data: q.data as Int8Array | Uint8Array,
+      };
       if (m.act_bits) lin.actBits = m.act_bits;
       lin.weight.dispose();
       lin.weight = tf.zeros([0, 0]) as tf.Tensor2D;
@@ -134,13 +164,25 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
     if (!lin || !e.A || !e.B) throw new AdapterError(`${dir}: bad LoRA entry for ${module}`);
     lin.lora?.A.dispose();
     lin.lora?.B.dispose();
-    lin.lora = { A: tf.variable(tf.tensor(e.A.data, e.A.shape), false), B: tf.variable(tf.tensor(e.B.data, e.B.shape), false), scale, dropout: 0 };
+    lin.lora = {
+      A: tf.variable(tf.tensor(e.A.data, e.A.shape), false),
+      B: tf.variable(tf.tensor(e.B.data, e.B.shape), false),
+      scale,
+      dropout: 0,
+    };
   }
   const paths: ExitPath[] = manifest.exit_layers.map((layer, k) => {
-    const norm = tensors.get(`exits.${layer}.norm.weight`), head = tensors.get(`exits.${layer}.head.weight`);
+    const norm = tensors.get(`exits.${layer}.norm.weight`),
+      head = tensors.get(`exits.${layer}.head.weight`);
     if (!norm || !head) throw new AdapterError(`${dir}: exit ${layer} has no norm/head tensors`);
     const weight = manifest.exit_weights?.length === manifest.exit_layers.length ? manifest.exit_weights[k] : undefined;
-    return { layer, start: (manifest.path_starts ?? manifest.window_starts)[k], norm: tf.tensor1d(norm.data as Float32Array), head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]), ...(weight === undefined ? {} : { weight }) };
+    return {
+      layer,
+      start: (manifest.path_starts ?? manifest.window_starts)[k],
+      norm: tf.tensor1d(norm.data as Float32Array),
+      head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]),
+      ...(weight === undefined ? {} : { weight }),
+    };
   });
   return { paths, manifest };
 }
@@ -150,7 +192,12 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
  * window's start for a `backbone` prefix (trainer PrefixMode), 0 for an `adapted` one.
  */
 export function pathsOf(exits: ExitHead[], prefix: 'backbone' | 'adapted' = 'backbone'): ExitPath[] {
-  return exits.map((e) => ({ layer: e.layer, start: prefix === 'adapted' ? 0 : e.start, norm: e.norm as unknown as tf.Tensor1D, head: e.head as unknown as tf.Tensor2D }));
+  return exits.map((e) => ({
+    layer: e.layer,
+    start: prefix === 'adapted' ? 0 : e.start,
+    norm: e.norm as unknown as tf.Tensor1D,
+    head: e.head as unknown as tf.Tensor2D,
+  }));
 }
 
 /** The single path of a plain model (optionally LoRA on every layer): final norm + lm_head. */
@@ -160,5 +207,5 @@ export function plainPath(model: LlamaModel): ExitPath {
 
 /** Writes a checkpoint-like JSON helper (pretty, newline-terminated). */
 export function writeJson(file: string, value: unknown): void {
-  writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
+  writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
 }

@@ -29,7 +29,9 @@ export interface Batch {
 export function makeBatch(examples: Example[], padId: number): Batch {
   const T = Math.max(...examples.map((e) => e.inputIds.length));
   let tokens = 0;
-  const ids: number[][] = [], labels: number[][] = [], mask: number[][] = [];
+  const ids: number[][] = [],
+    labels: number[][] = [],
+    mask: number[][] = [];
   for (const e of examples) {
     const n = e.inputIds.length;
     tokens += n;
@@ -51,7 +53,13 @@ export class BatchIterator {
   private order: number[][] = [];
   cursor: BatchCursor;
 
-  constructor(private readonly examples: Example[], private readonly microBatch: number, private readonly padId: number, private readonly seed: string | number, cursor: BatchCursor = { epoch: 0, index: 0 }) {
+  constructor(
+    private readonly examples: Example[],
+    private readonly microBatch: number,
+    private readonly padId: number,
+    private readonly seed: string | number,
+    cursor: BatchCursor = { epoch: 0, index: 0 },
+  ) {
     if (!examples.length) throw new Error('no training examples');
     this.cursor = { ...cursor };
     this.order = this.plan(this.cursor.epoch);
@@ -87,6 +95,12 @@ export class BatchIterator {
       this.order = this.plan(this.cursor.epoch);
     }
     const b = this.order[this.cursor.index++];
-    return { ...makeBatch(b.map((i) => this.examples[i]), this.padId), indices: b };
+    return {
+      ...makeBatch(
+        b.map((i) => this.examples[i]),
+        this.padId,
+      ),
+      indices: b,
+    };
   }
 }

@@ -44,7 +44,8 @@ export function saveTrainerCheckpoint(trainer: Pick<Stateful, 'stateDict'>, dir:
  * options). @throws Error when the folder is missing or does not match the trainer's variables.
  */
 export function loadTrainerCheckpoint(trainer: Pick<Stateful, 'loadStateDict'>, dir: string): void {
-  const sf = join(dir, CHECKPOINT_FILES.tensors), st = join(dir, CHECKPOINT_FILES.state);
+  const sf = join(dir, CHECKPOINT_FILES.tensors),
+    st = join(dir, CHECKPOINT_FILES.state);
   if (!existsSync(sf) || !existsSync(st)) throw new Error(`no trainer checkpoint in ${dir}`);
   const tensors = new Map<string, HostTensor>();
   for (const [name, t] of readSafetensors(sf).tensors) tensors.set(name, { shape: t.shape, data: t.data as Float32Array });

@@ -37,14 +37,16 @@ export interface ExitHead {
 export function createExits(model: LlamaModel, layers: number[], headRank = 0, rng?: () => number): ExitHead[] {
   const s = validateExitLayers(layers, model.config.numHiddenLayers);
   if (headRank < 0 || !Number.isInteger(headRank)) throw new ExitConfigError(`head rank must be a non-negative integer, got ${headRank}`);
-  const d = model.config.hiddenSize, V = model.config.vocabSize;
+  const d = model.config.hiddenSize,
+    V = model.config.vocabSize;
   return s.map((layer, k) => {
     const base = { layer, start: k === 0 ? 0 : s[k - 1] + 1, norm: tf.variable(tf.clone(model.finalNorm), true) };
     if (!headRank) return { ...base, head: tf.variable(tf.clone(model.lmHead), true) as tf.Tensor2D };
     const bound = 1 / Math.sqrt(d); // kaiming_uniform(a=sqrt(5)) on [r, d], as PEFT initialises lora_A
     const a = Float32Array.from({ length: headRank * d }, () => (2 * rng!() - 1) * bound);
     return {
-      ...base, head: model.lmHead,
+      ...base,
+      head: model.lmHead,
       lora: { A: tf.variable(tf.tensor2d(a, [headRank, d]), true), B: tf.variable(tf.zeros([V, headRank]), true), scale: 2 },
     };
   });
@@ -86,6 +88,9 @@ export function windowLayers(e: ExitHead): number[] {
 export function disposeExits(exits: ExitHead[]): void {
   for (const e of exits) {
     e.norm.dispose();
-    if (e.lora) { e.lora.A.dispose(); e.lora.B.dispose(); } else e.head.dispose();
+    if (e.lora) {
+      e.lora.A.dispose();
+      e.lora.B.dispose();
+    } else e.head.dispose();
   }
 }

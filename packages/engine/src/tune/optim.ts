@@ -82,7 +82,8 @@ export class AdamW {
       if (!g) continue;
       const t = (this.steps.get(w.name) ?? 0) + 1;
       this.steps.set(w.name, t);
-      let m = this.m.get(w.name), v = this.v.get(w.name);
+      let m = this.m.get(w.name),
+        v = this.v.get(w.name);
       if (!m || !v) {
         // In a tidy, so the zeros are released and the moments own their data (in-place updates).
         m = tf.tidy(() => tf.variable(tf.zerosLike(w), false));
@@ -90,8 +91,10 @@ export class AdamW {
         this.m.set(w.name, m);
         this.v.set(w.name, v);
       }
-      const mm = m, vv = v;
-      const c1 = 1 - Math.pow(b1, t), c2 = 1 - Math.pow(b2, t);
+      const mm = m,
+        vv = v;
+      const c1 = 1 - b1 ** t,
+        c2 = 1 - b2 ** t;
       if (adamwInPlace(w, mm, vv, g, { b1, b2, eps, lrC1: lr / c1, sqrtC2: Math.sqrt(c2), lrWd: wd > 0 ? lr * wd : 0 })) continue;
       tf.tidy(() => {
         const m1 = tf.add(tf.mul(mm, b1), tf.mul(g, 1 - b1));
@@ -110,7 +113,10 @@ export class AdamW {
   /** Moments and step counts, for checkpoints: names `<var>.exp_avg`, `<var>.exp_avg_sq`. */
   stateTensors(): { tensors: Map<string, tf.Tensor>; steps: Record<string, number> } {
     const tensors = new Map<string, tf.Tensor>();
-    for (const [n, m] of this.m) { tensors.set(`${n}.exp_avg`, m); tensors.set(`${n}.exp_avg_sq`, this.v.get(n)!); }
+    for (const [n, m] of this.m) {
+      tensors.set(`${n}.exp_avg`, m);
+      tensors.set(`${n}.exp_avg_sq`, this.v.get(n)!);
+    }
     return { tensors, steps: Object.fromEntries(this.steps) };
   }
 
@@ -121,7 +127,10 @@ export class AdamW {
       const m = /^(.*)\.(exp_avg|exp_avg_sq)$/.exec(key);
       if (!m) continue;
       const target = m[2] === 'exp_avg' ? this.m : this.v;
-      target.set(m[1], tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)));
+      target.set(
+        m[1],
+        tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)),
+      );
     }
     this.steps = new Map(Object.entries(steps));
   }

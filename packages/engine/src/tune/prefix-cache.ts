@@ -26,13 +26,17 @@ export class PrefixCache {
    * @throws Error when the batch carries no example indices
    */
   get(start: number, batch: Batch): Float32Array | null {
-    const store = this.byStart.get(start), indices = indicesOf(batch);
+    const store = this.byStart.get(start),
+      indices = indicesOf(batch);
     const rows = indices.map((i) => store?.get(i));
     if (rows.some((r) => !r)) return null;
-    const d = this.hiddenSize, T = batch.ids[0].length;
+    const d = this.hiddenSize,
+      T = batch.ids[0].length;
     this.hits += indices.length;
     const buf = new Float32Array(batch.ids.length * T * d);
-    rows.forEach((r, b) => { buf.set(r as Float32Array, b * T * d); });
+    rows.forEach((r, b) => {
+      buf.set(r as Float32Array, b * T * d);
+    });
     return buf;
   }
 
@@ -43,8 +47,12 @@ export class PrefixCache {
    */
   put(start: number, batch: Batch, data: Float32Array): void {
     let store = this.byStart.get(start);
-    if (!store) { store = new Map(); this.byStart.set(start, store); }
-    const d = this.hiddenSize, T = batch.ids[0].length;
+    if (!store) {
+      store = new Map();
+      this.byStart.set(start, store);
+    }
+    const d = this.hiddenSize,
+      T = batch.ids[0].length;
     indicesOf(batch).forEach((i, b) => {
       if (store.has(i)) return;
       const len = batch.mask[b].reduce((n, x) => n + x, 0);

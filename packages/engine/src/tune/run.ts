@@ -23,7 +23,17 @@ import { plan as makePlan, type DeviceProfile, type Plan } from '@edgetune/core'
 import { measureStepFactor } from '../schedule/speed.js';
 import { backendInfo, plannerSgemmPeak } from '../backend/index.js';
 import { freemem } from 'node:os';
-import { buildPolicy, compressModel, profileSensitivity, type CalibrationSet, type CompressionReport, type LucPolicy, type PolicyOptions, type PruneMethod, type SensitivityReport } from '../compress/luc.js';
+import {
+  buildPolicy,
+  compressModel,
+  profileSensitivity,
+  type CalibrationSet,
+  type CompressionReport,
+  type LucPolicy,
+  type PolicyOptions,
+  type PruneMethod,
+  type SensitivityReport,
+} from '../compress/luc.js';
 
 /** LUC settings of a job: a stored policy to reuse, or a budget to profile and build one for. */
 export interface CompressionOptions extends Partial<PolicyOptions> {
@@ -43,6 +53,7 @@ export interface CompressionOptions extends Partial<PolicyOptions> {
    * called with the policy and the fresh sensitivity report (null when reused) before compression, to
    * store them; returning a policy compresses with that one instead (e.g. one a concurrent job stored first)
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a callback that returns nothing keeps the profiled policy
   onPolicy?: (policy: LucPolicy, report: SensitivityReport | null) => LucPolicy | void | Promise<LucPolicy | void>;
 }
 
@@ -52,7 +63,10 @@ export interface CompressionOptions extends Partial<PolicyOptions> {
  */
 export function calibrationFromExamples(examples: Example[], n: number, len: number, source: string): CalibrationSet {
   const stream: number[] = [];
-  for (const e of examples) { stream.push(...e.inputIds); if (stream.length >= n * len) break; }
+  for (const e of examples) {
+    stream.push(...e.inputIds);
+    if (stream.length >= n * len) break;
+  }
   if (stream.length < len) throw new Error(`not enough training tokens for calibration (${stream.length} < ${len})`);
   const ids: number[][] = [];
   for (let i = 0; i < n && (i + 1) * len <= stream.length; i++) ids.push(stream.slice(i * len, (i + 1) * len));
@@ -112,7 +126,11 @@ export interface TuneJobReport {
   outDir: string;
   compression: { policy: LucPolicy; report: CompressionReport; sensitivity: SensitivityReport | null } | null;
   /** the plan the run followed, and what was measured against its forecast */
-  plan: { plan: Plan; measured: { peakTfBytes: number; peakRssBytes: number; stepMs: number }; error: { peakTfBytes: number; stepMs: number } } | null;
+  plan: {
+    plan: Plan;
+    measured: { peakTfBytes: number; peakRssBytes: number; stepMs: number };
+    error: { peakTfBytes: number; stepMs: number };
+  } | null;
 }
 
 /** Fills a device profile from this machine where fields are missing (measures matmul throughput). */
@@ -138,7 +156,9 @@ export async function measuredDevice(d: Partial<DeviceProfile> = {}, log?: (line
   if (dev.stepTimeFactor === undefined) {
     const f = await measureStepFactor(dev);
     dev.stepTimeFactor = f.factor;
-    log?.(`device: SGEMM ${dev.matmulGflops.toFixed(0)} GFLOP/s, reference step ${f.measuredMs.toFixed(1)} ms vs ${f.forecastMs.toFixed(1)} forecast (${f.reading.toFixed(2)}): step-time factor ${f.factor.toFixed(2)} (lowest of ${f.readings} readings in 15 min)`);
+    log?.(
+      `device: SGEMM ${dev.matmulGflops.toFixed(0)} GFLOP/s, reference step ${f.measuredMs.toFixed(1)} ms vs ${f.forecastMs.toFixed(1)} forecast (${f.reading.toFixed(2)}): step-time factor ${f.factor.toFixed(2)} (lowest of ${f.readings} readings in 15 min)`,
+    );
   }
   return dev;
 }
@@ -160,7 +180,11 @@ export class PlanNotFeasibleError extends Error {
 }
 
 /** Reads and tokenizes a JSONL file. @throws DatasetError naming the bad line. */
-export async function loadExamples(file: string, tok: EngineTokenizer, maxLength: number): Promise<{ records: TrainingRecord[]; examples: Example[] }> {
+export async function loadExamples(
+  file: string,
+  tok: EngineTokenizer,
+  maxLength: number,
+): Promise<{ records: TrainingRecord[]; examples: Example[] }> {
   const records = await readJsonlFile(file);
   return { records, examples: records.map((r) => encodeRecord(tok, r, { maxLength })) };
 }
@@ -182,13 +206,16 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   const maxLength = o.maxLength ?? 256;
   const opts = resolveTuneOptions(o.tune);
   // Vanilla LoRA is the uncompressed baseline; its artifact is a plain PEFT adapter of the base model.
-  if (opts.mode === 'vanilla' && o.compression) throw new TuneConfigError('compression applies to edge_llm tuning; vanilla LoRA tunes the uncompressed model');
+  if (opts.mode === 'vanilla' && o.compression)
+    throw new TuneConfigError('compression applies to edge_llm tuning; vanilla LoRA tunes the uncompressed model');
   const tok = await loadTokenizer(o.modelDir);
   const model = LlamaModel.load(o.modelDir);
   const padId = tok.padId ?? tok.eosId ?? 0;
   const train = await loadExamples(o.trainFile, tok, maxLength);
   const val = o.validationFile ? await loadExamples(o.validationFile, tok, maxLength) : null;
-  log(`model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`);
+  log(
+    `model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`,
+  );
   mkdirSync(o.outDir, { recursive: true });
   let compression: TuneJobReport['compression'] = null;
   if (o.compression) {
@@ -199,11 +226,15 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     if (!policy) {
       sensitivity = profileSensitivity(model, calib, { method: c.method, groupSize: c.groupSize });
       policy = buildPolicy(sensitivity, c);
-      log(`LUC: profiled ${model.layers.length} layers in ${(sensitivity.ms / 1000).toFixed(1)} s; sparsity [${policy.sparsity.map((x) => x.toFixed(2)).join(', ')}], bits [${policy.bits.join(', ')}]`);
+      log(
+        `LUC: profiled ${model.layers.length} layers in ${(sensitivity.ms / 1000).toFixed(1)} s; sparsity [${policy.sparsity.map((x) => x.toFixed(2)).join(', ')}], bits [${policy.bits.join(', ')}]`,
+      );
     }
     policy = (await c.onPolicy?.(policy, sensitivity)) ?? policy;
     const report = compressModel(model, calib, policy, { method: c.method, groupSize: c.groupSize, activationBits: c.activationBits });
-    log(`LUC: frozen linear weights ${(report.denseBytes / 2 ** 20).toFixed(1)} MiB -> ${(report.storedBytes / 2 ** 20).toFixed(1)} MiB in ${(report.ms / 1000).toFixed(1)} s`);
+    log(
+      `LUC: frozen linear weights ${(report.denseBytes / 2 ** 20).toFixed(1)} MiB -> ${(report.storedBytes / 2 ** 20).toFixed(1)} MiB in ${(report.ms / 1000).toFixed(1)} s`,
+    );
     compression = { policy, report, sensitivity };
   }
   let plan: Plan | null = null;
@@ -211,19 +242,37 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     const dev = await measuredDevice(o.device === true ? {} : o.device, log);
     const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
     const scored = train.examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b); // 90th percentile below
-    plan = makePlan({
-      model: model.config, mode: opts.mode, exitLayers: opts.exitLayers, loraR: opts.lora.r, loraTargets: opts.lora.targetModules, headRank: opts.headRank ?? 0,
-      prefix: opts.prefix, schedule: opts.schedule, batchSize: opts.microBatch * opts.gradAccum, seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
-      meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined, maxSeqLen: lens[lens.length - 1], steps: opts.steps,
-      trainExamples: train.examples.length, policy: compression?.policy ?? null, groupSize: o.compression?.groupSize, labelledPerExample: scored[Math.floor(scored.length * 0.9)],
-    }, dev);
+    plan = makePlan(
+      {
+        model: model.config,
+        mode: opts.mode,
+        exitLayers: opts.exitLayers,
+        loraR: opts.lora.r,
+        loraTargets: opts.lora.targetModules,
+        headRank: opts.headRank ?? 0,
+        prefix: opts.prefix,
+        schedule: opts.schedule,
+        batchSize: opts.microBatch * opts.gradAccum,
+        seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
+        meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined,
+        maxSeqLen: lens[lens.length - 1],
+        steps: opts.steps,
+        trainExamples: train.examples.length,
+        policy: compression?.policy ?? null,
+        groupSize: o.compression?.groupSize,
+        labelledPerExample: scored[Math.floor(scored.length * 0.9)],
+      },
+      dev,
+    );
     if (!plan.fits) throw new PlanNotFeasibleError(plan);
     opts.microBatch = plan.microBatch;
     opts.gradAccum = plan.gradAccum;
     if (opts.mode === 'edge_llm') opts.exitLayers = plan.exitLayers;
     opts.prefixCache = plan.prefixCache;
     opts.measureMemory = opts.measureMemory ?? 10;
-    log(`plan: exits [${plan.exitLayers}], micro-batch ${plan.microBatch} x ${plan.gradAccum}, prefix cache ${plan.prefixCache}; forecast ${(plan.forecast.peakTfBytes / 2 ** 20).toFixed(0)} MiB TF.js peak, ${plan.forecast.stepMs.toFixed(0)} ms/step`);
+    log(
+      `plan: exits [${plan.exitLayers}], micro-batch ${plan.microBatch} x ${plan.gradAccum}, prefix cache ${plan.prefixCache}; forecast ${(plan.forecast.peakTfBytes / 2 ** 20).toFixed(0)} MiB TF.js peak, ${plan.forecast.stepMs.toFixed(0)} ms/step`,
+    );
   }
   const trainer = new AdaptiveTrainer(model, train.examples, opts, padId);
   const ckptDir = join(o.outDir, 'checkpoint');
@@ -252,7 +301,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   const paths = opts.mode === 'vanilla' ? [plainPath(model)] : pathsOf(trainer.exits, opts.prefix);
   let validation: EvalReport | null = null;
   let votingRule: VotingRule | null = null;
-  if (val && val.examples.length) {
+  if (val?.examples.length) {
     validation = evaluatePaths(model, paths, val.examples, { batchSize: o.evalBatchSize ?? 16, padId });
     votingRule = chooseRule(validation);
   }
@@ -266,7 +315,15 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
       base_model: resolve(o.modelDir),
       validation: validation ?? undefined,
       max_length: maxLength,
-      compression: compression ? { policy: compression.policy, method: o.compression?.method ?? 'wanda', group_size: o.compression?.groupSize ?? 0, stored_bytes: compression.report.storedBytes, dense_bytes: compression.report.denseBytes } : null,
+      compression: compression
+        ? {
+            policy: compression.policy,
+            method: o.compression?.method ?? 'wanda',
+            group_size: o.compression?.groupSize ?? 0,
+            stored_bytes: compression.report.storedBytes,
+            dense_bytes: compression.report.denseBytes,
+          }
+        : null,
     });
   }
   const report: TuneJobReport = {
@@ -286,11 +343,16 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     validation,
     outDir: resolve(o.outDir),
     compression,
-    plan: plan ? {
-      plan,
-      measured: { peakTfBytes: trainer.peakTf, peakRssBytes: trainer.peakRss, stepMs: stepMsMeasured },
-      error: { peakTfBytes: plan.forecast.peakTfBytes / Math.max(1, trainer.peakTf) - 1, stepMs: plan.forecast.stepMs / stepMsMeasured - 1 },
-    } : null,
+    plan: plan
+      ? {
+          plan,
+          measured: { peakTfBytes: trainer.peakTf, peakRssBytes: trainer.peakRss, stepMs: stepMsMeasured },
+          error: {
+            peakTfBytes: plan.forecast.peakTfBytes / Math.max(1, trainer.peakTf) - 1,
+            stepMs: plan.forecast.stepMs / stepMsMeasured - 1,
+          },
+        }
+      : null,
   };
   writeJson(join(o.outDir, 'metrics.json'), report);
   trainer.optimizer.dispose();

@@ -77,8 +77,18 @@ export interface TuneOptions {
 }
 
 export const DEFAULT_TUNE: Omit<TuneOptions, 'lora'> = {
-  mode: 'edge_llm', schedule: 'sequential', steps: 200, microBatch: 8, gradAccum: 1, lr: 1e-3, warmupSteps: 10,
-  lrSchedule: 'cosine', weightDecay: 0, maxGradNorm: 1, seed: 42, trainHeads: true,
+  mode: 'edge_llm',
+  schedule: 'sequential',
+  steps: 200,
+  microBatch: 8,
+  gradAccum: 1,
+  lr: 1e-3,
+  warmupSteps: 10,
+  lrSchedule: 'cosine',
+  weightDecay: 0,
+  maxGradNorm: 1,
+  seed: 42,
+  trainHeads: true,
 };
 
 /** What one optimizer step reports (units: ms, tokens, bytes). */
@@ -146,12 +156,16 @@ export function scoredPositions(labels: ArrayLike<number>): number {
 
 /** Rows (b*T + t) whose next token has a label, and those labels. */
 function labelledRows(labels: number[][]): { rows: Int32Array; targets: Int32Array } {
-  const rows: number[] = [], targets: number[] = [];
+  const rows: number[] = [],
+    targets: number[] = [];
   const T = labels[0].length;
   for (let b = 0; b < labels.length; b++) {
     for (let t = 0; t + 1 < T; t++) {
       const y = labels[b][t + 1];
-      if (y !== -100) { rows.push(b * T + t); targets.push(y); }
+      if (y !== -100) {
+        rows.push(b * T + t);
+        targets.push(y);
+      }
     }
   }
   return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
@@ -178,12 +192,18 @@ export class AdaptiveTrainer {
   private cycleBatches: Batch[] = [];
   private carry: ({ level: number; h: tf.Tensor2D } | undefined)[] = [];
 
-  constructor(readonly model: LlamaModel, examples: Example[], readonly opts: TuneOptions, padId: number) {
+  constructor(
+    readonly model: LlamaModel,
+    examples: Example[],
+    readonly opts: TuneOptions,
+    padId: number,
+  ) {
     const L = model.config.numHiddenLayers;
     this.rng = new Rng(`${opts.seed}:init`);
     this.loraLinears = attachLora(model, opts.lora, this.rng);
-    if (!this.loraLinears.length) throw new Error(`LoRA target_modules ${JSON.stringify(opts.lora.targetModules)} match no linear of the model`);
-    const exitLayers = opts.mode === 'vanilla' ? [L - 1] : opts.exitLayers ?? defaultExitLayers(L);
+    if (!this.loraLinears.length)
+      throw new Error(`LoRA target_modules ${JSON.stringify(opts.lora.targetModules)} match no linear of the model`);
+    const exitLayers = opts.mode === 'vanilla' ? [L - 1] : (opts.exitLayers ?? defaultExitLayers(L));
     this.exits = opts.mode === 'vanilla' ? [] : createExits(model, exitLayers, opts.headRank ?? 0, () => this.rng.next());
     this.optimizer = new AdamW({ lr: opts.lr, weightDecay: opts.weightDecay });
     this.iterator = new BatchIterator(examples, opts.microBatch, padId, `${opts.seed}:data`);
@@ -193,7 +213,15 @@ export class AdaptiveTrainer {
     // (official code); round-robin/random spread evenly in expectation.
     this.stepsPerWindow = new Array(K).fill(Math.floor(opts.steps / K));
     this.stepsPerWindow[K - 1] += opts.steps - Math.floor(opts.steps / K) * K;
-    this.state = { step: 0, windowSteps: new Array(K).fill(0), cursor: this.iterator.cursor, rng: this.rng.state(), optimizerSteps: {}, elapsedMs: 0, tokens: 0 };
+    this.state = {
+      step: 0,
+      windowSteps: new Array(K).fill(0),
+      cursor: this.iterator.cursor,
+      rng: this.rng.state(),
+      optimizerSteps: {},
+      elapsedMs: 0,
+      tokens: 0,
+    };
   }
 
   /** Window trained at optimizer step `step` under the configured schedule. */
@@ -203,11 +231,16 @@ export class AdaptiveTrainer {
     switch (this.opts.schedule) {
       case 'sequential': {
         let acc = 0;
-        for (let k = 0; k < K; k++) { acc += this.stepsPerWindow[k]; if (step < acc) return k; }
+        for (let k = 0; k < K; k++) {
+          acc += this.stepsPerWindow[k];
+          if (step < acc) return k;
+        }
         return K - 1;
       }
-      case 'round_robin': return step % K;
-      case 'random': return new Rng(`${this.opts.seed}:window:${step}`).int(K);
+      case 'round_robin':
+        return step % K;
+      case 'random':
+        return new Rng(`${this.opts.seed}:window:${step}`).int(K);
     }
   }
 
@@ -221,7 +254,9 @@ export class AdaptiveTrainer {
     if (this.opts.mode === 'vanilla') return this.loraLinears.flatMap((l) => [l.lora!.A, l.lora!.B]);
     const e = this.exits[k];
     const layers = new Set(windowLayers(e));
-    const vars = this.loraLinears.filter((l) => layers.has(Number(/\.layers\.(\d+)\./.exec(l.name)![1]))).flatMap((l) => [l.lora!.A, l.lora!.B]);
+    const vars = this.loraLinears
+      .filter((l) => layers.has(Number(/\.layers\.(\d+)\./.exec(l.name)![1])))
+      .flatMap((l) => [l.lora!.A, l.lora!.B]);
     if (this.opts.trainHeads !== false) vars.push(e.norm, ...(e.lora ? [e.lora.A, e.lora.B] : [e.head as tf.Variable]));
     return vars;
   }
@@ -232,9 +267,16 @@ export class AdaptiveTrainer {
    * in an adapted-prefix cycle, from the previous window's output on the same micro-batch (`slot`).
    * @returns also the number of prefix layers that actually ran (for the FLOP count)
    */
-  private microStep(k: number, batch: Batch, seed: number, phases: StepReport['phases'], slot: number): { loss: number; grads: Record<string, tf.Tensor>; prefixLayers: number } {
+  private microStep(
+    k: number,
+    batch: Batch,
+    seed: number,
+    phases: StepReport['phases'],
+    slot: number,
+  ): { loss: number; grads: Record<string, tf.Tensor>; prefixLayers: number } {
     const m = this.model;
-    const B = batch.ids.length, T = batch.ids[0].length;
+    const B = batch.ids.length,
+      T = batch.ids[0].length;
     const { rows, targets } = labelledRows(batch.labels);
     if (!rows.length) return { loss: 0, grads: {}, prefixLayers: 0 };
     const ctx = m.context({ batch: B, seq: T, training: true, seed });
@@ -246,7 +288,8 @@ export class AdaptiveTrainer {
     const { h: prefix, layers: prefixLayers } = this.prefixOutput(batch, ids, start, ctx, slot);
     const t1 = performance.now();
     phases.prefixMs += t1 - t0;
-    const rowT = tf.tensor1d(rows, 'int32'), tgt = tf.tensor1d(targets, 'int32');
+    const rowT = tf.tensor1d(rows, 'int32'),
+      tgt = tf.tensor1d(targets, 'int32');
     const vars = this.trainableVars(k);
     const handOn = this.cascades && k < this.exits.length - 1;
     let out: tf.Tensor2D | null = null;
@@ -256,7 +299,7 @@ export class AdaptiveTrainer {
       if (handOn) out = tf.keep(h); // the next window's input: a value, not a tape link
       const sel = tf.gather(h, rowT) as tf.Tensor2D;
       const logits = vanilla
-        ? tf.matMul(m.rmsNorm(sel, m.finalNorm), m.lmHead, false, true) as tf.Tensor2D
+        ? (tf.matMul(m.rmsNorm(sel, m.finalNorm), m.lmHead, false, true) as tf.Tensor2D)
         : exitLogits(this.exits[k], m.rmsNorm(sel, this.exits[k].norm as tf.Tensor1D));
       return sparseSoftmaxCrossEntropy(logits, tgt);
     }, vars);
@@ -275,7 +318,13 @@ export class AdaptiveTrainer {
    * window's output on the same micro-batch is used as is.
    * @returns the input [batch*seq, hidden] and how many layers ran to make it
    */
-  private prefixOutput(batch: Batch, ids: tf.Tensor1D, start: number, ctx: ReturnType<LlamaModel['context']>, slot: number): { h: tf.Tensor2D; layers: number } {
+  private prefixOutput(
+    batch: Batch,
+    ids: tf.Tensor1D,
+    start: number,
+    ctx: ReturnType<LlamaModel['context']>,
+    slot: number,
+  ): { h: tf.Tensor2D; layers: number } {
     const m = this.model;
     const adapted = this.opts.mode === 'edge_llm' && this.opts.prefix === 'adapted';
     const carried = this.carry[slot];
@@ -284,11 +333,12 @@ export class AdaptiveTrainer {
     carried?.h.dispose();
     // Off the tape the adapted prefix runs without LoRA dropout (as at inference).
     const pctx = adapted ? { ...ctx, training: false } : ctx;
-    const run = () => tf.tidy(() => {
-      let h = m.embed(ids);
-      for (let i = 0; i < start; i++) h = m.layer(i, h, pctx, adapted);
-      return h;
-    });
+    const run = () =>
+      tf.tidy(() => {
+        let h = m.embed(ids);
+        for (let i = 0; i < start; i++) h = m.layer(i, h, pctx, adapted);
+        return h;
+      });
     const cache = this.prefixCache;
     if (adapted || !cache || start === 0 || !batch.indices) return { h: run(), layers: start };
     const cached = cache.get(start, batch);
@@ -309,7 +359,8 @@ export class AdaptiveTrainer {
     const c = this.model.config;
     const layer = layerForwardFlops(c, batch.ids.length, batch.ids[0].length, this.opts.lora.r, this.opts.lora.targetModules);
     const vanilla = this.opts.mode === 'vanilla';
-    const start = vanilla ? 0 : this.exits[k].start, end = vanilla ? c.numHiddenLayers - 1 : this.exits[k].layer;
+    const start = vanilla ? 0 : this.exits[k].start,
+      end = vanilla ? c.numHiddenLayers - 1 : this.exits[k].layer;
     const labelled = batch.labels.reduce((n, row) => n + scoredPositions(row), 0);
     const head = 2 * labelled * c.vocabSize * c.hiddenSize;
     return (prefixLayers ?? start) * (layer.base + layer.att) + (end - start + 1) * layerTrainFlops(layer) + head * (vanilla ? 2 : 3);
@@ -336,7 +387,9 @@ export class AdaptiveTrainer {
     const vars = this.trainableVars(k);
     // Sequential phases never return to an earlier window: free its cached rows.
     if (this.opts.schedule === 'sequential' && this.exits.length) this.prefixCache?.evict(this.exits[k].start);
-    let tokens = 0, lossSum = 0, flops = 0;
+    let tokens = 0,
+      lossSum = 0,
+      flops = 0;
     const phases = { prefixMs: 0, tapeMs: 0, updateMs: 0 };
     let acc: Record<string, tf.Tensor> = {};
     if (this.cascades && (k === 0 || this.cycleBatches.length !== this.opts.gradAccum)) {
@@ -353,17 +406,32 @@ export class AdaptiveTrainer {
         flops += this.matmulFlopsOf(k, batch, prefixLayers);
         lossSum += loss;
         for (const [n, g] of Object.entries(grads)) {
-          if (acc[n]) { const old = acc[n]; acc[n] = tf.add(old, g); old.dispose(); g.dispose(); } else acc[n] = g;
+          if (acc[n]) {
+            const old = acc[n];
+            acc[n] = tf.add(old, g);
+            old.dispose();
+            g.dispose();
+          } else acc[n] = g;
         }
       }
       if (this.opts.gradAccum > 1) {
-        for (const n of Object.keys(acc)) { const old = acc[n]; acc[n] = tf.div(old, this.opts.gradAccum); old.dispose(); }
+        for (const n of Object.keys(acc)) {
+          const old = acc[n];
+          acc[n] = tf.div(old, this.opts.gradAccum);
+          old.dispose();
+        }
       }
     };
     let peakTfBytes: number | undefined;
     let gradNorm = 0;
     const stepWindow = this.state.windowSteps[k];
-    const lr = scheduledLr(this.opts.lr, stepWindow, this.opts.mode === 'vanilla' ? this.opts.steps : Math.max(1, this.stepsPerWindow[k]), this.opts.warmupSteps, this.opts.lrSchedule);
+    const lr = scheduledLr(
+      this.opts.lr,
+      stepWindow,
+      this.opts.mode === 'vanilla' ? this.opts.steps : Math.max(1, this.stepsPerWindow[k]),
+      this.opts.warmupSteps,
+      this.opts.lrSchedule,
+    );
     const update = () => {
       const u0 = performance.now();
       gradNorm = clipByGlobalNorm(acc, this.opts.maxGradNorm);
@@ -375,7 +443,10 @@ export class AdaptiveTrainer {
     const mm = this.opts.measureMemory;
     const profileThis = mm === true || (typeof mm === 'number' && mm > 0 && (s % mm === 0 || stepWindow === 0));
     if (profileThis) {
-      const info = await tf.profile(() => { run(); update(); });
+      const info = await tf.profile(() => {
+        run();
+        update();
+      });
       peakTfBytes = info.peakBytes;
       if (peakTfBytes > this.peakTfBytes) this.peakTfBytes = peakTfBytes;
     } else {
@@ -384,7 +455,10 @@ export class AdaptiveTrainer {
     }
     const stepMs = performance.now() - t0;
     this.state.step++;
-    if (this.done) { this.carry.forEach((c) => c?.h.dispose()); this.carry = []; }
+    if (this.done) {
+      this.carry.forEach((c) => c?.h.dispose());
+      this.carry = [];
+    }
     this.state.windowSteps[k]++;
     this.state.elapsedMs += stepMs;
     this.state.tokens += tokens;
@@ -395,19 +469,36 @@ export class AdaptiveTrainer {
     const tps = this.state.tokens / (this.state.elapsedMs / 1000);
     const remaining = this.opts.steps - this.state.step;
     return {
-      step: this.state.step, totalSteps: this.opts.steps, window: k, exitLayer: this.opts.mode === 'vanilla' ? this.model.config.numHiddenLayers - 1 : this.exits[k].layer,
-      loss: lossSum / this.opts.gradAccum, lr, gradNorm, tokens, stepMs, elapsedMs: this.state.elapsedMs, tokensPerSec: tps,
-      etaMs: (this.state.elapsedMs / this.state.step) * remaining, peakTfBytes, phases,
+      step: this.state.step,
+      totalSteps: this.opts.steps,
+      window: k,
+      exitLayer: this.opts.mode === 'vanilla' ? this.model.config.numHiddenLayers - 1 : this.exits[k].layer,
+      loss: lossSum / this.opts.gradAccum,
+      lr,
+      gradNorm,
+      tokens,
+      stepMs,
+      elapsedMs: this.state.elapsedMs,
+      tokensPerSec: tps,
+      etaMs: (this.state.elapsedMs / this.state.step) * remaining,
+      peakTfBytes,
+      phases,
     };
   }
 
   /** Every trainable variable with a stable name (PEFT names for LoRA, `exits.<layer>.*` for exits). */
   namedVariables(): Map<string, tf.Variable> {
     const m = new Map<string, tf.Variable>();
-    for (const l of this.loraLinears) { m.set(peftName(l.name, 'lora_A'), l.lora!.A); m.set(peftName(l.name, 'lora_B'), l.lora!.B); }
+    for (const l of this.loraLinears) {
+      m.set(peftName(l.name, 'lora_A'), l.lora!.A);
+      m.set(peftName(l.name, 'lora_B'), l.lora!.B);
+    }
     for (const e of this.exits) {
       m.set(`exits.${e.layer}.norm.weight`, e.norm);
-      if (e.lora) { m.set(`exits.${e.layer}.head.lora_A.weight`, e.lora.A); m.set(`exits.${e.layer}.head.lora_B.weight`, e.lora.B); } else m.set(`exits.${e.layer}.head.weight`, e.head as tf.Variable);
+      if (e.lora) {
+        m.set(`exits.${e.layer}.head.lora_A.weight`, e.lora.A);
+        m.set(`exits.${e.layer}.head.lora_B.weight`, e.lora.B);
+      } else m.set(`exits.${e.layer}.head.weight`, e.head as tf.Variable);
     }
     return m;
   }
@@ -423,7 +514,10 @@ export class AdaptiveTrainer {
   stateDict(): TrainerStateDict {
     const tensors = new Map<string, HostTensor>();
     const byVar = new Map<string, string>();
-    for (const [name, v] of this.namedVariables()) { tensors.set(name, hostTensor(v)); byVar.set(v.name, name); }
+    for (const [name, v] of this.namedVariables()) {
+      tensors.set(name, hostTensor(v));
+      byVar.set(v.name, name);
+    }
     const opt = this.optimizer.stateTensors();
     for (const [key, t] of opt.tensors) {
       const m = /^(.*)\.(exp_avg|exp_avg_sq)$/.exec(key)!;
@@ -431,7 +525,10 @@ export class AdaptiveTrainer {
       if (stable) tensors.set(`optimizer.${stable}.${m[2]}`, hostTensor(t));
     }
     const optimizerSteps: Record<string, number> = {};
-    for (const [k, n] of Object.entries(opt.steps)) { const stable = byVar.get(k); if (stable) optimizerSteps[stable] = n; }
+    for (const [k, n] of Object.entries(opt.steps)) {
+      const stable = byVar.get(k);
+      if (stable) optimizerSteps[stable] = n;
+    }
     const carryLevels = this.carry.map((c, slot) => {
       if (c) tensors.set(`carry.${slot}`, hostTensor(c.h));
       return c ? c.level : -1;

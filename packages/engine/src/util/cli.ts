@@ -43,7 +43,7 @@ export function runCli(name: string, usage: string, main: () => Promise<void>, o
       process.stderr.write(`${name}: ${e.message}\n\n${usage}\n`);
       process.exit(2);
     }
-    process.stderr.write(`${name}: ${e.name === 'Error' ? '' : e.name + ': '}${e.message}\n`);
+    process.stderr.write(`${name}: ${e.name === 'Error' ? '' : `${e.name}: `}${e.message}\n`);
     if (process.env.EDGETUNE_DEBUG) process.stderr.write(`${e.stack}\n`);
     process.exit(1);
   });

@@ -7,14 +7,18 @@ export class ProgressBar {
   private drawn = false;
   private readonly tty = process.stderr.isTTY === true;
 
-  constructor(private readonly label: string, private readonly total: number) {}
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+  ) {}
 
   /** Draws step `n` with optional loss, throughput (tokens/s) and remaining time (ms). */
   update(n: number, o: { loss?: number; tps?: number; etaMs?: number; extra?: string } = {}): void {
     const pct = Math.floor((100 * n) / Math.max(1, this.total));
     if (!this.tty && pct < this.lastPct + 5 && n !== this.total) return;
     this.lastPct = pct;
-    const width = 24, fill = Math.round((width * n) / Math.max(1, this.total));
+    const width = 24,
+      fill = Math.round((width * n) / Math.max(1, this.total));
     const bar = '#'.repeat(fill) + '-'.repeat(width - fill);
     const parts = [`${this.label} [${bar}] ${n}/${this.total}`];
     if (o.loss !== undefined) parts.push(`loss ${o.loss.toFixed(4)}`);
@@ -22,12 +26,18 @@ export class ProgressBar {
     if (o.etaMs !== undefined) parts.push(`ETA ${formatDuration(o.etaMs)}`);
     if (o.extra) parts.push(o.extra);
     const line = parts.join('  ');
-    if (this.tty) { process.stderr.write(`\r\x1b[2K${line}`); this.drawn = true; } else process.stderr.write(line + '\n');
+    if (this.tty) {
+      process.stderr.write(`\r\x1b[2K${line}`);
+      this.drawn = true;
+    } else process.stderr.write(`${line}\n`);
   }
 
   /** Erases the bar so a log line can be printed. */
   clear(): void {
-    if (this.tty && this.drawn) { process.stderr.write('\r\x1b[2K'); this.drawn = false; }
+    if (this.tty && this.drawn) {
+      process.stderr.write('\r\x1b[2K');
+      this.drawn = false;
+    }
   }
 
   done(): void {

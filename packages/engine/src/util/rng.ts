@@ -7,7 +7,10 @@ export class Rng {
   private s: number;
   constructor(seed: number | string) {
     let h = 0x811c9dc5;
-    for (const ch of String(seed)) { h ^= ch.charCodeAt(0); h = Math.imul(h, 0x01000193) >>> 0; }
+    for (const ch of String(seed)) {
+      h ^= ch.charCodeAt(0);
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
     this.s = h >>> 0;
   }
   /** Uniform in [0, 1). */
@@ -23,11 +26,18 @@ export class Rng {
   }
   /** Fisher-Yates shuffle in place. */
   shuffle<T>(a: T[]): T[] {
-    for (let i = a.length - 1; i > 0; i--) { const j = this.int(i + 1); [a[i], a[j]] = [a[j], a[i]]; }
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [a[i], a[j]] = [a[j], a[i]];
+    }
     return a;
   }
   /** Snapshot of the state (for checkpoints). */
-  state(): number { return this.s; }
+  state(): number {
+    return this.s;
+  }
   /** Restores a snapshot from {@link state}. */
-  restore(s: number): void { this.s = s >>> 0; }
+  restore(s: number): void {
+    this.s = s >>> 0;
+  }
 }

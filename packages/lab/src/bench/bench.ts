@@ -104,29 +104,62 @@ export interface BenchRunResult {
 
 /** Runs one spec in this process (the `bench-run` child command). */
 export async function benchRun(spec: BenchSpec): Promise<BenchRunResult> {
-  const s = { ...spec.settings, steps: spec.steps ?? spec.settings.steps }, mode = spec.mode;
+  const s = { ...spec.settings, steps: spec.steps ?? spec.settings.steps },
+    mode = spec.mode;
   instrumentMatMulFlops();
   resetMatmulFlops();
   const out = mkdtempSync(join(tmpdir(), `edgetune-bench-${spec.label}-`));
-  let peakTf = 0, trainFlops = 0, flopsAtStart = -1;
+  let peakTf = 0,
+    trainFlops = 0,
+    flopsAtStart = -1;
   const report = await runTuning({
-    modelDir: s.model, trainFile: s.train, validationFile: s.val, outDir: out, maxLength: s.maxLength,
-    device: { ...(spec.tensorBudgetBytes ? { tensorBudgetBytes: spec.tensorBudgetBytes } : {}), ...(spec.matmulGflops ? { matmulGflops: spec.matmulGflops } : {}) },
-    compression: spec.policy ? { targetSparsity: spec.policy.targetSparsity, avgBits: spec.policy.avgBits, policy: spec.policy, calibrationSequences: 8, calibrationTokens: 128 } : undefined,
-    tune: { mode, steps: s.steps, microBatch: s.batch, lr: s.lr, seed: s.seed, warmupSteps: Math.min(10, Math.floor(s.steps / 8)), measureMemory: 10, lora: { r: s.loraR, alpha: 2 * s.loraR, dropout: 0.05 },
-      schedule: s.schedule ?? 'sequential', headRank: s.headRank ?? 0, prefix: s.prefix ?? 'backbone' },
+    modelDir: s.model,
+    trainFile: s.train,
+    validationFile: s.val,
+    outDir: out,
+    maxLength: s.maxLength,
+    device: {
+      ...(spec.tensorBudgetBytes ? { tensorBudgetBytes: spec.tensorBudgetBytes } : {}),
+      ...(spec.matmulGflops ? { matmulGflops: spec.matmulGflops } : {}),
+    },
+    compression: spec.policy
+      ? {
+          targetSparsity: spec.policy.targetSparsity,
+          avgBits: spec.policy.avgBits,
+          policy: spec.policy,
+          calibrationSequences: 8,
+          calibrationTokens: 128,
+        }
+      : undefined,
+    tune: {
+      mode,
+      steps: s.steps,
+      microBatch: s.batch,
+      lr: s.lr,
+      seed: s.seed,
+      warmupSteps: Math.min(10, Math.floor(s.steps / 8)),
+      measureMemory: 10,
+      lora: { r: s.loraR, alpha: 2 * s.loraR, dropout: 0.05 },
+      schedule: s.schedule ?? 'sequential',
+      headRank: s.headRank ?? 0,
+      prefix: s.prefix ?? 'backbone',
+    },
     onStep: (r) => {
       if (flopsAtStart < 0) flopsAtStart = 0;
       if (r.peakTfBytes && r.peakTfBytes > peakTf) peakTf = r.peakTfBytes;
       trainFlops = matmulFlops();
-      if (r.step % 40 === 0 || r.step === r.totalSteps) process.stderr.write(`[bench ${spec.label}] step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} ${Math.round(r.tokensPerSec)} tok/s\n`);
+      if (r.step % 40 === 0 || r.step === r.totalSteps)
+        process.stderr.write(
+          `[bench ${spec.label}] step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} ${Math.round(r.tokensPerSec)} tok/s\n`,
+        );
     },
   });
   const v = report.validation;
   const pick = (r: { voted: Record<string, { accuracy: number | null }>; perExit: { accuracy: number | null }[] }) =>
     mode === 'edge_llm' && report.votingRule ? r.voted[report.votingRule].accuracy : r.perExit[r.perExit.length - 1].accuracy;
   // Test accuracy of the saved artifact (Edge-LLM: the voted bundle; vanilla: the live model, no exits).
-  let testAccuracy: number | null = null, testPerplexity: number | null = null;
+  let testAccuracy: number | null = null,
+    testPerplexity: number | null = null;
   if (mode === 'edge_llm') {
     const tok = await loadTokenizer(s.model);
     const model = LlamaModel.load(s.model);
@@ -138,14 +171,29 @@ export async function benchRun(spec: BenchSpec): Promise<BenchRunResult> {
     model.dispose();
   }
   return {
-    label: spec.label, mode, steps: report.steps, tokens: report.tokens, trainMs: report.trainMs, tokensPerSec: report.tokensPerSec,
+    label: spec.label,
+    mode,
+    steps: report.steps,
+    tokens: report.tokens,
+    trainMs: report.trainMs,
+    tokensPerSec: report.tokensPerSec,
     // Analytic FLOPs (fused native kernels do matmuls the BatchMatMul counter cannot see); the kernel
     // counter is kept as a cross-check of what still goes through BatchMatMul.
-    matmulGflop: report.flops / 1e9, gflopsPerSec: report.gflopsPerSec, batchMatMulGflop: trainFlops / 1e9, peakTfBytes: peakTf,
-    peakRssBytes: report.peakRssBytes, accuracy: v ? pick(v) : null, testAccuracy, testPerplexity, votingRule: mode === 'edge_llm' ? report.votingRule : null,
+    matmulGflop: report.flops / 1e9,
+    gflopsPerSec: report.gflopsPerSec,
+    batchMatMulGflop: trainFlops / 1e9,
+    peakTfBytes: peakTf,
+    peakRssBytes: report.peakRssBytes,
+    accuracy: v ? pick(v) : null,
+    testAccuracy,
+    testPerplexity,
+    votingRule: mode === 'edge_llm' ? report.votingRule : null,
     perExit: v?.perExit.map((e) => ({ layer: e.layer, accuracy: e.accuracy })) ?? [],
-    compression: report.compression ? { storedBytes: report.compression.report.storedBytes, denseBytes: report.compression.report.denseBytes } : null,
-    plan: report.plan, backend: backendInfo(),
+    compression: report.compression
+      ? { storedBytes: report.compression.report.storedBytes, denseBytes: report.compression.report.denseBytes }
+      : null,
+    plan: report.plan,
+    backend: backendInfo(),
   };
 }
 
@@ -159,13 +207,18 @@ function runChild(spec: BenchSpec, dir: string): Promise<BenchRunResult> {
     p.on('error', rej);
     p.on('close', (code) => {
       if (code !== 0) return rej(new Error(`bench-run ${spec.label} exited with ${code}`));
-      try { res(JSON.parse(out.trim().split('\n').pop()!)); } catch (e) { rej(e); }
+      try {
+        res(JSON.parse(out.trim().split('\n').pop()!));
+      } catch (e) {
+        rej(e);
+      }
     });
   });
 }
 
 /** Accuracy difference b - a in points, signed ('n/a' when either is missing). */
-const points = (b: number | null, a: number | null) => (b === null || a === null ? 'n/a' : `${b >= a ? '+' : ''}${((b - a) * 100).toFixed(2)} points`);
+const points = (b: number | null, a: number | null) =>
+  b === null || a === null ? 'n/a' : `${b >= a ? '+' : ''}${((b - a) * 100).toFixed(2)} points`;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`);
 
@@ -178,7 +231,14 @@ function table(rows: string[][]): string {
  * Base-model quality under a policy (null = dense), no LoRA: held-out text perplexity (`maxTokens` tokens of
  * `val`, the pretraining corpus's validation split) and zero-shot last-word accuracy on `items` (LAMBADA-style).
  */
-function baseQuality(modelDir: string, calib: CalibrationSet, policy: LucPolicy | null, val: Int32Array, maxTokens: number, items: LastWordItem[]): { perplexity: number; lastWord: LastWordReport } {
+function baseQuality(
+  modelDir: string,
+  calib: CalibrationSet,
+  policy: LucPolicy | null,
+  val: Int32Array,
+  maxTokens: number,
+  items: LastWordItem[],
+): { perplexity: number; lastWord: LastWordReport } {
   const model = LlamaModel.load(modelDir);
   if (policy) compressModel(model, calib, policy);
   const r = streamPerplexity(model, val, 128, 8, maxTokens);
@@ -192,7 +252,10 @@ function zeroShotVerdict(luc: LastWordReport, uniform: LastWordReport): { verdic
   const test = pairedSignTest(luc.correct, uniform.correct);
   const sig = test.p < 0.05;
   const verdict = sig && test.aOnly > test.bOnly ? 'MET' : sig ? 'not met (uniform better)' : 'tie';
-  return { verdict: `${verdict} (${pct(luc.accuracy)} vs ${pct(uniform.accuracy)}; ${test.aOnly} items only LUC gets, ${test.bOnly} only uniform, sign test p=${test.p.toPrecision(2)})`, test };
+  return {
+    verdict: `${verdict} (${pct(luc.accuracy)} vs ${pct(uniform.accuracy)}; ${test.aOnly} items only LUC gets, ${test.bOnly} only uniform, sign test p=${test.p.toPrecision(2)})`,
+    test,
+  };
 }
 
 /**
@@ -201,7 +264,8 @@ function zeroShotVerdict(luc: LastWordReport, uniform: LastWordReport): { verdic
  */
 export async function runBench(o: { out?: string; steps?: number; quick?: boolean; model?: string; skipLuc?: boolean }): Promise<void> {
   const model = resolve(o.model ?? process.env.EDGETUNE_BENCH_MODEL ?? join(REPO, 'models', 'edgetune-tiny-llama'));
-  if (!existsSync(join(model, 'config.json'))) throw new Error(`bench: no model at ${model} (see README: models/ holds the default base model)`);
+  if (!existsSync(join(model, 'config.json')))
+    throw new Error(`bench: no model at ${model} (see README: models/ holds the default base model)`);
   const work = mkdtempSync(join(tmpdir(), 'edgetune-bench-'));
   const data = await buildSpamAssassin({ outDir: work });
   const batch = 8;
@@ -209,10 +273,23 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
   const converged = 2 * Math.ceil((3 * data.train) / batch);
   const early = o.quick ? 20 : 480; // under one epoch: the LUC comparisons and the early-training pair
   const s: BenchSettings = {
-    model, train: join(work, 'train.jsonl'), val: join(work, 'validation.jsonl'), test: join(work, 'test.jsonl'),
-    steps: o.steps ?? (o.quick ? 40 : converged), batch, maxLength: 192, lr: 2e-3, seed: 42, loraR: 8, schedule: 'round_robin', headRank: 16, prefix: 'adapted',
+    model,
+    train: join(work, 'train.jsonl'),
+    val: join(work, 'validation.jsonl'),
+    test: join(work, 'test.jsonl'),
+    steps: o.steps ?? (o.quick ? 40 : converged),
+    batch,
+    maxLength: 192,
+    lr: 2e-3,
+    seed: 42,
+    loraR: 8,
+    schedule: 'round_robin',
+    headRank: 16,
+    prefix: 'adapted',
   };
-  process.stderr.write(`[bench] model ${model}, ${s.steps} steps x ${s.batch} examples, max ${s.maxLength} tokens, lr ${s.lr}, LoRA r ${s.loraR}, seed ${s.seed}; Edge-LLM: ${s.schedule} windows, ${s.prefix} prefix, exit head rank ${s.headRank || 'full'}\n`);
+  process.stderr.write(
+    `[bench] model ${model}, ${s.steps} steps x ${s.batch} examples, max ${s.maxLength} tokens, lr ${s.lr}, LoRA r ${s.loraR}, seed ${s.seed}; Edge-LLM: ${s.schedule} windows, ${s.prefix} prefix, exit head rank ${s.headRank || 'full'}\n`,
+  );
   const peak = measureSgemmPeak({});
   recordSgemmPeak(peak);
   process.stderr.write(`[bench] SGEMM peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.source}, n=${peak.n}, ${peak.threads} threads)\n`);
@@ -226,7 +303,10 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
   const edgeEarly = await child({ label: 'edge_llm_early', mode: 'edge_llm', settings: s, steps: early }, work);
   // Edge-LLM's scheduler on a device with a quarter of vanilla's tensor memory: the planner fits the same
   // steps (same examples per step) by gradient accumulation.
-  const quarter = await child({ label: 'edge_llm_quarter_memory', mode: 'edge_llm', settings: s, tensorBudgetBytes: Math.floor(vanilla.peakTfBytes / 4) }, work);
+  const quarter = await child(
+    { label: 'edge_llm_quarter_memory', mode: 'edge_llm', settings: s, tensorBudgetBytes: Math.floor(vanilla.peakTfBytes / 4) },
+    work,
+  );
   /** Run r against vanilla LoRA: the ratios the targets judge. */
   const ratiosOf = (r: BenchRunResult) => ({
     speedup: r.tokensPerSec / vanilla.tokensPerSec,
@@ -242,25 +322,56 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
   };
   const { peakFraction: edgePeakFraction, ...edgeRatios } = ratiosOf(edge);
   const ratio = { ...edgeRatios, edgePeakFraction, vanillaPeakFraction: vanilla.gflopsPerSec / peak.gflops };
-  let text = '\n## Edge-LLM adaptive layer tuning vs vanilla LoRA\n\n' + table([
-    ['', 'vanilla LoRA', 'Edge-LLM', 'ratio'],
-    ['tokens/s', vanilla.tokensPerSec.toFixed(0), edge.tokensPerSec.toFixed(0), `${ratio.speedup.toFixed(2)}x faster`],
-    ['peak TF.js memory', mib(vanilla.peakTfBytes), mib(edge.peakTfBytes), `${ratio.tfMemoryReduction.toFixed(2)}x less`],
-    ['peak RSS', mib(vanilla.peakRssBytes), mib(edge.peakRssBytes), `${ratio.rssReduction.toFixed(2)}x less`],
-    [`validation accuracy (${s.steps} steps)`, pct(vanilla.accuracy), `${pct(edge.accuracy)} (${edge.votingRule} vote)`, points(edge.accuracy, vanilla.accuracy)],
-    ['training time', `${(vanilla.trainMs / 1000).toFixed(0)} s`, `${(edge.trainMs / 1000).toFixed(0)} s`, `${(vanilla.trainMs / edge.trainMs).toFixed(2)}x less`],
-    [`  early: validation accuracy at ${early} steps`, pct(vanillaEarly.accuracy), `${pct(edgeEarly.accuracy)} (${edgeEarly.votingRule} vote)`, points(edgeEarly.accuracy, vanillaEarly.accuracy)],
-    ['matmul GFLOP/s', vanilla.gflopsPerSec.toFixed(1), edge.gflopsPerSec.toFixed(1), ''],
-    [`share of SGEMM peak (${peak.gflops.toFixed(0)})`, pct(ratio.vanillaPeakFraction), pct(ratio.edgePeakFraction), ''],
-  ]) + '\n' + targetLine(`micro-batch 8 as vanilla, ${s.steps} steps`, edge) + '\n';
-  const qp = quarter.plan?.plan, qr = ratiosOf(quarter);
-  text += `\n## Edge-LLM planned for a quarter of vanilla's tensor memory (budget ${mib(vanilla.peakTfBytes / 4)}: micro-batch ${qp?.microBatch ?? '?'} x ${qp?.gradAccum ?? '?'} accumulation, exits [${qp?.exitLayers ?? '?'}])\n\n` + table([
-    ['', 'vanilla LoRA', 'Edge-LLM', 'ratio'],
-    ['tokens/s', vanilla.tokensPerSec.toFixed(0), quarter.tokensPerSec.toFixed(0), `${qr.speedup.toFixed(2)}x faster`],
-    ['peak TF.js memory', mib(vanilla.peakTfBytes), mib(quarter.peakTfBytes), `${qr.tfMemoryReduction.toFixed(2)}x less`],
-    ['peak RSS', mib(vanilla.peakRssBytes), mib(quarter.peakRssBytes), `${qr.rssReduction.toFixed(2)}x less`],
-    [`validation accuracy (${s.steps} steps)`, pct(vanilla.accuracy), `${pct(quarter.accuracy)} (${quarter.votingRule} vote)`, points(quarter.accuracy, vanilla.accuracy)],
-  ]) + '\n' + targetLine(`micro-batch ${qp?.microBatch ?? '?'} x ${qp?.gradAccum ?? '?'}, ${s.steps} steps`, quarter) + '\n';
+  let text =
+    '\n## Edge-LLM adaptive layer tuning vs vanilla LoRA\n\n' +
+    table([
+      ['', 'vanilla LoRA', 'Edge-LLM', 'ratio'],
+      ['tokens/s', vanilla.tokensPerSec.toFixed(0), edge.tokensPerSec.toFixed(0), `${ratio.speedup.toFixed(2)}x faster`],
+      ['peak TF.js memory', mib(vanilla.peakTfBytes), mib(edge.peakTfBytes), `${ratio.tfMemoryReduction.toFixed(2)}x less`],
+      ['peak RSS', mib(vanilla.peakRssBytes), mib(edge.peakRssBytes), `${ratio.rssReduction.toFixed(2)}x less`],
+      [
+        `validation accuracy (${s.steps} steps)`,
+        pct(vanilla.accuracy),
+        `${pct(edge.accuracy)} (${edge.votingRule} vote)`,
+        points(edge.accuracy, vanilla.accuracy),
+      ],
+      [
+        'training time',
+        `${(vanilla.trainMs / 1000).toFixed(0)} s`,
+        `${(edge.trainMs / 1000).toFixed(0)} s`,
+        `${(vanilla.trainMs / edge.trainMs).toFixed(2)}x less`,
+      ],
+      [
+        `  early: validation accuracy at ${early} steps`,
+        pct(vanillaEarly.accuracy),
+        `${pct(edgeEarly.accuracy)} (${edgeEarly.votingRule} vote)`,
+        points(edgeEarly.accuracy, vanillaEarly.accuracy),
+      ],
+      ['matmul GFLOP/s', vanilla.gflopsPerSec.toFixed(1), edge.gflopsPerSec.toFixed(1), ''],
+      [`share of SGEMM peak (${peak.gflops.toFixed(0)})`, pct(ratio.vanillaPeakFraction), pct(ratio.edgePeakFraction), ''],
+    ]) +
+    '\n' +
+    targetLine(`micro-batch 8 as vanilla, ${s.steps} steps`, edge) +
+    '\n';
+  const qp = quarter.plan?.plan,
+    qr = ratiosOf(quarter);
+  text +=
+    `\n## Edge-LLM planned for a quarter of vanilla's tensor memory (budget ${mib(vanilla.peakTfBytes / 4)}: micro-batch ${qp?.microBatch ?? '?'} x ${qp?.gradAccum ?? '?'} accumulation, exits [${qp?.exitLayers ?? '?'}])\n\n` +
+    table([
+      ['', 'vanilla LoRA', 'Edge-LLM', 'ratio'],
+      ['tokens/s', vanilla.tokensPerSec.toFixed(0), quarter.tokensPerSec.toFixed(0), `${qr.speedup.toFixed(2)}x faster`],
+      ['peak TF.js memory', mib(vanilla.peakTfBytes), mib(quarter.peakTfBytes), `${qr.tfMemoryReduction.toFixed(2)}x less`],
+      ['peak RSS', mib(vanilla.peakRssBytes), mib(quarter.peakRssBytes), `${qr.rssReduction.toFixed(2)}x less`],
+      [
+        `validation accuracy (${s.steps} steps)`,
+        pct(vanilla.accuracy),
+        `${pct(quarter.accuracy)} (${quarter.votingRule} vote)`,
+        points(quarter.accuracy, vanilla.accuracy),
+      ],
+    ]) +
+    '\n' +
+    targetLine(`micro-batch ${qp?.microBatch ?? '?'} x ${qp?.gradAccum ?? '?'}, ${s.steps} steps`, quarter) +
+    '\n';
   process.stdout.write(text);
   let luc: Record<string, unknown> | null = null;
   if (!o.skipLuc) {
@@ -277,9 +388,16 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     const lucPolicy = buildPolicy(sens, { ...budget, sparsityRule: 'owl', bitsRule: 'budgeted' });
     const inversePolicy = buildPolicy(sens, { ...budget, sparsityRule: 'inverse', bitsRule: 'budgeted', maxSparsity: 0.8 });
     const uniform = buildPolicy(sens, { ...budget, sparsityRule: 'uniform', bitsRule: 'uniform' });
-    for (const [name, p] of [['LUC (owl)', lucPolicy], ['LUC (inverse)', inversePolicy]] as const) process.stderr.write(`[bench] ${name} policy: sparsity [${p.sparsity.map((x) => x.toFixed(2))}], bits [${p.bits}] (profiled in ${(sens.ms / 1000).toFixed(1)} s)\n`);
+    for (const [name, p] of [
+      ['LUC (owl)', lucPolicy],
+      ['LUC (inverse)', inversePolicy],
+    ] as const)
+      process.stderr.write(
+        `[bench] ${name} policy: sparsity [${p.sparsity.map((x) => x.toFixed(2))}], bits [${p.bits}] (profiled in ${(sens.ms / 1000).toFixed(1)} s)\n`,
+      );
     const pplTokens = o.quick ? 8192 : 32768;
-    const heldOut = loadPretrainCorpus().validation, val = tokenStream(tok, heldOut);
+    const heldOut = loadPretrainCorpus().validation,
+      val = tokenStream(tok, heldOut);
     const items = lastWordItems(tok, heldOut, { contextTokens: 64, maxItems: o.quick ? 300 : undefined });
     const q = {
       dense: baseQuality(model, calib, null, val, pplTokens, items),
@@ -290,28 +408,46 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     const ppl = { dense: q.dense.perplexity, luc: q.luc.perplexity, inverse: q.inverse.perplexity, uniform: q.uniform.perplexity };
     // A harsher budget, base model only: where the policies differ more than at the paper's 50% / 4 bits.
     const harshBudget = { targetSparsity: 0.7, avgBits: 3 };
-    const harshPolicy = { luc: buildPolicy(sens, { ...harshBudget, sparsityRule: 'owl', bitsRule: 'budgeted' }), uniform: buildPolicy(sens, { ...harshBudget, sparsityRule: 'uniform', bitsRule: 'uniform' }) };
+    const harshPolicy = {
+      luc: buildPolicy(sens, { ...harshBudget, sparsityRule: 'owl', bitsRule: 'budgeted' }),
+      uniform: buildPolicy(sens, { ...harshBudget, sparsityRule: 'uniform', bitsRule: 'uniform' }),
+    };
     const harsh = {
       luc: baseQuality(model, calib, harshPolicy.luc, val, pplTokens, items),
       uniform: baseQuality(model, calib, harshPolicy.uniform, val, pplTokens, items),
     };
-    const zs = zeroShotVerdict(q.luc.lastWord, q.uniform.lastWord), zsHarsh = zeroShotVerdict(harsh.luc.lastWord, harsh.uniform.lastWord);
+    const zs = zeroShotVerdict(q.luc.lastWord, q.uniform.lastWord),
+      zsHarsh = zeroShotVerdict(harsh.luc.lastWord, harsh.uniform.lastWord);
     // Compressed tuning at the early step count (its memory and speed against the dense early run).
     const lucRun = await child({ label: 'edge_llm_luc', mode: 'edge_llm', settings: s, steps: early, policy: lucPolicy }, work);
     const invRun = await child({ label: 'edge_llm_luc_inverse', mode: 'edge_llm', settings: s, steps: early, policy: inversePolicy }, work);
     const uniRun = await child({ label: 'edge_llm_uniform', mode: 'edge_llm', settings: s, steps: early, policy: uniform }, work);
     // One seed moves a 480-step run by several points: LUC and uniform are also tuned with two more seeds.
     const seeds = o.quick ? [] : [1, 2];
-    const lucSeeds = [lucRun], uniSeeds = [uniRun];
+    const lucSeeds = [lucRun],
+      uniSeeds = [uniRun];
     for (const seed of seeds) {
-      lucSeeds.push(await child({ label: `edge_llm_luc_seed${seed}`, mode: 'edge_llm', settings: { ...s, seed }, steps: early, policy: lucPolicy }, work));
-      uniSeeds.push(await child({ label: `edge_llm_uniform_seed${seed}`, mode: 'edge_llm', settings: { ...s, seed }, steps: early, policy: uniform }, work));
+      lucSeeds.push(
+        await child(
+          { label: `edge_llm_luc_seed${seed}`, mode: 'edge_llm', settings: { ...s, seed }, steps: early, policy: lucPolicy },
+          work,
+        ),
+      );
+      uniSeeds.push(
+        await child(
+          { label: `edge_llm_uniform_seed${seed}`, mode: 'edge_llm', settings: { ...s, seed }, steps: early, policy: uniform },
+          work,
+        ),
+      );
     }
     const stats = (rs: BenchRunResult[]) => {
-      const xs = rs.map((r) => r.testAccuracy ?? NaN), n = xs.length, mean = xs.reduce((a, b) => a + b, 0) / n;
+      const xs = rs.map((r) => r.testAccuracy ?? NaN),
+        n = xs.length,
+        mean = xs.reduce((a, b) => a + b, 0) / n;
       return { n, mean, sd: n > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : NaN };
     };
-    const lucTest = stats(lucSeeds), uniTest = stats(uniSeeds);
+    const lucTest = stats(lucSeeds),
+      uniTest = stats(uniSeeds);
     // Recovery tuning at the harsher budget: a task that needs what compression removes (text continuation
     // from the pretraining corpus, scored by the completions' perplexity), where the spam task does not
     // (uncompressed and compressed models tune to the same spam accuracy). One seed: its perplexity moves
@@ -322,52 +458,134 @@ export async function runBench(o: { out?: string; steps?: number; quick?: boolea
     const recovery = {
       dense: await child({ label: 'recovery_dense', mode: 'edge_llm', settings: rs, steps: recSteps }, work),
       luc: await child({ label: 'recovery_luc', mode: 'edge_llm', settings: rs, steps: recSteps, policy: harshPolicy.luc }, work),
-      uniform: await child({ label: 'recovery_uniform', mode: 'edge_llm', settings: rs, steps: recSteps, policy: harshPolicy.uniform }, work),
+      uniform: await child(
+        { label: 'recovery_uniform', mode: 'edge_llm', settings: rs, steps: recSteps, policy: harshPolicy.uniform },
+        work,
+      ),
     };
     const recPpl = (r: BenchRunResult) => r.testPerplexity ?? NaN;
-    const se = Math.sqrt(lucTest.sd ** 2 / lucTest.n + uniTest.sd ** 2 / uniTest.n), diff = lucTest.mean - uniTest.mean;
-    const tunedVerdict = !(se > 0) ? (diff > 0 ? 'MET (one seed)' : 'not met (one seed)') : diff > 2 * se ? 'MET' : diff < -2 * se ? 'not met (uniform better)' : 'tie (within 2 standard errors)';
+    const se = Math.sqrt(lucTest.sd ** 2 / lucTest.n + uniTest.sd ** 2 / uniTest.n),
+      diff = lucTest.mean - uniTest.mean;
+    const tunedVerdict = !(se > 0)
+      ? diff > 0
+        ? 'MET (one seed)'
+        : 'not met (one seed)'
+      : diff > 2 * se
+        ? 'MET'
+        : diff < -2 * se
+          ? 'not met (uniform better)'
+          : 'tie (within 2 standard errors)';
     // forecast / measured - 1 of the TF.js peak, the process's peak RSS and the step time
-    const errs = (r: BenchRunResult) => (r.plan ? [r.plan.error.peakTfBytes, r.plan.plan.forecast.peakRssBytes / r.plan.measured.peakRssBytes - 1, r.plan.error.stepMs] : null);
-    const fe = (r: BenchRunResult) => errs(r)?.map((e) => `${e >= 0 ? '+' : ''}${(e * 100).toFixed(1)}%`).join(' / ') ?? 'n/a';
+    const errs = (r: BenchRunResult) =>
+      r.plan ? [r.plan.error.peakTfBytes, r.plan.plan.forecast.peakRssBytes / r.plan.measured.peakRssBytes - 1, r.plan.error.stepMs] : null;
+    const fe = (r: BenchRunResult) =>
+      errs(r)
+        ?.map((e) => `${e >= 0 ? '+' : ''}${(e * 100).toFixed(1)}%`)
+        .join(' / ') ?? 'n/a';
     const runs = [edgeEarly, lucRun, invRun, uniRun];
-    const planned = [vanilla, edge, vanillaEarly, edgeEarly, quarter, lucRun, invRun, uniRun, recovery.dense, recovery.luc, recovery.uniform];
+    const planned = [
+      vanilla,
+      edge,
+      vanillaEarly,
+      edgeEarly,
+      quarter,
+      lucRun,
+      invRun,
+      uniRun,
+      recovery.dense,
+      recovery.luc,
+      recovery.uniform,
+    ];
     const worst = Math.max(...planned.map((r) => Math.max(...(errs(r) ?? [Infinity]).map(Math.abs))));
-    text = `\n## LUC (layer-wise unified compression), budget: mean sparsity ${budget.targetSparsity}, mean ${budget.avgBits} bits\n\n` + table([
-      [`(tuning: ${early} steps)`, 'dense', 'LUC (OWL rule)', 'LUC (paper\'s inverse rule)', 'uniform policy'],
-      ['held-out perplexity (base, no tuning)', ppl.dense.toFixed(2), ppl.luc.toFixed(2), ppl.inverse.toFixed(2), ppl.uniform.toFixed(2)],
-      [`zero-shot last-word accuracy (${items.length} items)`, ...[q.dense, q.luc, q.inverse, q.uniform].map((x) => pct(x.lastWord.accuracy))],
-      ['spam validation accuracy (voted)', ...runs.map((r) => pct(r.accuracy))],
-      ['spam test accuracy (voted)', ...runs.map((r) => pct(r.testAccuracy))],
-      ...(seeds.length ? [[`  test, seeds ${[s.seed, ...seeds].join(', ')}: mean +- sd`, '', `${pct(lucTest.mean)} +- ${(lucTest.sd * 100).toFixed(2)}`, '', `${pct(uniTest.mean)} +- ${(uniTest.sd * 100).toFixed(2)}`]] : []),
-      ['frozen linear weights', mib(lucRun.compression?.denseBytes ?? 0), ...runs.slice(1).map((r) => mib(r.compression?.storedBytes ?? 0))],
-      ['tuning tokens/s', ...runs.map((r) => r.tokensPerSec.toFixed(0))],
-      ['peak TF.js memory', ...runs.map((r) => mib(r.peakTfBytes))],
-      ['peak RSS', ...runs.map((r) => mib(r.peakRssBytes))],
-      ['planner forecast error (TF.js peak / RSS / step)', ...runs.map(fe)],
-    ]) + `\nvs vanilla LoRA (dense, ${early} steps): Edge-LLM + LUC is ${(lucRun.tokensPerSec / vanillaEarly.tokensPerSec).toFixed(2)}x faster with ${(vanillaEarly.peakTfBytes / lucRun.peakTfBytes).toFixed(2)}x less TF.js memory and ${(vanillaEarly.peakRssBytes / lucRun.peakRssBytes).toFixed(2)}x less RSS\n` +
+    text =
+      `\n## LUC (layer-wise unified compression), budget: mean sparsity ${budget.targetSparsity}, mean ${budget.avgBits} bits\n\n` +
+      table([
+        [`(tuning: ${early} steps)`, 'dense', 'LUC (OWL rule)', "LUC (paper's inverse rule)", 'uniform policy'],
+        ['held-out perplexity (base, no tuning)', ppl.dense.toFixed(2), ppl.luc.toFixed(2), ppl.inverse.toFixed(2), ppl.uniform.toFixed(2)],
+        [
+          `zero-shot last-word accuracy (${items.length} items)`,
+          ...[q.dense, q.luc, q.inverse, q.uniform].map((x) => pct(x.lastWord.accuracy)),
+        ],
+        ['spam validation accuracy (voted)', ...runs.map((r) => pct(r.accuracy))],
+        ['spam test accuracy (voted)', ...runs.map((r) => pct(r.testAccuracy))],
+        ...(seeds.length
+          ? [
+              [
+                `  test, seeds ${[s.seed, ...seeds].join(', ')}: mean +- sd`,
+                '',
+                `${pct(lucTest.mean)} +- ${(lucTest.sd * 100).toFixed(2)}`,
+                '',
+                `${pct(uniTest.mean)} +- ${(uniTest.sd * 100).toFixed(2)}`,
+              ],
+            ]
+          : []),
+        [
+          'frozen linear weights',
+          mib(lucRun.compression?.denseBytes ?? 0),
+          ...runs.slice(1).map((r) => mib(r.compression?.storedBytes ?? 0)),
+        ],
+        ['tuning tokens/s', ...runs.map((r) => r.tokensPerSec.toFixed(0))],
+        ['peak TF.js memory', ...runs.map((r) => mib(r.peakTfBytes))],
+        ['peak RSS', ...runs.map((r) => mib(r.peakRssBytes))],
+        ['planner forecast error (TF.js peak / RSS / step)', ...runs.map(fe)],
+      ]) +
+      `\nvs vanilla LoRA (dense, ${early} steps): Edge-LLM + LUC is ${(lucRun.tokensPerSec / vanillaEarly.tokensPerSec).toFixed(2)}x faster with ${(vanillaEarly.peakTfBytes / lucRun.peakTfBytes).toFixed(2)}x less TF.js memory and ${(vanillaEarly.peakRssBytes / lucRun.peakRssBytes).toFixed(2)}x less RSS\n` +
       `planner forecast error (TF.js peak / RSS / step): vanilla ${fe(vanilla)}, Edge-LLM ${fe(edge)}, vanilla at ${early} steps ${fe(vanillaEarly)}, quarter memory ${fe(quarter)}\n` +
       `harsher budget ${harshBudget.targetSparsity} / ${harshBudget.avgBits} bits, base model (no tuning): perplexity LUC (OWL) ${harsh.luc.perplexity.toFixed(2)} vs uniform ${harsh.uniform.perplexity.toFixed(2)}\n` +
       `recovery tuning at the harsher budget (text continuation from the pretraining corpus, ${recSteps} steps, ${corpus.test} test records): completion perplexity LUC (OWL) ${recPpl(recovery.luc).toFixed(2)} vs uniform ${recPpl(recovery.uniform).toFixed(2)} (uncompressed ${recPpl(recovery.dense).toFixed(2)}); planner forecast error ${fe(recovery.luc)}\n` +
-      `targets: LUC better than uniform: perplexity ${ppl.luc < ppl.uniform ? 'MET' : 'not met'}` + (harsh.luc.perplexity < harsh.uniform.perplexity ? ' (and at the harsher budget)' : ' (not at the harsher budget)') + `;\n` +
+      `targets: LUC better than uniform: perplexity ${ppl.luc < ppl.uniform ? 'MET' : 'not met'}` +
+      (harsh.luc.perplexity < harsh.uniform.perplexity ? ' (and at the harsher budget)' : ' (not at the harsher budget)') +
+      `;\n` +
       `  zero-shot last-word accuracy: ${zs.verdict}; at the harsher budget ${zsHarsh.verdict};\n` +
       `  after recovery tuning: perplexity ${recPpl(recovery.luc) < recPpl(recovery.uniform) ? 'MET' : 'not met'} (one seed);\n` +
       `  spam test accuracy after tuning (${lucTest.n} seeds: ${pct(lucTest.mean)} vs ${pct(uniTest.mean)}; uncompressed ${pct(edgeEarly.testAccuracy)}) ${tunedVerdict}; planner within 20% (all ${planned.length} runs; worst ${(worst * 100).toFixed(1)}%) ${worst <= 0.2 ? 'MET' : 'not met'}\n`;
     process.stdout.write(text);
     const zeroShot = {
-      task: 'last word of held-out sentences (pretraining corpus validation split), greedy, 64-token context', items: items.length,
-      accuracy: { dense: q.dense.lastWord.accuracy, luc: q.luc.lastWord.accuracy, inverse: q.inverse.lastWord.accuracy, uniform: q.uniform.lastWord.accuracy }, signTest: zs.test,
-      harsh: { budget: harshBudget, perplexity: { luc: harsh.luc.perplexity, uniform: harsh.uniform.perplexity }, accuracy: { luc: harsh.luc.lastWord.accuracy, uniform: harsh.uniform.lastWord.accuracy }, signTest: zsHarsh.test },
+      task: 'last word of held-out sentences (pretraining corpus validation split), greedy, 64-token context',
+      items: items.length,
+      accuracy: {
+        dense: q.dense.lastWord.accuracy,
+        luc: q.luc.lastWord.accuracy,
+        inverse: q.inverse.lastWord.accuracy,
+        uniform: q.uniform.lastWord.accuracy,
+      },
+      signTest: zs.test,
+      harsh: {
+        budget: harshBudget,
+        perplexity: { luc: harsh.luc.perplexity, uniform: harsh.uniform.perplexity },
+        accuracy: { luc: harsh.luc.lastWord.accuracy, uniform: harsh.uniform.lastWord.accuracy },
+        signTest: zsHarsh.test,
+      },
     };
     luc = {
-      budget, sensitivity: sens, policies: { luc: lucPolicy, inverse: inversePolicy, uniform }, perplexity: ppl, zeroShot,
-      runs: { luc: lucRun, inverse: invRun, uniform: uniRun }, seedRuns: { luc: lucSeeds.slice(1), uniform: uniSeeds.slice(1) }, tunedTest: { luc: lucTest, uniform: uniTest, verdict: tunedVerdict },
+      budget,
+      sensitivity: sens,
+      policies: { luc: lucPolicy, inverse: inversePolicy, uniform },
+      perplexity: ppl,
+      zeroShot,
+      runs: { luc: lucRun, inverse: invRun, uniform: uniRun },
+      seedRuns: { luc: lucSeeds.slice(1), uniform: uniSeeds.slice(1) },
+      tunedTest: { luc: lucTest, uniform: uniTest, verdict: tunedVerdict },
       recovery: { budget: harshBudget, steps: recSteps, testRecords: corpus.test, policies: harshPolicy, runs: recovery },
     };
   }
-  const result = { date: new Date().toISOString(), command: 'npm run bench', machine: { cpus: cpus().length, cpu: cpus()[0]?.model }, settings: s, earlySteps: early, sgemmPeak: peak, vanilla, edge_llm: edge, vanilla_early: vanillaEarly, edge_llm_early: edgeEarly, edge_llm_quarter_memory: quarter, ratio, luc };
+  const result = {
+    date: new Date().toISOString(),
+    command: 'npm run bench',
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model },
+    settings: s,
+    earlySteps: early,
+    sgemmPeak: peak,
+    vanilla,
+    edge_llm: edge,
+    vanilla_early: vanillaEarly,
+    edge_llm_early: edgeEarly,
+    edge_llm_quarter_memory: quarter,
+    ratio,
+    luc,
+  };
   const out = o.out ?? join(REPO, 'bench', 'results', `bench-${new Date().toISOString().slice(0, 10)}.json`);
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`wrote ${out}\n`);
 }

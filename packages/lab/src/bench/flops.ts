@@ -24,7 +24,8 @@ export function instrumentMatMulFlops(): void {
       kernelFunc: (args) => {
         const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
         const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-        const ar = a.shape.length, br = b.shape.length;
+        const ar = a.shape.length,
+          br = b.shape.length;
         const M = transposeA ? a.shape[ar - 1] : a.shape[ar - 2];
         const K = transposeA ? a.shape[ar - 2] : a.shape[ar - 1];
         const N = transposeB ? b.shape[br - 2] : b.shape[br - 1];

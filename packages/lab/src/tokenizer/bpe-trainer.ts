@@ -70,13 +70,18 @@ class PairHeap {
   }
 
   private better(i: number, j: number): boolean {
-    const ci = this.counts[i]!, cj = this.counts[j]!;
+    const ci = this.counts[i]!,
+      cj = this.counts[j]!;
     return ci > cj || (ci === cj && this.keys[i]! < this.keys[j]!);
   }
 
   private swap(i: number, j: number): void {
-    const c = this.counts[i]!; this.counts[i] = this.counts[j]!; this.counts[j] = c;
-    const k = this.keys[i]!; this.keys[i] = this.keys[j]!; this.keys[j] = k;
+    const c = this.counts[i]!;
+    this.counts[i] = this.counts[j]!;
+    this.counts[j] = c;
+    const k = this.keys[i]!;
+    this.keys[i] = this.keys[j]!;
+    this.keys[j] = k;
   }
 
   push(count: number, key: number): void {
@@ -96,14 +101,16 @@ class PairHeap {
     const n = this.counts.length;
     if (n === 0) return null;
     const top: [number, number] = [this.counts[0]!, this.keys[0]!];
-    const lastC = this.counts.pop()!, lastK = this.keys.pop()!;
+    const lastC = this.counts.pop()!,
+      lastK = this.keys.pop()!;
     if (n > 1) {
       this.counts[0] = lastC;
       this.keys[0] = lastK;
       let i = 0;
       const m = n - 1;
       for (;;) {
-        const l = 2 * i + 1, r = l + 1;
+        const l = 2 * i + 1,
+          r = l + 1;
         let b = i;
         if (l < m && this.better(l, b)) b = l;
         if (r < m && this.better(r, b)) b = r;
@@ -156,9 +163,7 @@ export function trainByteLevelBpe(texts: Iterable<string>, opts: BpeTrainOptions
   // 1. Word counts over the pre-tokenized corpus.
   const wordCounts = new Map<string, number>();
   const re = gpt2SplitRegex();
-  const specialSplit = specials.length
-    ? new RegExp(specials.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g')
-    : null;
+  const specialSplit = specials.length ? new RegExp(specials.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g') : null;
   for (const text of texts) {
     const sections = specialSplit ? text.split(specialSplit) : [text];
     for (const section of sections) {
@@ -256,7 +261,8 @@ export function trainByteLevelBpe(texts: Iterable<string>, opts: BpeTrainOptions
         delta.set(k, (delta.get(k) ?? 0) - f);
       }
       for (let i = 0; i + 1 < scratch.length; i++) {
-        const l = scratch[i]!, r = scratch[i + 1]!;
+        const l = scratch[i]!,
+          r = scratch[i + 1]!;
         const k = l * KEY_MUL + r;
         delta.set(k, (delta.get(k) ?? 0) + f);
         // Pairs without the new symbol were already adjacent before, so their word sets are complete.

@@ -128,7 +128,12 @@ class JobEventStream {
  * Resolves once the events so far are sent; the stream ends when the job is finished, the client goes
  * away or the app closes.
  */
-export async function followJobEvents(deps: Pick<AppDeps, 'db' | 'hub' | 'streams'>, reply: FastifyReply, jobId: string, seq: bigint): Promise<void> {
+export async function followJobEvents(
+  deps: Pick<AppDeps, 'db' | 'hub' | 'streams'>,
+  reply: FastifyReply,
+  jobId: string,
+  seq: bigint,
+): Promise<void> {
   // headers set on the reply override @fastify/sse's (which lack the charset and no-transform)
   reply.header('content-type', 'text/event-stream; charset=utf-8').header('cache-control', 'no-cache, no-transform');
   await new JobEventStream(deps, reply.sse, jobId, seq, reply.log).start();

@@ -24,57 +24,106 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
   const deps: JobDeps = { db, redis: app.redis, queue: app.queue, config: app.config };
   const idem = idempotencyOptions(app.config);
 
-  app.post('/v1/jobs', {
-    schema: {
-      operationId: 'createJob', summary: 'Create a tuning job (or plan one: ?dry_run=true)', tags: ['jobs'],
-      description: 'Creates an Edge-LLM adaptive layer tuning job on a base model, optionally compressed first (`method.edge_llm.compression`, LUC). '
-        + '"auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker\'s own memory and cores): '
-        + 'micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit '
-        + 'its memory budget is refused with 422 `plan_does_not_fit` (the plan in the problem) before anything is created. '
-        + '`?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died '
-        + 'answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.',
-      querystring: JobCreateQuery,
-      body: ref(JobCreate),
-      response: {
-        200: ref(JobDryRun), 201: ref(Job),
-        ...problems(400, 401, 409, [422, 'The job does not fit its memory budget (`plan_does_not_fit`; the forecast is in `plan`)'], 503),
+  app.post(
+    '/v1/jobs',
+    {
+      schema: {
+        operationId: 'createJob',
+        summary: 'Create a tuning job (or plan one: ?dry_run=true)',
+        tags: ['jobs'],
+        description:
+          'Creates an Edge-LLM adaptive layer tuning job on a base model, optionally compressed first (`method.edge_llm.compression`, LUC). ' +
+          '"auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker\'s own memory and cores): ' +
+          'micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit ' +
+          'its memory budget is refused with 422 `plan_does_not_fit` (the plan in the problem) before anything is created. ' +
+          '`?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died ' +
+          'answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.',
+        querystring: JobCreateQuery,
+        body: ref(JobCreate),
+        response: {
+          200: ref(JobDryRun),
+          201: ref(Job),
+          ...problems(400, 401, 409, [422, 'The job does not fit its memory budget (`plan_does_not_fit`; the forecast is in `plan`)'], 503),
+        },
       },
     },
-  }, async (req, reply) => {
-    const { projectId } = authOf(req);
-    if (req.query.dry_run) return reply.code(200).send(await dryRunJob(deps, projectId, req.body));
-    return idempotent(db, req, reply, requestHash(req.body), async () => ({ status: 201, body: await createJob(deps, projectId, req.body, idempotencyKeyOf(req)) }), idem);
-  });
-
-  app.get('/v1/jobs', {
-    schema: {
-      operationId: 'listJobs', summary: 'List jobs (newest first)', tags: ['jobs'],
-      description: 'Filters: `status`, `model`, and `metadata[key]=value` (any number, all must match).',
-      querystring: listQuery({
-        status: Type.Optional(Type.Enum(JOB_STATUSES)),
-        model: Type.Optional(Type.String()),
-      }, { patternProperties: { '^metadata\\[.+\\]$': Type.String() } }),
-      response: { 200: ref(JobList), ...problems(400, 401) },
+    async (req, reply) => {
+      const { projectId } = authOf(req);
+      if (req.query.dry_run) return reply.code(200).send(await dryRunJob(deps, projectId, req.body));
+      return idempotent(
+        db,
+        req,
+        reply,
+        requestHash(req.body),
+        async () => ({ status: 201, body: await createJob(deps, projectId, req.body, idempotencyKeyOf(req)) }),
+        idem,
+      );
     },
-  }, async (req) => {
-    const { limit = 20, after, status, model } = req.query;
-    return listJobs(db, authOf(req).projectId, { limit, after, status, model, metadata: metadataFilter(req.query) });
-  });
+  );
 
-  app.get('/v1/jobs/:id', {
-    schema: { operationId: 'getJob', summary: 'Get a job (status, progress, ETA, latest metrics, result, error)', tags: ['jobs'], params: IdParams, response: { 200: ref(Job), ...problems(401, 404) } },
-  }, async (req) => renderJob(db, await findJob(db, authOf(req).projectId, req.params.id)));
-
-  app.post('/v1/jobs/:id/cancel', {
-    schema: {
-      operationId: 'cancelJob', summary: 'Cancel a job', tags: ['jobs'], params: IdParams,
-      description: 'A queued job is cancelled at once; a running job goes to `cancelling` and reaches `cancelled` within seconds. 409 for finished jobs. Supports Idempotency-Key.',
-      response: { 200: ref(Job), ...problems(401, 404, 409) },
+  app.get(
+    '/v1/jobs',
+    {
+      schema: {
+        operationId: 'listJobs',
+        summary: 'List jobs (newest first)',
+        tags: ['jobs'],
+        description: 'Filters: `status`, `model`, and `metadata[key]=value` (any number, all must match).',
+        querystring: listQuery(
+          {
+            status: Type.Optional(Type.Enum(JOB_STATUSES)),
+            model: Type.Optional(Type.String()),
+          },
+          { patternProperties: { '^metadata\\[.+\\]$': Type.String() } },
+        ),
+        response: { 200: ref(JobList), ...problems(400, 401) },
+      },
     },
-  }, async (req, reply) => {
-    const { projectId } = authOf(req);
-    return idempotent(db, req, reply, requestHash({ cancel: req.params.id }), async () => ({ status: 200, body: await cancelJob(deps, projectId, req.params.id) }), idem);
-  });
+    async (req) => {
+      const { limit = 20, after, status, model } = req.query;
+      return listJobs(db, authOf(req).projectId, { limit, after, status, model, metadata: metadataFilter(req.query) });
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        operationId: 'getJob',
+        summary: 'Get a job (status, progress, ETA, latest metrics, result, error)',
+        tags: ['jobs'],
+        params: IdParams,
+        response: { 200: ref(Job), ...problems(401, 404) },
+      },
+    },
+    async (req) => renderJob(db, await findJob(db, authOf(req).projectId, req.params.id)),
+  );
+
+  app.post(
+    '/v1/jobs/:id/cancel',
+    {
+      schema: {
+        operationId: 'cancelJob',
+        summary: 'Cancel a job',
+        tags: ['jobs'],
+        params: IdParams,
+        description:
+          'A queued job is cancelled at once; a running job goes to `cancelling` and reaches `cancelled` within seconds. 409 for finished jobs. Supports Idempotency-Key.',
+        response: { 200: ref(Job), ...problems(401, 404, 409) },
+      },
+    },
+    async (req, reply) => {
+      const { projectId } = authOf(req);
+      return idempotent(
+        db,
+        req,
+        reply,
+        requestHash({ cancel: req.params.id }),
+        async () => ({ status: 200, body: await cancelJob(deps, projectId, req.params.id) }),
+        idem,
+      );
+    },
+  );
 
   await app.register(events);
   await app.register(artifacts);
