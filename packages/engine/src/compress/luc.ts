@@ -17,6 +17,7 @@ import { applyMask, HessianAccumulator, sparseGpt, wandaMask } from './prune.js'
 import { dequantizeWeight, packedBytes, quantizeWeight, type WeightBits } from './quantize.js';
 export type { LayerSensitivity, LucPolicy, PruneMethod, SensitivityReport };
 import { budgetedBits, inverseSensitivitySparsity, meanRuleBits, owlSparsity, type PolicyError } from './policy.js';
+import { IGNORE_INDEX } from '@edgetune/core';
 
 /** Calibration data: sequences of equal length (tokens) and where they came from. */
 export interface CalibrationSet {
@@ -42,7 +43,7 @@ function flatIds(calib: CalibrationSet): { ids: tf.Tensor1D; targets: tf.Tensor1
   const tg: number[] = [];
   for (const r of calib.ids) {
     for (let t = 0; t + 1 < T; t++) tg.push(r[t + 1]);
-    tg.push(-100);
+    tg.push(IGNORE_INDEX);
   }
   return { ids: tf.tensor1d(Int32Array.from(calib.ids.flat()), 'int32'), targets: tf.tensor1d(Int32Array.from(tg), 'int32'), B, T };
 }

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
 import type { Example } from '../tune/batches.js';
 import { makeBatch } from '../tune/batches.js';
+import { IGNORE_INDEX } from '@edgetune/core';
 import {
   argmax,
   combineExits,
@@ -51,7 +52,7 @@ export class EvaluationError extends Error {
 
 /** First labelled position of an example (the first completion token), or -1. */
 export function firstTarget(e: Example): number {
-  return e.labels.findIndex((y, t) => t > 0 && y !== -100);
+  return e.labels.findIndex((y, t) => t > 0 && y !== IGNORE_INDEX);
 }
 
 /**
@@ -109,7 +110,7 @@ export function evaluatePaths(
     chunk.forEach((e, b) => {
       const f = firstTarget(e);
       for (let t = 1; t < e.labels.length; t++) {
-        if (e.labels[t] === -100) continue;
+        if (e.labels[t] === IGNORE_INDEX) continue;
         if (t === f) firstRow.push(rows.length);
         rows.push(b * T + t - 1);
         targets.push(e.labels[t]);

@@ -10,7 +10,7 @@
  * backend/fused.ts: native kernels when the addon is loaded (wasm/cpu), else TF.js compositions.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig } from '@edgetune/core';
+import { loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig, IGNORE_INDEX } from '@edgetune/core';
 import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
 import {
   attention,
@@ -401,7 +401,7 @@ export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): tf.Scalar
     for (let b = 0; b < B; b++)
       for (let t = 0; t + 1 < T; t++) {
         const y = labels[b][t + 1];
-        if (y !== -100) {
+        if (y !== IGNORE_INDEX) {
           rows.push(b * T + t);
           targets.push(y);
         }

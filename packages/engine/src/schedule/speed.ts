@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { LlamaModel } from '../model/llama.js';
-import { parseLlamaConfig } from '@edgetune/core';
+import { parseLlamaConfig, IGNORE_INDEX } from '@edgetune/core';
 import { DEFAULT_LORA } from '../model/lora.js';
 import { initLlamaWeights } from '../model/init.js';
 import { AdaptiveTrainer, DEFAULT_TUNE } from '../tune/trainer.js';
@@ -93,7 +93,7 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 2, coef
     model = new LlamaModel(config, initLlamaWeights(config, rng) as Map<string, tf.Tensor>);
     const examples = Array.from({ length: 16 }, () => {
       const ids = Array.from({ length: REF.seqLen }, () => 4 + rng.int(config.vocabSize - 4));
-      return { inputIds: ids, labels: ids.map((x, t) => (t >= REF.seqLen - 2 ? x : -100)) };
+      return { inputIds: ids, labels: ids.map((x, t) => (t >= REF.seqLen - 2 ? x : IGNORE_INDEX)) };
     });
     const t = new AdaptiveTrainer(
       model,

@@ -4,8 +4,9 @@
  * the same batches.
  */
 import { Rng } from '../util/rng.js';
+import { IGNORE_INDEX } from '@edgetune/core';
 
-/** One tokenised example; labels[t] is the target of position t (-100 = no loss), HF convention. */
+/** One tokenised example; labels[t] is the target of position t (IGNORE_INDEX = no loss), HF convention. */
 export interface Example {
   inputIds: number[];
   labels: number[];
@@ -15,7 +16,7 @@ export interface Example {
 export interface Batch {
   /** [batch][seq] token ids, padded with padId */
   ids: number[][];
-  /** [batch][seq] labels, -100 on padding */
+  /** [batch][seq] labels, IGNORE_INDEX on padding */
   labels: number[][];
   /** [batch][seq] 1 for real tokens */
   mask: number[][];
@@ -36,7 +37,7 @@ export function makeBatch(examples: Example[], padId: number): Batch {
     const n = e.inputIds.length;
     tokens += n;
     ids.push([...e.inputIds, ...new Array(T - n).fill(padId)]);
-    labels.push([...e.labels, ...new Array(T - n).fill(-100)]);
+    labels.push([...e.labels, ...new Array(T - n).fill(IGNORE_INDEX)]);
     mask.push([...new Array(n).fill(1), ...new Array(T - n).fill(0)]);
   }
   return { ids, labels, mask, tokens };

@@ -17,7 +17,7 @@ import { attachLora, type LoraConfig } from '../model/lora.js';
 import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
 import { Rng } from '../util/rng.js';
 import { AdamW, clipByGlobalNorm, scheduledLr, type LrSchedule } from './optim.js';
-import { defaultExitLayers } from '@edgetune/core';
+import { defaultExitLayers, IGNORE_INDEX } from '@edgetune/core';
 import { createExits, exitLogits, windowLayers, type ExitHead } from './exits.js';
 import { BatchIterator, type Batch, type BatchCursor, type Example } from './batches.js';
 import { PrefixCache } from './prefix-cache.js';
@@ -150,7 +150,7 @@ export interface TrainerStateDict {
 /** Scored positions of one example: labels at t >= 1, each the target of row t - 1 (see labelledRows). */
 export function scoredPositions(labels: ArrayLike<number>): number {
   let n = 0;
-  for (let t = 1; t < labels.length; t++) if (labels[t] !== -100) n++;
+  for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE_INDEX) n++;
   return n;
 }
 
@@ -162,7 +162,7 @@ function labelledRows(labels: number[][]): { rows: Int32Array; targets: Int32Arr
   for (let b = 0; b < labels.length; b++) {
     for (let t = 0; t + 1 < T; t++) {
       const y = labels[b][t + 1];
-      if (y !== -100) {
+      if (y !== IGNORE_INDEX) {
         rows.push(b * T + t);
         targets.push(y);
       }
