@@ -50,7 +50,13 @@ describe('JSONL parsing', () => {
       '{"messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}\n';
     expect(parseJsonlText(text)).toEqual([
       { prompt: '2+2=', completion: ' 4' },
-      { messages: [{ role: 'system', content: 'Be terse.' }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Yo' }] },
+      {
+        messages: [
+          { role: 'system', content: 'Be terse.' },
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: 'Yo' },
+        ],
+      },
     ]);
   });
 
@@ -206,7 +212,12 @@ describe('encodeRecord', () => {
     const ex = encodeRecord(plainTok, { messages }, { maxLength: 128 });
     const promptText = renderPlainChat(messages.slice(0, 2), { addGenerationPrompt: true });
     expect(promptText).toBe('<|system|>\nS\n<|user|>\nU\n<|assistant|>\n');
-    expect(ex.inputIds).toEqual([1, ...plainTok.encode(promptText, { addSpecialTokens: false }), ...plainTok.encode('A', { addSpecialTokens: false }), 2]);
+    expect(ex.inputIds).toEqual([
+      1,
+      ...plainTok.encode(promptText, { addSpecialTokens: false }),
+      ...plainTok.encode('A', { addSpecialTokens: false }),
+      2,
+    ]);
   });
 });
 
@@ -229,7 +240,12 @@ describe('classificationLabels', () => {
     const recs: TrainingRecord[] = [
       { prompt: 'x', completion: ' spam' },
       { prompt: 'y', completion: ' ham' },
-      { messages: [{ role: 'user', content: 'z' }, { role: 'assistant', content: ' spam' }] },
+      {
+        messages: [
+          { role: 'user', content: 'z' },
+          { role: 'assistant', content: ' spam' },
+        ],
+      },
     ];
     expect(classificationLabels(recs)).toEqual([' ham', ' spam']);
     const many = Array.from({ length: 40 }, (_, i) => ({ prompt: 'p', completion: `answer ${i}` }));

@@ -5,11 +5,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { toHfConfig, type LlamaConfig } from '@edgetune/core';
+import { linearHasBias, toHfConfig, type LlamaConfig, type LinearName } from '@edgetune/core';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { Rng } from '../util/rng.js';
 
-/** Random-normal(0, 0.02) linears and embeddings, ones for norms (HF `_init_weights`). */
+/**
+ * Random-normal(0, 0.02) linears and embeddings, zero biases (on the linears linearHasBias names), ones
+ * for norms (HF `_init_weights`).
+ */
 export function initLlamaWeights(c: LlamaConfig, rng: Rng): Map<string, tf.Variable> {
   const m = new Map<string, tf.Variable>();
   const normal = (shape: number[]) => {
@@ -27,16 +30,23 @@ export function initLlamaWeights(c: LlamaConfig, rng: Rng): Map<string, tf.Varia
   const ones = (n: number) => tf.variable(tf.ones([n]), true);
   const d = c.hiddenSize,
     dh = c.headDim;
+  // [out, in] of each linear, in HF layout.
+  const shapes: [LinearName, string, number, number][] = [
+    ['q_proj', 'self_attn', c.numAttentionHeads * dh, d],
+    ['k_proj', 'self_attn', c.numKeyValueHeads * dh, d],
+    ['v_proj', 'self_attn', c.numKeyValueHeads * dh, d],
+    ['o_proj', 'self_attn', d, c.numAttentionHeads * dh],
+    ['gate_proj', 'mlp', c.intermediateSize, d],
+    ['up_proj', 'mlp', c.intermediateSize, d],
+    ['down_proj', 'mlp', d, c.intermediateSize],
+  ];
   m.set('model.embed_tokens.weight', normal([c.vocabSize, d]));
   for (let i = 0; i < c.numHiddenLayers; i++) {
     const p = `model.layers.${i}`;
-    m.set(`${p}.self_attn.q_proj.weight`, normal([c.numAttentionHeads * dh, d]));
-    m.set(`${p}.self_attn.k_proj.weight`, normal([c.numKeyValueHeads * dh, d]));
-    m.set(`${p}.self_attn.v_proj.weight`, normal([c.numKeyValueHeads * dh, d]));
-    m.set(`${p}.self_attn.o_proj.weight`, normal([d, c.numAttentionHeads * dh]));
-    m.set(`${p}.mlp.gate_proj.weight`, normal([c.intermediateSize, d]));
-    m.set(`${p}.mlp.up_proj.weight`, normal([c.intermediateSize, d]));
-    m.set(`${p}.mlp.down_proj.weight`, normal([d, c.intermediateSize]));
+    for (const [name, block, out, inn] of shapes) {
+      m.set(`${p}.${block}.${name}.weight`, normal([out, inn]));
+      if (linearHasBias(c, name)) m.set(`${p}.${block}.${name}.bias`, tf.variable(tf.zeros([out]), true));
+    }
     m.set(`${p}.input_layernorm.weight`, ones(d));
     m.set(`${p}.post_attention_layernorm.weight`, ones(d));
   }

@@ -1,7 +1,8 @@
 /**
  * LLaMA-family decoder in TensorFlow.js, numerically following Hugging Face `LlamaForCausalLM`
- * (transformers `models/llama/modeling_llama.py`): RMSNorm, rotary embeddings (rotate_half form),
- * grouped-query attention, SwiGLU MLP, tied or untied LM head.
+ * (transformers `models/llama/modeling_llama.py`): RMSNorm, rotary embeddings (rotate_half form,
+ * optionally scaled, see rope.ts), grouped-query attention, SwiGLU MLP, tied or untied LM head; with
+ * Qwen2's q/k/v biases (`Qwen2ForCausalLM`) and Mistral's sliding attention window (`MistralForCausalLM`).
  *
  * Activations are kept 2-D, [batch*seq, hidden], because tf.matMul(3-D, 2-D) has no gradient for its
  * second input in tfjs 4.22. Weights keep the HF layout [out, in] and are multiplied transposed.
@@ -10,7 +11,7 @@
  * backend/fused.ts: native kernels when the addon is loaded (wasm/cpu), else TF.js compositions.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig, IGNORE_INDEX } from '@edgetune/core';
+import { linearHasBias, loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig, IGNORE_INDEX } from '@edgetune/core';
 import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
 import {
   attention,
@@ -24,6 +25,7 @@ import {
   MASK_VALUE,
 } from '../backend/fused.js';
 import { dequantizeWeight, fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
+import { ropeInvFreq } from './rope.js';
 
 /** LoRA factors on one linear (PEFT `LoraLayer`): y += scale * B(A(dropout(x))). */
 export interface LoraPair {
@@ -82,6 +84,11 @@ export interface ForwardContext {
    */
   mask?: tf.Tensor4D;
   /**
+   * true when `mask` carries the sliding window (config.slidingWindow < seq): attention then runs as
+   * TF.js ops with that mask, since the fused kernel masks causally and by keyMask only.
+   */
+  windowed?: boolean;
+  /**
    * key padding mask [batch, seq] float32 (1 = token, 0 = padding), null without padding. The fused
    * attention needs it (the causal part is implicit). A context without this field whose `mask` has
    * a batch dimension runs attention as TF.js ops with that mask.
@@ -101,7 +108,9 @@ export type ContextOptions = { batch: number; seq: number; attentionMask?: Array
 function linearOf(name: string, get: (n: string) => tf.Tensor | undefined, bias: boolean): Linear {
   const weight = get(`${name}.weight`) as tf.Tensor2D | undefined;
   if (!weight) throw new Error(`missing tensor ${name}.weight`);
-  const b = bias ? (get(`${name}.bias`) as tf.Tensor1D | undefined) : undefined;
+  if (!bias) return { name, weight };
+  const b = get(`${name}.bias`) as tf.Tensor1D | undefined;
+  if (!b) throw new Error(`model weights: missing tensor ${name}.bias`);
   return { name, weight, bias: b };
 }
 
@@ -142,7 +151,7 @@ export class LlamaModel {
       const linears = {} as Record<LinearName, Linear>;
       for (const n of LINEAR_NAMES) {
         const isAttn = n === 'q_proj' || n === 'k_proj' || n === 'v_proj' || n === 'o_proj';
-        linears[n] = linearOf(`${p}.${isAttn ? 'self_attn' : 'mlp'}.${n}`, get, isAttn ? config.attentionBias : config.mlpBias);
+        linears[n] = linearOf(`${p}.${isAttn ? 'self_attn' : 'mlp'}.${n}`, get, linearHasBias(config, n));
       }
       this.layers.push({
         index: i,
@@ -205,21 +214,22 @@ export class LlamaModel {
   }
 
   /**
-   * RoPE tables for positions 0..seq-1 (HF LlamaRotaryEmbedding): inv_freq_i = theta^(-2i/headDim),
-   * emb = cat(freqs, freqs); cached per seq length. Returns [seq, headDim] cos and sin.
+   * RoPE tables for positions 0..seq-1 (HF LlamaRotaryEmbedding): freqs = t * inv_freq (ropeInvFreq:
+   * theta^(-2i/headDim), scaled per rope_scaling), emb = cat(freqs, freqs); cached per seq length.
+   * Returns [seq, headDim] cos and sin.
    */
   ropeTables(seq: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
     let c = this.ropeCache.get(seq);
     if (c) return c;
-    const { headDim, ropeTheta } = this.config;
+    const { headDim } = this.config;
     const half = headDim / 2;
+    // float32 inv_freq as in HF (computed in float, then multiplied by an int position).
+    const invFreq = ropeInvFreq(this.config);
     const cos = new Float32Array(seq * headDim),
       sin = new Float32Array(seq * headDim);
     for (let t = 0; t < seq; t++) {
       for (let i = 0; i < half; i++) {
-        // float32 inv_freq as in HF (computed in float then multiplied by an int position).
-        const invFreq = Math.fround(1 / ropeTheta ** ((2 * i) / headDim));
-        const a = Math.fround(t * invFreq);
+        const a = Math.fround(t * invFreq[i]);
         cos[t * headDim + i] = cos[t * headDim + i + half] = Math.cos(a);
         sin[t * headDim + i] = sin[t * headDim + i + half] = Math.sin(a);
       }
@@ -229,26 +239,28 @@ export class LlamaModel {
     return c;
   }
 
-  /** Causal additive mask [1,1,seq,seq] (cached), or [batch,1,seq,seq] when a key padding mask is given. */
+  /**
+   * Additive attention mask, MASK_VALUE where query i may not see key j: j > i (causal), j <= i - W
+   * with the config's sliding window W (Mistral), or key j is padding. [1,1,seq,seq] (cached), or
+   * [batch,1,seq,seq] when a key padding mask [batch*seq] (1 = token) is given.
+   */
   attentionMask(seq: number, batch: number, keyMask?: ArrayLike<number>): tf.Tensor4D {
+    const W = this.config.slidingWindow ?? seq;
+    const fill = (a: Float32Array, at: number, key: (j: number) => boolean) => {
+      for (let i = 0; i < seq; i++) for (let j = 0; j < seq; j++) if (j > i || j <= i - W || !key(j)) a[at + i * seq + j] = MASK_VALUE;
+    };
     if (!keyMask) {
       let m = this.maskCache.get(seq);
       if (!m) {
         const a = new Float32Array(seq * seq);
-        for (let i = 0; i < seq; i++) for (let j = i + 1; j < seq; j++) a[i * seq + j] = MASK_VALUE;
+        fill(a, 0, () => true);
         m = tf.keep(tf.tensor4d(a, [1, 1, seq, seq]));
         this.maskCache.set(seq, m);
       }
       return m;
     }
     const a = new Float32Array(batch * seq * seq);
-    for (let b = 0; b < batch; b++) {
-      for (let i = 0; i < seq; i++) {
-        for (let j = 0; j < seq; j++) {
-          if (j > i || !keyMask[b * seq + j]) a[(b * seq + i) * seq + j] = MASK_VALUE;
-        }
-      }
-    }
+    for (let b = 0; b < batch; b++) fill(a, b * seq * seq, (j) => !!keyMask[b * seq + j]);
     return tf.tensor4d(a, [batch, 1, seq, seq]);
   }
 
@@ -263,8 +275,10 @@ export class LlamaModel {
         )
       : null;
     const ctx: ForwardContext = { batch: o.batch, seq: o.seq, cos, sin, keyMask, training: o.training ?? false, seed: o.seed };
+    const W = this.config.slidingWindow;
+    if (W != null && W < o.seq) ctx.windowed = true;
     // Only the composition path of attention reads the additive mask (the fused kernel masks causally and by keyMask).
-    if (!fusedKernelsActive()) ctx.mask = this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined);
+    if (ctx.windowed || !fusedKernelsActive()) ctx.mask = this.attentionMask(o.seq, o.batch, padded ? o.attentionMask : undefined);
     return ctx;
   }
 
@@ -334,7 +348,8 @@ export class LlamaModel {
       // Causal GQA core, heads merged back to [B*T, H*dh] for o_proj.
       const attnOpts = { scale: 1 / Math.sqrt(dh), keyMask: ctx.keyMask, merged: true, additiveMask: ctx.mask };
       const legacyMask = ctx.keyMask === undefined && ctx.mask !== undefined && ctx.mask.shape[0] !== 1; // hand-built padded context
-      const merged = (legacyMask ? attentionOps(q, k, v, attnOpts) : attention(q, k, v, attnOpts)) as tf.Tensor2D;
+      const ops = legacyMask || ctx.windowed;
+      const merged = (ops ? attentionOps(q, k, v, attnOpts) : attention(q, k, v, attnOpts)) as tf.Tensor2D;
       return tf.add(h, this.linear(lin.o_proj, merged, useLora, ctx, i * 16 + 4)) as tf.Tensor2D;
     });
     const x2 = this.rmsNorm(h1, L.postNorm);
