@@ -9,6 +9,8 @@ import {
   backendInfo,
   initBackend,
   loadBlasAddon,
+  loadNativeAddon,
+  matmulPath,
   measureSgemmPeak,
   plannerSgemmPeak,
   recordSgemmPeak,
@@ -21,6 +23,8 @@ import {
 import { rng } from './helpers.js';
 
 const hasAddon = loadBlasAddon() !== null;
+/** The addon loads, with or without OpenBLAS (its fused kernels run either way). */
+const hasNative = loadNativeAddon() !== null;
 
 // ---- deterministic data and float64 references ----
 
@@ -295,7 +299,7 @@ function checkFusedMatMul(): void {
 
 describe('backend: wasm + native OpenBLAS', () => {
   beforeAll(async () => {
-    if (hasAddon) await initBackend({ backend: 'wasm', native: true, quiet: true });
+    await initBackend({ backend: 'wasm', native: true, quiet: true }); // plannerSgemmPeak runs without the addon too
   });
 
   it.skipIf(!hasAddon)('initBackend asserts wasm, reports openblas and our kernels, and is idempotent', async () => {
@@ -303,6 +307,8 @@ describe('backend: wasm + native OpenBLAS', () => {
     expect(tf.getBackend()).toBe('wasm');
     expect(info.backend).toBe('wasm');
     expect(info.matmul).toBe('openblas');
+    expect(info.fused).toBe('native');
+    expect(matmulPath(info)).toBe(`openblas(${info.blasThreads} threads)`);
     expect(info.blasThreads).toBeGreaterThanOrEqual(1);
     expect(info.simd).toBeTypeOf('boolean');
     for (const k of ['BatchMatMul', 'UnsortedSegmentSum', 'Identity', XENT_KERNEL]) expect(info.kernels).toContain(k);
@@ -384,6 +390,8 @@ describe('backend: wasm + fastmm fallback', () => {
   it('reports wasm-fastmm when native is off', () => {
     expect(tf.getBackend()).toBe('wasm');
     expect(info.matmul).toBe('wasm-fastmm');
+    expect(info.fused).toBe('js');
+    expect(matmulPath(info)).toBe('wasm-fastmm fused=js');
     expect(backendInfo()).toBe(info);
   });
   it('matMul: all transposes x 2D/batched/broadcast/rank 4 match the reference', () => checkMatMuls(3000));
@@ -425,6 +433,7 @@ describe('backend: cpu', () => {
     expect(tf.getBackend()).toBe('cpu');
     expect(info.backend).toBe('cpu');
     expect(info.matmul).toBe(hasAddon ? 'openblas' : 'tfjs');
+    expect(info.fused).toBe(hasNative ? 'native' : 'js');
     expect(info.kernels).toContain('UnsortedSegmentSum');
   });
   it('matMul matches the reference', () => checkMatMuls(5000));
@@ -471,7 +480,9 @@ describe('backend: selection errors and the composed-ops loss', () => {
       expect(lines[0]).toMatch(
         hasAddon
           ? /^\[edgetune\] backend=wasm matmul=openblas\(1 threads\) kernels=\S*BatchMatMul/
-          : /^\[edgetune\] backend=wasm matmul=wasm-fastmm( \(native addon: .+\))? kernels=\S*BatchMatMul/,
+          : new RegExp(
+              `^\\[edgetune\\] backend=wasm matmul=wasm-fastmm fused=${hasNative ? 'native' : 'js'}( \\(native addon: .+\\))? kernels=\\S*BatchMatMul`,
+            ),
       );
     } finally {
       spy.mockRestore();

@@ -10,7 +10,7 @@ import {
   dropout,
   fusedKernelsActive,
   initBackend,
-  loadBlasAddon,
+  loadNativeAddon,
   loraLinear,
   loraLinearOps,
   rmsNorm,
@@ -30,7 +30,7 @@ import type { LlamaConfig } from '../../packages/core/src/hf-config.js';
 import { Rng } from '../../packages/engine/src/util/rng.js';
 import { maxAbs, maxAbsDiff, rng } from './helpers.js';
 
-const hasAddon = loadBlasAddon() !== null;
+const hasAddon = loadNativeAddon() !== null; // with or without OpenBLAS: the fused kernels are the same
 
 const rand = (shape: number[], seed: number, scale = 1) => {
   const r = rng(seed),
@@ -283,7 +283,7 @@ describe.skipIf(!hasAddon)('fused ops: native kernels vs TF.js compositions and 
   }
 
   it('2 fused threads (the pool) give the single-threaded results on sizes that split', () => {
-    const addon = loadBlasAddon()!;
+    const addon = loadNativeAddon()!;
     const run = () =>
       tf.tidy(() => {
         const q = rand([2, 4, 80, 8], 91),

@@ -3,8 +3,10 @@
 //
 // Built by scripts/build-native.mjs into native/build/blas_addon.node (optional; the engine falls
 // back to its wasm kernels without it). Plain N-API (ABI-stable across Node versions), no node-gyp.
+// Built without BLAS (EDGETUNE_NO_BLAS, see blas.h) sgemm runs sgemm_ref.c's plain C loops.
 //
 // Exports:
+//   hasBlas: boolean, whether sgemm (and the GEMMs of the fused kernels) run on OpenBLAS
 //   sgemm(a, aOff, b, bOff, c, cOff, M, N, K, transA, transB, batch, strideA, strideB, strideC)
 //     For i in [0, batch): C_i[M,N] = op(A_i) * op(B_i), row-major, where
 //     A_i = a + aOff + i*strideA (op(A) = A[M,K], or A[K,M] transposed when transA), likewise B_i
@@ -22,7 +24,6 @@
 //   The fused training kernels (RMSNorm, SwiGLU, RoPE, attention, LoRA linear, dropout, AdamW, add,
 //   setFusedThreads): see fused.c.
 #include <node_api.h>
-#include <cblas.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <math.h>
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "vmath.h"
 
 // Registers the fused kernels of fused.c on `exports`.
@@ -39,12 +41,6 @@ napi_status edgetune_register_fused(napi_env env, napi_value exports);
 typedef void (*edgetune_range_fn)(void *ctx, int64_t lo, int64_t hi, int tid);
 void edgetune_par_range(int64_t n, double work, edgetune_range_fn fn, void *ctx);
 int edgetune_par_threads(double work);
-
-// OpenBLAS extensions (declared by OpenBLAS's cblas.h, repeated here for other cblas.h copies).
-extern void openblas_set_num_threads(int num_threads);
-extern int openblas_get_num_threads(void);
-extern char *openblas_get_config(void);
-extern char *openblas_get_corename(void);
 
 #define CHECK(call)                                                      \
   do {                                                                   \
@@ -380,6 +376,8 @@ static napi_value xent_backward(napi_env env, napi_callback_info info) {
 
 NAPI_MODULE_INIT() {
   napi_value f;
+  CHECK(napi_get_boolean(env, EDGETUNE_HAS_BLAS, &f));
+  CHECK(napi_set_named_property(env, exports, "hasBlas", f));
   CHECK(napi_create_function(env, "sgemm", NAPI_AUTO_LENGTH, sgemm, NULL, &f));
   CHECK(napi_set_named_property(env, exports, "sgemm", f));
   CHECK(napi_create_function(env, "setThreads", NAPI_AUTO_LENGTH, set_threads, NULL, &f));

@@ -3,8 +3,9 @@
 // as (array, element offset) pairs and bounds-checked before anything is written. Sizes come first
 // in every signature. Loops over rows run on a small work-claiming thread pool (up to
 // `setFusedThreads(n)` threads, see par_range) when the work is large enough; GEMMs go to OpenBLAS
-// (its own threads, or one thread per pool worker inside the attention kernels). The attention
-// products skip the key blocks right of the causal diagonal (block 64, EDGETUNE_ATTN_BLOCK).
+// (its own threads, or one thread per pool worker inside the attention kernels), or to sgemm_ref.c
+// in an addon built without BLAS (blas.h). The attention products skip the key blocks right of
+// the causal diagonal (block 64, EDGETUNE_ATTN_BLOCK).
 //
 // Exports (all shapes row-major, float32):
 //   setFusedThreads(n), getFusedThreads()
@@ -35,7 +36,6 @@
 //        dlow (optional output) = scale * dy B, reusable by loraLinearGradX
 //   add(n, a,o, b,o, out,o)                                     out = a + b
 #include <node_api.h>
-#include <cblas.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,6 +45,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "blas.h"
 #include "vmath.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -839,9 +840,6 @@ static void attn_bwd_group(const AttnDims *d, int64_t b, int64_t g, const float 
 // Groups [0, B*KV) run on the pool with single-threaded OpenBLAS calls (the groups are
 // independent, and the softmax passes then run in parallel too), or on this thread with
 // OpenBLAS's own threads when the pool is off.
-extern void openblas_set_num_threads(int num_threads);
-extern int openblas_get_num_threads(void);
-
 typedef struct {
   const AttnDims *d;
   const float *q, *k, *v, *km, *dout, *probs;

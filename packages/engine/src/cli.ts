@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from './backend/index.js';
+import { initBackend, matmulPath } from './backend/index.js';
 import { LlamaModel } from './model/llama.js';
 import { applyPeftAdapter } from './model/lora.js';
 import { loadTokenizer } from './tokenizer/index.js';
@@ -283,11 +283,7 @@ async function main(argv: string[]): Promise<void> {
       const dev = localDevice({ ...deviceFlags(v), matmulGflops: peak.gflops });
       const reference = await measureStepFactor(dev);
       process.stdout.write(
-        `${JSON.stringify(
-          { ...dev, stepTimeFactor: reference.factor, matmul: `${info.matmul}(${info.blasThreads} threads)`, sgemm: peak, reference },
-          null,
-          2,
-        )}\n`,
+        `${JSON.stringify({ ...dev, stepTimeFactor: reference.factor, matmul: matmulPath(info), sgemm: peak, reference }, null, 2)}\n`,
       );
       return;
     }

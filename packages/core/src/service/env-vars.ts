@@ -196,7 +196,8 @@ const OTHER_VARS: EnvVar[] = [
     name: 'EDGETUNE_NATIVE',
     readBy: 'engine',
     defaultText: 'on',
-    meaning: '`0` disables the OpenBLAS addon (the engine then uses its wasm kernels)',
+    meaning:
+      '`0` disables the native addon (OpenBLAS matmul and fused kernels): the engine then uses its wasm and JS kernels; at install, `0` builds nothing',
   },
   {
     name: 'EDGETUNE_NATIVE_ADDON',

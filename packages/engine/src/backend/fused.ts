@@ -17,7 +17,7 @@
 // per layer for the attention probabilities). The others register a gradient for their kernel.
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { loadBlasAddon } from './native.js';
+import { loadNativeAddon } from './native.js';
 import type { BlasAddon } from './native.js';
 import { overrideKernel, stockKernel } from './registry.js';
 import type { CpuBackend, KernelArgs, WasmBackend } from './types.js';
@@ -450,7 +450,7 @@ export function installFusedKernels(backendName: 'wasm' | 'cpu', blas: BlasAddon
 function active(): FusedAddon | null {
   const backend = tf.getBackend();
   if (backend !== 'wasm' && backend !== 'cpu') return null;
-  if (!decided.has(backend)) installFusedKernels(backend, loadBlasAddon()); // used without initBackend
+  if (!decided.has(backend)) installFusedKernels(backend, loadNativeAddon()); // used without initBackend
   const n = decided.get(backend) ?? null;
   return n && tf.getKernel(FUSED_KERNELS.rmsNorm, backend) ? n : null;
 }

@@ -1,11 +1,11 @@
 // Backend selection and our TF.js kernels (registered through the public registerKernel API).
-export { initBackend, backendInfo, memoryStats } from './init.js';
+export { initBackend, backendInfo, matmulPath, memoryStats } from './init.js';
 export type { InitBackendOptions } from './init.js';
 export type { BackendInfo } from './types.js';
 export { sparseSoftmaxCrossEntropy, sparseSoftmaxCrossEntropyOps, XENT_KERNEL, XENT_GRAD_KERNEL } from './xent.js';
 export { measureSgemmPeak, plannerSgemmPeak, recordSgemmPeak, recentReadings, SGEMM_MEMORY_MS } from './peak.js';
 export type { SgemmPeak } from './peak.js';
-export { loadBlasAddon, nativeLoadError } from './native.js';
+export { loadBlasAddon, loadNativeAddon, nativeLoadError } from './native.js';
 export type { BlasAddon } from './native.js';
 export {
   rmsNorm,

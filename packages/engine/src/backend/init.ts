@@ -13,7 +13,7 @@ import { cpuUnsortedSegmentSum, wasmCastAlias, wasmGatherFast, wasmIdentityAlias
 import { installEagerBackprop, uninstallEagerBackprop } from './backprop.js';
 import { installFusedKernels } from './fused.js';
 import { fastWasmBatchMatMul, fusedMatMulOverride, jsCpuBatchMatMul, nativeCpuBatchMatMul, nativeWasmBatchMatMul } from './matmul.js';
-import { loadBlasAddon, nativeLoadError } from './native.js';
+import { loadBlasAddon, loadNativeAddon, nativeLoadError } from './native.js';
 import { overriddenKernels, overrideKernel, restoreAll, stockKernel } from './registry.js';
 import type { BackendInfo, WasmBackend } from './types.js';
 import { installXentKernels } from './xent.js';
@@ -24,7 +24,7 @@ export type { BackendInfo } from './types.js';
 export interface InitBackendOptions {
   /** Backend to use; 'auto' (default) = tfjs-node-gpu, else tfjs-node, else wasm. Overridden by EDGETUNE_BACKEND. */
   backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-  /** Use the OpenBLAS addon for matmul when it loads (default true). EDGETUNE_NATIVE=0 forces false. */
+  /** Use the native addon (OpenBLAS matmul, fused kernels) when it loads (default true). EDGETUNE_NATIVE=0 forces false. */
   native?: boolean;
   /** OpenBLAS threads (default: EDGETUNE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else os.availableParallelism()). */
   blasThreads?: number;
@@ -84,8 +84,9 @@ function resolve(opts: InitBackendOptions): Resolved {
  *   as-is when installed), else 'wasm' with our kernels. 'wasm'/'cpu'/'tensorflow' pick one.
  * - wasm and cpu get: BatchMatMul and _FusedMatMul on OpenBLAS when the addon loads and `native`
  *   is on (wasm without it: the fastmm kernel), scatter-add UnsortedSegmentSum, the fused sparse
- *   softmax cross-entropy kernels, the fused training kernels of fused.ts (addon only), and on wasm
- *   an aliasing Identity and same-dtype Cast and a block-copy GatherV2.
+ *   softmax cross-entropy kernels, the fused training kernels of fused.ts (the addon, with or without
+ *   OpenBLAS: BackendInfo.fused), and on wasm an aliasing Identity and same-dtype Cast and a
+ *   block-copy GatherV2.
  *
  * Idempotent: a second call with the same effective options returns the same object; different
  * options re-initialize (overrides are restored to stock first). Calls are serialized.
@@ -121,7 +122,7 @@ async function init(opts: InitBackendOptions): Promise<BackendInfo> {
         throw new Error(`initBackend: backend 'tensorflow' requested but it could not be initialized (${res})`);
       }
     } else {
-      info = { backend: 'tensorflow', matmul: 'tfjs', blasThreads: availableParallelism(), kernels: [] };
+      info = { backend: 'tensorflow', matmul: 'tfjs', fused: 'js', blasThreads: availableParallelism(), kernels: [] };
     }
   }
   if (!info) {
@@ -135,11 +136,10 @@ async function init(opts: InitBackendOptions): Promise<BackendInfo> {
   else uninstallEagerBackprop();
   current = { key, info };
   if (!opts.quiet) {
-    const mm = info.matmul === 'openblas' ? `openblas(${info.blasThreads} threads)` : info.matmul;
     const why = r.native && info.matmul !== 'openblas' && info.backend !== 'tensorflow' ? ` (native addon: ${nativeLoadError()})` : '';
     const node = r.backend === 'auto' && nodeError && process.env.EDGETUNE_DEBUG ? ` (tfjs-node: ${nodeError})` : '';
     process.stderr.write(
-      `[edgetune] backend=${info.backend} matmul=${mm}${why} kernels=${info.kernels.join(',') || '-'}` +
+      `[edgetune] backend=${info.backend} matmul=${matmulPath(info)}${why} kernels=${info.kernels.join(',') || '-'}` +
         `${info.simd === undefined ? '' : ` simd=${info.simd}`} eager_backprop=${info.eagerBackprop ? 'on' : 'off'}${node}\n`,
     );
   }
@@ -207,7 +207,8 @@ function installKernels(name: 'wasm' | 'cpu', r: Resolved): BackendInfo {
     if (!k) throw new Error(`initBackend: stock kernel ${kernel} missing on backend ${name}`);
     return k.kernelFunc;
   };
-  const blas = r.native ? loadBlasAddon() : null;
+  const addon = r.native ? loadNativeAddon() : null;
+  const blas = r.native ? loadBlasAddon() : null; // the addon when it has OpenBLAS
   if (blas) blas.setThreads(r.blasThreads);
   let matmul: BackendInfo['matmul'] = 'tfjs';
   let mm: KernelFunc | null = null;
@@ -234,11 +235,22 @@ function installKernels(name: 'wasm' | 'cpu', r: Resolved): BackendInfo {
   } else {
     overrideKernel('UnsortedSegmentSum', 'cpu', cpuUnsortedSegmentSum(stockKernel('UnsortedSegmentSum', 'cpu')?.kernelFunc));
   }
-  installXentKernels(name, blas);
-  installFusedKernels(name, blas);
-  blas?.setFusedThreads?.(r.fusedThreads);
+  installXentKernels(name, addon);
+  const fused = installFusedKernels(name, addon).length > 0 ? 'native' : 'js';
+  addon?.setFusedThreads?.(r.fusedThreads);
   const threads = blas ? r.blasThreads : name === 'wasm' ? (tf.backend() as unknown as WasmBackend).wasm.tfjs.getThreadsCount() : 1;
-  return { backend: name, matmul, blasThreads: threads, kernels: overriddenKernels(name) };
+  return { backend: name, matmul, fused, blasThreads: threads, kernels: overriddenKernels(name) };
+}
+
+/**
+ * Which path runs the matmul and the fused kernels, as the backend line and a worker's device report
+ * name it: 'openblas(2 threads)' (the addon with OpenBLAS, fused kernels included), 'wasm-fastmm
+ * fused=native' (the addon without OpenBLAS), 'wasm-fastmm fused=js' (no addon), 'tfjs' (tfjs-node).
+ */
+export function matmulPath(info: BackendInfo): string {
+  if (info.backend === 'tensorflow') return info.matmul;
+  if (info.matmul === 'openblas') return `openblas(${info.blasThreads} threads)${info.fused === 'native' ? '' : ' fused=js'}`;
+  return `${info.matmul} fused=${info.fused}`;
 }
 
 /** The info of the last successful `initBackend`, or null before the first one. */

@@ -1,4 +1,5 @@
-// Loader for the optional OpenBLAS N-API addon (native/blas_addon.c, built by scripts/build-native.mjs).
+// Loader for the optional native N-API addon (native/blas_addon.c + fused.c, built by scripts/build-native.mjs),
+// with OpenBLAS or, built without it, with the fused kernels only (hasBlas false).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -8,6 +9,12 @@ type F32 = Float32Array;
 
 /** The functions exported by native/blas_addon.c and native/fused.c. */
 export interface BlasAddon {
+  /**
+   * Whether sgemm (and the GEMMs inside the fused kernels) run on OpenBLAS. false: built without BLAS,
+   * sgemm is a plain C loop the engine does not use for tf.matMul. Absent in addons built before it
+   * existed, which always had OpenBLAS.
+   */
+  hasBlas?: boolean;
   /**
    * Batched row-major SGEMM via `cblas_sgemm`: for i < batch,
    * C[cOff + i*strideC] (M x N) = op(A[aOff + i*strideA]) (M x K) * op(B[bOff + i*strideB]) (K x N),
@@ -288,10 +295,12 @@ function candidates(): string[] {
 }
 
 /**
- * Loads the addon once per process. Returns null (and remembers why, see `nativeLoadError`) when it
- * is not built, fails to load (e.g. libopenblas missing at run time) or is disabled by EDGETUNE_NATIVE=0.
+ * Loads the addon once per process, whichever variant was built (see `BlasAddon.hasBlas`). Returns null
+ * (and remembers why, see `nativeLoadError`) when it is not built, fails to load (e.g. libopenblas
+ * missing at run time) or is disabled by EDGETUNE_NATIVE=0. Use it for the fused and cross-entropy
+ * kernels; the matmul needs `loadBlasAddon`.
  */
-export function loadBlasAddon(): BlasAddon | null {
+export function loadNativeAddon(): BlasAddon | null {
   if (cached) return cached.addon;
   if (process.env.EDGETUNE_NATIVE === '0') {
     cached = { addon: null, path: null, error: 'disabled by EDGETUNE_NATIVE=0' };
@@ -307,7 +316,7 @@ export function loadBlasAddon(): BlasAddon | null {
     try {
       const addon = require(p) as BlasAddon;
       if (typeof addon.sgemm !== 'function' || typeof addon.setThreads !== 'function') {
-        errors.push(`${p}: not an edgetune BLAS addon`);
+        errors.push(`${p}: not an edgetune native addon`);
         continue;
       }
       cached = { addon, path: p, error: null };
@@ -320,8 +329,15 @@ export function loadBlasAddon(): BlasAddon | null {
   return null;
 }
 
-/** Why `loadBlasAddon()` returned null, or null when it loaded. */
+/** The addon when it was built with OpenBLAS (its sgemm may serve tf.matMul), else null. */
+export function loadBlasAddon(): BlasAddon | null {
+  const addon = loadNativeAddon();
+  return addon && addon.hasBlas !== false ? addon : null;
+}
+
+/** Why `loadBlasAddon()` returned null (the addon missing, or built without OpenBLAS), or null when it loaded. */
 export function nativeLoadError(): string | null {
-  loadBlasAddon();
+  const addon = loadNativeAddon();
+  if (addon && addon.hasBlas === false) return `${cached?.path}: built without OpenBLAS (fused kernels only)`;
   return cached?.error ?? null;
 }

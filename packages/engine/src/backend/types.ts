@@ -9,6 +9,11 @@ export interface BackendInfo {
   backend: string;
   /** Implementation behind `tf.matMul` (BatchMatMul kernel). */
   matmul: 'openblas' | 'wasm-fastmm' | 'tfjs';
+  /**
+   * Implementation behind the fused training kernels (RMSNorm, SwiGLU, RoPE, attention, LoRA linear,
+   * AdamW; fused.ts): 'native' = the addon's, with or without OpenBLAS; 'js' = fused.ts's TF.js compositions.
+   */
+  fused: 'native' | 'js';
   /** OpenBLAS threads when matmul is 'openblas', else the backend's own thread count (wasm: 1). */
   blasThreads: number;
   /** Names of the kernels we registered over (or in addition to) the stock ones. */

@@ -11,7 +11,7 @@
 // run in C (native/blas_addon.c, vectorized exp) when the addon is loaded, else in JS (much slower).
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { loadBlasAddon } from './native.js';
+import { loadNativeAddon } from './native.js';
 import type { BlasAddon } from './native.js';
 import { overrideKernel } from './registry.js';
 import type { CpuBackend, KernelArgs, WasmBackend } from './types.js';
@@ -255,7 +255,7 @@ export function sparseSoftmaxCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor
   xentShapes(logits, labels);
   const backend = tf.getBackend();
   if ((backend === 'wasm' || backend === 'cpu') && !tf.getKernel(XENT_KERNEL, backend)) {
-    installXentKernels(backend, loadBlasAddon()); // used without initBackend
+    installXentKernels(backend, loadNativeAddon()); // used without initBackend
   }
   if (!tf.getKernel(XENT_KERNEL, backend)) return sparseSoftmaxCrossEntropyOps(logits, labels);
   const [loss, lse] = tf.engine().runKernel<tf.Tensor[]>(XENT_KERNEL, { logits, labels });

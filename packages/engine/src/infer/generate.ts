@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
 import { Rng } from '../util/rng.js';
+import { ExitKvCache } from './kv-cache.js';
 import { argmax, combineExits, exitProbabilities, pathWeights, type ExitPath, type VotingRule } from './voting.js';
 
 export interface GenerateOptions {
@@ -18,44 +19,76 @@ export interface GenerateOptions {
   seed?: number;
   /** longest context kept (tokens); older tokens are dropped from the left */
   maxContext?: number;
+  /**
+   * true (default): prefill the prompt once, then run one token per step against a KV cache per layer
+   * stack ({@link ExitKvCache}). false: rerun the whole context at every step (the reference the cached
+   * path is tested against; same tokens).
+   */
+  kvCache?: boolean;
 }
 
 /**
- * Generates a continuation of `prompt` (token ids). No KV cache: each step reruns the (short) context,
- * which is what a tiny edge model on a CPU can afford and keeps one code path for voting.
+ * Generates a continuation of `prompt` (token ids), voting over the exit paths at every token.
+ * Once the context passes `maxContext`, tokens drop from the left and positions restart at 0, so the
+ * cached path then re-prefills the kept context at each step (as the rerun does).
  * @returns the new token ids (stop token excluded).
+ * @throws Error when `paths` is empty.
  */
 export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[], o: GenerateOptions): number[] {
+  if (o.kvCache === false) return generateRerun(model, paths, prompt, o);
+  const out: number[] = [];
+  const rng = new Rng(o.seed ?? 0);
+  const ctxLen = o.maxContext ?? model.config.maxPositionEmbeddings;
+  if (o.maxNewTokens <= 0) return out;
+  const cache = new ExitKvCache(model, paths);
+  try {
+    let probs = cache.step([prompt.slice(-ctxLen)]);
+    for (;;) {
+      const next = nextToken(probs, o, paths, rng);
+      if (o.stopIds?.includes(next)) break;
+      out.push(next);
+      if (out.length >= o.maxNewTokens) break;
+      if (cache.length < ctxLen) probs = cache.step([[next]]);
+      else {
+        cache.reset();
+        probs = cache.step([[...prompt, ...out].slice(-ctxLen)]);
+      }
+    }
+  } finally {
+    cache.dispose();
+  }
+  return out;
+}
+
+/** {@link generate} without a cache: each step reruns the (last maxContext tokens of the) context. */
+function generateRerun(model: LlamaModel, paths: ExitPath[], prompt: number[], o: GenerateOptions): number[] {
   const out: number[] = [];
   const rng = new Rng(o.seed ?? 0);
   const ctxLen = o.maxContext ?? model.config.maxPositionEmbeddings;
   for (let s = 0; s < o.maxNewTokens; s++) {
     const ids = [...prompt, ...out].slice(-ctxLen);
-    const probs = exitProbabilities(model, paths, [ids], Int32Array.of(ids.length - 1));
-    const voted = combineExits(probs, o.rule, pathWeights(paths));
-    const p = voted.dataSync() as Float32Array;
-    tf.dispose([...probs, voted]);
-    let next = 0;
-    if (!o.temperature) {
-      next = argmax(p);
-    } else {
-      // Sample from p^(1/T), renormalised.
-      const w = Array.from(p, (x) => x ** (1 / o.temperature!));
-      const z = w.reduce((a, b) => a + b, 0);
-      let u = rng.next() * z;
-      next = w.length - 1;
-      for (let i = 0; i < w.length; i++) {
-        u -= w[i];
-        if (u <= 0) {
-          next = i;
-          break;
-        }
-      }
-    }
+    const next = nextToken(exitProbabilities(model, paths, [ids], Int32Array.of(ids.length - 1)), o, paths, rng);
     if (o.stopIds?.includes(next)) break;
     out.push(next);
   }
   return out;
+}
+
+/** Votes over per-path probabilities [1, vocab] (disposed here) and picks the next token: greedy, or sampled from p^(1/T). */
+function nextToken(probs: tf.Tensor2D[], o: GenerateOptions, paths: ExitPath[], rng: Rng): number {
+  const voted = combineExits(probs, o.rule, pathWeights(paths));
+  const p = voted.dataSync() as Float32Array;
+  tf.dispose([...probs, voted]);
+  if (!o.temperature) return argmax(p);
+  // Sample from p^(1/T), renormalised.
+  const w = Array.from(p, (x) => x ** (1 / o.temperature!));
+  const z = w.reduce((a, b) => a + b, 0);
+  let u = rng.next() * z;
+  for (let i = 0; i < w.length; i++) {
+    u -= w[i];
+    if (u <= 0) return i;
+  }
+  return w.length - 1;
 }
 
 /**

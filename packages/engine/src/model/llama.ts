@@ -17,6 +17,7 @@ import {
   attention,
   attentionOps,
   dropout,
+  FUSED_KERNELS,
   fusedKernelsActive,
   loraLinear,
   ropeHeads,
@@ -100,6 +101,41 @@ export interface ForwardContext {
   seed?: number;
   /** called with every linear's input [n, in] (calibration: Wanda norms, SparseGPT Hessians) */
   capture?: (lin: Linear, x: tf.Tensor2D) => void;
+}
+
+/** One layer's keys and values for the tokens seen so far: [batch, kvHeads, T, headDim], after RoPE, before the GQA repeat. */
+export interface LayerKV {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+}
+
+/** The new tokens of a cached forward step ({@link LlamaModel.layerCached}). */
+export interface CachedStep {
+  batch: number;
+  /** new tokens per sequence */
+  seq: number;
+  /** [seq, headDim] RoPE rows of the new tokens' absolute positions (LlamaModel.ropeRows) */
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+}
+
+/** The last W entries of a [B, KV, T, dh] key or value tensor along T (all of it when T <= W). */
+function lastKeys(t: tf.Tensor4D, W: number): tf.Tensor4D {
+  const T = t.shape[2];
+  return T > W ? tf.slice(t, [0, 0, T - W, 0], [-1, -1, W, -1]) : t;
+}
+
+/**
+ * Attention of one new query per sequence over all its keys (no mask: every cached key is earlier):
+ * softmax(scale * q.k^T) . v with query head h on kv head floor(h / (H/KV)) (HF repeat_kv, folded).
+ * q [B, H, 1, dh], k and v [B, KV, Tk, dh] -> [B, H*dh] (heads merged for o_proj).
+ */
+function singleQueryAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number): tf.Tensor2D {
+  const [B, H, , dh] = q.shape,
+    KV = k.shape[1];
+  const qg = tf.reshape(tf.mul(q, scale), [B, KV, H / KV, dh]);
+  const probs = tf.softmax(tf.matMul(qg, k, false, true));
+  return tf.reshape(tf.matMul(probs, v), [B, H * dh]) as tf.Tensor2D;
 }
 
 /** Fills in defaults for a context. */
@@ -221,22 +257,31 @@ export class LlamaModel {
   ropeTables(seq: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
     let c = this.ropeCache.get(seq);
     if (c) return c;
+    const r = this.ropeRows(0, seq);
+    c = { cos: tf.keep(r.cos), sin: tf.keep(r.sin) };
+    this.ropeCache.set(seq, c);
+    return c;
+  }
+
+  /**
+   * RoPE tables for positions pos..pos+count-1, as rows of {@link ropeTables} (same values), not
+   * cached: a decoding step needs one new row per token. Returns [count, headDim] cos and sin; caller disposes.
+   */
+  ropeRows(pos: number, count: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
     const { headDim } = this.config;
     const half = headDim / 2;
     // float32 inv_freq as in HF (computed in float, then multiplied by an int position).
     const invFreq = ropeInvFreq(this.config);
-    const cos = new Float32Array(seq * headDim),
-      sin = new Float32Array(seq * headDim);
-    for (let t = 0; t < seq; t++) {
+    const cos = new Float32Array(count * headDim),
+      sin = new Float32Array(count * headDim);
+    for (let r = 0; r < count; r++) {
       for (let i = 0; i < half; i++) {
-        const a = Math.fround(t * invFreq[i]);
-        cos[t * headDim + i] = cos[t * headDim + i + half] = Math.cos(a);
-        sin[t * headDim + i] = sin[t * headDim + i + half] = Math.sin(a);
+        const a = Math.fround((pos + r) * invFreq[i]);
+        cos[r * headDim + i] = cos[r * headDim + i + half] = Math.cos(a);
+        sin[r * headDim + i] = sin[r * headDim + i + half] = Math.sin(a);
       }
     }
-    c = { cos: tf.keep(tf.tensor2d(cos, [seq, headDim])), sin: tf.keep(tf.tensor2d(sin, [seq, headDim])) };
-    this.ropeCache.set(seq, c);
-    return c;
+    return { cos: tf.tensor2d(cos, [count, headDim]), sin: tf.tensor2d(sin, [count, headDim]) };
   }
 
   /**
@@ -245,23 +290,29 @@ export class LlamaModel {
    * [batch,1,seq,seq] when a key padding mask [batch*seq] (1 = token) is given.
    */
   attentionMask(seq: number, batch: number, keyMask?: ArrayLike<number>): tf.Tensor4D {
-    const W = this.config.slidingWindow ?? seq;
-    const fill = (a: Float32Array, at: number, key: (j: number) => boolean) => {
-      for (let i = 0; i < seq; i++) for (let j = 0; j < seq; j++) if (j > i || j <= i - W || !key(j)) a[at + i * seq + j] = MASK_VALUE;
-    };
     if (!keyMask) {
       let m = this.maskCache.get(seq);
       if (!m) {
-        const a = new Float32Array(seq * seq);
-        fill(a, 0, () => true);
-        m = tf.keep(tf.tensor4d(a, [1, 1, seq, seq]));
+        m = tf.keep(this.windowMask(seq));
         this.maskCache.set(seq, m);
       }
       return m;
     }
     const a = new Float32Array(batch * seq * seq);
-    for (let b = 0; b < batch; b++) fill(a, b * seq * seq, (j) => !!keyMask[b * seq + j]);
+    for (let b = 0; b < batch; b++) this.fillMask(a, b * seq * seq, seq, (j) => !!keyMask[b * seq + j]);
     return tf.tensor4d(a, [batch, 1, seq, seq]);
+  }
+
+  /** The causal (and sliding-window) mask of {@link attentionMask} without padding, not cached: [1,1,seq,seq]. */
+  windowMask(seq: number): tf.Tensor4D {
+    const a = new Float32Array(seq * seq);
+    this.fillMask(a, 0, seq, () => true);
+    return tf.tensor4d(a, [1, 1, seq, seq]);
+  }
+
+  private fillMask(a: Float32Array, at: number, seq: number, key: (j: number) => boolean): void {
+    const W = this.config.slidingWindow ?? seq;
+    for (let i = 0; i < seq; i++) for (let j = 0; j < seq; j++) if (j > i || j <= i - W || !key(j)) a[at + i * seq + j] = MASK_VALUE;
   }
 
   /** Builds a forward context (RoPE tables and mask) for a batch. */
@@ -290,6 +341,18 @@ export class LlamaModel {
   /** RMSNorm (HF LlamaRMSNorm): x * rsqrt(mean(x^2) + eps) * w, over the last axis. x [n, hidden]. */
   rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D): tf.Tensor2D {
     return fusedRmsNorm(x, w, this.config.rmsNormEps);
+  }
+
+  /**
+   * {@link rmsNorm} for inference: the same kernel and values, run without the gradient wrapper
+   * (tf.customGrad's bookkeeping costs more than the kernel on a single decoded token). Not differentiable.
+   */
+  rmsNormInference(x: tf.Tensor2D, w: tf.Tensor1D): tf.Tensor2D {
+    if (!fusedKernelsActive()) return this.rmsNorm(x, w);
+    const inputs = { x, w } as unknown as tf.NamedTensorMap;
+    const [y, rstd] = tf.engine().runKernel(FUSED_KERNELS.rmsNorm, inputs, { eps: this.config.rmsNormEps }) as tf.Tensor[];
+    rstd.dispose();
+    return y as tf.Tensor2D;
   }
 
   /**
@@ -352,11 +415,56 @@ export class LlamaModel {
       const merged = (ops ? attentionOps(q, k, v, attnOpts) : attention(q, k, v, attnOpts)) as tf.Tensor2D;
       return tf.add(h, this.linear(lin.o_proj, merged, useLora, ctx, i * 16 + 4)) as tf.Tensor2D;
     });
-    const x2 = this.rmsNorm(h1, L.postNorm);
+    return this.mlpBlock(i, h1, ctx, useLora, false);
+  }
+
+  /** The MLP half of layer i: h1 + down(swiglu(gate(norm(h1)), up(norm(h1)))). h1 [n, hidden] -> same. */
+  private mlpBlock(i: number, h1: tf.Tensor2D, ctx: ForwardContext | undefined, useLora: boolean, inference: boolean): tf.Tensor2D {
+    const L = this.layers[i];
+    const lin = L.linears;
+    const x2 = inference ? this.rmsNormInference(h1, L.postNorm) : this.rmsNorm(h1, L.postNorm);
     const g = this.linear(lin.gate_proj, x2, useLora, ctx, i * 16 + 5);
     const u = this.linear(lin.up_proj, x2, useLora, ctx, i * 16 + 6);
     const act = swiglu(g, u);
     return tf.add(h1, this.linear(lin.down_proj, act, useLora, ctx, i * 16 + 7)) as tf.Tensor2D;
+  }
+
+  /**
+   * One decoder layer for new tokens at positions pos..pos+seq-1 against the keys/values of the tokens
+   * before them (HF `past_key_values`, `DynamicCache`): inference only (no dropout, no capture).
+   * Either a prefill (no `past`: causal over the new tokens, as {@link layer}) or one token (seq 1,
+   * attending to every cached key). With a sliding window W (Mistral) a query sees the last W keys,
+   * and the returned cache keeps only the last W.
+   * @param h [batch*seq, hidden] @param step batch, seq (new tokens) and their RoPE rows ([seq, headDim], see ropeRows)
+   * @param past this layer's keys/values of the earlier tokens, [batch, kvHeads, P, headDim] after RoPE
+   * @returns the layer output [batch*seq, hidden] and the keys/values to keep, [batch, kvHeads, min(P+seq, W), headDim]. Caller disposes.
+   * @throws Error for more than one new token with a past.
+   */
+  layerCached(i: number, h: tf.Tensor2D, step: CachedStep, past: LayerKV | null, useLora: boolean): { h: tf.Tensor2D; kv: LayerKV } {
+    if (past && step.seq !== 1) throw new Error(`layerCached: ${step.seq} new tokens after a cache (one at a time)`);
+    return tf.tidy(() => {
+      const lin = this.layers[i].linears;
+      const { numAttentionHeads: H, numKeyValueHeads: KV, headDim: dh } = this.config;
+      const W = this.config.slidingWindow ?? Number.POSITIVE_INFINITY;
+      const shape = { batch: step.batch, seq: step.seq, headDim: dh };
+      const x = this.rmsNormInference(h, this.layers[i].inputNorm);
+      const q = ropeHeads(this.linear(lin.q_proj, x, useLora), { ...shape, heads: H, cos: step.cos, sin: step.sin });
+      let k = ropeHeads(this.linear(lin.k_proj, x, useLora), { ...shape, heads: KV, cos: step.cos, sin: step.sin });
+      let v = ropeHeads(this.linear(lin.v_proj, x, useLora), { ...shape, heads: KV });
+      const scale = 1 / Math.sqrt(dh);
+      let merged: tf.Tensor2D;
+      if (past) {
+        k = lastKeys(tf.concat([past.k, k], 2), W);
+        v = lastKeys(tf.concat([past.v, v], 2), W);
+        merged = singleQueryAttention(q, k, v, scale);
+      } else if (step.seq > W) {
+        merged = attentionOps(q, k, v, { scale, merged: true, additiveMask: this.windowMask(step.seq) }) as tf.Tensor2D;
+      } else {
+        merged = attention(q, k, v, { scale, keyMask: null, merged: true }) as tf.Tensor2D;
+      }
+      const h1 = tf.add(h, this.linear(lin.o_proj, merged, useLora)) as tf.Tensor2D;
+      return { h: this.mlpBlock(i, h1, undefined, useLora, true), kv: { k: lastKeys(k, W), v: lastKeys(v, W) } };
+    });
   }
 
   /**
