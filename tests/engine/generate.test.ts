@@ -16,7 +16,7 @@ import { generate, type GenerateOptions } from '../../packages/engine/src/infer/
 import { VOTING_RULES, type ExitPath } from '../../packages/engine/src/infer/voting.js';
 import { Rng } from '../../packages/engine/src/util/rng.js';
 import { createTinyModel, writeToyTask } from '../helpers/tiny-model.js';
-import { FIXTURE_DIR } from './helpers.js';
+import { FIXTURE_DIR, REPO_ROOT } from './helpers.js';
 
 let dir: string;
 let model: LlamaModel;
@@ -63,7 +63,7 @@ afterAll(() => {
 });
 
 describe('generate with a KV cache', () => {
-  it('greedy: the same tokens as rerunning the context, on the plain path', () => {
+  it('greedy: the same tokens as rerunning the context, on the plain path (lm_head, the LoRA on every layer)', () => {
     const out = same(model, [plainPath(model)], prompt(20, 1), { maxNewTokens: 24, rule: 'max' });
     expect(out).toHaveLength(24);
   });
@@ -100,6 +100,7 @@ describe('generate with a KV cache', () => {
     expect(cut).toEqual(full.slice(0, full.indexOf(stop)));
     expect(generate(model, [plainPath(model)], ids, { maxNewTokens: 0, rule: 'mean' })).toEqual([]);
     expect(generate(model, [plainPath(model)], ids, { maxNewTokens: 1, rule: 'mean' })).toEqual(full.slice(0, 1));
+    expect(() => generate(model, [plainPath(model)], [], { maxNewTokens: 4, rule: 'mean' })).toThrow(/empty prompt/);
   });
 
   it('sampling: the same seeded tokens as the rerun', () => {
@@ -149,6 +150,21 @@ describe('generate with a KV cache on the PyTorch-referenced fixture', () => {
       expect(w).not.toEqual(base); // the window (base weights, no adapter) changes the continuation
     } finally {
       m.dispose();
+    }
+  });
+
+  it('greedy: the same tokens on Qwen2 (q/k/v biases) and llama3 rope scaling, with their adapters', () => {
+    for (const name of ['qwen2-bias', 'llama3-rope-scaled']) {
+      const fixture = join(REPO_ROOT, 'tests', 'fixtures', name);
+      const m = LlamaModel.load(fixture);
+      try {
+        const ids = prompt(16, 12, m.config.vocabSize);
+        same(m, [plainPath(m)], ids, { maxNewTokens: 20, rule: 'max' });
+        applyPeftAdapter(m, join(fixture, 'lora'));
+        same(m, [plainPath(m)], ids, { maxNewTokens: 20, rule: 'max' });
+      } finally {
+        m.dispose();
+      }
     }
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Generation and label scoring with exit voting: at every step each exit path gives a next-token
- * distribution and the voting rule combines them (Edge-LLM, Yu et al., DAC 2024, §4).
+ * distribution and the voting rule combines them (Edge-LLM, Yu et al., DAC 2024, §4). Generation
+ * prefills the prompt once and then decodes one token per step against a KV cache (kv-cache.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
@@ -8,6 +9,7 @@ import { Rng } from '../util/rng.js';
 import { ExitKvCache } from './kv-cache.js';
 import { argmax, combineExits, exitProbabilities, pathWeights, type ExitPath, type VotingRule } from './voting.js';
 
+/** Options of {@link generate}. */
 export interface GenerateOptions {
   /** new tokens at most */
   maxNewTokens: number;
@@ -32,9 +34,10 @@ export interface GenerateOptions {
  * Once the context passes `maxContext`, tokens drop from the left and positions restart at 0, so the
  * cached path then re-prefills the kept context at each step (as the rerun does).
  * @returns the new token ids (stop token excluded).
- * @throws Error when `paths` is empty.
+ * @throws Error when `prompt` or `paths` is empty.
  */
 export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[], o: GenerateOptions): number[] {
+  if (!prompt.length) throw new Error('generate: empty prompt');
   if (o.kvCache === false) return generateRerun(model, paths, prompt, o);
   const out: number[] = [];
   const rng = new Rng(o.seed ?? 0);

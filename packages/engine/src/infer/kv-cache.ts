@@ -2,7 +2,7 @@
  * Key/value cache of exit paths for incremental decoding (HF `past_key_values`): the prompt runs once
  * (prefill), then each new token runs alone through the layers, attending to the cached keys/values.
  *
- * Paths share layers as in {@link exitProbabilities}: the frozen backbone (no LoRA) below the deepest
+ * Paths share layers as in `exitProbabilities` (voting.ts): the frozen backbone (no LoRA) below the deepest
  * path start is computed once, and paths with the same start share one LoRA stream from that start;
  * each distinct layer stack keeps its own cache, so every layer runs once per token.
  */
@@ -21,7 +21,8 @@ interface Stack {
 /**
  * Per-path KV cache for one batch of sequences. Dispose it when generation ends.
  *
- * Memory: per cached layer 2 * batch * kvHeads * min(T, slidingWindow) * headDim float32 values.
+ * Memory: per cached layer 2 * batch * kvHeads * min(T, slidingWindow) * headDim * 4 bytes (float32),
+ * T the tokens run so far.
  */
 export class ExitKvCache {
   /** tokens run so far per sequence (the absolute position of the next one) */
@@ -79,7 +80,8 @@ export class ExitKvCache {
           // A path reads its layer's output; a path whose start lies past its layer reads the backbone state at its start (as exitProbabilities).
           const x = p.layer >= p.start ? outputs.get(p.start)![p.layer - p.start] : entering[p.start];
           const sel = tf.gather(x, last) as tf.Tensor2D;
-          return tf.softmax(tf.matMul(this.model.rmsNormInference(sel, p.norm), p.head, false, true)) as tf.Tensor2D;
+          const logits = this.model.linearInference({ name: 'lm_head', weight: p.head }, this.model.rmsNormInference(sel, p.norm), false);
+          return tf.softmax(logits) as tf.Tensor2D;
         });
       });
     } finally {
