@@ -5,7 +5,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseJsonlText } from '../../packages/core/src/jsonl.js';
 import { classificationLabels } from '../../packages/engine/src/data/encode.js';
-import { SPAM_QUESTION, buildSpamAssassin, loadSpamAssassinCorpus, spamLabelOfGroup, spamPrompt, spamPromptFromEmail, spamRecord, type SpamAssassinBuild } from '../../packages/lab/src/data/spam-assassin.js';
+import {
+  SPAM_QUESTION,
+  buildSpamAssassin,
+  loadSpamAssassinCorpus,
+  spamLabelOfGroup,
+  spamPrompt,
+  spamPromptFromEmail,
+  spamRecord,
+  type SpamAssassinBuild,
+} from '../../packages/lab/src/data/spam-assassin.js';
 import { buildCorpusContinuation, continuationRecords } from '../../packages/lab/src/data/corpus-continuation.js';
 import { htmlToText, parseEmail } from '../../packages/lab/src/data/mime.js';
 
@@ -46,7 +55,14 @@ describe('e-mail parsing', () => {
   });
 
   it('decodes quoted-printable bodies in the first text/plain part', async () => {
-    const utf8 = ['Subject: qp', 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: quoted-printable', '', 'Caf=C3=A9 =E2=82=AC5 soft=', 'break =3D ok'];
+    const utf8 = [
+      'Subject: qp',
+      'Content-Type: text/plain; charset=utf-8',
+      'Content-Transfer-Encoding: quoted-printable',
+      '',
+      'Caf=C3=A9 =E2=82=AC5 soft=',
+      'break =3D ok',
+    ];
     expect((await parseEmail(utf8.join('\n'))).body).toBe('Café €5 softbreak = ok\n');
     const raw = [
       'Subject: Offer',
@@ -80,7 +96,8 @@ describe('e-mail parsing', () => {
   });
 
   it('falls back to HTML turned into text (base64) and skips blank text parts', async () => {
-    const html = '<html><head><style>p{color:red}</style></head><body><p>Buy&nbsp;<b>N</b>OW</p><br>cheap &amp; fast<!-- x --></body></html>';
+    const html =
+      '<html><head><style>p{color:red}</style></head><body><p>Buy&nbsp;<b>N</b>OW</p><br>cheap &amp; fast<!-- x --></body></html>';
     const raw = [
       'Subject: Deal',
       'Content-Type: multipart/alternative; boundary=b1',
@@ -93,7 +110,9 @@ describe('e-mail parsing', () => {
       'Content-Type: text/html; charset=utf-8',
       'Content-Transfer-Encoding: base64',
       '',
-      ...Buffer.from(html).toString('base64').match(/.{1,60}/g)!,
+      ...Buffer.from(html)
+        .toString('base64')
+        .match(/.{1,60}/g)!,
       '--b1--',
     ].join('\n');
     expect(htmlToText(html).replace(/\s+/g, ' ').trim()).toBe('Buy NOW cheap & fast');
@@ -101,13 +120,16 @@ describe('e-mail parsing', () => {
   });
 
   it('keeps the words a reader sees: no link targets, images, titles, rules, quote marks or upper-cased headings', () => {
-    const html = '<title>T</title><h1>Big news</h1><table><tr><td>a</td><td>b</td></tr></table><a href="http://x.example/">click</a>'
-      + '<img src="y.gif" alt="pic"><hr><blockquote>q</blockquote>';
+    const html =
+      '<title>T</title><h1>Big news</h1><table><tr><td>a</td><td>b</td></tr></table><a href="http://x.example/">click</a>' +
+      '<img src="y.gif" alt="pic"><hr><blockquote>q</blockquote>';
     expect(htmlToText(html).replace(/\s+/g, ' ').trim()).toBe('Big news a b click q');
   });
 
   it('turns HTML in a text/plain part into text, and reads a part whose Content-Type is malformed', async () => {
-    expect((await parseEmail('Subject: a\nContent-Type: text/plain\n\nSee <b>this</b> <a href="http://x.example/">offer</a>')).body).toBe('See this offer');
+    expect((await parseEmail('Subject: a\nContent-Type: text/plain\n\nSee <b>this</b> <a href="http://x.example/">offer</a>')).body).toBe(
+      'See this offer',
+    );
     expect((await parseEmail('Subject: a\nContent-Type: TEXT/PLAIN charset=US-ASCII\n\nmalformed type')).body).toBe('malformed type\n');
     expect(await parseEmail('')).toEqual({ subject: '', body: '' });
   });
@@ -119,7 +141,9 @@ describe('e-mail parsing', () => {
   });
 
   it('builds the documented prompt and labels', async () => {
-    expect(spamPrompt('  Hello\n there ', 'x'.repeat(500), { bodyChars: 10 })).toBe(`Subject: Hello there\n\nxxxxxxxxxx\n\n${SPAM_QUESTION}`);
+    expect(spamPrompt('  Hello\n there ', 'x'.repeat(500), { bodyChars: 10 })).toBe(
+      `Subject: Hello there\n\nxxxxxxxxxx\n\n${SPAM_QUESTION}`,
+    );
     expect(spamPrompt('', 'a  b\n\nc')).toBe(`Subject: \n\na b c\n\n${SPAM_QUESTION}`);
     expect(spamLabelOfGroup('spam-2')).toBe('spam');
     expect(spamLabelOfGroup('hard-ham-1')).toBe('ham');
@@ -199,7 +223,10 @@ describe('buildCorpusContinuation (recovery-tuning task)', () => {
       expect(r.completion.length).toBeGreaterThanOrEqual(20);
     }
     // Concatenated, the records are the text's words in order (whitespace collapsed), minus a tail.
-    const joined = recs.map((r) => `${r.prompt}${r.completion}`).join(' ').split(' ');
+    const joined = recs
+      .map((r) => `${r.prompt}${r.completion}`)
+      .join(' ')
+      .split(' ');
     expect(joined).toEqual(words.slice(0, joined.length));
     expect(words.length - joined.length).toBeLessThan(20);
     expect(continuationRecords('too short', 40, 20)).toEqual([]);
@@ -207,7 +234,12 @@ describe('buildCorpusContinuation (recovery-tuning task)', () => {
 
   it('writes train from the training documents and alternating validation / test records from the held-out ones', async () => {
     const doc = (id: string, n: number) => ({ id, text: Array.from({ length: n }, (_, i) => `${id}-${i}`).join(' ') });
-    const corpus = { train: [doc('a', 300), doc('b', 300)], validation: [doc('v', 400)], description: 'test corpus', license: 'test license' };
+    const corpus = {
+      train: [doc('a', 300), doc('b', 300)],
+      validation: [doc('v', 400)],
+      description: 'test corpus',
+      license: 'test license',
+    };
     const dir = await mkdtemp(join(tmpdir(), 'edgetune-corpus-'));
     try {
       const r = await buildCorpusContinuation({ outDir: dir, promptChars: 60, completionChars: 30, maxHeldOut: 5, corpus });

@@ -21,7 +21,11 @@ export const CONTINUATION_COMPLETION_CHARS = 160;
  * first word that brings its words plus one space each to the count); the completion keeps its leading space
  * (it continues the prompt). A tail shorter than a whole record is dropped.
  */
-export function continuationRecords(text: string, promptChars = CONTINUATION_PROMPT_CHARS, completionChars = CONTINUATION_COMPLETION_CHARS): PromptCompletionRecord[] {
+export function continuationRecords(
+  text: string,
+  promptChars = CONTINUATION_PROMPT_CHARS,
+  completionChars = CONTINUATION_COMPLETION_CHARS,
+): PromptCompletionRecord[] {
   const words = text.split(/\s+/).filter(Boolean);
   const out: PromptCompletionRecord[] = [];
   let i = 0;
@@ -54,22 +58,37 @@ export interface CorpusContinuationBuild {
  * card into `outDir`. Deterministic: the corpus split is by document id (pretrain/corpus.ts), the held-out
  * records are never in training. Takes well under a second.
  */
-export async function buildCorpusContinuation(opts: { outDir: string; promptChars?: number; completionChars?: number; maxHeldOut?: number; corpus?: Corpus }): Promise<CorpusContinuationBuild> {
+export async function buildCorpusContinuation(opts: {
+  outDir: string;
+  promptChars?: number;
+  completionChars?: number;
+  maxHeldOut?: number;
+  corpus?: Corpus;
+}): Promise<CorpusContinuationBuild> {
   const corpus = opts.corpus ?? loadPretrainCorpus();
-  const pc = opts.promptChars ?? CONTINUATION_PROMPT_CHARS, cc = opts.completionChars ?? CONTINUATION_COMPLETION_CHARS, max = opts.maxHeldOut ?? 400;
+  const pc = opts.promptChars ?? CONTINUATION_PROMPT_CHARS,
+    cc = opts.completionChars ?? CONTINUATION_COMPLETION_CHARS,
+    max = opts.maxHeldOut ?? 400;
   const train = corpus.train.flatMap((d) => continuationRecords(d.text, pc, cc));
   const heldOut = corpus.validation.flatMap((d) => continuationRecords(d.text, pc, cc));
-  const validation = heldOut.filter((_, k) => k % 2 === 0).slice(0, max), test = heldOut.filter((_, k) => k % 2 === 1).slice(0, max);
+  const validation = heldOut.filter((_, k) => k % 2 === 0).slice(0, max),
+    test = heldOut.filter((_, k) => k % 2 === 1).slice(0, max);
   const outDir = resolve(opts.outDir);
   await mkdir(outDir, { recursive: true });
   const files: string[] = [];
-  for (const [name, rows] of [['train', train], ['validation', validation], ['test', test]] as const) {
+  for (const [name, rows] of [
+    ['train', train],
+    ['validation', validation],
+    ['test', test],
+  ] as const) {
     const path = join(outDir, `${name}.jsonl`);
-    await writeFile(path, rows.map((r) => JSON.stringify(r) + '\n').join(''));
+    await writeFile(path, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
     files.push(path);
   }
   const readme = join(outDir, 'README.md');
-  await writeFile(readme, `# Text continuation from the base model's pretraining corpus (JSONL)
+  await writeFile(
+    readme,
+    `# Text continuation from the base model's pretraining corpus (JSONL)
 
 Built by \`buildCorpusContinuation\` (packages/lab/src/data/corpus-continuation.ts); regenerate instead of editing.
 
@@ -86,7 +105,8 @@ Built by \`buildCorpusContinuation\` (packages/lab/src/data/corpus-continuation.
 | train | ${train.length} |
 | validation | ${validation.length} |
 | test | ${test.length} |
-`);
+`,
+  );
   files.push(readme);
   return { train: train.length, validation: validation.length, test: test.length, files };
 }

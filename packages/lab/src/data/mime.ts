@@ -63,6 +63,7 @@ export async function parseEmail(raw: string | Uint8Array): Promise<{ subject: s
   // Text is re-encoded as UTF-8 for the parser, which then reads each part in its declared charset: a U+FFFD
   // (EF BF BD) in a latin-1 part would come back as "ï¿½". It crosses as ASCII SUB, which every charset keeps.
   const email = await PostalMime.parse(raw.replace(/\uFFFD/g, '\u001A'));
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: SUB is the placeholder put in above
   const restore = (s: string) => s.replace(/\u001A/g, '\uFFFD');
   return { subject: restore(email.subject ?? ''), body: restore(messageText(email)) };
 }

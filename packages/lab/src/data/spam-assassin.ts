@@ -29,6 +29,7 @@ export interface SpamAssassinItem {
 
 /** Collapses whitespace (control chars count as whitespace) and trims. */
 export function collapseWhitespace(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes
   return text.replace(/[\s\u0000-\u001f\u007f\u00ad\u200b\ufeff]+/g, ' ').trim();
 }
 
@@ -71,7 +72,11 @@ export async function spamPromptFromEmail(raw: string | Uint8Array, opts: { body
 }
 
 /** A training record for a raw message with a known label. */
-export async function spamRecord(raw: string | Uint8Array, label: 'spam' | 'ham', opts: { bodyChars?: number } = {}): Promise<PromptCompletionRecord> {
+export async function spamRecord(
+  raw: string | Uint8Array,
+  label: 'spam' | 'ham',
+  opts: { bodyChars?: number } = {},
+): Promise<PromptCompletionRecord> {
   return { prompt: await spamPromptFromEmail(raw, opts), completion: SPAM_COMPLETION[label] };
 }
 
@@ -115,7 +120,12 @@ export interface SpamAssassinBuild {
  * output is byte-identical from run to run. Takes about 10 s (parsing 32 MB of mail).
  * @param opts.bodyChars body chars kept in the prompt (default 400).
  */
-export async function buildSpamAssassin(opts: { outDir: string; bodyChars?: number; seed?: string; corpus?: SpamAssassinItem[] }): Promise<SpamAssassinBuild> {
+export async function buildSpamAssassin(opts: {
+  outDir: string;
+  bodyChars?: number;
+  seed?: string;
+  corpus?: SpamAssassinItem[];
+}): Promise<SpamAssassinBuild> {
   const bodyChars = opts.bodyChars ?? DEFAULT_BODY_CHARS;
   const seed = opts.seed ?? DEFAULT_SPLIT_SEED;
   const corpus = opts.corpus ?? loadSpamAssassinCorpus();
@@ -146,7 +156,7 @@ export async function buildSpamAssassin(opts: { outDir: string; bodyChars?: numb
     labelCounts[name] = { ham: 0, spam: 0 };
     for (const r of rows) labelCounts[name][r.record.completion === SPAM_COMPLETION.spam ? 'spam' : 'ham']++;
     const path = join(outDir, `${name}.jsonl`);
-    await writeFile(path, rows.map((r) => JSON.stringify({ prompt: r.record.prompt, completion: r.record.completion }) + '\n').join(''));
+    await writeFile(path, rows.map((r) => `${JSON.stringify({ prompt: r.record.prompt, completion: r.record.completion })}\n`).join(''));
     files.push(path);
   }
   const result: SpamAssassinBuild = {
