@@ -364,7 +364,9 @@ async function main() {
   say(
     `${green('✓')} API on ${base} (Swagger UI ${base}/docs) and one worker started` +
       (worker
-        ? dim(` (SGEMM ${Math.round(worker.device.matmul_gflops)} GFLOP/s, step-time factor ${worker.device.step_time_factor ?? 'n/a'})`)
+        ? dim(
+            ` (kernels ${worker.device.matmul}, SGEMM ${Math.round(worker.device.matmul_gflops)} GFLOP/s, step-time factor ${worker.device.step_time_factor ?? 'n/a'})`,
+          )
         : dim(' (no device report yet: the API plans admission with its defaults)')),
   );
   const data = await Promise.race([dataP, childDied]);
