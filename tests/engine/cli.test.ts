@@ -113,6 +113,7 @@ describe('edgetune-engine CLI', () => {
     const d = run(['data', 'spam-assassin', '--out', join(dir, 'z')]);
     expect(d.status).toBe(2);
     expect(d.stderr).toMatch(/unknown command "data"/);
+    expect(d.stderr).not.toMatch(/\[edgetune\] backend=/); // refused before the backend starts
     expect(d.stderr).toMatch(/edgetune-lab --help/);
   });
 });

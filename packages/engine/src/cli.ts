@@ -81,6 +81,9 @@ function printEval(r: EvalReport, rule: VotingRule | null): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+/** The commands `main` runs (checked before the backend starts). */
+const COMMANDS = ['backend', 'tune', 'eval', 'infer', 'logits', 'device', 'plan'];
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -139,6 +142,7 @@ async function main(argv: string[]): Promise<void> {
       examples: { type: 'string' },
     },
   });
+  if (!COMMANDS.includes(cmd)) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
   const quiet = cmd === 'logits';
   const info = await initBackend({ quiet });
   switch (cmd) {
