@@ -5,6 +5,7 @@
  */
 export * from './names.js';
 export * from './hf-config.js';
+export * from './safetensors-index.js';
 export * from './flops.js';
 export * from './exits.js';
 export * from './luc.js';

@@ -23,6 +23,7 @@
 //     (Both row loops run on fused.c's thread pool, see setFusedThreads.)
 //   The fused training kernels (RMSNorm, SwiGLU, RoPE, attention, LoRA linear, dropout, AdamW, add,
 //   setFusedThreads): see fused.c.
+//   frozenLinear, widenRows: linears over weights stored as BF16/F16/int8/int4 outside the heap, see frozen.c.
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,6 +37,8 @@
 
 // Registers the fused kernels of fused.c on `exports`.
 napi_status edgetune_register_fused(napi_env env, napi_value exports);
+// Registers frozen.c's linear over weights kept in their stored precision (frozenLinear, widenRows).
+napi_status edgetune_register_frozen(napi_env env, napi_value exports);
 // fused.c's thread pool: fn(ctx, lo, hi, tid) over chunks of [0, n); threads (tid < the result of
 // edgetune_par_threads(work)) per the addon's setFusedThreads.
 typedef void (*edgetune_range_fn)(void *ctx, int64_t lo, int64_t hi, int tid);
@@ -391,5 +394,6 @@ NAPI_MODULE_INIT() {
   CHECK(napi_create_function(env, "xentBackward", NAPI_AUTO_LENGTH, xent_backward, NULL, &f));
   CHECK(napi_set_named_property(env, exports, "xentBackward", f));
   CHECK(edgetune_register_fused(env, exports));
+  CHECK(edgetune_register_frozen(env, exports));
   return exports;
 }

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const native = (f) => join(root, 'native', f);
-const sources = [native('blas_addon.c'), native('fused.c')];
+const sources = [native('blas_addon.c'), native('fused.c'), native('frozen.c')];
 const outDir = process.env.EDGETUNE_NATIVE_OUT || join(root, 'native', 'build');
 const out = join(outDir, 'blas_addon.node');
 const started = Date.now();

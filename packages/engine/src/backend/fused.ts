@@ -73,7 +73,7 @@ type Span = [Float32Array, number];
 type OptSpan = [Float32Array | null, number];
 
 /** Float32 data of tensors as (array, element offset) and output allocation, per backend. */
-interface Mem {
+export interface Mem {
   /** On wasm, call only after every allocation of the kernel (heap growth detaches older views). */
   f32(t: TensorInfo): Span;
   alloc(shape: number[]): TensorInfo;
@@ -99,6 +99,11 @@ function cpuMem(b: CpuBackend): Mem {
     },
     alloc: (shape) => b.makeTensorInfo(shape, 'float32', new Float32Array(tf.util.sizeFromShape(shape))),
   };
+}
+
+/** The {@link Mem} accessor of a kernel's backend object ('wasm' or 'cpu'), for kernels outside this file. */
+export function kernelMem(backendName: 'wasm' | 'cpu'): (backend: object) => Mem {
+  return backendName === 'wasm' ? (b: object) => wasmMem(b as WasmBackend) : (b: object) => cpuMem(b as CpuBackend);
 }
 
 function input(args: KernelArgs, name: string, kernel: string): TensorInfo {
@@ -438,7 +443,7 @@ export function installFusedKernels(backendName: 'wasm' | 'cpu', blas: BlasAddon
   decided.set(backendName, n);
   if (!n) return [];
   registerGradients();
-  const mem = backendName === 'wasm' ? (b: object) => wasmMem(b as WasmBackend) : (b: object) => cpuMem(b as CpuBackend);
+  const mem = kernelMem(backendName);
   const ks = kernels(mem, n);
   for (const [name, fn] of Object.entries(ks)) overrideKernel(name, backendName, fn);
   const add = stockKernel('Add', backendName)?.kernelFunc;
@@ -463,13 +468,13 @@ export function fusedKernelsActive(): boolean {
 const runKernel = <T extends tf.Tensor | tf.Tensor[]>(name: string, inputs: Record<string, tf.Tensor>, attrs: object = {}) =>
   tf.engine().runKernel(name, inputs as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as T;
 
-interface GradResult {
+export interface GradResult {
   value: tf.Tensor;
   gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[];
 }
 
 /** tf.customGrad over a list of inputs: `f` runs the forward kernel, saves what backward needs. */
-function customOp(inputs: tf.Tensor[], f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => GradResult): tf.Tensor {
+export function customOp(inputs: tf.Tensor[], f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => GradResult): tf.Tensor {
   const fn = tf.customGrad(((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
     return f(args as tf.Tensor[], save);

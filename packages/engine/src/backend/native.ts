@@ -214,6 +214,39 @@ export interface BlasAddon {
     lrWd: number,
   ): void;
   sumSquares?(n: number, x: F32, xo: number): number;
+  /**
+   * Linear over a frozen weight in its stored precision (native/frozen.c): format 0 F32, 1 BF16, 2 F16
+   * (Uint16Array), 3 int8 (Int8Array), 4 int4 (Uint8Array, two per byte); scales [rows x groups] for 3 and 4.
+   * transposed false: y[n, rows] = x[n, cols] W^T; true: y[n, cols] = x[n, rows] W. Offsets in floats.
+   * Throws RangeError when an access falls outside the arrays. Absent in addons built before it existed.
+   */
+  frozenLinear?(
+    x: F32,
+    xOff: number,
+    n: number,
+    w: Float32Array | Uint16Array | Int8Array | Uint8Array,
+    format: number,
+    rows: number,
+    cols: number,
+    scales: F32 | null,
+    groupSize: number,
+    y: F32,
+    yOff: number,
+    transposed: boolean,
+  ): void;
+  /** Rows [r0, r0 + count) of a stored matrix (formats 1..4 of frozenLinear) widened to float32 into out[outOff..]. */
+  widenRows?(
+    w: Uint16Array | Int8Array | Uint8Array,
+    format: number,
+    rows: number,
+    cols: number,
+    scales: F32 | null,
+    groupSize: number,
+    r0: number,
+    count: number,
+    out: F32,
+    outOff: number,
+  ): void;
   dropoutForward?(n: number, rate: number, seed: number, x: F32, xo: number, y: F32, yo: number): void;
   dropoutBackward?(n: number, rate: number, seed: number, dy: F32, dyo: number, dx: F32, dxo: number): void;
   loraLinearForward?(

@@ -11,7 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayerSensitivity, LucPolicy, PruneMethod, SensitivityReport } from '@edgetune/core';
-import type { LlamaModel, Linear } from '../model/llama.js';
+import { weightShape, type LlamaModel, type Linear } from '../model/llama.js';
+import { narrowBf16, narrowF16, widenAll, type StoredMatrix } from '../backend/frozen.js';
 import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
 import { applyMask, HessianAccumulator, sparseGpt, wandaMask } from './prune.js';
 import { dequantizeWeight, packedBytes, quantizeWeight, type WeightBits } from './quantize.js';
@@ -53,7 +54,7 @@ function lossFrom(model: LlamaModel, h: tf.Tensor2D, from: number, ctx: ReturnTy
   return tf.tidy(() => {
     let x = h;
     for (let i = from; i < model.layers.length; i++) x = model.layer(i, x, ctx, false);
-    const logits = tf.matMul(model.rmsNorm(x, model.finalNorm), model.lmHead, false, true) as tf.Tensor2D;
+    const logits = model.headLogits(model.rmsNorm(x, model.finalNorm)) as tf.Tensor2D;
     return sparseSoftmaxCrossEntropy(logits, targets).dataSync()[0];
   });
 }
@@ -97,8 +98,8 @@ function compressWeight(
   method: PruneMethod,
   groupSize: number,
 ): Float32Array {
-  const [rows, cols] = lin.weight.shape;
-  let w = lin.weight.dataSync() as Float32Array;
+  const [rows, cols] = weightShape(lin);
+  let w = lin.stored ? widenAll(lin.stored) : (lin.weight.dataSync() as Float32Array);
   if (sparsity > 0) {
     if (method === 'sparsegpt' && st.hessian) w = sparseGpt(w, rows, cols, st.hessian.H, sparsity, { blockSize: 128 }).weight;
     else w = applyMask(Float32Array.from(w), wandaMask(w, rows, cols, Float64Array.from(st.sq, Math.sqrt), sparsity));
@@ -109,17 +110,19 @@ function compressWeight(
 
 /** Runs fn with layer l's linears temporarily replaced by `weights`. */
 function withWeights<T>(weights: Map<Linear, Float32Array>, fn: () => T): T {
-  const saved = new Map<Linear, tf.Tensor2D>();
+  const saved = new Map<Linear, { weight: tf.Tensor2D; stored?: StoredMatrix }>();
   for (const [lin, w] of weights) {
-    saved.set(lin, lin.weight);
-    lin.weight = tf.tensor2d(w, lin.weight.shape as [number, number]);
+    saved.set(lin, { weight: lin.weight, stored: lin.stored });
+    lin.weight = tf.tensor2d(w, weightShape(lin));
+    delete lin.stored;
   }
   try {
     return fn();
   } finally {
     for (const [lin, w] of saved) {
       lin.weight.dispose();
-      lin.weight = w;
+      lin.weight = w.weight;
+      if (w.stored) lin.stored = w.stored;
     }
   }
 }
@@ -270,7 +273,7 @@ export function compressModel(
     let dense = 0,
       stored = 0;
     for (const [lin, st] of stats) {
-      const [rows, cols] = lin.weight.shape;
+      const [rows, cols] = weightShape(lin);
       dense += rows * cols * 4;
       const sp = policy.sparsity[l],
         b = policy.bits[l];
@@ -278,8 +281,13 @@ export function compressModel(
       if (b < 16) {
         lin.packed = quantizeWeight(w, rows, cols, b as WeightBits, groupSize);
         stored += packedBytes(lin.packed);
+        delete lin.stored;
         lin.weight.dispose();
         lin.weight = tf.zeros([0, 0]) as tf.Tensor2D; // the dense copy is gone: only the packed form stays resident
+      } else if (lin.stored) {
+        // pruned only: back into the stored precision (zeros stay zero), outside the heap
+        lin.stored = { ...lin.stored, data: lin.stored.dtype === 'F32' ? w : lin.stored.dtype === 'BF16' ? narrowBf16(w) : narrowF16(w) };
+        stored += lin.stored.data.byteLength;
       } else {
         lin.weight.dispose();
         lin.weight = tf.tensor2d(w, [rows, cols]);

@@ -8,7 +8,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayerKV, LlamaModel } from '../model/llama.js';
-import type { ExitPath } from './voting.js';
+import { pathLogits, type ExitPath } from './voting.js';
+import { isTensor } from '../backend/frozen.js';
 
 /** One layer stack: layers from..to-1 with LoRA on or off, and each layer's keys/values. */
 interface Stack {
@@ -80,7 +81,12 @@ export class ExitKvCache {
           // A path reads its layer's output; a path whose start lies past its layer reads the backbone state at its start (as exitProbabilities).
           const x = p.layer >= p.start ? outputs.get(p.start)![p.layer - p.start] : entering[p.start];
           const sel = tf.gather(x, last) as tf.Tensor2D;
-          const logits = this.model.linearInference({ name: 'lm_head', weight: p.head }, this.model.rmsNormInference(sel, p.norm), false);
+          const xn = this.model.rmsNormInference(sel, p.norm);
+          // A single row through a tensor head: the faster (W x^T)^T form of linearInference.
+          const logits =
+            isTensor(p.head) && !p.headLora
+              ? this.model.linearInference({ name: 'lm_head', weight: p.head }, xn, false)
+              : pathLogits(p, xn);
           return tf.softmax(logits) as tf.Tensor2D;
         });
       });

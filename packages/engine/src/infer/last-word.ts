@@ -99,7 +99,7 @@ export function lastWordAccuracy(model: LlamaModel, items: readonly LastWordItem
       let h = model.embed(tf.tensor1d(ids, 'int32'));
       for (let l = 0; l < model.layers.length; l++) h = model.layer(l, h, ctx, false);
       const x = model.rmsNorm(tf.gather(h, tf.tensor1d(rows, 'int32')) as tf.Tensor2D, model.finalNorm);
-      const lp = tf.logSoftmax(tf.matMul(x, model.lmHead, false, true));
+      const lp = tf.logSoftmax(model.headLogits(x));
       return [tf.sum(tf.mul(lp, tf.oneHot(tf.tensor1d(targets, 'int32'), lp.shape[1]!)), 1), tf.argMax(lp, 1)];
     });
     const logp = out[0].dataSync() as Float32Array,

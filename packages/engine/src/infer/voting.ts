@@ -4,6 +4,7 @@
  * its LoRA, then its own norm + head, exactly the computation it was trained on.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulT, type WeightMatrix } from '../backend/frozen.js';
 import type { LlamaModel } from '../model/llama.js';
 
 /** `max`: element-wise max over exits, renormalised (official code); `mean`: average;
@@ -21,10 +22,20 @@ export interface ExitPath {
   start: number;
   /** [hidden] */
   norm: tf.Tensor1D;
-  /** [vocab, hidden] */
-  head: tf.Tensor2D;
+  /** [vocab, hidden]: a tensor, or the model's stored lm_head */
+  head: WeightMatrix;
+  /** low-rank head: logits += scale (x A^T) B^T, A [r, hidden], B [vocab, r] (an exit head over a stored lm_head) */
+  headLora?: { A: tf.Tensor2D; B: tf.Tensor2D; scale: number };
   /** mixture weight of this exit in the `weighted` vote (fitted on validation; absent: uniform) */
   weight?: number;
+}
+
+/** A path's logits for normalised states x [n, hidden]: x head^T (+ its low-rank head's term). Returns [n, vocab]. */
+export function pathLogits(p: Pick<ExitPath, 'head' | 'headLora'>, x: tf.Tensor2D): tf.Tensor2D {
+  const y = matMulT(x, p.head);
+  if (!p.headLora) return y;
+  const { A, B, scale } = p.headLora;
+  return tf.add(y, tf.matMul(tf.mul(tf.matMul(x, A, false, true), scale), B, false, true)) as tf.Tensor2D;
 }
 
 /**
@@ -123,7 +134,7 @@ export function exitProbabilities(
       for (let i = from.next; i <= p.layer; i++) x = model.layer(i, x, ctx, true);
       streams.set(p.start, { next: p.layer + 1, h: x });
       const sel = tf.gather(x, rowT) as tf.Tensor2D;
-      return tf.softmax(tf.matMul(model.rmsNorm(sel, p.norm), p.head, false, true)) as tf.Tensor2D;
+      return tf.softmax(pathLogits(p, model.rmsNorm(sel, p.norm))) as tf.Tensor2D;
     });
   });
 }

@@ -5,11 +5,10 @@
  * little-endian tensor bytes, offsets relative to the end of the header. No maintained npm package does
  * this, so we keep our own (about 150 lines).
  */
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { readSafetensorsHeader, readWeightIndex, SafetensorsError, type SafetensorsDtype, type TensorEntry } from '@edgetune/core';
 
-/** Dtypes we read. F16/BF16 are widened to float32 on load; integer types keep their width. */
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+export { SafetensorsError, type SafetensorsDtype } from '@edgetune/core';
 
 /** One tensor as read from a file: row-major data and its shape. */
 export interface NamedTensor {
@@ -19,19 +18,6 @@ export interface NamedTensor {
   /** Float32Array for F16/BF16/F32/F64, Int32Array for I32/I16/I64 (I64 must fit in 32 bits), Uint8Array/Int8Array otherwise. */
   data: Float32Array | Int32Array | Int8Array | Uint8Array;
 }
-
-/** Error for malformed or unsupported safetensors input; `file` names the offending file. */
-export class SafetensorsError extends Error {
-  constructor(
-    message: string,
-    readonly file?: string,
-  ) {
-    super(file ? `${file}: ${message}` : message);
-    this.name = 'SafetensorsError';
-  }
-}
-
-const BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 /** IEEE 754 half -> float32 via a 64 K lookup table (built once, 256 KiB). */
 let halfTable: Float32Array | null = null;
@@ -74,10 +60,8 @@ export function floatToHalf(f: number): number {
 }
 
 function decode(dtype: SafetensorsDtype, bytes: Uint8Array, count: number, file: string, name: string): NamedTensor['data'] {
-  // Copy to an aligned buffer: the tensor's offset inside the file is not guaranteed to be aligned.
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  const ab = copy.buffer;
+  // An aligned buffer of its own (readEntry's are; a view into a larger buffer is copied).
+  const ab = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : bytes.slice().buffer;
   switch (dtype) {
     case 'F32':
       return new Float32Array(ab, 0, count);
@@ -119,6 +103,19 @@ function decode(dtype: SafetensorsDtype, bytes: Uint8Array, count: number, file:
   }
 }
 
+/** Reads an entry's bytes from an open file into a fresh (aligned) buffer. */
+function readEntry(fd: number, t: TensorEntry): Uint8Array {
+  const bytes = new Uint8Array(t.end - t.begin);
+  let at = 0;
+  while (at < bytes.byteLength) {
+    // readSync reads at most 2 GiB per call
+    const n = readSync(fd, bytes, at, Math.min(bytes.byteLength - at, 2 ** 30), t.begin + at);
+    if (n <= 0) throw new SafetensorsError(`tensor ${t.name}: file ends early`, t.file);
+    at += n;
+  }
+  return bytes;
+}
+
 /**
  * Reads every tensor of one `.safetensors` file.
  * @param names optional filter: only these tensors are decoded.
@@ -129,75 +126,96 @@ export function readSafetensors(
   file: string,
   names?: Set<string>,
 ): { tensors: Map<string, NamedTensor>; metadata: Record<string, string> } {
-  const buf = readFileSync(file);
-  if (buf.byteLength < 8) throw new SafetensorsError('file shorter than its 8-byte header length', file);
-  const n = Number(buf.readBigUInt64LE(0));
-  if (n <= 0 || 8 + n > buf.byteLength) throw new SafetensorsError(`header length ${n} exceeds file size ${buf.byteLength}`, file);
-  let header: Record<string, unknown>;
-  try {
-    header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
-  } catch (e) {
-    throw new SafetensorsError(`header is not valid JSON (${(e as Error).message})`, file);
-  }
-  const dataStart = 8 + n;
+  const h = readSafetensorsHeader(file);
   const tensors = new Map<string, NamedTensor>();
-  let metadata: Record<string, string> = {};
-  for (const [name, v] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      metadata = (v ?? {}) as Record<string, string>;
-      continue;
+  const fd = openSync(file, 'r');
+  try {
+    for (const t of h.tensors) {
+      if (names && !names.has(t.name)) continue;
+      tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data: decode(t.dtype, readEntry(fd, t), t.size, file, t.name) });
     }
-    if (names && !names.has(name)) continue;
-    const info = v as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-    const dtype = info.dtype as SafetensorsDtype;
-    if (!(dtype in BYTES)) throw new SafetensorsError(`tensor ${name}: unsupported dtype ${info.dtype}`, file);
-    const shape = info.shape ?? [];
-    const count = shape.reduce((a, b) => a * b, 1);
-    const [b, e] = info.data_offsets ?? [0, -1];
-    if (e - b !== count * BYTES[dtype] || dataStart + e > buf.byteLength || b < 0) {
-      throw new SafetensorsError(
-        `tensor ${name}: data_offsets [${b}, ${e}] do not match shape [${shape}] x ${dtype} or the file size`,
-        file,
-      );
-    }
-    tensors.set(name, { dtype, shape, data: decode(dtype, buf.subarray(dataStart + b, dataStart + e), count, file, name) });
+  } finally {
+    closeSync(fd);
   }
-  return { tensors, metadata };
+  return { tensors, metadata: h.metadata };
 }
 
 /**
  * Reads a model folder's weights: `model.safetensors`, or the shards listed in
- * `model.safetensors.index.json` (`weight_map`), as Hugging Face `save_pretrained` writes them.
+ * `model.safetensors.index.json` (`weight_map`), as Hugging Face `save_pretrained` writes them. Every
+ * float tensor is widened to float32: for small models (see {@link readWeightTensors} for large ones).
  * @throws SafetensorsError when neither file exists or a shard misses a listed tensor.
  */
 export function readModelWeights(dir: string): Map<string, NamedTensor> {
-  const single = join(dir, 'model.safetensors');
-  const index = join(dir, 'model.safetensors.index.json');
-  if (existsSync(single)) return readSafetensors(single).tensors;
-  if (!existsSync(index)) throw new SafetensorsError(`no model.safetensors or model.safetensors.index.json in ${dir}`);
-  const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map;
-  if (!map) throw new SafetensorsError('index has no weight_map', index);
-  const byShard = new Map<string, Set<string>>();
-  for (const [name, shard] of Object.entries(map)) {
-    if (!byShard.has(shard)) byShard.set(shard, new Set());
-    byShard.get(shard)!.add(name);
-  }
   const out = new Map<string, NamedTensor>();
-  for (const [shard, names] of byShard) {
-    const { tensors } = readSafetensors(join(dir, shard), names);
-    for (const name of names) {
-      const t = tensors.get(name);
-      if (!t) throw new SafetensorsError(`tensor ${name} listed in the index is missing`, join(dir, shard));
-      out.set(name, t);
+  readWeightTensors(dir, (name, t) => out.set(name, { dtype: t.dtype, shape: t.shape, data: t.decoded() }));
+  return out;
+}
+
+/** One tensor handed to {@link readWeightTensors}'s callback. */
+export interface RawTensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** The stored values without conversion: Float32Array (F32), Uint16Array bit patterns (BF16, F16), else the bytes. */
+  raw: Float32Array | Uint16Array | Uint8Array;
+  /** float32 values (a new array for 16-bit dtypes). @throws SafetensorsError for a non-float dtype */
+  widened(): Float32Array;
+  /** The values as {@link NamedTensor} data (floats widened, integers as in {@link readSafetensors}). */
+  decoded(): NamedTensor['data'];
+}
+
+/**
+ * Streams a model folder's tensors one at a time, in file order, so that a model larger than memory in
+ * float32 can be loaded in its stored precision: each tensor's bytes are read into a buffer of their own
+ * and handed over; nothing else is kept. `total` gives the whole folder's sizes (from the headers).
+ * @throws SafetensorsError as {@link readWeightIndex}, or on a short read.
+ */
+export function readWeightTensors(
+  dir: string,
+  onTensor: (name: string, t: RawTensor, total: { bytes: number; params: number; f32Bytes: number }) => void,
+): void {
+  const index = readWeightIndex(dir);
+  const total = { bytes: index.bytes, params: index.params, f32Bytes: 4 * index.params };
+  for (const file of index.files) {
+    const entries = [...index.tensors.values()].filter((t) => t.file === file).sort((a, b) => a.begin - b.begin);
+    const fd = openSync(file, 'r');
+    try {
+      for (const t of entries) {
+        const bytes = readEntry(fd, t);
+        const raw =
+          t.dtype === 'F32'
+            ? new Float32Array(bytes.buffer, 0, t.size)
+            : t.dtype === 'BF16' || t.dtype === 'F16'
+              ? new Uint16Array(bytes.buffer, 0, t.size)
+              : bytes;
+        const decoded = () => decode(t.dtype, bytes, t.size, file, t.name);
+        onTensor(
+          t.name,
+          {
+            dtype: t.dtype,
+            shape: t.shape,
+            raw,
+            decoded,
+            widened: () => {
+              const d = decoded();
+              if (!(d instanceof Float32Array)) throw new SafetensorsError(`tensor ${t.name}: ${t.dtype} is not a float dtype`, file);
+              return d;
+            },
+          },
+          total,
+        );
+      }
+    } finally {
+      closeSync(fd);
     }
   }
-  return out;
 }
 
 /** A tensor to write: float data is written as F32 (default), F16 or BF16. */
 export interface TensorToWrite {
   shape: number[];
-  data: Float32Array | Int32Array | Int8Array | Uint8Array;
+  /** Uint16Array: BF16/F16 bit patterns, written as they are (dtype must be BF16 or F16) */
+  data: Float32Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
   dtype?: SafetensorsDtype;
 }
 
@@ -205,6 +223,10 @@ function encode(t: TensorToWrite): { dtype: SafetensorsDtype; bytes: Uint8Array 
   const dtype =
     t.dtype ?? (t.data instanceof Float32Array ? 'F32' : t.data instanceof Int32Array ? 'I32' : t.data instanceof Int8Array ? 'I8' : 'U8');
   const n = t.data.length;
+  if (t.data instanceof Uint16Array) {
+    if (dtype !== 'F16' && dtype !== 'BF16') throw new SafetensorsError(`16-bit bit patterns need dtype BF16 or F16, got ${dtype}`);
+    return { dtype, bytes: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) };
+  }
   if (dtype === 'F16' || dtype === 'BF16') {
     const out = new Uint16Array(n),
       src = t.data as Float32Array;

@@ -12,7 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { linearHasBias, loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig, IGNORE_INDEX } from '@edgetune/core';
-import { readModelWeights, type NamedTensor } from '../io/safetensors.js';
+import { readWeightTensors, type NamedTensor } from '../io/safetensors.js';
+import { frozenBytes, frozenMatMulT, gatherRows, isTensor, matMulT, type StoredMatrix, type WeightMatrix } from '../backend/frozen.js';
 import {
   attention,
   attentionOps,
@@ -25,7 +26,7 @@ import {
   swiglu,
   MASK_VALUE,
 } from '../backend/fused.js';
-import { dequantizeWeight, fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
+import { fakeQuantActivations, type PackedWeight } from '../compress/quantize.js';
 import { ropeInvFreq } from './rope.js';
 
 /** LoRA factors on one linear (PEFT `LoraLayer`): y += scale * B(A(dropout(x))). */
@@ -44,20 +45,23 @@ export interface LoraPair {
 export interface Linear {
   /** HF module path, e.g. `model.layers.3.self_attn.q_proj`. */
   name: string;
-  /** [out, in]; when `packed` is set this is unused (weights are dequantized just in time). */
+  /** [out, in]; when `packed` or `stored` is set this is an empty placeholder (the weight lives outside the heap). */
   weight: tf.Tensor2D;
   /** [out] */
   bias?: tf.Tensor1D;
   lora?: LoraPair;
   /** LUC: the frozen weight stored as packed low-bit integers, dequantized per use (layer by layer). */
   packed?: PackedWeight;
+  /** The frozen weight in its stored precision outside the TF.js heap (BF16/F16/F32 from the safetensors). */
+  stored?: StoredMatrix;
   /** LUC: fake-quantize this linear's input to this many bits per token (LLM-QAT, STE); absent = off. */
   actBits?: number;
 }
 
 /** [out, in] of a linear, whether its weight is dense or packed. */
 export function weightShape(lin: Linear): [number, number] {
-  return lin.packed ? [lin.packed.rows, lin.packed.cols] : (lin.weight.shape as [number, number]);
+  const ext = lin.packed ?? lin.stored;
+  return ext ? [ext.rows, ext.cols] : (lin.weight.shape as [number, number]);
 }
 
 /** One `LlamaDecoderLayer`. */
@@ -141,14 +145,27 @@ function singleQueryAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, sc
 /** Fills in defaults for a context. */
 export type ContextOptions = { batch: number; seq: number; attentionMask?: ArrayLike<number>; training?: boolean; seed?: number };
 
-function linearOf(name: string, get: (n: string) => tf.Tensor | undefined, bias: boolean): Linear {
-  const weight = get(`${name}.weight`) as tf.Tensor2D | undefined;
-  if (!weight) throw new Error(`missing tensor ${name}.weight`);
-  if (!bias) return { name, weight };
-  const b = get(`${name}.bias`) as tf.Tensor1D | undefined;
-  if (!b) throw new Error(`model weights: missing tensor ${name}.bias`);
-  return { name, weight, bias: b };
+/** A base weight as the model holds it: a float32 tensor in the heap, or a stored matrix outside it. */
+export type BaseWeight = tf.Tensor | StoredMatrix;
+
+function linearOf(name: string, get: (n: string) => BaseWeight | undefined, bias: boolean): Linear {
+  const w = get(`${name}.weight`);
+  if (!w) throw new Error(`missing tensor ${name}.weight`);
+  const lin: Linear = w instanceof tf.Tensor ? { name, weight: w as tf.Tensor2D } : { name, weight: tf.zeros([0, 0]), stored: w };
+  if (!bias) return lin;
+  const b = get(`${name}.bias`);
+  if (!b || !(b instanceof tf.Tensor)) throw new Error(`model weights: missing tensor ${name}.bias`);
+  return { ...lin, bias: b as tf.Tensor1D };
 }
+
+/** How {@link LlamaModel.load} keeps the frozen weights: float32 tensors in the heap, or stored matrices outside it. */
+export type WeightPlacement = 'auto' | 'heap' | 'stored';
+
+/**
+ * Above this many float32 bytes of frozen weights `auto` keeps even an F32 model outside the heap: the wasm
+ * heap holds at most 4 GiB, which must also fit a step's activations, LoRA state and the exit heads.
+ */
+export const HEAP_WEIGHT_LIMIT_BYTES = 1.5 * 2 ** 30;
 
 /**
  * The base model: frozen weights as tf.Tensors (not Variables, so no gradient is ever taken for them)
@@ -156,18 +173,18 @@ function linearOf(name: string, get: (n: string) => tf.Tensor | undefined, bias:
  */
 export class LlamaModel {
   readonly layers: DecoderLayer[];
-  /** [vocab, hidden] */
-  readonly embedTokens: tf.Tensor2D;
+  /** [vocab, hidden]: a tensor, or a stored matrix outside the heap (16-bit models) */
+  readonly embedTokens: WeightMatrix;
   /** [hidden]; replaceable by a PEFT adapter's `modules_to_save`. */
   finalNorm: tf.Tensor1D;
-  /** [vocab, hidden]; the same tensor as embedTokens when tied; replaceable like finalNorm. */
-  lmHead: tf.Tensor2D;
+  /** [vocab, hidden]; the same object as embedTokens when tied; replaceable like finalNorm. */
+  lmHead: WeightMatrix;
   private ropeCache = new Map<number, { cos: tf.Tensor2D; sin: tf.Tensor2D }>();
   private maskCache = new Map<number, tf.Tensor4D>();
 
   constructor(
     readonly config: LlamaConfig,
-    tensors: Map<string, tf.Tensor>,
+    tensors: Map<string, BaseWeight>,
   ) {
     const get = (n: string) => tensors.get(n);
     const need = (n: string) => {
@@ -175,12 +192,17 @@ export class LlamaModel {
       if (!t) throw new Error(`model weights: missing tensor ${n}`);
       return t;
     };
-    this.embedTokens = need('model.embed_tokens.weight') as tf.Tensor2D;
-    this.finalNorm = need('model.norm.weight') as tf.Tensor1D;
-    this.lmHead = (config.tieWordEmbeddings ? (get('lm_head.weight') ?? this.embedTokens) : need('lm_head.weight')) as tf.Tensor2D;
+    const needTensor = (n: string) => {
+      const t = need(n);
+      if (!(t instanceof tf.Tensor)) throw new Error(`model weights: ${n} must be a tensor`);
+      return t;
+    };
+    this.embedTokens = need('model.embed_tokens.weight') as WeightMatrix;
+    this.finalNorm = needTensor('model.norm.weight') as tf.Tensor1D;
+    this.lmHead = (config.tieWordEmbeddings ? (get('lm_head.weight') ?? this.embedTokens) : need('lm_head.weight')) as WeightMatrix;
     const { hiddenSize: d, vocabSize: v } = config;
-    if (this.embedTokens.shape[0] !== v || this.embedTokens.shape[1] !== d)
-      throw new Error(`model.embed_tokens.weight has shape [${this.embedTokens.shape}], config says [${v}, ${d}]`);
+    const [er, ec] = isTensor(this.embedTokens) ? this.embedTokens.shape : [this.embedTokens.rows, this.embedTokens.cols];
+    if (er !== v || ec !== d) throw new Error(`model.embed_tokens.weight has shape [${er}, ${ec}], config says [${v}, ${d}]`);
     this.layers = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
       const p = `model.layers.${i}`;
@@ -191,21 +213,38 @@ export class LlamaModel {
       }
       this.layers.push({
         index: i,
-        inputNorm: need(`${p}.input_layernorm.weight`) as tf.Tensor1D,
-        postNorm: need(`${p}.post_attention_layernorm.weight`) as tf.Tensor1D,
+        inputNorm: needTensor(`${p}.input_layernorm.weight`) as tf.Tensor1D,
+        postNorm: needTensor(`${p}.post_attention_layernorm.weight`) as tf.Tensor1D,
         linears,
       });
     }
   }
 
   /**
-   * Loads a Hugging Face LLaMA folder (`config.json`, `model.safetensors` or sharded index; F32/F16/BF16).
+   * Loads a Hugging Face LLaMA folder (`config.json`, `model.safetensors` or sharded index; F32/F16/BF16),
+   * tensor by tensor. Norms and biases become float32 tensors. The embedding, lm_head and the layers'
+   * linears become float32 tensors (`heap`) or stay in their stored precision outside the TF.js heap
+   * (`stored`, read by backend/frozen.ts); `auto` keeps F16/BF16 models stored, and F32 models in the heap
+   * unless their weights exceed {@link HEAP_WEIGHT_LIMIT_BYTES}. The whole model never exists in float32.
    * @throws ModelConfigError / SafetensorsError / Error naming a missing tensor.
    */
-  static load(dir: string): LlamaModel {
+  static load(dir: string, opts: { weights?: WeightPlacement } = {}): LlamaModel {
     const config = loadLlamaConfig(dir);
-    const raw = readModelWeights(dir);
-    return LlamaModel.fromNamedTensors(config, raw);
+    const placement = opts.weights ?? 'auto';
+    const tensors = new Map<string, BaseWeight>();
+    readWeightTensors(dir, (name, t, total) => {
+      if (name.includes('rotary_emb')) return;
+      const matrix =
+        t.shape.length === 2 && (name.endsWith('proj.weight') || name === 'model.embed_tokens.weight' || name === 'lm_head.weight');
+      const stored =
+        matrix &&
+        (placement === 'stored' ||
+          (placement === 'auto' && (t.dtype === 'BF16' || t.dtype === 'F16' || total.f32Bytes > HEAP_WEIGHT_LIMIT_BYTES)));
+      if (stored && (t.dtype === 'BF16' || t.dtype === 'F16' || t.dtype === 'F32')) {
+        tensors.set(name, { dtype: t.dtype, rows: t.shape[0], cols: t.shape[1], data: t.raw as Float32Array | Uint16Array });
+      } else tensors.set(name, tf.tensor(t.widened(), t.shape, 'float32'));
+    });
+    return new LlamaModel(config, tensors);
   }
 
   /** Builds a model from decoded tensors (float32 on the current backend). */
@@ -218,21 +257,35 @@ export class LlamaModel {
     return new LlamaModel(config, tensors);
   }
 
-  /** Every base tensor by HF name (tied head listed once, as the embedding). */
-  namedWeights(): Map<string, tf.Tensor> {
-    const m = new Map<string, tf.Tensor>();
-    m.set('model.embed_tokens.weight', this.embedTokens);
+  /**
+   * Every dense base weight by HF name (tied head listed once, as the embedding): tensors, or stored
+   * matrices outside the heap. LUC-packed linears are not listed (their placeholder tensor is empty).
+   */
+  namedWeights(): Map<string, BaseWeight> {
+    const m = new Map<string, BaseWeight>();
+    const dense = (w: WeightMatrix) => w as tf.Tensor | StoredMatrix;
+    m.set('model.embed_tokens.weight', dense(this.embedTokens));
     for (const l of this.layers) {
       m.set(`model.layers.${l.index}.input_layernorm.weight`, l.inputNorm);
       m.set(`model.layers.${l.index}.post_attention_layernorm.weight`, l.postNorm);
       for (const lin of Object.values(l.linears)) {
-        m.set(`${lin.name}.weight`, lin.weight);
+        if (!lin.packed) m.set(`${lin.name}.weight`, lin.stored ?? lin.weight);
         if (lin.bias) m.set(`${lin.name}.bias`, lin.bias);
       }
     }
     m.set('model.norm.weight', this.finalNorm);
-    if (this.lmHead !== this.embedTokens) m.set('lm_head.weight', this.lmHead);
+    if (this.lmHead !== this.embedTokens) m.set('lm_head.weight', dense(this.lmHead));
     return m;
+  }
+
+  /** Bytes of the frozen weights kept outside the TF.js heap (stored matrices and LUC-packed linears). */
+  storedBytes(): number {
+    let b = frozenBytes(this.embedTokens) + (this.lmHead !== this.embedTokens ? frozenBytes(this.lmHead) : 0);
+    for (const lin of this.linears().values()) {
+      const ext = lin.packed ?? lin.stored;
+      if (ext) b += frozenBytes(ext);
+    }
+    return b;
   }
 
   /** Every linear by HF module path. */
@@ -245,7 +298,8 @@ export class LlamaModel {
   /** Total parameter count (tied head counted once). */
   paramCount(): number {
     let n = 0;
-    for (const t of this.namedWeights().values()) n += t.size;
+    for (const t of this.namedWeights().values()) n += t instanceof tf.Tensor ? t.size : t.rows * t.cols;
+    for (const lin of this.linears().values()) if (lin.packed) n += lin.packed.rows * lin.packed.cols;
     return n;
   }
 
@@ -333,9 +387,16 @@ export class LlamaModel {
     return ctx;
   }
 
-  /** Token embedding: ids [batch*seq] int32 -> [batch*seq, hidden]. */
+  /** Token embedding: ids [batch*seq] int32 -> [batch*seq, hidden]. @throws RangeError for an id outside the vocabulary (stored embedding). */
   embed(ids: tf.Tensor1D): tf.Tensor2D {
-    return tf.gather(this.embedTokens, ids) as tf.Tensor2D;
+    const e = this.embedTokens;
+    if (isTensor(e)) return tf.gather(e, ids) as tf.Tensor2D;
+    return tf.tensor2d(gatherRows(e, ids.dataSync()), [ids.size, e.cols]);
+  }
+
+  /** lm_head logits of normalised states x [n, hidden] -> [n, vocab]. */
+  headLogits(x: tf.Tensor2D): tf.Tensor2D {
+    return matMulT(x, this.lmHead);
   }
 
   /** RMSNorm (HF LlamaRMSNorm): x * rsqrt(mean(x^2) + eps) * w, over the last axis. x [n, hidden]. */
@@ -361,17 +422,26 @@ export class LlamaModel {
    */
   linear(lin: Linear, x: tf.Tensor2D, useLora: boolean, ctx?: ForwardContext, salt = 0): tf.Tensor2D {
     ctx?.capture?.(lin, x);
-    const W = lin.packed ? tf.tensor2d(dequantizeWeight(lin.packed), [lin.packed.rows, lin.packed.cols]) : lin.weight;
     const xq = lin.actBits !== undefined && lin.actBits < 16 ? fakeQuantActivations(x, lin.actBits) : x;
     const lora = useLora ? lin.lora : undefined;
     const rate = ctx?.training && lora ? lora.dropout : 0;
     const seed = ctx?.seed === undefined ? undefined : ctx.seed * 7919 + salt;
+    const ext = lin.packed ?? lin.stored;
     let y: tf.Tensor;
-    if (lora && xq === x) {
+    if (ext) {
+      // Frozen weight outside the heap: its product widens it block by block (backend/frozen.ts); the
+      // LoRA branch runs as TF.js ops on the same input.
+      y = frozenMatMulT(xq, ext);
+      if (lora) {
+        const xin = rate > 0 ? dropout(x, rate, seed) : x;
+        y = tf.add(y, tf.matMul(tf.mul(tf.matMul(xin, lora.A, false, true), lora.scale), lora.B, false, true));
+      }
+    } else if (lora && xq === x) {
+      const W = lin.weight;
       // Main product + LoRA branch (dropout, A, B, scale, add) as one fused op (TF.js ops without the addon).
       y = loraLinear(x, W, lora.A as tf.Tensor2D, lora.B as tf.Tensor2D, { scale: lora.scale, dropout: rate, seed });
     } else {
-      y = tf.matMul(xq, W, false, true);
+      y = tf.matMul(xq, lin.weight, false, true);
       if (lora) {
         const xin = rate > 0 ? dropout(x, rate, seed) : x;
         // scale applied to the [n, r] product rather than the [n, out] one (same value up to rounding)
@@ -390,7 +460,7 @@ export class LlamaModel {
    */
   linearInference(lin: Linear, x: tf.Tensor2D, useLora: boolean): tf.Tensor2D {
     const quantized = lin.actBits !== undefined && lin.actBits < 16;
-    if (x.shape[0] !== 1 || lin.packed || quantized) return this.linear(lin, x, useLora);
+    if (x.shape[0] !== 1 || lin.packed || lin.stored || quantized) return this.linear(lin, x, useLora);
     const lora = useLora ? lin.lora : undefined;
     let yT = tf.matMul(lin.weight, x, false, true); // [out, 1]
     if (lora) yT = tf.add(yT, tf.matMul(lora.B, tf.mul(tf.matMul(lora.A, x, false, true), lora.scale)));
@@ -505,7 +575,7 @@ export class LlamaModel {
         h = this.layer(i, h, ctx, useLora(i));
         if (opts.hiddenStates) hiddenStates.push(tf.keep(tf.reshape(h, [B, T, -1])) as tf.Tensor3D);
       }
-      const out = tf.matMul(this.rmsNorm(h, this.finalNorm), this.lmHead, false, true);
+      const out = this.headLogits(this.rmsNorm(h, this.finalNorm));
       return tf.reshape(out, [B, T, this.config.vocabSize]) as tf.Tensor3D;
     });
     return { logits, hiddenStates };
@@ -513,12 +583,13 @@ export class LlamaModel {
 
   /** Frees every tensor the model holds (weights, LoRA, caches). */
   dispose(): void {
-    for (const t of this.namedWeights().values()) t.dispose();
+    for (const t of this.namedWeights().values()) if (t instanceof tf.Tensor) t.dispose();
     for (const lin of this.linears().values()) {
+      lin.weight.dispose();
       lin.lora?.A.dispose();
       lin.lora?.B.dispose();
     }
-    if (this.lmHead !== this.embedTokens && !this.lmHead.isDisposed) this.lmHead.dispose();
+    if (this.lmHead !== this.embedTokens && isTensor(this.lmHead) && !this.lmHead.isDisposed) this.lmHead.dispose();
     for (const c of this.ropeCache.values()) {
       c.cos.dispose();
       c.sin.dispose();

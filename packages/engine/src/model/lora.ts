@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { LINEAR_NAMES } from '@edgetune/core';
 import { weightShape, type Linear, type LlamaModel } from './llama.js';
+import { matrixShape, type WeightMatrix } from '../backend/frozen.js';
 import type { Rng } from '../util/rng.js';
 
 /** The subset of PEFT's LoraConfig we honour. */
@@ -167,8 +168,9 @@ export function applyPeftAdapter(model: LlamaModel, dir: string): { config: Lora
 }
 
 function replaceModule(model: LlamaModel, module: string, data: Float32Array, shape: number[]): void {
-  const check = (t: tf.Tensor) => {
-    if (t.shape.join() !== shape.join()) throw new AdapterError(`modules_to_save ${module}: shape [${shape}] does not fit [${t.shape}]`);
+  const check = (t: tf.Tensor | WeightMatrix) => {
+    const s = t instanceof tf.Tensor ? t.shape : matrixShape(t);
+    if (s.join() !== shape.join()) throw new AdapterError(`modules_to_save ${module}: shape [${shape}] does not fit [${s}]`);
   };
   if (module === 'lm_head') {
     check(model.lmHead);

@@ -15,6 +15,7 @@ import type { LlamaModel, Linear } from '../model/llama.js';
 import { AdapterError, loraTensors, savePeftAdapter, type LoraConfig } from '../model/lora.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { ExitHead } from './exits.js';
+import { isTensor, matrixShape, widenRowsBlock } from '../backend/frozen.js';
 import type { ExitPath, VotingRule } from '../infer/voting.js';
 
 export const EDGE_FORMAT = 'edgetune.edge_llm/1';
@@ -30,6 +31,8 @@ export interface EdgeLlmManifest {
   prefix?: 'backbone' | 'adapted';
   /** first layer that runs with LoRA on each exit's path (absent: window_starts; 0 with an adapted prefix) */
   path_starts?: number[];
+  /** low-rank exit heads over the base lm_head (16-bit models keep it stored): rank and scale of every exit's LoRA */
+  head_lora?: { r: number; scale: number };
   voting_rule: VotingRule;
   /** per-exit weights of the `weighted` vote, fitted on validation (absent in older adapters: uniform) */
   exit_weights?: number[];
@@ -42,6 +45,28 @@ export interface EdgeLlmManifest {
 
 function layerOf(name: string): number {
   return Number(/\.layers\.(\d+)\./.exec(name)?.[1] ?? -1);
+}
+
+/**
+ * A low-rank exit head merged into one float32 [vocab, hidden] tensor (lm_head + scale B A), built in
+ * blocks of rows so that only the result is whole: the PEFT export's `modules_to_save` lm_head.
+ */
+function mergedHead(e: ExitHead): tf.Tensor2D {
+  if (isTensor(e.head) || !e.lora) throw new Error('mergedHead: needs a low-rank head over a stored lm_head');
+  const [V, d] = matrixShape(e.head);
+  const out = new Float32Array(V * d);
+  const block = Math.max(1, Math.floor(2 ** 22 / d));
+  for (let r0 = 0; r0 < V; r0 += block) {
+    const n = Math.min(block, V - r0);
+    const rows = tf.tidy(() => {
+      const base = tf.tensor2d(widenRowsBlock(e.head as Exclude<typeof e.head, tf.Tensor>, r0, n), [n, d]);
+      const b = tf.slice(e.lora!.B, [r0, 0], [n, -1]);
+      return tf.add(base, tf.mul(tf.matMul(b, e.lora!.A), e.lora!.scale));
+    });
+    out.set(rows.dataSync() as Float32Array, r0 * d);
+    rows.dispose();
+  }
+  return tf.tensor2d(out, [V, d]);
 }
 
 /**
@@ -59,9 +84,16 @@ export function saveEdgeAdapter(
   const starts = pathsOf(exits, manifest.prefix).map((p) => p.start);
   mkdirSync(dir, { recursive: true });
   const tensors = loraTensors(linears);
+  let headLora: { r: number; scale: number } | undefined;
   for (const e of exits) {
     tensors.set(`exits.${e.layer}.norm.weight`, { shape: e.norm.shape, data: e.norm.dataSync() as Float32Array });
-    tensors.set(`exits.${e.layer}.head.weight`, { shape: e.head.shape, data: e.head.dataSync() as Float32Array });
+    if (isTensor(e.head)) tensors.set(`exits.${e.layer}.head.weight`, { shape: e.head.shape, data: e.head.dataSync() as Float32Array });
+    else if (e.lora) {
+      // A low-rank head over the stored lm_head: its factors (the base head is the model's own).
+      tensors.set(`exits.${e.layer}.head.lora_A.weight`, { shape: e.lora.A.shape, data: e.lora.A.dataSync() as Float32Array });
+      tensors.set(`exits.${e.layer}.head.lora_B.weight`, { shape: e.lora.B.shape, data: e.lora.B.dataSync() as Float32Array });
+      headLora = { r: e.lora.A.shape[0], scale: e.lora.scale };
+    } else throw new Error(`exit ${e.layer}: a head over the stored lm_head must have LoRA factors`);
   }
   writeSafetensors(join(dir, 'edge_llm.safetensors'), tensors, { format: 'edgetune' });
   // Compressed base weights (LUC): packed integers + scales per linear, so the edge box runs exactly the
@@ -78,7 +110,9 @@ export function saveEdgeAdapter(
   for (const l of model.layers)
     for (const lin of Object.values(l.linears)) {
       if (lin.packed || !manifest.compression) continue;
-      packed.set(`${lin.name}.weight`, { shape: lin.weight.shape, data: lin.weight.dataSync() as Float32Array });
+      if (lin.stored)
+        packed.set(`${lin.name}.weight`, { shape: [lin.stored.rows, lin.stored.cols], data: lin.stored.data, dtype: lin.stored.dtype });
+      else packed.set(`${lin.name}.weight`, { shape: lin.weight.shape, data: lin.weight.dataSync() as Float32Array });
     }
   if (packed.size) writeSafetensors(join(dir, 'compressed_model.safetensors'), packed, meta);
   const full: EdgeLlmManifest = {
@@ -88,6 +122,7 @@ export function saveEdgeAdapter(
     window_starts: exits.map((e) => e.start),
     prefix: manifest.prefix ?? 'backbone',
     path_starts: starts,
+    ...(headLora ? { head_lora: headLora } : {}),
     lora: { r: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, target_modules: lora.targetModules },
   };
   writeFileSync(join(dir, 'edge_llm.json'), `${JSON.stringify(full, null, 2)}\n`);
@@ -103,7 +138,7 @@ export function saveEdgeAdapter(
     { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] },
     window,
     new Map<string, tf.Tensor>([
-      ['lm_head', last.head],
+      ['lm_head', isTensor(last.head) ? last.head : mergedHead(last)],
       ['model.norm', last.norm],
     ]),
     { base_model_name_or_path: manifest.base_model ?? null },
@@ -130,6 +165,7 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
       if (w) {
         lin.weight.dispose();
         lin.weight = tf.tensor2d(w.data as Float32Array, w.shape as [number, number]);
+        delete lin.stored;
         continue;
       }
       const q = ct.get(`${lin.name}.qweight`),
@@ -146,6 +182,7 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
         data: q.data as Int8Array | Uint8Array,
       };
       if (m.act_bits) lin.actBits = m.act_bits;
+      delete lin.stored;
       lin.weight.dispose();
       lin.weight = tf.zeros([0, 0]) as tf.Tensor2D;
     }
@@ -174,13 +211,24 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
   const paths: ExitPath[] = manifest.exit_layers.map((layer, k) => {
     const norm = tensors.get(`exits.${layer}.norm.weight`),
       head = tensors.get(`exits.${layer}.head.weight`);
-    if (!norm || !head) throw new AdapterError(`${dir}: exit ${layer} has no norm/head tensors`);
+    const A = tensors.get(`exits.${layer}.head.lora_A.weight`),
+      B = tensors.get(`exits.${layer}.head.lora_B.weight`);
+    if (!norm || !(head || (A && B && manifest.head_lora))) throw new AdapterError(`${dir}: exit ${layer} has no norm/head tensors`);
     const weight = manifest.exit_weights?.length === manifest.exit_layers.length ? manifest.exit_weights[k] : undefined;
     return {
       layer,
       start: (manifest.path_starts ?? manifest.window_starts)[k],
       norm: tf.tensor1d(norm.data as Float32Array),
-      head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]),
+      ...(head
+        ? { head: tf.tensor2d(head.data as Float32Array, head.shape as [number, number]) }
+        : {
+            head: model.lmHead,
+            headLora: {
+              A: tf.tensor2d(A!.data as Float32Array, A!.shape as [number, number]),
+              B: tf.tensor2d(B!.data as Float32Array, B!.shape as [number, number]),
+              scale: manifest.head_lora!.scale,
+            },
+          }),
       ...(weight === undefined ? {} : { weight }),
     };
   });
@@ -196,7 +244,8 @@ export function pathsOf(exits: ExitHead[], prefix: 'backbone' | 'adapted' = 'bac
     layer: e.layer,
     start: prefix === 'adapted' ? 0 : e.start,
     norm: e.norm as unknown as tf.Tensor1D,
-    head: e.head as unknown as tf.Tensor2D,
+    head: e.head,
+    ...(e.lora ? { headLora: { A: e.lora.A as tf.Tensor2D, B: e.lora.B as tf.Tensor2D, scale: e.lora.scale } } : {}),
   }));
 }
 

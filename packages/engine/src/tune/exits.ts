@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ExitConfigError, validateExitLayers } from '@edgetune/core';
 import type { LlamaModel } from '../model/llama.js';
+import { isTensor, matMulT, toTensor, type WeightMatrix } from '../backend/frozen.js';
 
 /** One exit: the window of layers it trains and its own norm + head. */
 export interface ExitHead {
@@ -16,8 +17,11 @@ export interface ExitHead {
   start: number;
   /** [hidden] copy of model.norm */
   norm: tf.Variable;
-  /** [vocab, hidden]: a trainable copy of lm_head, or with `lora` the model's own lm_head (shared, frozen) */
-  head: tf.Tensor2D;
+  /**
+   * [vocab, hidden]: a trainable copy of lm_head, or with `lora` the model's own lm_head (shared, frozen; a
+   * stored matrix outside the heap for 16-bit models)
+   */
+  head: WeightMatrix;
   /**
    * Low-rank head: logits use head + scale x B A (LoRA on the head, as PEFT's `lm_head` target; B starts
    * at zero, so the exit starts as lm_head exactly). A [r, hidden], B [vocab, r]. Per exit this trains
@@ -41,7 +45,8 @@ export function createExits(model: LlamaModel, layers: number[], headRank = 0, r
     V = model.config.vocabSize;
   return s.map((layer, k) => {
     const base = { layer, start: k === 0 ? 0 : s[k - 1] + 1, norm: tf.variable(tf.clone(model.finalNorm), true) };
-    if (!headRank) return { ...base, head: tf.variable(tf.clone(model.lmHead), true) as tf.Tensor2D };
+    if (!headRank)
+      return { ...base, head: tf.variable(isTensor(model.lmHead) ? tf.clone(model.lmHead) : toTensor(model.lmHead), true) as tf.Tensor2D };
     const bound = 1 / Math.sqrt(d); // kaiming_uniform(a=sqrt(5)) on [r, d], as PEFT initialises lora_A
     const a = Float32Array.from({ length: headRank * d }, () => (2 * rng!() - 1) * bound);
     return {
@@ -57,20 +62,23 @@ export function createExits(model: LlamaModel, layers: number[], headRank = 0, r
  * head). Returns [n, vocab].
  */
 export function exitLogits(e: ExitHead, x: tf.Tensor2D): tf.Tensor2D {
-  const y = tf.matMul(x, e.head, false, true) as tf.Tensor2D;
+  const y = matMulT(x, e.head);
   if (!e.lora) return y;
   return tf.add(y, tf.mul(tf.matMul(tf.matMul(x, e.lora.A, false, true), e.lora.B, false, true), e.lora.scale)) as tf.Tensor2D;
 }
 
 /**
  * Turns low-rank heads into dense ones (head + scale B A, a new tensor per exit) once training is over,
- * so inference, evaluation and saving see one [vocab, hidden] head per exit. No-op for full heads.
+ * so inference, evaluation and saving see one [vocab, hidden] head per exit. No-op for full heads, and
+ * for heads over a stored lm_head (a float32 [vocab, hidden] per exit is what keeping lm_head outside the
+ * heap avoids: those keep their LoRA through inference and are saved as factors).
  */
 export function materializeHeads(exits: ExitHead[]): void {
   for (const e of exits) {
-    if (!e.lora) continue;
+    if (!e.lora || !isTensor(e.head)) continue;
     const { A, B, scale } = e.lora;
-    e.head = tf.tidy(() => tf.add(e.head, tf.mul(tf.matMul(B, A), scale)) as tf.Tensor2D);
+    const head = e.head;
+    e.head = tf.tidy(() => tf.add(head, tf.mul(tf.matMul(B, A), scale)) as tf.Tensor2D);
     A.dispose();
     B.dispose();
     delete e.lora;
@@ -91,6 +99,6 @@ export function disposeExits(exits: ExitHead[]): void {
     if (e.lora) {
       e.lora.A.dispose();
       e.lora.B.dispose();
-    } else e.head.dispose();
+    } else if (isTensor(e.head)) e.head.dispose();
   }
 }

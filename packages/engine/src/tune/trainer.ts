@@ -299,7 +299,7 @@ export class AdaptiveTrainer {
       if (handOn) out = tf.keep(h); // the next window's input: a value, not a tape link
       const sel = tf.gather(h, rowT) as tf.Tensor2D;
       const logits = vanilla
-        ? (tf.matMul(m.rmsNorm(sel, m.finalNorm), m.lmHead, false, true) as tf.Tensor2D)
+        ? m.headLogits(m.rmsNorm(sel, m.finalNorm))
         : exitLogits(this.exits[k], m.rmsNorm(sel, this.exits[k].norm as tf.Tensor1D));
       return sparseSoftmaxCrossEntropy(logits, tgt);
     }, vars);

@@ -131,7 +131,7 @@ export function streamPerplexity(
       const ctx = model.context({ batch: ws.length, seq });
       let h = model.embed(ids);
       for (let l = 0; l < model.layers.length; l++) h = model.layer(l, h, ctx, false);
-      const logits = tf.matMul(model.rmsNorm(h, model.finalNorm), model.lmHead, false, true) as tf.Tensor2D;
+      const logits = model.headLogits(model.rmsNorm(h, model.finalNorm));
       return sparseSoftmaxCrossEntropy(logits, tgt).dataSync()[0];
     });
     nll += loss * ws.length * seq;
@@ -231,7 +231,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainReport> {
     const { value, grads } = tf.variableGrads(() => {
       let h = model.embed(ids);
       for (let l = 0; l < model.layers.length; l++) h = model.layer(l, h, ctx, false);
-      const logits = tf.matMul(model.rmsNorm(h, model.finalNorm), model.lmHead, false, true) as tf.Tensor2D;
+      const logits = model.headLogits(model.rmsNorm(h, model.finalNorm));
       return sparseSoftmaxCrossEntropy(logits, tgt);
     }, varList);
     lastLoss = value.dataSync()[0];
