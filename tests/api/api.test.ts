@@ -609,7 +609,7 @@ describe('jobs', () => {
     });
     expectProblem(r, 422, 'plan_does_not_fit');
     expect(r.body.param).toBe('device.memory_budget_bytes');
-    expect(r.body.detail).toMatch(/budget is 64 MiB/);
+    expect(r.body.detail).toMatch(/needs about \d+ MiB of memory \(peak RSS\), has 64 MiB \(the memory budget\)/);
     expect(r.body.plan).toMatchObject({
       source: 'api',
       fits: false,

@@ -26,6 +26,7 @@ const dev = (memoryBudgetBytes: number, matmulGflops: number, threads = 2, stepT
   matmul: `openblas(${threads} threads)`,
   matmulGflops,
   stepTimeFactor,
+  tensorHeapCeilingBytes: 4294901760,
 });
 const beat = (id: string, host: string, device: WorkerDevice) =>
   heartbeatWorker(db, { id, host, pid: Number(id.split(':')[1]), concurrency: 1, device });
@@ -74,6 +75,7 @@ describe("planning for the workers' device", () => {
       backend: 'wasm',
       matmul_gflops: 90,
       step_time_factor: 1,
+      tensor_heap_ceiling_bytes: 4294901760, // the wasm worker's ceiling applies whatever its budget
       source: 'worker',
       worker_id: 'box-b:22',
     });

@@ -1,6 +1,15 @@
 // The planner's decisions and forecast arithmetic (pure, no TF.js).
 import { describe, it, expect } from 'vitest';
-import { plan, PlanError, prefixCacheHits, type PlanInput, type DeviceProfile } from '../../packages/core/src/schedule/planner.js';
+import {
+  plan,
+  plannerStoredDtype,
+  PlanError,
+  prefixCacheHits,
+  tensorHeapCeilingOf,
+  WASM_TENSOR_HEAP_CEILING_BYTES,
+  type PlanInput,
+  type DeviceProfile,
+} from '../../packages/core/src/schedule/planner.js';
 import { CALIBRATION } from '../../packages/core/src/schedule/calibration.js';
 
 const model = {
@@ -61,7 +70,7 @@ describe('plan', () => {
     expect(quarter.microBatch).toBeLessThan(roomy.microBatch);
     const tiny = plan(base, { ...dev(8000), tensorBudgetBytes: 2 ** 20 });
     expect(tiny.fits).toBe(false);
-    expect(tiny.reason).toMatch(/MiB of tensors \(budget 1 MiB\)/);
+    expect(tiny.reason).toMatch(/needs about \d+ MiB of TF.js tensors, has 1 MiB \(the tensor budget\)/);
     expect(() => plan(base, { ...dev(8000), tensorBudgetBytes: 0 })).toThrow(PlanError);
   });
 
@@ -191,5 +200,145 @@ describe('plan', () => {
   it('rejects invalid requests', () => {
     expect(() => plan(base, dev(0))).toThrow(PlanError);
     expect(() => plan({ ...base, policy: { bits: [4], sparsity: [0] } }, dev(1000))).toThrow(/layers/);
+  });
+});
+
+// Real checkpoint shapes (their config.json): TinyLlama-1.1B (untied head) and Llama-3.2-3B (tied, 128k vocab).
+const tinyLlama = {
+  vocabSize: 32000,
+  hiddenSize: 2048,
+  intermediateSize: 5632,
+  numHiddenLayers: 22,
+  numAttentionHeads: 32,
+  numKeyValueHeads: 4,
+  headDim: 64,
+  tieWordEmbeddings: false,
+};
+const llama32_3b = {
+  vocabSize: 128256,
+  hiddenSize: 3072,
+  intermediateSize: 8192,
+  numHiddenLayers: 28,
+  numAttentionHeads: 24,
+  numKeyValueHeads: 8,
+  headDim: 128,
+  tieWordEmbeddings: true,
+};
+const GiB = 2 ** 30;
+const wasm = (gib: number): DeviceProfile => ({
+  memoryBudgetBytes: gib * GiB,
+  threads: 2,
+  backend: 'wasm',
+  matmulGflops: 150,
+  tensorHeapCeilingBytes: tensorHeapCeilingOf('wasm'),
+});
+const job = (model: PlanInput['model'], extra: Partial<PlanInput> = {}): PlanInput => ({
+  model,
+  mode: 'edge_llm',
+  loraR: 8,
+  headRank: 16,
+  batchSize: 8,
+  seqLen: 256,
+  steps: 200,
+  trainExamples: 1000,
+  ...extra,
+});
+const int4 = (L: number) => ({ bits: new Array(L).fill(4), sparsity: new Array(L).fill(0.5) });
+/** The MiB figures of a refusal's "needs about X MiB of <what>, has Y MiB (<limit>)". */
+const figures = (reason: string | undefined, what: string) => {
+  const m = new RegExp(`needs about (\\d+) MiB of ${what}, has (\\d+) MiB`).exec(reason ?? '');
+  expect(m, reason).not.toBeNull();
+  return { needs: Number(m![1]), has: Number(m![2]) };
+};
+
+describe('plan: stored dtype and the backend heap ceiling', () => {
+  it("knows the wasm backend's ceiling and no other's, and reads a model's stored dtype", () => {
+    expect(WASM_TENSOR_HEAP_CEILING_BYTES).toBe(4294901760);
+    expect(tensorHeapCeilingOf('wasm')).toBe(4294901760);
+    expect(tensorHeapCeilingOf('cpu')).toBeUndefined();
+    expect(tensorHeapCeilingOf('tensorflow')).toBeUndefined();
+    expect([plannerStoredDtype('BF16'), plannerStoredDtype('F16'), plannerStoredDtype('F32')]).toEqual(['BF16', 'F16', 'F32']);
+    expect([plannerStoredDtype(null), plannerStoredDtype('F64')]).toEqual(['F32', 'F32']);
+  });
+
+  it('F32 storage is the default: the same plan with and without storedDtype', () => {
+    expect(plan({ ...base, storedDtype: 'F32' }, dev(8000))).toEqual(plan(base, dev(8000)));
+    const packed = { ...base, policy: int4(8) };
+    expect(plan({ ...packed, storedDtype: 'F32' }, dev(8000))).toEqual(plan(packed, dev(8000)));
+  });
+
+  it('16-bit storage keeps the embeddings and dense layers out of the TF.js peak, at 2 bytes/param in RSS, plus one float32 layer', () => {
+    const f32 = plan(base, dev(8000)).forecast,
+      bf16 = plan({ ...base, storedDtype: 'BF16' }, dev(8000)).forecast;
+    const linears = 192 * 192 + 2 * 96 * 192 + 192 * 192 + 3 * 512 * 192; // q, k, v, o, gate, up, down
+    const embed = 4096 * 192; // tied
+    const layerF32 = linears * 4 + 2 * 192 * 4; // + the two norms
+    // F32 holds every weight as float32 tensors; BF16 holds one layer's float32 copy in the heap
+    expect(f32.peakTfBytes - bf16.peakTfBytes).toBe(embed * 4 + 8 * layerF32 - layerF32);
+    expect(bf16.weightBytes).toBe(embed * 2 + 8 * (linears * 2 + 2 * 192 * 4) + layerF32);
+    expect(f32.weightBytes).toBe(embed * 4 + 8 * layerF32);
+    expect(bf16.peakRssBytes).toBeLessThan(f32.peakRssBytes);
+    expect(plan({ ...base, storedDtype: 'F16' }, dev(8000)).forecast).toEqual(bf16);
+  });
+
+  it('F32-stored TinyLlama-1.1B is refused on wasm by the heap ceiling, with the figures; the cpu backend has no ceiling', () => {
+    const p = plan(job(tinyLlama), wasm(64));
+    expect(p.fits).toBe(false);
+    const f = figures(p.reason, 'TF.js tensors');
+    expect(f.has).toBe(4095); // 4294901760 bytes, rounded down
+    expect(f.needs).toBe(Math.ceil(p.forecast.peakTfBytes / 2 ** 20));
+    expect(f.needs).toBeGreaterThan(f.has);
+    expect(p.reason).toMatch(/wasm backend's heap ceiling/);
+    expect(p.reason).not.toMatch(/memory budget/); // 64 GiB of RSS would do
+    // 4.4 GB of float32 weights alone: more than the heap holds at any micro-batch or window
+    expect(p.forecast.weightBytes).toBeGreaterThan(WASM_TENSOR_HEAP_CEILING_BYTES);
+    const cpu = plan(job(tinyLlama), { ...wasm(64), backend: 'cpu', tensorHeapCeilingBytes: undefined });
+    expect(cpu.fits).toBe(true);
+  });
+
+  it('BF16-stored TinyLlama-1.1B fits a 6 GiB budget on wasm', () => {
+    const p = plan(job(tinyLlama, { storedDtype: 'BF16' }), wasm(6));
+    expect(p.fits).toBe(true);
+    expect(p.forecast.peakTfBytes).toBeLessThanOrEqual(WASM_TENSOR_HEAP_CEILING_BYTES);
+    expect(p.forecast.peakRssBytes).toBeLessThanOrEqual(6 * GiB);
+    // 1.1 B parameters at 2 bytes (+ one float32 layer), against 4.4 GB as float32
+    expect(p.forecast.weightBytes).toBeLessThan(2.5 * GiB);
+  });
+
+  it('a 4-bit LUC policy fits TinyLlama-1.1B in 4 GiB, and the Llama-3.2-3B shape in 8 GiB', () => {
+    const tl = plan(job(tinyLlama, { policy: int4(22) }), wasm(4));
+    expect(tl.fits).toBe(true);
+    expect(tl.storage.every((s) => s === 'int4')).toBe(true);
+    expect(tl.forecast.peakRssBytes).toBeLessThanOrEqual(4 * GiB);
+    const l3 = plan(job(llama32_3b, { storedDtype: 'BF16', policy: int4(28) }), wasm(8));
+    expect(l3.fits).toBe(true);
+    expect(l3.forecast.peakRssBytes).toBeLessThanOrEqual(8 * GiB);
+    expect(l3.forecast.peakTfBytes).toBeLessThanOrEqual(WASM_TENSOR_HEAP_CEILING_BYTES);
+    // F32-stored embeddings (1.5 GB tied) in the heap, packed layers outside: fits too
+    expect(plan(job(llama32_3b, { policy: int4(28) }), wasm(8)).fits).toBe(true);
+  });
+
+  it('a refusal gives the figures of the choice that came closest, not of the last one tried', () => {
+    // full exit heads (head_rank 0): each added exit is another trainable lm_head, so more exits need more
+    const full = job(tinyLlama, { storedDtype: 'BF16', headRank: 0 });
+    const p = plan(full, wasm(64));
+    expect(p.fits).toBe(false);
+    expect([p.exitLayers.length, p.microBatch]).toEqual([4, 1]);
+    const every = plan({ ...full, microBatch: 1, exitLayers: Array.from({ length: 22 }, (_, i) => i) }, wasm(64));
+    expect(every.forecast.peakTfBytes).toBeGreaterThan(p.forecast.peakTfBytes);
+    expect(figures(p.reason, 'TF.js tensors').needs).toBe(Math.ceil(p.forecast.peakTfBytes / 2 ** 20));
+    expect(p.reason).toMatch(/micro-batch 1 and 4 exits/);
+  });
+
+  it('BF16-stored Llama-3.2-3B without compression is refused by a 6 GiB RSS budget, with the figures', () => {
+    const p = plan(job(llama32_3b, { storedDtype: 'BF16' }), wasm(6));
+    expect(p.fits).toBe(false);
+    const f = figures(p.reason, 'memory \\(peak RSS\\)');
+    expect(f.has).toBe(6144);
+    expect(f.needs).toBe(Math.ceil(p.forecast.peakRssBytes / 2 ** 20));
+    expect(f.needs).toBeGreaterThan(f.has);
+    expect(p.reason).toMatch(/\(the memory budget\)/);
+    expect(p.reason).not.toMatch(/heap ceiling/); // its tensors fit the heap: only the RSS is short
+    expect(() => plan(base, { ...dev(8000), tensorHeapCeilingBytes: 0 })).toThrow(/tensor_heap_ceiling_bytes/);
   });
 });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BYTE_TO_CHAR, GPT2_SPLIT_PATTERN } from '../../packages/engine/src/tokenizer/byte-level.js';
 import { DEFAULT_CHAT_TEMPLATE, renderPlainChat } from '../../packages/engine/src/tokenizer/chat.js';
 import { TokenizerError, loadTokenizer, tokenizerFromJson, type EngineTokenizer } from '../../packages/engine/src/tokenizer/index.js';
-import { tokenizerConfigFor, trainByteLevelBpe, type TokenizerJson } from '../../packages/lab/src/tokenizer/bpe-trainer.js';
+import { tokenizerConfigFor, trainByteLevelBpe, type TokenizerJson } from '../../packages/engine/src/tokenizer/bpe-trainer.js';
 
 const SPECIALS = ['<unk>', '<s>', '</s>', '<pad>'];
 let corpus: string;

@@ -93,7 +93,7 @@ describe('with one worker', () => {
     expect(me).toMatchObject({
       id: `w-main:${shared!.proc.pid}`,
       concurrency: 1,
-      device: { backend: 'wasm', threads: expect.any(Number), matmul_gflops: expect.any(Number) },
+      device: { backend: 'wasm', threads: expect.any(Number), matmul_gflops: expect.any(Number), tensor_heap_ceiling_bytes: 4294901760 },
     });
     expect(me.device.matmul_gflops).toBeGreaterThan(0);
     expect(me.device.step_time_factor).toBeGreaterThan(0.25); // measured on the reference workload
@@ -113,6 +113,7 @@ describe('with one worker', () => {
       matmul_gflops: me.device.matmul_gflops,
       step_time_factor: me.device.step_time_factor,
       memory_budget_bytes: me.device.memory_budget_bytes,
+      tensor_heap_ceiling_bytes: 4294901760, // the wasm backend's, as the worker reported it
     });
     const id = created.body.id;
     const sse = await readSse(`${api.url}/v1/jobs/${id}/events/stream`, ADMIN_KEY, { timeoutMs: 90_000 });

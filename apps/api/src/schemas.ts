@@ -201,6 +201,12 @@ export const JobPlan = Type.Object(
     gradient_accumulation_steps: Type.Integer(),
     prefix_cache: Type.Boolean({ description: "the frozen prefix's activations are cached across epochs" }),
     storage: Type.Array(Type.String(), { description: 'per layer weight storage: f32, int8 or int4' }),
+    stored_dtype: Type.Optional(
+      Type.Enum(['F32', 'F16', 'BF16'], {
+        description:
+          "dtype the base model's weights are stored in, as the forecast assumed: F16/BF16 weights stay at 2 bytes per parameter outside the TF.js heap, F32 weights are float32 tensors in it (absent in plans made before it was recorded)",
+      }),
+    ),
     device: Type.Object(
       {
         memory_budget_bytes: Type.Integer(),
@@ -211,6 +217,14 @@ export const JobPlan = Type.Object(
           description:
             "this machine's step time over the calibrated cost model's at that SGEMM throughput, measured on a reference training workload (by the worker when it measures its device, and again when the job starts); 1: not measured",
         }),
+        tensor_heap_ceiling_bytes: Type.Optional(
+          Nullable(
+            Type.Integer({
+              description:
+                "the backend's hard limit on TF.js tensor memory (wasm: 4294901760); a plan whose TF.js peak exceeds it does not fit. Null: no such limit",
+            }),
+          ),
+        ),
         source: Type.Enum(['worker', 'config', 'api_host'], {
           description:
             "where the fields the job did not state came from: `worker`: a live worker's report (`worker_id`, see GET /v1/workers); `config`: the EDGETUNE_DEVICE_* settings; `api_host`: no worker was live, so the API host's free memory and cores and a default throughput",
@@ -501,7 +515,18 @@ export const ModelObject = Type.Object(
     object: Type.Literal('model'),
     created: Type.Integer(),
     owned_by: Type.String(),
-    n_params: Type.Integer(),
+    family: Type.Enum(['llama', 'mistral', 'qwen2'], { description: "the decoder family: config.json's model_type" }),
+    n_params: Type.Integer({
+      description:
+        'parameters: the elements of the stored tensors (safetensors headers), else counted from config.json when no host had the weights',
+    }),
+    stored_dtype: Nullable(
+      Type.String({
+        description: 'safetensors dtype most weights are stored in (F32, BF16, F16, ...); null: no host reported readable weights',
+        examples: ['BF16'],
+      }),
+    ),
+    weight_bytes: Nullable(Type.Integer({ description: 'bytes of the stored tensors (headers excluded); null as for stored_dtype' })),
     hidden_size: Type.Integer(),
     vocab_size: Type.Integer(),
     limits: Type.Object({
@@ -545,6 +570,11 @@ export const WorkerObject = Type.Object(
         Type.Number({
           description:
             "measured step time of a reference training workload over the planner's forecast for it at matmul_gflops; the planner multiplies its step-time forecasts by it (null: not measured)",
+        }),
+      ),
+      tensor_heap_ceiling_bytes: Nullable(
+        Type.Integer({
+          description: "the backend's hard limit on TF.js tensor memory (wasm: 4294901760), planned against; null: none (cpu, tensorflow)",
         }),
       ),
     }),

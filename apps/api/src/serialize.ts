@@ -166,15 +166,23 @@ export function modelObject(m: {
   vocabSize: number;
   maxPositionEmbeddings: number;
   paramCount: bigint;
+  storedDtype: string | null;
+  weightBytes: bigint | null;
+  config: unknown;
   hosts: string[];
   fingerprint: string | null;
 }): Static<typeof S.ModelObject> {
+  const type = (m.config as { model_type?: unknown } | null)?.model_type;
   return {
     id: m.id,
     object: 'model',
     created: unix(m.createdAt),
     owned_by: 'edgetune',
+    // registered configs passed parseLlamaConfig, which reads a missing model_type as llama
+    family: type === 'mistral' || type === 'qwen2' ? type : 'llama',
     n_params: Number(m.paramCount),
+    stored_dtype: m.storedDtype,
+    weight_bytes: m.weightBytes === null ? null : Number(m.weightBytes),
     hidden_size: m.hiddenSize,
     vocab_size: m.vocabSize,
     limits: limitsOf(m),
@@ -199,6 +207,7 @@ export function workerObject(w: WorkerRecord, heartbeatMs: number, now = Date.no
       matmul: w.matmul,
       matmul_gflops: Math.round(w.matmulGflops * 100) / 100,
       step_time_factor: w.stepTimeFactor === null ? null : Math.round(w.stepTimeFactor * 1000) / 1000,
+      tensor_heap_ceiling_bytes: w.tensorHeapCeilingBytes,
     },
     started_at: unix(w.startedAt),
     heartbeat_at: unix(w.heartbeatAt),

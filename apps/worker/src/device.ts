@@ -1,13 +1,13 @@
 /**
- * This worker's device as the engine's planner sees it (memory budget, threads, backend, measured SGEMM
- * GFLOP/s), reported in `workers` so that the API plans jobs for it (the report's shape:
+ * This worker's device as the engine's planner sees it (memory budget, threads, backend and its TF.js heap
+ * ceiling, measured SGEMM GFLOP/s), reported in `workers` so that the API plans jobs for it (the report's shape:
  * packages/core/src/service/workers.ts; the table: packages/store/src/workers.ts).
  */
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { freemem, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { Config, WorkerDevice } from '@edgetune/core';
+import { tensorHeapCeilingOf, type Config, type WorkerDevice } from '@edgetune/core';
 
 /** What the engine's `device` command measures once at startup (the rest is read at every heartbeat). */
 export interface ProbedDevice {
@@ -17,6 +17,8 @@ export interface ProbedDevice {
   matmulGflops: number;
   /** measured step-time factor (packages/engine/src/schedule/speed.ts) */
   stepTimeFactor: number;
+  /** the backend's hard limit on TF.js tensor memory, bytes (wasm: 4294901760); undefined: none */
+  tensorHeapCeilingBytes?: number;
 }
 
 /**
@@ -34,10 +36,26 @@ export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
       else resolve(out);
     });
   });
-  const d = JSON.parse(stdout) as { threads: number; backend: string; matmul: string; matmulGflops: number; stepTimeFactor: number };
+  const d = JSON.parse(stdout) as {
+    threads: number;
+    backend: string;
+    matmul: string;
+    matmulGflops: number;
+    stepTimeFactor: number;
+    tensorHeapCeilingBytes?: number;
+  };
   if (!(d.matmulGflops > 0) || !(d.threads >= 1) || !(d.stepTimeFactor > 0))
     throw new Error(`edgetune-engine device printed no usable profile: ${stdout.slice(0, 200)}`);
-  return { threads: d.threads, backend: d.backend, matmul: d.matmul, matmulGflops: d.matmulGflops, stepTimeFactor: d.stepTimeFactor };
+  // the engine states its backend's ceiling; an engine that does not is known by its backend's name
+  const ceiling = d.tensorHeapCeilingBytes ?? tensorHeapCeilingOf(d.backend);
+  return {
+    threads: d.threads,
+    backend: d.backend,
+    matmul: d.matmul,
+    matmulGflops: d.matmulGflops,
+    stepTimeFactor: d.stepTimeFactor,
+    ...(ceiling !== undefined ? { tensorHeapCeilingBytes: ceiling } : {}),
+  };
 }
 
 /**
@@ -65,5 +83,6 @@ export function workerDevice(
     matmulGflops: config.deviceGflops ?? probed.matmulGflops,
     // measured against the probe's own SGEMM reading: meaningless with another throughput
     stepTimeFactor: config.deviceGflops ? null : probed.stepTimeFactor,
+    tensorHeapCeilingBytes: probed.tensorHeapCeilingBytes ?? null,
   };
 }

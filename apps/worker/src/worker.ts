@@ -126,7 +126,9 @@ export async function startWorker(
   const probing = probeDevice()
     .then((p) => {
       probed = p;
-      log(`[worker ${id}] device: ${p.backend}, ${p.matmul}, ${readings(p)}`);
+      const ceiling =
+        p.tensorHeapCeilingBytes === undefined ? '' : `, TF.js heap ceiling ${Math.floor(p.tensorHeapCeilingBytes / 2 ** 20)} MiB`;
+      log(`[worker ${id}] device: ${p.backend}, ${p.matmul}, ${readings(p)}${ceiling}`);
       return heartbeat();
     })
     .catch((e) => log(`[worker ${id}] device probe failed, not reported (the API plans with its defaults): ${(e as Error).message}`));

@@ -33,13 +33,18 @@ commands:
        planner: [--memory-budget-mb M --tensor-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching
        to the device: RSS within the memory budget, TF.js tensors within the tensor budget)
   plan --model DIR [--memory-budget-mb M --tensor-budget-mb M --threads N --batch 8 --max-length 256 --steps 200
-       --examples N --mode edge_llm|vanilla --schedule S --prefix backbone|adapted --lora-r 8 --head-rank 0 --avg-bits 16]   (prints the execution plan and its forecast)
+       --examples N --mode edge_llm|vanilla --schedule S --prefix backbone|adapted --lora-r 8 --head-rank 0 --avg-bits 16
+       --stored-dtype F32|F16|BF16]   (prints the execution plan and its forecast; the stored dtype defaults to the
+       model's safetensors headers', F32 without weights; the wasm backend's heap ceiling applies)
   eval --model DIR --data FILE [--adapter DIR] [--json]
   infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE) [--labels " spam, ham"]
         [--rule max|mean|confidence|weighted]
         [--max-new-tokens 32 --temperature 0]
   logits --model DIR --ids FILE [--adapter DIR]     (FILE: {"input_ids": [[...]]}; prints {"logits": [...]})
   backend                                          (prints the backend in use)
+  synth-model --like NAME --out DIR [--seed 0 --layers N]   (random-weight model folder with the real config, shards
+                                                    and tokenizer format of NAME: smollm2-135m, smollm2-360m, qwen2.5-0.5b,
+                                                    tinyllama-1.1b, llama-3.2-1b, llama-3.2-3b; prints one JSON line)
   device [--memory-budget-mb M --threads N]        (prints this machine's device profile as the planner sees it:
                                                     memory budget, threads, backend, measured SGEMM GFLOP/s)
 
@@ -82,7 +87,7 @@ function printEval(r: EvalReport, rule: VotingRule | null): void {
 }
 
 /** The commands `main` runs (checked before the backend starts). */
-const COMMANDS = ['backend', 'tune', 'eval', 'infer', 'logits', 'device', 'plan'];
+const COMMANDS = ['backend', 'tune', 'eval', 'infer', 'logits', 'device', 'plan', 'synth-model'];
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
@@ -138,12 +143,15 @@ async function main(argv: string[]): Promise<void> {
       'activation-bits': { type: 'string' },
       'memory-budget-mb': { type: 'string' },
       'tensor-budget-mb': { type: 'string' },
+      'stored-dtype': { type: 'string' },
       threads: { type: 'string' },
       examples: { type: 'string' },
+      like: { type: 'string' },
+      layers: { type: 'string' },
     },
   });
   if (!COMMANDS.includes(cmd)) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
-  const quiet = cmd === 'logits';
+  const quiet = cmd === 'logits' || cmd === 'synth-model';
   const info = await initBackend({ quiet });
   switch (cmd) {
     case 'backend':
@@ -284,22 +292,46 @@ async function main(argv: string[]): Promise<void> {
       const { localDevice } = await import('./tune/run.js');
       const { measureStepFactor } = await import('./schedule/speed.js');
       const peak = plannerSgemmPeak(1);
+      const { tensorHeapCeilingOf } = await import('@edgetune/core');
       const dev = localDevice({ ...deviceFlags(v), matmulGflops: peak.gflops });
       const reference = await measureStepFactor(dev);
+      // the backend's hard limit on TF.js tensors (wasm: 4294901760 bytes), which the worker reports
+      const ceiling = tensorHeapCeilingOf(dev.backend);
       process.stdout.write(
-        `${JSON.stringify({ ...dev, stepTimeFactor: reference.factor, matmul: matmulPath(info), sgemm: peak, reference }, null, 2)}\n`,
+        `${JSON.stringify(
+          {
+            ...dev,
+            ...(ceiling !== undefined ? { tensorHeapCeilingBytes: ceiling } : {}),
+            stepTimeFactor: reference.factor,
+            matmul: matmulPath(info),
+            sgemm: peak,
+            reference,
+          },
+          null,
+          2,
+        )}\n`,
       );
       return;
     }
     case 'plan': {
-      const { plan, loadLlamaConfig } = await import('@edgetune/core');
+      const core = await import('@edgetune/core');
       const { measuredDevice } = await import('./tune/run.js');
-      const cfg = loadLlamaConfig(need(v, 'model'));
+      const dir = need(v, 'model');
+      const cfg = core.loadLlamaConfig(dir);
       const bits = numOpt(v, 'avg-bits', 16);
-      const dev = await measuredDevice(deviceFlags(v));
-      const p = plan(
+      // the weights' dtype as stored: --stored-dtype, else the safetensors headers (F32 without weights)
+      const hasWeights = existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
+      const storedDtype =
+        v['stored-dtype'] !== undefined
+          ? pick(v, 'stored-dtype', ['F32', 'F16', 'BF16'] as const, 'F32')
+          : core.plannerStoredDtype(hasWeights ? core.storedDtype(core.readWeightIndex(dir)) : null);
+      const measured = await measuredDevice(deviceFlags(v));
+      const ceiling = core.tensorHeapCeilingOf(measured.backend);
+      const dev = ceiling === undefined ? measured : { ...measured, tensorHeapCeilingBytes: ceiling };
+      const p = core.plan(
         {
           model: cfg,
+          storedDtype,
           mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'),
           loraR: numOpt(v, 'lora-r', 8),
           headRank: numOpt(v, 'head-rank', 0),
@@ -317,6 +349,20 @@ async function main(argv: string[]): Promise<void> {
         dev,
       );
       process.stdout.write(`${JSON.stringify(p, null, 2)}\n`);
+      return;
+    }
+    case 'synth-model': {
+      const { synthModel } = await import('./synth/index.js');
+      const r = synthModel({
+        like: need(v, 'like'),
+        outDir: need(v, 'out'),
+        seed: numOpt(v, 'seed', 0),
+        layers: v.layers !== undefined ? numOpt(v, 'layers', 0) : undefined,
+        log: (s) => process.stderr.write(`${s}\n`),
+      });
+      process.stdout.write(
+        `${JSON.stringify({ dir: r.dir, like: r.like, params: r.params, bytes: r.bytes, shards: r.shards, seconds: Number(r.seconds.toFixed(2)) })}\n`,
+      );
       return;
     }
     default:

@@ -44,3 +44,7 @@ export { calibrationFromExamples, localDevice, measuredDevice, PlanNotFeasibleEr
 export { gpt2SplitRegex } from './tokenizer/byte-level.js';
 export { profileSensitivity, buildPolicy, compressModel } from './compress/luc.js';
 export type { LucPolicy, SensitivityReport, CompressionReport, CalibrationSet, PolicyOptions, PruneMethod } from './compress/luc.js';
+export { synthModel, synthTensorPlan, shardTensors, SYNTH_MODEL_NAMES, SYNTH_FAMILIES, SynthModelError } from './synth/index.js';
+export type { SynthModelOptions, SynthModelReport, SynthFamily } from './synth/index.js';
+export { writeSafetensorsStream, safetensorsHeader, tensorBytes } from './io/safetensors-writer.js';
+export type { TensorSpec, StreamDtype, ChunkFiller } from './io/safetensors-writer.js';

@@ -21,6 +21,9 @@ commands:
   pretrain --out DIR [--steps N --time-budget-min M --hidden 192 --layers 8 --heads 4 --kv-heads 2 --ffn 512 --vocab 4096 --seq 256 --batch 8 --lr 3e-3 --seed 1234 --dtype F32|F16|BF16
             --tokenizer-chars 20000000 --eval-tokens 65536]
   bench [--out FILE] [--steps N] [--quick] [--model DIR] [--skip-luc]
+  bench --scale [--models smollm2-135m,...] [--models-dir DIR] [--steps 6] [--out FILE]
+                                                   (random models of real configurations: load, generation, Edge-LLM
+                                                    + 4-bit LUC vs Edge-LLM and vanilla LoRA on BF16; see bench/scale.ts)
 
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
 
@@ -43,6 +46,10 @@ async function main(argv: string[]): Promise<void> {
       quick: { type: 'boolean' },
       'skip-luc': { type: 'boolean' },
       spec: { type: 'string' },
+      task: { type: 'string' },
+      scale: { type: 'boolean' },
+      models: { type: 'string' },
+      'models-dir': { type: 'string' },
       hidden: { type: 'string' },
       layers: { type: 'string' },
       heads: { type: 'string' },
@@ -112,6 +119,15 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'bench': {
       await initBackend();
+      if (v.scale) {
+        const { runScaleBench, SCALE_MODELS } = await import('./bench/scale.js');
+        const models = v.models?.split(',').map((m) => m.trim());
+        for (const m of models ?? [])
+          if (!(SCALE_MODELS as readonly string[]).includes(m))
+            throw new UsageError(`--models: unknown ${m} (one of ${SCALE_MODELS.join(', ')})`);
+        await runScaleBench({ out: v.out, models, modelsDir: v['models-dir'], steps: v.steps ? Number(v.steps) : undefined });
+        return;
+      }
       const { runBench } = await import('./bench/bench.js');
       await runBench({
         out: v.out,
@@ -120,6 +136,16 @@ async function main(argv: string[]): Promise<void> {
         model: v.model,
         skipLuc: v['skip-luc'] === true,
       });
+      return;
+    }
+    case 'bench-scale-run': {
+      // Internal: one scale-bench task in a fresh process (see bench/scale.ts).
+      favourMemoryOverSpeed();
+      await initBackend();
+      const { scaleRun } = await import('./bench/scale.js');
+      const r = await scaleRun(JSON.parse(readFileSync(need(v, 'task'), 'utf8')));
+      process.stdout.write(`${JSON.stringify(r)}
+`);
       return;
     }
     case 'bench-run': {

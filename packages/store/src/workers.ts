@@ -21,12 +21,14 @@ const toRecord = (w: {
   matmul: string;
   matmulGflops: number;
   stepTimeFactor: number | null;
+  tensorHeapCeilingBytes: bigint | null;
   startedAt: Date;
   heartbeatAt: Date;
 }): WorkerRecord => ({
   ...w,
   memoryBudgetBytes: Number(w.memoryBudgetBytes),
   totalMemoryBytes: Number(w.totalMemoryBytes),
+  tensorHeapCeilingBytes: w.tensorHeapCeilingBytes === null ? null : Number(w.tensorHeapCeilingBytes),
 });
 
 /**
@@ -48,6 +50,7 @@ export async function heartbeatWorker(
     matmul: w.device.matmul,
     matmulGflops: w.device.matmulGflops,
     stepTimeFactor: w.device.stepTimeFactor,
+    tensorHeapCeilingBytes: w.device.tensorHeapCeilingBytes == null ? null : BigInt(Math.round(w.device.tensorHeapCeilingBytes)),
     heartbeatAt: new Date(),
   };
   await db.worker.upsert({ where: { id: w.id }, create: { id: w.id, ...data }, update: data });

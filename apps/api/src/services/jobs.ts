@@ -105,7 +105,9 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
   let plan: JobPlan;
   try {
     // planned for the device of a live worker that has the model: the one that will run it
-    plan = planJob(shape, cfg, train.records, deps.config, stored, await planningWorker(db, deps.config.workerHeartbeatMs, model.hosts));
+    // with the weights' stored dtype (16-bit weights stay outside the TF.js heap) and the worker's heap ceiling
+    const worker = await planningWorker(db, deps.config.workerHeartbeatMs, model.hosts);
+    plan = planJob(shape, cfg, train.records, deps.config, stored, worker, model.storedDtype);
   } catch (e) {
     if ((e as Error).name === 'PlanError')
       throw new ApiError(400, 'invalid_request', `The job cannot be planned: ${(e as Error).message}`, { param: null });
@@ -160,8 +162,9 @@ export async function createJob(
     throw new ApiError(
       422,
       'plan_does_not_fit',
-      `The job does not fit its memory budget: it ${plan.reason}. Lower hyperparameters.batch_size or max_length, ` +
-        'compress the model (method.edge_llm.compression), or raise device.memory_budget_bytes. The forecast is in `plan`.',
+      `The job does not fit its device: it ${plan.reason}. Lower hyperparameters.batch_size or max_length, ` +
+        'compress the model (method.edge_llm.compression), store its weights in BF16, or raise device.memory_budget_bytes ' +
+        "(a backend's heap ceiling cannot be raised). The forecast is in `plan`.",
       { param, extra: { plan } },
     );
   }

@@ -1,7 +1,7 @@
 /** Running the engine on a job: its backend threads, its device for the planner, and the run's callbacks. */
 import { availableParallelism } from 'node:os';
 import type { TuneJobOptions, TuneJobReport } from '@edgetune/engine';
-import type { Hyperparameters, JobDevice, Method } from '@edgetune/core';
+import { tensorHeapCeilingOf, type Hyperparameters, type JobDevice, type Method } from '@edgetune/core';
 import { defaultMemoryBudget } from '../device.js';
 import { engineTuneOptions } from '../engine-options.js';
 import { isShutdown } from './cancel.js';
@@ -25,15 +25,19 @@ export async function loadEngine(run: JobRun): Promise<Engine> {
 
 /**
  * The device the planner fits the run to: the job's memory budget, else this worker's
- * (EDGETUNE_DEVICE_MEMORY_BYTES or its free memory now); this process's base RSS; EDGETUNE_DEVICE_GFLOPS.
+ * (EDGETUNE_DEVICE_MEMORY_BYTES or its free memory now); this process's base RSS; EDGETUNE_DEVICE_GFLOPS;
+ * the heap ceiling of the backend `engine` runs on (wasm: 4294901760 bytes, whatever the budget).
  */
-function deviceOptions(run: JobRun): NonNullable<TuneJobOptions['device']> {
+function deviceOptions(run: JobRun, engine: Engine): NonNullable<TuneJobOptions['device']> {
   const { config } = run.ctx;
   const baseRss = run.ctx.baseRssBytes?.();
+  const backend = engine.backendInfo()?.backend;
+  const ceiling = backend ? tensorHeapCeilingOf(backend) : undefined;
   return {
     memoryBudgetBytes: jobDevice(run)?.memory_budget_bytes ?? defaultMemoryBudget(config),
     ...(baseRss ? { baseRssBytes: baseRss } : {}),
     ...(config.deviceGflops ? { matmulGflops: config.deviceGflops } : {}),
+    ...(ceiling !== undefined ? { tensorHeapCeilingBytes: ceiling } : {}),
   };
 }
 
@@ -62,7 +66,7 @@ export async function tune(
     maxLength: hp.max_length,
     tune: engineTuneOptions(method, hp, job.seed, job.totalSteps),
     compression: policy.compression,
-    device: deviceOptions(run),
+    device: deviceOptions(run, engine),
     checkpointEvery: job.checkpointEvery,
     // On shutdown the step in progress is checkpointed before the abort takes effect at the top of
     // the engine's loop (tests/worker/jobs.test.ts "SIGTERM").

@@ -54,10 +54,47 @@ export interface DeviceProfile {
    * (the calibration machine's balance of matmul and other work).
    */
   stepTimeFactor?: number;
+  /**
+   * The backend's hard limit on TF.js tensor memory, bytes: the wasm backend's heap cannot grow past
+   * {@link WASM_TENSOR_HEAP_CEILING_BYTES} whatever the machine has; absent = no such limit (cpu, tensorflow).
+   * A plan whose TF.js peak exceeds it is refused, like one over tensorBudgetBytes.
+   */
+  tensorHeapCeilingBytes?: number;
+}
+
+/**
+ * The wasm backend's maximum heap, bytes: 65536 pages of 64 KiB less one page (tfjs-backend-wasm's
+ * `getHeapMax`, the 4 GiB limit of wasm32 memory as Emscripten sets it).
+ */
+export const WASM_TENSOR_HEAP_CEILING_BYTES = 4294901760;
+
+/**
+ * The hard limit on TF.js tensor memory of a backend by name, bytes: {@link WASM_TENSOR_HEAP_CEILING_BYTES}
+ * for `wasm`; undefined for the others (cpu and tensorflow tensors live in Node memory without a ceiling).
+ */
+export function tensorHeapCeilingOf(backend: string): number | undefined {
+  return backend === 'wasm' ? WASM_TENSOR_HEAP_CEILING_BYTES : undefined;
+}
+
+/** How frozen weights are stored (the safetensors dtype of the model's weights, safetensors-index.ts storedDtype). */
+export type StoredDtype = 'F32' | 'F16' | 'BF16';
+
+/**
+ * The planner's stored dtype of a model whose weights are mostly `dtype` (a safetensors dtype, or null when
+ * unknown): F16 and BF16 as they are, anything else F32 (the engine expands other dtypes to float32 tensors).
+ */
+export function plannerStoredDtype(dtype: string | null | undefined): StoredDtype {
+  return dtype === 'F16' || dtype === 'BF16' ? dtype : 'F32';
 }
 
 export interface PlanInput {
   model: ModelShape;
+  /**
+   * dtype of the frozen weights as stored (default F32). F16/BF16: the embedding, lm_head and every dense
+   * layer's seven linears stay at 2 bytes/param outside the TF.js heap (Node memory the native kernels read),
+   * plus one layer's float32 copy while it runs; F32: float32 tensors in the TF.js heap.
+   */
+  storedDtype?: StoredDtype;
   /** per-layer weight bits (16 = dense float32) and sparsity; absent = dense */
   policy?: { bits: number[]; sparsity: number[] } | null;
   mode: 'edge_llm' | 'vanilla';
@@ -118,7 +155,7 @@ export type StorageFormat = 'f32' | 'int8' | 'int4';
 /** The plan and its forecast. Bytes and milliseconds. */
 export interface Plan {
   fits: boolean;
-  /** why it does not fit (when fits is false) */
+  /** why it does not fit (when fits is false): each limit exceeded, "needs about X MiB of ..., has Y MiB (...)" */
   reason?: string;
   exitLayers: number[];
   /** deepest window, layers */
@@ -127,6 +164,8 @@ export interface Plan {
   gradAccum: number;
   prefixCache: boolean;
   storage: StorageFormat[];
+  /** how the frozen weights were taken to be stored (PlanInput.storedDtype, default F32) */
+  storedDtype: StoredDtype;
   forecast: {
     /** TF.js peak tensor bytes of a step (what tf.profile reports) */
     peakTfBytes: number;
@@ -158,8 +197,9 @@ function windows(exits: number[]): { start: number; end: number }[] {
 
 const storageOf = (bits: number): StorageFormat => (bits >= 16 ? 'f32' : bits > 4 ? 'int8' : 'int4');
 
-/** Bytes of one layer's seven linears in a storage format (+ per-row or per-group float32 scales). */
-function layerWeightBytes(m: ModelShape, fmt: StorageFormat, groupSize: number): number {
+/** Bytes of one layer's seven linears in a storage format (+ per-row or per-group float32 scales); `f16`:
+ *  dense at 2 bytes/param (F16/BF16 as stored). */
+function layerWeightBytes(m: ModelShape, fmt: StorageFormat | 'f16', groupSize: number): number {
   const d = m.hiddenSize,
     f = m.intermediateSize,
     q = m.numAttentionHeads * m.headDim,
@@ -177,7 +217,7 @@ function layerWeightBytes(m: ModelShape, fmt: StorageFormat, groupSize: number):
   for (const [o, i] of mats) {
     const n = o * i;
     const scales = o * (groupSize > 0 ? Math.ceil(i / groupSize) : 1) * 4;
-    b += fmt === 'f32' ? n * 4 : fmt === 'int8' ? n + scales : Math.ceil(n / 2) + scales;
+    b += fmt === 'f32' ? n * 4 : fmt === 'f16' ? n * 2 : fmt === 'int8' ? n + scales : Math.ceil(n / 2) + scales;
   }
   return b;
 }
@@ -224,12 +264,16 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const bits = inp.policy?.bits ?? new Array(L).fill(16);
   const storage = bits.map(storageOf);
   // Frozen weights: embeddings (+ untied head) + layers in their storage; packed layers are JS memory
-  // (not TF.js tensors) plus one layer's transient float32 copy while it runs.
-  const embed = V * d * 4 * (m.tieWordEmbeddings ? 1 : 2);
-  const layerBytes = storage.map((s) => layerWeightBytes(m, s, gs));
-  const tfLayerBytes = storage.map((s, i) => (s === 'f32' ? layerBytes[i] : 0));
-  const transient = storage.some((s) => s !== 'f32') ? layerWeightBytes(m, 'f32', 0) : 0;
-  const weightTf = embed + tfLayerBytes.reduce((a, b) => a + b, 0) + transient;
+  // (not TF.js tensors) plus one layer's transient float32 copy while it runs. With 16-bit storage the
+  // embeddings and dense layers stay at their stored 2 bytes/param outside the heap in the same way.
+  const half = inp.storedDtype === 'F16' || inp.storedDtype === 'BF16';
+  const embedParams = V * d * (m.tieWordEmbeddings ? 1 : 2);
+  const embedTf = half ? 0 : embedParams * 4;
+  const embed = embedParams * (half ? 2 : 4);
+  const layerBytes = storage.map((s) => layerWeightBytes(m, s === 'f32' && half ? 'f16' : s, gs));
+  const tfLayerBytes = storage.map((s, i) => (s === 'f32' && !half ? layerBytes[i] : 0));
+  const transient = half || storage.some((s) => s !== 'f32') ? layerWeightBytes(m, 'f32', 0) : 0;
+  const weightTf = embedTf + tfLayerBytes.reduce((a, b) => a + b, 0) + transient;
   const weightAll = embed + layerBytes.reduce((a, b) => a + b, 0) + transient;
   // Trainable state: LoRA (all layers) + exit norms/heads; Adam m and v for everything trained so far.
   const q = m.numAttentionHeads * m.headDim,
@@ -346,16 +390,19 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
 
 /**
  * Chooses the plan: the default (or requested) exits with the largest micro-batch (power of two, <= batchSize)
- * whose forecast fits the budgets (RSS within memoryBudgetBytes, TF.js peak within tensorBudgetBytes when
- * set); smaller micro-batches with gradient accumulation first, since they leave the gradient unchanged,
- * then more exits (shallower windows), which change what is trained; prefix caching when the run has more
- * than one epoch and the cache fits too.
+ * whose forecast fits the budgets (RSS within memoryBudgetBytes, TF.js peak within tensorBudgetBytes and
+ * tensorHeapCeilingBytes when set); smaller micro-batches with gradient accumulation first, since they leave
+ * the gradient unchanged, then more exits (shallower windows), which change what is trained; prefix caching
+ * when the run has more than one epoch and the cache fits too. A request nothing fits is answered with `fits: false` and a reason
+ * naming each limit exceeded with its figures ("needs about X MiB of ..., has Y MiB (...)").
  * @throws PlanError for an invalid request.
  */
 export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficients = CALIBRATION): Plan {
   const L = inp.model.numHiddenLayers;
   if (!(dev.memoryBudgetBytes > 0)) throw new PlanError('memory_budget_bytes must be positive');
   if (dev.tensorBudgetBytes !== undefined && !(dev.tensorBudgetBytes > 0)) throw new PlanError('tensor_budget_bytes must be positive');
+  if (dev.tensorHeapCeilingBytes !== undefined && !(dev.tensorHeapCeilingBytes > 0))
+    throw new PlanError('tensor_heap_ceiling_bytes must be positive');
   if (dev.baseRssBytes !== undefined && !(dev.baseRssBytes >= 0)) throw new PlanError('base_rss_bytes must be non-negative');
   if (dev.stepTimeFactor !== undefined && !(dev.stepTimeFactor > 0 && Number.isFinite(dev.stepTimeFactor)))
     throw new PlanError('step_time_factor must be a positive number');
@@ -373,17 +420,26 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
   if (inp.microBatch) mbs.push(inp.microBatch);
   else for (let mb = 2 ** Math.floor(Math.log2(inp.batchSize)); mb >= 1; mb /= 2) mbs.push(mb);
   const epochs = (inp.steps * inp.batchSize) / Math.max(1, inp.trainExamples);
-  const fitsDevice = (e: ReturnType<typeof estimate>) =>
-    e.rss <= dev.memoryBudgetBytes && (dev.tensorBudgetBytes === undefined || e.peakTf <= dev.tensorBudgetBytes);
-  let last: ReturnType<typeof estimate> | null = null,
-    lastExits = exitChoices[0],
-    lastMb = mbs[mbs.length - 1];
+  const fitsDevice = (e: ReturnType<typeof estimate>) => shortfalls(e, dev).length === 0;
+  // A request nothing fits is answered with the choice that came closest (least overshoot of its tightest
+  // limit): with full exit heads more exits need more memory, so the last choice tried is not the smallest.
+  const overshoot = (e: ReturnType<typeof estimate>) =>
+    Math.max(
+      e.rss / dev.memoryBudgetBytes,
+      dev.tensorBudgetBytes === undefined ? 0 : e.peakTf / dev.tensorBudgetBytes,
+      dev.tensorHeapCeilingBytes === undefined ? 0 : e.peakTf / dev.tensorHeapCeilingBytes,
+    );
+  let closest: ReturnType<typeof estimate> | null = null,
+    closestExits = exitChoices[0],
+    closestMb = mbs[mbs.length - 1];
   for (const exits of exitChoices) {
     for (const mb of mbs) {
       const e = estimate(inp, dev, exits, mb, false, coeffs);
-      last = e;
-      lastExits = exits;
-      lastMb = mb;
+      if (closest === null || overshoot(e) < overshoot(closest)) {
+        closest = e;
+        closestExits = exits;
+        closestMb = mb;
+      }
       if (fitsDevice(e)) {
         let final = e,
           cache = false;
@@ -405,20 +461,35 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
       }
     }
   }
-  const tensors =
-    dev.tensorBudgetBytes === undefined
-      ? ''
-      : ` and ${Math.ceil(last!.peakTf / 2 ** 20)} MiB of tensors (budget ${Math.floor(dev.tensorBudgetBytes / 2 ** 20)} MiB)`;
   return result(
     false,
-    `needs about ${Math.ceil(last!.rss / 2 ** 20)} MiB${tensors} even with micro-batch ${lastMb} and ${lastExits.length} exits; the budget is ${Math.floor(dev.memoryBudgetBytes / 2 ** 20)} MiB`,
-    lastExits,
-    lastMb,
+    `${shortfalls(closest!, dev).join('; ')} (even with micro-batch ${closestMb} and ${closestExits.length} exits)`,
+    closestExits,
+    closestMb,
     false,
-    last!,
+    closest!,
     inp,
     dev,
   );
+}
+
+/**
+ * The limits a forecast exceeds, each as "needs about X MiB of <what>, has Y MiB (<which limit>)": the
+ * RSS budget, the tensor budget and the backend's heap ceiling, in that order; empty when it fits.
+ */
+function shortfalls(e: { rss: number; peakTf: number }, dev: DeviceProfile): string[] {
+  const up = (b: number) => Math.ceil(b / 2 ** 20),
+    down = (b: number) => Math.floor(b / 2 ** 20);
+  const out: string[] = [];
+  if (e.rss > dev.memoryBudgetBytes)
+    out.push(`needs about ${up(e.rss)} MiB of memory (peak RSS), has ${down(dev.memoryBudgetBytes)} MiB (the memory budget)`);
+  if (dev.tensorBudgetBytes !== undefined && e.peakTf > dev.tensorBudgetBytes)
+    out.push(`needs about ${up(e.peakTf)} MiB of TF.js tensors, has ${down(dev.tensorBudgetBytes)} MiB (the tensor budget)`);
+  if (dev.tensorHeapCeilingBytes !== undefined && e.peakTf > dev.tensorHeapCeilingBytes)
+    out.push(
+      `needs about ${up(e.peakTf)} MiB of TF.js tensors, has ${down(dev.tensorHeapCeilingBytes)} MiB (the ${dev.backend} backend's heap ceiling)`,
+    );
+  return out;
 }
 
 function result(
@@ -440,6 +511,7 @@ function result(
     gradAccum: Math.ceil(inp.batchSize / mb),
     prefixCache: cache,
     storage: e.storage,
+    storedDtype: inp.storedDtype ?? 'F32',
     forecast: {
       peakTfBytes: Math.round(e.peakTf),
       peakRssBytes: Math.round(e.rss),

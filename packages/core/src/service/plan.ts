@@ -5,7 +5,14 @@
  * engine followed and what it measured. Both are stored on the job as a {@link JobPlan} (snake_case).
  */
 import { availableParallelism, freemem } from 'node:os';
-import { plan as makePlan, type DeviceProfile, type Plan, type PlanInput } from '../schedule/planner.js';
+import {
+  plan as makePlan,
+  plannerStoredDtype,
+  type DeviceProfile,
+  type Plan,
+  type PlanInput,
+  type StoredDtype,
+} from '../schedule/planner.js';
 import { DEFAULT_DEVICE_GFLOPS, type Config } from './config.js';
 import type { Compression, JobDevice, ResolvedJobConfig } from './jobconfig.js';
 import type { WorkerRecord } from './workers.js';
@@ -36,6 +43,8 @@ export interface JobPlan {
   prefix_cache: boolean;
   /** per layer weight storage: f32 | int8 | int4 */
   storage: string[];
+  /** dtype the frozen weights are stored in, as the forecast assumed (F16/BF16: outside the TF.js heap) */
+  stored_dtype: StoredDtype;
   /**
    * the device planned for; `source`: where the fields the job did not state came from (`worker`: a live
    * worker's report, `worker_id`; `config`: EDGETUNE_DEVICE_*; `api_host`: the API host's free memory and
@@ -47,6 +56,8 @@ export interface JobPlan {
     backend: string;
     matmul_gflops: number;
     step_time_factor: number;
+    /** the backend's hard limit on TF.js tensor memory (wasm: 4294901760); null: none */
+    tensor_heap_ceiling_bytes: number | null;
     source: DeviceSource;
     worker_id: string | null;
   };
@@ -92,6 +103,8 @@ export function apiDevice(
       matmulGflops: worker?.matmulGflops ?? config.deviceGflops ?? DEFAULT_DEVICE_GFLOPS,
       // with the worker's own SGEMM reading, which the line above takes whenever a worker is live
       ...(worker?.stepTimeFactor != null ? { stepTimeFactor: worker.stepTimeFactor } : {}),
+      // the worker's backend limits its tensors whatever memory budget the job states
+      ...(worker?.tensorHeapCeilingBytes != null ? { tensorHeapCeilingBytes: worker.tensorHeapCeilingBytes } : {}),
     },
     source,
     workerId: worker?.id ?? null,
@@ -113,16 +126,21 @@ export function estimatedPolicy(layers: number, c: Compression): { bits: number[
   return { bits: Array.from({ length: layers }, (_, i) => (i < high ? 8 : low)), sparsity: new Array(layers).fill(c.target_sparsity) };
 }
 
-/** The planner's input for a resolved job (sequence length = max_length: the forecast is an upper bound). */
+/**
+ * The planner's input for a resolved job (sequence length = max_length: the forecast is an upper bound);
+ * `storedDtype`: the dtype of the model's stored weights (ModelSummary.storedDtype; null or absent: F32).
+ */
 export function planInputOf(
   model: PlanInput['model'],
   cfg: Pick<ResolvedJobConfig, 'method' | 'hyperparameters' | 'totalSteps'>,
   trainRecords: number,
   policy: { bits: number[]; sparsity: number[] } | null,
+  storedDtype: string | null = null,
 ): PlanInput {
   const hp = cfg.hyperparameters;
   return {
     model,
+    storedDtype: plannerStoredDtype(storedDtype),
     mode: 'edge_llm',
     exitLayers: cfg.method.edge_llm.exit_layers,
     loraR: hp.lora_r,
@@ -163,12 +181,14 @@ export function jobPlanOf(
     gradient_accumulation_steps: p.gradAccum,
     prefix_cache: p.prefixCache,
     storage: p.storage,
+    stored_dtype: p.storedDtype ?? 'F32',
     device: {
       memory_budget_bytes: Math.round(p.device.memoryBudgetBytes),
       threads: p.device.threads,
       backend: p.device.backend,
       matmul_gflops: round(p.device.matmulGflops, 2),
       step_time_factor: round(p.device.stepTimeFactor ?? 1, 3),
+      tensor_heap_ceiling_bytes: p.device.tensorHeapCeilingBytes ?? null,
       source: extra.deviceSource?.source ?? 'api_host',
       worker_id: extra.deviceSource?.workerId ?? null,
     },
@@ -212,7 +232,9 @@ export function admissionOf(p: JobPlan | null): JobPlan['admission'] {
 }
 
 /**
- * Plans a job on the API side, for `worker`'s device when one is live (apiDevice).
+ * Plans a job on the API side, for `worker`'s device when one is live (apiDevice: its memory budget and
+ * its backend's heap ceiling), with the model's weights at `storedDtype` (the safetensors dtype its hosts
+ * reported; null: F32).
  * @throws PlanError (engine) for an input the planner cannot evaluate.
  */
 export function planJob(
@@ -222,6 +244,7 @@ export function planJob(
   config: Pick<Config, 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops'>,
   stored: { id: string; bits: number[]; sparsity: number[] } | null,
   worker: WorkerRecord | null = null,
+  storedDtype: string | null = null,
 ): JobPlan {
   const c = cfg.method.edge_llm.compression;
   const L = model.numHiddenLayers;
@@ -235,7 +258,7 @@ export function planJob(
     ref = { id: null, source: 'estimated' };
   }
   const dev = apiDevice(config, cfg.device, worker);
-  const p = makePlan(planInputOf(model, cfg, trainRecords, policy), dev.device);
+  const p = makePlan(planInputOf(model, cfg, trainRecords, policy, storedDtype), dev.device);
   return jobPlanOf(p, 'api', { policy: ref, deviceSource: dev });
 }
 

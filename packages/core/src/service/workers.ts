@@ -18,6 +18,11 @@ export interface WorkerDevice {
   matmulGflops: number;
   /** measured step-time factor (engine DeviceProfile.stepTimeFactor); null: not measured */
   stepTimeFactor: number | null;
+  /**
+   * the backend's hard limit on TF.js tensor memory, bytes (DeviceProfile.tensorHeapCeilingBytes: 4294901760
+   * for wasm, schedule/planner.ts tensorHeapCeilingOf); null: none (cpu, tensorflow)
+   */
+  tensorHeapCeilingBytes: number | null;
 }
 
 /** A row of `workers` as the API reads it. */

@@ -26,6 +26,9 @@ export interface CalibrationSet {
   description: string;
 }
 
+/** Models above this many parameters skip the end-to-end loss deltas of {@link profileSensitivity} by default. */
+export const LOSS_DELTA_MAX_PARAMS = 200e6;
+
 /** The paper's sparsity grid (official `pruning_schedular.py`). */
 export const SPARSITY_GRID = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9];
 export const BITS_GRID: WeightBits[] = [2, 3, 4, 8];
@@ -108,33 +111,38 @@ function compressWeight(
   return w;
 }
 
-/** Runs fn with layer l's linears temporarily replaced by `weights`. */
+/**
+ * Runs fn with layer l's linears temporarily replaced by `weights`, held as float32 stored matrices outside
+ * the heap (a profile tries every grid point on every layer: uploading each trial would grow the wasm heap).
+ */
 function withWeights<T>(weights: Map<Linear, Float32Array>, fn: () => T): T {
-  const saved = new Map<Linear, { weight: tf.Tensor2D; stored?: StoredMatrix }>();
+  const saved = new Map<Linear, StoredMatrix | undefined>();
   for (const [lin, w] of weights) {
-    saved.set(lin, { weight: lin.weight, stored: lin.stored });
-    lin.weight = tf.tensor2d(w, weightShape(lin));
-    delete lin.stored;
+    saved.set(lin, lin.stored);
+    const [rows, cols] = weightShape(lin);
+    lin.stored = { dtype: 'F32', rows, cols, data: w };
   }
   try {
     return fn();
   } finally {
-    for (const [lin, w] of saved) {
-      lin.weight.dispose();
-      lin.weight = w.weight;
-      if (w.stored) lin.stored = w.stored;
+    for (const [lin, s] of saved) {
+      if (s) lin.stored = s;
+      else delete lin.stored;
     }
   }
 }
 
 /**
  * Measures per-layer sensitivity to pruning (at each sparsity) and to weight quantization (at each
- * bit-width), compressing one layer at a time on the dense model.
+ * bit-width), compressing one layer at a time on the dense model: the layer's output NMSE (what the policy
+ * uses) and, with `lossDelta`, the change of the model's loss (running every later layer again: L^2 / 2
+ * layer passes per grid point, so off by default above {@link LOSS_DELTA_MAX_PARAMS}; the Dloss arrays are
+ * then empty).
  */
 export function profileSensitivity(
   model: LlamaModel,
   calib: CalibrationSet,
-  opts: { method?: PruneMethod; sparsities?: number[]; bits?: number[]; groupSize?: number } = {},
+  opts: { method?: PruneMethod; sparsities?: number[]; bits?: number[]; groupSize?: number; lossDelta?: boolean } = {},
 ): SensitivityReport {
   const t0 = performance.now();
   const method = opts.method ?? 'wanda',
@@ -146,6 +154,7 @@ export function profileSensitivity(
   // Dense inputs/outputs of every layer.
   const hs: tf.Tensor2D[] = [tf.keep(model.embed(ids))];
   for (let l = 0; l < model.layers.length; l++) hs.push(tf.keep(tf.tidy(() => model.layer(l, hs[l], ctx, false))));
+  const lossDelta = opts.lossDelta ?? model.paramCount() <= LOSS_DELTA_MAX_PARAMS;
   const denseLoss = lossFrom(model, hs[0], 0, ctx, targets);
   const layers: LayerSensitivity[] = [];
   for (let l = 0; l < model.layers.length; l++) {
@@ -156,9 +165,9 @@ export function profileSensitivity(
       return withWeights(ws, () => {
         const out = tf.tidy(() => model.layer(l, hs[l], ctx, false));
         const e = nmse(out, hs[l + 1]);
-        const loss = lossFrom(model, out, l + 1, ctx, targets);
+        const d = lossDelta ? lossFrom(model, out, l + 1, ctx, targets) - denseLoss : Number.NaN;
         out.dispose();
-        return { e, d: loss - denseLoss };
+        return { e, d };
       });
     };
     const p = sparsities.map((sp) => measure(sp, null));
@@ -166,9 +175,9 @@ export function profileSensitivity(
     layers.push({
       layer: l,
       pruneNmse: p.map((x) => x.e),
-      pruneDloss: p.map((x) => x.d),
+      pruneDloss: lossDelta ? p.map((x) => x.d) : [],
       quantNmse: q.map((x) => x.e),
-      quantDloss: q.map((x) => x.d),
+      quantDloss: lossDelta ? q.map((x) => x.d) : [],
     });
   }
   tf.dispose([...hs, ids, targets]);

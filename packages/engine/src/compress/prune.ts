@@ -10,13 +10,26 @@
  */
 import { cholesky, choleskyInverse, choleskyUpper } from './linalg.js';
 
-/** Keeps the `keep` largest of `scores` (ties by index), returns the mask of kept positions. */
+/** Prunes the `prune` smallest of `scores` (ties by index); returns the mask of kept positions (1 = kept). */
 function topMask(scores: Float64Array | Float32Array, prune: number): Uint8Array {
   const n = scores.length;
   const mask = new Uint8Array(n).fill(1);
   if (prune <= 0) return mask;
-  const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b] || a - b);
-  for (let i = 0; i < Math.min(prune, n); i++) mask[idx[i]] = 0;
+  if (prune >= n) return mask.fill(0);
+  // The prune-th smallest score by a native numeric sort of a copy (no comparator calls); then every score
+  // below it, and the first (by index) of those equal to it: the same set as sorting by (score, index).
+  const sorted = Float64Array.from(scores).sort();
+  const t = sorted[prune - 1];
+  let below = 0;
+  for (let i = 0; i < n; i++) if (scores[i] < t) below++;
+  let ties = prune - below;
+  for (let i = 0; i < n; i++) {
+    if (scores[i] < t) mask[i] = 0;
+    else if (scores[i] === t && ties > 0) {
+      mask[i] = 0;
+      ties--;
+    }
+  }
   return mask;
 }
 

@@ -213,13 +213,16 @@ export function savePeftAdapter(
   dir: string,
   cfg: LoraConfig,
   linears: Linear[],
-  modulesToSave: Map<string, tf.Tensor> = new Map(),
+  modulesToSave: Map<string, tf.Tensor | { shape: number[]; data: Float32Array }> = new Map(),
   extraConfig: Record<string, unknown> = {},
 ): void {
   mkdirSync(dir, { recursive: true });
   const tensors = loraTensors(linears);
   for (const [module, t] of modulesToSave)
-    tensors.set(`base_model.model.${module}.weight`, { shape: t.shape, data: t.dataSync() as Float32Array });
+    tensors.set(`base_model.model.${module}.weight`, {
+      shape: t.shape,
+      data: t instanceof tf.Tensor ? (t.dataSync() as Float32Array) : t.data,
+    });
   writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
   const config: Record<string, unknown> = {
     peft_type: 'LORA',

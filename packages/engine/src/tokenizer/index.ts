@@ -11,6 +11,21 @@ import type { ChatMessage } from './chat.js';
 export type { ChatMessage } from './chat.js';
 export { DEFAULT_CHAT_TEMPLATE, renderPlainChat } from './chat.js';
 export { GPT2_SPLIT_PATTERN, BYTE_TO_CHAR, CHAR_TO_BYTE, toByteLevel } from './byte-level.js';
+export {
+  LLAMA3_SPLIT_PATTERN,
+  QWEN2_SPLIT_PATTERN,
+  bosTemplateProcessing,
+  byteLevelWords,
+  learnBpeMerges,
+  tokenizerConfigFor,
+  trainByteLevelBpe,
+} from './bpe-trainer.js';
+export type { AddedToken, BpeTrainOptions, ByteLevelFamily, MergeOptions, TokenizerConfigOptions, TokenizerJson } from './bpe-trainer.js';
+export { SPIECE_UNDERLINE, byteFallbackToken, trainSentencePieceBpe } from './sentencepiece-bpe.js';
+export type { SentencePieceBpeOptions, SentencePieceForm } from './sentencepiece-bpe.js';
+export { fillerToken, layoutVocabulary } from './vocab-layout.js';
+export type { PlacedToken } from './vocab-layout.js';
+export * from './templates.js';
 
 /** Why a tokenizer could not be loaded or used. */
 export type TokenizerErrorCode = 'not_found' | 'invalid_json' | 'invalid_tokenizer' | 'no_chat_template' | 'invalid_chat_template';

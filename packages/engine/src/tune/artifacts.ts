@@ -51,7 +51,7 @@ function layerOf(name: string): number {
  * A low-rank exit head merged into one float32 [vocab, hidden] tensor (lm_head + scale B A), built in
  * blocks of rows so that only the result is whole: the PEFT export's `modules_to_save` lm_head.
  */
-function mergedHead(e: ExitHead): tf.Tensor2D {
+function mergedHead(e: ExitHead): { shape: number[]; data: Float32Array } {
   if (isTensor(e.head) || !e.lora) throw new Error('mergedHead: needs a low-rank head over a stored lm_head');
   const [V, d] = matrixShape(e.head);
   const out = new Float32Array(V * d);
@@ -66,7 +66,7 @@ function mergedHead(e: ExitHead): tf.Tensor2D {
     out.set(rows.dataSync() as Float32Array, r0 * d);
     rows.dispose();
   }
-  return tf.tensor2d(out, [V, d]);
+  return { shape: [V, d], data: out };
 }
 
 /**
@@ -137,7 +137,7 @@ export function saveEdgeAdapter(
     join(dir, 'peft'),
     { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] },
     window,
-    new Map<string, tf.Tensor>([
+    new Map<string, tf.Tensor | { shape: number[]; data: Float32Array }>([
       ['lm_head', isTensor(last.head) ? last.head : mergedHead(last)],
       ['model.norm', last.norm],
     ]),

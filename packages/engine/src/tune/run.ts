@@ -19,7 +19,17 @@ import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js
 import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
 import { materializeHeads } from './exits.js';
 import type { VotingRule } from '../infer/voting.js';
-import { plan as makePlan, type DeviceProfile, type Plan } from '@edgetune/core';
+import {
+  loadLlamaConfig,
+  plan as makePlan,
+  plannerStoredDtype,
+  readWeightIndex,
+  storedDtype,
+  tensorHeapCeilingOf,
+  type DeviceProfile,
+  type Plan,
+  type PlanInput,
+} from '@edgetune/core';
 import { measureStepFactor } from '../schedule/speed.js';
 import { backendInfo, plannerSgemmPeak } from '../backend/index.js';
 import { freemem } from 'node:os';
@@ -120,6 +130,10 @@ export interface TuneJobReport {
   flops: number;
   gflopsPerSec: number;
   peakRssBytes: number;
+  /** time to load the base model (config, weights tensor by tensor), ms */
+  loadMs: number;
+  /** bytes of frozen weights kept outside the TF.js heap after compression (stored 16-bit or LUC-packed) */
+  storedWeightBytes: number;
   finalLoss: number;
   votingRule: VotingRule | null;
   validation: EvalReport | null;
@@ -144,6 +158,10 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
     ...(d.tensorBudgetBytes === undefined ? {} : { tensorBudgetBytes: d.tensorBudgetBytes }),
     ...(d.baseRssBytes === undefined ? {} : { baseRssBytes: d.baseRssBytes }),
     ...(d.stepTimeFactor === undefined ? {} : { stepTimeFactor: d.stepTimeFactor }),
+    ...(() => {
+      const ceiling = d.tensorHeapCeilingBytes ?? tensorHeapCeilingOf(d.backend ?? info?.backend ?? 'wasm');
+      return ceiling === undefined ? {} : { tensorHeapCeilingBytes: ceiling };
+    })(),
   };
 }
 
@@ -209,12 +227,49 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   if (opts.mode === 'vanilla' && o.compression)
     throw new TuneConfigError('compression applies to edge_llm tuning; vanilla LoRA tunes the uncompressed model');
   const tok = await loadTokenizer(o.modelDir);
-  const model = LlamaModel.load(o.modelDir);
+  const config = loadLlamaConfig(o.modelDir);
   const padId = tok.padId ?? tok.eosId ?? 0;
   const train = await loadExamples(o.trainFile, tok, maxLength);
   const val = o.validationFile ? await loadExamples(o.validationFile, tok, maxLength) : null;
+  // The plan comes before the weights are read: a job the device cannot hold is refused with the figures,
+  // not aborted half-way through loading. Before compression the policy is the budget's uniform bits.
+  const dev = o.device ? await measuredDevice(o.device === true ? {} : o.device, log) : null;
+  const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
+  const scored = train.examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b); // 90th percentile below
+  const planInput = (policy: PlanInput['policy']): PlanInput => ({
+    model: config,
+    storedDtype: plannerStoredDtype(storedDtype(readWeightIndex(o.modelDir))),
+    mode: opts.mode,
+    exitLayers: opts.exitLayers,
+    loraR: opts.lora.r,
+    loraTargets: opts.lora.targetModules,
+    headRank: opts.headRank ?? 0,
+    prefix: opts.prefix,
+    schedule: opts.schedule,
+    batchSize: opts.microBatch * opts.gradAccum,
+    seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
+    meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined,
+    maxSeqLen: lens[lens.length - 1],
+    steps: opts.steps,
+    trainExamples: train.examples.length,
+    policy,
+    groupSize: o.compression?.groupSize,
+    labelledPerExample: scored[Math.floor(scored.length * 0.9)],
+  });
+  if (dev) {
+    const c = o.compression;
+    const L = config.numHiddenLayers;
+    const budgetPolicy = c
+      ? (c.policy ?? { bits: new Array(L).fill(Math.round(c.avgBits)), sparsity: new Array(L).fill(c.targetSparsity) })
+      : null;
+    const first = makePlan(planInput(budgetPolicy), dev);
+    if (!first.fits) throw new PlanNotFeasibleError(first);
+  }
+  const tLoad = performance.now();
+  const model = LlamaModel.load(o.modelDir);
+  const loadMs = performance.now() - tLoad;
   log(
-    `model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`,
+    `model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params (${(model.storedBytes() / 2 ** 20).toFixed(0)} MiB outside the TF.js heap) loaded in ${(loadMs / 1000).toFixed(1)} s; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`,
   );
   mkdirSync(o.outDir, { recursive: true });
   let compression: TuneJobReport['compression'] = null;
@@ -238,32 +293,8 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     compression = { policy, report, sensitivity };
   }
   let plan: Plan | null = null;
-  if (o.device) {
-    const dev = await measuredDevice(o.device === true ? {} : o.device, log);
-    const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
-    const scored = train.examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b); // 90th percentile below
-    plan = makePlan(
-      {
-        model: model.config,
-        mode: opts.mode,
-        exitLayers: opts.exitLayers,
-        loraR: opts.lora.r,
-        loraTargets: opts.lora.targetModules,
-        headRank: opts.headRank ?? 0,
-        prefix: opts.prefix,
-        schedule: opts.schedule,
-        batchSize: opts.microBatch * opts.gradAccum,
-        seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
-        meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined,
-        maxSeqLen: lens[lens.length - 1],
-        steps: opts.steps,
-        trainExamples: train.examples.length,
-        policy: compression?.policy ?? null,
-        groupSize: o.compression?.groupSize,
-        labelledPerExample: scored[Math.floor(scored.length * 0.9)],
-      },
-      dev,
-    );
+  if (dev) {
+    plan = makePlan(planInput(compression?.policy ?? null), dev);
     if (!plan.fits) throw new PlanNotFeasibleError(plan);
     opts.microBatch = plan.microBatch;
     opts.gradAccum = plan.gradAccum;
@@ -338,6 +369,8 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     flops: trainer.state.flops ?? 0,
     gflopsPerSec: (trainer.state.flops ?? 0) / 1e9 / Math.max(1e-9, trainMs / 1000),
     peakRssBytes: trainer.peakRss,
+    loadMs,
+    storedWeightBytes: model.storedBytes(),
     finalLoss: last?.loss ?? NaN,
     votingRule,
     validation,

@@ -35,7 +35,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
           'Creates an Edge-LLM adaptive layer tuning job on a base model, optionally compressed first (`method.edge_llm.compression`, LUC). ' +
           '"auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker\'s own memory and cores): ' +
           'micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit ' +
-          'its memory budget is refused with 422 `plan_does_not_fit` (the plan in the problem) before anything is created. ' +
+          "its memory budget, or whose TF.js tensors would exceed the backend's heap ceiling (wasm: 4294901760 bytes), is refused with 422 " +
+          '`plan_does_not_fit` (the figures in the message, the plan in the problem) before anything is created. ' +
           '`?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died ' +
           'answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.',
         querystring: JobCreateQuery,
@@ -43,7 +44,13 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           200: ref(JobDryRun),
           201: ref(Job),
-          ...problems(400, 401, 409, [422, 'The job does not fit its memory budget (`plan_does_not_fit`; the forecast is in `plan`)'], 503),
+          ...problems(
+            400,
+            401,
+            409,
+            [422, "The job does not fit its memory budget or the backend's heap ceiling (`plan_does_not_fit`; the forecast is in `plan`)"],
+            503,
+          ),
         },
       },
     },
