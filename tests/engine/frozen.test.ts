@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLlamaConfig, toHfConfig, type LlamaConfig } from '@edgetune/core';
 import {
+  frozenBytes,
   frozenKernelActive,
   frozenMatMulT,
   gatherRows,
@@ -149,7 +150,15 @@ describe('a BF16 model kept stored outside the heap', () => {
       const a = stored.forward(ids).logits,
         b = heap.forward(ids).logits;
       expect(relErr(a.dataSync(), b.dataSync())).toBeLessThan(1e-5);
-      tf.dispose([a, b]);
+      // lazy: the layers' linears stay in the file (no bytes held) and compute the same logits
+      const lazy = LlamaModel.load(md, { weights: 'lazy' });
+      const ll = lazy.layers[1].linears.up_proj.stored;
+      expect(ll && 'file' in ll && ll.begin > 0).toBe(true);
+      expect(lazy.storedBytes()).toBe(frozenBytes(lazy.embedTokens) + (c.tieWordEmbeddings ? 0 : frozenBytes(lazy.lmHead)));
+      const z = lazy.forward(ids).logits;
+      expect(Array.from(z.dataSync())).toEqual(Array.from(a.dataSync()));
+      lazy.dispose();
+      tf.dispose([a, b, z]);
 
       // LoRA on every linear, B made non-zero: gradients of A and B through the stored weights
       const lora = {

@@ -21,7 +21,7 @@ commands:
   pretrain --out DIR [--steps N --time-budget-min M --hidden 192 --layers 8 --heads 4 --kv-heads 2 --ffn 512 --vocab 4096 --seq 256 --batch 8 --lr 3e-3 --seed 1234 --dtype F32|F16|BF16
             --tokenizer-chars 20000000 --eval-tokens 65536]
   bench [--out FILE] [--steps N] [--quick] [--model DIR] [--skip-luc]
-  bench --scale [--models smollm2-135m,...] [--models-dir DIR] [--steps 6] [--out FILE]
+  bench --scale [--models smollm2-135m,...] [--models-dir DIR] [--steps 10] [--out FILE]
                                                    (random models of real configurations: load, generation, Edge-LLM
                                                     + 4-bit LUC vs Edge-LLM and vanilla LoRA on BF16; see bench/scale.ts)
 

@@ -6,6 +6,7 @@
 // widens one block of rows at a time (native/frozen.c, with OpenBLAS) or, without the addon, one weight
 // at a time into a transient float32 tensor that is freed right after its product.
 import * as tf from '@tensorflow/tfjs-core';
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { PackedWeight } from '../compress/quantize.js';
 import { dequantizeWeight } from '../compress/quantize.js';
@@ -26,8 +27,49 @@ export interface StoredMatrix {
   data: Float32Array | Uint16Array;
 }
 
-/** A frozen matrix outside the heap: stored floats or LUC-packed integers. */
-export type FrozenMatrix = StoredMatrix | PackedWeight;
+/**
+ * A frozen float matrix still in its safetensors file, read in its stored precision each time it is used:
+ * what a model that is about to be compressed holds, so that its 16-bit weights are never all in memory
+ * (LUC reads each layer when it reaches it and keeps only the packed result).
+ */
+export interface FileMatrix {
+  dtype: StoredFloatDtype;
+  rows: number;
+  cols: number;
+  file: string;
+  /** absolute byte offset of the data in `file` */
+  begin: number;
+}
+
+/** A frozen matrix outside the heap: stored floats (in memory or in their file) or LUC-packed integers. */
+export type FrozenMatrix = StoredMatrix | PackedWeight | FileMatrix;
+
+/** Whether a frozen matrix is still in its file. */
+export function isFileMatrix(w: WeightMatrix): w is FileMatrix {
+  return !isTensor(w) && 'file' in w;
+}
+
+/**
+ * A frozen matrix in memory: itself, or a file matrix's bytes read now (a new buffer each call).
+ * @throws Error when the file is shorter than the matrix.
+ */
+export function resident(w: FrozenMatrix): StoredMatrix | PackedWeight {
+  if (!('file' in w)) return w;
+  const bytes = new Uint8Array(w.rows * w.cols * (w.dtype === 'F32' ? 4 : 2));
+  const fd = openSync(w.file, 'r');
+  try {
+    let at = 0;
+    while (at < bytes.byteLength) {
+      const n = readSync(fd, bytes, at, Math.min(bytes.byteLength - at, 2 ** 30), w.begin + at);
+      if (n <= 0) throw new Error(`${w.file}: ends before the ${w.rows} x ${w.cols} ${w.dtype} matrix at byte ${w.begin}`);
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const data = w.dtype === 'F32' ? new Float32Array(bytes.buffer) : new Uint16Array(bytes.buffer);
+  return { dtype: w.dtype, rows: w.rows, cols: w.cols, data };
+}
 
 /** A weight that is either a tensor in the heap or a frozen matrix outside it. */
 export type WeightMatrix = tf.Tensor2D | FrozenMatrix;
@@ -44,12 +86,12 @@ export function matrixShape(w: WeightMatrix): [number, number] {
 
 /** Bytes a frozen matrix occupies outside the heap (data + scales); 0 for a tensor. */
 export function frozenBytes(w: WeightMatrix): number {
-  if (isTensor(w)) return 0;
+  if (isTensor(w) || 'file' in w) return 0;
   return w.data.byteLength + ('scales' in w ? w.scales.byteLength : 0);
 }
 
-/** frozen.c's format code of a frozen matrix. */
-function formatOf(w: FrozenMatrix): number {
+/** frozen.c's format code of a frozen matrix in memory. */
+function formatOf(w: StoredMatrix | PackedWeight): number {
   if ('bits' in w) return w.bits === 8 ? 3 : 4;
   return w.dtype === 'F32' ? 0 : w.dtype === 'BF16' ? 1 : 2;
 }
@@ -100,7 +142,8 @@ export function narrowF16(x: Float32Array): Uint16Array {
 }
 
 /** A frozen matrix widened to float32 [rows * cols] (a fresh array). */
-export function widenAll(w: FrozenMatrix): Float32Array {
+export function widenAll(m: FrozenMatrix): Float32Array {
+  const w = resident(m);
   if ('bits' in w) return dequantizeWeight(w);
   if (w.dtype === 'F32') return (w.data as Float32Array).slice();
   const addon = frozenAddon();
@@ -111,7 +154,8 @@ export function widenAll(w: FrozenMatrix): Float32Array {
 }
 
 /** Rows [r0, r0 + count) of a frozen matrix widened to float32 [count * cols]. */
-export function widenRowsBlock(w: FrozenMatrix, r0: number, count: number): Float32Array {
+export function widenRowsBlock(m: FrozenMatrix, r0: number, count: number): Float32Array {
+  const w = resident(m);
   const { cols } = w;
   if ('bits' in w) return dequantizeWeight(w).slice(r0 * cols, (r0 + count) * cols);
   if (w.dtype === 'F32') return (w.data as Float32Array).slice(r0 * cols, (r0 + count) * cols);
@@ -122,7 +166,8 @@ export function widenRowsBlock(w: FrozenMatrix, r0: number, count: number): Floa
  * Rows `ids` of a frozen matrix as float32 [ids.length, cols] (an embedding lookup, `nn.Embedding`).
  * @throws RangeError for an id outside [0, rows).
  */
-export function gatherRows(w: FrozenMatrix, ids: ArrayLike<number>): Float32Array {
+export function gatherRows(m: FrozenMatrix, ids: ArrayLike<number>): Float32Array {
+  const w = resident(m);
   const { rows, cols } = w;
   const out = new Float32Array(ids.length * cols);
   const addon = frozenAddon();
@@ -185,7 +230,7 @@ function frozenKernel(backendName: 'wasm' | 'cpu', addon: FrozenAddon): KernelFu
   const mem = kernelMem(backendName);
   return ((args: KernelArgs) => {
     const x = args.inputs.x as TensorInfo;
-    const w = args.attrs?.w as unknown as FrozenMatrix;
+    const w = args.attrs?.w as unknown as StoredMatrix | PackedWeight;
     const transposed = !!args.attrs?.transposed;
     const [n, inDim] = x.shape;
     const outDim = transposed ? w.cols : w.rows;
@@ -209,7 +254,7 @@ export function frozenKernelActive(): boolean {
 }
 
 /** x [n, a] times the frozen weight (transposed: x W, else x W^T), natively or through a transient tensor. */
-function frozenProduct(x: tf.Tensor2D, w: FrozenMatrix, transposed: boolean): tf.Tensor2D {
+function frozenProduct(x: tf.Tensor2D, w: StoredMatrix | PackedWeight, transposed: boolean): tf.Tensor2D {
   const addon = frozenAddon();
   const b = tf.getBackend();
   if (addon && (b === 'wasm' || b === 'cpu')) {
@@ -229,7 +274,9 @@ function frozenProduct(x: tf.Tensor2D, w: FrozenMatrix, transposed: boolean): tf
  * differentiable with respect to x (dx = dy W, computed the same way). x [n, in] -> [n, out].
  * @throws Error when x's width is not W's `in`.
  */
-export function frozenMatMulT(x: tf.Tensor2D, w: FrozenMatrix): tf.Tensor2D {
+export function frozenMatMulT(x: tf.Tensor2D, m: FrozenMatrix): tf.Tensor2D {
+  // A file matrix is read once here and held by the gradient closure until backward has run.
+  const w = resident(m);
   if (x.shape[1] !== w.cols) throw new Error(`frozen linear: x [${x.shape}] does not fit weight [${w.rows}, ${w.cols}]`);
   if (x.dtype !== 'float32') throw new Error(`frozen linear: x must be float32, got ${x.dtype}`);
   return customOp([x], ([xi]) => ({

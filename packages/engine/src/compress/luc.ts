@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayerSensitivity, LucPolicy, PruneMethod, SensitivityReport } from '@edgetune/core';
 import { weightShape, type LlamaModel, type Linear } from '../model/llama.js';
-import { narrowBf16, narrowF16, widenAll, type StoredMatrix } from '../backend/frozen.js';
+import { narrowBf16, narrowF16, widenAll } from '../backend/frozen.js';
 import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
 import { applyMask, HessianAccumulator, sparseGpt, wandaMask } from './prune.js';
 import { dequantizeWeight, packedBytes, quantizeWeight, type WeightBits } from './quantize.js';
@@ -116,7 +116,7 @@ function compressWeight(
  * the heap (a profile tries every grid point on every layer: uploading each trial would grow the wasm heap).
  */
 function withWeights<T>(weights: Map<Linear, Float32Array>, fn: () => T): T {
-  const saved = new Map<Linear, StoredMatrix | undefined>();
+  const saved = new Map<Linear, Linear['stored']>();
   for (const [lin, w] of weights) {
     saved.set(lin, lin.stored);
     const [rows, cols] = weightShape(lin);
@@ -295,8 +295,10 @@ export function compressModel(
         lin.weight = tf.zeros([0, 0]) as tf.Tensor2D; // the dense copy is gone: only the packed form stays resident
       } else if (lin.stored) {
         // pruned only: back into the stored precision (zeros stay zero), outside the heap
-        lin.stored = { ...lin.stored, data: lin.stored.dtype === 'F32' ? w : lin.stored.dtype === 'BF16' ? narrowBf16(w) : narrowF16(w) };
-        stored += lin.stored.data.byteLength;
+        const { dtype } = lin.stored;
+        const data = dtype === 'F32' ? w : dtype === 'BF16' ? narrowBf16(w) : narrowF16(w);
+        lin.stored = { dtype, rows, cols, data };
+        stored += data.byteLength;
       } else {
         lin.weight.dispose();
         lin.weight = tf.tensor2d(w, [rows, cols]);

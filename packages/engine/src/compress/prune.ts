@@ -10,26 +10,75 @@
  */
 import { cholesky, choleskyInverse, choleskyUpper } from './linalg.js';
 
-/** Prunes the `prune` smallest of `scores` (ties by index); returns the mask of kept positions (1 = kept). */
-function topMask(scores: Float64Array | Float32Array, prune: number): Uint8Array {
+/** The k-th smallest value (0-based) of a, reordering a in place (Hoare quickselect, median of three). */
+function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0,
+    hi = a.length - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >>> 1;
+    // median of three as the pivot, which also guards against sorted input
+    let x = a[lo],
+      y = a[mid],
+      z = a[hi];
+    if (x > y) [x, y] = [y, x];
+    if (y > z) [y, z] = [z, y];
+    if (x > y) [x, y] = [y, x];
+    const pivot = y;
+    let i = lo,
+      j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+/**
+ * Prunes the `prune` smallest of `scores` (ties by index) into `mask` at `at` (1 = kept, 0 = pruned);
+ * `scratch` is a work array of at least scores.length.
+ */
+function topMaskInto(scores: Float64Array | Float32Array, prune: number, mask: Uint8Array, at: number, scratch: Float64Array): void {
   const n = scores.length;
-  const mask = new Uint8Array(n).fill(1);
-  if (prune <= 0) return mask;
-  if (prune >= n) return mask.fill(0);
-  // The prune-th smallest score by a native numeric sort of a copy (no comparator calls); then every score
-  // below it, and the first (by index) of those equal to it: the same set as sorting by (score, index).
-  const sorted = Float64Array.from(scores).sort();
-  const t = sorted[prune - 1];
+  mask.fill(1, at, at + n);
+  if (prune <= 0) return;
+  if (prune >= n) {
+    mask.fill(0, at, at + n);
+    return;
+  }
+  // The prune-th smallest score by selection on a copy (linear time: this runs for every row of every
+  // linear at every grid sparsity); then every score below it, and the first (by index) of those equal
+  // to it: the same set as sorting by (score, index).
+  const work = scratch.length === n ? scratch : scratch.subarray(0, n);
+  work.set(scores);
+  const t = kthSmallest(work, prune - 1);
   let below = 0;
   for (let i = 0; i < n; i++) if (scores[i] < t) below++;
   let ties = prune - below;
   for (let i = 0; i < n; i++) {
-    if (scores[i] < t) mask[i] = 0;
-    else if (scores[i] === t && ties > 0) {
-      mask[i] = 0;
+    const v = scores[i];
+    if (v < t) mask[at + i] = 0;
+    else if (v === t && ties > 0) {
+      mask[at + i] = 0;
       ties--;
     }
   }
+}
+
+/** {@link topMaskInto} into a fresh mask. */
+function topMask(scores: Float64Array | Float32Array, prune: number): Uint8Array {
+  const mask = new Uint8Array(scores.length);
+  topMaskInto(scores, prune, mask, 0, new Float64Array(scores.length));
   return mask;
 }
 
@@ -44,10 +93,11 @@ export function wandaMask(w: Float32Array, rows: number, cols: number, xNorm: Fl
   if (sparsity < 0 || sparsity >= 1) throw new RangeError(`sparsity must be in [0, 1), got ${sparsity}`);
   const mask = new Uint8Array(rows * cols);
   const prune = Math.floor(cols * sparsity);
-  const row = new Float64Array(cols);
+  const row = new Float64Array(cols),
+    scratch = new Float64Array(cols);
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) row[c] = Math.abs(w[r * cols + c]) * xNorm[c];
-    mask.set(topMask(row, prune), r * cols);
+    topMaskInto(row, prune, mask, r * cols, scratch);
   }
   return mask;
 }

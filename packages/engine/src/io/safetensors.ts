@@ -167,17 +167,19 @@ export interface RawTensor {
 /**
  * Streams a model folder's tensors one at a time, in file order, so that a model larger than memory in
  * float32 can be loaded in its stored precision: each tensor's bytes are read into a buffer of their own
- * and handed over; nothing else is kept. `total` gives the whole folder's sizes (from the headers).
+ * and handed over; nothing else is kept. `total` gives the whole folder's sizes (from the headers); `want`
+ * selects the tensors to read (default all).
  * @throws SafetensorsError as {@link readWeightIndex}, or on a short read.
  */
 export function readWeightTensors(
   dir: string,
   onTensor: (name: string, t: RawTensor, total: { bytes: number; params: number; f32Bytes: number }) => void,
+  want: (name: string) => boolean = () => true,
 ): void {
   const index = readWeightIndex(dir);
   const total = { bytes: index.bytes, params: index.params, f32Bytes: 4 * index.params };
   for (const file of index.files) {
-    const entries = [...index.tensors.values()].filter((t) => t.file === file).sort((a, b) => a.begin - b.begin);
+    const entries = [...index.tensors.values()].filter((t) => t.file === file && want(t.name)).sort((a, b) => a.begin - b.begin);
     const fd = openSync(file, 'r');
     try {
       for (const t of entries) {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { linearHasBias, toHfConfig, type LlamaConfig, type LinearName } from '@edgetune/core';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { Rng } from '../util/rng.js';
-import { widenAll, type StoredMatrix } from '../backend/frozen.js';
+import { resident, widenAll, type FileMatrix, type StoredMatrix } from '../backend/frozen.js';
 
 /**
  * Random-normal(0, 0.02) linears and embeddings, zero biases (on the linears linearHasBias names), ones
@@ -63,14 +63,14 @@ export function initLlamaWeights(c: LlamaConfig, rng: Rng): Map<string, tf.Varia
 export function saveModelFolder(
   dir: string,
   config: LlamaConfig,
-  weights: Map<string, tf.Tensor | StoredMatrix>,
+  weights: Map<string, tf.Tensor | StoredMatrix | FileMatrix>,
   dtype: 'F32' | 'F16' | 'BF16' = 'F32',
 ): void {
   mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, TensorToWrite>();
   for (const [name, v] of weights) {
     if (v instanceof tf.Tensor) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array, dtype });
-    else if (v.dtype === dtype) tensors.set(name, { shape: [v.rows, v.cols], data: v.data, dtype });
+    else if (v.dtype === dtype) tensors.set(name, { shape: [v.rows, v.cols], data: (resident(v) as StoredMatrix).data, dtype });
     else tensors.set(name, { shape: [v.rows, v.cols], data: widenAll(v), dtype });
   }
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });

@@ -11,9 +11,27 @@
  * backend/fused.ts: native kernels when the addon is loaded (wasm/cpu), else TF.js compositions.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { linearHasBias, loadLlamaConfig, LINEAR_NAMES, type LinearName, type LlamaConfig, IGNORE_INDEX } from '@edgetune/core';
+import {
+  linearHasBias,
+  loadLlamaConfig,
+  readWeightIndex,
+  type TensorEntry,
+  LINEAR_NAMES,
+  type LinearName,
+  type LlamaConfig,
+  IGNORE_INDEX,
+} from '@edgetune/core';
 import { readWeightTensors, type NamedTensor } from '../io/safetensors.js';
-import { frozenBytes, frozenMatMulT, gatherRows, isTensor, matMulT, type StoredMatrix, type WeightMatrix } from '../backend/frozen.js';
+import {
+  type FileMatrix,
+  frozenBytes,
+  frozenMatMulT,
+  gatherRows,
+  isTensor,
+  matMulT,
+  type StoredMatrix,
+  type WeightMatrix,
+} from '../backend/frozen.js';
 import {
   attention,
   attentionOps,
@@ -52,8 +70,11 @@ export interface Linear {
   lora?: LoraPair;
   /** LUC: the frozen weight stored as packed low-bit integers, dequantized per use (layer by layer). */
   packed?: PackedWeight;
-  /** The frozen weight in its stored precision outside the TF.js heap (BF16/F16/F32 from the safetensors). */
-  stored?: StoredMatrix;
+  /**
+   * The frozen weight in its stored precision outside the TF.js heap (BF16/F16/F32 from the safetensors), in
+   * memory or still in its file (a model loaded `lazy`, to be compressed).
+   */
+  stored?: StoredMatrix | FileMatrix;
   /** LUC: fake-quantize this linear's input to this many bits per token (LLM-QAT, STE); absent = off. */
   actBits?: number;
 }
@@ -145,8 +166,8 @@ function singleQueryAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, sc
 /** Fills in defaults for a context. */
 export type ContextOptions = { batch: number; seq: number; attentionMask?: ArrayLike<number>; training?: boolean; seed?: number };
 
-/** A base weight as the model holds it: a float32 tensor in the heap, or a stored matrix outside it. */
-export type BaseWeight = tf.Tensor | StoredMatrix;
+/** A base weight as the model holds it: a float32 tensor in the heap, or a stored matrix outside it (in memory or its file). */
+export type BaseWeight = tf.Tensor | StoredMatrix | FileMatrix;
 
 function linearOf(name: string, get: (n: string) => BaseWeight | undefined, bias: boolean): Linear {
   const w = get(`${name}.weight`);
@@ -158,8 +179,11 @@ function linearOf(name: string, get: (n: string) => BaseWeight | undefined, bias
   return { ...lin, bias: b as tf.Tensor1D };
 }
 
-/** How {@link LlamaModel.load} keeps the frozen weights: float32 tensors in the heap, or stored matrices outside it. */
-export type WeightPlacement = 'auto' | 'heap' | 'stored';
+/**
+ * How {@link LlamaModel.load} keeps the frozen weights: float32 tensors in the heap, stored matrices outside it,
+ * or (`lazy`) the layers' linears left in the file and read when used: for a model about to be compressed.
+ */
+export type WeightPlacement = 'auto' | 'heap' | 'stored' | 'lazy';
 
 /**
  * Above this many float32 bytes of frozen weights `auto` keeps even an F32 model outside the heap: the wasm
@@ -232,18 +256,39 @@ export class LlamaModel {
     const config = loadLlamaConfig(dir);
     const placement = opts.weights ?? 'auto';
     const tensors = new Map<string, BaseWeight>();
-    readWeightTensors(dir, (name, t, total) => {
-      if (name.includes('rotary_emb')) return;
-      const matrix =
-        t.shape.length === 2 && (name.endsWith('proj.weight') || name === 'model.embed_tokens.weight' || name === 'lm_head.weight');
-      const stored =
-        matrix &&
-        (placement === 'stored' ||
-          (placement === 'auto' && (t.dtype === 'BF16' || t.dtype === 'F16' || total.f32Bytes > HEAP_WEIGHT_LIMIT_BYTES)));
-      if (stored && (t.dtype === 'BF16' || t.dtype === 'F16' || t.dtype === 'F32')) {
-        tensors.set(name, { dtype: t.dtype, rows: t.shape[0], cols: t.shape[1], data: t.raw as Float32Array | Uint16Array });
-      } else tensors.set(name, tf.tensor(t.widened(), t.shape, 'float32'));
-    });
+    const fileMatrix = (t: TensorEntry) =>
+      t.shape.length === 2 && t.name.endsWith('proj.weight') && ['BF16', 'F16', 'F32'].includes(t.dtype);
+    const lazy = new Set<string>();
+    if (placement === 'lazy') {
+      for (const t of readWeightIndex(dir).tensors.values())
+        if (fileMatrix(t)) {
+          lazy.add(t.name);
+          tensors.set(t.name, {
+            dtype: t.dtype as StoredMatrix['dtype'],
+            rows: t.shape[0],
+            cols: t.shape[1],
+            file: t.file,
+            begin: t.begin,
+          });
+        }
+    }
+    readWeightTensors(
+      dir,
+      (name, t, total) => {
+        if (name.includes('rotary_emb')) return;
+        const matrix =
+          t.shape.length === 2 && (name.endsWith('proj.weight') || name === 'model.embed_tokens.weight' || name === 'lm_head.weight');
+        const stored =
+          matrix &&
+          (placement === 'stored' ||
+            placement === 'lazy' ||
+            (placement === 'auto' && (t.dtype === 'BF16' || t.dtype === 'F16' || total.f32Bytes > HEAP_WEIGHT_LIMIT_BYTES)));
+        if (stored && (t.dtype === 'BF16' || t.dtype === 'F16' || t.dtype === 'F32')) {
+          tensors.set(name, { dtype: t.dtype, rows: t.shape[0], cols: t.shape[1], data: t.raw as Float32Array | Uint16Array });
+        } else tensors.set(name, tf.tensor(t.widened(), t.shape, 'float32'));
+      },
+      (name) => !lazy.has(name),
+    );
     return new LlamaModel(config, tensors);
   }
 

@@ -15,7 +15,7 @@ import type { LlamaModel, Linear } from '../model/llama.js';
 import { AdapterError, loraTensors, savePeftAdapter, type LoraConfig } from '../model/lora.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { ExitHead } from './exits.js';
-import { isTensor, matrixShape, widenRowsBlock } from '../backend/frozen.js';
+import { isTensor, matrixShape, resident, widenRowsBlock, type StoredMatrix } from '../backend/frozen.js';
 import type { ExitPath, VotingRule } from '../infer/voting.js';
 
 export const EDGE_FORMAT = 'edgetune.edge_llm/1';
@@ -110,9 +110,10 @@ export function saveEdgeAdapter(
   for (const l of model.layers)
     for (const lin of Object.values(l.linears)) {
       if (lin.packed || !manifest.compression) continue;
-      if (lin.stored)
-        packed.set(`${lin.name}.weight`, { shape: [lin.stored.rows, lin.stored.cols], data: lin.stored.data, dtype: lin.stored.dtype });
-      else packed.set(`${lin.name}.weight`, { shape: lin.weight.shape, data: lin.weight.dataSync() as Float32Array });
+      if (lin.stored) {
+        const w = resident(lin.stored) as StoredMatrix;
+        packed.set(`${lin.name}.weight`, { shape: [w.rows, w.cols], data: w.data, dtype: w.dtype });
+      } else packed.set(`${lin.name}.weight`, { shape: lin.weight.shape, data: lin.weight.dataSync() as Float32Array });
     }
   if (packed.size) writeSafetensors(join(dir, 'compressed_model.safetensors'), packed, meta);
   const full: EdgeLlmManifest = {

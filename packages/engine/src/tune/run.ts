@@ -266,7 +266,10 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     if (!first.fits) throw new PlanNotFeasibleError(first);
   }
   const tLoad = performance.now();
-  const model = LlamaModel.load(o.modelDir);
+  // A 16-bit model about to be compressed leaves its layers in the file: LUC reads each when it reaches it,
+  // so the whole model is never in memory at once (peak: the packed layers plus one layer in 16 bits).
+  const dtype = storedDtype(readWeightIndex(o.modelDir));
+  const model = LlamaModel.load(o.modelDir, o.compression && (dtype === 'BF16' || dtype === 'F16') ? { weights: 'lazy' } : {});
   const loadMs = performance.now() - tLoad;
   log(
     `model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params (${(model.storedBytes() / 2 ** 20).toFixed(0)} MiB outside the TF.js heap) loaded in ${(loadMs / 1000).toFixed(1)} s; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`,
