@@ -36,14 +36,7 @@ export async function probeDevice(timeoutMs = 60_000): Promise<ProbedDevice> {
       else resolve(out);
     });
   });
-  const d = JSON.parse(stdout) as {
-    threads: number;
-    backend: string;
-    matmul: string;
-    matmulGflops: number;
-    stepTimeFactor: number;
-    tensorHeapCeilingBytes?: number;
-  };
+  const d = JSON.parse(stdout) as ProbedDevice;
   if (!(d.matmulGflops > 0) || !(d.threads >= 1) || !(d.stepTimeFactor > 0))
     throw new Error(`edgetune-engine device printed no usable profile: ${stdout.slice(0, 200)}`);
   // the engine states its backend's ceiling; an engine that does not is known by its backend's name

@@ -10,7 +10,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { PackedWeight } from '../compress/quantize.js';
 import { dequantizeWeight } from '../compress/quantize.js';
-import { floatToHalf } from '../io/safetensors.js';
+import { floatToHalf, halfToFloatTable } from '../io/safetensors.js';
 import { customOp, kernelMem } from './fused.js';
 import { loadNativeAddon, type BlasAddon } from './native.js';
 import type { KernelArgs } from './types.js';
@@ -96,28 +96,13 @@ function formatOf(w: StoredMatrix | PackedWeight): number {
   return w.dtype === 'F32' ? 0 : w.dtype === 'BF16' ? 1 : 2;
 }
 
-let halfTable: Float32Array | null = null;
-/** IEEE half -> float32 lookup (64 Ki entries, built once). */
-function halves(): Float32Array {
-  if (halfTable) return halfTable;
-  halfTable = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1,
-      e = (h >> 10) & 0x1f,
-      m = h & 0x3ff;
-    halfTable[h] =
-      e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? Number.NaN : s * Number.POSITIVE_INFINITY) : s * (1 + m / 1024) * 2 ** (e - 15);
-  }
-  return halfTable;
-}
-
 /** BF16 / F16 bit patterns -> float32 (JS). */
 export function widen16(data: Uint16Array, dtype: 'BF16' | 'F16', out = new Float32Array(data.length)): Float32Array {
   if (dtype === 'BF16') {
     const u = new Uint32Array(out.buffer, out.byteOffset, data.length);
     for (let i = 0; i < data.length; i++) u[i] = data[i] << 16;
   } else {
-    const t = halves();
+    const t = halfToFloatTable();
     for (let i = 0; i < data.length; i++) out[i] = t[data[i]];
   }
   return out;

@@ -19,9 +19,9 @@ export interface NamedTensor {
   data: Float32Array | Int32Array | Int8Array | Uint8Array;
 }
 
-/** IEEE 754 half -> float32 via a 64 K lookup table (built once, 256 KiB). */
 let halfTable: Float32Array | null = null;
-function halfToFloatTable(): Float32Array {
+/** IEEE 754 half -> float32 lookup table, indexed by the 16-bit pattern (64 Ki entries, 256 KiB, built once). */
+export function halfToFloatTable(): Float32Array {
   if (halfTable) return halfTable;
   halfTable = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {

@@ -278,7 +278,7 @@ export async function runScaleBench(o: {
   const file = o.out ?? join(REPO, 'bench', 'results', `scale-${date}.json`);
   const summary = {
     date,
-    command: `npm run bench -- --scale${o.models ? ` --models ${names.join(',')}` : ''}${o.steps ? ` --steps ${steps}` : ''}`,
+    command: `npm run bench -- --scale${o.models ? ` --models ${names.join(',')}` : ''}${o.steps ? ` --steps ${steps}` : ''}${o.modelsDir ? ` --models-dir ${o.modelsDir}` : ''}`,
     machine: { cpus: cpus().length, model: cpus()[0]?.model },
     sgemmPeakGflops: peak.gflops,
     settings: {
