@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { readSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { writeSafetensorsStream, type TensorSpec } from '../io/safetensors-writer.js';
 import { LINEAR_NAMES } from '@edgetune/core';
 import { weightShape, type Linear, type LlamaModel } from './llama.js';
 import { matrixShape, type WeightMatrix } from '../backend/frozen.js';
@@ -204,26 +205,60 @@ export function loraTensors(linears: Iterable<Linear>): Map<string, TensorToWrit
   return tensors;
 }
 
+/** A float32 [rows, cols] matrix too large to hold whole (a merged lm_head), produced a block of rows at a time. */
+export interface RowSource {
+  shape: [number, number];
+  /** rows [r0, r0 + n) as float32 [n * cols] */
+  rows(r0: number, n: number): Float32Array;
+}
+
 /**
  * Writes a PEFT adapter folder: `adapter_config.json` and `adapter_model.safetensors` with the LoRA
  * factors of `linears` and the `modulesToSave` tensors (keyed by module path, stored as
- * `base_model.model.<module>.weight`).
+ * `base_model.model.<module>.weight`). The file is streamed: a {@link RowSource} is asked for its rows
+ * chunk by chunk, so it never exists whole.
  */
 export function savePeftAdapter(
   dir: string,
   cfg: LoraConfig,
   linears: Linear[],
-  modulesToSave: Map<string, tf.Tensor | { shape: number[]; data: Float32Array }> = new Map(),
+  modulesToSave: Map<string, tf.Tensor | RowSource> = new Map(),
   extraConfig: Record<string, unknown> = {},
 ): void {
   mkdirSync(dir, { recursive: true });
-  const tensors = loraTensors(linears);
-  for (const [module, t] of modulesToSave)
-    tensors.set(`base_model.model.${module}.weight`, {
-      shape: t.shape,
-      data: t instanceof tf.Tensor ? (t.dataSync() as Float32Array) : t.data,
-    });
-  writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+  const bytes = new Map<string, Uint8Array>();
+  const sources = new Map<string, RowSource>();
+  const specs: TensorSpec[] = [];
+  for (const [name, t] of loraTensors(linears)) {
+    const d = t.data as Float32Array;
+    bytes.set(name, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    specs.push({ name, dtype: 'F32', shape: t.shape });
+  }
+  for (const [module, t] of modulesToSave) {
+    const name = `base_model.model.${module}.weight`;
+    if (t instanceof tf.Tensor) {
+      const d = t.dataSync() as Float32Array;
+      bytes.set(name, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    } else sources.set(name, t);
+    specs.push({ name, dtype: 'F32', shape: [...t.shape] });
+  }
+  specs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  writeSafetensorsStream(
+    join(dir, 'adapter_model.safetensors'),
+    specs,
+    (t, chunk, off) => {
+      const b = bytes.get(t.name);
+      if (b) return chunk.set(b.subarray(off, off + chunk.byteLength));
+      const src = sources.get(t.name) as RowSource;
+      const rowBytes = src.shape[1] * 4;
+      const r0 = Math.floor(off / rowBytes),
+        r1 = Math.ceil((off + chunk.byteLength) / rowBytes);
+      const rows = src.rows(r0, r1 - r0);
+      const rb = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
+      chunk.set(rb.subarray(off - r0 * rowBytes, off - r0 * rowBytes + chunk.byteLength));
+    },
+    { metadata: { format: 'pt' } },
+  );
   const config: Record<string, unknown> = {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',

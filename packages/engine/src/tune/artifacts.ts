@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel, Linear } from '../model/llama.js';
-import { AdapterError, loraTensors, savePeftAdapter, type LoraConfig } from '../model/lora.js';
+import { AdapterError, loraTensors, savePeftAdapter, type LoraConfig, type RowSource } from '../model/lora.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { ExitHead } from './exits.js';
 import { isTensor, matrixShape, resident, widenRowsBlock, type StoredMatrix } from '../backend/frozen.js';
@@ -48,25 +48,27 @@ function layerOf(name: string): number {
 }
 
 /**
- * A low-rank exit head merged into one float32 [vocab, hidden] tensor (lm_head + scale B A), built in
- * blocks of rows so that only the result is whole: the PEFT export's `modules_to_save` lm_head.
+ * A low-rank exit head merged (lm_head + scale B A) as float32 rows, produced a block at a time so that it never
+ * exists whole: the PEFT export's `modules_to_save` lm_head.
  */
-function mergedHead(e: ExitHead): { shape: number[]; data: Float32Array } {
-  if (isTensor(e.head) || !e.lora) throw new Error('mergedHead: needs a low-rank head over a stored lm_head');
-  const [V, d] = matrixShape(e.head);
-  const out = new Float32Array(V * d);
-  const block = Math.max(1, Math.floor(2 ** 22 / d));
-  for (let r0 = 0; r0 < V; r0 += block) {
-    const n = Math.min(block, V - r0);
-    const rows = tf.tidy(() => {
-      const base = tf.tensor2d(widenRowsBlock(e.head as Exclude<typeof e.head, tf.Tensor>, r0, n), [n, d]);
-      const b = tf.slice(e.lora!.B, [r0, 0], [n, -1]);
-      return tf.add(base, tf.mul(tf.matMul(b, e.lora!.A), e.lora!.scale));
-    });
-    out.set(rows.dataSync() as Float32Array, r0 * d);
-    rows.dispose();
-  }
-  return { shape: [V, d], data: out };
+function mergedHead(e: ExitHead): RowSource {
+  const head = e.head,
+    lora = e.lora;
+  if (isTensor(head) || !lora) throw new Error('mergedHead: needs a low-rank head over a stored lm_head');
+  const [V, d] = matrixShape(head);
+  return {
+    shape: [V, d],
+    rows: (r0, n) => {
+      const t = tf.tidy(() => {
+        const base = tf.tensor2d(widenRowsBlock(head, r0, n), [n, d]);
+        const b = tf.slice(lora.B, [r0, 0], [n, -1]);
+        return tf.add(base, tf.mul(tf.matMul(b, lora.A), lora.scale));
+      });
+      const out = t.dataSync() as Float32Array;
+      t.dispose();
+      return out;
+    },
+  };
 }
 
 /**
@@ -138,7 +140,7 @@ export function saveEdgeAdapter(
     join(dir, 'peft'),
     { ...lora, layersToTransform: layers, modulesToSave: ['lm_head', 'model.norm'] },
     window,
-    new Map<string, tf.Tensor | { shape: number[]; data: Float32Array }>([
+    new Map<string, tf.Tensor | RowSource>([
       ['lm_head', isTensor(last.head) ? last.head : mergedHead(last)],
       ['model.norm', last.norm],
     ]),
