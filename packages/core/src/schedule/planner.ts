@@ -325,9 +325,10 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
     mb * Math.max(0, labelled - CALIBRATION_LABELLED) * V * 4 * (lowRankHead ? HEAD_ROW_TENSORS.lowRank : HEAD_ROW_TENSORS.full);
   const trainFlops = tapeLayers * layerTrain + prefixLayers * layerFwd + headFlops;
   const attScores = mb * m.numAttentionHeads * T * T;
-  // Per optimizer step: parameters AdamW updates (the window's); per micro-step: weights dequantized just
-  // in time (packed layers, once per forward pass).
-  const packedFrac = storage.filter((x) => x !== 'f32').length / L;
+  // Per optimizer step: parameters AdamW updates (the window's); per micro-step: weights widened just in time
+  // (packed layers, and every layer of a 16-bit model, once per layer pass: the scale bench's BF16 runs were
+  // 32-69% slower than forecast without this term, bench/results/scale-2026-12-07.json).
+  const packedFrac = half ? 1 : storage.filter((x) => x !== 'f32').length / L;
   const layerParams = q * d + 2 * kv * d + d * q + 3 * f * d;
   const dequantElems = (tapeLayers + prefixLayers) * packedFrac * layerParams;
   const time = { tapeLayers, prefixLayers, layerTrainFlops: layerTrain, layerFwdFlops: layerFwd, headFlops, attScores };
