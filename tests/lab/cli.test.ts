@@ -26,7 +26,9 @@ describe('edgetune-lab CLI', () => {
   it('bench --scale refuses a shape it does not know, naming the ones it does, before measuring anything', () => {
     const d = run(['bench', '--scale', '--models', 'smollm2-135m,gpt-4']);
     expect(d.status).toBe(2);
-    expect(d.stderr).toMatch(/--models: unknown gpt-4 \(one of smollm2-135m, smollm2-360m, qwen2.5-0.5b, tinyllama-1.1b, llama-3.2-1b, llama-3.2-3b\)/);
+    expect(d.stderr).toMatch(
+      /--models: unknown gpt-4 \(one of smollm2-135m, smollm2-360m, qwen2.5-0.5b, tinyllama-1.1b, llama-3.2-1b, llama-3.2-3b\)/,
+    );
     expect(d.stderr).not.toMatch(/SGEMM peak/);
   });
 
