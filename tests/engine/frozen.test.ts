@@ -79,6 +79,14 @@ describe('frozen matrices', () => {
     for (const [name, w] of formats) {
       it(`${name} (${native ? 'native' : 'JS fallback'}): x W^T and its input gradient equal a dense matMul of the widened weight`, () => {
         setFrozenNative(native);
+        // one and three rows: the decoding path (dot products over the stored rows)
+        for (const m of [1, 3]) {
+          const xm = tf.tensor2d(x.subarray(0, m * cols), [m, cols]);
+          const got = frozenMatMulT(xm, w),
+            want = tf.matMul(xm, tf.tensor2d(widenAll(w), [rows, cols]), false, true);
+          expect(relErr(got.dataSync(), want.dataSync()), `${m} rows`).toBeLessThan(1e-5);
+          tf.dispose([xm, got, want]);
+        }
         const dense = widenAll(w);
         // the widened values are the stored ones: BF16 / F16 within their rounding of the float32 source
         expect(relErr(dense, w32)).toBeLessThan(name === 'F32' ? 1e-7 : name === 'BF16' ? 8e-3 : name === 'F16' ? 1e-3 : 0.2);

@@ -11,6 +11,7 @@
 //             4 int4 (Uint8Array, ceil(rows*cols/2) bytes); scales: Float32Array for 3 and 4 (else ignored).
 //     transposed false: y[n, rows] = x[n, cols] W^T   (the forward of an HF linear, W [out=rows, in=cols])
 //     transposed true:  y[n, cols] = x[n, rows] W     (its input gradient)
+//     Up to 4 rows of x against BF16/int8/int4 (decoding) are dot products over the stored rows in place.
 //     x and y are float32 arrays with element offsets (e.g. views of the wasm heap); every access is
 //     bounds-checked (RangeError, nothing written).
 #include <node_api.h>
@@ -125,6 +126,67 @@ EDGETUNE_CLONES static void widen_rows(void *ctx, int64_t lo, int64_t hi, int ti
   }
 }
 
+// A few rows of x against a BF16 or LUC-packed weight read in place (decoding: one token per sequence): each
+// output is a dot product over the stored row, so the weight is read once at its stored width instead of being
+// widened into a scratch block and read again by a GEMV. y[n, rows] = x[n, cols] W^T.
+typedef struct {
+  const float *x;
+  int64_t n, cols, groupSize, groups, rows;
+  const void *w;
+  int format;
+  const float *scales;
+  float *y;
+} Dot;
+
+EDGETUNE_CLONES static void dot_rows(void *ctx, int64_t lo, int64_t hi, int tid) {
+  (void)tid;
+  const Dot *c = (const Dot *)ctx;
+  const int64_t K = c->cols;
+  for (int64_t r = lo; r < hi; r++) {
+    for (int64_t i = 0; i < c->n; i++) {
+      const float *x = c->x + i * K;
+      float acc = 0.f;
+      if (c->format == FMT_BF16) {
+        const uint16_t *s = (const uint16_t *)c->w + r * K;
+        float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+          for (int l = 0; l < 8; l++) {
+            const uint32_t bits = (uint32_t)s[k + l] << 16;
+            float f;
+            memcpy(&f, &bits, 4);
+            part[l] += f * x[k + l];
+          }
+        for (; k < K; k++) {
+          const uint32_t bits = (uint32_t)s[k] << 16;
+          float f;
+          memcpy(&f, &bits, 4);
+          acc += f * x[k];
+        }
+        for (int l = 0; l < 8; l++) acc += part[l];
+      } else {  // int8 or int4, per group: scale x sum(q x)
+        const int64_t gs = c->groupSize > 0 ? c->groupSize : K;
+        for (int64_t g = 0; g < c->groups; g++) {
+          const int64_t k0 = g * gs, k1 = (g + 1) * gs < K ? (g + 1) * gs : K;
+          float sum = 0.f;
+          if (c->format == FMT_I8) {
+            const int8_t *s = (const int8_t *)c->w + r * K;
+            for (int64_t k = k0; k < k1; k++) sum += (float)s[k] * x[k];
+          } else {
+            const uint8_t *s = (const uint8_t *)c->w;
+            for (int64_t k = k0; k < k1; k++) {
+              const int64_t idx = r * K + k;
+              sum += (float)((int)((s[idx >> 1] >> ((idx & 1) << 2)) & 0xf) - 8) * x[k];
+            }
+          }
+          acc += sum * c->scales[r * c->groups + g];
+        }
+      }
+      c->y[i * c->rows + r] = acc;
+    }
+  }
+}
+
 #define CHECK(call)                                                          \
   do {                                                                       \
     if ((call) != napi_ok) {                                                 \
@@ -196,6 +258,11 @@ static napi_value frozen_linear(napi_env env, napi_callback_info info) {
     const float *W = (const float *)wp;
     if (tr) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)cols, (int)rows, 1.f, x, (int)rows, W, (int)cols, 0.f, y, (int)cols);
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)cols, 1.f, x, (int)cols, W, (int)cols, 0.f, y, (int)rows);
+    return NULL;
+  }
+  if (!tr && n <= 4 && (format == FMT_BF16 || format == FMT_I8 || format == FMT_I4)) {
+    Dot d = {x, n, cols, groupSize, groups, rows, wp, (int)format, (const float *)sp, y};
+    edgetune_par_range(rows, (double)rows * (double)cols * (double)n, dot_rows, &d);
     return NULL;
   }
   int64_t block = BLOCK_FLOATS / cols;

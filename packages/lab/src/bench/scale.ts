@@ -72,8 +72,11 @@ export async function scaleRun(t: ScaleTask): Promise<Record<string, unknown>> {
     const tok = await loadTokenizer(t.model);
     const prompt = Array.from({ length: t.contextTokens }, (_, i) => 3 + ((i * 7919) % (tok.vocabSize - 3)));
     const path = plainPath(model);
-    // a first short run warms the kernels up, the timed one follows
+    // a first short run warms the kernels up, the timed ones follow: the prefill and first token alone, then all
     generate(model, [path], prompt.slice(0, 8), { maxNewTokens: 2, rule: 'max' });
+    const p0 = performance.now();
+    generate(model, [path], prompt, { maxNewTokens: 1, rule: 'max' });
+    const prefillMs = performance.now() - p0;
     const g0 = performance.now();
     const out = generate(model, [path], prompt, { maxNewTokens: t.newTokens, rule: 'max' });
     const genMs = performance.now() - g0;
@@ -95,6 +98,10 @@ export async function scaleRun(t: ScaleTask): Promise<Record<string, unknown>> {
         tokensPerSec: (out.length / genMs) * 1000,
         rerunMsPerToken,
         kvSpeedup: (rerunMsPerToken * out.length) / genMs,
+        prefillMs,
+        // a decoded token after the prefill, against a token of the re-run (both at about 256 tokens of context)
+        decodeMsPerToken: (genMs - prefillMs) / Math.max(1, out.length - 1),
+        decodeSpeedup: rerunMsPerToken / ((genMs - prefillMs) / Math.max(1, out.length - 1)),
       },
       maxRssBytes: maxRss(),
     };
