@@ -142,7 +142,17 @@ export function widenAll(m: FrozenMatrix): Float32Array {
 export function widenRowsBlock(m: FrozenMatrix, r0: number, count: number): Float32Array {
   const w = resident(m);
   const { cols } = w;
-  if ('bits' in w) return dequantizeWeight(w).slice(r0 * cols, (r0 + count) * cols);
+  if ('bits' in w) {
+    // Only the rows asked for: their bytes and scales form a packed matrix of their own (nibble rows start on a
+    // byte when r0 * cols is even; otherwise the whole matrix is dequantized).
+    const g = w.scales.length / w.rows;
+    if (w.bits !== 8 && (r0 * cols) % 2) return dequantizeWeight(w).slice(r0 * cols, (r0 + count) * cols);
+    const data =
+      w.bits === 8
+        ? w.data.subarray(r0 * cols, (r0 + count) * cols)
+        : w.data.subarray((r0 * cols) / 2, Math.ceil(((r0 + count) * cols) / 2));
+    return dequantizeWeight({ ...w, rows: count, data, scales: w.scales.subarray(r0 * g, (r0 + count) * g) });
+  }
   if (w.dtype === 'F32') return (w.data as Float32Array).slice(r0 * cols, (r0 + count) * cols);
   return widen16((w.data as Uint16Array).subarray(r0 * cols, (r0 + count) * cols), w.dtype);
 }
@@ -156,31 +166,13 @@ export function gatherRows(m: FrozenMatrix, ids: ArrayLike<number>): Float32Arra
   const { rows, cols } = w;
   const out = new Float32Array(ids.length * cols);
   const addon = frozenAddon();
-  const dense = 'bits' in w ? null : w;
+  const packed = 'bits' in w ? w : null;
   for (let i = 0; i < ids.length; i++) {
     const r = ids[i];
     if (!(r >= 0 && r < rows && Number.isInteger(r))) throw new RangeError(`token id ${r} outside the embedding's ${rows} rows`);
-    if (dense?.dtype === 'F32') out.set((dense.data as Float32Array).subarray(r * cols, (r + 1) * cols), i * cols);
-    else if (dense && !addon)
-      widen16(
-        (dense.data as Uint16Array).subarray(r * cols, (r + 1) * cols),
-        dense.dtype as 'BF16',
-        out.subarray(i * cols, (i + 1) * cols),
-      );
-    else if (addon)
-      addon.widenRows(
-        w.data as Uint16Array,
-        formatOf(w),
-        rows,
-        cols,
-        'bits' in w ? w.scales : null,
-        'bits' in w ? w.groupSize : 0,
-        r,
-        1,
-        out,
-        i * cols,
-      );
-    else out.set(dequantizeWeight(w as PackedWeight).subarray(r * cols, (r + 1) * cols), i * cols);
+    if (addon && (packed || (w as StoredMatrix).dtype !== 'F32'))
+      addon.widenRows(w.data as Uint16Array, formatOf(w), rows, cols, packed?.scales ?? null, packed?.groupSize ?? 0, r, 1, out, i * cols);
+    else out.set(widenRowsBlock(w, r, 1), i * cols);
   }
   return out;
 }

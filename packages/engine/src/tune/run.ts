@@ -228,6 +228,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     throw new TuneConfigError('compression applies to edge_llm tuning; vanilla LoRA tunes the uncompressed model');
   const tok = await loadTokenizer(o.modelDir);
   const config = loadLlamaConfig(o.modelDir);
+  const dtype = storedDtype(readWeightIndex(o.modelDir)); // from the safetensors headers: how the weights are stored
   const padId = tok.padId ?? tok.eosId ?? 0;
   const train = await loadExamples(o.trainFile, tok, maxLength);
   const val = o.validationFile ? await loadExamples(o.validationFile, tok, maxLength) : null;
@@ -238,7 +239,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   const scored = train.examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b); // 90th percentile below
   const planInput = (policy: PlanInput['policy']): PlanInput => ({
     model: config,
-    storedDtype: plannerStoredDtype(storedDtype(readWeightIndex(o.modelDir))),
+    storedDtype: plannerStoredDtype(dtype),
     mode: opts.mode,
     exitLayers: opts.exitLayers,
     loraR: opts.lora.r,
@@ -268,7 +269,6 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   const tLoad = performance.now();
   // A 16-bit model about to be compressed leaves its layers in the file: LUC reads each when it reaches it,
   // so the whole model is never in memory at once (peak: the packed layers plus one layer in 16 bits).
-  const dtype = storedDtype(readWeightIndex(o.modelDir));
   const model = LlamaModel.load(o.modelDir, o.compression && (dtype === 'BF16' || dtype === 'F16') ? { weights: 'lazy' } : {});
   const loadMs = performance.now() - tLoad;
   log(
