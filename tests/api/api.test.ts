@@ -327,7 +327,7 @@ describe('jobs', () => {
     const r = await admin.post('/v1/jobs', {
       training_file: 5,
       extra: true,
-      method: { type: 'lora' },
+      method: { type: 'dpo' },
       hyperparameters: { n_epochs: 0, batch_size: 'big', learning_rate: -1, lora_dropout: 2 },
       suffix: 'bad suffix!',
       metadata: { k: 5 },
@@ -387,6 +387,22 @@ describe('jobs', () => {
       [{ hyperparameters: { max_length: 4096 } }, 'invalid_hyperparameters', 'hyperparameters.max_length'],
       [{ hyperparameters: { target_modules: ['q_proj', 'conv'] } }, 'invalid_hyperparameters', 'hyperparameters.target_modules'],
       [{ hyperparameters: { max_steps: 2 } }, 'invalid_hyperparameters', 'hyperparameters.max_steps'],
+      [{ method: { type: 'lora', edge_llm: { schedule: 'random' } } }, 'invalid_method', 'method.edge_llm'],
+      [
+        { method: { type: 'rag', edge_llm: { compression: { target_sparsity: 0.5, avg_bits: 4 } } } },
+        'invalid_method',
+        'method.edge_llm.compression',
+      ],
+      [{ method: { type: 'edge_llm', rag: { k: 2 } } }, 'invalid_method', 'method.rag'],
+      [{ hyperparameters: { early_stopping: { patience: 2 } } }, 'validation_file_required', 'hyperparameters.early_stopping'],
+      [{ hyperparameters: { eval_steps: 4 } }, 'validation_file_required', 'hyperparameters.eval_steps'],
+      [{ hyperparameters: { time_budget_s: 7 * 24 * 3600 + 1 } }, 'invalid_request', 'hyperparameters.time_budget_s'],
+      [{ method: { type: 'rag', rag: { k: 0 } } }, 'invalid_request', 'method.rag.k'],
+      [
+        { hyperparameters: { early_stopping: { patience: 0, min_delta: -1 } } },
+        'invalid_request',
+        'hyperparameters.early_stopping.patience',
+      ],
     ];
     for (const [extra, code, param] of cases) {
       const r = await admin.post('/v1/jobs', { ...base, ...(extra as object) });
@@ -597,6 +613,54 @@ describe('jobs', () => {
     expect((await admin.get('/v1/jobs?limit=100')).body.data.length).toBe(before.jobs);
     expect(await q.count()).toBe(before.queue);
     expect((await admin.post('/v1/jobs', body, { 'idempotency-key': 'dry-1' })).status).toBe(201); // the key was not taken
+  });
+
+  it('dry run of the other methods: lora plans one window, rag no training; a time budget bounds the forecast', async () => {
+    const body = {
+      model: 'tiny-llama',
+      training_file: train,
+      validation_file: val,
+      hyperparameters: { max_steps: 8, batch_size: 8, max_length: 64 },
+      device: { memory_budget_bytes: 2 ** 30, threads: 2 },
+    };
+    const lora = (await admin.post('/v1/jobs?dry_run=true', { ...body, method: { type: 'rag_lora', rag: { k: 3 } } })).body;
+    expect(lora).toMatchObject({
+      total_steps: 8,
+      method: { type: 'rag_lora', rag: { k: 3, context_share: 0.6 } },
+      hyperparameters: { time_budget_s: null, early_stopping: null, eval_steps: null },
+      plan: { fits: true, exit_layers: [3], window_depth: 4, time_budget: null },
+    });
+    expect(lora.method.edge_llm).toBeUndefined();
+    const rag = (await admin.post('/v1/jobs?dry_run=true', { ...body, method: { type: 'rag' } })).body;
+    expect(rag).toMatchObject({
+      total_steps: 0,
+      method: { type: 'rag', rag: { k: 2, context_share: 0.6 } },
+      hyperparameters: { max_steps: 8 },
+    });
+    expect(rag.plan).toMatchObject({ fits: true, exit_layers: [3], forecast: { trainable_bytes: 0, total_ms: 0 } });
+    expect(rag.plan.forecast.peak_tf_bytes).toBeLessThan(lora.plan.forecast.peak_tf_bytes);
+    const budget = (lora.plan.forecast.step_ms * 3.5) / 1000;
+    const timed = (
+      await admin.post('/v1/jobs?dry_run=true', {
+        ...body,
+        method: { type: 'lora' },
+        hyperparameters: { ...body.hyperparameters, time_budget_s: budget, early_stopping: { patience: 2, min_delta: 0.01 } },
+      })
+    ).body;
+    expect(timed.hyperparameters).toMatchObject({ time_budget_s: budget, early_stopping: { patience: 2, min_delta: 0.01 }, eval_steps: 1 });
+    expect(timed.plan.time_budget).toEqual({ seconds: budget, steps: 3, stops_run: true });
+    expect(timed.plan.forecast.total_ms).toBe(Math.round(budget * 1000));
+  });
+
+  it('a rag job has no PEFT adapter (404 adapter_format_unavailable); its bundle waits for success like any other', async () => {
+    const r = await admin.post('/v1/jobs', { model: 'tiny-llama', training_file: train, validation_file: val, method: { type: 'rag' } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body).toMatchObject({ method: { type: 'rag' }, progress: { step: 0, total_steps: 0, percent: 0 } });
+    const peft = await admin.get(`/v1/jobs/${r.body.id}/adapter?format=peft`);
+    expectProblem(peft, 404, 'adapter_format_unavailable');
+    expect(peft.body.detail).toMatch(/format=bundle/);
+    expectProblem(await admin.get(`/v1/jobs/${r.body.id}/adapter?format=bundle`), 409, 'adapter_not_ready');
+    await admin.post(`/v1/jobs/${r.body.id}/cancel`);
   });
 
   it('a job whose plan cannot fit its memory budget is refused (422 plan_does_not_fit, forecast in the body) and nothing is queued', async () => {

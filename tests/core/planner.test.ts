@@ -342,3 +342,16 @@ describe('plan: stored dtype and the backend heap ceiling', () => {
     expect(() => plan(base, { ...dev(8000), tensorHeapCeilingBytes: 0 })).toThrow(/tensor_heap_ceiling_bytes/);
   });
 });
+
+describe('mode none (retrieval only)', () => {
+  it('forecasts a forward pass: no trainable state, 0 steps, one exit; other modes still need steps', () => {
+    const p = plan({ ...base, mode: 'none', steps: 0 }, dev(8000));
+    const vanilla = plan({ ...base, mode: 'vanilla' }, dev(8000));
+    expect(p).toMatchObject({ fits: true, exitLayers: [7], prefixCache: false });
+    expect(p.forecast.trainableBytes).toBe(0);
+    expect(p.forecast.totalMs).toBe(0);
+    expect(p.forecast.activationBytes).toBeLessThan(vanilla.forecast.activationBytes / 4);
+    expect(p.forecast.flopsPerStep).toBeLessThan(vanilla.forecast.flopsPerStep / 2);
+    expect(() => plan({ ...base, steps: 0 }, dev(8000))).toThrow(PlanError);
+  });
+});

@@ -1,7 +1,7 @@
 // Adaptive layer tuning: what each step trains, schedules, determinism, checkpoints, artifacts.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { mkdtempSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
@@ -457,7 +457,11 @@ describe('runTuning artifacts', () => {
     const base = { modelDir, trainFile: join(dir, 'train.jsonl'), validationFile: join(dir, 'val.jsonl'), outDir: out, maxLength: 64 };
     const report = await runTuning({ ...base, tune: { mode: 'vanilla', steps: 8, microBatch: 4, lr: 5e-3, lora: { r: 4, alpha: 8 } } });
     for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'metrics.json']) expect(existsSync(join(out, f)), f).toBe(true);
-    expect(existsSync(join(out, 'edge_llm.json'))).toBe(false);
+    // the bundle manifest every method writes: one path, through this PEFT adapter
+    expect(JSON.parse(readFileSync(join(out, 'edge_llm.json'), 'utf8'))).toMatchObject({
+      mode: 'vanilla',
+      exit_layers: [report.validation!.perExit[0].layer],
+    });
     const peft = LlamaModel.load(modelDir);
     applyPeftAdapter(peft, out);
     const { examples: valEx } = await loadExamples(join(dir, 'val.jsonl'), await loadTokenizer(modelDir), 64);

@@ -19,7 +19,7 @@ describe('edgetune-lab CLI', () => {
   it('rejects an unknown dataset with usage (exit 2)', () => {
     const d = run(['data', 'imagenet', '--out', join(dir, 'z')]);
     expect(d.status).toBe(2);
-    expect(d.stderr).toMatch(/the datasets are spam-assassin, corpus-continuation and spam-prompt/);
+    expect(d.stderr).toMatch(/the datasets are spam-assassin, spam-assassin-3, first-names, cmudict, corpus-continuation and spam-prompt/);
     expect(d.stderr).toMatch(/usage: edgetune-lab/);
   });
 

@@ -166,7 +166,13 @@ describe('buildSpamAssassin', () => {
     expect(total).toBe(6046);
     expect(result.duplicatesDropped).toBeGreaterThan(0);
     expect(result.train + result.validation + result.test).toBe(total - result.duplicatesDropped);
-    expect(result.files.map((f) => f.slice(dirA.length + 1))).toEqual(['train.jsonl', 'validation.jsonl', 'test.jsonl', 'README.md']);
+    expect(result.files.map((f) => f.slice(dirA.length + 1))).toEqual([
+      'train.jsonl',
+      'validation.jsonl',
+      'test.jsonl',
+      'task.json',
+      'README.md',
+    ]);
     const n = total - result.duplicatesDropped;
     expect(result.train / n).toBeGreaterThan(0.77);
     expect(result.train / n).toBeLessThan(0.83);
@@ -205,7 +211,7 @@ describe('buildSpamAssassin', () => {
     const dirB = await tempDir();
     const again = await buildSpamAssassin({ outDir: dirB });
     expect(again).toEqual({ ...result, files: result.files.map((f) => f.replace(dirA, dirB)) });
-    for (const f of ['train.jsonl', 'validation.jsonl', 'test.jsonl', 'README.md']) {
+    for (const f of ['train.jsonl', 'validation.jsonl', 'test.jsonl', 'task.json', 'README.md']) {
       expect(await readFile(join(dirB, f), 'utf8')).toBe(await readFile(join(dirA, f), 'utf8'));
     }
   });

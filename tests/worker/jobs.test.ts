@@ -263,6 +263,65 @@ describe('with one worker', () => {
     expect((await c.post(`/v1/jobs/${id}/cancel`)).status).toBe(409);
   });
 
+  it('rag_lora with early stopping: validation points as metrics events, the curve and best step in the result; PEFT files at the top of the bundle with the RAG index', async () => {
+    const created = await c.post('/v1/jobs', {
+      model: MODEL,
+      training_file: train,
+      validation_file: val,
+      method: { type: 'rag_lora', rag: { k: 1 } },
+      seed: 3,
+      hyperparameters: { max_steps: 8, batch_size: 4, lora_r: 4, eval_steps: 2, early_stopping: { patience: 1, min_delta: 1 } },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = created.body.id;
+    const j = await untilStatus(id, ['succeeded', 'failed']);
+    expect(j.error).toBeNull();
+    // a min_delta no accuracy or loss change reaches: the second evaluation stops training, the first's weights are kept
+    expect(j.result).toMatchObject({ stopped_by: 'early_stopping', best_step: 2, steps: 4 });
+    expect(j.result.validation_curve.map((p: any) => p.step)).toEqual([2, 4]);
+    for (const p of j.result.validation_curve)
+      expect(p).toMatchObject({ metric: expect.stringMatching(/^(accuracy|loss)$/), value: expect.any(Number), loss: expect.any(Number) });
+    expect(j.result.validation_curve[1].elapsed_s).toBeGreaterThan(j.result.validation_curve[0].elapsed_s);
+    expect(j.progress).toMatchObject({ step: 4, total_steps: 8 });
+    const points = (await events(id)).filter((e) => e.type === 'metrics' && e.data.validation_point).map((e) => e.data.validation_point);
+    expect(points).toEqual(j.result.validation_curve);
+    expect(j.result_files).toEqual(['bundle', 'peft']);
+    const bundle = await c.bytes(`/v1/jobs/${id}/adapter?format=bundle`);
+    const bdir = join(t.dir, `bundle-${id}`);
+    mkdirSync(bdir);
+    writeFileSync(join(t.dir, `${id}.tar`), bundle.data);
+    await tar.extract({ file: join(t.dir, `${id}.tar`), cwd: bdir });
+    expect(Object.keys(JSON.parse(readFileSync(join(bdir, 'manifest.json'), 'utf8')).files).sort()).toEqual([
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'edge_llm.json',
+      'metrics.json',
+      'rag_index.json',
+    ]);
+    expect(JSON.parse(readFileSync(join(bdir, 'adapter_config.json'), 'utf8')).base_model_name_or_path).toBe(MODEL);
+    expect((await c.bytes(`/v1/jobs/${id}/adapter?format=peft`)).status).toBe(200);
+  });
+
+  it('rag trains nothing: the job succeeds at 100% of 0 steps with a bundle (index, no PEFT adapter)', async () => {
+    const created = await c.post('/v1/jobs', { model: MODEL, training_file: train, validation_file: val, method: { type: 'rag' } });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = created.body.id;
+    const j = await untilStatus(id, ['succeeded', 'failed']);
+    expect(j.error).toBeNull();
+    expect(j).toMatchObject({ progress: { step: 0, total_steps: 0, percent: 100 }, result_files: ['bundle'] });
+    expect(j.result).toMatchObject({ steps: 0, stopped_by: 'max_steps', best_step: null, validation_curve: [], validation_examples: 24 });
+    expect(j.result.exits.map((e: any) => e.layer)).toEqual([3]);
+    expect((await c.get(`/v1/jobs/${id}/adapter?format=peft`)).body.code).toBe('adapter_format_unavailable');
+    const bundle = await c.bytes(`/v1/jobs/${id}/adapter?format=bundle`);
+    expect(bundle.status).toBe(200);
+    const bdir = join(t.dir, `bundle-${id}`);
+    mkdirSync(bdir);
+    writeFileSync(join(t.dir, `${id}.tar`), bundle.data);
+    await tar.extract({ file: join(t.dir, `${id}.tar`), cwd: bdir });
+    expect(readdirSync(bdir).sort()).toEqual(['edge_llm.json', 'manifest.json', 'metrics.json', 'rag_index.json']);
+    expect(JSON.parse(readFileSync(join(bdir, 'edge_llm.json'), 'utf8'))).toMatchObject({ mode: 'none', base_model: MODEL, rag: { k: 2 } });
+  });
+
   it('compression: the first job profiles and stores a policy, the next with the same model and budget reuses it; plans record forecast vs measured; the bundle rebuilds the compressed voted model; other weights under the same model id get their own policy', async () => {
     const budget = { target_sparsity: 0.3, avg_bits: 4 };
     const device = { memory_budget_bytes: 4 * 2 ** 30, threads: 1 };

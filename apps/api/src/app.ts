@@ -19,6 +19,7 @@ import jobs from './routes/jobs/index.js';
 import models from './routes/models.js';
 import policies from './routes/policies.js';
 import projects from './routes/projects.js';
+import recommendations from './routes/recommendations.js';
 import workers from './routes/workers.js';
 
 /** Inputs of {@link buildApp}. The caller owns (and closes) db, redis and queue. */
@@ -49,6 +50,7 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
   await app.register(models);
   await app.register(policies);
   await app.register(projects);
+  await app.register(recommendations);
   await app.register(workers);
   return app;
 }

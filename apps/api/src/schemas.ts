@@ -4,7 +4,16 @@
  */
 import { Type, type Static, type TSchema } from '@fastify/type-provider-typebox';
 import { JOB_STATUSES } from '@edgetune/core';
-import { BITS_RULES, PRUNE_METHODS, SPARSITY_RULES } from '@edgetune/core';
+import {
+  AUTO_EVALUATIONS,
+  BITS_RULES,
+  MAX_RAG_K,
+  MAX_TIME_BUDGET_S,
+  METHOD_TYPES,
+  PRUNE_METHODS,
+  RAG_DEFAULTS,
+  SPARSITY_RULES,
+} from '@edgetune/core';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Auto = <T extends TSchema>(t: T) => Type.Union([Type.Literal('auto'), t]);
@@ -127,9 +136,27 @@ export const Compression = Type.Object(
   { $id: 'Compression', description: 'a LUC budget with defaults filled in' },
 );
 
+const methodTypeDoc =
+  '`edge_llm`: Edge-LLM adaptive layer tuning (exit windows, voting; optionally on a LUC-compressed model); `lora`: LoRA on every layer, ' +
+  'loss at lm_head; `rag`: no training, the base model answers with the top-k training examples (BM25) placed before each prompt; ' +
+  '`rag_edge_llm` / `rag_lora`: the tuning method trained and evaluated on prompts augmented the same way';
+const ragKDoc = 'training examples retrieved per prompt (BM25)';
+const ragShareDoc = 'largest fraction of max_length the retrieved examples may take (they are cut first; the prompt never is)';
+const ragK = (description: string) => Type.Integer({ minimum: 1, maximum: MAX_RAG_K, description });
+const ragShare = (description: string) => Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description });
+
 export const MethodInput = Type.Object(
   {
-    type: Type.Literal('edge_llm'),
+    type: Type.Enum(METHOD_TYPES, { description: methodTypeDoc }),
+    rag: Type.Optional(
+      Type.Object(
+        {
+          k: Type.Optional(ragK(`${ragKDoc}; default ${RAG_DEFAULTS.k}`)),
+          context_share: Type.Optional(ragShare(`${ragShareDoc}; default ${RAG_DEFAULTS.context_share}`)),
+        },
+        { additionalProperties: false, description: 'retrieval (rag, rag_edge_llm and rag_lora only)' },
+      ),
+    ),
     edge_llm: Type.Optional(
       Type.Object(
         {
@@ -153,7 +180,7 @@ export const MethodInput = Type.Object(
           voting: Type.Optional(Type.Literal('auto', { description: 'the voting rule is chosen on validation data' })),
           compression: Type.Optional(Nullable(ref(CompressionInput))),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Edge-LLM settings (edge_llm and rag_edge_llm only; refused for the other methods)' },
       ),
     ),
   },
@@ -183,8 +210,8 @@ const PlanForecast = Type.Object({
   trainable_bytes: Type.Integer({ description: 'LoRA, exit heads and their optimizer state' }),
   activation_bytes: Type.Integer(),
   prefix_cache_bytes: Type.Integer(),
-  step_ms: Type.Number({ description: 'per optimizer step' }),
-  total_ms: Type.Number(),
+  step_ms: Type.Number({ description: 'per optimizer step (method rag: one forward pass of a batch)' }),
+  total_ms: Type.Number({ description: 'step_ms x total steps, at most the time budget (0 for rag)' }),
   flops_per_step: Type.Number({ description: 'matmul FLOPs per optimizer step' }),
 });
 
@@ -243,6 +270,20 @@ export const JobPlan = Type.Object(
       }),
     ),
     forecast: PlanForecast,
+    time_budget: Type.Optional(
+      Nullable(
+        Type.Object(
+          {
+            seconds: Type.Number(),
+            steps: Type.Integer({
+              description: 'optimizer steps that fit in the budget at the forecast step time (in-loop evaluations not counted)',
+            }),
+            stops_run: Type.Boolean({ description: 'the budget ends training before its last step' }),
+          },
+          { description: "the job's time budget against the forecast (forecast.total_ms is bounded by it); null: no budget" },
+        ),
+      ),
+    ),
     measured: Nullable(
       Type.Object(
         { peak_rss_bytes: Type.Integer(), peak_tf_bytes: Type.Integer(), step_ms: Type.Number() },
@@ -293,6 +334,37 @@ export const HyperparametersInput = Type.Object(
     lora_dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9 })),
     target_modules: Type.Optional(Type.Union([Type.Literal('all-linear'), Type.Array(Type.String(), { minItems: 1, maxItems: 7 })])),
     max_length: Type.Optional(Type.Integer({ minimum: 8, maximum: 32768, description: 'tokens per example after truncation' })),
+    time_budget_s: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: MAX_TIME_BUDGET_S,
+        description:
+          'stop training once its wall time (steps and in-loop evaluations) reaches this many seconds (at most 7 days); with validation data the best-on-validation weights are kept',
+      }),
+    ),
+    early_stopping: Type.Optional(
+      Type.Object(
+        {
+          patience: Type.Integer({ minimum: 1, maximum: 1000, description: 'evaluations without an improvement before training stops' }),
+          min_delta: Type.Optional(
+            Type.Number({ minimum: 0, description: 'smallest change of the validation metric that counts as an improvement; default 0' }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'stop when the validation metric (voted accuracy for classification-like data, else loss) has not improved for `patience` evaluations; needs a validation_file (else 400 `validation_file_required`)',
+        },
+      ),
+    ),
+    eval_steps: Type.Optional(
+      Auto(
+        Type.Integer({
+          minimum: 1,
+          description: `optimizer steps between in-loop validation evaluations; auto: max(1, round(total steps / ${AUTO_EVALUATIONS})) when early_stopping or time_budget_s is set and there is a validation_file, else none`,
+        }),
+      ),
+    ),
   },
   { $id: 'HyperparametersInput', additionalProperties: false },
 );
@@ -329,6 +401,23 @@ export const JobCreateQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** A resolved method: `edge_llm` present for the edge_llm types, `rag` for the rag types. */
+const ResolvedMethod = Type.Object({
+  type: Type.Enum(METHOD_TYPES, { description: methodTypeDoc }),
+  edge_llm: Type.Optional(
+    Type.Object({
+      exit_layers: Type.Array(Type.Integer()),
+      schedule: Type.String(),
+      train_heads: Type.Boolean(),
+      head_rank: Type.Integer(),
+      prefix: Type.Optional(Type.String()),
+      voting: Type.String(),
+      compression: Nullable(ref(Compression)),
+    }),
+  ),
+  rag: Type.Optional(Type.Object({ k: ragK(ragKDoc), context_share: ragShare(ragShareDoc) })),
+});
+
 export const JobErrorObject = Type.Object(
   { code: Type.String(), message: Type.String(), param: Nullable(Type.String()) },
   { $id: 'JobError' },
@@ -354,6 +443,27 @@ export const JobResult = Type.Object(
     tokens_per_sec: Type.Number(),
     train_seconds: Type.Number(),
     final_loss: Nullable(Type.Number()),
+    validation_curve: Type.Optional(
+      Type.Array(
+        Type.Object({
+          step: Type.Integer(),
+          elapsed_s: Type.Number({ description: 'tuning wall time at the evaluation, seconds' }),
+          metric: Type.Enum(['accuracy', 'loss'], {
+            description: 'what early stopping watched: voted accuracy for classification-like data, else voted loss (lower is better)',
+          }),
+          value: Type.Number(),
+          accuracy: Nullable(Type.Number()),
+          loss: Type.Number({ description: 'nats per completion token' }),
+        }),
+        { description: 'in-loop validation evaluations (empty: none ran)' },
+      ),
+    ),
+    best_step: Type.Optional(
+      Nullable(
+        Type.Integer({ description: 'the step whose weights were kept (best on validation); null: no in-loop evaluation, the last' }),
+      ),
+    ),
+    stopped_by: Type.Optional(Type.Enum(['max_steps', 'early_stopping', 'time_budget'], { description: 'what ended training' })),
     compression: Type.Optional(
       Nullable(
         Type.Object(
@@ -387,18 +497,7 @@ export const Job = Type.Object(
     fine_tuned_model: Nullable(Type.String()),
     training_file: Type.String(),
     validation_file: Nullable(Type.String()),
-    method: Type.Object({
-      type: Type.Literal('edge_llm'),
-      edge_llm: Type.Object({
-        exit_layers: Type.Array(Type.Integer()),
-        schedule: Type.String(),
-        train_heads: Type.Boolean(),
-        head_rank: Type.Integer(),
-        prefix: Type.Optional(Type.String()),
-        voting: Type.String(),
-        compression: Nullable(ref(Compression)),
-      }),
-    }),
+    method: ResolvedMethod,
     hyperparameters: Type.Object({
       n_epochs: Type.Integer(),
       batch_size: Type.Integer(),
@@ -415,6 +514,9 @@ export const Job = Type.Object(
       lora_dropout: Type.Number(),
       target_modules: Type.Array(Type.String()),
       max_length: Type.Integer(),
+      time_budget_s: Nullable(Type.Number({ description: 'null: no time budget' })),
+      early_stopping: Nullable(Type.Object({ patience: Type.Integer(), min_delta: Type.Number() })),
+      eval_steps: Nullable(Type.Integer({ description: 'optimizer steps between in-loop evaluations; null: none' })),
     }),
     checkpointing: Type.Object({ every_n_steps: Type.Integer() }),
     seed: Type.Integer(),
@@ -455,18 +557,7 @@ export const JobDryRun = Type.Object(
     validation_file: Nullable(Type.String()),
     training_records: Type.Integer(),
     total_steps: Type.Integer(),
-    method: Type.Object({
-      type: Type.Literal('edge_llm'),
-      edge_llm: Type.Object({
-        exit_layers: Type.Array(Type.Integer()),
-        schedule: Type.String(),
-        train_heads: Type.Boolean(),
-        head_rank: Type.Integer(),
-        prefix: Type.Optional(Type.String()),
-        voting: Type.String(),
-        compression: Nullable(ref(Compression)),
-      }),
-    }),
+    method: ResolvedMethod,
     hyperparameters: Type.Record(Type.String(), Type.Unknown(), { description: 'resolved, as the job would have them' }),
     device: Nullable(Type.Object({ memory_budget_bytes: Nullable(Type.Integer()), threads: Nullable(Type.Integer()) })),
     policy_id: Nullable(
@@ -659,6 +750,159 @@ export const ApiKey = Type.Object(
 );
 export const ApiKeyList = listOf(ApiKey, 'ApiKeyList');
 
+const Bits = Type.Object({ avg_bits: Type.Number(), target_sparsity: Type.Number() });
+const RowRef = Type.Object(
+  {
+    study: Type.String(),
+    task: Type.String(),
+    n_train: Type.Integer(),
+    seed: Type.Integer(),
+    model: Type.String(),
+    method: Type.String(),
+  },
+  { description: 'a guidelines bench row (bench/results/guidelines-<date>.json) a number rests on' },
+);
+
+export const RecommendationCreate = Type.Object(
+  {
+    training_file: Type.String({ minLength: 1 }),
+    validation_file: Type.Optional(Nullable(Type.String({ minLength: 1, description: 'required by mode measure' }))),
+    device: Type.Optional(
+      Type.Union(
+        [
+          Type.Object(
+            {
+              memory_budget_bytes: Type.Optional(Type.Integer({ minimum: 1, description: "bytes; default: the planning worker's" })),
+              threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+            },
+            { additionalProperties: false },
+          ),
+          Type.Object(
+            { worker_id: Type.String({ minLength: 1, description: "advise for this live worker's profile (GET /v1/workers)" }) },
+            { additionalProperties: false },
+          ),
+        ],
+        { description: 'the device to advise for (default: as POST /v1/jobs plans: a live worker, else the configured device)' },
+      ),
+    ),
+    time_budget_s: Type.Number({ exclusiveMinimum: 0, maximum: MAX_TIME_BUDGET_S, description: 'wall time the tuning may take, seconds' }),
+    models: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        maxItems: 32,
+        description: 'candidate base models; default: every installed one',
+      }),
+    ),
+    mode: Type.Enum(['estimate', 'measure'], {
+      description:
+        'estimate: ranked at once from the fitted rules of the guidelines bench; measure: also probe jobs for the top candidates (needs validation_file), ranked by their measured validation metric once finished',
+    }),
+  },
+  { $id: 'RecommendationCreate', additionalProperties: false },
+);
+
+export const RecommendationCandidate = Type.Object(
+  {
+    model: Type.String(),
+    method: Type.Enum(METHOD_TYPES),
+    compression: Nullable(Bits),
+    lora_r: Nullable(Type.Integer()),
+    steps: Type.Integer({ description: 'optimizer steps (0: rag trains nothing)' }),
+    expected: Type.Object({
+      metric: Type.Enum(['accuracy', 'exact_match']),
+      value: Type.Number({ description: 'baseline + gain x (1 - baseline)' }),
+      baseline: Type.Number({ description: 'majority-class share (classification), else 0' }),
+      gain: Type.Number({
+        description: 'fraction of the headroom above the baseline the method closed on the bench at this many examples',
+      }),
+      gain_sd: Type.Number({ description: 'its spread over seeds and tasks' }),
+      task_kind: Type.Enum(['classification', 'generation', 'any'], { description: 'the bench rows read (any: both kinds pooled)' }),
+      outside_measured: Type.Boolean({ description: 'the training set size lies outside the sizes measured: the nearest one was read' }),
+    }),
+    forecast: Type.Object({
+      peak_rss_bytes: Type.Integer(),
+      step_ms: Type.Number(),
+      total_s: Type.Number(),
+      memory_budget_bytes: Type.Integer(),
+    }),
+    job: Type.Object(
+      {
+        model: Type.String(),
+        method: Type.Object({}, { additionalProperties: true }),
+        hyperparameters: Type.Object({}, { additionalProperties: true }),
+      },
+      { description: 'the POST /v1/jobs fields of the candidate (POST /v1/recommendations/{id}/start creates it)' },
+    ),
+    guidelines: Type.Array(
+      Type.Object({
+        guideline: Type.Integer({ minimum: 1, maximum: 4 }),
+        says: Type.String(),
+        rows: Type.Array(RowRef),
+      }),
+      { description: 'the guidelines (Qin et al., arXiv 2406.03777) it follows, each with its bench rows' },
+    ),
+    rows: Type.Array(RowRef),
+  },
+  { $id: 'RecommendationCandidate' },
+);
+
+export const RecommendationObject = Type.Object(
+  {
+    id: Type.String({ examples: ['rec_abc123'] }),
+    object: Type.Literal('recommendation'),
+    created_at: Timestamp('creation time'),
+    mode: Type.Enum(['estimate', 'measure']),
+    status: Type.Enum(['measuring', 'succeeded', 'failed'], {
+      description:
+        'estimate: succeeded; measure: measuring until every probe job has finished, then succeeded (failed: no probe measured anything)',
+    }),
+    training_file: Type.String(),
+    validation_file: Nullable(Type.String()),
+    device: Nullable(Type.Object({}, { additionalProperties: true })),
+    time_budget_s: Type.Number(),
+    models: Type.Array(Type.String()),
+    data: Type.Object({
+      n_train: Type.Integer(),
+      task_kind: Type.Enum(['classification', 'generation']),
+      labels: Nullable(Type.Array(Type.String())),
+      majority_share: Nullable(Type.Number()),
+    }),
+    rules_source: Type.String({ description: 'the bench result the rules were fitted to' }),
+    best_candidate: Nullable(
+      Type.Integer({ description: 'index of the best candidate: the best measured probe (measure, once finished), else 0' }),
+    ),
+    candidates: Type.Array(ref(RecommendationCandidate), { description: 'by expected metric, ties by forecast time' }),
+    left_out: Type.Array(
+      Type.Object({
+        model: Type.String(),
+        method: Type.Enum(METHOD_TYPES),
+        compression: Nullable(Type.Object({ avg_bits: Type.Number(), target_sparsity: Type.Optional(Type.Number()) })),
+        lora_r: Nullable(Type.Integer()),
+        code: Type.Enum(['does_not_fit', 'over_time_budget', 'no_bench_rows']),
+        reason: Type.String(),
+      }),
+    ),
+    probes: Nullable(
+      Type.Array(
+        Type.Object({
+          candidate: Type.Integer(),
+          job_id: Nullable(Type.String()),
+          status: Type.String({ description: "the probe job's status (failed when it could not be created)" }),
+          measured: Nullable(Type.Object({ metric: Type.Enum(['accuracy', 'loss']), value: Type.Number() })),
+          error: Nullable(Type.Object({ code: Type.String(), message: Type.String() })),
+        }),
+        { description: 'measure: the probe jobs, best measured first once all have finished' },
+      ),
+    ),
+  },
+  { $id: 'Recommendation' },
+);
+export const RecommendationList = listOf(RecommendationObject, 'RecommendationList');
+export const RecommendationStart = Type.Object(
+  { candidate: Type.Optional(Type.Integer({ minimum: 0, description: 'index into candidates; default best_candidate' })) },
+  { $id: 'RecommendationStart', additionalProperties: false },
+);
+
 /** Every named schema, registered with app.addSchema in this order. */
 export const NAMED_SCHEMAS: TSchema[] = [
   ProblemItem,
@@ -692,6 +936,11 @@ export const NAMED_SCHEMAS: TSchema[] = [
   ProjectList,
   ApiKey,
   ApiKeyList,
+  RecommendationCreate,
+  RecommendationCandidate,
+  RecommendationObject,
+  RecommendationList,
+  RecommendationStart,
 ];
 
 const listProps = {
@@ -736,3 +985,5 @@ export type JobCreateBody = Static<typeof JobCreate>;
 export type JobObject = Static<typeof Job>;
 export type JobDryRunObject = Static<typeof JobDryRun>;
 export type PolicyObjectType = Static<typeof PolicyObject>;
+export type RecommendationCreateBody = Static<typeof RecommendationCreate>;
+export type RecommendationObjectType = Static<typeof RecommendationObject>;

@@ -68,6 +68,11 @@ export interface JobRow {
   policyId: string | null;
 }
 
+/** `hyperparameters` as stored; rows older than time budgets and early stopping have none (null). */
+function withStopping(hp: unknown): unknown {
+  return { time_budget_s: null, early_stopping: null, eval_steps: null, ...(hp as object) };
+}
+
 /** `method` as stored; rows older than compression have none (null). */
 function withCompression(method: unknown): unknown {
   const m = method as { edge_llm?: Record<string, unknown> };
@@ -94,7 +99,7 @@ export function jobObject(
     training_file: j.trainingFile,
     validation_file: j.validationFile,
     method: withCompression(j.method) as Static<typeof S.Job>['method'],
-    hyperparameters: j.hyperparameters as Static<typeof S.Job>['hyperparameters'],
+    hyperparameters: withStopping(j.hyperparameters) as Static<typeof S.Job>['hyperparameters'],
     checkpointing: { every_n_steps: j.checkpointEvery },
     seed: j.seed,
     suffix: j.suffix,
@@ -102,7 +107,8 @@ export function jobObject(
     progress: {
       step: j.step,
       total_steps: j.totalSteps,
-      percent: j.totalSteps ? Math.round((1000 * j.step) / j.totalSteps) / 10 : 0,
+      // a job with no steps (method rag) is done when it succeeds; one stopped early shows where it stopped
+      percent: j.totalSteps ? Math.round((1000 * j.step) / j.totalSteps) / 10 : j.status === 'succeeded' ? 100 : 0,
       eta_seconds: j.status === 'running' ? j.etaSeconds : null,
     },
     latest_metrics: (j.latestMetrics ?? null) as Record<string, unknown> | null,

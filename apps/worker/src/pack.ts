@@ -1,9 +1,11 @@
 /**
  * Archives the worker stores as blobs: checkpoint folders (tar), the PEFT adapter (tar of
- * `adapter_config.json` + `adapter_model.safetensors`) and the edge bundle (PEFT files, the voted model
- * `edge_llm.json` + `edge_llm.safetensors`, `metrics.json`, and `manifest.json` with sha256 sums; for a
- * compressed job also `compressed_model.safetensors`, the packed pruned and quantized base weights, and
- * `policy.json`, the LUC policy as GET /v1/policies/{id} shows it).
+ * `adapter_config.json` + `adapter_model.safetensors`; none for method `rag`, which trains nothing) and the
+ * edge bundle, every file of the engine's output as it laid them out, so `edgetune infer --bundle` loads it:
+ * `edge_llm.json`, `metrics.json` and `manifest.json` with sha256 sums, plus per method the Edge-LLM voted model
+ * (`edge_llm.safetensors`, PEFT files under `peft/`), LoRA's PEFT files at the top, RAG's `rag_index.json`; for
+ * a compressed job also `compressed_model.safetensors`, the packed pruned and quantized base weights, and
+ * `policy.json`, the LUC policy as GET /v1/policies/{id} shows it.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -39,6 +41,25 @@ function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
+/** Files of the engine's output that go into the bundle when present (engine runTuning: which depends on the method). */
+const BUNDLE_FILES = [
+  'edge_llm.json',
+  'edge_llm.safetensors',
+  'metrics.json',
+  'adapter_config.json',
+  'adapter_model.safetensors',
+  'peft/adapter_config.json',
+  'peft/adapter_model.safetensors',
+  'compressed_model.safetensors',
+  'rag_index.json',
+];
+
+/** The folder of the engine's output that holds the PEFT adapter (`peft/` for Edge-LLM, the top for LoRA), or null (rag). */
+export function peftDirOf(outDir: string): string | null {
+  for (const d of [join(outDir, 'peft'), outDir]) if (existsSync(join(d, 'adapter_config.json'))) return d;
+  return null;
+}
+
 /** The bundle manifest. */
 export interface BundleManifest {
   format: typeof BUNDLE_FORMAT;
@@ -72,27 +93,31 @@ export function normalizeArtifacts(
   edge.base_model = modelId;
   if (edge.compression) edge.compression = { policy_id: policyId, ...edge.compression };
   writeFileSync(edgeFile, `${JSON.stringify(edge, null, 2)}\n`);
-  const cfgFile = join(outDir, 'peft', 'adapter_config.json');
-  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-  cfg.base_model_name_or_path = modelId;
-  writeFileSync(cfgFile, `${JSON.stringify(cfg, null, 2)}\n`);
+  const peftDir = peftDirOf(outDir);
+  if (peftDir) {
+    const cfgFile = join(peftDir, 'adapter_config.json');
+    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+    cfg.base_model_name_or_path = modelId;
+    writeFileSync(cfgFile, `${JSON.stringify(cfg, null, 2)}\n`);
+  }
   return { exitLayers: edge.exit_layers, votingRule: edge.voting_rule };
 }
 
 /**
- * Packs `<outDir>` (after {@link normalizeArtifacts}) into `peft.tar` and `bundle.tar` under `destDir`.
- * @returns the two tar paths.
+ * Packs `<outDir>` (after {@link normalizeArtifacts}) into `peft.tar` (when the run left a PEFT adapter) and
+ * `bundle.tar` under `destDir`.
+ * @returns the tar paths by format.
  */
 export async function packAdapters(
   outDir: string,
   destDir: string,
   meta: { jobId: string; modelId: string; exitLayers: number[]; votingRule: string; policy?: { id: string } | null; compression?: unknown },
-): Promise<{ peft: string; bundle: string }> {
+): Promise<{ peft?: string; bundle: string }> {
   const mtime = new Date();
-  const peft = join(destDir, 'peft.tar');
-  await packTar(join(outDir, 'peft'), ['adapter_config.json', 'adapter_model.safetensors'], peft, mtime);
-  const files = ['edge_llm.json', 'edge_llm.safetensors', 'metrics.json', 'peft/adapter_config.json', 'peft/adapter_model.safetensors'];
-  if (existsSync(join(outDir, 'compressed_model.safetensors'))) files.push('compressed_model.safetensors');
+  const peftDir = peftDirOf(outDir);
+  const peft = peftDir ? join(destDir, 'peft.tar') : undefined;
+  if (peftDir && peft) await packTar(peftDir, ['adapter_config.json', 'adapter_model.safetensors'], peft, mtime);
+  const files = BUNDLE_FILES.filter((f) => existsSync(join(outDir, f)));
   if (meta.policy) {
     writeFileSync(join(outDir, 'policy.json'), `${JSON.stringify(meta.policy, null, 2)}\n`);
     files.push('policy.json');
@@ -111,5 +136,5 @@ export async function packAdapters(
   writeFileSync(join(outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   const bundle = join(destDir, 'bundle.tar');
   await packTar(outDir, ['manifest.json', ...files], bundle, mtime);
-  return { peft, bundle };
+  return { ...(peft ? { peft } : {}), bundle };
 }

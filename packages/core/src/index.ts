@@ -1,7 +1,7 @@
 /**
  * @edgetune/core: what the engine, the API and the worker agree on, with no TF.js, no HTTP and no database:
  * the HF `config.json` parser, FLOP counts, the planner, LUC policy shapes, JSONL validation, exit layout,
- * and the service's job vocabulary (ids, job configuration, statuses, queue contract, environment).
+ * the advisor's rules and recommendations, and the service's job vocabulary (ids, job configuration, statuses, queue contract, environment).
  */
 export * from './names.js';
 export * from './hf-config.js';
@@ -21,3 +21,5 @@ export * from './service/fingerprint.js';
 export * from './service/plan.js';
 export * from './service/queue.js';
 export * from './service/workers.js';
+export * from './advisor/rules.js';
+export * from './advisor/recommend.js';

@@ -24,6 +24,26 @@ export function isChatRecord(rec: TrainingRecord): rec is ChatRecord {
   return 'messages' in rec;
 }
 
+/** The answer text of a record: the completion, or the content of the final assistant message. */
+export function recordAnswer(rec: TrainingRecord): string {
+  return isChatRecord(rec) ? rec.messages[rec.messages.length - 1]!.content : rec.completion;
+}
+
+/**
+ * The distinct answers of a classification dataset (completions, or final assistant contents), sorted, exactly
+ * as written (e.g. `[' ham', ' spam']`, leading space kept since it is part of the tokens to score).
+ * Returns null when there are more than `maxLabels` (default 32) distinct answers: not a classification task.
+ */
+export function classificationLabels(records: Iterable<TrainingRecord>, opts: { maxLabels?: number } = {}): string[] | null {
+  const max = opts.maxLabels ?? 32;
+  const seen = new Set<string>();
+  for (const rec of records) {
+    seen.add(recordAnswer(rec));
+    if (seen.size > max) return null;
+  }
+  return [...seen].sort();
+}
+
 /** Error codes of {@link DatasetError}. */
 export type DatasetErrorCode = 'invalid_json' | 'invalid_record' | 'empty_file';
 

@@ -11,12 +11,13 @@ import { initBackend, matmulPath } from './backend/index.js';
 import { LlamaModel } from './model/llama.js';
 import { applyPeftAdapter } from './model/lora.js';
 import { loadTokenizer } from './tokenizer/index.js';
-import { runTuning, loadExamples } from './tune/run.js';
+import { runTuning, loadExamples, type TuneJobOptions } from './tune/run.js';
 import { loadEdgeAdapter, plainPath } from './tune/artifacts.js';
 import { evaluatePaths, chooseRule, type EvalReport } from './infer/evaluate.js';
 import { classify, generate } from './infer/generate.js';
 import { VOTING_RULES, type VotingRule, type ExitPath } from './infer/voting.js';
 import { encodePrompt } from './data/encode.js';
+import { augmentPrompt, DEFAULT_RAG, loadRagAugmentation, type RagAugmentation } from './retrieve/index.js';
 import { ProgressBar } from './util/progress.js';
 import { favourMemoryOverSpeed } from './util/v8-heap.js';
 import { need, numOpt, pick, runCli, UsageError } from './util/cli.js';
@@ -25,9 +26,14 @@ const USAGE = `usage: edgetune-engine <command> [options]
 
 commands:
   tune --model DIR --train FILE --out DIR [--val FILE --steps 200 --lr 1e-3 --batch 8 --grad-accum 1 --max-length 256
-       --mode edge_llm|vanilla --schedule sequential|round_robin|random --prefix backbone|adapted --exit-layers 1,3,5,7 --lora-r 8
+       --mode edge_llm|vanilla|none --schedule sequential|round_robin|random --prefix backbone|adapted --exit-layers 1,3,5,7 --lora-r 8
        --lora-alpha 16 --lora-dropout 0.05 --head-rank 0 --warmup 10 --lr-schedule cosine|linear|constant --weight-decay 0 --max-grad-norm 1 --seed 42
        --checkpoint-every N --resume]
+       RAG: [--rag-k 2 --rag-context-share 0.6]  (BM25 over the training prompts: each prompt gets its k best training
+       examples before it, its own excluded, within share x max-length tokens; --mode none trains nothing: base model + RAG)
+       validation: [--eval-every N --early-stopping-patience N --early-stopping-min-delta 0 --time-budget-s S]
+       (evaluate on --val every N steps and keep the best point's weights; stop after N evaluations without an
+       improvement of the voted accuracy (loss for free-form data) of at least D, or once tuning has taken S seconds)
        LUC: [--sparsity 0.5 --avg-bits 6 --prune wanda|sparsegpt --sparsity-rule owl|inverse|uniform
        --bits-rule budgeted|mean|uniform --group-size 0 --activation-bits 8]
        planner: [--memory-budget-mb M --tensor-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching
@@ -36,8 +42,9 @@ commands:
        --examples N --mode edge_llm|vanilla --schedule S --prefix backbone|adapted --lora-r 8 --head-rank 0 --avg-bits 16
        --stored-dtype F32|F16|BF16]   (prints the execution plan and its forecast; the stored dtype defaults to the
        model's safetensors headers', F32 without weights; the wasm backend's heap ceiling applies)
-  eval --model DIR --data FILE [--adapter DIR] [--json]
-  infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE) [--labels " spam, ham"]
+  eval --model DIR --data FILE [--adapter DIR] [--json]     (an adapter with rag_index.json augments the prompts)
+       [--generate]  (also exact match of the greedy voted generation, per exit and voted: generation tasks)
+  infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE) [--labels " spam, ham"]  (RAG as eval)
         [--rule max|mean|confidence|weighted]
         [--max-new-tokens 32 --temperature 0]
   logits --model DIR --ids FILE [--adapter DIR]     (FILE: {"input_ids": [[...]]}; prints {"logits": [...]})
@@ -47,6 +54,11 @@ commands:
                                                     tinyllama-1.1b, llama-3.2-1b, llama-3.2-3b; prints one JSON line)
   device [--memory-budget-mb M --threads N]        (prints this machine's device profile as the planner sees it:
                                                     memory budget, threads, backend, measured SGEMM GFLOP/s)
+  advise --train FILE [--val FILE --memory-budget-mb M --threads N --time-budget-s 600 --models DIR,... --rules FILE --json]
+       (what to run on this machine for this data: every model folder (default: those under models/) x compression x
+       method x LoRA rank, planned for this device and ranked by the metric the guidelines bench's fitted rules expect;
+       candidates left out are listed with the reason. Rules: packages/core/src/advisor/rules.json, from
+       \`npm run bench -- --guidelines\`)
 
 datasets, pretraining and benchmarks: edgetune-lab --help
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
@@ -60,16 +72,35 @@ function deviceFlags(v: Record<string, unknown>): { memoryBudgetBytes?: number; 
   };
 }
 
-/** Loads a model and, optionally, an adapter folder: an edgetune tuning output (voted) or a PEFT folder. */
-function loadWithAdapter(modelDir: string, adapter?: string): { model: LlamaModel; paths: ExitPath[]; rule: VotingRule | null } {
+/** In-loop validation and stopping (--eval-every, --early-stopping-patience/-min-delta, --time-budget-s; seconds -> ms). */
+function validationFlags(v: Record<string, unknown>): Pick<TuneJobOptions, 'evalEvery' | 'earlyStopping' | 'timeBudgetMs'> {
+  if (v['early-stopping-min-delta'] !== undefined && v['early-stopping-patience'] === undefined)
+    throw new UsageError('--early-stopping-min-delta needs --early-stopping-patience');
+  return {
+    ...(v['eval-every'] !== undefined ? { evalEvery: numOpt(v, 'eval-every', 0) } : {}),
+    ...(v['early-stopping-patience'] !== undefined
+      ? { earlyStopping: { patience: numOpt(v, 'early-stopping-patience', 0), minDelta: numOpt(v, 'early-stopping-min-delta', 0) } }
+      : {}),
+    ...(v['time-budget-s'] !== undefined ? { timeBudgetMs: numOpt(v, 'time-budget-s', 0) * 1000 } : {}),
+  };
+}
+
+/**
+ * Loads a model and, optionally, an adapter folder: an edgetune tuning output (any mode; its RAG index when it
+ * has one) or a PEFT folder.
+ */
+function loadWithAdapter(
+  modelDir: string,
+  adapter?: string,
+): { model: LlamaModel; paths: ExitPath[]; rule: VotingRule | null; rag: RagAugmentation | null } {
   const model = LlamaModel.load(modelDir);
-  if (!adapter) return { model, paths: [plainPath(model)], rule: null };
+  if (!adapter) return { model, paths: [plainPath(model)], rule: null, rag: null };
   if (existsSync(join(adapter, 'edge_llm.json'))) {
     const { paths, manifest } = loadEdgeAdapter(model, adapter);
-    return { model, paths, rule: manifest.voting_rule };
+    return { model, paths, rule: manifest.voting_rule, rag: loadRagAugmentation(adapter, manifest) };
   }
   applyPeftAdapter(model, adapter);
-  return { model, paths: [plainPath(model)], rule: null };
+  return { model, paths: [plainPath(model)], rule: null, rag: null };
 }
 
 function printEval(r: EvalReport, rule: VotingRule | null): void {
@@ -81,13 +112,20 @@ function printEval(r: EvalReport, rule: VotingRule | null): void {
       lines.push(
         `vote ${k.padEnd(10)} ${pct(r.voted[k].accuracy)}  ${r.voted[k].perplexity.toFixed(3).padStart(10)}${k === rule ? '  <- chosen' : ''}`,
       );
+  if (r.exactMatch) {
+    const em = r.exactMatch;
+    const exits = em.perExit.map((x, k) => `exit ${r.perExit[k].layer} ${pct(x).trim()}`).join(', ');
+    lines.push(
+      `exact match (greedy, ${em.examples} examples): ${exits}${em.perExit.length > 1 ? `, vote ${em.rule} ${pct(em.voted).trim()}` : ''}`,
+    );
+  }
   if (r.perExit.length > 1)
     lines.push(`weighted vote's exit weights: ${r.exitWeights.map((w, k) => `exit ${r.perExit[k].layer} ${w.toFixed(3)}`).join(', ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 /** The commands `main` runs (checked before the backend starts). */
-const COMMANDS = ['backend', 'tune', 'eval', 'infer', 'logits', 'device', 'plan', 'synth-model'];
+const COMMANDS = ['backend', 'tune', 'eval', 'infer', 'logits', 'device', 'plan', 'synth-model', 'advise'];
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
@@ -132,8 +170,15 @@ async function main(argv: string[]): Promise<void> {
       'max-grad-norm': { type: 'string' },
       seed: { type: 'string' },
       'checkpoint-every': { type: 'string' },
+      'rag-k': { type: 'string' },
+      'rag-context-share': { type: 'string' },
+      'eval-every': { type: 'string' },
+      'early-stopping-patience': { type: 'string' },
+      'early-stopping-min-delta': { type: 'string' },
+      'time-budget-s': { type: 'string' },
       resume: { type: 'boolean' },
       json: { type: 'boolean' },
+      generate: { type: 'boolean' },
       sparsity: { type: 'string' },
       'avg-bits': { type: 'string' },
       prune: { type: 'string' },
@@ -148,6 +193,8 @@ async function main(argv: string[]): Promise<void> {
       examples: { type: 'string' },
       like: { type: 'string' },
       layers: { type: 'string' },
+      models: { type: 'string' },
+      rules: { type: 'string' },
     },
   });
   if (!COMMANDS.includes(cmd)) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
@@ -169,7 +216,12 @@ async function main(argv: string[]): Promise<void> {
         outDir: need(v, 'out'),
         maxLength: numOpt(v, 'max-length', 256),
         checkpointEvery: numOpt(v, 'checkpoint-every', 0),
+        ...validationFlags(v),
         resume: v.resume === true,
+        rag:
+          v['rag-k'] !== undefined || v['rag-context-share'] !== undefined
+            ? { k: numOpt(v, 'rag-k', DEFAULT_RAG.k), contextShare: numOpt(v, 'rag-context-share', DEFAULT_RAG.contextShare) }
+            : undefined,
         device: v['memory-budget-mb'] !== undefined || v['tensor-budget-mb'] !== undefined ? deviceFlags(v) : undefined,
         compression:
           v.sparsity !== undefined || v['avg-bits'] !== undefined
@@ -184,7 +236,7 @@ async function main(argv: string[]): Promise<void> {
               }
             : undefined,
         tune: {
-          mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'),
+          mode: pick(v, 'mode', ['edge_llm', 'vanilla', 'none'] as const, 'edge_llm'),
           schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'),
           exitLayers,
           steps,
@@ -201,12 +253,20 @@ async function main(argv: string[]): Promise<void> {
           prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
         },
         onStep: (s) => bar.update(s.step, { loss: s.loss, tps: s.tokensPerSec, etaMs: s.etaMs, extra: `exit ${s.exitLayer}` }),
+        onEval: (p) => {
+          bar.clear();
+          const acc = p.accuracy === null ? '' : `accuracy ${(p.accuracy * 100).toFixed(2)}%, `;
+          process.stderr.write(`validation step ${p.step}: ${acc}loss ${p.loss.toFixed(4)} (${(p.elapsedMs / 1000).toFixed(1)} s)\n`);
+        },
         log: (s) => {
           bar.clear();
           process.stderr.write(`${s}\n`);
         },
       });
       bar.done();
+      process.stderr.write(
+        `stopped by ${r.stoppedBy.replace('_', ' ')} after ${r.steps} steps${r.bestStep === null ? '' : `; saved the best validation point's weights (step ${r.bestStep})`}\n`,
+      );
       if (r.validation) printEval(r.validation, r.votingRule);
       if (r.plan)
         process.stderr.write(
@@ -219,14 +279,17 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'eval': {
       const modelDir = need(v, 'model');
-      const { model, paths, rule } = loadWithAdapter(modelDir, v.adapter as string | undefined);
+      const { model, paths, rule, rag } = loadWithAdapter(modelDir, v.adapter as string | undefined);
       const tok = await loadTokenizer(modelDir);
       const meta =
         v.adapter && existsSync(join(v.adapter as string, 'edge_llm.json'))
           ? JSON.parse(readFileSync(join(v.adapter as string, 'edge_llm.json'), 'utf8'))
           : {};
-      const { examples } = await loadExamples(need(v, 'data'), tok, Number(meta.max_length ?? 256));
-      const r = evaluatePaths(model, paths, examples, { padId: tok.padId ?? 0 });
+      const { examples } = await loadExamples(need(v, 'data'), tok, Number(meta.max_length ?? 256), { rag });
+      const r = evaluatePaths(model, paths, examples, {
+        padId: tok.padId ?? 0,
+        generate: v.generate ? { tokenizer: tok, rule: rule ?? undefined } : undefined,
+      });
       const chosen = rule ?? (paths.length > 1 ? chooseRule(r) : null);
       if (v.json) process.stdout.write(`${JSON.stringify({ ...r, votingRule: chosen }, null, 2)}\n`);
       else printEval(r, chosen);
@@ -234,13 +297,13 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'infer': {
       const modelDir = need(v, 'model');
-      const { model, paths, rule: saved } = loadWithAdapter(modelDir, v.adapter as string | undefined);
+      const { model, paths, rule: saved, rag } = loadWithAdapter(modelDir, v.adapter as string | undefined);
       const rule = v.rule ? pick(v, 'rule', VOTING_RULES, 'max') : (saved ?? 'max');
       const tok = await loadTokenizer(modelDir);
       const text =
         typeof v.prompt === 'string' ? v.prompt : typeof v['prompt-file'] === 'string' ? readFileSync(v['prompt-file'], 'utf8') : null;
       if (text === null) throw new UsageError('--prompt or --prompt-file is required');
-      const ids = encodePrompt(tok, text);
+      const ids = encodePrompt(tok, rag ? augmentPrompt(tok, rag, text) : text);
       const labelList = typeof v.labels === 'string' ? v.labels : null;
       if (labelList !== null) {
         const labels = labelList.split(',');
@@ -349,6 +412,21 @@ async function main(argv: string[]): Promise<void> {
         dev,
       );
       process.stdout.write(`${JSON.stringify(p, null, 2)}\n`);
+      return;
+    }
+    case 'advise': {
+      const { adviseLocally, formatRecommendation, modelFolders } = await import('./schedule/advise.js');
+      const { localDevice } = await import('./tune/run.js');
+      const models = v.models === undefined ? null : String(v.models).split(',').filter(Boolean);
+      const rec = await adviseLocally({
+        train: need(v, 'train'),
+        val: v.val as string | undefined,
+        modelDirs: modelFolders(models, process.env.EDGETUNE_MODELS_DIR || 'models'),
+        device: localDevice(deviceFlags(v)),
+        timeBudgetS: numOpt(v, 'time-budget-s', 600),
+        rulesPath: v.rules as string | undefined,
+      });
+      process.stdout.write(`${v.json ? JSON.stringify(rec, null, 2) : formatRecommendation(rec)}\n`);
       return;
     }
     case 'synth-model': {

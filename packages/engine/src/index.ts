@@ -18,21 +18,31 @@ export type { Batch, EncodedExample } from './data/index.js';
 export { AdaptiveTrainer, DEFAULT_TUNE } from './tune/trainer.js';
 export type { TuneOptions, TuneMode, WindowSchedule, StepReport, TrainerState, TrainerStateDict, HostTensor } from './tune/trainer.js';
 export { saveTrainerCheckpoint, loadTrainerCheckpoint, hasTrainerCheckpoint, CHECKPOINT_FILES } from './tune/checkpoint.js';
-export type { Stateful } from './tune/checkpoint.js';
+export type { Stateful, CallbackStateDict } from './tune/checkpoint.js';
+export { ValidationMonitor, isImprovement, defaultEvalEvery, trainerPaths } from './tune/early-stopping.js';
+export type {
+  ValidationPoint,
+  ValidationMetric,
+  EarlyStoppingOptions,
+  StopReason,
+  ValidationMonitorOptions,
+} from './tune/early-stopping.js';
 export { PrefixCache } from './tune/prefix-cache.js';
-export { runTuning, loadExamples, resolveTuneOptions, TuneConfigError } from './tune/run.js';
+export { runTuning, loadExamples, resolveTuneOptions, evalEveryOf, TuneConfigError } from './tune/run.js';
 export type { TuneJobOptions, TuneJobReport } from './tune/run.js';
 export { createExits } from './tune/exits.js';
 export type { ExitHead } from './tune/exits.js';
 export { saveEdgeAdapter, loadEdgeAdapter, pathsOf, plainPath, EDGE_FORMAT } from './tune/artifacts.js';
 export type { EdgeLlmManifest } from './tune/artifacts.js';
+export { savePlainManifest } from './tune/artifacts.js';
+export * from './retrieve/index.js';
 export { AdamW, scheduledLr, clipByGlobalNorm } from './tune/optim.js';
 export type { LrSchedule } from './tune/optim.js';
 export { combineExits, exitProbabilities, fitExitWeights, pathWeights, VOTING_RULES } from './infer/voting.js';
 export type { VotingRule, ExitPath } from './infer/voting.js';
-export { evaluatePaths, chooseRule, classTokensOf, EvaluationError } from './infer/evaluate.js';
-export type { EvalReport, PathMetrics } from './infer/evaluate.js';
-export { generate, classify } from './infer/generate.js';
+export { evaluatePaths, chooseRule, classTokensOf, exactMatch, EvaluationError } from './infer/evaluate.js';
+export type { EvalReport, PathMetrics, ExactMatchOptions, ExactMatchReport } from './infer/evaluate.js';
+export { generate, generateBatch, classify } from './infer/generate.js';
 export { lastWordItems, lastWordAccuracy, pairedSignTest } from './infer/last-word.js';
 export type { LastWordItem, LastWordReport, LastWordOptions } from './infer/last-word.js';
 export { Rng } from './util/rng.js';

@@ -4,17 +4,33 @@
  * base model and runs the benchmarks. Results go to stdout (JSON), progress and logs to stderr.
  */
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { favourMemoryOverSpeed, initBackend, need, numOpt, pick, ProgressBar, runCli, UsageError } from '@edgetune/engine';
+import { favourMemoryOverSpeed, initBackend, loadTokenizer, need, numOpt, pick, ProgressBar, runCli, UsageError } from '@edgetune/engine';
 import { buildSpamAssassin, spamPromptFromEmail } from './data/spam-assassin.js';
 import { buildCorpusContinuation } from './data/corpus-continuation.js';
+import { buildSpamAssassin3 } from './data/spam-assassin-3.js';
+import { buildFirstNames } from './data/first-names.js';
+import { buildCmudict, CMUDICT_SIZES } from './data/cmudict.js';
 import { pretrain, DEFAULT_PRETRAIN } from './pretrain/pretrain.js';
+
+/** The datasets `data` builds. */
+const DATASETS = ['spam-assassin', 'spam-assassin-3', 'first-names', 'cmudict', 'corpus-continuation'];
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 const USAGE = `usage: edgetune-lab <command> [options]
 
 commands:
-  data spam-assassin --out DIR [--body-chars 400]  (SpamAssassin -> train/validation/test JSONL)
+  data spam-assassin --out DIR [--body-chars 400]  (SpamAssassin spam/ham -> train/validation/test JSONL + task.json)
+  data spam-assassin-3 --out DIR [--body-chars 400]
+                                                   (easy ham / hard ham / spam, same messages and splits)
+  data first-names --out DIR                       (first name -> " female" | " male"; names in both lists dropped)
+  data cmudict --out DIR [--train 3000 --validation 300 --test 500 --stress --tokenizer-model DIR]
+                                                   (word -> ARPAbet pronunciation, a generation task; stress digits
+                                                    dropped unless --stress; task.json's mean completion tokens use
+                                                    the tokenizer of --tokenizer-model, default models/edgetune-tiny-llama)
   data corpus-continuation --out DIR               (text continuation from the pretraining corpus: recovery tuning)
   data spam-prompt --email RFC822-FILE             (prints the spam task's prompt for one mail: save it and run
                                                     edgetune-engine infer --prompt-file FILE --labels " spam, ham")
@@ -24,6 +40,12 @@ commands:
   bench --scale [--models smollm2-135m,...] [--models-dir DIR] [--steps 10] [--out FILE]
                                                    (random models of real configurations: load, generation, Edge-LLM
                                                     + 4-bit LUC vs Edge-LLM and vanilla LoRA on BF16; see bench/scale.ts)
+  bench --guidelines [--studies methods,compressed_vs_smaller,lora_rank] [--seeds 1,2,3] [--sizes 16,64,256,1024]
+            [--tasks spam-assassin,first-names,cmudict] [--held-out spam-assassin-3|none] [--parallel 2] [--max-steps 120] [--out FILE]
+                                                   (Qin et al.'s study on this project's models and tasks: RAG, LoRA, Edge-LLM,
+                                                    RAG + Edge-LLM x data x task, validation against time, compressed larger vs
+                                                    smaller model, LoRA rank; tables, SVG plots and the advisor's rules; see
+                                                    bench/guidelines.ts)
 
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
 
@@ -48,6 +70,14 @@ async function main(argv: string[]): Promise<void> {
       spec: { type: 'string' },
       task: { type: 'string' },
       scale: { type: 'boolean' },
+      guidelines: { type: 'boolean' },
+      studies: { type: 'string' },
+      seeds: { type: 'string' },
+      sizes: { type: 'string' },
+      tasks: { type: 'string' },
+      'held-out': { type: 'string' },
+      parallel: { type: 'string' },
+      'max-steps': { type: 'string' },
       models: { type: 'string' },
       'models-dir': { type: 'string' },
       hidden: { type: 'string' },
@@ -64,6 +94,11 @@ async function main(argv: string[]): Promise<void> {
       dtype: { type: 'string' },
       'tokenizer-chars': { type: 'string' },
       'eval-tokens': { type: 'string' },
+      train: { type: 'string' },
+      validation: { type: 'string' },
+      test: { type: 'string' },
+      stress: { type: 'boolean' },
+      'tokenizer-model': { type: 'string' },
     },
   });
   switch (cmd) {
@@ -73,12 +108,7 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(await spamPromptFromEmail(readFileSync(need(v, 'email'))));
         return;
       }
-      if (which !== 'spam-assassin' && which !== 'corpus-continuation')
-        throw new UsageError('data: the datasets are spam-assassin, corpus-continuation and spam-prompt');
-      const r =
-        which === 'spam-assassin'
-          ? await buildSpamAssassin({ outDir: need(v, 'out'), bodyChars: numOpt(v, 'body-chars', 400) })
-          : await buildCorpusContinuation({ outDir: need(v, 'out') });
+      const r = await buildData(which, v);
       process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       return;
     }
@@ -128,6 +158,32 @@ async function main(argv: string[]): Promise<void> {
         await runScaleBench({ out: v.out, models, modelsDir: v['models-dir'], steps: v.steps ? Number(v.steps) : undefined });
         return;
       }
+      if (v.guidelines) {
+        const { runGuidelinesBench, GUIDELINES_STUDIES } = await import('./bench/guidelines.js');
+        const list = (name: 'studies' | 'seeds' | 'sizes' | 'tasks') => v[name]?.split(',').map((x) => x.trim());
+        const ints = (name: 'seeds' | 'sizes') =>
+          list(name)?.map((x) => {
+            const n = Number(x);
+            if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: ${JSON.stringify(x)} is not a positive integer`);
+            return n;
+          });
+        const studies = list('studies');
+        for (const s of studies ?? [])
+          if (!(GUIDELINES_STUDIES as readonly string[]).includes(s))
+            throw new UsageError(`--studies: unknown ${s} (one of ${GUIDELINES_STUDIES.join(', ')})`);
+        await runGuidelinesBench({
+          out: v.out,
+          command: `npm run bench -- ${argv.slice(1).join(' ')}`,
+          ...(studies ? { studies: studies as never } : {}),
+          ...(ints('seeds') ? { seeds: ints('seeds') } : {}),
+          ...(ints('sizes') ? { sizes: ints('sizes') } : {}),
+          ...(list('tasks') ? { tasks: list('tasks') } : {}),
+          ...(typeof v['held-out'] === 'string' ? { heldOut: v['held-out'] === 'none' ? null : v['held-out'] } : {}),
+          ...(v.parallel ? { parallel: numOpt(v, 'parallel', 2) } : {}),
+          ...(v['max-steps'] ? { maxSteps: numOpt(v, 'max-steps', 120) } : {}),
+        });
+        return;
+      }
       const { runBench } = await import('./bench/bench.js');
       await runBench({
         out: v.out,
@@ -148,6 +204,15 @@ async function main(argv: string[]): Promise<void> {
 `);
       return;
     }
+    case 'bench-guidelines-run': {
+      // Internal: one guidelines-bench run in a fresh process (see bench/guidelines.ts).
+      favourMemoryOverSpeed();
+      await initBackend({ quiet: true });
+      const { guidelinesRun } = await import('./bench/guidelines.js');
+      const r = await guidelinesRun(JSON.parse(readFileSync(need(v, 'task'), 'utf8')));
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      return;
+    }
     case 'bench-run': {
       // Internal: one benchmark run in a fresh process (see bench/bench.ts), with the heap policy tuning jobs run under.
       favourMemoryOverSpeed();
@@ -159,6 +224,38 @@ async function main(argv: string[]): Promise<void> {
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
+  }
+}
+
+/** Runs `data <which>` (but spam-prompt) and returns what the builder reports. */
+async function buildData(which: string | undefined, v: Record<string, string | boolean | undefined>): Promise<unknown> {
+  const outDir = need(v, 'out');
+  switch (which) {
+    case 'spam-assassin':
+      return buildSpamAssassin({ outDir, bodyChars: numOpt(v, 'body-chars', 400) });
+    case 'spam-assassin-3':
+      return buildSpamAssassin3({ outDir, bodyChars: numOpt(v, 'body-chars', 400) });
+    case 'first-names':
+      return buildFirstNames({ outDir });
+    case 'cmudict': {
+      const modelDir = typeof v['tokenizer-model'] === 'string' ? v['tokenizer-model'] : join(REPO, 'models', 'edgetune-tiny-llama');
+      const tokenizer = existsSync(join(modelDir, 'tokenizer.json')) ? await loadTokenizer(modelDir) : undefined;
+      return buildCmudict({
+        outDir,
+        sizes: {
+          train: numOpt(v, 'train', CMUDICT_SIZES.train),
+          validation: numOpt(v, 'validation', CMUDICT_SIZES.validation),
+          test: numOpt(v, 'test', CMUDICT_SIZES.test),
+        },
+        stress: v.stress === true,
+        tokenizer,
+        tokenizerName: tokenizer ? basename(resolve(modelDir)) : undefined,
+      });
+    }
+    case 'corpus-continuation':
+      return buildCorpusContinuation({ outDir });
+    default:
+      throw new UsageError(`data: the datasets are ${DATASETS.join(', ')} and spam-prompt`);
   }
 }
 

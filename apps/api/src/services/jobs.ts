@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import {
   channels,
   hostFingerprint,
+  isEdgeLlmMethod,
   isTerminal,
   newId,
   parseLlamaConfig,
@@ -57,6 +58,18 @@ export async function findJob(db: PrismaClient, projectId: string, id: string) {
   return j;
 }
 
+/**
+ * A file of the project that a job may train or validate on; `param` names the request field in errors.
+ * @throws ApiError 400 `file_not_found`, 400 `invalid_file_purpose` (not "fine-tune")
+ */
+export async function fineTuneFile(db: PrismaClient, projectId: string, id: string, param: string) {
+  const f = await db.file.findFirst({ where: { id, projectId } });
+  if (!f) throw new ApiError(400, 'file_not_found', `No file with id ${JSON.stringify(id)}`, { param });
+  if (f.purpose !== 'fine-tune')
+    throw new ApiError(400, 'invalid_file_purpose', `File ${id} has purpose "${f.purpose}", not "fine-tune"`, { param });
+  return f;
+}
+
 /** A create request checked and resolved: its model, files, configuration and plan. */
 interface PreparedJob {
   model: { id: string };
@@ -76,18 +89,12 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
     throw new ApiError(400, 'model_not_found', `Base model ${JSON.stringify(body.model)} is not installed; see GET /v1/models`, {
       param: 'model',
     });
-  const fileOf = async (id: string, param: string) => {
-    const f = await db.file.findFirst({ where: { id, projectId } });
-    if (!f) throw new ApiError(400, 'file_not_found', `No file with id ${JSON.stringify(id)}`, { param });
-    if (f.purpose !== 'fine-tune')
-      throw new ApiError(400, 'invalid_file_purpose', `File ${id} has purpose "${f.purpose}", not "fine-tune"`, { param });
-    return f;
-  };
+  const fileOf = (id: string, param: string) => fineTuneFile(db, projectId, id, param);
   const train = await fileOf(body.training_file, 'training_file');
   const val = body.validation_file ? await fileOf(body.validation_file, 'validation_file') : null;
   let cfg: ResolvedJobConfig;
   try {
-    cfg = resolveJobConfig(body, model, train.records);
+    cfg = resolveJobConfig(body, model, train.records, val?.records ?? null);
   } catch (e) {
     if (e instanceof JobConfigError)
       throw new ApiError(400, e.code, e.message, { param: e.param, errors: [{ param: e.param, message: e.message }] });
@@ -99,7 +106,7 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
   } catch (e) {
     throw new ApiError(400, 'invalid_model', `Base model ${model.id} cannot be planned: ${(e as Error).message}`, { param: 'model' });
   }
-  const c = cfg.method.edge_llm.compression;
+  const c = cfg.method.edge_llm?.compression ?? null;
   // the policy of this budget for the weights the API knows: its own copy's, else those the workers reported
   const stored = c ? await findPolicy(db, model.id, await hostFingerprint(deps.config.modelsDir, model.id, model.fingerprint), c) : null;
   let plan: JobPlan;
@@ -163,7 +170,7 @@ export async function createJob(
       422,
       'plan_does_not_fit',
       `The job does not fit its device: it ${plan.reason}. Lower hyperparameters.batch_size or max_length, ` +
-        'compress the model (method.edge_llm.compression), store its weights in BF16, or raise device.memory_budget_bytes ' +
+        `${isEdgeLlmMethod(cfg.method.type) ? 'compress the model (method.edge_llm.compression), ' : ''}store its weights in BF16, or raise device.memory_budget_bytes ` +
         "(a backend's heap ceiling cannot be raised). The forecast is in `plan`.",
       { param, extra: { plan } },
     );
@@ -364,9 +371,22 @@ export async function listCheckpoints(db: PrismaClient, jobId: string, q: { limi
 
 /**
  * The stored adapter of a job in `format` (its blob id, size in bytes and sha256 in hex).
- * @throws ApiError 409 `adapter_not_ready` until the job has succeeded
+ * @throws ApiError 404 `adapter_format_unavailable` for `peft` of a `rag` job (it trains no adapter: the
+ *   bundle holds the retrieval index); 409 `adapter_not_ready` until the job has succeeded
  */
-export async function findAdapter(db: PrismaClient, job: { id: string; status: string }, format: (typeof ADAPTER_FORMATS)[number]) {
+export async function findAdapter(
+  db: PrismaClient,
+  job: { id: string; status: string; method: unknown },
+  format: (typeof ADAPTER_FORMATS)[number],
+) {
+  const type = (job.method as { type?: string } | null)?.type;
+  if (format === 'peft' && type === 'rag')
+    throw new ApiError(
+      404,
+      'adapter_format_unavailable',
+      `Job ${job.id} uses method rag, which trains no LoRA adapter, so it has no PEFT adapter; download format=bundle (the retrieval index and settings for the base model)`,
+      { param: 'format' },
+    );
   const a = await db.adapter.findUnique({ where: { jobId_format: { jobId: job.id, format } } });
   if (!a)
     throw new ApiError(409, 'adapter_not_ready', `Job ${job.id} is ${job.status}; its adapter is available once it has succeeded`, {

@@ -24,6 +24,7 @@ export const USER_ERRORS: Readonly<Record<string, ErrorEntry>> = {
   EvaluationError: { code: 'evaluation_failed', param: null },
   PlanNotFeasibleError: { code: 'plan_does_not_fit', param: 'device.memory_budget_bytes' },
   PolicyError: { code: 'invalid_compression', param: 'method.edge_llm.compression' },
+  RagOptionsError: { code: 'invalid_method', param: 'method.rag' },
 };
 
 /** Whether `err` is the user's doing (a {@link USER_ERRORS} name), not the service's. */

@@ -4,7 +4,17 @@
  * came in meanwhile wins.
  */
 import type { TuneJobReport } from '@edgetune/engine';
-import { admissionOf, describePlan, jobPlanOf, newId, type JobError, type JobPlan, type Plan } from '@edgetune/core';
+import {
+  admissionOf,
+  describePlan,
+  jobPlanOf,
+  newId,
+  withTimeBudget,
+  type Hyperparameters,
+  type JobError,
+  type JobPlan,
+  type Plan,
+} from '@edgetune/core';
 import { enqueueJob, policyObject, putBlob } from '@edgetune/store';
 import { normalizeArtifacts, packAdapters } from '../pack.js';
 import { isShutdown } from './cancel.js';
@@ -95,13 +105,18 @@ export async function requeue(run: JobRun): Promise<RunOutcome> {
  */
 export async function succeed(run: JobRun, inputs: JobInputs, report: TuneJobReport, policy: PolicyChoice): Promise<RunOutcome> {
   const { db, workerId } = run.ctx;
+  const budget = (run.job.hyperparameters as unknown as Hyperparameters).time_budget_s ?? null;
   const plan = report.plan
-    ? jobPlanOf(report.plan.plan, 'worker', {
-        measured: report.plan.measured,
-        policy: planPolicyOf(policy),
-        admission: admissionOf((run.job.plan ?? null) as JobPlan | null),
-        deviceSource: { source: 'worker', workerId },
-      })
+    ? withTimeBudget(
+        jobPlanOf(report.plan.plan, 'worker', {
+          measured: report.plan.measured,
+          policy: planPolicyOf(policy),
+          admission: admissionOf((run.job.plan ?? null) as JobPlan | null),
+          deviceSource: { source: 'worker', workerId },
+        }),
+        budget,
+        run.job.totalSteps,
+      )
     : null;
   const stored = await storeAdapters(run, inputs, policy);
   run.tick('adapters stored');

@@ -37,7 +37,7 @@ const POLICY_MESSAGES: Record<PolicyOrigin, string> = {
 export async function resolvePolicy(run: JobRun, trainFile: string): Promise<PolicyChoice | StepFailure> {
   const { db, workerId } = run.ctx;
   const { job } = run;
-  const budget = (job.method as unknown as Method).edge_llm.compression ?? null;
+  const budget = (job.method as unknown as Method).edge_llm?.compression ?? null;
   const choice: PolicyChoice = { budget, compression: undefined, used: null };
   if (!budget) return choice;
   const layers = readModelSummary(run.modelDir, job.model).numLayers;

@@ -1,7 +1,8 @@
 /** A run's progress as the API shows it: status events, step metrics, and the row's step, ETA and latest metrics. */
-import type { StepReport } from '@edgetune/engine';
+import type { StepReport, ValidationPoint } from '@edgetune/engine';
 import type { NewJobEvent } from '@edgetune/store';
 import type { JobRun } from './context.js';
+import { validationPointOf } from './result.js';
 
 /** Milliseconds between two writes of step metrics. */
 const FLUSH_MS = 250;
@@ -62,6 +63,13 @@ export class ProgressReporter {
     });
     this.row = { step: r.step, etaSeconds: Math.round(r.etaMs / 1000), latestMetrics: metrics };
     if (Date.now() - this.lastFlush >= FLUSH_MS || r.step === r.totalSteps || this.signal.aborted) await this.flush();
+  }
+
+  /** Records an in-loop validation evaluation as a `metrics` event (data `validation_point`), written at once. */
+  async onEval(p: ValidationPoint): Promise<void> {
+    const v = p.accuracy === null ? `loss ${p.loss.toFixed(4)}` : `accuracy ${(100 * p.accuracy).toFixed(1)}%, loss ${p.loss.toFixed(4)}`;
+    this.pending.push({ type: 'metrics', message: `validation at step ${p.step}: ${v}`, data: { validation_point: validationPointOf(p) } });
+    await this.flush();
   }
 
   /** Writes the queued events and progress. @throws database errors (Prisma) as they come. */

@@ -1,9 +1,25 @@
 /** The engine's report as the job's `result`, and the success events that summarise it. */
-import type { TuneJobReport } from '@edgetune/engine';
+import type { TuneJobReport, ValidationPoint } from '@edgetune/engine';
 import type { JobPlan } from '@edgetune/core';
 import type { NewJobEvent } from '@edgetune/store';
 
-/** Validation metrics and run totals as the job's `result` (`compression`: null, see {@link compressionResultOf}). */
+/** An in-loop validation point as the job shows it (`result.validation_curve`, `metrics` events): elapsed time in seconds. */
+export function validationPointOf(p: ValidationPoint): Record<string, unknown> {
+  return {
+    step: p.step,
+    elapsed_s: Math.round(p.elapsedMs) / 1000,
+    metric: p.metric,
+    value: p.value,
+    accuracy: p.accuracy,
+    loss: p.loss,
+  };
+}
+
+/**
+ * Validation metrics and run totals as the job's `result` (`compression`: null, see {@link compressionResultOf}),
+ * with the validation curve, the step whose weights were kept (`best_step`, null without in-loop evaluation)
+ * and what ended training (`stopped_by`).
+ */
 export function resultOf(r: TuneJobReport): Record<string, unknown> {
   const v = r.validation;
   return {
@@ -18,6 +34,9 @@ export function resultOf(r: TuneJobReport): Record<string, unknown> {
     tokens_per_sec: Math.round(r.tokensPerSec * 10) / 10,
     train_seconds: Math.round(r.trainMs) / 1000,
     final_loss: Number.isFinite(r.finalLoss) ? r.finalLoss : null,
+    validation_curve: r.validationCurve.map(validationPointOf),
+    best_step: r.bestStep,
+    stopped_by: r.stoppedBy,
     compression: null,
   };
 }
@@ -49,6 +68,14 @@ export function successEvents(plan: JobPlan | null, result: Record<string, unkno
               `Plan forecast vs measured: peak RSS ${mib(plan.forecast.peak_rss_bytes)} vs ${mib(plan.measured.peak_rss_bytes)}, TF.js peak ${mib(plan.forecast.peak_tf_bytes)} vs ${mib(plan.measured.peak_tf_bytes)}, ` +
               `step ${Math.round(plan.forecast.step_ms)} vs ${Math.round(plan.measured.step_ms)} ms`,
             data: { plan },
+          },
+        ]
+      : []),
+    ...(result.stopped_by === 'early_stopping' || result.stopped_by === 'time_budget'
+      ? [
+          {
+            message: `Training stopped by ${result.stopped_by === 'early_stopping' ? 'early stopping' : 'the time budget'} after ${result.steps} steps; kept the weights of step ${result.best_step ?? result.steps}`,
+            data: { stopped_by: result.stopped_by, steps: result.steps, best_step: result.best_step },
           },
         ]
       : []),

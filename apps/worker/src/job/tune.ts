@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { TuneJobOptions, TuneJobReport } from '@edgetune/engine';
 import { tensorHeapCeilingOf, type Hyperparameters, type JobDevice, type Method } from '@edgetune/core';
 import { defaultMemoryBudget } from '../device.js';
-import { engineTuneOptions } from '../engine-options.js';
+import { engineRunOptions, engineTuneOptions } from '../engine-options.js';
 import { isShutdown } from './cancel.js';
 import { storeCheckpoint } from './checkpoints.js';
 import type { JobRun } from './context.js';
@@ -42,7 +42,7 @@ function deviceOptions(run: JobRun, engine: Engine): NonNullable<TuneJobOptions[
 }
 
 /**
- * Tunes the job with `engine` (engine runTuning): step metrics go to `progress`, checkpoints to the
+ * Tunes the job with `engine` (engine runTuning): step metrics and in-loop validation points go to `progress`, checkpoints to the
  * database; `signal` stops it between steps, and a shutdown checkpoints the step in progress first.
  * @returns the engine's report (adapters and metrics in `inputs.outDir`).
  * @throws the engine's errors (errors.ts maps them to the job's error), an AbortError-named Error once aborted.
@@ -65,6 +65,7 @@ export async function tune(
     outDir: inputs.outDir,
     maxLength: hp.max_length,
     tune: engineTuneOptions(method, hp, job.seed, job.totalSteps),
+    ...engineRunOptions(method, hp),
     compression: policy.compression,
     device: deviceOptions(run, engine),
     checkpointEvery: job.checkpointEvery,
@@ -75,6 +76,7 @@ export async function tune(
     signal,
     log: run.log,
     onStep: (r) => progress.onStep(r),
+    onEval: (p) => progress.onEval(p),
     onCheckpoint: (step, dir) => storeCheckpoint(run, inputs.work, step, dir, progress, signal),
   });
 }

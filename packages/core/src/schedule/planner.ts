@@ -97,7 +97,11 @@ export interface PlanInput {
   storedDtype?: StoredDtype;
   /** per-layer weight bits (16 = dense float32) and sparsity; absent = dense */
   policy?: { bits: number[]; sparsity: number[] } | null;
-  mode: 'edge_llm' | 'vanilla';
+  /**
+   * `edge_llm`: exit windows; `vanilla`: LoRA on every layer, loss at lm_head; `none`: no training (retrieval
+   * only): the forecast is one forward pass per micro-batch (no tape, no LoRA, no optimizer) and `steps` is 0
+   */
+  mode: 'edge_llm' | 'vanilla' | 'none';
   /** requested exits; the planner may add exits (shallower windows) to fit memory */
   exitLayers?: number[];
   loraR: number;
@@ -175,9 +179,11 @@ export interface Plan {
     trainableBytes: number;
     activationBytes: number;
     prefixCacheBytes: number;
+    /** one optimizer step (mode `none`: one forward pass of a batch) */
     stepMs: number;
+    /** stepMs x steps (0 for mode `none`) */
     totalMs: number;
-    /** matmul FLOPs of one optimizer step */
+    /** matmul FLOPs of one optimizer step (mode `none`: of the forward pass) */
     flopsPerStep: number;
   };
   device: DeviceProfile;
@@ -252,9 +258,11 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
     V = m.vocabSize,
     d = m.hiddenSize,
     f = m.intermediateSize;
+  // mode `none` runs the frozen model forward only: no LoRA, no heads, no tape (one layer's activations live)
+  const training = inp.mode !== 'none';
   const T = inp.seqLen,
     N = mb * T,
-    r = inp.loraR;
+    r = training ? inp.loraR : 0;
   // Memory features at the longest micro-batch; time features at seqLen (a typical one).
   const Tm = Math.max(T, inp.maxSeqLen ?? T),
     Nm = mb * Tm;
@@ -284,11 +292,11 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const heads = inp.mode === 'edge_llm' ? exits.length * headParams : 0;
   const trainableParams = loraPerLayer * L + heads;
   const wins = inp.mode === 'edge_llm' ? windows(exits) : [{ start: 0, end: L - 1 }];
-  const depth = Math.max(...wins.map((w) => w.end - w.start + 1));
+  const depth = training ? Math.max(...wins.map((w) => w.end - w.start + 1)) : 1;
   const windowParams = loraPerLayer * depth + (inp.mode === 'edge_llm' ? headParams : 0);
   // + the window's gradients and, at a variable's first update (still aliased to the tensor it was
   // initialised from, so AdamW cannot run in place), the composition's three new tensors: 4 x window
-  const trainable = 4 * (trainableParams * 3 + windowParams * 4);
+  const trainable = training ? 4 * (trainableParams * 3 + windowParams * 4) : 0;
   // An adapted prefix under round_robin keeps each micro-batch's last window output for the next window.
   const handedOn = inp.mode === 'edge_llm' && inp.prefix === 'adapted' && inp.schedule === 'round_robin' && wins.length > 1;
   const prefixOut = 4 * Nm * d * (2 + (handedOn ? Math.ceil(inp.batchSize / mb) : 0));
@@ -308,8 +316,8 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
     : 0;
   const prefixShare = handedOn ? 0 : cache && epochs > 1 ? hits.missShare : 1;
   let tapeLayers = 0,
-    prefixLayers = 0;
-  for (const w of wins) {
+    prefixLayers = training ? 0 : L;
+  for (const w of training ? wins : []) {
     tapeLayers += (w.end - w.start + 1) / wins.length;
     prefixLayers += (w.start * prefixShare) / wins.length;
   }
@@ -319,7 +327,7 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   // The exit head at the scored rows (the calibration's two per example are its unit); the rows beyond those
   // hold HEAD_ROW_TENSORS vocab-wide float32 rows each at the peak.
   const labelled = inp.labelledPerExample ?? CALIBRATION_LABELLED;
-  const headFlops = 2 * mb * (labelled / CALIBRATION_LABELLED) * V * d * (inp.mode === 'edge_llm' ? 3 : 2);
+  const headFlops = 2 * mb * (labelled / CALIBRATION_LABELLED) * V * d * (inp.mode === 'edge_llm' ? 3 : training ? 2 : 1);
   const lowRankHead = inp.mode === 'edge_llm' && hr > 0;
   const headRowBytes =
     mb * Math.max(0, labelled - CALIBRATION_LABELLED) * V * 4 * (lowRankHead ? HEAD_ROW_TENSORS.lowRank : HEAD_ROW_TENSORS.full);
@@ -348,7 +356,7 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
     dataTokens,
     trainFlops,
     time,
-    updParams: windowParams,
+    updParams: training ? windowParams : 0,
     dequantElems,
     accum: Math.ceil(inp.batchSize / mb),
   };
@@ -373,7 +381,9 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
     (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 +
     E * (c.msPerLayerPass + c.msPerLayerToken * x.N + c.msPerAttScore * t.attScores) +
     c.msPerDequantElem * x.dequantElems;
-  const stepMs = (x.accum * microMs + c.msPerStep + c.msPerUpdatedParam * x.updParams) * (dev.stepTimeFactor ?? 1);
+  // mode `none`: a forward pass per micro-batch, without the optimizer step's fixed cost
+  const update = inp.mode === 'none' ? 0 : c.msPerStep + c.msPerUpdatedParam * x.updParams;
+  const stepMs = (x.accum * microMs + update) * (dev.stepTimeFactor ?? 1);
   return {
     storage: x.storage,
     depth: x.depth,
@@ -407,12 +417,12 @@ export function plan(inp: PlanInput, dev: DeviceProfile, coeffs: CostCoefficient
   if (dev.baseRssBytes !== undefined && !(dev.baseRssBytes >= 0)) throw new PlanError('base_rss_bytes must be non-negative');
   if (dev.stepTimeFactor !== undefined && !(dev.stepTimeFactor > 0 && Number.isFinite(dev.stepTimeFactor)))
     throw new PlanError('step_time_factor must be a positive number');
-  if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= 1))
-    throw new PlanError('batch size, sequence length and steps must be positive');
+  if (!(inp.batchSize >= 1) || !(inp.seqLen >= 1) || !(inp.steps >= (inp.mode === 'none' ? 0 : 1)))
+    throw new PlanError('batch size, sequence length and steps must be positive (steps 0 with mode none)');
   if (inp.policy && (inp.policy.bits.length !== L || inp.policy.sparsity.length !== L))
     throw new PlanError(`policy has ${inp.policy.bits.length} layers, the model ${L}`);
   const exitChoices: number[][] = [];
-  if (inp.mode === 'vanilla') exitChoices.push([L - 1]);
+  if (inp.mode !== 'edge_llm') exitChoices.push([L - 1]);
   else {
     exitChoices.push(inp.exitLayers ?? defaultExitLayers(L));
     for (let n = (inp.exitLayers ?? defaultExitLayers(L)).length + 1; n <= L; n++) exitChoices.push(defaultExitLayers(L, n));

@@ -48,6 +48,8 @@ export interface Config {
   deviceMemoryBytes: number | null;
   deviceThreads: number | null;
   deviceGflops: number | null;
+  /** the advisor's fitted rules file (EDGETUNE_ADVISOR_RULES); absent: ADVISOR_RULES_FILE */
+  advisorRulesPath?: string;
 }
 
 /** Matmul throughput (GFLOP/s) the API assumes for workers when EDGETUNE_DEVICE_GFLOPS is unset: a 2-core x86 box with OpenBLAS. */
@@ -133,5 +135,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deviceMemoryBytes: opt('EDGETUNE_DEVICE_MEMORY_BYTES'),
     deviceThreads: opt('EDGETUNE_DEVICE_THREADS'),
     deviceGflops: opt('EDGETUNE_DEVICE_GFLOPS'),
+    ...(text('EDGETUNE_ADVISOR_RULES') ? { advisorRulesPath: resolve(text('EDGETUNE_ADVISOR_RULES') as string) } : {}),
   };
 }

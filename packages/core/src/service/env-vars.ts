@@ -182,6 +182,14 @@ const SERVICE_VARS: EnvVar[] = [
     meaning:
       'SGEMM throughput for time forecasts, GFLOP/s: a worker uses and reports it instead of its own measurement (`edgetune-engine device`, at startup); the API assumes it when no worker is live (unset: 20 GFLOP/s, a 2-core x86 box with OpenBLAS)',
   },
+  {
+    name: 'EDGETUNE_ADVISOR_RULES',
+    readBy: 'api',
+    check: str,
+    defaultText: '`packages/core/src/advisor/rules.json` (written by `npm run bench -- --guidelines`)',
+    meaning:
+      "the advisor's fitted rules (`POST /v1/recommendations`); without a rules file the advisor answers 503 `advisor_rules_missing`",
+  },
 ];
 
 /** Read where they are used (the engine when a backend starts, the worker's job processes, the lab, compose). */

@@ -25,6 +25,7 @@ export const ID_PREFIX = {
   adapter: 'adpt',
   blob: 'blob',
   policy: 'pol',
+  recommendation: 'rec',
 } as const;
 
 /** A new id `<prefix>_<24 base62 chars>`. */

@@ -47,18 +47,59 @@ export interface JobDevice {
   threads: number | null;
 }
 
+/**
+ * Tuning methods: `edge_llm` (Edge-LLM adaptive layer tuning with exits and voting, optionally on a LUC-compressed
+ * model), `lora` (LoRA on every layer, loss at lm_head: the engine's `vanilla` mode), `rag` (no training: the base
+ * model answers with the top-k training examples a BM25 index retrieves put before each prompt), and `rag_edge_llm`
+ * / `rag_lora` (the tuning method trained and evaluated on prompts augmented the same way, as OPPU does: Tan et
+ * al. 2024, with LaMP's retrieval: Salemi et al. 2023).
+ */
+export const METHOD_TYPES = ['edge_llm', 'lora', 'rag', 'rag_edge_llm', 'rag_lora'] as const;
+export type MethodType = (typeof METHOD_TYPES)[number];
+
+/** The engine's tuning mode of a method (`none`: no training, base model + retrieval index). */
+export type MethodTuneMode = 'edge_llm' | 'vanilla' | 'none';
+
+/** Whether a method uses Edge-LLM's exits, windows and LUC (`method.edge_llm` applies). */
+export const isEdgeLlmMethod = (t: MethodType): boolean => t === 'edge_llm' || t === 'rag_edge_llm';
+/** Whether a method retrieves training examples into each prompt (`method.rag` applies). */
+export const isRagMethod = (t: MethodType): boolean => t === 'rag' || t === 'rag_edge_llm' || t === 'rag_lora';
+
+/** The engine's `tune.mode` of a method: edge_llm types -> `edge_llm`, lora types -> `vanilla`, `rag` -> `none`. */
+export function tuneModeOf(t: MethodType): MethodTuneMode {
+  return isEdgeLlmMethod(t) ? 'edge_llm' : t === 'rag' ? 'none' : 'vanilla';
+}
+
+/**
+ * Retrieval defaults: examples retrieved per prompt, and the share of max_length they may take (LaMP keeps the
+ * input within its budget: retrieved text is cut first, the prompt itself never).
+ */
+export const RAG_DEFAULTS = { k: 2, context_share: 0.6 } as const;
+/** Most examples retrieved per prompt. */
+export const MAX_RAG_K = 16;
+/** Largest `hyperparameters.time_budget_s`: 7 days, seconds. */
+export const MAX_TIME_BUDGET_S = 7 * 24 * 3600;
+/** In-loop evaluations an `eval_steps: "auto"` run makes (HF Trainer's `eval_steps` counts steps between them). */
+export const AUTO_EVALUATIONS = 20;
+
+/** `method.edge_llm` as a client sends it. */
+export interface EdgeLlmMethodInput {
+  exit_layers?: 'auto' | number[];
+  schedule?: 'sequential' | 'round_robin' | 'random';
+  train_heads?: boolean;
+  head_rank?: number;
+  prefix?: 'backbone' | 'adapted';
+  voting?: 'auto';
+  compression?: CompressionInput | null;
+}
+
 /** `method` as a client sends it. */
 export interface MethodInput {
-  type: 'edge_llm';
-  edge_llm?: {
-    exit_layers?: 'auto' | number[];
-    schedule?: 'sequential' | 'round_robin' | 'random';
-    train_heads?: boolean;
-    head_rank?: number;
-    prefix?: 'backbone' | 'adapted';
-    voting?: 'auto';
-    compression?: CompressionInput | null;
-  };
+  type: MethodType;
+  /** edge_llm and rag_edge_llm only */
+  edge_llm?: EdgeLlmMethodInput;
+  /** rag types only */
+  rag?: { k?: number; context_share?: number };
 }
 
 /** `hyperparameters` as a client sends them (OpenAI names plus ours). */
@@ -78,20 +119,36 @@ export interface HyperparametersInput {
   lora_dropout?: number;
   target_modules?: 'all-linear' | string[];
   max_length?: number;
+  /** seconds of tuning wall time (steps + in-loop evaluations) after which training stops */
+  time_budget_s?: number;
+  /** stop after `patience` evaluations without an improvement of at least `min_delta` (needs a validation file) */
+  early_stopping?: { patience: number; min_delta?: number };
+  /** optimizer steps between in-loop validation evaluations */
+  eval_steps?: 'auto' | number;
 }
 
-/** Resolved method. */
+/** Resolved `method.edge_llm`. `prefix` and `head_rank` are absent in jobs stored before they existed. */
+export interface EdgeLlmMethod {
+  exit_layers: number[];
+  schedule: 'sequential' | 'round_robin' | 'random';
+  train_heads: boolean;
+  head_rank: number;
+  prefix?: 'backbone' | 'adapted';
+  voting: 'auto';
+  compression: Compression | null;
+}
+
+/** Resolved `method.rag`: examples retrieved per prompt, share of max_length they may take. */
+export interface RagMethod {
+  k: number;
+  context_share: number;
+}
+
+/** Resolved method: `edge_llm` set for the edge_llm types, `rag` for the rag types (absent otherwise). */
 export interface Method {
-  type: 'edge_llm';
-  edge_llm: {
-    exit_layers: number[];
-    schedule: 'sequential' | 'round_robin' | 'random';
-    train_heads: boolean;
-    head_rank: number;
-    prefix?: 'backbone' | 'adapted';
-    voting: 'auto';
-    compression: Compression | null;
-  };
+  type: MethodType;
+  edge_llm?: EdgeLlmMethod;
+  rag?: RagMethod;
 }
 
 /** Resolved hyperparameters (every value a number or list). */
@@ -111,6 +168,12 @@ export interface Hyperparameters {
   lora_dropout: number;
   target_modules: string[];
   max_length: number;
+  /** null: no budget. Optional: absent in jobs stored before it existed (read as null). */
+  time_budget_s?: number | null;
+  /** null: train to the last step */
+  early_stopping?: { patience: number; min_delta: number } | null;
+  /** optimizer steps between in-loop evaluations; null: none (validation runs once, after training) */
+  eval_steps?: number | null;
 }
 
 /** The request fields {@link resolveJobConfig} reads. */
@@ -148,45 +211,53 @@ export class JobConfigError extends Error {
 /** Learning rate that `learning_rate_multiplier` multiplies. */
 export const BASE_LEARNING_RATE = 1e-3;
 
+type Fail = (code: string, message: string, param: string) => never;
+
 /**
  * Resolves and checks a job's configuration.
+ *
+ * Per method: `method.edge_llm` (exits, windows, LUC compression) applies to edge_llm and rag_edge_llm only,
+ * `method.rag` to the rag types only; a part given to a method it does not apply to is refused. `lora` trains
+ * one window (every layer, exit = the last layer). A `rag` job trains nothing: its hyperparameters are
+ * resolved, checked and echoed as for the other methods (only `max_length` acts: it bounds each prompt with
+ * its retrieved examples), but totalSteps is 0, warmup_steps 0 and eval_steps null.
+ *
+ * `eval_steps: "auto"` (default) is max(1, round(totalSteps / {@link AUTO_EVALUATIONS})) when early stopping or
+ * a time budget is set and there is validation data, else null (no in-loop evaluation).
  * @param model the base model's layer count, hidden size, context length
  * @param trainRecords records in the training file
- * @throws JobConfigError naming the offending parameter
+ * @param validationRecords records in the validation file (null: none); early stopping and eval_steps need one
+ * @throws JobConfigError naming the offending parameter (`validation_file_required` for early stopping or
+ *   eval_steps without validation data; `invalid_method` for a method part the method does not take)
  */
 export function resolveJobConfig(
   input: JobConfigInput,
   model: { numLayers: number; hiddenSize: number; maxPositionEmbeddings: number },
   trainRecords: number,
+  validationRecords: number | null = null,
 ): ResolvedJobConfig {
   const limits: ModelLimits = limitsOf(model);
   const hp = input.hyperparameters ?? {};
-  const el = input.method?.edge_llm ?? {};
-  const fail = (code: string, message: string, param: string): never => {
+  const type: MethodType = input.method?.type ?? 'edge_llm';
+  const fail: Fail = (code, message, param) => {
     throw new JobConfigError(code, message, param);
   };
-
-  let exitLayers = el.exit_layers === undefined || el.exit_layers === 'auto' ? defaultExitLayers(limits.n_layers) : [...el.exit_layers];
-  exitLayers = exitLayers.sort((a, b) => a - b);
-  exitLayers.forEach((l, i) => {
-    if (l < 0 || l >= limits.n_layers)
-      fail('invalid_exit_layers', `exit layer ${l} is outside 0..${limits.n_layers - 1}`, 'method.edge_llm.exit_layers');
-    if (i > 0 && exitLayers[i - 1] === l) fail('invalid_exit_layers', `exit layer ${l} is listed twice`, 'method.edge_llm.exit_layers');
-  });
-  if (exitLayers[exitLayers.length - 1] !== limits.n_layers - 1) {
-    fail('invalid_exit_layers', `the last exit must be the last layer (${limits.n_layers - 1})`, 'method.edge_llm.exit_layers');
-  }
+  const edge = isEdgeLlmMethod(type) ? resolveEdgeLlm(input.method?.edge_llm ?? {}, limits.n_layers, fail) : null;
+  if (!edge && input.method?.edge_llm) refuseEdgeLlm(type, input.method.edge_llm, fail);
+  const rag = isRagMethod(type) ? resolveRag(input.method?.rag ?? {}, fail) : null;
+  if (!rag && input.method?.rag) fail('invalid_method', `method.rag applies to rag, rag_edge_llm and rag_lora, not ${type}`, 'method.rag');
 
   const batch = hp.batch_size === undefined || hp.batch_size === 'auto' ? Math.max(1, Math.min(8, trainRecords)) : hp.batch_size;
   const accum = hp.gradient_accumulation_steps ?? 1;
   const perEpoch = Math.max(1, Math.ceil(trainRecords / (batch * accum)));
   const maxSteps = hp.max_steps ?? null;
   const epochs = hp.n_epochs === undefined || hp.n_epochs === 'auto' ? (maxSteps ? Math.ceil(maxSteps / perEpoch) : 1) : hp.n_epochs;
-  const totalSteps = maxSteps ?? epochs * perEpoch;
-  if (totalSteps < exitLayers.length && exitLayers.length > 1) {
+  const totalSteps = type === 'rag' ? 0 : (maxSteps ?? epochs * perEpoch);
+  const windows = edge?.exit_layers.length ?? 1;
+  if (totalSteps > 0 && totalSteps < windows && windows > 1) {
     fail(
       'invalid_hyperparameters',
-      `${totalSteps} steps cannot train ${exitLayers.length} exit windows; raise max_steps or n_epochs`,
+      `${totalSteps} steps cannot train ${windows} exit windows; raise max_steps or n_epochs`,
       maxSteps ? 'hyperparameters.max_steps' : 'hyperparameters.n_epochs',
     );
   }
@@ -209,7 +280,7 @@ export function resolveJobConfig(
       'hyperparameters.max_length',
     );
   const warmup = hp.warmup_steps === undefined || hp.warmup_steps === 'auto' ? Math.min(10, Math.floor(totalSteps * 0.1)) : hp.warmup_steps;
-  const compression = resolveCompression(el.compression ?? null, fail);
+  const stopping = resolveStopping(hp, totalSteps, validationRecords, fail);
   const device =
     input.device && (input.device.memory_budget_bytes !== undefined || input.device.threads !== undefined)
       ? { memory_budget_bytes: input.device.memory_budget_bytes ?? null, threads: input.device.threads ?? null }
@@ -218,18 +289,7 @@ export function resolveJobConfig(
   const checkpointEvery = every === undefined || every === 'auto' ? Math.max(1, Math.ceil(totalSteps / 10)) : every;
 
   return {
-    method: {
-      type: 'edge_llm',
-      edge_llm: {
-        exit_layers: exitLayers,
-        schedule: el.schedule ?? 'sequential',
-        train_heads: el.train_heads ?? true,
-        head_rank: el.head_rank ?? 0,
-        prefix: el.prefix ?? 'backbone',
-        voting: 'auto',
-        compression,
-      },
-    },
+    method: { type, ...(edge ? { edge_llm: edge } : {}), ...(rag ? { rag } : {}) },
     hyperparameters: {
       n_epochs: epochs,
       batch_size: batch,
@@ -246,6 +306,7 @@ export function resolveJobConfig(
       lora_dropout: hp.lora_dropout ?? 0.05,
       target_modules: targets,
       max_length: maxLength,
+      ...stopping,
     },
     checkpointEvery,
     seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
@@ -254,8 +315,107 @@ export function resolveJobConfig(
   };
 }
 
+/** `method.edge_llm` with its defaults: exits checked against the model (sorted, distinct, the last = the last layer). */
+function resolveEdgeLlm(el: EdgeLlmMethodInput, nLayers: number, fail: Fail): EdgeLlmMethod {
+  const exitLayers = (el.exit_layers === undefined || el.exit_layers === 'auto' ? defaultExitLayers(nLayers) : [...el.exit_layers]).sort(
+    (a, b) => a - b,
+  );
+  exitLayers.forEach((l, i) => {
+    if (l < 0 || l >= nLayers) fail('invalid_exit_layers', `exit layer ${l} is outside 0..${nLayers - 1}`, 'method.edge_llm.exit_layers');
+    if (i > 0 && exitLayers[i - 1] === l) fail('invalid_exit_layers', `exit layer ${l} is listed twice`, 'method.edge_llm.exit_layers');
+  });
+  if (exitLayers[exitLayers.length - 1] !== nLayers - 1) {
+    fail('invalid_exit_layers', `the last exit must be the last layer (${nLayers - 1})`, 'method.edge_llm.exit_layers');
+  }
+  return {
+    exit_layers: exitLayers,
+    schedule: el.schedule ?? 'sequential',
+    train_heads: el.train_heads ?? true,
+    head_rank: el.head_rank ?? 0,
+    prefix: el.prefix ?? 'backbone',
+    voting: 'auto',
+    compression: resolveCompression(el.compression ?? null, fail),
+  };
+}
+
+/** Refuses `method.edge_llm` on a method without Edge-LLM, naming compression when it was asked for (LUC is Edge-LLM's). */
+function refuseEdgeLlm(type: MethodType, el: EdgeLlmMethodInput, fail: Fail): never {
+  if (el.compression)
+    fail(
+      'invalid_method',
+      `compression (LUC) is part of Edge-LLM: method ${type} cannot compress the base model; use edge_llm or rag_edge_llm`,
+      'method.edge_llm.compression',
+    );
+  return fail('invalid_method', `method.edge_llm applies to edge_llm and rag_edge_llm, not ${type}`, 'method.edge_llm');
+}
+
+/** `method.rag` with its defaults ({@link RAG_DEFAULTS}): k an integer in 1..MAX_RAG_K, context_share in (0, 1). */
+function resolveRag(rag: NonNullable<MethodInput['rag']>, fail: Fail): RagMethod {
+  const k = rag.k ?? RAG_DEFAULTS.k;
+  const share = rag.context_share ?? RAG_DEFAULTS.context_share;
+  if (!Number.isInteger(k) || k < 1 || k > MAX_RAG_K)
+    fail('invalid_method', `method.rag.k must be an integer in 1..${MAX_RAG_K} (got ${k})`, 'method.rag.k');
+  if (!(share > 0 && share < 1))
+    fail('invalid_method', `method.rag.context_share must be in (0, 1) (got ${share})`, 'method.rag.context_share');
+  return { k, context_share: share };
+}
+
+/**
+ * The time budget, early stopping and in-loop evaluation of a job (see {@link resolveJobConfig}). A budget
+ * or early stopping on a run with no steps (`rag`) is echoed and does nothing.
+ */
+function resolveStopping(
+  hp: HyperparametersInput,
+  totalSteps: number,
+  validationRecords: number | null,
+  fail: Fail,
+): Required<Pick<Hyperparameters, 'time_budget_s' | 'early_stopping' | 'eval_steps'>> {
+  const budget = hp.time_budget_s ?? null;
+  if (budget !== null && !(budget > 0 && budget <= MAX_TIME_BUDGET_S))
+    fail(
+      'invalid_hyperparameters',
+      `time_budget_s must be in (0, ${MAX_TIME_BUDGET_S}] seconds (7 days); got ${budget}`,
+      'hyperparameters.time_budget_s',
+    );
+  const hasVal = validationRecords !== null && validationRecords > 0;
+  let stopping: Hyperparameters['early_stopping'] = null;
+  if (hp.early_stopping) {
+    const { patience, min_delta: minDelta = 0 } = hp.early_stopping;
+    if (!Number.isInteger(patience) || patience < 1)
+      fail(
+        'invalid_hyperparameters',
+        `early_stopping.patience must be an integer >= 1 (got ${patience})`,
+        'hyperparameters.early_stopping.patience',
+      );
+    if (!(minDelta >= 0 && Number.isFinite(minDelta)))
+      fail(
+        'invalid_hyperparameters',
+        `early_stopping.min_delta must be >= 0 (got ${minDelta})`,
+        'hyperparameters.early_stopping.min_delta',
+      );
+    if (!hasVal)
+      fail(
+        'validation_file_required',
+        'early_stopping watches the validation metric: give a validation_file',
+        'hyperparameters.early_stopping',
+      );
+    stopping = { patience, min_delta: minDelta };
+  }
+  const e = hp.eval_steps ?? 'auto';
+  let evalSteps: number | null;
+  if (e === 'auto') evalSteps = (stopping || budget !== null) && hasVal ? Math.max(1, Math.round(totalSteps / AUTO_EVALUATIONS)) : null;
+  else {
+    if (!Number.isInteger(e) || e < 1)
+      fail('invalid_hyperparameters', `eval_steps must be "auto" or an integer >= 1 (got ${e})`, 'hyperparameters.eval_steps');
+    if (!hasVal)
+      fail('validation_file_required', 'eval_steps evaluates on the validation data: give a validation_file', 'hyperparameters.eval_steps');
+    evalSteps = e;
+  }
+  return { time_budget_s: budget, early_stopping: stopping, eval_steps: totalSteps > 0 ? evalSteps : null };
+}
+
 /** Fills in a compression budget's defaults and checks what the schema cannot (the bit rule's needs). */
-function resolveCompression(c: CompressionInput | null, fail: (code: string, message: string, param: string) => never): Compression | null {
+function resolveCompression(c: CompressionInput | null, fail: Fail): Compression | null {
   if (!c) return null;
   const out: Compression = {
     target_sparsity: c.target_sparsity,

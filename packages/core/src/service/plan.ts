@@ -14,7 +14,7 @@ import {
   type StoredDtype,
 } from '../schedule/planner.js';
 import { DEFAULT_DEVICE_GFLOPS, type Config } from './config.js';
-import type { Compression, JobDevice, ResolvedJobConfig } from './jobconfig.js';
+import { tuneModeOf, type Compression, type JobDevice, type ResolvedJobConfig } from './jobconfig.js';
 import type { WorkerRecord } from './workers.js';
 
 /** What the planner forecasts. Bytes, milliseconds, FLOPs. */
@@ -25,9 +25,22 @@ export interface PlanForecast {
   trainable_bytes: number;
   activation_bytes: number;
   prefix_cache_bytes: number;
+  /** one optimizer step (method `rag`: one forward pass of a batch) */
   step_ms: number;
+  /** step_ms x total steps, bounded by the time budget when there is one (0 for `rag`) */
   total_ms: number;
   flops_per_step: number;
+}
+
+/**
+ * A time budget against the forecast: `steps` optimizer steps fit in `seconds` at the forecast step time
+ * (in-loop evaluations, which the budget also counts, are not forecast: fewer steps may run); `stops_run`: the
+ * budget ends training before its last step.
+ */
+export interface PlanTimeBudget {
+  seconds: number;
+  steps: number;
+  stops_run: boolean;
 }
 
 /** A job's plan: its choices, the device it was made for, its forecast, and (after the run) the measurements. */
@@ -67,6 +80,8 @@ export interface JobPlan {
   measured: { peak_rss_bytes: number; peak_tf_bytes: number; step_ms: number } | null;
   /** forecast / measured - 1 */
   error: { peak_rss_bytes: number | null; peak_tf_bytes: number | null; step_ms: number | null } | null;
+  /** the job's time budget against the forecast (null: none; absent in plans made before budgets existed) */
+  time_budget?: PlanTimeBudget | null;
   /** the API's forecast at creation, kept when the worker's plan replaces it */
   admission: { fits: boolean; peak_rss_bytes: number; step_ms: number; total_ms: number; memory_budget_bytes: number } | null;
 }
@@ -129,6 +144,8 @@ export function estimatedPolicy(layers: number, c: Compression): { bits: number[
 /**
  * The planner's input for a resolved job (sequence length = max_length: the forecast is an upper bound);
  * `storedDtype`: the dtype of the model's stored weights (ModelSummary.storedDtype; null or absent: F32).
+ * The method picks the planner's mode (tuneModeOf: lora types plan as `vanilla`, `rag` as `none` with 0 steps);
+ * methods without `method.edge_llm` plan the defaults of its fields (one exit at the last layer).
  */
 export function planInputOf(
   model: PlanInput['model'],
@@ -138,22 +155,24 @@ export function planInputOf(
   storedDtype: string | null = null,
 ): PlanInput {
   const hp = cfg.hyperparameters;
+  const el = cfg.method.edge_llm;
+  const mode = tuneModeOf(cfg.method.type);
   return {
     model,
     storedDtype: plannerStoredDtype(storedDtype),
-    mode: 'edge_llm',
-    exitLayers: cfg.method.edge_llm.exit_layers,
+    mode,
+    ...(el ? { exitLayers: el.exit_layers } : {}),
     loraR: hp.lora_r,
     loraTargets: hp.target_modules,
-    headRank: cfg.method.edge_llm.head_rank ?? 0,
-    prefix: cfg.method.edge_llm.prefix ?? 'backbone',
-    schedule: cfg.method.edge_llm.schedule,
+    headRank: el?.head_rank ?? 0,
+    prefix: el?.prefix ?? 'backbone',
+    schedule: el?.schedule ?? 'sequential',
     batchSize: hp.batch_size * hp.gradient_accumulation_steps,
     seqLen: hp.max_length,
     steps: cfg.totalSteps,
     trainExamples: trainRecords,
     policy,
-    groupSize: cfg.method.edge_llm.compression?.group_size,
+    groupSize: el?.compression?.group_size,
   };
 }
 
@@ -214,7 +233,24 @@ export function jobPlanOf(
           step_ms: rel(f.stepMs, m.stepMs),
         }
       : null,
+    time_budget: null,
     admission: extra.admission ?? null,
+  };
+}
+
+/**
+ * Bounds a plan's forecast by a time budget (`seconds`; null: the plan as it is, `time_budget` null): the
+ * steps that fit at the forecast step time, whether the budget stops the run before `totalSteps`, and
+ * `forecast.total_ms` at most the budget.
+ */
+export function withTimeBudget(p: JobPlan, seconds: number | null, totalSteps: number): JobPlan {
+  if (seconds === null) return { ...p, time_budget: null };
+  const ms = seconds * 1000;
+  const steps = p.forecast.step_ms > 0 ? Math.min(totalSteps, Math.floor(ms / p.forecast.step_ms)) : totalSteps;
+  return {
+    ...p,
+    forecast: { ...p.forecast, total_ms: Math.min(p.forecast.total_ms, Math.round(ms)) },
+    time_budget: { seconds, steps, stops_run: steps < totalSteps },
   };
 }
 
@@ -232,7 +268,7 @@ export function admissionOf(p: JobPlan | null): JobPlan['admission'] {
 }
 
 /**
- * Plans a job on the API side, for `worker`'s device when one is live (apiDevice: its memory budget and
+ * Plans a job on the API side (its time budget, when set, bounds the forecast: {@link withTimeBudget}), for `worker`'s device when one is live (apiDevice: its memory budget and
  * its backend's heap ceiling), with the model's weights at `storedDtype` (the safetensors dtype its hosts
  * reported; null: F32).
  * @throws PlanError (engine) for an input the planner cannot evaluate.
@@ -246,7 +282,7 @@ export function planJob(
   worker: WorkerRecord | null = null,
   storedDtype: string | null = null,
 ): JobPlan {
-  const c = cfg.method.edge_llm.compression;
+  const c = cfg.method.edge_llm?.compression ?? null;
   const L = model.numHiddenLayers;
   let policy: { bits: number[]; sparsity: number[] } | null = null;
   let ref: JobPlan['policy'] = null;
@@ -259,7 +295,7 @@ export function planJob(
   }
   const dev = apiDevice(config, cfg.device, worker);
   const p = makePlan(planInputOf(model, cfg, trainRecords, policy, storedDtype), dev.device);
-  return jobPlanOf(p, 'api', { policy: ref, deviceSource: dev });
+  return withTimeBudget(jobPlanOf(p, 'api', { policy: ref, deviceSource: dev }), cfg.hyperparameters.time_budget_s ?? null, cfg.totalSteps);
 }
 
 /** One line for events and logs: choices and forecast against the budget. */
@@ -267,6 +303,7 @@ export function describePlan(p: JobPlan): string {
   const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
   return (
     `exits [${p.exit_layers.join(', ')}], micro-batch ${p.micro_batch} x ${p.gradient_accumulation_steps}, prefix cache ${p.prefix_cache ? 'on' : 'off'}; ` +
-    `forecast ${mib(p.forecast.peak_rss_bytes)} peak of a ${mib(p.device.memory_budget_bytes)} budget, ${Math.round(p.forecast.step_ms)} ms/step, ${Math.round(p.forecast.total_ms / 1000)} s in all`
+    `forecast ${mib(p.forecast.peak_rss_bytes)} peak of a ${mib(p.device.memory_budget_bytes)} budget, ${Math.round(p.forecast.step_ms)} ms/step, ${Math.round(p.forecast.total_ms / 1000)} s in all` +
+    (p.time_budget?.stops_run ? ` (the ${p.time_budget.seconds} s time budget stops it after about ${p.time_budget.steps} steps)` : '')
   );
 }

@@ -3,6 +3,9 @@ import type { EngineTokenizer } from '../tokenizer/index.js';
 import { renderPlainChat } from '../tokenizer/chat.js';
 import { IGNORE_INDEX, isChatRecord, type TrainingRecord } from '@edgetune/core';
 
+// The answer of a record and a dataset's classes are data facts the API needs too: they live in core.
+export { classificationLabels, recordAnswer } from '@edgetune/core';
+
 /**
  * One tokenized training example.
  *
@@ -26,11 +29,6 @@ export interface EncodedExample {
 export function encodePrompt(tok: EngineTokenizer, prompt: string): number[] {
   const ids = tok.encode(prompt, { addSpecialTokens: false });
   return tok.addBos && tok.bosId !== null ? [tok.bosId, ...ids] : ids;
-}
-
-/** The answer text of a record: the completion, or the content of the final assistant message. */
-export function recordAnswer(rec: TrainingRecord): string {
-  return isChatRecord(rec) ? rec.messages[rec.messages.length - 1]!.content : rec.completion;
 }
 
 /**
@@ -133,19 +131,4 @@ export function collate(batch: readonly EncodedExample[], padId: number, opts: {
     attentionMask.fill(1, b * seq, b * seq + ex.inputIds.length);
   });
   return { inputIds, labels, attentionMask, batch: n, seq };
-}
-
-/**
- * The distinct answers of a classification dataset (completions, or final assistant contents), sorted, exactly
- * as written (e.g. `[' ham', ' spam']`, leading space kept since it is part of the tokens to score).
- * Returns null when there are more than `maxLabels` (default 32) distinct answers: not a classification task.
- */
-export function classificationLabels(records: Iterable<TrainingRecord>, opts: { maxLabels?: number } = {}): string[] | null {
-  const max = opts.maxLabels ?? 32;
-  const seen = new Set<string>();
-  for (const rec of records) {
-    seen.add(recordAnswer(rec));
-    if (seen.size > max) return null;
-  }
-  return [...seen].sort();
 }

@@ -1,10 +1,12 @@
 /**
  * Evaluation of exit paths and their vote: accuracy on classification-style data (label scoring on the
- * first completion token, as QLoRA and Edge-LLM (Yu et al., DAC 2024) score MMLU letters) and perplexity on
- * the completion tokens.
+ * first completion token, as QLoRA and Edge-LLM (Yu et al., DAC 2024) score MMLU letters), perplexity on
+ * the completion tokens and, for generation tasks, exact match of the greedy generation (as SQuAD's EM,
+ * Rajpurkar et al. 2016, without its normalisation beyond trimming).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LlamaModel } from '../model/llama.js';
+import type { EngineTokenizer } from '../tokenizer/index.js';
 import type { Example } from '../tune/batches.js';
 import { makeBatch } from '../tune/batches.js';
 import { IGNORE_INDEX } from '@edgetune/core';
@@ -18,6 +20,7 @@ import {
   type ExitPath,
   type VotingRule,
 } from './voting.js';
+import { generateBatch } from './generate.js';
 
 /** Metrics of one path or one vote. accuracy is null when the data is not classification-like. */
 export interface PathMetrics {
@@ -40,6 +43,34 @@ export interface EvalReport {
   predictions?: Record<VotingRule, number[]>;
   /** the `weighted` vote's per-exit weights: the paths' own, or fitted on these examples when they had none */
   exitWeights: number[];
+  /** exact match of greedy generation, when asked for ({@link evaluatePaths}' `generate`) */
+  exactMatch?: ExactMatchReport;
+}
+
+/** Options of {@link exactMatch}. */
+export interface ExactMatchOptions {
+  /** decodes generated and reference ids (special tokens skipped); its eos ends a generation */
+  tokenizer: Pick<EngineTokenizer, 'decode' | 'eosId'>;
+  /** voting rule of the voted generation (default: `max`; in {@link evaluatePaths}, the adapter's rule if
+   *  given, else {@link chooseRule} on the report) */
+  rule?: VotingRule;
+  /** new tokens allowed beyond each reference completion's length, tokens (default 4) */
+  margin?: number;
+  /** cap on new tokens per example (default: none but the reference's length + margin) */
+  maxNewTokens?: number;
+  /** sequences decoded at once (prompts of one token length share a batch; default 64) */
+  batchSize?: number;
+}
+
+/** Exact match, fractions in [0, 1] of the examples with completion tokens. */
+export interface ExactMatchReport {
+  /** each exit path generating alone */
+  perExit: number[];
+  /** the vote over all paths with `rule` */
+  voted: number;
+  rule: VotingRule;
+  /** examples scored */
+  examples: number;
 }
 
 /** Error for data that cannot be scored. */
@@ -57,14 +88,23 @@ export function firstTarget(e: Example): number {
 
 /**
  * Distinct first completion tokens across examples: the candidate classes for label scoring.
- * Returns null when there are more than `maxClasses` (free-form generation data).
+ * Returns null when there are more than `maxClasses` distinct first tokens or distinct completions (free-form
+ * generation data: a pronunciation's first phone is no class of it), or fewer than 2 first tokens.
  */
 export function classTokensOf(examples: Example[], maxClasses = 32): number[] | null {
   const s = new Set<number>();
+  const completions = new Set<string>();
   for (const e of examples) {
     const t = firstTarget(e);
-    if (t > 0) s.add(e.labels[t]);
-    if (s.size > maxClasses) return null;
+    if (t <= 0) continue;
+    s.add(e.labels[t]);
+    completions.add(
+      e.labels
+        .slice(t)
+        .filter((y) => y !== IGNORE_INDEX)
+        .join(','),
+    );
+    if (s.size > maxClasses || completions.size > maxClasses) return null;
   }
   return s.size >= 2 ? [...s].sort((a, b) => a - b) : null;
 }
@@ -80,7 +120,14 @@ export function evaluatePaths(
   model: LlamaModel,
   paths: ExitPath[],
   examples: Example[],
-  opts: { batchSize?: number; classTokens?: number[] | null; padId?: number; keepPredictions?: boolean } = {},
+  opts: {
+    batchSize?: number;
+    classTokens?: number[] | null;
+    padId?: number;
+    keepPredictions?: boolean;
+    /** also report {@link exactMatch} (greedy generation per example: costs a decode per token) */
+    generate?: ExactMatchOptions;
+  } = {},
 ): EvalReport {
   const bs = opts.batchSize ?? 16;
   const classTokens = opts.classTokens === undefined ? classTokensOf(examples) : opts.classTokens;
@@ -170,7 +217,7 @@ export function evaluatePaths(
     loss: n / Math.max(1, tokens),
     perplexity: Math.exp(n / Math.max(1, tokens)),
   });
-  return {
+  const report: EvalReport = {
     examples: examples.length,
     tokens,
     perExit: paths.map((p, k) => ({ layer: p.layer, ...metrics(nll[k], correct[k]) })),
@@ -179,6 +226,61 @@ export function evaluatePaths(
     predictions: opts.keepPredictions ? predictions : undefined,
     exitWeights,
   };
+  if (opts.generate) {
+    const rule = opts.generate.rule ?? (paths.length > 1 ? chooseRule(report) : 'max');
+    report.exactMatch = exactMatch(model, paths, examples, { ...opts.generate, rule });
+  }
+  return report;
+}
+
+/**
+ * Exact match of free-form generation: for each example, greedy generation from its prompt (the tokens before
+ * its first completion token) with the KV cache ({@link generateBatch}), ended by eos or after the reference
+ * completion's length + `margin` tokens, is right when its decoded text, trimmed, equals the reference
+ * completion's (eos dropped), trimmed. Reported for the vote over all paths and for each path alone.
+ * Prompts of the same token length decode together in batches of `batchSize`.
+ * @throws EvaluationError when no example has completion tokens.
+ */
+export function exactMatch(model: LlamaModel, paths: ExitPath[], examples: Example[], opts: ExactMatchOptions): ExactMatchReport {
+  const { tokenizer, margin = 4, batchSize = 64 } = opts;
+  const rule = opts.rule ?? 'max';
+  const stopIds = tokenizer.eosId === null ? [] : [tokenizer.eosId];
+  const text = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true }).trim();
+  // Prompt, reference text and token budget of each scorable example, grouped by prompt length.
+  const items: { prompt: number[]; reference: string; budget: number }[] = [];
+  for (const e of examples) {
+    const f = firstTarget(e);
+    if (f <= 0) continue;
+    const ref = e.labels.slice(f).filter((y) => y !== IGNORE_INDEX && !stopIds.includes(y));
+    const budget = ref.length + margin;
+    items.push({ prompt: e.inputIds.slice(0, f), reference: text(ref), budget: Math.min(budget, opts.maxNewTokens ?? budget) });
+  }
+  if (!items.length) throw new EvaluationError('exact match: no example has completion tokens');
+  const byLength = new Map<number, typeof items>();
+  for (const it of items) {
+    const g = byLength.get(it.prompt.length);
+    if (g) g.push(it);
+    else byLength.set(it.prompt.length, [it]);
+  }
+  const rate = (ps: ExitPath[]): number => {
+    let right = 0;
+    for (const group of byLength.values())
+      for (let i = 0; i < group.length; i += batchSize) {
+        const chunk = group.slice(i, i + batchSize);
+        const outs = generateBatch(
+          model,
+          ps,
+          chunk.map((it) => it.prompt),
+          { maxNewTokens: chunk.map((it) => it.budget), rule, stopIds },
+        );
+        outs.forEach((ids, b) => {
+          if (text(ids) === chunk[b].reference) right++;
+        });
+      }
+    return right / items.length;
+  };
+  const perExit = paths.map((p) => rate([p]));
+  return { perExit, voted: paths.length === 1 ? perExit[0] : rate(paths), rule, examples: items.length };
 }
 
 /**

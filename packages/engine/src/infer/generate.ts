@@ -63,6 +63,58 @@ export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[],
   return out;
 }
 
+/**
+ * Greedy generation for several prompts of the same length at once: one batched KV cache, the same vote at
+ * every token as {@link generate} (greedy, same tokens up to float rounding of batched matmuls). A row stops
+ * at a stop token or at its own token budget; the batch runs until every row has stopped or the context
+ * (`maxPositionEmbeddings`) is full. A stopped row keeps being fed its last token, its outputs ignored.
+ * @param prompts [batch][seq] token ids, every row the same length
+ * @param o.maxNewTokens new tokens at most, per row or one number for all
+ * @returns per row the new token ids (stop token excluded).
+ * @throws Error when `prompts` is empty, a row is empty, rows differ in length, a budget list has the wrong
+ *   length, or a prompt fills the context.
+ */
+export function generateBatch(
+  model: LlamaModel,
+  paths: ExitPath[],
+  prompts: number[][],
+  o: { maxNewTokens: number | number[]; rule: VotingRule; stopIds?: number[] },
+): number[][] {
+  const B = prompts.length,
+    T = prompts[0]?.length ?? 0;
+  if (!B || !T) throw new Error('generateBatch: empty prompt');
+  if (prompts.some((p) => p.length !== T)) throw new Error('generateBatch: prompts must have the same length');
+  const ctxLen = model.config.maxPositionEmbeddings;
+  if (T >= ctxLen) throw new Error(`generateBatch: prompt of ${T} tokens fills the context of ${ctxLen}`);
+  const budget = typeof o.maxNewTokens === 'number' ? new Array(B).fill(o.maxNewTokens) : o.maxNewTokens;
+  if (budget.length !== B) throw new Error(`generateBatch: ${budget.length} token budgets for ${B} prompts`);
+  const out = prompts.map(() => [] as number[]);
+  const done = budget.map((n) => n <= 0);
+  if (done.every(Boolean)) return out;
+  const weights = pathWeights(paths);
+  const cache = new ExitKvCache(model, paths);
+  try {
+    let probs = cache.step(prompts);
+    for (;;) {
+      const voted = combineExits(probs, o.rule, weights);
+      const p = voted.dataSync() as Float32Array;
+      const V = p.length / B;
+      tf.dispose([...probs, voted]);
+      const next = out.map((_, b) => argmax(p.subarray(b * V, (b + 1) * V)));
+      next.forEach((t, b) => {
+        if (done[b]) return;
+        if (o.stopIds?.includes(t)) done[b] = true;
+        else if (out[b].push(t) >= budget[b]) done[b] = true;
+      });
+      if (done.every(Boolean) || cache.length >= ctxLen) break;
+      probs = cache.step(next.map((t) => [t]));
+    }
+  } finally {
+    cache.dispose();
+  }
+  return out;
+}
+
 /** {@link generate} without a cache: each step reruns the (last maxContext tokens of the) context. */
 function generateRerun(model: LlamaModel, paths: ExitPath[], prompt: number[], o: GenerateOptions): number[] {
   const out: number[] = [];

@@ -7,22 +7,33 @@
  *   exit: the LoRA on its path (`layers_to_transform`: its window, or every layer with an adapted prefix)
  *   and its norm/head as `modules_to_save`
  *   (`model.norm`, `lm_head`), so PEFT, which activates every tensor in the file, computes that path.
+ * - vanilla LoRA and no tuning (`mode` `vanilla` / `none`): `edge_llm.json` alone, one path through the base
+ *   model's final norm and lm_head (vanilla: with the PEFT adapter written beside it), so every method loads alike.
+ * - with RAG: `rag_index.json` (retrieve/) and the manifest's `rag` field.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel, Linear } from '../model/llama.js';
-import { AdapterError, loraTensors, savePeftAdapter, type LoraConfig, type RowSource } from '../model/lora.js';
+import { AdapterError, applyPeftAdapter, loraTensors, savePeftAdapter, type LoraConfig, type RowSource } from '../model/lora.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { ExitHead } from './exits.js';
 import { isTensor, matrixShape, resident, widenRowsBlock, type StoredMatrix } from '../backend/frozen.js';
 import type { ExitPath, VotingRule } from '../infer/voting.js';
+import type { RagManifest } from '../retrieve/index.js';
 
 export const EDGE_FORMAT = 'edgetune.edge_llm/1';
 
 /** Contents of `edge_llm.json`. */
 export interface EdgeLlmManifest {
   format: typeof EDGE_FORMAT;
+  /**
+   * how the adapter was made (absent: `edge_llm`): `vanilla` = a PEFT adapter in the same folder, `none` = the
+   * base model unchanged (RAG alone); both run one path, the base model's final norm and lm_head
+   */
+  mode?: 'edge_llm' | 'vanilla' | 'none';
+  /** retrieval settings when prompts are augmented from `rag_index.json` (absent: no RAG) */
+  rag?: RagManifest;
   /** exit layers, 0-based, ascending; the last is the last decoder layer */
   exit_layers: number[];
   /** first layer of each exit's window */
@@ -36,7 +47,8 @@ export interface EdgeLlmManifest {
   voting_rule: VotingRule;
   /** per-exit weights of the `weighted` vote, fitted on validation (absent in older adapters: uniform) */
   exit_weights?: number[];
-  lora: { r: number; lora_alpha: number; lora_dropout: number; target_modules: string[] };
+  /** absent for `none` */
+  lora?: { r: number; lora_alpha: number; lora_dropout: number; target_modules: string[] };
   base_model?: string;
   /** validation metrics per exit and per rule, when evaluated */
   validation?: unknown;
@@ -149,7 +161,32 @@ export function saveEdgeAdapter(
 }
 
 /**
- * Loads a voted model written by {@link saveEdgeAdapter} onto `model` (LoRA attached in place).
+ * Writes `edge_llm.json` for a method without exits (vanilla LoRA, whose PEFT files are in `dir` already, or
+ * no tuning): one path, the last layer through the base model's final norm and lm_head.
+ */
+export function savePlainManifest(
+  dir: string,
+  model: LlamaModel,
+  lora: LoraConfig | null,
+  manifest: { mode: 'vanilla' | 'none'; base_model?: string; validation?: unknown; [key: string]: unknown },
+): void {
+  mkdirSync(dir, { recursive: true });
+  const full: EdgeLlmManifest = {
+    voting_rule: 'mean',
+    ...manifest,
+    format: EDGE_FORMAT,
+    exit_layers: [model.config.numHiddenLayers - 1],
+    window_starts: [0],
+    prefix: 'backbone',
+    path_starts: [0],
+    ...(lora ? { lora: { r: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, target_modules: lora.targetModules } } : {}),
+  };
+  writeFileSync(join(dir, 'edge_llm.json'), `${JSON.stringify(full, null, 2)}\n`);
+}
+
+/**
+ * Loads a voted model written by {@link saveEdgeAdapter} (or a single path, {@link savePlainManifest}) onto
+ * `model` (LoRA attached in place).
  * @returns the exit paths in ascending layer order and the manifest.
  * @throws AdapterError for a missing or inconsistent folder.
  */
@@ -158,6 +195,11 @@ export function loadEdgeAdapter(model: LlamaModel, dir: string): { paths: ExitPa
   if (!existsSync(mf)) throw new AdapterError(`no edge_llm.json in ${dir}`);
   const manifest = JSON.parse(readFileSync(mf, 'utf8')) as EdgeLlmManifest;
   if (manifest.format !== EDGE_FORMAT) throw new AdapterError(`${mf}: format ${manifest.format} is not ${EDGE_FORMAT}`);
+  if (manifest.mode === 'vanilla' || manifest.mode === 'none') {
+    if (manifest.mode === 'vanilla') applyPeftAdapter(model, dir);
+    return { paths: [plainPath(model)], manifest };
+  }
+  if (!manifest.lora) throw new AdapterError(`${mf}: no lora field`);
   const { tensors } = readSafetensors(join(dir, 'edge_llm.safetensors'));
   const linears = model.linears();
   const cf = join(dir, 'compressed_model.safetensors');

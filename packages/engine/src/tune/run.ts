@@ -16,8 +16,17 @@ import { AdaptiveTrainer, DEFAULT_TUNE, scoredPositions, type StepReport, type T
 import type { Example } from './batches.js';
 import { hasTrainerCheckpoint, loadTrainerCheckpoint, saveTrainerCheckpoint } from './checkpoint.js';
 import { chooseRule, evaluatePaths, type EvalReport } from '../infer/evaluate.js';
-import { pathsOf, plainPath, saveEdgeAdapter, writeJson } from './artifacts.js';
+import { plainPath, saveEdgeAdapter, savePlainManifest, writeJson } from './artifacts.js';
+import { augmentRecord, RagIndex, resolveRagOptions, saveRagIndex, type RagAugmentation, type RagOptions } from '../retrieve/index.js';
 import { materializeHeads } from './exits.js';
+import {
+  defaultEvalEvery,
+  trainerPaths,
+  ValidationMonitor,
+  type EarlyStoppingOptions,
+  type StopReason,
+  type ValidationPoint,
+} from './early-stopping.js';
 import type { VotingRule } from '../infer/voting.js';
 import {
   loadLlamaConfig,
@@ -91,7 +100,13 @@ export interface TuneJobOptions {
   outDir: string;
   /** tokens per example after truncation */
   maxLength?: number;
-  tune?: Partial<Omit<TuneOptions, 'lora'>> & { lora?: Partial<LoraConfig> };
+  /** `mode: 'none'` trains nothing: the base model is evaluated and bundled as is (with `rag`: RAG alone) */
+  tune?: Partial<Omit<TuneOptions, 'lora' | 'mode'>> & { mode?: TuneOptions['mode'] | 'none'; lora?: Partial<LoraConfig> };
+  /**
+   * retrieval-augmented prompts (absent: none): a BM25 index over the training records; each training prompt
+   * gets its top-k neighbours but itself (OPPU), validation prompts their top-k; written as `rag_index.json`
+   */
+  rag?: RagOptions;
   /** examples per evaluation forward */
   evalBatchSize?: number;
   /** save a resumable checkpoint every N optimizer steps into `<outDir>/checkpoint` (0 = never) */
@@ -110,6 +125,18 @@ export interface TuneJobOptions {
   /** layer-wise unified compression before tuning (absent = dense model) */
   compression?: CompressionOptions;
   onStep?: (r: StepReport) => void | Promise<void>;
+  /** stop once the tuning wall time (steps + in-loop evaluations) reaches this many ms; checked between steps */
+  timeBudgetMs?: number;
+  /** stop after `patience` in-loop evaluations without an improvement of at least `minDelta`; needs validation data */
+  earlyStopping?: EarlyStoppingOptions;
+  /**
+   * optimizer steps between in-loop validation evaluations (and the last step); default with validation data
+   * and earlyStopping or timeBudgetMs: {@link defaultEvalEvery}, else none. When points were evaluated, the
+   * weights saved are the best point's.
+   */
+  evalEvery?: number;
+  /** called with each in-loop validation point */
+  onEval?: (p: ValidationPoint) => void | Promise<void>;
   onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
   /** aborts between steps (cancel); the run throws an AbortError-named Error */
   signal?: AbortSignal;
@@ -118,7 +145,7 @@ export interface TuneJobOptions {
 
 /** What {@link runTuning} returns and writes as `metrics.json`. Units: ms, bytes, tokens. */
 export interface TuneJobReport {
-  mode: TuneOptions['mode'];
+  mode: TuneOptions['mode'] | 'none';
   steps: number;
   trainExamples: number;
   validationExamples: number;
@@ -137,6 +164,11 @@ export interface TuneJobReport {
   finalLoss: number;
   votingRule: VotingRule | null;
   validation: EvalReport | null;
+  /** in-loop validation points, in step order (empty without in-loop evaluation) */
+  validationCurve: ValidationPoint[];
+  /** step of the best eligible point, whose weights were saved; null when none was evaluated */
+  bestStep: number | null;
+  stoppedBy: StopReason;
   outDir: string;
   compression: { policy: LucPolicy; report: CompressionReport; sensitivity: SensitivityReport | null } | null;
   /** the plan the run followed, and what was measured against its forecast */
@@ -197,14 +229,22 @@ export class PlanNotFeasibleError extends Error {
   }
 }
 
-/** Reads and tokenizes a JSONL file. @throws DatasetError naming the bad line. */
+/**
+ * Reads and tokenizes a JSONL file; with `rag`, the examples' prompts carry their retrieved examples
+ * (`records` stay as read). `excludeSelf`: record i is document i of the index (the index's own training
+ * file) and is never retrieved for itself.
+ * @throws DatasetError naming the bad line.
+ */
 export async function loadExamples(
   file: string,
   tok: EngineTokenizer,
   maxLength: number,
+  opts: { rag?: RagAugmentation | null; excludeSelf?: boolean } = {},
 ): Promise<{ records: TrainingRecord[]; examples: Example[] }> {
   const records = await readJsonlFile(file);
-  return { records, examples: records.map((r) => encodeRecord(tok, r, { maxLength })) };
+  const { rag, excludeSelf } = opts;
+  const inputs = rag ? records.map((r, i) => augmentRecord(tok, rag, r, excludeSelf ? { exclude: i } : {})) : records;
+  return { records, examples: inputs.map((r) => encodeRecord(tok, r, { maxLength })) };
 }
 
 /** Full options with defaults filled in. */
@@ -214,8 +254,35 @@ export function resolveTuneOptions(o: TuneJobOptions['tune'] = {}): TuneOptions 
 }
 
 /**
+ * Steps between in-loop validation evaluations for a job (0 = none), from its options.
+ * @throws TuneConfigError naming the field for a bad timeBudgetMs, earlyStopping or evalEvery, or for early
+ *   stopping / evalEvery without a validation file
+ */
+export function evalEveryOf(
+  o: Pick<TuneJobOptions, 'timeBudgetMs' | 'earlyStopping' | 'evalEvery' | 'validationFile'>,
+  steps: number,
+): number {
+  const { timeBudgetMs: budget, earlyStopping: es, evalEvery } = o;
+  if (budget !== undefined && !(Number.isFinite(budget) && budget > 0))
+    throw new TuneConfigError(`timeBudgetMs must be a positive number of ms, got ${budget}`);
+  if (es && !(Number.isInteger(es.patience) && es.patience > 0))
+    throw new TuneConfigError(`earlyStopping.patience must be a positive integer, got ${es.patience}`);
+  if (es && !(Number.isFinite(es.minDelta) && es.minDelta >= 0))
+    throw new TuneConfigError(`earlyStopping.minDelta must be a number >= 0, got ${es.minDelta}`);
+  if (evalEvery !== undefined && !(Number.isInteger(evalEvery) && evalEvery > 0))
+    throw new TuneConfigError(`evalEvery must be a positive integer, got ${evalEvery}`);
+  if (!o.validationFile) {
+    if (es) throw new TuneConfigError('earlyStopping needs a validation file (validationFile)');
+    if (evalEvery !== undefined) throw new TuneConfigError('evalEvery needs a validation file (validationFile)');
+    return 0;
+  }
+  return evalEvery ?? (es || budget !== undefined ? defaultEvalEvery(steps) : 0);
+}
+
+/**
  * Runs a tuning job. Writes `<outDir>/edge_llm.json`, `edge_llm.safetensors`, `peft/`, `metrics.json`
- * (vanilla: a PEFT adapter, `adapter_config.json` + `adapter_model.safetensors`, and `metrics.json`).
+ * (vanilla: a PEFT adapter, `adapter_config.json` + `adapter_model.safetensors`, `edge_llm.json` and `metrics.json`;
+ * mode none: `edge_llm.json` and `metrics.json`); with `rag`, `rag_index.json` too.
  * @throws DatasetError / ModelConfigError / AdapterError / TuneConfigError for bad inputs; Error named AbortError when aborted.
  */
 export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
@@ -226,15 +293,21 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   // Vanilla LoRA is the uncompressed baseline; its artifact is a plain PEFT adapter of the base model.
   if (opts.mode === 'vanilla' && o.compression)
     throw new TuneConfigError('compression applies to edge_llm tuning; vanilla LoRA tunes the uncompressed model');
+  const none = o.tune?.mode === 'none'; // no training: the base model (+ RAG) is evaluated and bundled
+  if (none && o.compression) throw new TuneConfigError('compression applies to edge_llm tuning; mode none keeps the base model');
+  const evalEvery = evalEveryOf(o, opts.steps);
   const tok = await loadTokenizer(o.modelDir);
   const config = loadLlamaConfig(o.modelDir);
   const dtype = storedDtype(readWeightIndex(o.modelDir)); // from the safetensors headers: how the weights are stored
   const padId = tok.padId ?? tok.eosId ?? 0;
-  const train = await loadExamples(o.trainFile, tok, maxLength);
-  const val = o.validationFile ? await loadExamples(o.validationFile, tok, maxLength) : null;
+  const rag: RagAugmentation | null = o.rag
+    ? { index: RagIndex.build(await readJsonlFile(o.trainFile)), ...resolveRagOptions(o.rag), maxLength }
+    : null;
+  const train = await loadExamples(o.trainFile, tok, maxLength, { rag, excludeSelf: true });
+  const val = o.validationFile ? await loadExamples(o.validationFile, tok, maxLength, { rag }) : null;
   // The plan comes before the weights are read: a job the device cannot hold is refused with the figures,
   // not aborted half-way through loading. Before compression the policy is the budget's uniform bits.
-  const dev = o.device ? await measuredDevice(o.device === true ? {} : o.device, log) : null;
+  const dev = o.device && !none ? await measuredDevice(o.device === true ? {} : o.device, log) : null;
   const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
   const scored = train.examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b); // 90th percentile below
   const planInput = (policy: PlanInput['policy']): PlanInput => ({
@@ -275,6 +348,20 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     `model ${resolve(o.modelDir)}: ${model.config.numHiddenLayers} layers, ${(model.paramCount() / 1e6).toFixed(2)} M params (${(model.storedBytes() / 2 ** 20).toFixed(0)} MiB outside the TF.js heap) loaded in ${(loadMs / 1000).toFixed(1)} s; ${train.examples.length} train / ${val?.examples.length ?? 0} validation examples`,
   );
   mkdirSync(o.outDir, { recursive: true });
+  const ragManifest = rag ? { rag: saveRagIndex(o.outDir, rag) } : {};
+  if (none) {
+    const validation = val?.examples.length
+      ? evaluatePaths(model, [plainPath(model)], val.examples, { batchSize: o.evalBatchSize ?? 16, padId })
+      : null;
+    savePlainManifest(o.outDir, model, null, {
+      mode: 'none',
+      base_model: resolve(o.modelDir),
+      validation: validation ?? undefined,
+      max_length: maxLength,
+      ...ragManifest,
+    });
+    return finishUntuned(o, model, { t0, loadMs, validation, trainExamples: train.examples.length });
+  }
   let compression: TuneJobReport['compression'] = null;
   if (o.compression) {
     const c = o.compression;
@@ -310,11 +397,22 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   }
   const trainer = new AdaptiveTrainer(model, train.examples, opts, padId);
   const ckptDir = join(o.outDir, 'checkpoint');
+  const monitor = new ValidationMonitor(trainer, {
+    examples: val?.examples ?? [],
+    evalEvery,
+    earlyStopping: o.earlyStopping,
+    timeBudgetMs: o.timeBudgetMs,
+    batchSize: o.evalBatchSize ?? 16,
+    padId,
+    onEval: o.onEval,
+  });
   if (o.resume && hasTrainerCheckpoint(ckptDir)) {
-    loadTrainerCheckpoint(trainer, ckptDir);
+    const callbacks = loadTrainerCheckpoint(trainer, ckptDir);
+    if (callbacks.ValidationMonitor) monitor.loadStateDict(callbacks.ValidationMonitor);
     log(`resumed from ${ckptDir} at step ${trainer.state.step}`);
   }
   let last: StepReport | null = null;
+  let stoppedBy: StopReason = 'max_steps';
   while (!trainer.done) {
     if (o.signal?.aborted) {
       const e = new Error('tuning aborted');
@@ -323,16 +421,25 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     }
     last = await trainer.step();
     await o.onStep?.(last);
+    const stop = await monitor.afterStep();
     const every = o.checkpointEvery ?? 0;
     if ((every && (trainer.state.step % every === 0 || trainer.done)) || o.shouldCheckpoint?.(trainer.state.step)) {
-      saveTrainerCheckpoint(trainer, ckptDir);
+      saveTrainerCheckpoint(trainer, ckptDir, { ValidationMonitor: monitor.stateDict() });
       await o.onCheckpoint?.(trainer.state.step, ckptDir);
     }
+    if (stop) {
+      stoppedBy = stop;
+      log(`stopped by ${stop.replace('_', ' ')} at step ${trainer.state.step} of ${opts.steps}`);
+      break;
+    }
   }
+  // Best-on-validation weights (HF load_best_model_at_end) before the final evaluation and saving.
+  const bestStep = monitor.restoreBest();
+  if (bestStep !== null && bestStep !== trainer.state.step) log(`restored the best validation point's weights (step ${bestStep})`);
   const trainMs = trainer.state.elapsedMs;
   const stepMsMeasured = trainMs / Math.max(1, trainer.state.step);
   materializeHeads(trainer.exits); // low-rank heads -> dense: training is over
-  const paths = opts.mode === 'vanilla' ? [plainPath(model)] : pathsOf(trainer.exits, opts.prefix);
+  const paths = trainerPaths(trainer);
   let validation: EvalReport | null = null;
   let votingRule: VotingRule | null = null;
   if (val?.examples.length) {
@@ -341,6 +448,13 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   }
   if (opts.mode === 'vanilla') {
     savePeftAdapter(o.outDir, opts.lora, trainer.loraLinears, new Map(), { base_model_name_or_path: resolve(o.modelDir) });
+    savePlainManifest(o.outDir, model, opts.lora, {
+      mode: 'vanilla',
+      base_model: resolve(o.modelDir),
+      validation: validation ?? undefined,
+      max_length: maxLength,
+      ...ragManifest,
+    });
   } else {
     saveEdgeAdapter(o.outDir, model, trainer.exits, trainer.loraLinears, opts.lora, {
       voting_rule: votingRule ?? 'mean',
@@ -349,6 +463,7 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
       base_model: resolve(o.modelDir),
       validation: validation ?? undefined,
       max_length: maxLength,
+      ...ragManifest,
       compression: compression
         ? {
             policy: compression.policy,
@@ -377,6 +492,9 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
     finalLoss: last?.loss ?? NaN,
     votingRule,
     validation,
+    validationCurve: monitor.curve,
+    bestStep,
+    stoppedBy,
     outDir: resolve(o.outDir),
     compression,
     plan: plan
@@ -392,6 +510,42 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   };
   writeJson(join(o.outDir, 'metrics.json'), report);
   trainer.optimizer.dispose();
+  model.dispose();
+  tf.disposeVariables();
+  return report;
+}
+
+/** The report of a job that trained nothing (`mode: 'none'`), written as `metrics.json`; frees the model. */
+function finishUntuned(
+  o: TuneJobOptions,
+  model: LlamaModel,
+  r: { t0: number; loadMs: number; validation: EvalReport | null; trainExamples: number },
+): TuneJobReport {
+  const report: TuneJobReport = {
+    mode: 'none',
+    steps: 0,
+    trainExamples: r.trainExamples,
+    validationExamples: r.validation?.examples ?? 0,
+    wallMs: performance.now() - r.t0,
+    trainMs: 0,
+    tokens: 0,
+    tokensPerSec: 0,
+    flops: 0,
+    gflopsPerSec: 0,
+    peakRssBytes: process.memoryUsage().rss,
+    loadMs: r.loadMs,
+    storedWeightBytes: model.storedBytes(),
+    finalLoss: Number.NaN,
+    votingRule: null,
+    validation: r.validation,
+    validationCurve: [],
+    bestStep: null,
+    stoppedBy: 'max_steps',
+    outDir: resolve(o.outDir),
+    compression: null,
+    plan: null,
+  };
+  writeJson(join(o.outDir, 'metrics.json'), report);
   model.dispose();
   tf.disposeVariables();
   return report;

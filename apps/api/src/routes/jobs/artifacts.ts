@@ -38,10 +38,12 @@ const artifacts: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['jobs'],
         params: IdParams,
         description:
-          "`peft`: a tar with `adapter_config.json` + `adapter_model.safetensors` (Hugging Face PEFT; the deepest exit's path). " +
-          "`bundle`: a tar with the PEFT files, `edge_llm.json` + `edge_llm.safetensors` (all windows' LoRA, exit layers, exit heads, voting rule), " +
-          '`metrics.json` and `manifest.json` (sha256 of every file); a compressed job adds `compressed_model.safetensors` (packed pruned and quantized base weights) ' +
-          'and `policy.json` (its LUC policy). Headers: `ETag`, `X-Content-SHA256` (hex), `Repr-Digest`. Supports `Range` (single range).',
+          "`peft`: a tar with `adapter_config.json` + `adapter_model.safetensors` (Hugging Face PEFT; for Edge-LLM the deepest exit's path); " +
+          'a `rag` job trains no adapter and has none (404 `adapter_format_unavailable`). ' +
+          '`bundle` (every method): a tar with `edge_llm.json` (exit layers, voting rule, method, retrieval settings), `metrics.json` and `manifest.json` (sha256 of every file); ' +
+          "Edge-LLM adds `edge_llm.safetensors` (all windows' LoRA and exit heads) and its PEFT files under `peft/`, LoRA its PEFT files, RAG `rag_index.json` (the BM25 index over the training examples); " +
+          'a compressed job adds `compressed_model.safetensors` (packed pruned and quantized base weights) and `policy.json` (its LUC policy). ' +
+          'Headers: `ETag`, `X-Content-SHA256` (hex), `Repr-Digest`. Supports `Range` (single range).',
         querystring: Type.Object(
           { format: Type.Optional(Type.Enum(ADAPTER_FORMATS, { default: 'peft' })) },
           { additionalProperties: false },

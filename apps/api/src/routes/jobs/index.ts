@@ -32,7 +32,10 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create a tuning job (or plan one: ?dry_run=true)',
         tags: ['jobs'],
         description:
-          'Creates an Edge-LLM adaptive layer tuning job on a base model, optionally compressed first (`method.edge_llm.compression`, LUC). ' +
+          'Creates a tuning job on a base model: `method.type` `edge_llm` (Edge-LLM adaptive layer tuning, optionally on a model compressed first: `method.edge_llm.compression`, LUC), ' +
+          '`lora` (LoRA on every layer), `rag` (no training: BM25 retrieval of training examples into each prompt), or `rag_edge_llm` / `rag_lora` (tuning on retrieval-augmented prompts). ' +
+          '`hyperparameters.time_budget_s` bounds training time and `hyperparameters.early_stopping` (needs a `validation_file`, else 400 `validation_file_required`) stops it when the validation metric stops improving; ' +
+          'both keep the best-on-validation weights and report `result.validation_curve`, `best_step` and `stopped_by`. ' +
           '"auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker\'s own memory and cores): ' +
           'micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit ' +
           "its memory budget, or whose TF.js tensors would exceed the backend's heap ceiling (wasm: 4294901760 bytes), is refused with 422 " +
