@@ -264,9 +264,10 @@ async function main(argv: string[]): Promise<void> {
         },
       });
       bar.done();
-      process.stderr.write(
-        `stopped by ${r.stoppedBy.replace('_', ' ')} after ${r.steps} steps${r.bestStep === null ? '' : `; saved the best validation point's weights (step ${r.bestStep})`}\n`,
-      );
+      if (r.mode !== 'none')
+        process.stderr.write(
+          `stopped by ${r.stoppedBy.replace('_', ' ')} after ${r.steps} steps${r.bestStep === null ? '' : `; saved the best validation point's weights (step ${r.bestStep})`}\n`,
+        );
       if (r.validation) printEval(r.validation, r.votingRule);
       if (r.plan)
         process.stderr.write(

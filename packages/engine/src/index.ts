@@ -58,3 +58,5 @@ export { synthModel, synthTensorPlan, shardTensors, SYNTH_MODEL_NAMES, SYNTH_FAM
 export type { SynthModelOptions, SynthModelReport, SynthFamily } from './synth/index.js';
 export { writeSafetensorsStream, safetensorsHeader, tensorBytes } from './io/safetensors-writer.js';
 export type { TensorSpec, StreamDtype, ChunkFiller } from './io/safetensors-writer.js';
+export { adviseLocally, advisorModelOf, formatRecommendation, modelFolders } from './schedule/advise.js';
+export type { AdviseOptions } from './schedule/advise.js';

@@ -66,7 +66,7 @@ export interface CandidateSpec {
 export type AdvisorPlanFn = (spec: CandidateSpec) => Plan;
 
 /** The job's defaults the advisor plans with (resolveJobConfig's): batch min(8, n), max_length min(256, context). */
-const defaultBatch = (n: number) => Math.max(1, Math.min(8, n));
+const defaultBatch = (n: number) => Math.max(1, Math.min(ADVISOR_TUNING.batch_size, n));
 const defaultMaxLength = (m: AdvisorModel) => Math.min(256, m.maxPositionEmbeddings);
 
 /**
@@ -77,12 +77,16 @@ const defaultMaxLength = (m: AdvisorModel) => Math.min(256, m.maxPositionEmbeddi
 export function planCandidate(spec: CandidateSpec, device: DeviceProfile, nTrain: number): Plan {
   const L = spec.model.shape.numHiddenLayers;
   const c = spec.compression;
+  const edge = (COMPRESSIBLE_METHODS as readonly string[]).includes(spec.method);
   return makePlan(
     {
       model: spec.model.shape,
       storedDtype: plannerStoredDtype(spec.model.storedDtype),
-      mode: (COMPRESSIBLE_METHODS as readonly string[]).includes(spec.method) ? 'edge_llm' : 'vanilla',
+      mode: edge ? 'edge_llm' : 'vanilla',
       loraR: spec.lora_r ?? 1,
+      ...(edge
+        ? { headRank: ADVISOR_TUNING.edge_llm.head_rank, prefix: ADVISOR_TUNING.edge_llm.prefix, schedule: ADVISOR_TUNING.edge_llm.schedule }
+        : {}),
       batchSize: defaultBatch(nTrain),
       seqLen: defaultMaxLength(spec.model),
       steps: Math.max(1, spec.steps),
@@ -91,8 +95,7 @@ export function planCandidate(spec: CandidateSpec, device: DeviceProfile, nTrain
         ? estimatedPolicy(L, {
             ...c,
             method: 'wanda',
-            sparsity_rule: 'owl',
-            bits_rule: 'budgeted',
+            ...ADVISOR_TUNING.compression,
             group_size: 0,
           })
         : null,
@@ -125,11 +128,19 @@ export interface CandidateJob {
   model: string;
   method: {
     type: AdvisorMethod;
-    edge_llm?: { exit_layers: 'auto'; compression?: { avg_bits: number; target_sparsity: number } };
+    edge_llm?: {
+      exit_layers: 'auto';
+      schedule: 'round_robin';
+      head_rank: number;
+      prefix: 'adapted';
+      compression?: { avg_bits: number; target_sparsity: number; sparsity_rule: 'uniform'; bits_rule: 'uniform' };
+    };
   };
   hyperparameters: {
     max_steps?: number;
     lora_r?: number;
+    batch_size?: number;
+    learning_rate?: number;
     time_budget_s: number;
     early_stopping?: { patience: number; min_delta: number };
     eval_steps?: 'auto';
@@ -184,6 +195,18 @@ export interface Recommendation {
   candidates: Candidate[];
   left_out: LeftOutCandidate[];
 }
+
+/**
+ * The tuning settings the guidelines bench measures with and every candidate's job carries, so that what is
+ * recommended is what was measured: batch, peak learning rate, Edge-LLM's window schedule, exit-head rank and
+ * prefix, and LUC's uniform rules (the bench compresses every layer to the same bits, without pruning).
+ */
+export const ADVISOR_TUNING = {
+  batch_size: 8,
+  learning_rate: 2e-3,
+  edge_llm: { schedule: 'round_robin', head_rank: 16, prefix: 'adapted' },
+  compression: { sparsity_rule: 'uniform', bits_rule: 'uniform' },
+} as const;
 
 /** Bit-widths offered for the edge methods besides dense weights (LUC, guideline 3). */
 export const ADVISOR_COMPRESSION_BITS = [8, 4] as const;
@@ -378,10 +401,20 @@ function candidate(
       model: model.id,
       method: {
         type: method,
-        ...(method.endsWith('edge_llm') ? { edge_llm: { exit_layers: 'auto' as const, ...(compression ? { compression } : {}) } } : {}),
+        ...(method.endsWith('edge_llm')
+          ? {
+              edge_llm: {
+                exit_layers: 'auto' as const,
+                ...ADVISOR_TUNING.edge_llm,
+                ...(compression ? { compression: { ...compression, ...ADVISOR_TUNING.compression } } : {}),
+              },
+            }
+          : {}),
       },
       hyperparameters: {
-        ...(usesLora(method) ? { max_steps: steps, lora_r: r as number } : {}),
+        ...(usesLora(method)
+          ? { max_steps: steps, lora_r: r as number, batch_size: ADVISOR_TUNING.batch_size, learning_rate: ADVISOR_TUNING.learning_rate }
+          : {}),
         time_budget_s: input.timeBudgetS,
         ...(input.hasValidation && usesLora(method) ? { early_stopping: { ...ADVISOR_EARLY_STOPPING }, eval_steps: 'auto' as const } : {}),
       },

@@ -44,6 +44,11 @@ export interface GuidelinesRun {
   /** majority-class accuracy or zero-shot metric on the same test split, [0, 1] */
   baseline: number;
   validation_curve: { step: number; elapsed_s: number; value: number }[];
+  /**
+   * the validation metric of the weights the run kept (voted accuracy; voted loss, nats per token, for generation):
+   * what a probe of the advisor's `measure` mode ranks by; absent on rows measured before it was recorded
+   */
+  validation_value?: number;
   /** tuning wall time, seconds */
   tune_s: number;
   peak_rss_bytes: number;

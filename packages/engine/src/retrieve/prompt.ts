@@ -3,7 +3,7 @@
  * joined by a blank line and placed before the prompt, within a token budget (LaMP's `create_prompt_generator`
  * keeps the retrieved profile within a share of the model's input length; OPPU prepends the retrieved history).
  */
-import { isChatRecord, type TrainingRecord } from '@edgetune/core';
+import { isChatRecord, RAG_DEFAULTS, type TrainingRecord } from '@edgetune/core';
 import type { EngineTokenizer } from '../tokenizer/index.js';
 import { recordQuery, type RagDocument, type RagIndex } from './bm25.js';
 
@@ -15,7 +15,7 @@ export interface RagOptions {
   contextShare?: number;
 }
 
-export const DEFAULT_RAG: Required<RagOptions> = { k: 2, contextShare: 0.6 };
+export const DEFAULT_RAG: Required<RagOptions> = { k: RAG_DEFAULTS.k, contextShare: RAG_DEFAULTS.context_share };
 
 /** The `rag` field of `edge_llm.json`: how prompts were augmented, and the size of `rag_index.json`. */
 export interface RagManifest {

@@ -18,6 +18,7 @@ import { pathsOf, plainPath } from './artifacts.js';
 import type { Example } from './batches.js';
 import type { CallbackStateDict } from './checkpoint.js';
 import type { AdaptiveTrainer, HostTensor } from './trainer.js';
+import { AUTO_EVALUATIONS } from '@edgetune/core';
 
 /** The validation metric: voted accuracy (higher is better) or voted loss in nats per token (lower is better). */
 export type ValidationMetric = 'accuracy' | 'loss';
@@ -63,7 +64,7 @@ export function isImprovement(metric: ValidationMetric, value: number, best: num
  * points over the run, max(1, round(steps / 20)).
  */
 export function defaultEvalEvery(steps: number): number {
-  return Math.max(1, Math.round(steps / 20));
+  return Math.max(1, Math.round(steps / AUTO_EVALUATIONS));
 }
 
 /** The exit paths a trainer's live variables define (no copies): low-rank heads stay factored, unmaterialised. */

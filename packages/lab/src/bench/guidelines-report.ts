@@ -7,6 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import type { GuidelinesRun } from '@edgetune/core';
+import type { AdvisorCheck } from './guidelines-advisor.js';
 
 type Row = GuidelinesRun & { label: string; failed?: boolean; zero_shot?: boolean; per_exit?: number[] };
 
@@ -55,14 +56,24 @@ export function pastPeak(r: GuidelinesRun): { peakStep: number; peakValue: numbe
 }
 
 /** Writes the tables and plots of `rows` beside `outJson`. */
-export async function writeGuidelinesReport(outJson: string, all: Row[], o: { heldOut: string | null; command: string }): Promise<void> {
+export async function writeGuidelinesReport(
+  outJson: string,
+  all: Row[],
+  o: {
+    heldOut: string | null;
+    /** the commands whose rows the file holds, in order */
+    commands: string[];
+    check?: AdvisorCheck[];
+    checkSettings?: { memoryBudgetBytes: number; timeBudgetS: number; probes: number };
+  },
+): Promise<void> {
   const rows = all.filter((r) => !r.failed && !r.zero_shot);
   const zero = all.filter((r) => r.zero_shot && !r.failed);
   const base = outJson.replace(/\.json$/, '');
   const plotDir = base;
   mkdirSync(plotDir, { recursive: true });
   const rel = (f: string) => `${basename(plotDir)}/${f}`;
-  const md: string[] = [`# Guidelines bench (${basename(outJson)})`, '', `Command: \`${o.command}\``, ''];
+  const md: string[] = [`# Guidelines bench (${basename(outJson)})`, '', 'Made by:', '', ...o.commands.map((c) => `    ${c}`), ''];
   const failed = all.filter((r) => r.failed);
   if (failed.length) md.push(`Failed runs: ${failed.length} (${failed.map((r) => r.label).join(', ')})`, '');
 
@@ -293,6 +304,25 @@ export async function writeGuidelinesReport(outJson: string, all: Row[], o: { he
       } as TopLevelSpec),
     );
     md.push(`![lora rank](${rel('lora-rank.svg')})`, '');
+  }
+  if (o.check?.length) {
+    const cs = o.checkSettings;
+    const mean = (xs: number[]) => (xs.length ? (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2) : 'n/a');
+    md.push(
+      `## The advisor on the held-out task (${o.check[0].task})`,
+      '',
+      `Rules fitted on the other tasks only. Device: ${cs ? `${(cs.memoryBudgetBytes / 2 ** 30).toFixed(0)} GiB` : '?'} budget, ${cs?.timeBudgetS ?? '?'} s afforded; \`measure\` probes the top ${cs?.probes ?? '?'} measured candidates of the estimate, each for an equal share of the time (the measured run cut at its share). Regret: points of test metric below the best candidate measured at the same size and seed.`,
+      '',
+      `Mean regret: **estimate ${mean(o.check.map((c) => c.estimate.regret_points))}**, **measure ${mean(o.check.map((c) => c.measure.regret_points))}**, default Edge-LLM ${mean(o.check.flatMap((c) => (c.default ? [c.default.regret_points] : [])))} points (${o.check.length} checks).`,
+      '',
+      '| n_train | seed | best measured | estimate pick (regret) | measure pick (regret) | default (regret) |',
+      '|---|---|---|---|---|---|',
+    );
+    for (const c of o.check)
+      md.push(
+        `| ${c.n_train} | ${c.seed} | ${c.best.candidate} ${pct(c.best.test_metric)} | ${c.estimate.candidate} ${pct(c.estimate.test_metric)} (${c.estimate.regret_points}) | ${c.measure.candidate} ${pct(c.measure.test_metric)} (${c.measure.regret_points}) | ${c.default ? `${pct(c.default.test_metric)} (${c.default.regret_points})` : 'n/a'} |`,
+      );
+    md.push('');
   }
   mkdirSync(dirname(base), { recursive: true });
   writeFileSync(`${base}.md`, `${md.join('\n')}\n`);

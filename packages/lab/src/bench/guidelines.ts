@@ -20,9 +20,15 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fitAdvisorRules, loadLlamaConfig, type GuidelinesRun } from '@edgetune/core';
-import { backendInfo, runTuning, Rng, type LucPolicy, type TuneJobOptions } from '@edgetune/engine';
+import { ADVISOR_TUNING, fitAdvisorRules, loadLlamaConfig, type GuidelinesRun } from '@edgetune/core';
+import { advisorModelOf, backendInfo, localDevice, runTuning, Rng, type LucPolicy, type TuneJobOptions } from '@edgetune/engine';
 import { writeGuidelinesReport } from './guidelines-report.js';
+import { checkAdvisor, type AdvisorCheck } from './guidelines-advisor.js';
+
+/** The device of the advisor check: a 4 GiB box (every candidate the bench measures fits it). */
+const ADVISOR_CHECK_MEMORY_BYTES = 4 * 2 ** 30;
+/** The time a user affords in the advisor check, s: longer than any measured run, so steps are not cut short. */
+const ADVISOR_CHECK_BUDGET_S = 600;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const LAB_CLI = join(here, '..', 'cli.js');
@@ -93,6 +99,8 @@ export interface GuidelinesOptions {
   evalSteps: number;
   validationExamples: number;
   testExamples: number;
+  /** test examples of a generation task (each is decoded once per exit path and once voted) */
+  generationTestExamples: number;
   parallel: number;
   ragK: number;
   /** where the advisor's fitted rules go (the core package reads them from there) */
@@ -111,6 +119,7 @@ export const DEFAULT_GUIDELINES: Omit<GuidelinesOptions, 'out'> = {
   evalSteps: 10,
   validationExamples: 100,
   testExamples: 300,
+  generationTestExamples: 150,
   parallel: 2,
   ragK: 2,
   rulesOut: join(REPO, 'packages', 'core', 'src', 'advisor', 'rules.json'),
@@ -210,6 +219,11 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
       seed: t.seed,
       warmupSteps: Math.min(10, Math.floor(t.maxSteps / 10)),
       lora: { r: t.loraR, alpha: 2 * t.loraR, dropout: 0.05 },
+      // Edge-LLM as the advisor's jobs run it (ADVISOR_TUNING): every window trains from the start, so the
+      // validation curve of the vote is meaningful at every evaluation
+      schedule: ADVISOR_TUNING.edge_llm.schedule,
+      headRank: ADVISOR_TUNING.edge_llm.head_rank,
+      prefix: ADVISOR_TUNING.edge_llm.prefix,
     },
     onEval: (p) => {
       curve.push({ step: p.step, elapsed_s: p.elapsedMs / 1000, value: p.value });
@@ -230,6 +244,11 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
     report.peakRssBytes,
     weightBytes,
   );
+  const v = report.validation;
+  if (v) {
+    const voted = v.voted[report.votingRule ?? 'max'] ?? v.perExit[v.perExit.length - 1];
+    row.validation_value = generation ? voted.loss : (voted.accuracy ?? 0);
+  }
   rmSync(out, { recursive: true, force: true });
   return { ...row, per_exit: generation ? ((test.exactMatch as { perExit: number[] } | undefined)?.perExit ?? []) : perExit };
 }
@@ -330,7 +349,7 @@ async function buildTask(name: string, dir: string, o: GuidelinesOptions): Promi
   const validation = join(td, 'bench-validation.jsonl');
   const test = join(td, 'bench-test.jsonl');
   writeFileSync(validation, `${lines('validation.jsonl').slice(0, o.validationExamples).join('\n')}\n`);
-  const testLines = lines('test.jsonl').slice(0, o.testExamples);
+  const testLines = lines('test.jsonl').slice(0, meta.kind === 'generation' ? o.generationTestExamples : o.testExamples);
   writeFileSync(test, `${testLines.join('\n')}\n`);
   let majority = 0;
   if (meta.kind === 'classification') {
@@ -397,9 +416,9 @@ function planRuns(o: GuidelinesOptions, tasks: Map<string, TaskData>, zeroShot: 
       loraR: 8,
       maxSteps: o.maxSteps,
       evalSteps: o.evalSteps,
-      batch: 8,
-      maxLength: t.name.startsWith('spam') ? 256 : 64,
-      lr: 2e-3,
+      batch: ADVISOR_TUNING.batch_size,
+      maxLength: t.name.startsWith('spam') ? 192 : 64, // the mail tasks as the Edge-LLM bench runs them
+      lr: ADVISOR_TUNING.learning_rate,
       train: trainSubset(t, n, seed),
       validation: t.validation,
       test: t.test,
@@ -417,7 +436,7 @@ function planRuns(o: GuidelinesOptions, tasks: Map<string, TaskData>, zeroShot: 
       for (const name of methodTasks)
         for (const n of o.sizes) for (const m of STUDY_METHODS) add(base('methods', tasks.get(name)!, small, m, n, seed));
     if (o.studies.includes('compressed_vs_smaller'))
-      for (const name of o.tasks.filter((x) => tasks.get(x)!.kind === 'classification'))
+      for (const name of methodTasks.filter((x) => tasks.get(x)!.kind === 'classification'))
         for (const n of o.sizes.filter((s) => s <= 256)) {
           const t = tasks.get(name)!;
           add(base('compressed_vs_smaller', t, small, 'edge_llm', n, seed));
@@ -461,6 +480,7 @@ export async function runGuidelinesBench(partial: Partial<GuidelinesOptions> & {
     ...partial,
     out: resolve(partial.out ?? join(REPO, 'bench', 'results', `guidelines-${date}.json`)),
   };
+  mkdirSync(dirname(o.out), { recursive: true });
   if (!existsSync(join(o.largeModel, 'config.json')) && o.studies.includes('compressed_vs_smaller'))
     throw new Error(`--guidelines: the larger model ${o.largeModel} is missing (compressed_vs_smaller needs it)`);
   const work = join(tmpdir(), `edgetune-guidelines-${createHash('sha256').update(o.out).digest('hex').slice(0, 8)}`);
@@ -468,20 +488,25 @@ export async function runGuidelinesBench(partial: Partial<GuidelinesOptions> & {
   const names = [...new Set([...o.tasks, ...(o.heldOut ? [o.heldOut] : [])])];
   const tasks = new Map<string, TaskData>();
   for (const n of names) tasks.set(n, await buildTask(n, join(work, 'data'), o));
-  const previous = existsSync(o.out) ? (JSON.parse(readFileSync(o.out, 'utf8')) as { rows: Record<string, unknown>[] }).rows : [];
+  const before = existsSync(o.out)
+    ? (JSON.parse(readFileSync(o.out, 'utf8')) as { rows: Record<string, unknown>[]; commands?: string[] })
+    : null;
+  const previous = before?.rows ?? [];
+  const commands = [...(before?.commands ?? []), partial.command];
   const rows: Record<string, unknown>[] = previous.filter((r) => !r.failed);
   const done = new Set(rows.map((r) => r.label as string));
   const t0 = performance.now();
-  const save = () =>
+  const save = (check?: AdvisorCheck[]) =>
     writeFileSync(
       o.out,
       `${JSON.stringify(
         {
-          command: partial.command,
+          commands,
           date,
           machine: { cpus: cpus().length, model: cpus()[0]?.model, backend: backendInfo() },
           options: { ...o, smallModel: modelName(o.smallModel), largeModel: modelName(o.largeModel), out: undefined },
           rows,
+          ...(check ? { advisor_check: check } : {}),
         },
         null,
         1,
@@ -533,7 +558,25 @@ export async function runGuidelinesBench(partial: Partial<GuidelinesOptions> & {
   const fitRows = measured.filter((r) => o.tasks.includes(r.task));
   const rules = fitAdvisorRules(fitRows, `bench/results/${modelName(o.out)}`);
   writeFileSync(o.rulesOut, `${JSON.stringify(rules, null, 1)}\n`);
-  await writeGuidelinesReport(o.out, rows as never, { heldOut: o.heldOut, command: partial.command });
-  save();
+  let check: AdvisorCheck[] = [];
+  if (o.heldOut && measured.some((r) => r.task === o.heldOut)) {
+    const held = tasks.get(o.heldOut)!;
+    check = checkAdvisor(measured, rules, {
+      task: o.heldOut,
+      trainFileOf: (n, seed) => trainSubset(held, n, seed),
+      models: models.map(advisorModelOf),
+      device: localDevice({ memoryBudgetBytes: ADVISOR_CHECK_MEMORY_BYTES }),
+      timeBudgetS: ADVISOR_CHECK_BUDGET_S,
+      probes: 3,
+      defaultModel: modelName(o.smallModel),
+    });
+  }
+  await writeGuidelinesReport(o.out, rows as never, {
+    heldOut: o.heldOut,
+    commands,
+    check,
+    checkSettings: { memoryBudgetBytes: ADVISOR_CHECK_MEMORY_BYTES, timeBudgetS: ADVISOR_CHECK_BUDGET_S, probes: 3 },
+  });
+  save(check);
   process.stderr.write(`[guidelines] ${rows.length} rows in ${((performance.now() - t0) / 60000).toFixed(1)} min -> ${o.out}\n`);
 }
