@@ -59,6 +59,7 @@ COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/packages/core/package.json ./packages/core/package.json
 COPY --from=build /app/packages/core/dist ./packages/core/dist
+COPY --from=build /app/packages/core/src/advisor/rules.json ./packages/core/src/advisor/rules.json
 COPY --from=build /app/packages/store/package.json ./packages/store/package.json
 COPY --from=build /app/packages/store/dist ./packages/store/dist
 COPY --from=build /app/packages/engine/package.json ./packages/engine/package.json

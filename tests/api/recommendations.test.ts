@@ -164,6 +164,35 @@ describe('recommendations', () => {
     ]);
   });
 
+  it('measure: a probe whose share of the time budget is short of one step per exit window still trains each window once', async () => {
+    const edge = (await client.post('/v1/recommendations', ESTIMATE())).body.candidates.find((x: any) => x.method === 'edge_llm');
+    const windows = (await client.post('/v1/jobs?dry_run=true', { ...edge.job, training_file: train })).body.plan.exit_layers.length;
+    expect(windows).toBeGreaterThan(1);
+    // edge_llm and rag (no steps) share the budget: the whole covers 1.5 steps per window, edge_llm's half fewer than its windows
+    const edgeRows = rows().filter((x) => x.method === 'edge_llm');
+    writeFileSync(
+      rulesPath,
+      JSON.stringify(
+        fitAdvisorRules([...edgeRows, ...edgeRows.map((x) => ({ ...x, method: 'rag' as const, best_step: null }))], 'synthetic rows'),
+      ),
+    );
+    try {
+      const r = await client.post('/v1/recommendations', {
+        ...ESTIMATE(),
+        mode: 'measure',
+        validation_file: val,
+        time_budget_s: (1.5 * windows * edge.forecast.step_ms) / 1000,
+      });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      expect(r.body.probes).toHaveLength(2);
+      const probe = r.body.probes.find((p: any) => r.body.candidates[p.candidate].method === 'edge_llm');
+      expect(probe.error, JSON.stringify(probe.error)).toBeNull();
+      expect((await client.get(`/v1/jobs/${probe.job_id}`)).body.hyperparameters.max_steps).toBe(windows);
+    } finally {
+      writeFileSync(rulesPath, JSON.stringify(fitAdvisorRules(rows(), 'synthetic rows')));
+    }
+  });
+
   it("start: creates the candidate's job as POST /v1/jobs would", async () => {
     const rec = (await client.post('/v1/recommendations', ESTIMATE())).body;
     const r = await client.post(`/v1/recommendations/${rec.id}/start`, { candidate: 1 });

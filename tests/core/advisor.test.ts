@@ -199,7 +199,13 @@ describe('recommend', () => {
     const compressed = rec.candidates.filter((c) => c.compression);
     expect(compressed.length).toBeGreaterThan(0);
     expect(compressed.every((c) => c.method === 'edge_llm' || c.method === 'rag_edge_llm')).toBe(true);
-    expect(compressed[0].job.method.edge_llm?.compression).toEqual({ avg_bits: 4, target_sparsity: 0.3 });
+    // LUC's uniform rules, as the bench compresses
+    expect(compressed[0].job.method.edge_llm?.compression).toEqual({
+      avg_bits: 4,
+      target_sparsity: 0.3,
+      sparsity_rule: 'uniform',
+      bits_rule: 'uniform',
+    });
     expect(compressed[0].guidelines.map((g) => g.guideline)).toContain(3);
     expect(rec.candidates.every((c) => c.job.hyperparameters.early_stopping === undefined)).toBe(true);
     const missing = rec.left_out.filter((l) => l.code === 'no_bench_rows');

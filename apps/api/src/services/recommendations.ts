@@ -9,6 +9,7 @@ import {
   ADVISOR_EARLY_STOPPING,
   AdvisorRulesMissingError,
   apiDevice,
+  defaultExitLayers,
   isTerminal,
   loadAdvisorRules,
   newId,
@@ -160,26 +161,32 @@ export async function createRecommendation(
     },
   });
   if (body.mode === 'measure') {
-    const probes = await createProbes(deps, projectId, { ...row, request }, rec.candidates);
+    const probes = await createProbes(deps, projectId, { ...row, request }, rec.candidates, models);
     await db.recommendation.update({ where: { id: row.id }, data: { probes: probes as object[] } });
   }
   return getRecommendation(db, projectId, row.id);
 }
 
-/** The probe jobs of a measure recommendation: the top candidates, each on its share of the time budget. */
+/**
+ * The probe jobs of a measure recommendation: the top candidates, each on its share of the time budget, with
+ * at least one step per exit window (`auto` exit layers of its model), which an edge method's job needs.
+ */
 async function createProbes(
   deps: JobDeps,
   projectId: string,
   rec: { id: string; trainingFile: string; validationFile: string | null; request: StoredRequest },
   candidates: Candidate[],
+  models: AdvisorModel[],
 ): Promise<StoredProbe[]> {
   const top = candidates.slice(0, MEASURE_PROBES);
   const share = rec.request.time_budget_s / Math.max(1, top.length);
   const out: StoredProbe[] = [];
   for (const [i, c] of top.entries()) {
     const trains = c.method !== 'rag';
+    const layers = models.find((m) => m.id === c.model)?.shape.numHiddenLayers ?? 1;
+    const windows = c.job.method.edge_llm ? defaultExitLayers(layers).length : 1;
     // the candidate's steps, cut to what its share of the budget allows at the forecast step time
-    const steps = trains ? Math.max(1, Math.min(c.steps, Math.floor((share * 1000) / c.forecast.step_ms))) : undefined;
+    const steps = trains ? Math.max(windows, Math.min(c.steps, Math.floor((share * 1000) / c.forecast.step_ms))) : undefined;
     const body = jobBody(c, rec, {
       hyperparameters: {
         time_budget_s: share,
@@ -198,13 +205,20 @@ async function createProbes(
   return out;
 }
 
-/** The validation metric a finished probe measured: the vote's accuracy, else the best point of its validation curve. */
+/**
+ * The validation metric a finished probe measured: the vote's accuracy; without a vote (method `rag` trains
+ * nothing and evaluates one path) that path's accuracy, else its loss; else the best point of its validation curve.
+ */
 function measuredOf(result: unknown): { metric: 'accuracy' | 'loss'; value: number } | null {
   const r = result as {
     voted_accuracy?: number | null;
+    voting_rule?: string | null;
+    exits?: { accuracy: number | null; loss: number }[];
     validation_curve?: { metric: 'accuracy' | 'loss'; value: number }[];
   } | null;
   if (typeof r?.voted_accuracy === 'number') return { metric: 'accuracy', value: r.voted_accuracy };
+  const path = !r?.voting_rule && r?.exits?.length === 1 ? r.exits[0] : null;
+  if (path) return typeof path.accuracy === 'number' ? { metric: 'accuracy', value: path.accuracy } : { metric: 'loss', value: path.loss };
   const curve = r?.validation_curve ?? [];
   if (!curve.length) return null;
   const metric = curve[0].metric;

@@ -294,15 +294,12 @@ export function peakStepAt(rule: PeakRule, n: number): RuleReading {
 /** Where the bench writes the fitted rules: `packages/core/src/advisor/rules.json`. */
 export const ADVISOR_RULES_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'advisor', 'rules.json');
 
-/** The copy the build puts beside the compiled module (all a container image has: it ships dist only). */
-const BUILT_RULES_FILE = join(dirname(fileURLToPath(import.meta.url)), 'rules.json');
-
 /**
- * Reads fitted rules: from `path`, else {@link ADVISOR_RULES_FILE} (the bench's latest), else the built copy.
+ * Reads fitted rules: from `path`, else {@link ADVISOR_RULES_FILE} (the bench's latest; the container image copies it too).
  * @throws AdvisorRulesMissingError when the file does not exist or does not hold advisor rules
  */
 export function loadAdvisorRules(path?: string): AdvisorRules {
-  const file = path ?? (existsSync(ADVISOR_RULES_FILE) ? ADVISOR_RULES_FILE : BUILT_RULES_FILE);
+  const file = path ?? ADVISOR_RULES_FILE;
   if (!existsSync(file))
     throw new AdvisorRulesMissingError(
       `The advisor has no fitted rules (${path ?? ADVISOR_RULES_FILE} does not exist); run \`npm run bench -- --guidelines\` to measure and fit them`,
