@@ -23,3 +23,4 @@ export * from './service/queue.js';
 export * from './service/workers.js';
 export * from './advisor/rules.js';
 export * from './advisor/recommend.js';
+export * from './advisor/measure.js';

@@ -55,10 +55,13 @@ commands:
   device [--memory-budget-mb M --threads N]        (prints this machine's device profile as the planner sees it:
                                                     memory budget, threads, backend, measured SGEMM GFLOP/s)
   advise --train FILE [--val FILE --memory-budget-mb M --threads N --time-budget-s 600 --models DIR,... --rules FILE --json]
+       [--mode estimate|measure --out DIR --seed 42]
        (what to run on this machine for this data: every model folder (default: those under models/) x compression x
        method x LoRA rank, planned for this device and ranked by the metric the guidelines bench's fitted rules expect;
        candidates left out are listed with the reason. Rules: packages/core/src/advisor/rules.json, from
-       \`npm run bench -- --guidelines\`)
+       \`npm run bench -- --guidelines\`. --mode measure (needs --val and --out) also tunes the top 3 candidates here
+       as probes, each on a third of --time-budget-s with early stopping, in --out/probe-<i>, ranks them by their
+       measured validation metric and writes --out/recommendation.json)
 
 datasets, pretraining and benchmarks: edgetune-lab --help
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
@@ -416,17 +419,31 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'advise': {
-      const { adviseLocally, formatRecommendation, modelFolders } = await import('./schedule/advise.js');
+      const { adviseLocally, formatMeasurement, formatRecommendation, measureLocally, modelFolders } = await import('./schedule/advise.js');
       const { localDevice } = await import('./tune/run.js');
+      const mode = pick(v, 'mode', ['estimate', 'measure'] as const, 'estimate');
+      if (mode === 'measure' && !v.val) throw new UsageError('--mode measure ranks probes by their validation metric: give --val');
       const models = v.models === undefined ? null : String(v.models).split(',').filter(Boolean);
-      const rec = await adviseLocally({
+      const o = {
         train: need(v, 'train'),
         val: v.val as string | undefined,
         modelDirs: modelFolders(models, process.env.EDGETUNE_MODELS_DIR || 'models'),
         device: localDevice(deviceFlags(v)),
         timeBudgetS: numOpt(v, 'time-budget-s', 600),
         rulesPath: v.rules as string | undefined,
-      });
+      };
+      if (mode === 'measure') {
+        const m = await measureLocally({
+          ...o,
+          val: need(v, 'val'),
+          outDir: need(v, 'out'),
+          seed: numOpt(v, 'seed', 42),
+          log: (l) => process.stderr.write(`${l}\n`),
+        });
+        process.stdout.write(`${v.json ? JSON.stringify(m, null, 2) : formatMeasurement(m)}\n`);
+        return;
+      }
+      const rec = await adviseLocally(o);
       process.stdout.write(`${v.json ? JSON.stringify(rec, null, 2) : formatRecommendation(rec)}\n`);
       return;
     }

@@ -6,16 +6,18 @@
  * job through createJob, so its validation and plan are those of POST /v1/jobs.
  */
 import {
-  ADVISOR_EARLY_STOPPING,
   AdvisorRulesMissingError,
   apiDevice,
-  defaultExitLayers,
+  compareMeasured,
   isTerminal,
   loadAdvisorRules,
+  MEASURE_PROBES,
+  measuredOf,
   newId,
   parseJsonlText,
   parseLlamaConfig,
   planCandidate,
+  probeHyperparameters,
   recommend,
   summarizeTrainingData,
   type AdvisorModel,
@@ -34,8 +36,7 @@ export interface RecommendationDeps extends JobDeps {
   config: JobDeps['config'] & Pick<Config, 'advisorRulesPath'>;
 }
 
-/** Probe jobs a `measure` recommendation runs: the top estimate candidates, sharing the time budget. */
-export const MEASURE_PROBES = 3;
+export { MEASURE_PROBES };
 
 /** One probe job of a `measure` recommendation, as stored. */
 interface StoredProbe {
@@ -182,16 +183,9 @@ async function createProbes(
   const share = rec.request.time_budget_s / Math.max(1, top.length);
   const out: StoredProbe[] = [];
   for (const [i, c] of top.entries()) {
-    const trains = c.method !== 'rag';
     const layers = models.find((m) => m.id === c.model)?.shape.numHiddenLayers ?? 1;
-    const windows = c.job.method.edge_llm ? defaultExitLayers(layers).length : 1;
-    // the candidate's steps, cut to what its share of the budget allows at the forecast step time
-    const steps = trains ? Math.max(windows, Math.min(c.steps, Math.floor((share * 1000) / c.forecast.step_ms))) : undefined;
     const body = jobBody(c, rec, {
-      hyperparameters: {
-        time_budget_s: share,
-        ...(trains ? { max_steps: steps, early_stopping: { ...ADVISOR_EARLY_STOPPING }, eval_steps: 'auto' as const } : {}),
-      },
+      hyperparameters: probeHyperparameters(c, share, layers),
       metadata: { recommendation_candidate: String(i) },
     });
     try {
@@ -203,27 +197,6 @@ async function createProbes(
     }
   }
   return out;
-}
-
-/**
- * The validation metric a finished probe measured: the vote's accuracy; without a vote (method `rag` trains
- * nothing and evaluates one path) that path's accuracy, else its loss; else the best point of its validation curve.
- */
-function measuredOf(result: unknown): { metric: 'accuracy' | 'loss'; value: number } | null {
-  const r = result as {
-    voted_accuracy?: number | null;
-    voting_rule?: string | null;
-    exits?: { accuracy: number | null; loss: number }[];
-    validation_curve?: { metric: 'accuracy' | 'loss'; value: number }[];
-  } | null;
-  if (typeof r?.voted_accuracy === 'number') return { metric: 'accuracy', value: r.voted_accuracy };
-  const path = !r?.voting_rule && r?.exits?.length === 1 ? r.exits[0] : null;
-  if (path) return typeof path.accuracy === 'number' ? { metric: 'accuracy', value: path.accuracy } : { metric: 'loss', value: path.loss };
-  const curve = r?.validation_curve ?? [];
-  if (!curve.length) return null;
-  const metric = curve[0].metric;
-  const values = curve.map((p) => p.value);
-  return { metric, value: metric === 'accuracy' ? Math.max(...values) : Math.min(...values) };
 }
 
 type RecommendationRow = NonNullable<Awaited<ReturnType<PrismaClient['recommendation']['findFirst']>>>;
@@ -252,14 +225,7 @@ async function renderRecommendation(db: PrismaClient, r: RecommendationRow): Pro
     });
     const finished = probes.every((p) => isTerminal(p.status));
     // accuracy first (higher is better), then loss (lower is better)
-    const ranked = probes
-      .filter((p) => p.measured)
-      .sort((a, b) => {
-        const ma = a.measured!,
-          mb = b.measured!;
-        if (ma.metric !== mb.metric) return ma.metric === 'accuracy' ? -1 : 1;
-        return ma.metric === 'accuracy' ? mb.value - ma.value : ma.value - mb.value;
-      });
+    const ranked = probes.filter((p) => p.measured).sort((a, b) => compareMeasured(a.measured!, b.measured!));
     status = !finished ? 'measuring' : ranked.length ? 'succeeded' : 'failed';
     best = finished && ranked.length ? ranked[0].candidate : null;
     if (finished) probes = [...ranked, ...probes.filter((p) => !p.measured)];

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import type { TuneJobOptions } from '@edgetune/engine';
 import { fingerprintStats, modelFingerprint, readModelSummary, type Compression, type JobPlan, type Method } from '@edgetune/core';
 import { enginePolicyOf, findPolicy, storePolicy, type PolicyRow } from '@edgetune/store';
+import { engineCompressionOptions } from '../engine-options.js';
 import type { JobRun, StepFailure } from './context.js';
 
 /** The policy a run compresses with. */
@@ -64,12 +65,7 @@ export async function resolvePolicy(run: JobRun, trainFile: string): Promise<Pol
   const use = (row: PolicyRow, origin: PolicyOrigin) => usePolicy(run, choice, row, origin, fingerprint);
   if (usable) await use(usable, usable.sourceJobId === run.id ? 'resumed' : 'reused');
   choice.compression = {
-    targetSparsity: budget.target_sparsity,
-    avgBits: budget.avg_bits,
-    method: budget.method,
-    sparsityRule: budget.sparsity_rule,
-    bitsRule: budget.bits_rule,
-    groupSize: budget.group_size,
+    ...engineCompressionOptions(budget),
     policy: usable ? enginePolicyOf(usable) : undefined,
     onPolicy: async (policy, sensitivity) => {
       if (usable) return;

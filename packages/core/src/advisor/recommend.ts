@@ -85,7 +85,11 @@ export function planCandidate(spec: CandidateSpec, device: DeviceProfile, nTrain
       mode: edge ? 'edge_llm' : 'vanilla',
       loraR: spec.lora_r ?? 1,
       ...(edge
-        ? { headRank: ADVISOR_TUNING.edge_llm.head_rank, prefix: ADVISOR_TUNING.edge_llm.prefix, schedule: ADVISOR_TUNING.edge_llm.schedule }
+        ? {
+            headRank: ADVISOR_TUNING.edge_llm.head_rank,
+            prefix: ADVISOR_TUNING.edge_llm.prefix,
+            schedule: ADVISOR_TUNING.edge_llm.schedule,
+          }
         : {}),
       batchSize: defaultBatch(nTrain),
       seqLen: defaultMaxLength(spec.model),
