@@ -2,7 +2,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { initBackend } from '../../packages/engine/src/backend/index.js';
 import { pretrain, unigramPerplexity, DEFAULT_PRETRAIN } from '../../packages/lab/src/pretrain/pretrain.js';
 import { LlamaModel } from '../../packages/engine/src/model/llama.js';
@@ -55,6 +55,7 @@ describe('pretrain', () => {
     const card = readFileSync(join(out, 'README.md'), 'utf8');
     expect(card).toMatch(/State of the Union/);
     expect(card).toMatch(/public domain/);
+    expect(card.split('\n')).toContain(`# ${basename(out)}`); // the card is named after its folder
     const model = LlamaModel.load(out);
     const tok = await loadTokenizer(out);
     expect(model.config.vocabSize).toBe(tok.vocabSize);

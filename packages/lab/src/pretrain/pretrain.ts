@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { LlamaModel } from '@edgetune/engine';
 import type { LlamaConfig } from '@edgetune/core';
 import { initLlamaWeights, saveModelFolder, tokenizerFromJson, type EngineTokenizer } from '@edgetune/engine';
@@ -300,11 +300,11 @@ license: apache-2.0
 library_name: edgetune
 tags: [llama, edgetune, tiny]
 ---
-# edgetune-tiny-llama
+# ${basename(o.outDir)}
 
 A small LLaMA-architecture causal language model (\`LlamaForCausalLM\`), pretrained from scratch on CPU by
-edgetune's own TensorFlow.js engine. It is the default base model of edgetune's tuning service: small enough
-to tune on a 2-core box, big enough to be a real language model.
+edgetune's own TensorFlow.js engine, as a base model of edgetune's tuning service: small enough to tune on a
+2-core box, big enough to be a real language model.
 
 | | |
 |---|---|
