@@ -470,10 +470,17 @@ async function pool<T>(items: T[], parallel: number, run: (x: T, i: number) => P
 
 /**
  * The guidelines bench. Writes `o.out` (JSON rows and summary; rows are kept as they end, so an interrupted
- * bench keeps what it measured and resumes: rows already in `o.out` with the same label are not run again),
+ * bench keeps what it measured and resumes: rows already in `o.out` (or in a `merge` file) with the same label are
+ * not run again),
  * the plots and tables beside it (`<out without .json>/`), and the advisor's rules fitted on `o.tasks`.
  */
-export async function runGuidelinesBench(partial: Partial<GuidelinesOptions> & { out?: string; command: string }): Promise<void> {
+export async function runGuidelinesBench(
+  partial: Partial<GuidelinesOptions> & {
+    out?: string;
+    command: string /** result files of other runs whose rows (and commands) join these */;
+    merge?: string[];
+  },
+): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
   const o: GuidelinesOptions = {
     ...DEFAULT_GUIDELINES,
@@ -491,8 +498,12 @@ export async function runGuidelinesBench(partial: Partial<GuidelinesOptions> & {
   const before = existsSync(o.out)
     ? (JSON.parse(readFileSync(o.out, 'utf8')) as { rows: Record<string, unknown>[]; commands?: string[] })
     : null;
-  const previous = before?.rows ?? [];
-  const commands = [...(before?.commands ?? []), partial.command];
+  const merged = (partial.merge ?? []).map(
+    (f) => JSON.parse(readFileSync(f, 'utf8')) as { rows: Record<string, unknown>[]; commands?: string[] },
+  );
+  const previous = [...(before?.rows ?? [])];
+  for (const m of merged) for (const r of m.rows) if (!previous.some((p) => p.label === r.label)) previous.push(r);
+  const commands = [...(before?.commands ?? []), ...merged.flatMap((m) => m.commands ?? []), partial.command];
   const rows: Record<string, unknown>[] = previous.filter((r) => !r.failed);
   const done = new Set(rows.map((r) => r.label as string));
   const t0 = performance.now();
@@ -514,6 +525,8 @@ export async function runGuidelinesBench(partial: Partial<GuidelinesOptions> & {
     );
   // Zero-shot metric of each untuned model per task: the generation tasks' baseline.
   const models = [o.smallModel, ...(o.studies.includes('compressed_vs_smaller') ? [o.largeModel] : [])];
+  // the advisor check ranks every model some row was measured on
+  const checkModels = existsSync(join(o.largeModel, 'config.json')) ? [o.smallModel, o.largeModel] : [o.smallModel];
   const zeroShot = new Map<string, number>();
   const zsTasks: GuidelinesTask[] = [];
   for (const t of tasks.values())
@@ -564,7 +577,7 @@ export async function runGuidelinesBench(partial: Partial<GuidelinesOptions> & {
     check = checkAdvisor(measured, rules, {
       task: o.heldOut,
       trainFileOf: (n, seed) => trainSubset(held, n, seed),
-      models: models.map(advisorModelOf),
+      models: checkModels.map(advisorModelOf),
       device: localDevice({ memoryBudgetBytes: ADVISOR_CHECK_MEMORY_BYTES }),
       timeBudgetS: ADVISOR_CHECK_BUDGET_S,
       probes: 3,
