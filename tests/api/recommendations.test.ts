@@ -1,6 +1,7 @@
 // The advisor over HTTP against real PostgreSQL and Redis, without a worker: recommendations from rules fitted to
 // synthetic guidelines-bench rows (EDGETUNE_ADVISOR_RULES points at them), the refusal without rules, measure
 // mode's probe jobs (created and linked, not run), and starting a candidate's job.
+import { syntheticRows } from '../helpers/advisor-rows.js';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import pg from 'pg';
@@ -17,37 +18,8 @@ let rulesPath: string;
 const jsonl = (n: number) =>
   `${Array.from({ length: n }, (_, i) => JSON.stringify({ prompt: `message ${i}\nAnswer:`, completion: i % 4 ? ' ham' : ' spam' })).join('\n')}\n`;
 
-/** edge_llm closes 0.6 of the headroom, lora 0.4, at 8 and 32 examples; validation peaked at step 4 (8) and 8 (32). */
-function rows(): GuidelinesRun[] {
-  const base = {
-    study: 'methods' as const,
-    task: 'spam',
-    task_kind: 'classification' as const,
-    classes: 2,
-    model: 'models/tiny-llama',
-    model_params: 30_000,
-    compression: null,
-    stored_weight_bytes: 120_000,
-    seed: 0,
-    lora_r: 4,
-    max_steps: 20,
-    steps_run: 20,
-    metric: 'accuracy' as const,
-    baseline: 0.5,
-    validation_curve: [],
-    tune_s: 1,
-    peak_rss_bytes: 3e8,
-  };
-  return (['edge_llm', 'lora'] as const).flatMap((method) =>
-    [8, 32].map((n_train) => ({
-      ...base,
-      method,
-      n_train,
-      best_step: n_train === 8 ? 4 : 8,
-      test_metric: 0.5 + (method === 'edge_llm' ? 0.6 : 0.4) * 0.5,
-    })),
-  );
-}
+const rows = (): GuidelinesRun[] =>
+  syntheticRows({ model: 'models/tiny-llama', task: 'spam', gains: { edge_llm: 0.6, lora: 0.4 }, peaks: [4, 8] });
 
 function expectProblem(r: { status: number; headers: Headers; body: any }, status: number, code: string) {
   expect(r.status, JSON.stringify(r.body)).toBe(status);

@@ -1,6 +1,7 @@
 // `edgetune-engine advise --mode measure` as a user runs it (built CLI, child process): rules fitted to synthetic
 // guidelines-bench rows, the project's tiny model, a toy two-class task and a budget of a few seconds; the top 3
 // candidates are tuned here as probes and ranked by what they measured, as the service ranks its probe jobs.
+import { syntheticRows } from '../helpers/advisor-rows.js';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,38 +18,14 @@ const model = join(REPO_ROOT, 'models', 'edgetune-tiny-llama');
 const run = (args: string[]) => spawnSync(process.execPath, [cli, 'advise', ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
 let dir: string;
 
-/** edge_llm closes 0.6 of the headroom, lora 0.4, rag 0.2, at 8 and 32 examples (as tests/api/recommendations.test.ts). */
-function rows(): GuidelinesRun[] {
-  const base = {
-    study: 'methods' as const,
-    task: 'spam',
-    task_kind: 'classification' as const,
-    classes: 2,
+const rows = (): GuidelinesRun[] =>
+  syntheticRows({
     model: 'models/edgetune-tiny-llama',
-    model_params: 4_000_000,
-    compression: null,
-    stored_weight_bytes: 16_000_000,
-    seed: 0,
-    lora_r: 4,
-    max_steps: 20,
-    steps_run: 20,
-    metric: 'accuracy' as const,
-    baseline: 0.5,
-    validation_curve: [],
-    tune_s: 1,
-    peak_rss_bytes: 3e8,
-  };
-  const gain = { edge_llm: 0.6, lora: 0.4, rag: 0.2 };
-  return (['edge_llm', 'lora', 'rag'] as const).flatMap((method) =>
-    [8, 32].map((n_train) => ({
-      ...base,
-      method,
-      n_train,
-      best_step: method === 'rag' ? null : n_train === 8 ? 4 : 8,
-      test_metric: 0.5 + gain[method] * 0.5,
-    })),
-  );
-}
+    task: 'spam',
+    gains: { edge_llm: 0.6, lora: 0.4, rag: 0.2 },
+    peaks: [4, 8],
+    modelParams: 4_000_000,
+  });
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'edgetune-advise-'));

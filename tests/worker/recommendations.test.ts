@@ -2,6 +2,7 @@
 // PostgreSQL and Redis: rules fitted to synthetic guidelines-bench rows (EDGETUNE_ADVISOR_RULES points at them),
 // a measure recommendation whose probe jobs (edge_llm, lora, rag) run to the end, the probes ranked by the
 // validation metric their jobs measured, and the best candidate's job started and run.
+import { syntheticRows } from '../helpers/advisor-rows.js';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,38 +29,8 @@ let train: string, val: string;
 
 const job = async (id: string) => (await c.get(`/v1/jobs/${id}`)).body;
 
-/** edge_llm closes 0.6 of the headroom, lora 0.4, rag 0.2, at 8 and 32 examples; validation peaked at step 4 (8) and 6 (32). */
-function rows(): GuidelinesRun[] {
-  const base = {
-    study: 'methods' as const,
-    task: 'toy',
-    task_kind: 'classification' as const,
-    classes: 2,
-    model: `models/${MODEL}`,
-    model_params: 30_000,
-    compression: null,
-    stored_weight_bytes: 120_000,
-    seed: 0,
-    lora_r: 4,
-    max_steps: 12,
-    steps_run: 12,
-    metric: 'accuracy' as const,
-    baseline: 0.5,
-    validation_curve: [],
-    tune_s: 1,
-    peak_rss_bytes: 3e8,
-  };
-  const gain = { edge_llm: 0.6, lora: 0.4, rag: 0.2 };
-  return (['edge_llm', 'lora', 'rag'] as const).flatMap((method) =>
-    [8, 32].map((n_train) => ({
-      ...base,
-      method,
-      n_train,
-      best_step: method === 'rag' ? null : n_train === 8 ? 4 : 6,
-      test_metric: 0.5 + gain[method] * 0.5,
-    })),
-  );
-}
+const rows = (): GuidelinesRun[] =>
+  syntheticRows({ model: `models/${MODEL}`, task: 'toy', gains: { edge_llm: 0.6, lora: 0.4, rag: 0.2 }, peaks: [4, 6], maxSteps: 12 });
 
 beforeAll(async () => {
   await initBackend({ quiet: true });

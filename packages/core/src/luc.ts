@@ -44,3 +44,20 @@ export interface LucPolicy {
   pruneSensitivity: number[];
   quantSensitivity: number[];
 }
+
+/**
+ * The policy that gives every one of `layers` layers the same bits and no pruning (LUC's `uniform` rules),
+ * without sensitivity profiling: what the benches compress with when the per-layer rules are not under study.
+ */
+export function uniformPolicy(layers: number, bits: number): LucPolicy {
+  return {
+    sparsity: new Array(layers).fill(0),
+    bits: new Array(layers).fill(bits),
+    targetSparsity: 0,
+    avgBits: bits,
+    sparsityRule: 'uniform',
+    bitsRule: 'uniform',
+    pruneSensitivity: [],
+    quantSensitivity: [],
+  };
+}

@@ -20,8 +20,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADVISOR_TUNING, fitAdvisorRules, loadLlamaConfig, type GuidelinesRun } from '@edgetune/core';
-import { advisorModelOf, backendInfo, localDevice, runTuning, Rng, type LucPolicy, type TuneJobOptions } from '@edgetune/engine';
+import { ADVISOR_TUNING, fitAdvisorRules, loadLlamaConfig, uniformPolicy, type GuidelinesRun } from '@edgetune/core';
+import { advisorModelOf, backendInfo, localDevice, runTuning, Rng, type TuneJobOptions } from '@edgetune/engine';
 import { writeGuidelinesReport } from './guidelines-report.js';
 import { checkAdvisor, type AdvisorCheck } from './guidelines-advisor.js';
 
@@ -190,17 +190,7 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
   const out = mkdtempSync(join(tmpdir(), `edgetune-guidelines-${t.label}-`));
   const { mode, rag } = modeOf[t.method];
   const L = loadLlamaConfig(t.model).numHiddenLayers;
-  const policy =
-    t.bits === null
-      ? undefined
-      : ({
-          sparsity: new Array(L).fill(0),
-          bits: new Array(L).fill(t.bits),
-          targetSparsity: 0,
-          avgBits: t.bits,
-          sparsityRule: 'uniform',
-          bitsRule: 'uniform',
-        } as unknown as LucPolicy);
+  const policy = t.bits === null ? undefined : uniformPolicy(L, t.bits);
   const curve: GuidelinesRun['validation_curve'] = [];
   const opts: TuneJobOptions = {
     modelDir: t.model,

@@ -31,6 +31,7 @@ import {
   runTuning,
   type LucPolicy,
 } from '@edgetune/engine';
+import { loadLlamaConfig, uniformPolicy } from '@edgetune/core';
 import { buildSpamAssassin } from '../data/spam-assassin.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -123,18 +124,8 @@ export async function scaleRun(t: ScaleTask): Promise<Record<string, unknown>> {
     };
   }
   const out = mkdtempSync(join(tmpdir(), `edgetune-scale-${t.label}-`));
-  const L = (await import('@edgetune/core')).loadLlamaConfig(t.model).numHiddenLayers;
-  const policy: LucPolicy | undefined =
-    t.bits === null
-      ? undefined
-      : ({
-          sparsity: new Array(L).fill(0),
-          bits: new Array(L).fill(t.bits),
-          targetSparsity: 0,
-          avgBits: t.bits,
-          sparsityRule: 'uniform',
-          bitsRule: 'uniform',
-        } as unknown as LucPolicy);
+  const L = loadLlamaConfig(t.model).numHiddenLayers;
+  const policy: LucPolicy | undefined = t.bits === null ? undefined : uniformPolicy(L, t.bits);
   let peakTf = 0;
   const report = await runTuning({
     modelDir: t.model,
