@@ -41,7 +41,7 @@ commands:
                                                    (random models of real configurations: load, generation, Edge-LLM
                                                     + 4-bit LUC vs Edge-LLM and vanilla LoRA on BF16; see bench/scale.ts)
   bench --guidelines [--studies methods,compressed_vs_smaller,lora_rank] [--seeds 1,2,3] [--sizes 16,64,256,1024]
-            [--tasks spam-assassin,first-names,cmudict] [--held-out spam-assassin-3|none] [--parallel 2] [--max-steps 120] [--out FILE] [--rules-out FILE] [--merge FILE,...]
+            [--tasks spam-assassin,first-names,cmudict] [--held-out spam-assassin-3|none] [--parallel 2] [--max-steps 120] [--out FILE] [--rules-out FILE] [--merge FILE,...] [--report-only]
                                                    (Qin et al.'s study on this project's models and tasks: RAG, LoRA, Edge-LLM,
                                                     RAG + Edge-LLM x data x task, validation against time, compressed larger vs
                                                     smaller model, LoRA rank; tables, SVG plots and the advisor's rules; see
@@ -80,6 +80,7 @@ async function main(argv: string[]): Promise<void> {
       'max-steps': { type: 'string' },
       'rules-out': { type: 'string' },
       merge: { type: 'string' },
+      'report-only': { type: 'boolean' },
       models: { type: 'string' },
       'models-dir': { type: 'string' },
       hidden: { type: 'string' },
@@ -185,6 +186,7 @@ async function main(argv: string[]): Promise<void> {
           ...(v['max-steps'] ? { maxSteps: numOpt(v, 'max-steps', 120) } : {}),
           ...(v['rules-out'] ? { rulesOut: v['rules-out'] } : {}),
           ...(v.merge ? { merge: v.merge.split(',').map((x) => x.trim()) } : {}),
+          reportOnly: v['report-only'] === true,
         });
         return;
       }

@@ -467,8 +467,11 @@ async function pool<T>(items: T[], parallel: number, run: (x: T, i: number) => P
 export async function runGuidelinesBench(
   partial: Partial<GuidelinesOptions> & {
     out?: string;
-    command: string /** result files of other runs whose rows (and commands) join these */;
+    command: string;
+    /** result files of other runs whose rows (and commands) join these */
     merge?: string[];
+    /** run nothing: fit, check and report the rows already measured */
+    reportOnly?: boolean;
   },
 ): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
@@ -546,7 +549,7 @@ export async function runGuidelinesBench(
         ragK: 0,
       });
   const runOne = async (task: GuidelinesTask, i: number, total: number) => {
-    if (done.has(task.label)) return;
+    if (done.has(task.label) || partial.reportOnly) return;
     const r = await child(task, work);
     rows.push({ ...r, zero_shot: task.study === 'zero_shot' });
     save();
