@@ -150,19 +150,20 @@ export async function writeGuidelinesReport(
     md.push(
       '## Validation against tuning time',
       '',
-      'Per run: the step where validation peaked, the peak, the last evaluation, and the tuning time spent after the peak (median over seeds).',
+      'Per run: the step where validation peaked, the peak, the last evaluation, and the tuning time spent after the peak (median over seeds). Validation is voted accuracy in %, or the voted loss in nats per token (lower is better) for generation.',
       '',
-      '| task | method | n_train | peak step (of max) | peak % | last % | seconds past peak | share of tuning time |',
+      '| task | method | n_train | peak step (of max) | peak | last | seconds past peak | share of tuning time |',
       '|---|---|---|---|---|---|---|---|',
     );
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
     for (const [, rs] of [...groupBy(trained, (r) => `${r.task}|${r.method}|${String(r.n_train).padStart(6)}`)].sort((a, b) =>
       a[0].localeCompare(b[0]),
     )) {
+      const val = (x: number) => (rs[0].task_kind === 'generation' ? `${x.toFixed(3)} nats` : `${pct(x)}%`);
       const p = rs.map(pastPeak).filter((x): x is NonNullable<typeof x> => x !== null);
       const total = rs.map((r) => r.validation_curve[r.validation_curve.length - 1].elapsed_s);
       md.push(
-        `| ${rs[0].task} | ${rs[0].method} | ${rs[0].n_train} | ${median(p.map((x) => x.peakStep))} (${rs[0].max_steps}) | ${pct(median(p.map((x) => x.peakValue)))} | ${pct(median(p.map((x) => x.lastValue)))} | ${median(p.map((x) => x.secondsPast)).toFixed(1)} | ${pct(median(p.map((x, i) => x.secondsPast / Math.max(1e-9, total[i]))))}% |`,
+        `| ${rs[0].task} | ${rs[0].method} | ${rs[0].n_train} | ${median(p.map((x) => x.peakStep))} (${rs[0].max_steps}) | ${val(median(p.map((x) => x.peakValue)))} | ${val(median(p.map((x) => x.lastValue)))} | ${median(p.map((x) => x.secondsPast)).toFixed(1)} | ${pct(median(p.map((x, i) => x.secondsPast / Math.max(1e-9, total[i]))))}% |`,
       );
     }
     md.push('');
