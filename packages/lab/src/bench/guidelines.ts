@@ -496,7 +496,7 @@ export async function runGuidelinesBench(
   );
   const previous = [...(before?.rows ?? [])];
   for (const m of merged) for (const r of m.rows) if (!previous.some((p) => p.label === r.label)) previous.push(r);
-  const commands = [...(before?.commands ?? []), ...merged.flatMap((m) => m.commands ?? []), partial.command];
+  const commands = [...new Set([...(before?.commands ?? []), ...merged.flatMap((m) => m.commands ?? []), partial.command])];
   const rows: Record<string, unknown>[] = previous.filter((r) => !r.failed);
   const done = new Set(rows.map((r) => r.label as string));
   const t0 = performance.now();
