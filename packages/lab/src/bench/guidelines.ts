@@ -563,7 +563,7 @@ export async function runGuidelinesBench(
   const measured = rows.filter((r) => !r.failed && !r.zero_shot) as unknown as GuidelinesRun[];
   const fitRows = measured.filter((r) => o.tasks.includes(r.task));
   const rules = fitAdvisorRules(fitRows, `bench/results/${modelName(o.out)}`);
-  writeFileSync(o.rulesOut, `${JSON.stringify(rules, null, 1)}\n`);
+  writeFileSync(o.rulesOut, `${JSON.stringify(rules, null, 2)}\n`); // as the formatter writes JSON
   let check: AdvisorCheck[] = [];
   if (o.heldOut && measured.some((r) => r.task === o.heldOut)) {
     const held = tasks.get(o.heldOut)!;
