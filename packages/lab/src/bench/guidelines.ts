@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADVISOR_TUNING, fitAdvisorRules, loadLlamaConfig, uniformPolicy, type GuidelinesRun } from '@edgetune/core';
 import { advisorModelOf, backendInfo, localDevice, runTuning, Rng, type TuneJobOptions } from '@edgetune/engine';
@@ -508,7 +508,13 @@ export async function runGuidelinesBench(
           commands,
           date,
           machine: { cpus: cpus().length, model: cpus()[0]?.model, backend: backendInfo() },
-          options: { ...o, smallModel: modelName(o.smallModel), largeModel: modelName(o.largeModel), out: undefined },
+          options: {
+            ...o,
+            smallModel: modelName(o.smallModel),
+            largeModel: modelName(o.largeModel),
+            out: undefined,
+            rulesOut: relative(REPO, o.rulesOut),
+          },
           rows,
           ...(check ? { advisor_check: check } : {}),
         },
