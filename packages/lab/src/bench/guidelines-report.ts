@@ -55,6 +55,37 @@ export function pastPeak(r: GuidelinesRun): { peakStep: number; peakValue: numbe
   };
 }
 
+/**
+ * The two layers of a "mean over seeds, with the standard deviation" plot: the mean of `metric` at each `x` (a line
+ * with points, or points alone), and an error bar of one sd, coloured by `color`.
+ */
+function meanWithSd(
+  x: { field: string; title: string; log?: boolean },
+  color: string,
+  mark: 'line' | 'point',
+  yScale?: { domain: [number, number] },
+): object[] {
+  const scale = x.log ? { scale: { type: 'log', base: 2 } } : {};
+  return [
+    {
+      mark: mark === 'line' ? { type: 'line', point: true } : { type: 'point', filled: true, size: 80 },
+      encoding: {
+        x: { field: x.field, type: 'quantitative', ...scale, title: x.title },
+        y: { aggregate: 'mean', field: 'metric', type: 'quantitative', title: 'test metric', ...(yScale ? { scale: yScale } : {}) },
+        color: { field: color, type: 'nominal' },
+      },
+    },
+    {
+      mark: { type: 'errorbar', extent: 'stdev' },
+      encoding: {
+        x: { field: x.field, type: 'quantitative', ...scale },
+        y: { field: 'metric', type: 'quantitative' },
+        color: { field: color, type: 'nominal' },
+      },
+    },
+  ];
+}
+
 /** Writes the tables and plots of `rows` beside `outJson`. */
 export async function writeGuidelinesReport(
   outJson: string,
@@ -119,22 +150,7 @@ export async function writeGuidelinesReport(
           width: 220,
           height: 200,
           layer: [
-            {
-              mark: { type: 'line', point: true },
-              encoding: {
-                x: { field: 'n', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'training examples' },
-                y: { aggregate: 'mean', field: 'metric', type: 'quantitative', title: 'test metric', scale: { domain: [0, 1] } },
-                color: { field: 'method', type: 'nominal' },
-              },
-            },
-            {
-              mark: { type: 'errorbar', extent: 'stdev' },
-              encoding: {
-                x: { field: 'n', type: 'quantitative', scale: { type: 'log', base: 2 } },
-                y: { field: 'metric', type: 'quantitative' },
-                color: { field: 'method', type: 'nominal' },
-              },
-            },
+            ...meanWithSd({ field: 'n', title: 'training examples', log: true }, 'method', 'line', { domain: [0, 1] }),
             {
               mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' },
               encoding: { y: { aggregate: 'mean', field: 'baseline', type: 'quantitative' } },
@@ -238,24 +254,7 @@ export async function writeGuidelinesReport(
         spec: {
           width: 220,
           height: 160,
-          layer: [
-            {
-              mark: { type: 'point', filled: true, size: 80 },
-              encoding: {
-                x: { field: 'mib', type: 'quantitative', title: 'weight memory (MiB)' },
-                y: { aggregate: 'mean', field: 'metric', type: 'quantitative', title: 'test metric' },
-                color: { field: 'variant', type: 'nominal' },
-              },
-            },
-            {
-              mark: { type: 'errorbar', extent: 'stdev' },
-              encoding: {
-                x: { field: 'mib', type: 'quantitative' },
-                y: { field: 'metric', type: 'quantitative' },
-                color: { field: 'variant', type: 'nominal' },
-              },
-            },
-          ],
+          layer: [...meanWithSd({ field: 'mib', title: 'weight memory (MiB)' }, 'variant', 'point')],
         },
       } as TopLevelSpec),
     );
@@ -283,24 +282,7 @@ export async function writeGuidelinesReport(
         spec: {
           width: 220,
           height: 180,
-          layer: [
-            {
-              mark: { type: 'line', point: true },
-              encoding: {
-                x: { field: 'r', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'LoRA rank' },
-                y: { aggregate: 'mean', field: 'metric', type: 'quantitative', title: 'test metric' },
-                color: { field: 'method', type: 'nominal' },
-              },
-            },
-            {
-              mark: { type: 'errorbar', extent: 'stdev' },
-              encoding: {
-                x: { field: 'r', type: 'quantitative', scale: { type: 'log', base: 2 } },
-                y: { field: 'metric', type: 'quantitative' },
-                color: { field: 'method', type: 'nominal' },
-              },
-            },
-          ],
+          layer: [...meanWithSd({ field: 'r', title: 'LoRA rank', log: true }, 'method', 'line')],
         },
       } as TopLevelSpec),
     );
