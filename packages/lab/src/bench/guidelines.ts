@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADVISOR_TUNING, fitAdvisorRules, loadLlamaConfig, uniformPolicy, type GuidelinesRun } from '@edgetune/core';
+import { ADVISOR_TUNING, fitAdvisorRules, loadLlamaConfig, readModelSummary, uniformPolicy, type GuidelinesRun } from '@edgetune/core';
 import { advisorModelOf, backendInfo, localDevice, runTuning, Rng, type TuneJobOptions } from '@edgetune/engine';
 import { writeGuidelinesReport } from './guidelines-report.js';
 import { checkAdvisor, type AdvisorCheck } from './guidelines-advisor.js';
@@ -136,14 +136,19 @@ const modeOf: Record<Method, { mode: 'edge_llm' | 'vanilla' | 'none'; rag: boole
 /** Peak resident memory of this process so far (Linux ru_maxrss), bytes. */
 const maxRss = () => process.resourceUsage().maxRSS * 1024;
 
-/** Bytes of the weights as stored in a model folder's safetensors files (data, not headers). */
-function fileWeightBytes(modelDir: string): number {
-  const c = loadLlamaConfig(modelDir);
-  const perLayer =
-    2 * c.hiddenSize * c.numAttentionHeads * c.headDim +
-    2 * c.hiddenSize * c.numKeyValueHeads * c.headDim +
-    3 * c.hiddenSize * c.intermediateSize;
-  return c.numHiddenLayers * perLayer * bytesPerParam(modelDir) + embeddingBytes(modelDir);
+/**
+ * A model folder's parameters and weight bytes as stored (core readModelSummary: from the safetensors headers),
+ * and the bytes of its embedding (and untied lm_head), which LUC leaves in their stored precision.
+ */
+function modelWeights(modelDir: string): { params: number; bytes: number; embeddingBytes: number } {
+  const s = readModelSummary(modelDir, modelName(modelDir));
+  const perParam = s.storedDtype === 'F16' || s.storedDtype === 'BF16' ? 2 : 4;
+  const tied = loadLlamaConfig(modelDir).tieWordEmbeddings;
+  return {
+    params: s.paramCount,
+    bytes: s.weightBytes ?? s.paramCount * perParam,
+    embeddingBytes: s.vocabSize * s.hiddenSize * (tied ? 1 : 2) * perParam,
+  };
 }
 
 /** Runs `edgetune-engine eval` on an adapter (or the base model) and returns its JSON report. */
@@ -185,7 +190,7 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
   const generation = t.taskKind === 'generation';
   if (t.study === 'zero_shot') {
     const r = await engineEval(t.model, null, t.test, generation);
-    return rowOf(t, votedMetric(r, t.taskKind), [], null, 0, 0, maxRss(), fileWeightBytes(t.model));
+    return rowOf(t, votedMetric(r, t.taskKind), [], null, 0, 0, maxRss(), modelWeights(t.model).bytes);
   }
   const out = mkdtempSync(join(tmpdir(), `edgetune-guidelines-${t.label}-`));
   const { mode, rag } = modeOf[t.method];
@@ -223,7 +228,8 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
   const test = await engineEval(t.model, out, t.test, generation);
   const perExit = ((test.perExit as { accuracy: number | null }[]) ?? []).map((e) => e.accuracy ?? 0);
   // compressed: the packed linears plus the embedding (and untied lm_head) as stored
-  const weightBytes = report.compression ? report.compression.report.storedBytes + embeddingBytes(t.model) : fileWeightBytes(t.model);
+  const w = modelWeights(t.model);
+  const weightBytes = report.compression ? report.compression.report.storedBytes + w.embeddingBytes : w.bytes;
   const row = rowOf(
     t,
     votedMetric(test, t.taskKind),
@@ -243,16 +249,6 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
   return { ...row, per_exit: generation ? ((test.exactMatch as { perExit: number[] } | undefined)?.perExit ?? []) : perExit };
 }
 
-function bytesPerParam(modelDir: string): number {
-  const dtype = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')).torch_dtype as string | undefined;
-  return dtype === 'float32' || dtype === undefined ? 4 : 2;
-}
-
-function embeddingBytes(modelDir: string): number {
-  const c = loadLlamaConfig(modelDir);
-  return c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2) * bytesPerParam(modelDir);
-}
-
 function rowOf(
   t: GuidelinesTask,
   metric: number,
@@ -263,7 +259,6 @@ function rowOf(
   peakRss: number,
   weightBytes: number,
 ): GuidelinesRun & { label: string; per_exit: number[] } {
-  const c = loadLlamaConfig(t.model);
   return {
     label: t.label,
     study: t.study === 'zero_shot' ? 'methods' : t.study,
@@ -271,7 +266,7 @@ function rowOf(
     task_kind: t.taskKind,
     classes: t.classes,
     model: t.modelName,
-    model_params: paramsOf(c),
+    model_params: modelWeights(t.model).params,
     compression: t.bits === null ? null : { avg_bits: t.bits, target_sparsity: 0 },
     stored_weight_bytes: Math.round(weightBytes),
     method: t.method,
@@ -289,15 +284,6 @@ function rowOf(
     peak_rss_bytes: peakRss,
     per_exit: [],
   };
-}
-
-function paramsOf(c: ReturnType<typeof loadLlamaConfig>): number {
-  const perLayer =
-    2 * c.hiddenSize * c.numAttentionHeads * c.headDim +
-    2 * c.hiddenSize * c.numKeyValueHeads * c.headDim +
-    3 * c.hiddenSize * c.intermediateSize +
-    2 * c.hiddenSize;
-  return c.numHiddenLayers * perLayer + c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2) + c.hiddenSize;
 }
 
 /** Starts one child run; resolves with its row, or a `failed` record carrying the child's last line. */
