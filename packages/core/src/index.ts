@@ -24,3 +24,5 @@ export * from './service/workers.js';
 export * from './advisor/rules.js';
 export * from './advisor/recommend.js';
 export * from './advisor/measure.js';
+export * from './progress.js';
+export * from './cli.js';

@@ -18,9 +18,9 @@ import { classify, generate } from './infer/generate.js';
 import { VOTING_RULES, type VotingRule, type ExitPath } from './infer/voting.js';
 import { encodePrompt } from './data/encode.js';
 import { augmentPrompt, DEFAULT_RAG, loadRagAugmentation, type RagAugmentation } from './retrieve/index.js';
-import { ProgressBar } from './util/progress.js';
+import { ProgressBar } from '@edgetune/core';
 import { favourMemoryOverSpeed } from './util/v8-heap.js';
-import { need, numOpt, pick, runCli, UsageError } from './util/cli.js';
+import { need, numOpt, pick, runCli, UsageError } from '@edgetune/core';
 
 const USAGE = `usage: edgetune-engine <command> [options]
 

@@ -47,9 +47,9 @@ export { lastWordItems, lastWordAccuracy, pairedSignTest } from './infer/last-wo
 export type { LastWordItem, LastWordReport, LastWordOptions } from './infer/last-word.js';
 export { Rng } from './util/rng.js';
 export { favourMemoryOverSpeed, memoryFavoured } from './util/v8-heap.js';
-export { ProgressBar } from './util/progress.js';
-export { UsageError, need, numOpt, pick, runCli } from './util/cli.js';
-export type { Flags } from './util/cli.js';
+export { ProgressBar } from '@edgetune/core';
+export { UsageError, need, numOpt, pick, runCli, nearest } from '@edgetune/core';
+export type { Flags } from '@edgetune/core';
 export { calibrationFromExamples, localDevice, measuredDevice, PlanNotFeasibleError } from './tune/run.js';
 export { gpt2SplitRegex } from './tokenizer/byte-level.js';
 export { profileSensitivity, buildPolicy, compressModel } from './compress/luc.js';

@@ -1,8 +1,10 @@
 /**
- * What the command lines built on the engine (`edgetune-engine`, `edgetune-lab`) share: typed option
- * readers that throw a {@link UsageError}, and a runner that prints one line per error (no stack trace
- * unless `EDGETUNE_DEBUG` is set) and exits 2 for usage errors, 1 for the rest.
+ * What edgetune's command lines (`edgetune`, `edgetune-engine`, `edgetune-lab`) share: typed option
+ * readers that throw a {@link UsageError}, the nearest known name for a mistyped one, and a runner that
+ * prints one line per error (no stack trace unless `EDGETUNE_DEBUG` is set) and exits 2 for usage errors,
+ * 1 for the rest.
  */
+import { distance } from 'fastest-levenshtein';
 
 /** A command line the user must correct. */
 export class UsageError extends Error {}
@@ -47,4 +49,21 @@ export function runCli(name: string, usage: string, main: () => Promise<void>, o
     if (process.env.EDGETUNE_DEBUG) process.stderr.write(`${e.stack}\n`);
     process.exit(1);
   });
+}
+
+/**
+ * The known name closest to `word` by Levenshtein distance, or null when none is within a third of
+ * `word`'s length (at least 2 edits): what "did you mean --steps?" suggests.
+ */
+export function nearest(word: string, known: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const k of known) {
+    const d = distance(word, k);
+    if (d < bestD) {
+      best = k;
+      bestD = d;
+    }
+  }
+  return best;
 }
