@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadLlamaConfig } from '../../packages/core/src/hf-config.js';
-import { readModelWeights, readSafetensors } from '../../packages/engine/src/io/safetensors.js';
+import {
+  readModelWeights,
+  readSafetensors,
+  serializeSafetensors,
+  writeSafetensors,
+  type TensorToWrite,
+} from '../../packages/engine/src/io/safetensors.js';
 import { safetensorsHeader, writeSafetensorsStream } from '../../packages/engine/src/io/safetensors-writer.js';
 import {
   SYNTH_MODEL_NAMES,
@@ -334,6 +340,24 @@ describe('streaming safetensors writer', () => {
     expect([...tensors.get('a')!.data]).toEqual([1, 1, 1]);
     expect([...tensors.get('b')!.data]).toEqual([0, 1, 2, 3]);
     expect(() => safetensorsHeader([specs[0]!, specs[0]!])).toThrow(/duplicate/);
+  });
+
+  it('writeSafetensors streams tensor by tensor the bytes serializeSafetensors builds whole', () => {
+    const tensors = new Map<string, TensorToWrite>([
+      ['z.bf16', { shape: [2, 3], data: Float32Array.from([1, -2, 0.5, 3.25, -0.125, 7]), dtype: 'BF16' }],
+      ['a.u8', { shape: [5], data: Uint8Array.from([1, 2, 3, 4, 255]), dtype: 'U8' }],
+      ['m.f32', { shape: [3], data: Float32Array.from([0.1, 0.2, 0.3]) }],
+      ['h.f16', { shape: [2], data: Uint16Array.from([0x3c00, 0xc000]), dtype: 'F16' }],
+    ]);
+    const file = join(root, 'streamed.safetensors');
+    writeSafetensors(file, tensors, { format: 'edgetune-packed' });
+    expect(Buffer.compare(readFileSync(file), serializeSafetensors(tensors, { format: 'edgetune-packed' }))).toBe(0);
+    const back = readSafetensors(file);
+    expect([...back.tensors.get('z.bf16')!.data]).toEqual([1, -2, 0.5, 3.25, -0.125, 7]);
+    expect([...back.tensors.get('h.f16')!.data]).toEqual([1, -2]);
+    expect(() => writeSafetensors(join(root, 'bad.safetensors'), { x: { shape: [4], data: new Float32Array(3) } })).toThrow(
+      /shape \[4\] needs 4 values, got 3/,
+    );
   });
 
   it('shards in order, giving an oversized tensor a shard of its own', () => {

@@ -7,12 +7,10 @@
  * the data start.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-
-/** Dtypes this writer sizes (bytes per element). */
-export const DTYPE_BYTES = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 } as const;
+import { SAFETENSORS_DTYPE_BYTES, type SafetensorsDtype } from '@edgetune/core';
 
 /** A dtype name of the safetensors format. */
-export type StreamDtype = keyof typeof DTYPE_BYTES;
+export type StreamDtype = SafetensorsDtype;
 
 /** What the header needs of a tensor. */
 export interface TensorSpec {
@@ -24,7 +22,7 @@ export interface TensorSpec {
 
 /** Bytes of one tensor: elements x dtype width. */
 export function tensorBytes(t: TensorSpec): number {
-  return t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+  return t.shape.reduce((a, b) => a * b, 1) * SAFETENSORS_DTYPE_BYTES[t.dtype];
 }
 
 /**

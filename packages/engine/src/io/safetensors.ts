@@ -5,8 +5,15 @@
  * little-endian tensor bytes, offsets relative to the end of the header. No maintained npm package does
  * this, so we keep our own (about 150 lines).
  */
-import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
-import { readSafetensorsHeader, readWeightIndex, SafetensorsError, type SafetensorsDtype, type TensorEntry } from '@edgetune/core';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import {
+  readSafetensorsHeader,
+  readWeightIndex,
+  SAFETENSORS_DTYPE_BYTES,
+  SafetensorsError,
+  type SafetensorsDtype,
+  type TensorEntry,
+} from '@edgetune/core';
 
 export { SafetensorsError, type SafetensorsDtype } from '@edgetune/core';
 
@@ -222,8 +229,7 @@ export interface TensorToWrite {
 }
 
 function encode(t: TensorToWrite): { dtype: SafetensorsDtype; bytes: Uint8Array } {
-  const dtype =
-    t.dtype ?? (t.data instanceof Float32Array ? 'F32' : t.data instanceof Int32Array ? 'I32' : t.data instanceof Int8Array ? 'I8' : 'U8');
+  const dtype = dtypeOf(t);
   const n = t.data.length;
   if (t.data instanceof Uint16Array) {
     if (dtype !== 'F16' && dtype !== 'BF16') throw new SafetensorsError(`16-bit bit patterns need dtype BF16 or F16, got ${dtype}`);
@@ -245,6 +251,44 @@ function encode(t: TensorToWrite): { dtype: SafetensorsDtype; bytes: Uint8Array 
   return { dtype, bytes: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) };
 }
 
+/** The stored dtype of a tensor to write: its `dtype`, else the one its array type implies. */
+function dtypeOf(t: TensorToWrite): SafetensorsDtype {
+  return (
+    t.dtype ?? (t.data instanceof Float32Array ? 'F32' : t.data instanceof Int32Array ? 'I32' : t.data instanceof Int8Array ? 'I8' : 'U8')
+  );
+}
+
+/**
+ * The file's layout without encoding any data: the 8-byte length + header JSON (names sorted, padded with
+ * spaces to 8-byte alignment) and the tensors in file order.
+ * @throws SafetensorsError when a shape does not match its data length.
+ */
+function layout(
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): { head: Buffer; entries: [string, TensorToWrite][] } {
+  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  );
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let off = 0;
+  for (const [name, t] of entries) {
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (count !== t.data.length)
+      throw new SafetensorsError(`tensor ${name}: shape [${t.shape}] needs ${count} values, got ${t.data.length}`);
+    const dtype = dtypeOf(t);
+    const bytes = count * SAFETENSORS_DTYPE_BYTES[dtype];
+    header[name] = { dtype, shape: t.shape, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  let json = JSON.stringify(header);
+  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return { head: Buffer.concat([len, Buffer.from(json, 'utf8')]), entries };
+}
+
 /**
  * Serialises tensors to safetensors bytes, names sorted, header padded with spaces to 8-byte alignment.
  * @throws SafetensorsError when a shape does not match its data length.
@@ -253,34 +297,31 @@ export function serializeSafetensors(
   tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
   metadata?: Record<string, string>,
 ): Buffer {
-  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) =>
-    a < b ? -1 : a > b ? 1 : 0,
-  );
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  const blobs: Uint8Array[] = [];
-  let off = 0;
-  for (const [name, t] of entries) {
-    const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length)
-      throw new SafetensorsError(`tensor ${name}: shape [${t.shape}] needs ${count} values, got ${t.data.length}`);
-    const { dtype, bytes } = encode(t);
-    header[name] = { dtype, shape: t.shape, data_offsets: [off, off + bytes.byteLength] };
-    blobs.push(bytes);
-    off += bytes.byteLength;
-  }
-  let json = JSON.stringify(header);
-  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([head, Buffer.from(json, 'utf8'), ...blobs]);
+  const { head, entries } = layout(tensors, metadata);
+  return Buffer.concat([head, ...entries.map(([, t]) => encode(t).bytes)]);
 }
 
-/** Writes tensors to a `.safetensors` file (see {@link serializeSafetensors}). */
+/**
+ * Writes tensors to a `.safetensors` file, byte-identical to {@link serializeSafetensors}, one tensor at a
+ * time: a file of packed weights never exists whole in memory besides the tensors themselves.
+ * @throws SafetensorsError when a shape does not match its data length.
+ */
 export function writeSafetensors(
   file: string,
   tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
   metadata?: Record<string, string>,
 ): void {
-  writeFileSync(file, serializeSafetensors(tensors, metadata));
+  const { head, entries } = layout(tensors, metadata);
+  const fd = openSync(file, 'w');
+  try {
+    writeAll(fd, head);
+    for (const [, t] of entries) writeAll(fd, encode(t).bytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** writeSync until every byte is written (a single call may write fewer). */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }
