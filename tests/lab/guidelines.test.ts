@@ -138,6 +138,42 @@ describe('guidelines bench', () => {
     expect(r.stderr).toMatch(/--studies: unknown vibes \(one of methods, compressed_vs_smaller, lora_rank\)/);
   });
 
+  it('refuses a time budget that is not a positive number of seconds', () => {
+    const r = run(['bench', '--guidelines', '--time-budget-s', '0']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--time-budget-s must be a positive number of seconds, got "0"/);
+  });
+
+  it('equal time: every training run stops at the time budget, far below its step cap', () => {
+    const out = join(dir, 'gt', 'guidelines.json');
+    const args = ['--studies', 'methods', '--tasks', 'first-names', '--held-out', 'none', '--sizes', '16', '--seeds', '1'];
+    const r = run([
+      'bench',
+      '--guidelines',
+      ...args,
+      '--max-steps',
+      '100000',
+      '--time-budget-s',
+      '4',
+      '--out',
+      out,
+      '--rules-out',
+      join(dir, 'gt', 'rules.json'),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as { rows: (GuidelinesRun & { zero_shot: boolean; label: string })[] };
+    const trained = j.rows.filter((x) => !x.zero_shot && x.method !== 'rag');
+    expect(trained.map((x) => x.method).sort()).toEqual(['edge_llm', 'lora', 'rag_edge_llm']);
+    for (const m of trained) {
+      expect(m.time_budget_s).toBe(4);
+      expect(m.label).toMatch(/-t4$/);
+      expect(m.steps_run).toBeGreaterThan(0);
+      expect(m.steps_run).toBeLessThan(100000);
+      // the budget is checked after each step: the run ends within one step (and one evaluation) of it
+      expect(m.tune_s).toBeLessThan(4 + 10);
+    }
+  });
+
   it('a tiny run: baselines, every method, tables, plots and fitted rules', () => {
     const out = join(dir, 'g', 'guidelines.json');
     const rulesOut = join(dir, 'g', 'rules.json');

@@ -35,6 +35,8 @@ export interface GuidelinesRun {
   seed: number;
   lora_r: number;
   max_steps: number;
+  /** the run's wall-time budget, s, when the bench gave every run equal time (`max_steps` is then a cap); absent: equal steps */
+  time_budget_s?: number;
   /** optimizer step of the best validation value (null: no in-loop evaluation) */
   best_step: number | null;
   steps_run: number;

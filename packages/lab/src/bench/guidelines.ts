@@ -8,7 +8,10 @@
  * - `compressed_vs_smaller`: the larger pretrained model compressed with LUC (8 and 4 bits) against the smaller
  *   one uncompressed, at about equal weight memory, with limited data;
  * - `lora_rank`: LoRA rank on the constrained device (metric, peak RSS, tokens/s).
- * Every run trains to `maxSteps` with validation every `evalSteps` and keeps the best-on-validation weights;
+ * Every run trains to `maxSteps` with validation every `evalSteps` and keeps the best-on-validation weights
+ * (equal steps, cosine learning rate); with `timeBudgetS` every run gets that much wall time instead (equal
+ * time: `maxSteps` is only a cap, the learning rate stays constant after warmup since the steps that fit are
+ * not known in advance), so a method with cheaper steps takes more of them;
  * its test metric (voted accuracy, or voted exact match for generation) is measured by `edgetune-engine eval` on
  * the bundle, as a user would. Baselines per task and model: majority class (classification) and the untuned
  * model's zero-shot metric. The rows are `GuidelinesRun`s (packages/core advisor); the advisor's rules are fitted
@@ -72,6 +75,8 @@ export interface GuidelinesTask {
   seed: number;
   loraR: number;
   maxSteps: number;
+  /** wall time per training run, s (equal-time design); null: every run trains `maxSteps` (equal steps) */
+  timeBudgetS: number | null;
   evalSteps: number;
   batch: number;
   maxLength: number;
@@ -96,6 +101,8 @@ export interface GuidelinesOptions {
   smallModel: string;
   largeModel: string;
   maxSteps: number;
+  /** equal-time design: wall time per training run, s (see {@link GuidelinesTask.timeBudgetS}); null: equal steps */
+  timeBudgetS: number | null;
   evalSteps: number;
   validationExamples: number;
   testExamples: number;
@@ -116,6 +123,7 @@ export const DEFAULT_GUIDELINES: Omit<GuidelinesOptions, 'out'> = {
   smallModel: join(REPO, 'models', 'edgetune-tiny-llama'),
   largeModel: join(REPO, 'models', 'edgetune-small-llama'),
   maxSteps: 120,
+  timeBudgetS: null,
   evalSteps: 15,
   validationExamples: 60,
   testExamples: 240,
@@ -205,6 +213,7 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
     maxLength: t.maxLength,
     ...(rag ? { rag: { k: t.ragK } } : {}),
     ...(mode === 'none' ? {} : { evalEvery: t.evalSteps }),
+    ...(mode !== 'none' && t.timeBudgetS !== null ? { timeBudgetMs: t.timeBudgetS * 1000 } : {}),
     compression: policy ? { targetSparsity: 0, avgBits: t.bits!, policy, calibrationSequences: 8, calibrationTokens: 128 } : undefined,
     tune: {
       mode,
@@ -213,6 +222,7 @@ export async function guidelinesRun(t: GuidelinesTask): Promise<GuidelinesRun & 
       lr: t.lr,
       seed: t.seed,
       warmupSteps: Math.min(10, Math.floor(t.maxSteps / 10)),
+      ...(t.timeBudgetS !== null ? { lrSchedule: 'constant' as const } : {}),
       lora: { r: t.loraR, alpha: 2 * t.loraR, dropout: 0.05 },
       // Edge-LLM as the advisor's jobs run it (ADVISOR_TUNING): every window trains from the start, so the
       // validation curve of the vote is meaningful at every evaluation
@@ -274,6 +284,7 @@ function rowOf(
     seed: t.seed,
     lora_r: t.loraR,
     max_steps: t.study === 'zero_shot' ? 0 : t.maxSteps,
+    ...(t.timeBudgetS !== null && t.study !== 'zero_shot' ? { time_budget_s: t.timeBudgetS } : {}),
     best_step: bestStep,
     steps_run: steps,
     metric: t.taskKind === 'generation' ? 'exact_match' : 'accuracy',
@@ -391,6 +402,7 @@ function planRuns(o: GuidelinesOptions, tasks: Map<string, TaskData>, zeroShot: 
       seed,
       loraR: 8,
       maxSteps: o.maxSteps,
+      timeBudgetS: o.timeBudgetS,
       evalSteps: o.evalSteps,
       batch: ADVISOR_TUNING.batch_size,
       maxLength: t.name.startsWith('spam') ? 192 : 64, // the mail tasks as the Edge-LLM bench runs them
@@ -404,7 +416,7 @@ function planRuns(o: GuidelinesOptions, tasks: Map<string, TaskData>, zeroShot: 
     };
   };
   const label = (r: Omit<GuidelinesTask, 'label'>) =>
-    `${r.study}-${r.task}-${r.modelName}-${r.method}${r.bits ? `-${r.bits}bit` : ''}-r${r.loraR}-n${r.nTrain}-s${r.seed}`;
+    `${r.study}-${r.task}-${r.modelName}-${r.method}${r.bits ? `-${r.bits}bit` : ''}-r${r.loraR}-n${r.nTrain}-s${r.seed}${r.timeBudgetS === null ? '' : `-t${r.timeBudgetS}`}`;
   const add = (r: GuidelinesTask) => runs.push({ ...r, label: label(r) });
   const methodTasks = [...o.tasks, ...(o.heldOut ? [o.heldOut] : [])];
   for (const seed of o.seeds) {
@@ -530,6 +542,7 @@ export async function runGuidelinesBench(
         seed: 0,
         loraR: 0,
         maxSteps: 0,
+        timeBudgetS: null,
         evalSteps: 0,
         batch: 8,
         maxLength: 256,
