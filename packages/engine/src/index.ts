@@ -28,7 +28,7 @@ export type {
   ValidationMonitorOptions,
 } from './tune/early-stopping.js';
 export { PrefixCache } from './tune/prefix-cache.js';
-export { runTuning, loadExamples, resolveTuneOptions, evalEveryOf, TuneConfigError } from './tune/run.js';
+export { runTuning, loadExamples, resolveTuneOptions, evalEveryOf, planInputOf, TuneConfigError } from './tune/run.js';
 export type { TuneJobOptions, TuneJobReport } from './tune/run.js';
 export { createExits } from './tune/exits.js';
 export type { ExitHead } from './tune/exits.js';

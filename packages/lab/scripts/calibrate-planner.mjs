@@ -8,6 +8,9 @@
 //   node packages/lab/scripts/calibrate-planner.mjs [--model models/edgetune-tiny-llama] [--refit [--pool FILE ...]] [--growth]
 // --growth alone measures only the RSS terms the grid's short runs cannot show (rssAtStart, rssLongRun,
 // rssPerDataToken; a few minutes) and keeps every other coefficient.
+// --scale FILE --models-dir DIR --scale-train FILE (with --refit): the scale bench's runs (random models of real
+// configurations in DIR, their training file) join the memory fits, whose per-element coefficients one small
+// model cannot separate (its features are nearly collinear); step time stays fitted on the grid.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,8 +21,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
 // The fitted coefficients, as data: {fitted, model, sgemmGflops, command, coefficients}.
 const calibrationFile = join(root, 'packages', 'core', 'src', 'schedule', 'calibration.json');
-const COMMAND = 'node packages/lab/scripts/calibrate-planner.mjs';
 const args = process.argv.slice(2);
+// the command as run, options included (written with the coefficients)
+const COMMAND = ['node packages/lab/scripts/calibrate-planner.mjs', ...args].join(' ');
 const modelDir = resolve(
   args[args.indexOf('--model') + 1] && args.includes('--model')
     ? args[args.indexOf('--model') + 1]
@@ -282,8 +286,8 @@ if (args[0] === '--one') {
   process.exit(0);
 }
 
-const { costFeatures, plan, loadLlamaConfig } = await import('@edgetune/core');
-const { measureSgemmPeak, initBackend } = await import('@edgetune/engine');
+const { costFeatures, plan, loadLlamaConfig, readWeightIndex, storedDtype, uniformPolicy } = await import('@edgetune/core');
+const { measureSgemmPeak, initBackend, loadExamples, loadTokenizer, planInputOf, resolveTuneOptions } = await import('@edgetune/engine');
 await initBackend({ quiet: true });
 const G = args.includes('--refit')
   ? JSON.parse(readFileSync(join(root, 'bench', 'results', 'planner-calibration.json'), 'utf8')).sgemmGflops
@@ -382,6 +386,49 @@ for (const cfg of refit
   );
 }
 
+// --scale: one memory point per run of the scale bench, with the plan input its job had (bench/scale.ts settings).
+const flag = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+const scalePoints = [];
+if (flag('--scale')) {
+  if (!refit || !flag('--models-dir') || !flag('--scale-train')) {
+    process.stderr.write('calibrate-planner: --scale needs --refit, --models-dir DIR and --scale-train FILE\n');
+    process.exit(2);
+  }
+  const scale = JSON.parse(readFileSync(flag('--scale'), 'utf8'));
+  for (const row of scale.results) {
+    const dir = join(flag('--models-dir'), row.model);
+    const cfg = loadLlamaConfig(dir);
+    const { examples } = await loadExamples(flag('--scale-train'), await loadTokenizer(dir), scale.settings.maxLength);
+    for (const [variant, run] of Object.entries(row)) {
+      if (!run?.plan?.measured) continue;
+      const p = run.plan.plan;
+      const opts = resolveTuneOptions({
+        mode: run.mode,
+        steps: run.steps,
+        microBatch: p.microBatch,
+        gradAccum: p.gradAccum,
+        lora: { r: scale.settings.loraR, alpha: 2 * scale.settings.loraR },
+        schedule: scale.settings.schedule,
+        headRank: scale.settings.headRank,
+        prefix: scale.settings.prefix,
+      });
+      const policy = run.bits ? uniformPolicy(cfg.numHiddenLayers, run.bits) : null;
+      const input = planInputOf(cfg, storedDtype(readWeightIndex(dir)), opts, examples, scale.settings.maxLength, policy);
+      scalePoints.push({
+        model: row.model,
+        variant,
+        input,
+        exits: p.exitLayers,
+        mb: p.microBatch,
+        cache: p.prefixCache,
+        measured: run.plan.measured,
+        x: costFeatures(input, p.exitLayers, p.microBatch, p.prefixCache),
+      });
+    }
+  }
+  process.stderr.write(`${scalePoints.length} scale-bench runs join the memory fits\n`);
+}
+
 // The fixed cost of a layer pass (see overhead()): measured now, or with --refit taken from the last run.
 let passOverhead;
 if (refit?.passOverhead) passOverhead = refit.passOverhead;
@@ -428,16 +475,17 @@ function lstsq(X, y, ridge = 1e-9) {
 }
 // Memory: peakTf - weights - trainable - prefixOut = tfFixed + 4 (actD d + actF f + actAtt att + actLora lora).
 // Relative weighting (divide each row by its target) so small and large configurations count alike.
-const memRows = points.map((p) => [1, 4 * p.x.act.d, 4 * p.x.act.f, 4 * p.x.act.att, 4 * p.x.act.lora]);
-const memY = points.map((p) => p.measured.peakTfBytes - p.x.weightTf - p.x.trainable - p.x.prefixOut);
-const w = points.map((p) => 1 / p.measured.peakTfBytes);
+const memPoints = [...points, ...scalePoints];
+const memRows = memPoints.map((p) => [1, 4 * p.x.act.d, 4 * p.x.act.f, 4 * p.x.act.att, 4 * p.x.act.lora]);
+const memY = memPoints.map((p) => p.measured.peakTfBytes - p.x.weightTf - p.x.trainable - p.x.prefixOut - p.x.headRowBytes);
+const w = memPoints.map((p) => 1 / p.measured.peakTfBytes);
 // Non-negative (a negative bytes-per-element would forecast less memory for more work outside the grid).
 const [tfFixed, actD, actF, actAtt, actLora] = nnls(
   memRows.map((r, i) => r.map((v) => v * w[i])),
   memY.map((v, i) => v * w[i]),
 );
-const rssRows = points.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
-const rssY = points.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
+const rssRows = memPoints.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
+const rssY = memPoints.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
 const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
 // What the short grid runs cannot show: measured (--refit: the last run's measurement when it has one).
 const growthMeasured = refit?.growth ?? measureGrowth();
@@ -554,6 +602,22 @@ for (const r of report)
   process.stderr.write(
     `${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`,
   );
+// The scale runs as forecast with the new coefficients (on a device as large as their memory budget).
+const scaleReport = scalePoints.map((p) => {
+  const f = plan({ ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache }, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
+  const e = { peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 };
+  process.stderr.write(
+    `scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${(e.peakTfBytes * 100).toFixed(1)}%, RSS ${(e.peakRssBytes * 100).toFixed(1)}%\n`,
+  );
+  return {
+    model: p.model,
+    variant: p.variant,
+    mb: p.mb,
+    measured: { peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
+    forecast: { peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
+    error: e,
+  };
+});
 const date = new Date().toISOString();
 writeCalibration(coeffs, date, G);
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
@@ -569,6 +633,7 @@ writeFileSync(
       passOverhead,
       growth: { date: refit?.growth?.date ?? date, ...growthMeasured },
       points: report,
+      ...(flag('--scale') ? { scale: { file: relative(root, resolve(flag('--scale'))), points: scaleReport } } : {}),
     },
     null,
     2,

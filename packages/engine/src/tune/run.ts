@@ -33,6 +33,7 @@ import {
   plan as makePlan,
   plannerStoredDtype,
   readWeightIndex,
+  type LlamaConfig,
   storedDtype,
   tensorHeapCeilingOf,
   type DeviceProfile,
@@ -280,6 +281,46 @@ export function evalEveryOf(
 }
 
 /**
+ * What the planner is asked for a job (what {@link runTuning} plans with): the model, how its weights are stored,
+ * the tuning options and the training examples' lengths (90th percentile for the step, mean for the prefix
+ * cache, longest for the heap ceiling) and scored positions (90th percentile).
+ * @param dtype the weights' stored dtype (safetensors headers); maxLength the step's length, tokens, when there are
+ *   no examples; policy the LUC bits and sparsity per layer, or null
+ */
+export function planInputOf(
+  config: LlamaConfig,
+  dtype: string | null,
+  opts: TuneOptions,
+  examples: readonly Example[],
+  maxLength: number,
+  policy: PlanInput['policy'],
+  groupSize?: number,
+): PlanInput {
+  const lens = examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
+  const scored = examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b);
+  return {
+    model: config,
+    storedDtype: plannerStoredDtype(dtype),
+    mode: opts.mode,
+    exitLayers: opts.exitLayers,
+    loraR: opts.lora.r,
+    loraTargets: opts.lora.targetModules,
+    headRank: opts.headRank ?? 0,
+    prefix: opts.prefix,
+    schedule: opts.schedule,
+    batchSize: opts.microBatch * opts.gradAccum,
+    seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
+    meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined,
+    maxSeqLen: lens[lens.length - 1],
+    steps: opts.steps,
+    trainExamples: examples.length,
+    policy,
+    groupSize,
+    labelledPerExample: scored[Math.floor(scored.length * 0.9)],
+  };
+}
+
+/**
  * Runs a tuning job. Writes `<outDir>/edge_llm.json`, `edge_llm.safetensors`, `peft/`, `metrics.json`
  * (vanilla: a PEFT adapter, `adapter_config.json` + `adapter_model.safetensors`, `edge_llm.json` and `metrics.json`;
  * mode none: `edge_llm.json` and `metrics.json`); with `rag`, `rag_index.json` too.
@@ -308,28 +349,8 @@ export async function runTuning(o: TuneJobOptions): Promise<TuneJobReport> {
   // The plan comes before the weights are read: a job the device cannot hold is refused with the figures,
   // not aborted half-way through loading. Before compression the policy is the budget's uniform bits.
   const dev = o.device && !none ? await measuredDevice(o.device === true ? {} : o.device, log) : null;
-  const lens = train.examples.map((e) => e.inputIds.length).sort((a, b) => a - b);
-  const scored = train.examples.map((e) => scoredPositions(e.labels)).sort((a, b) => a - b); // 90th percentile below
-  const planInput = (policy: PlanInput['policy']): PlanInput => ({
-    model: config,
-    storedDtype: plannerStoredDtype(dtype),
-    mode: opts.mode,
-    exitLayers: opts.exitLayers,
-    loraR: opts.lora.r,
-    loraTargets: opts.lora.targetModules,
-    headRank: opts.headRank ?? 0,
-    prefix: opts.prefix,
-    schedule: opts.schedule,
-    batchSize: opts.microBatch * opts.gradAccum,
-    seqLen: lens[Math.floor(lens.length * 0.9)] ?? maxLength,
-    meanSeqLen: lens.length ? lens.reduce((a, b) => a + b, 0) / lens.length : undefined,
-    maxSeqLen: lens[lens.length - 1],
-    steps: opts.steps,
-    trainExamples: train.examples.length,
-    policy,
-    groupSize: o.compression?.groupSize,
-    labelledPerExample: scored[Math.floor(scored.length * 0.9)],
-  });
+  const planInput = (policy: PlanInput['policy']): PlanInput =>
+    planInputOf(config, dtype, opts, train.examples, maxLength, policy, o.compression?.groupSize);
   if (dev) {
     const c = o.compression;
     const L = config.numHiddenLayers;
