@@ -27,9 +27,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . .
-# `npm ci` runs `prepare`: the OpenBLAS addon, the Prisma client, `tsc -b`.
+# `npm ci` runs `prepare`: the OpenBLAS addon, the Prisma client, `tsc -b`, the dashboard bundle (apps/api/dist/dashboard).
 RUN npm ci --no-audit --no-fund \
  && test -f packages/engine/native/build/blas_addon.node \
+ && test -f apps/api/dist/dashboard/app.js \
  && npm prune --omit=dev --no-audit --no-fund \
  && if [ "$GPU" = "1" ]; then npm install --no-save --omit=dev --no-audit --no-fund "@tensorflow/tfjs-node-gpu@${TFJS_VERSION}"; fi \
  && mkdir -p models \

@@ -85,11 +85,12 @@ const fmtDur = (ms) => {
       : `${s}s`;
 };
 const pct = (x) => (x === null || x === undefined ? '   n/a' : `${(100 * x).toFixed(2).padStart(6)}%`);
-let progressShown = false;
-/** Prints a full line (clearing the progress line first on a terminal). */
+/** The tuning progress bar (ProgressBar, loaded from the built @edgetune/core once the build is checked). */
+let ProgressBar;
+let bar = null;
+/** Prints a full line (clearing the progress bar first on a terminal). */
 function say(line = '') {
-  if (tty && progressShown) process.stdout.write('\r\x1b[2K');
-  progressShown = false;
+  bar?.clear();
   process.stdout.write(`${line}\n`);
 }
 const phases = {};
@@ -159,7 +160,7 @@ async function stopChild(child, ms) {
 /** Runs a command to completion; resolves with its stdout, rejects with its stderr. */
 function run(args, { label, quietErr = true } = {}) {
   return new Promise((res, rej) => {
-    const p = spawn(process.execPath, args, { cwd: root, env: { ...env, EDGETUNE_QUIET: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push({ name: label, proc: p, exited: new Promise((r) => p.once('exit', r)), transient: true });
     let out = '',
       err = '';
@@ -220,32 +221,15 @@ async function waitFor(what, fn, ms) {
 
 // ------------------------------------------------------------------------------------------- progress
 
-let lastPlain = 0;
-function progressLine(m, totalSteps) {
-  const step = m.step ?? 0,
-    total = m.total_steps ?? totalSteps;
-  const frac = total ? step / total : 0;
-  const width = 24,
-    full = Math.round(frac * width);
-  const bar = '█'.repeat(full) + '░'.repeat(width - full);
-  const parts = [
-    `tuning ${bar} ${String(Math.floor(frac * 100)).padStart(3)}%`,
-    `${step}/${total}`,
-    `loss ${Number(m.train_loss).toFixed(3)}`,
-    `exit ${m.exit_layer}`,
-    `${Math.round(m.tokens_per_sec ?? 0)} tok/s`,
-    `eta ${m.eta_seconds === undefined || m.eta_seconds === null ? '?' : fmtDur(m.eta_seconds * 1000)}`,
-    `elapsed ${fmtDur(performance.now() - t0)}`,
-  ];
-  const line = parts.join('  ');
-  if (tty) {
-    const cols = process.stdout.columns || 120;
-    process.stdout.write(`\r\x1b[2K${line.slice(0, cols - 1)}`);
-    progressShown = true;
-  } else if (Date.now() - lastPlain > 15_000 || step === total) {
-    lastPlain = Date.now();
-    process.stdout.write(`${line}\n`);
-  }
+/** The job's progress on the shared progress bar (@edgetune/core ProgressBar, stderr), from a metrics event. */
+function showProgress(m, totalSteps) {
+  bar ??= new ProgressBar('tuning', m.total_steps ?? totalSteps);
+  bar.update(m.step ?? 0, {
+    loss: m.train_loss ?? undefined,
+    tps: m.tokens_per_sec ?? undefined,
+    etaMs: m.eta_seconds === undefined || m.eta_seconds === null ? undefined : m.eta_seconds * 1000,
+    extra: `exit ${m.exit_layer}  elapsed ${fmtDur(performance.now() - t0)}`,
+  });
 }
 
 /** Follows the job's SSE stream until its `end` event (reconnecting with Last-Event-ID); returns the final status. */
@@ -281,7 +265,7 @@ async function streamJob(jobId, totalSteps, signal) {
         if (id) lastId = id;
         const obj = JSON.parse(data);
         if (event === 'end') return obj.status;
-        if (event === 'metrics' && obj.data && obj.data.step !== undefined) progressLine(obj.data, totalSteps);
+        if (event === 'metrics' && obj.data && obj.data.step !== undefined) showProgress(obj.data, totalSteps);
         else if (/^Checkpoint saved/.test(obj.message)) {
           /* every checkpointing.every_n_steps: too chatty for the terminal */
         } else
@@ -318,9 +302,15 @@ async function main() {
         `or pretrain it: npx edgetune-lab pretrain --out ${join('models', MODEL)})`,
     );
   }
-  for (const f of [CLI, join(root, 'apps', 'api', 'dist', 'main.js'), join(root, 'apps', 'worker', 'dist', 'main.js')]) {
+  for (const f of [
+    CLI,
+    join(root, 'packages', 'core', 'dist', 'index.js'),
+    join(root, 'apps', 'api', 'dist', 'main.js'),
+    join(root, 'apps', 'worker', 'dist', 'main.js'),
+  ]) {
     if (!existsSync(f)) throw new Error(`${f} is missing: build first (npm ci, or npm run build)`);
   }
+  ({ ProgressBar } = await import('@edgetune/core'));
   const port = env.PORT ? Number(env.PORT) : await freePort();
   base = `http://127.0.0.1:${port}`;
   say(bold(`edgetune demo: Edge-LLM tuning of ${MODEL} on SpamAssassin, ${STEPS} steps`));
@@ -415,6 +405,7 @@ async function main() {
   // 5. follow it
   const status = await Promise.race([streamJob(job.id, job.progress.total_steps, ac.signal), childDied]);
   jobDone = true;
+  bar?.done();
   const final = await api('GET', `/v1/jobs/${job.id}`);
   if (status !== 'succeeded' || final.status !== 'succeeded') {
     const err = final.error ? `${final.error.code}: ${final.error.message}` : 'no error reported';

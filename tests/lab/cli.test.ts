@@ -1,4 +1,4 @@
-// The lab CLI as a user runs it: dataset builders and their usage errors.
+// The lab CLI as a user runs it: dataset builders, usage errors with suggestions, the backend line only with --verbose.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,35 @@ describe('edgetune-lab CLI', () => {
     expect(d.status).toBe(2);
     expect(d.stderr).toMatch(/the datasets are spam-assassin, spam-assassin-3, first-names, cmudict, corpus-continuation and spam-prompt/);
     expect(d.stderr).toMatch(/usage: edgetune-lab/);
+  });
+
+  it('suggests the nearest command, dataset or option for a typo, in one line (exit 2)', () => {
+    const cases: [string[], string][] = [
+      [['pretrian'], 'edgetune-lab: unknown command "pretrian" (did you mean pretrain?)'],
+      [
+        ['data', 'spam-asassin', '--out', join(dir, 'z')],
+        'edgetune-lab: data: unknown dataset "spam-asassin" (did you mean spam-assassin?);',
+      ],
+      [['pretrain', '--out', join(dir, 'p'), '--stesp', '3'], 'edgetune-lab: unknown option --stesp (did you mean --steps?)'],
+      [['tune'], `edgetune-lab: unknown command "tune": tuning, evaluation and inference are edgetune-engine's (edgetune-engine --help)`],
+    ];
+    for (const [args, first] of cases) {
+      const r = run(args);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr.split('\n')[0].startsWith(first), r.stderr).toBe(true);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it('prints the backend line only with --verbose', () => {
+    // bench --scale with an unknown shape: the backend starts, then the command is refused
+    const args = ['bench', '--scale', '--models', 'gpt-4'];
+    const quiet = run(args);
+    expect(quiet.status).toBe(2);
+    expect(quiet.stderr).not.toMatch(/\[edgetune\] backend=/);
+    const verbose = run([...args, '--verbose']);
+    expect(verbose.status).toBe(2);
+    expect(verbose.stderr).toMatch(/^\[edgetune\] backend=\w+ matmul=/m);
   });
 
   it('bench --scale refuses a shape it does not know, naming the ones it does, before measuring anything', () => {

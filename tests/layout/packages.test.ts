@@ -73,4 +73,11 @@ describe('package layering', () => {
         .sort(),
     ).toEqual(['@edgetune/core', '@edgetune/engine', '@edgetune/store']);
   });
+
+  it('the client speaks HTTP only; the edgetune command reaches the service through the client', () => {
+    expect(offenders('packages/client', /^@edgetune\/|^@tensorflow|^fastify|^@fastify|^@prisma|^pg$|^bullmq|^ioredis/)).toEqual([]);
+    expect(offenders('apps/cli', /^@edgetune\/(api|worker|store|engine|lab)|^@tensorflow|^@prisma|^pg$|^bullmq|^ioredis|apps\//)).toEqual(
+      [],
+    );
+  });
 });

@@ -133,6 +133,7 @@ describe('with one worker', () => {
         train_loss: expect.any(Number),
         tokens_per_sec: expect.any(Number),
         eta_seconds: expect.any(Number),
+        rss_bytes: expect.any(Number), // the job process's, summed per worker by GET /metrics
       });
     const statuses = all.filter((e) => e.type === 'status').map((e) => e.data.status);
     expect(statuses).toEqual(['validating_files', 'queued', 'running', 'succeeded']);

@@ -1,6 +1,7 @@
 /**
  * The Fastify app: `/v1` REST API (bearer keys, problem+json errors, SSE events), `/healthz`, `/readyz`,
- * the generated OpenAPI 3.1 document at `/openapi.json` and Swagger UI at `/docs`. Never loads TF.js.
+ * the generated OpenAPI 3.1 document at `/openapi.json`, Swagger UI at `/docs` and the dashboard at `/dashboard/`.
+ * Never loads TF.js.
  * Infrastructure lives in `plugins/` (dependencies as decorators, errors, auth, OpenAPI), routes by
  * resource in `routes/`, their queries in `services/`.
  */
@@ -11,16 +12,21 @@ import deps, { type DepsOptions } from './plugins/deps.js';
 import errorHandling from './plugins/errors.js';
 import auth from './plugins/auth.js';
 import openApi from './plugins/swagger.js';
+import metrics from './plugins/metrics.js';
 import { NAMED_SCHEMAS } from './schemas.js';
 import { validatorCompiler } from './validation.js';
 import health from './routes/health.js';
 import files from './routes/files.js';
 import jobs from './routes/jobs/index.js';
+import fineTuning from './routes/fine-tuning.js';
+import completions from './routes/completions.js';
 import models from './routes/models.js';
 import policies from './routes/policies.js';
 import projects from './routes/projects.js';
 import recommendations from './routes/recommendations.js';
 import workers from './routes/workers.js';
+import webhooks from './routes/webhooks.js';
+import dashboard from './routes/dashboard.js';
 
 /** Inputs of {@link buildApp}. The caller owns (and closes) db, redis and queue. */
 export interface BuildAppOptions extends DepsOptions {
@@ -42,15 +48,20 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler(NAMED_SCHEMAS));
   await app.register(multipart, { limits: { fileSize: o.config.maxFileBytes } });
   await app.register(openApi);
+  await app.register(metrics); // GET /metrics and the request timer (before the routes it times)
 
   // registration order is the order of the paths in the OpenAPI document
   await app.register(health);
   await app.register(files);
+  await app.register(fineTuning); // /v1/fine_tuning/jobs...: copies the /v1/jobs routes as they register
   await app.register(jobs);
+  await app.register(completions);
   await app.register(models);
   await app.register(policies);
   await app.register(projects);
   await app.register(recommendations);
   await app.register(workers);
+  await app.register(webhooks);
+  await app.register(dashboard); // hidden from the OpenAPI document
   return app;
 }

@@ -57,7 +57,7 @@ export class ApiError extends Error {
 
 /** 404 for a resource that does not exist or belongs to another project (same answer for both). */
 export function notFound(
-  kind: 'job' | 'file' | 'model' | 'project' | 'api_key' | 'checkpoint' | 'policy' | 'recommendation',
+  kind: 'job' | 'file' | 'model' | 'project' | 'api_key' | 'checkpoint' | 'policy' | 'recommendation' | 'webhook',
   id: string,
 ): ApiError {
   return new ApiError(404, `${kind}_not_found`, `No ${kind.replace('_', ' ')} with id ${JSON.stringify(id)}`, { param: 'id' });

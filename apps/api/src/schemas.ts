@@ -3,7 +3,7 @@
  * generate the OpenAPI 3.1 document; named schemas become `components.schemas`.
  */
 import { Type, type Static, type TSchema } from '@fastify/type-provider-typebox';
-import { JOB_STATUSES } from '@edgetune/core';
+import { JOB_STATUSES, WEBHOOK_EVENT_TYPES } from '@edgetune/core';
 import {
   AUTO_EVALUATIONS,
   BITS_RULES,
@@ -903,7 +903,184 @@ export const RecommendationStart = Type.Object(
   { $id: 'RecommendationStart', additionalProperties: false },
 );
 
+const WebhookEvents = Type.Array(Type.Enum(WEBHOOK_EVENT_TYPES), {
+  minItems: 1,
+  uniqueItems: true,
+  description: 'event types to receive: a job that succeeded, failed or was cancelled',
+});
+export const WebhookCreate = Type.Object(
+  {
+    url: Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2048, description: 'http(s) URL the events are POSTed to' }),
+    events: WebhookEvents,
+  },
+  { $id: 'WebhookCreate', additionalProperties: false },
+);
+const webhookProps = {
+  id: Type.String({ examples: ['wh_abc123'] }),
+  object: Type.Literal('webhook_endpoint'),
+  url: Type.String(),
+  events: WebhookEvents,
+  created_at: Timestamp('creation time'),
+};
+export const WebhookObject = Type.Object(webhookProps, { $id: 'Webhook' });
+export const WebhookCreated = Type.Object(
+  {
+    ...webhookProps,
+    secret: Type.String({
+      examples: ['whsec_tiz1lYjHZz9yA4jWVS5oMaUbIZ/Ljx6/LXkxWyXKrMA='],
+      description: 'signing secret (Standard Webhooks `whsec_<base64>`): shown only in this answer',
+    }),
+  },
+  { $id: 'WebhookCreated' },
+);
+export const WebhookList = listOf(WebhookObject, 'WebhookList');
+export const DeletedWebhook = Type.Object(
+  { id: Type.String(), object: Type.Literal('webhook_endpoint'), deleted: Type.Boolean() },
+  { $id: 'DeletedWebhook' },
+);
+export const WebhookAttempt = Type.Object(
+  {
+    attempt: Type.Integer({ minimum: 1 }),
+    status_code: Nullable(Type.Integer({ description: "the receiver's HTTP status (null: no answer)" })),
+    error: Nullable(Type.String({ description: 'why the attempt failed: a non-2xx status, a timeout, a refused connection' })),
+    started_at: Timestamp('when the request was sent'),
+    duration_ms: Type.Integer(),
+  },
+  { $id: 'WebhookAttempt' },
+);
+export const WebhookDelivery = Type.Object(
+  {
+    id: Type.String({ examples: ['msg_abc123'], description: 'the `webhook-id` header of every attempt' }),
+    object: Type.Literal('webhook_delivery'),
+    webhook_id: Type.String(),
+    event_type: Type.Enum(WEBHOOK_EVENT_TYPES),
+    fine_tuning_job_id: Type.String(),
+    status: Type.Enum(['pending', 'succeeded', 'failed'], {
+      description: 'pending: not yet answered with a 2xx, more attempts to come; failed: every attempt failed',
+    }),
+    attempts: Type.Array(ref(WebhookAttempt)),
+    next_retry_at: Nullable(Timestamp('when the next attempt is due')),
+    created_at: Timestamp('when the event happened'),
+    delivered_at: Nullable(Timestamp('when a 2xx answered')),
+    payload: Type.Record(Type.String(), Type.Unknown(), { description: 'the JSON body sent' }),
+  },
+  { $id: 'WebhookDelivery' },
+);
+export const WebhookDeliveryList = listOf(WebhookDelivery, 'WebhookDeliveryList');
+
 /** Every named schema, registered with app.addSchema in this order. */
+// OpenAI-compatible serving of tuned models (docs/serving.md): OpenAI's request and response shapes, plus
+// `labels` (label scoring) and `voting_rule` as extension fields.
+const ServingParams = {
+  model: Type.String({ description: "a fine-tuned model: a succeeded job's `fine_tuned_model` (`ft:<model>:<suffix>:<job id>`)" }),
+  max_tokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'new tokens at most (default 16)' })),
+  temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2, description: '0 = greedy; else sampled from p^(1/T) (default 1)' })),
+  stop: Type.Optional(
+    Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 4 })], {
+      description: 'up to 4 sequences: the text ends before the first one generated',
+    }),
+  ),
+  stream: Type.Optional(Type.Boolean({ description: 'answer as Server-Sent Events: `data: {chunk}` lines, then `data: [DONE]`' })),
+  stream_options: Type.Optional(
+    Type.Object(
+      { include_usage: Type.Optional(Type.Boolean()) },
+      { additionalProperties: false, description: 'include_usage: a last chunk with `usage`' },
+    ),
+  ),
+  seed: Type.Optional(Type.Integer({ description: 'sampling seed (temperature > 0)' })),
+  n: Type.Optional(Type.Literal(1, { description: 'only 1 choice' })),
+  user: Type.Optional(Type.String()),
+  labels: Type.Optional(
+    Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 2,
+      maxItems: 64,
+      uniqueItems: true,
+      description:
+        'edgetune extension, label scoring: the answer is the label whose first token the voted exits find most likely after the prompt ' +
+        "(the labels must start with different tokens; write them as they follow the prompt, e.g. ' spam'); `label_probabilities` gives each label's voted probability",
+    }),
+  ),
+  voting_rule: Type.Optional(
+    Type.Union([Type.Literal('max'), Type.Literal('mean'), Type.Literal('confidence'), Type.Literal('weighted')], {
+      description: "edgetune extension: the vote over the adapter's exits (default: the rule the job chose on its validation set)",
+    }),
+  ),
+};
+const Usage = Type.Object({ prompt_tokens: Type.Integer(), completion_tokens: Type.Integer(), total_tokens: Type.Integer() });
+const FinishReason = Type.Union([Type.Literal('stop'), Type.Literal('length')]);
+const LabelProbabilities = Type.Optional(
+  Type.Record(Type.String(), Type.Number(), {
+    description: 'label scoring only: voted probability of each label, renormalised over the labels',
+  }),
+);
+
+export const CompletionCreate = Type.Object(
+  {
+    ...ServingParams,
+    prompt: Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1, maxItems: 1 })], { description: 'the prompt (one)' }),
+  },
+  { $id: 'CompletionCreate', additionalProperties: false },
+);
+export const Completion = Type.Object(
+  {
+    id: Type.String(),
+    object: Type.Literal('text_completion'),
+    created: Timestamp('creation time'),
+    model: Type.String(),
+    choices: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        text: Type.String(),
+        logprobs: Type.Null(),
+        finish_reason: FinishReason,
+        label_probabilities: LabelProbabilities,
+      }),
+    ),
+    usage: Usage,
+  },
+  { $id: 'Completion' },
+);
+const ChatContentPart = Type.Object({ type: Type.Literal('text'), text: Type.String() }, { additionalProperties: false });
+export const ChatCompletionCreate = Type.Object(
+  {
+    ...ServingParams,
+    messages: Type.Array(
+      Type.Object(
+        {
+          role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant')]),
+          content: Type.Union([Type.String(), Type.Array(ChatContentPart, { minItems: 1 })]),
+          name: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1 },
+    ),
+    max_completion_tokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'new tokens at most (over max_tokens)' })),
+  },
+  { $id: 'ChatCompletionCreate', additionalProperties: false },
+);
+export const ChatCompletion = Type.Object(
+  {
+    id: Type.String(),
+    object: Type.Literal('chat.completion'),
+    created: Timestamp('creation time'),
+    model: Type.String(),
+    choices: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        message: Type.Object({ role: Type.Literal('assistant'), content: Type.String(), refusal: Type.Null() }),
+        logprobs: Type.Null(),
+        finish_reason: FinishReason,
+        label_probabilities: LabelProbabilities,
+      }),
+    ),
+    usage: Usage,
+  },
+  { $id: 'ChatCompletion' },
+);
+export type CompletionCreateBody = Static<typeof CompletionCreate>;
+export type ChatCompletionCreateBody = Static<typeof ChatCompletionCreate>;
+
 export const NAMED_SCHEMAS: TSchema[] = [
   ProblemItem,
   Problem,
@@ -941,6 +1118,18 @@ export const NAMED_SCHEMAS: TSchema[] = [
   RecommendationObject,
   RecommendationList,
   RecommendationStart,
+  WebhookCreate,
+  WebhookObject,
+  WebhookCreated,
+  WebhookList,
+  DeletedWebhook,
+  WebhookAttempt,
+  WebhookDelivery,
+  WebhookDeliveryList,
+  CompletionCreate,
+  Completion,
+  ChatCompletionCreate,
+  ChatCompletion,
 ];
 
 const listProps = {
@@ -987,3 +1176,4 @@ export type JobDryRunObject = Static<typeof JobDryRun>;
 export type PolicyObjectType = Static<typeof PolicyObject>;
 export type RecommendationCreateBody = Static<typeof RecommendationCreate>;
 export type RecommendationObjectType = Static<typeof RecommendationObject>;
+export type WebhookCreateBody = Static<typeof WebhookCreate>;

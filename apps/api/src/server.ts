@@ -1,11 +1,13 @@
 /**
  * Starts the API server: serves the API on PORT. On start it creates the bootstrap admin key when asked
  * (EDGETUNE_BOOTSTRAP_API_KEY) and registers the base models of its own models folder, if any; while it
- * runs it deletes Idempotency-Key answers past their retention (EDGETUNE_IDEMPOTENCY_RETENTION_MS).
+ * runs it deletes Idempotency-Key answers past their retention (EDGETUNE_IDEMPOTENCY_RETENTION_MS) and sends
+ * the webhook deliveries of the `webhooks` queue (webhook-deliveries.ts).
  */
 import { Queue } from 'bullmq';
 import { buildApp } from './app.js';
 import { startIdempotencySweeper } from './idempotency.js';
+import { startWebhookDeliveries } from './webhook-deliveries.js';
 import { bootstrapAdminKey } from './keys.js';
 import { loadConfig } from '@edgetune/core';
 import { createPrisma } from '@edgetune/store';
@@ -31,12 +33,14 @@ export async function startApi(
   await app.listen({ port: config.port, host: config.host });
   // here, not in buildApp: the OpenAPI generator builds the app with no database
   const sweeper = startIdempotencySweeper(db, config.idempotencyRetentionMs, app.log, config.idempotencyTimeoutMs);
+  const deliveries = startWebhookDeliveries({ config, db, redis, log: app.log });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       await sweeper.stop();
+      await deliveries.stop();
       await app.close();
       await queue.close();
       redis.disconnect();

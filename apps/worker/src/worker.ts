@@ -1,9 +1,9 @@
 /**
  * The worker process: registers its base models and its device (`workers`, refreshed every heartbeat: the
  * API plans jobs for it), consumes the queue with sandboxed processors, relays
- * cancel requests to the running job, reconciles jobs BullMQ no longer delivers with their rows (at
- * startup, every EDGETUNE_RECONCILE_INTERVAL_MS, and when a queue job fails: reconcile.ts), and on stop
- * checkpoints running jobs and re-queues them.
+ * cancel requests to the running job, serves the tuned models of its base models (serving/), reconciles jobs
+ * BullMQ no longer delivers with their rows (at startup, every EDGETUNE_RECONCILE_INTERVAL_MS, and when a
+ * queue job fails: reconcile.ts), and on stop checkpoints running jobs and re-queues them.
  */
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
@@ -20,6 +20,7 @@ import {
 import { createPrisma, heartbeatWorker, redisConnection, registerModels, removeWorker } from '@edgetune/store';
 import { probeDevice, workerDevice, type ProbedDevice } from './device.js';
 import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from './reconcile.js';
+import { startServing } from './serving/workers.js';
 
 /** A running worker. */
 export interface RunningWorker {
@@ -101,6 +102,12 @@ export async function startWorker(
   });
   await sub.subscribe(channels(config.queuePrefix).control);
   await worker.waitUntilReady();
+  // inference on the tuned models of these base models (docs/serving.md)
+  const serving = await startServing(
+    config,
+    models.map((m) => m.id),
+    log,
+  );
   await reconcile();
   const timer = config.reconcileIntervalMs > 0 ? setInterval(reconcile, config.reconcileIntervalMs) : null;
 
@@ -170,6 +177,7 @@ export async function startWorker(
       await pass;
       worker.cancelAllJobs('shutdown');
       await worker.close();
+      await Promise.all(serving.map((w) => w.close()));
       await queue.close();
       sub.disconnect();
       pub.disconnect();

@@ -1,6 +1,7 @@
 /**
- * A one-line progress bar on stderr: step/total, loss, tokens/s, ETA. Redraws in place on a TTY and
- * prints a line every ~5 % otherwise (logs, CI).
+ * A one-line progress bar on stderr: step/total, loss, tokens/s, ETA. Redraws in place on a TTY (cut to
+ * the terminal's width, so that it never wraps) and prints a line every ~5 % otherwise (logs, CI). The one
+ * progress display of edgetune's command lines and of `npm run demo`.
  */
 export class ProgressBar {
   private lastPct = -1;
@@ -27,7 +28,7 @@ export class ProgressBar {
     if (o.extra) parts.push(o.extra);
     const line = parts.join('  ');
     if (this.tty) {
-      process.stderr.write(`\r\x1b[2K${line}`);
+      process.stderr.write(`\r\x1b[2K${line.slice(0, Math.max(20, (process.stderr.columns || 120) - 1))}`);
       this.drawn = true;
     } else process.stderr.write(`${line}\n`);
   }
@@ -40,6 +41,7 @@ export class ProgressBar {
     }
   }
 
+  /** Ends the bar: the last drawn line stays (on a TTY the cursor moves to the next line). */
   done(): void {
     if (this.tty && this.drawn) process.stderr.write('\n');
     this.drawn = false;

@@ -3,24 +3,21 @@
  * `edgetune-engine`: the engine's command line. Results go to stdout (JSON where a program reads them),
  * progress and logs to stderr.
  */
-import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, matmulPath } from './backend/index.js';
-import { LlamaModel } from './model/llama.js';
-import { applyPeftAdapter } from './model/lora.js';
 import { loadTokenizer } from './tokenizer/index.js';
 import { runTuning, loadExamples, type TuneJobOptions } from './tune/run.js';
-import { loadEdgeAdapter, plainPath } from './tune/artifacts.js';
 import { evaluatePaths, chooseRule, type EvalReport } from './infer/evaluate.js';
+import { loadWithAdapter } from './infer/load.js';
 import { classify, generate } from './infer/generate.js';
-import { VOTING_RULES, type VotingRule, type ExitPath } from './infer/voting.js';
+import { VOTING_RULES, type VotingRule } from './infer/voting.js';
 import { encodePrompt } from './data/encode.js';
-import { augmentPrompt, DEFAULT_RAG, loadRagAugmentation, type RagAugmentation } from './retrieve/index.js';
+import { augmentPrompt, DEFAULT_RAG } from './retrieve/index.js';
 import { ProgressBar } from '@edgetune/core';
 import { favourMemoryOverSpeed } from './util/v8-heap.js';
-import { need, numOpt, pick, runCli, UsageError } from '@edgetune/core';
+import { need, numOpt, parseFlags, pick, runCli, UsageError, unknownCommand } from '@edgetune/core';
 
 const USAGE = `usage: edgetune-engine <command> [options]
 
@@ -39,9 +36,11 @@ commands:
        planner: [--memory-budget-mb M --tensor-budget-mb M --threads N]  (fit micro-batch, windows and prefix caching
        to the device: RSS within the memory budget, TF.js tensors within the tensor budget)
   plan --model DIR [--memory-budget-mb M --tensor-budget-mb M --threads N --batch 8 --max-length 256 --steps 200
-       --examples N --mode edge_llm|vanilla --schedule S --prefix backbone|adapted --lora-r 8 --head-rank 0 --avg-bits 16
-       --stored-dtype F32|F16|BF16]   (prints the execution plan and its forecast; the stored dtype defaults to the
-       model's safetensors headers', F32 without weights; the wasm backend's heap ceiling applies)
+       --examples N --mode edge_llm|vanilla --schedule S --prefix backbone|adapted --exit-layers 1,3,5,7 --lora-r 8 --head-rank 0
+       --avg-bits 16 --stored-dtype F32|F16|BF16 --time-budget-s S --json]
+       (prints the execution plan for this machine: memory forecast against the budget, time, exits and windows,
+       per-layer storage, and what does not fit and why; --json: the API's plan object, snake_case. The stored dtype
+       defaults to the model's safetensors headers', F32 without weights; the wasm backend's heap ceiling applies)
   eval --model DIR --data FILE [--adapter DIR] [--json]     (an adapter with rag_index.json augments the prompts)
        [--generate]  (also exact match of the greedy voted generation, per exit and voted: generation tasks)
   infer --model DIR [--adapter DIR] (--prompt TEXT | --prompt-file FILE) [--labels " spam, ham"]  (RAG as eval)
@@ -63,6 +62,7 @@ commands:
        as probes, each on a third of --time-budget-s with early stopping, in --out/probe-<i>, ranks them by their
        measured validation metric and writes --out/recommendation.json)
 
+every command: [--verbose]  (also prints the backend line on stderr: backend, matmul path, kernels)
 datasets, pretraining and benchmarks: edgetune-lab --help
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
 
@@ -88,24 +88,6 @@ function validationFlags(v: Record<string, unknown>): Pick<TuneJobOptions, 'eval
   };
 }
 
-/**
- * Loads a model and, optionally, an adapter folder: an edgetune tuning output (any mode; its RAG index when it
- * has one) or a PEFT folder.
- */
-function loadWithAdapter(
-  modelDir: string,
-  adapter?: string,
-): { model: LlamaModel; paths: ExitPath[]; rule: VotingRule | null; rag: RagAugmentation | null } {
-  const model = LlamaModel.load(modelDir);
-  if (!adapter) return { model, paths: [plainPath(model)], rule: null, rag: null };
-  if (existsSync(join(adapter, 'edge_llm.json'))) {
-    const { paths, manifest } = loadEdgeAdapter(model, adapter);
-    return { model, paths, rule: manifest.voting_rule, rag: loadRagAugmentation(adapter, manifest) };
-  }
-  applyPeftAdapter(model, adapter);
-  return { model, paths: [plainPath(model)], rule: null, rag: null };
-}
-
 function printEval(r: EvalReport, rule: VotingRule | null): void {
   const pct = (x: number | null) => (x === null ? '   n/a' : `${(x * 100).toFixed(2).padStart(6)}%`);
   const lines = [`examples ${r.examples}, completion tokens ${r.tokens}`, 'path            accuracy  perplexity'];
@@ -127,8 +109,49 @@ function printEval(r: EvalReport, rule: VotingRule | null): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+/** The JSON in `file`, given as option `flag`. @throws Error naming the option and the file when it cannot be read or parsed. */
+function readJson(file: string, flag: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${flag} ${file}: not JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
+  }
+}
+
+/**
+ * Warnings for an `infer --labels` list, which classify() compares by first token: labels without the
+ * leading space that a task's completions carry (" spam" is another token than "spam"), and labels that
+ * share their first token. `first[i]` is labels[i]'s first token id; `firstToken` tokenizes another string.
+ */
+function labelWarnings(labels: string[], first: number[], firstToken: (s: string) => number | undefined): string[] {
+  const out: string[] = [];
+  const bare = labels.filter((l, i) => !/^\s/.test(l) && firstToken(` ${l}`) !== first[i]);
+  if (bare.length) {
+    const spaced = labels.map((l) => (/^\s/.test(l) ? l : ` ${l}`)).join(',');
+    out.push(
+      `--labels: ${bare.map((l) => JSON.stringify(l)).join(', ')} ${bare.length === 1 ? 'has' : 'have'} no leading space, ` +
+        `but completions usually start with one and " ${bare[0]}" tokenizes differently: did you mean --labels ${JSON.stringify(spaced)}?`,
+    );
+  }
+  for (let i = 0; i < labels.length; i++)
+    for (let j = i + 1; j < labels.length; j++)
+      if (first[i] === first[j])
+        out.push(
+          `--labels: ${JSON.stringify(labels[i])} and ${JSON.stringify(labels[j])} start with the same token: they cannot be told apart`,
+        );
+  return out;
+}
+
 /** The commands `main` runs (checked before the backend starts). */
 const COMMANDS = ['backend', 'tune', 'eval', 'infer', 'logits', 'device', 'plan', 'synth-model', 'advise'];
+/** `edgetune-lab`'s commands, which a user may look for here. */
+const LAB_COMMANDS = ['data', 'pretrain', 'bench'];
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
@@ -136,11 +159,18 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const { values: v } = parseArgs({
+  if (LAB_COMMANDS.includes(cmd))
+    throw new UsageError(
+      `unknown command ${JSON.stringify(cmd)}: datasets, pretraining and benchmarks are edgetune-lab's (edgetune-lab --help)`,
+    );
+  if (!COMMANDS.includes(cmd)) throw unknownCommand(cmd, COMMANDS);
+  const { values: v } = parseFlags({
     args: rest,
-    allowPositionals: true,
+    allowPositionals: false,
     strict: true,
     options: {
+      help: { type: 'boolean', short: 'h' },
+      verbose: { type: 'boolean' },
       out: { type: 'string' },
       model: { type: 'string' },
       train: { type: 'string' },
@@ -200,9 +230,12 @@ async function main(argv: string[]): Promise<void> {
       rules: { type: 'string' },
     },
   });
-  if (!COMMANDS.includes(cmd)) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
-  const quiet = cmd === 'logits' || cmd === 'synth-model';
-  const info = await initBackend({ quiet });
+  if (v.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  // the backend line (backend, matmul path, kernels) is a diagnostic: only with --verbose
+  const info = await initBackend({ quiet: v.verbose !== true });
   switch (cmd) {
     case 'backend':
       process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
@@ -311,7 +344,10 @@ async function main(argv: string[]): Promise<void> {
       const labelList = typeof v.labels === 'string' ? v.labels : null;
       if (labelList !== null) {
         const labels = labelList.split(',');
-        const first = labels.map((l) => tok.encode(l, { addSpecialTokens: false })[0]);
+        const firstToken = (l: string) => tok.encode(l, { addSpecialTokens: false })[0];
+        if (labels.some((l) => !l.trim())) throw new UsageError(`--labels: empty label in ${JSON.stringify(labelList)}`);
+        const first = labels.map(firstToken);
+        for (const w of labelWarnings(labels, first, firstToken)) process.stderr.write(`edgetune-engine: warning: ${w}\n`);
         const [res] = classify(model, paths, [ids], first, rule);
         process.stdout.write(
           `${JSON.stringify(
@@ -338,7 +374,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'logits': {
       const { model } = loadWithAdapter(need(v, 'model'), v.adapter as string | undefined);
-      const input = JSON.parse(readFileSync(need(v, 'ids'), 'utf8')) as { input_ids?: number[][] };
+      const input = readJson(need(v, 'ids'), '--ids') as { input_ids?: number[][] };
       const ids = input.input_ids;
       if (
         !Array.isArray(ids) ||
@@ -395,18 +431,20 @@ async function main(argv: string[]): Promise<void> {
       const measured = await measuredDevice(deviceFlags(v));
       const ceiling = core.tensorHeapCeilingOf(measured.backend);
       const dev = ceiling === undefined ? measured : { ...measured, tensorHeapCeilingBytes: ceiling };
+      const steps = numOpt(v, 'steps', 200);
       const p = core.plan(
         {
           model: cfg,
           storedDtype,
           mode: pick(v, 'mode', ['edge_llm', 'vanilla'] as const, 'edge_llm'),
+          ...(typeof v['exit-layers'] === 'string' ? { exitLayers: v['exit-layers'].split(',').map((x) => Number(x.trim())) } : {}),
           loraR: numOpt(v, 'lora-r', 8),
           headRank: numOpt(v, 'head-rank', 0),
           schedule: pick(v, 'schedule', ['sequential', 'round_robin', 'random'] as const, 'sequential'),
           prefix: pick(v, 'prefix', ['backbone', 'adapted'] as const, 'backbone'),
           batchSize: numOpt(v, 'batch', 8),
           seqLen: numOpt(v, 'max-length', 256),
-          steps: numOpt(v, 'steps', 200),
+          steps,
           trainExamples: numOpt(v, 'examples', 1000),
           policy:
             bits < 16
@@ -415,7 +453,20 @@ async function main(argv: string[]): Promise<void> {
         },
         dev,
       );
-      process.stdout.write(`${JSON.stringify(p, null, 2)}\n`);
+      // the API's plan object (snake_case), for the device measured here: what a worker on this machine would follow
+      const jp = core.withTimeBudget(
+        core.jobPlanOf(p, 'worker', {
+          policy: bits < 16 ? { id: null, source: 'estimated' } : null,
+          deviceSource: { source: 'worker', workerId: null },
+        }),
+        v['time-budget-s'] !== undefined ? numOpt(v, 'time-budget-s', 0) : null,
+        steps,
+      );
+      if (v.json) process.stdout.write(`${JSON.stringify(jp, null, 2)}\n`);
+      else
+        process.stdout.write(
+          `plan for ${dir}: ${cfg.numHiddenLayers} layers, ${steps} steps of batch ${numOpt(v, 'batch', 8)} x ${numOpt(v, 'max-length', 256)} tokens\n${core.formatPlan(jp)}\n`,
+        );
       return;
     }
     case 'advise': {

@@ -604,7 +604,11 @@ for (const r of report)
   );
 // The scale runs as forecast with the new coefficients (on a device as large as their memory budget).
 const scaleReport = scalePoints.map((p) => {
-  const f = plan({ ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache }, { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G }, coeffs).forecast;
+  const f = plan(
+    { ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache },
+    { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G },
+    coeffs,
+  ).forecast;
   const e = { peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 };
   process.stderr.write(
     `scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${(e.peakTfBytes * 100).toFixed(1)}%, RSS ${(e.peakRssBytes * 100).toFixed(1)}%\n`,

@@ -3,18 +3,23 @@
  * `edgetune-lab`: what makes and measures, not what serves. Builds the datasets, pretrains the default
  * base model and runs the benchmarks. Results go to stdout (JSON), progress and logs to stderr.
  */
-import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { favourMemoryOverSpeed, initBackend, loadTokenizer, need, numOpt, pick, ProgressBar, runCli, UsageError } from '@edgetune/engine';
+import { nearest, parseFlags, unknownCommand } from '@edgetune/core';
 import { buildSpamAssassin, spamPromptFromEmail } from './data/spam-assassin.js';
 import { buildCorpusContinuation } from './data/corpus-continuation.js';
 import { buildSpamAssassin3 } from './data/spam-assassin-3.js';
 import { buildFirstNames } from './data/first-names.js';
 import { buildCmudict, CMUDICT_SIZES } from './data/cmudict.js';
 import { pretrain, DEFAULT_PRETRAIN } from './pretrain/pretrain.js';
+
+/** The commands `main` runs; `bench-*-run` are internal (one benchmark run in a fresh process). */
+const COMMANDS = ['data', 'pretrain', 'bench'];
+/** `edgetune-engine`'s commands, which a user may look for here. */
+const ENGINE_COMMANDS = ['tune', 'eval', 'infer', 'plan', 'advise', 'device', 'backend', 'logits', 'synth-model'];
 
 /** The datasets `data` builds. */
 const DATASETS = ['spam-assassin', 'spam-assassin-3', 'first-names', 'cmudict', 'corpus-continuation'];
@@ -41,12 +46,18 @@ commands:
                                                    (random models of real configurations: load, generation, Edge-LLM
                                                     + 4-bit LUC vs Edge-LLM and vanilla LoRA on BF16; see bench/scale.ts)
   bench --guidelines [--studies methods,compressed_vs_smaller,lora_rank] [--seeds 1,2,3] [--sizes 16,64,256,1024]
-            [--tasks spam-assassin,first-names,cmudict] [--held-out spam-assassin-3|none] [--parallel 2] [--max-steps 120] [--out FILE] [--rules-out FILE] [--merge FILE,...] [--report-only]
+            [--tasks spam-assassin,first-names,cmudict] [--held-out spam-assassin-3|none] [--parallel 2] [--max-steps 120] [--time-budget-s S] [--out FILE] [--rules-out FILE] [--merge FILE,...] [--report-only]
                                                    (Qin et al.'s study on this project's models and tasks: RAG, LoRA, Edge-LLM,
                                                     RAG + Edge-LLM x data x task, validation against time, compressed larger vs
                                                     smaller model, LoRA rank; tables, SVG plots and the advisor's rules; see
                                                     bench/guidelines.ts)
 
+  bench --serving [--reps 5 --steps 16 --out FILE]   (latency of a 32-token completion of a tuned tiny model through the
+                                                    API and a worker: first token and total, plain and streamed; needs
+                                                    PostgreSQL and Redis (DATABASE_URL, REDIS_URL) and the built apps; see
+                                                    bench/serving.ts)
+
+every command: [--verbose]  (also prints the backend line on stderr: backend, matmul path, kernels)
 environment: EDGETUNE_BACKEND=wasm|cpu|tensorflow, EDGETUNE_NATIVE=0 (disable the OpenBLAS addon)`;
 
 async function main(argv: string[]): Promise<void> {
@@ -55,11 +66,18 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const { values: v, positionals } = parseArgs({
+  if (ENGINE_COMMANDS.includes(cmd))
+    throw new UsageError(
+      `unknown command ${JSON.stringify(cmd)}: tuning, evaluation and inference are edgetune-engine's (edgetune-engine --help)`,
+    );
+  if (!COMMANDS.includes(cmd) && !/^bench(-[a-z]+)?-run$/.test(cmd)) throw unknownCommand(cmd, COMMANDS);
+  const { values: v, positionals } = parseFlags({
     args: rest,
     allowPositionals: true,
     strict: true,
     options: {
+      help: { type: 'boolean', short: 'h' },
+      verbose: { type: 'boolean' },
       out: { type: 'string' },
       email: { type: 'string' },
       'body-chars': { type: 'string' },
@@ -71,6 +89,8 @@ async function main(argv: string[]): Promise<void> {
       task: { type: 'string' },
       scale: { type: 'boolean' },
       guidelines: { type: 'boolean' },
+      serving: { type: 'boolean' },
+      reps: { type: 'string' },
       studies: { type: 'string' },
       seeds: { type: 'string' },
       sizes: { type: 'string' },
@@ -78,6 +98,7 @@ async function main(argv: string[]): Promise<void> {
       'held-out': { type: 'string' },
       parallel: { type: 'string' },
       'max-steps': { type: 'string' },
+      'time-budget-s': { type: 'string' },
       'rules-out': { type: 'string' },
       merge: { type: 'string' },
       'report-only': { type: 'boolean' },
@@ -104,6 +125,12 @@ async function main(argv: string[]): Promise<void> {
       'tokenizer-model': { type: 'string' },
     },
   });
+  if (v.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  // the backend line (backend, matmul path, kernels) is a diagnostic: only with --verbose
+  const quiet = v.verbose !== true;
   switch (cmd) {
     case 'data': {
       const which = positionals[0];
@@ -117,7 +144,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'pretrain': {
       favourMemoryOverSpeed();
-      await initBackend();
+      await initBackend({ quiet });
       const out = need(v, 'out');
       const steps = numOpt(v, 'steps', DEFAULT_PRETRAIN.steps);
       const bar = new ProgressBar('pretrain', steps);
@@ -151,7 +178,17 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'bench': {
-      await initBackend();
+      await initBackend({ quiet });
+      if (v.serving) {
+        const { runServingBench } = await import('./bench/serving.js');
+        await runServingBench({
+          out: v.out,
+          command: `npm run bench -- ${argv.slice(1).join(' ')}`,
+          ...(v.reps ? { reps: numOpt(v, 'reps', 5) } : {}),
+          ...(v.steps ? { steps: numOpt(v, 'steps', 16) } : {}),
+        });
+        return;
+      }
       if (v.scale) {
         const { runScaleBench, SCALE_MODELS } = await import('./bench/scale.js');
         const models = v.models?.split(',').map((m) => m.trim());
@@ -170,6 +207,8 @@ async function main(argv: string[]): Promise<void> {
             if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: ${JSON.stringify(x)} is not a positive integer`);
             return n;
           });
+        if (v['time-budget-s'] !== undefined && !(numOpt(v, 'time-budget-s', 0) > 0))
+          throw new UsageError(`--time-budget-s must be a positive number of seconds, got ${JSON.stringify(v['time-budget-s'])}`);
         const studies = list('studies');
         for (const s of studies ?? [])
           if (!(GUIDELINES_STUDIES as readonly string[]).includes(s))
@@ -184,6 +223,7 @@ async function main(argv: string[]): Promise<void> {
           ...(typeof v['held-out'] === 'string' ? { heldOut: v['held-out'] === 'none' ? null : v['held-out'] } : {}),
           ...(v.parallel ? { parallel: numOpt(v, 'parallel', 2) } : {}),
           ...(v['max-steps'] ? { maxSteps: numOpt(v, 'max-steps', 120) } : {}),
+          ...(v['time-budget-s'] ? { timeBudgetS: numOpt(v, 'time-budget-s', 0) } : {}),
           ...(v['rules-out'] ? { rulesOut: v['rules-out'] } : {}),
           ...(v.merge ? { merge: v.merge.split(',').map((x) => x.trim()) } : {}),
           reportOnly: v['report-only'] === true,
@@ -203,7 +243,7 @@ async function main(argv: string[]): Promise<void> {
     case 'bench-scale-run': {
       // Internal: one scale-bench task in a fresh process (see bench/scale.ts).
       favourMemoryOverSpeed();
-      await initBackend();
+      await initBackend({ quiet });
       const { scaleRun } = await import('./bench/scale.js');
       const r = await scaleRun(JSON.parse(readFileSync(need(v, 'task'), 'utf8')));
       process.stdout.write(`${JSON.stringify(r)}
@@ -213,7 +253,7 @@ async function main(argv: string[]): Promise<void> {
     case 'bench-guidelines-run': {
       // Internal: one guidelines-bench run in a fresh process (see bench/guidelines.ts).
       favourMemoryOverSpeed();
-      await initBackend({ quiet: true });
+      await initBackend({ quiet });
       const { guidelinesRun } = await import('./bench/guidelines.js');
       const r = await guidelinesRun(JSON.parse(readFileSync(need(v, 'task'), 'utf8')));
       process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -222,7 +262,7 @@ async function main(argv: string[]): Promise<void> {
     case 'bench-run': {
       // Internal: one benchmark run in a fresh process (see bench/bench.ts), with the heap policy tuning jobs run under.
       favourMemoryOverSpeed();
-      await initBackend();
+      await initBackend({ quiet });
       const { benchRun } = await import('./bench/bench.js');
       const r = await benchRun(JSON.parse(readFileSync(need(v, 'spec'), 'utf8')));
       process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -235,6 +275,12 @@ async function main(argv: string[]): Promise<void> {
 
 /** Runs `data <which>` (but spam-prompt) and returns what the builder reports. */
 async function buildData(which: string | undefined, v: Record<string, string | boolean | undefined>): Promise<unknown> {
+  if (which === undefined || !DATASETS.includes(which)) {
+    const guess = which === undefined ? null : nearest(which, [...DATASETS, 'spam-prompt']);
+    const what =
+      which === undefined ? 'which dataset?' : `unknown dataset ${JSON.stringify(which)}${guess ? ` (did you mean ${guess}?)` : ''};`;
+    throw new UsageError(`data: ${what} the datasets are ${DATASETS.join(', ')} and spam-prompt`);
+  }
   const outDir = need(v, 'out');
   switch (which) {
     case 'spam-assassin':

@@ -10,3 +10,4 @@ export * from './models.js';
 export * from './policies.js';
 export * from './queue.js';
 export * from './workers.js';
+export * from './webhooks.js';

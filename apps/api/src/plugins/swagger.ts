@@ -18,9 +18,12 @@ const DESCRIPTION =
 const TAGS = [
   { name: 'files', description: 'JSONL datasets' },
   { name: 'jobs', description: 'tuning jobs, their events, checkpoints and adapters' },
+  { name: 'fine_tuning', description: "the jobs routes under OpenAI's paths (`/v1/fine_tuning/jobs`), for OpenAI clients" },
+  { name: 'serving', description: 'OpenAI-compatible completions with tuned models, answered by workers' },
   { name: 'models', description: 'base models' },
   { name: 'policies', description: 'LUC compression policies (per base model and budget)' },
   { name: 'workers', description: 'worker processes and the devices jobs are planned for' },
+  { name: 'webhooks', description: 'signed job status events sent to your endpoints (Standard Webhooks)' },
   { name: 'projects', description: 'projects and API keys (admin)' },
   { name: 'health', description: 'liveness and readiness' },
 ];

@@ -55,6 +55,8 @@ export class ProgressReporter {
       step_ms: Math.round(r.stepMs),
       elapsed_ms: Math.round(r.elapsedMs),
       eta_seconds: Math.round(r.etaMs / 1000),
+      // this job process's resident memory (GET /metrics sums it per worker)
+      rss_bytes: process.memoryUsage.rss(),
     };
     this.pending.push({
       type: 'metrics',

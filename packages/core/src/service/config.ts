@@ -14,6 +14,8 @@ export interface Config {
   modelsDir: string;
   /** when set and no key exists yet, project `default` is created with this admin key */
   bootstrapApiKey: string | null;
+  /** bearer token `GET /metrics` requires (EDGETUNE_METRICS_TOKEN); absent: the endpoint is open */
+  metricsToken?: string;
   /** BullMQ key prefix (and Redis pub/sub channel prefix) */
   queuePrefix: string;
   /** upload limit for one file, bytes */
@@ -22,6 +24,10 @@ export interface Config {
   idempotencyTimeoutMs: number;
   /** how long an Idempotency-Key's stored answer is kept (from its request's last claim), ms: after it the key is new */
   idempotencyRetentionMs: number;
+  /** webhook deliveries: attempts in all, delay before the first retry (doubling after), timeout of one request, ms */
+  webhookMaxAttempts: number;
+  webhookBackoffMs: number;
+  webhookTimeoutMs: number;
   /** BullMQ lock duration / stalled check interval, ms; max stalls before a job fails */
   lockDurationMs: number;
   stalledIntervalMs: number;
@@ -122,6 +128,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxFileBytes: num('EDGETUNE_MAX_FILE_BYTES'),
     idempotencyTimeoutMs: num('EDGETUNE_IDEMPOTENCY_TIMEOUT_MS'),
     idempotencyRetentionMs: num('EDGETUNE_IDEMPOTENCY_RETENTION_MS'),
+    webhookMaxAttempts: num('EDGETUNE_WEBHOOK_MAX_ATTEMPTS'),
+    webhookBackoffMs: num('EDGETUNE_WEBHOOK_BACKOFF_MS'),
+    webhookTimeoutMs: num('EDGETUNE_WEBHOOK_TIMEOUT_MS'),
     lockDurationMs: num('EDGETUNE_LOCK_DURATION_MS'),
     stalledIntervalMs: num('EDGETUNE_STALLED_INTERVAL_MS'),
     maxStalledCount: num('EDGETUNE_MAX_STALLED_COUNT'),
@@ -135,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deviceMemoryBytes: opt('EDGETUNE_DEVICE_MEMORY_BYTES'),
     deviceThreads: opt('EDGETUNE_DEVICE_THREADS'),
     deviceGflops: opt('EDGETUNE_DEVICE_GFLOPS'),
+    ...(text('EDGETUNE_METRICS_TOKEN') ? { metricsToken: text('EDGETUNE_METRICS_TOKEN') as string } : {}),
     ...(text('EDGETUNE_ADVISOR_RULES') ? { advisorRulesPath: resolve(text('EDGETUNE_ADVISOR_RULES') as string) } : {}),
   };
 }

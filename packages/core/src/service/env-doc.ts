@@ -7,6 +7,7 @@ const READERS: Record<EnvReader, string> = {
   both: 'API, worker',
   engine: 'engine',
   lab: 'lab',
+  cli: '`edgetune`',
   compose: 'compose',
 };
 

@@ -5,7 +5,7 @@
  */
 
 /** Who reads a variable: the API, the worker, both, the engine (its CLIs and the workers' job processes), the lab CLI, or docker-compose.yml. */
-export type EnvReader = 'api' | 'worker' | 'both' | 'engine' | 'lab' | 'compose';
+export type EnvReader = 'api' | 'worker' | 'both' | 'engine' | 'lab' | 'cli' | 'compose';
 
 /**
  * How `loadConfig` checks a value (JSON Schema, the string coerced first; an empty string counts as unset).
@@ -67,6 +67,14 @@ const SERVICE_VARS: EnvVar[] = [
     meaning: 'when set and no key exists yet, project `default` is created with this admin key',
   },
   {
+    name: 'EDGETUNE_METRICS_TOKEN',
+    readBy: 'api',
+    check: str,
+    defaultText: 'none: `GET /metrics` needs no credentials',
+    meaning:
+      'when set, `GET /metrics` (Prometheus) answers only requests with `Authorization: Bearer <this token>` (401 otherwise); API keys do not open it',
+  },
+  {
     name: 'EDGETUNE_QUEUE_PREFIX',
     readBy: 'both',
     check: str,
@@ -102,6 +110,28 @@ const SERVICE_VARS: EnvVar[] = [
     default: 86_400_000,
     meaning:
       "an `Idempotency-Key`'s stored answer is kept this long, ms (24 h, as Stripe does); after it the key is new: a request under it runs again and jobs and files no longer record it. The API deletes expired answers at startup and every min(retention / 4, 1 h)",
+  },
+  {
+    name: 'EDGETUNE_WEBHOOK_MAX_ATTEMPTS',
+    readBy: 'api',
+    check: positiveInt,
+    default: 10,
+    meaning: 'attempts at delivering one webhook event (the first included) before it is marked `failed`',
+  },
+  {
+    name: 'EDGETUNE_WEBHOOK_BACKOFF_MS',
+    readBy: 'api',
+    check: positiveInt,
+    default: 30_000,
+    meaning:
+      'delay before the first retry of a webhook delivery, ms; it doubles with each further attempt (30 s, 1 min, 2 min, ... ~4 h in all by default)',
+  },
+  {
+    name: 'EDGETUNE_WEBHOOK_TIMEOUT_MS',
+    readBy: 'api',
+    check: positiveInt,
+    default: 10_000,
+    meaning: 'how long one webhook request may take before it counts as failed (and is retried), ms',
   },
   {
     name: 'EDGETUNE_WORKER_CONCURRENCY',
@@ -249,6 +279,18 @@ const OTHER_VARS: EnvVar[] = [
     readBy: 'engine',
     defaultText: 'the temp folder',
     meaning: 'where `edgetune-sgemm-peak.json` (the recent SGEMM readings the planner uses) is kept',
+  },
+  {
+    name: 'EDGETUNE_API_URL',
+    readBy: 'cli',
+    defaultText: 'unset',
+    meaning: 'the API the `edgetune` command talks to (e.g. `http://localhost:8080`); `--api-url` overrides it',
+  },
+  {
+    name: 'EDGETUNE_API_KEY',
+    readBy: 'cli',
+    defaultText: 'unset',
+    meaning: 'the API key the `edgetune` command sends; `--api-key` overrides it',
   },
   {
     name: 'EDGETUNE_DEBUG',

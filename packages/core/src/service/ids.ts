@@ -26,6 +26,9 @@ export const ID_PREFIX = {
   blob: 'blob',
   policy: 'pol',
   recommendation: 'rec',
+  webhook: 'wh',
+  /** a webhook delivery: a Standard Webhooks message (its `webhook-id`) */
+  delivery: 'msg',
 } as const;
 
 /** A new id `<prefix>_<24 base62 chars>`. */

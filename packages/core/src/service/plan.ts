@@ -13,6 +13,7 @@ import {
   type PlanInput,
   type StoredDtype,
 } from '../schedule/planner.js';
+import { formatDuration } from '../progress.js';
 import { DEFAULT_DEVICE_GFLOPS, type Config } from './config.js';
 import { tuneModeOf, type Compression, type JobDevice, type ResolvedJobConfig } from './jobconfig.js';
 import type { WorkerRecord } from './workers.js';
@@ -296,6 +297,47 @@ export function planJob(
   const dev = apiDevice(config, cfg.device, worker);
   const p = makePlan(planInputOf(model, cfg, trainRecords, policy, storedDtype), dev.device);
   return withTimeBudget(jobPlanOf(p, 'api', { policy: ref, deviceSource: dev }), cfg.hyperparameters.time_budget_s ?? null, cfg.totalSteps);
+}
+
+/** Per-layer storage formats as runs: `["f32","f32","int4"]` -> `layers 0-1 f32, 2 int4`. */
+function storageRuns(storage: readonly string[]): string {
+  const runs: string[] = [];
+  for (let i = 0; i < storage.length; ) {
+    let j = i;
+    while (j + 1 < storage.length && storage[j + 1] === storage[i]) j++;
+    runs.push(`${i === j ? i : `${i}-${j}`} ${storage[i]}`);
+    i = j + 1;
+  }
+  return runs.length ? `layers ${runs.join(', ')}` : 'no layers';
+}
+
+/**
+ * A plan as a person reads it, one aspect a line: whether it fits (and if not, the planner's reason), the
+ * memory forecast against the budget (MiB), the time (ms per step, total), exits and windows, the
+ * micro-batch, per-layer weight storage (as runs of layers) and the device planned for.
+ */
+export function formatPlan(p: JobPlan): string {
+  const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
+  const f = p.forecast,
+    d = p.device;
+  const share = d.memory_budget_bytes > 0 ? ` (${Math.round((100 * f.peak_rss_bytes) / d.memory_budget_bytes)} %)` : '';
+  const ceiling = d.tensor_heap_ceiling_bytes === null ? '' : ` (the ${d.backend} backend's ceiling: ${mib(d.tensor_heap_ceiling_bytes)})`;
+  const tb = p.time_budget;
+  const lines = [
+    p.fits ? 'fits:    yes' : `fits:    NO: ${p.reason ?? 'over budget'}`,
+    `memory:  peak RSS ${mib(f.peak_rss_bytes)} of a ${mib(d.memory_budget_bytes)} budget${share}; TF.js tensors ${mib(f.peak_tf_bytes)}${ceiling}`,
+    `         weights ${mib(f.weight_bytes)} (stored ${p.stored_dtype}), trainable ${mib(f.trainable_bytes)}, activations ${mib(f.activation_bytes)}, prefix cache ${mib(f.prefix_cache_bytes)}`,
+    `time:    ${f.step_ms.toFixed(0)} ms/step, ${formatDuration(f.total_ms)} in all` +
+      (tb
+        ? tb.stops_run
+          ? ` (the ${tb.seconds} s time budget stops it after about ${tb.steps} steps)`
+          : ` (within the ${tb.seconds} s time budget)`
+        : ''),
+    `exits:   layers ${p.exit_layers.join(', ')}; deepest window ${p.window_depth} layer${p.window_depth === 1 ? '' : 's'}; micro-batch ${p.micro_batch} x ${p.gradient_accumulation_steps} accumulation; prefix cache ${p.prefix_cache ? 'on' : 'off'}`,
+    `storage: ${storageRuns(p.storage)}`,
+    `device:  ${d.backend}, ${d.threads} threads, SGEMM ${d.matmul_gflops} GFLOP/s, step-time factor ${d.step_time_factor}`,
+  ];
+  return lines.join('\n');
 }
 
 /** One line for events and logs: choices and forecast against the budget. */

@@ -1,5 +1,5 @@
 /** Records -> token ids with loss masks, and padded batches. */
-import type { EngineTokenizer } from '../tokenizer/index.js';
+import type { ChatMessage, EngineTokenizer } from '../tokenizer/index.js';
 import { renderPlainChat } from '../tokenizer/chat.js';
 import { IGNORE_INDEX, isChatRecord, type TrainingRecord } from '@edgetune/core';
 
@@ -29,6 +29,18 @@ export interface EncodedExample {
 export function encodePrompt(tok: EngineTokenizer, prompt: string): number[] {
   const ids = tok.encode(prompt, { addSpecialTokens: false });
   return tok.addBos && tok.bosId !== null ? [tok.bosId, ...ids] : ids;
+}
+
+/**
+ * Chat prompt token ids the way training sees a chat record's context ({@link encodeRecord}): the tokenizer's
+ * chat template with the generation prompt, encoded without special tokens (the template writes bos); without
+ * a template, bos (when the tokenizer adds one) + {@link renderPlainChat} with the generation prompt.
+ * @throws TokenizerError `invalid_chat_template` when the template fails to render.
+ */
+export function encodeChatPrompt(tok: EngineTokenizer, messages: readonly ChatMessage[]): number[] {
+  if (tok.chatTemplate !== null)
+    return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+  return encodePrompt(tok, renderPlainChat(messages, { addGenerationPrompt: true, eosToken: tok.eosToken }));
 }
 
 /**

@@ -27,6 +27,8 @@ export interface GenerateOptions {
    * path is tested against; same tokens).
    */
   kvCache?: boolean;
+  /** called with each new token (stop token excluded) as it is chosen; returning false ends generation there */
+  onToken?: (id: number) => boolean | undefined;
 }
 
 /**
@@ -50,7 +52,7 @@ export function generate(model: LlamaModel, paths: ExitPath[], prompt: number[],
       const next = nextToken(probs, o, paths, rng);
       if (o.stopIds?.includes(next)) break;
       out.push(next);
-      if (out.length >= o.maxNewTokens) break;
+      if (o.onToken?.(next) === false || out.length >= o.maxNewTokens) break;
       if (cache.length < ctxLen) probs = cache.step([[next]]);
       else {
         cache.reset();
@@ -125,6 +127,7 @@ function generateRerun(model: LlamaModel, paths: ExitPath[], prompt: number[], o
     const next = nextToken(exitProbabilities(model, paths, [ids], Int32Array.of(ids.length - 1)), o, paths, rng);
     if (o.stopIds?.includes(next)) break;
     out.push(next);
+    if (o.onToken?.(next) === false) break;
   }
   return out;
 }
