@@ -348,6 +348,8 @@ describe('streaming safetensors writer', () => {
       ['a.u8', { shape: [5], data: Uint8Array.from([1, 2, 3, 4, 255]), dtype: 'U8' }],
       ['m.f32', { shape: [3], data: Float32Array.from([0.1, 0.2, 0.3]) }],
       ['h.f16', { shape: [2], data: Uint16Array.from([0x3c00, 0xc000]), dtype: 'F16' }],
+      // read when the writer reaches it (a tensor out of the TF.js heap)
+      ['l.lazy', { shape: [2], dtype: 'F32', data: () => Float32Array.from([4, 5]) }],
     ]);
     const file = join(root, 'streamed.safetensors');
     writeSafetensors(file, tensors, { format: 'edgetune-packed' });
@@ -355,6 +357,10 @@ describe('streaming safetensors writer', () => {
     const back = readSafetensors(file);
     expect([...back.tensors.get('z.bf16')!.data]).toEqual([1, -2, 0.5, 3.25, -0.125, 7]);
     expect([...back.tensors.get('h.f16')!.data]).toEqual([1, -2]);
+    expect([...back.tensors.get('l.lazy')!.data]).toEqual([4, 5]);
+    expect(() => writeSafetensors(join(root, 'bad.safetensors'), { x: { shape: [4], data: () => new Float32Array(3) } })).toThrow(
+      /shape \[4\] needs 4 values, got 3/,
+    );
     expect(() => writeSafetensors(join(root, 'bad.safetensors'), { x: { shape: [4], data: new Float32Array(3) } })).toThrow(
       /shape \[4\] needs 4 values, got 3/,
     );

@@ -223,12 +223,27 @@ export function readWeightTensors(
 /** A tensor to write: float data is written as F32 (default), F16 or BF16. */
 export interface TensorToWrite {
   shape: number[];
-  /** Uint16Array: BF16/F16 bit patterns, written as they are (dtype must be BF16 or F16) */
-  data: Float32Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
+  /**
+   * Uint16Array: BF16/F16 bit patterns, written as they are (dtype must be BF16 or F16). A function is called
+   * when the writer reaches the tensor (e.g. a tensor read out of the TF.js heap), so that the arrays of a file
+   * need not all exist at once; without `dtype` its result is F32.
+   */
+  data: TensorData | (() => TensorData);
   dtype?: SafetensorsDtype;
 }
 
-function encode(t: TensorToWrite): { dtype: SafetensorsDtype; bytes: Uint8Array } {
+/** The values of a tensor to write. */
+type TensorData = Float32Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
+
+/** `t` with its data read (a lazy tensor's function called). @throws SafetensorsError when its length is not the shape's. */
+function resolved(name: string, t: TensorToWrite): TensorToWrite & { data: TensorData } {
+  const data = typeof t.data === 'function' ? t.data() : t.data;
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  if (count !== data.length) throw new SafetensorsError(`tensor ${name}: shape [${t.shape}] needs ${count} values, got ${data.length}`);
+  return { ...t, data };
+}
+
+function encode(t: TensorToWrite & { data: TensorData }): { dtype: SafetensorsDtype; bytes: Uint8Array } {
   const dtype = dtypeOf(t);
   const n = t.data.length;
   if (t.data instanceof Uint16Array) {
@@ -253,9 +268,15 @@ function encode(t: TensorToWrite): { dtype: SafetensorsDtype; bytes: Uint8Array 
 
 /** The stored dtype of a tensor to write: its `dtype`, else the one its array type implies. */
 function dtypeOf(t: TensorToWrite): SafetensorsDtype {
-  return (
-    t.dtype ?? (t.data instanceof Float32Array ? 'F32' : t.data instanceof Int32Array ? 'I32' : t.data instanceof Int8Array ? 'I8' : 'U8')
-  );
+  if (t.dtype) return t.dtype;
+  const d = t.data;
+  return typeof d === 'function' || d instanceof Float32Array
+    ? 'F32'
+    : d instanceof Int32Array
+      ? 'I32'
+      : d instanceof Int8Array
+        ? 'I8'
+        : 'U8';
 }
 
 /**
@@ -275,7 +296,7 @@ function layout(
   let off = 0;
   for (const [name, t] of entries) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length)
+    if (typeof t.data !== 'function' && count !== t.data.length)
       throw new SafetensorsError(`tensor ${name}: shape [${t.shape}] needs ${count} values, got ${t.data.length}`);
     const dtype = dtypeOf(t);
     const bytes = count * SAFETENSORS_DTYPE_BYTES[dtype];
@@ -298,7 +319,7 @@ export function serializeSafetensors(
   metadata?: Record<string, string>,
 ): Buffer {
   const { head, entries } = layout(tensors, metadata);
-  return Buffer.concat([head, ...entries.map(([, t]) => encode(t).bytes)]);
+  return Buffer.concat([head, ...entries.map(([name, t]) => encode(resolved(name, t)).bytes)]);
 }
 
 /**
@@ -315,7 +336,7 @@ export function writeSafetensors(
   const fd = openSync(file, 'w');
   try {
     writeAll(fd, head);
-    for (const [, t] of entries) writeAll(fd, encode(t).bytes);
+    for (const [name, t] of entries) writeAll(fd, encode(resolved(name, t)).bytes);
   } finally {
     closeSync(fd);
   }

@@ -194,13 +194,17 @@ function replaceModule(model: LlamaModel, module: string, data: Float32Array, sh
   throw new AdapterError(`modules_to_save: ${module} is not supported (lm_head, model.norm and layer norms are)`);
 }
 
-/** The LoRA factors of `linears` by PEFT tensor name, ready for the safetensors writer. */
+/**
+ * The LoRA factors of `linears` by PEFT tensor name, ready for the safetensors writer: each is read out of the
+ * TF.js heap when the writer reaches it, so a model's factors are never all copied at once.
+ */
 export function loraTensors(linears: Iterable<Linear>): Map<string, TensorToWrite> {
   const tensors = new Map<string, TensorToWrite>();
   for (const lin of linears) {
-    if (!lin.lora) continue;
-    tensors.set(peftName(lin.name, 'lora_A'), { shape: lin.lora.A.shape, data: lin.lora.A.dataSync() as Float32Array });
-    tensors.set(peftName(lin.name, 'lora_B'), { shape: lin.lora.B.shape, data: lin.lora.B.dataSync() as Float32Array });
+    const lora = lin.lora;
+    if (!lora) continue;
+    tensors.set(peftName(lin.name, 'lora_A'), { shape: lora.A.shape, dtype: 'F32', data: () => lora.A.dataSync() as Float32Array });
+    tensors.set(peftName(lin.name, 'lora_B'), { shape: lora.B.shape, dtype: 'F32', data: () => lora.B.dataSync() as Float32Array });
   }
   return tensors;
 }
@@ -226,29 +230,35 @@ export function savePeftAdapter(
   extraConfig: Record<string, unknown> = {},
 ): void {
   mkdirSync(dir, { recursive: true });
-  const bytes = new Map<string, Uint8Array>();
+  // Tensors are read out of the TF.js heap when the writer reaches them, one at a time (the one being written is
+  // kept for its remaining chunks), so the factors of a whole model are never all copied at once.
+  const reads = new Map<string, () => Float32Array>();
   const sources = new Map<string, RowSource>();
   const specs: TensorSpec[] = [];
   for (const [name, t] of loraTensors(linears)) {
-    const d = t.data as Float32Array;
-    bytes.set(name, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    reads.set(name, t.data as () => Float32Array);
     specs.push({ name, dtype: 'F32', shape: t.shape });
   }
   for (const [module, t] of modulesToSave) {
     const name = `base_model.model.${module}.weight`;
-    if (t instanceof tf.Tensor) {
-      const d = t.dataSync() as Float32Array;
-      bytes.set(name, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-    } else sources.set(name, t);
+    if (t instanceof tf.Tensor) reads.set(name, () => t.dataSync() as Float32Array);
+    else sources.set(name, t);
     specs.push({ name, dtype: 'F32', shape: [...t.shape] });
   }
   specs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  let current: { name: string; bytes: Uint8Array } | null = null;
   writeSafetensorsStream(
     join(dir, 'adapter_model.safetensors'),
     specs,
     (t, chunk, off) => {
-      const b = bytes.get(t.name);
-      if (b) return chunk.set(b.subarray(off, off + chunk.byteLength));
+      const read = reads.get(t.name);
+      if (read) {
+        if (current?.name !== t.name) {
+          const d = read();
+          current = { name: t.name, bytes: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) };
+        }
+        return chunk.set(current.bytes.subarray(off, off + chunk.byteLength));
+      }
       const src = sources.get(t.name) as RowSource;
       const rowBytes = src.shape[1] * 4;
       const r0 = Math.floor(off / rowBytes),
