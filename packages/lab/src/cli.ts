@@ -42,7 +42,7 @@ commands:
   pretrain --out DIR [--steps N --time-budget-min M --hidden 192 --layers 8 --heads 4 --kv-heads 2 --ffn 512 --vocab 4096 --seq 256 --batch 8 --lr 3e-3 --seed 1234 --dtype F32|F16|BF16
             --tokenizer-chars 20000000 --eval-tokens 65536]
   bench [--out FILE] [--steps N] [--quick] [--model DIR] [--skip-luc]
-  bench --scale [--models smollm2-135m,...] [--models-dir DIR] [--steps 10] [--out FILE]
+  bench --scale [--models smollm2-135m,...] [--models-dir DIR] [--steps 10] [--profile-luc tinyllama-1.1b|none] [--out FILE]
                                                    (random models of real configurations: load, generation, Edge-LLM
                                                     + 4-bit LUC vs Edge-LLM and vanilla LoRA on BF16; see bench/scale.ts)
   bench --guidelines [--studies methods,compressed_vs_smaller,lora_rank] [--seeds 1,2,3] [--sizes 16,64,256,1024]
@@ -104,6 +104,7 @@ async function main(argv: string[]): Promise<void> {
       'report-only': { type: 'boolean' },
       models: { type: 'string' },
       'models-dir': { type: 'string' },
+      'profile-luc': { type: 'string' },
       hidden: { type: 'string' },
       layers: { type: 'string' },
       heads: { type: 'string' },
@@ -195,7 +196,16 @@ async function main(argv: string[]): Promise<void> {
         for (const m of models ?? [])
           if (!(SCALE_MODELS as readonly string[]).includes(m))
             throw new UsageError(`--models: unknown ${m} (one of ${SCALE_MODELS.join(', ')})`);
-        await runScaleBench({ out: v.out, models, modelsDir: v['models-dir'], steps: v.steps ? Number(v.steps) : undefined });
+        const profile = v['profile-luc'];
+        if (profile !== undefined && profile !== 'none' && !(SCALE_MODELS as readonly string[]).includes(profile))
+          throw new UsageError(`--profile-luc: unknown ${profile} (none or one of ${SCALE_MODELS.join(', ')})`);
+        await runScaleBench({
+          out: v.out,
+          models,
+          modelsDir: v['models-dir'],
+          steps: v.steps ? Number(v.steps) : undefined,
+          ...(profile === undefined ? {} : { profileLuc: profile === 'none' ? null : profile }),
+        });
         return;
       }
       if (v.guidelines) {

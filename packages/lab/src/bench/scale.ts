@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -276,7 +276,7 @@ export async function runScaleBench(o: {
   const file = o.out ?? join(REPO, 'bench', 'results', `scale-${date}.json`);
   const summary = {
     date,
-    command: `npm run bench -- --scale${o.models ? ` --models ${names.join(',')}` : ''}${o.steps ? ` --steps ${steps}` : ''}${o.modelsDir ? ` --models-dir ${o.modelsDir}` : ''}`,
+    command: `npm run bench -- --scale${o.models ? ` --models ${names.join(',')}` : ''}${o.steps ? ` --steps ${steps}` : ''}${o.modelsDir ? ` --models-dir ${o.modelsDir}` : ''}${o.profileLuc === undefined ? '' : ` --profile-luc ${o.profileLuc ?? 'none'}`}${o.out ? ` --out ${relative(REPO, resolve(o.out))}` : ''}`,
     machine: { cpus: cpus().length, model: cpus()[0]?.model },
     sgemmPeakGflops: peak.gflops,
     settings: {
