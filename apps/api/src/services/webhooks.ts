@@ -108,11 +108,17 @@ export async function listDeliveries(db: PrismaClient, projectId: string, id: st
   const before = q.after
     ? cursorOf(await db.webhookDelivery.findFirst({ where: { id: q.after, webhookId: id }, select: { seq: true } }), q.after, 'delivery')
     : undefined;
-  const rows = await db.webhookDelivery.findMany({
-    where: { webhookId: id, ...(before !== undefined ? { seq: { lt: before } } : {}) },
-    orderBy: { seq: 'desc' },
-    take: q.limit + 1,
-    include: { attemptLog: true },
-  });
+  // One snapshot: the deliveries and their attempts are two queries, and an attempt (with its delivery's new
+  // state) may commit between them.
+  const rows = await db.$transaction(
+    (tx) =>
+      tx.webhookDelivery.findMany({
+        where: { webhookId: id, ...(before !== undefined ? { seq: { lt: before } } : {}) },
+        orderBy: { seq: 'desc' },
+        take: q.limit + 1,
+        include: { attemptLog: true },
+      }),
+    { isolationLevel: 'RepeatableRead' },
+  );
   return listPage(rows.map(deliveryObject), q.limit);
 }
