@@ -98,6 +98,7 @@ export function writeSafetensorsStream(
   return head.byteLength + dataBytes;
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
+/** writeSync until every byte is written (a single call may write fewer). */
+export function writeAll(fd: number, bytes: Uint8Array): void {
   for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
 }

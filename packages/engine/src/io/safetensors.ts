@@ -5,15 +5,9 @@
  * little-endian tensor bytes, offsets relative to the end of the header. No maintained npm package does
  * this, so we keep our own (about 150 lines).
  */
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import {
-  readSafetensorsHeader,
-  readWeightIndex,
-  SAFETENSORS_DTYPE_BYTES,
-  SafetensorsError,
-  type SafetensorsDtype,
-  type TensorEntry,
-} from '@edgetune/core';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { readSafetensorsHeader, readWeightIndex, SafetensorsError, type SafetensorsDtype, type TensorEntry } from '@edgetune/core';
+import { safetensorsHeader, writeAll } from './safetensors-writer.js';
 
 export { SafetensorsError, type SafetensorsDtype } from '@edgetune/core';
 
@@ -280,8 +274,8 @@ function dtypeOf(t: TensorToWrite): SafetensorsDtype {
 }
 
 /**
- * The file's layout without encoding any data: the 8-byte length + header JSON (names sorted, padded with
- * spaces to 8-byte alignment) and the tensors in file order.
+ * The file's layout without encoding any data: the tensors in file order (names sorted) and the 8-byte length +
+ * header JSON that the streaming writer computes for them.
  * @throws SafetensorsError when a shape does not match its data length.
  */
 function layout(
@@ -291,23 +285,16 @@ function layout(
   const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) =>
     a < b ? -1 : a > b ? 1 : 0,
   );
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  let off = 0;
   for (const [name, t] of entries) {
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (typeof t.data !== 'function' && count !== t.data.length)
       throw new SafetensorsError(`tensor ${name}: shape [${t.shape}] needs ${count} values, got ${t.data.length}`);
-    const dtype = dtypeOf(t);
-    const bytes = count * SAFETENSORS_DTYPE_BYTES[dtype];
-    header[name] = { dtype, shape: t.shape, data_offsets: [off, off + bytes] };
-    off += bytes;
   }
-  let json = JSON.stringify(header);
-  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return { head: Buffer.concat([len, Buffer.from(json, 'utf8')]), entries };
+  const { head } = safetensorsHeader(
+    entries.map(([name, t]) => ({ name, dtype: dtypeOf(t), shape: t.shape })),
+    metadata,
+  );
+  return { head, entries };
 }
 
 /**
@@ -340,9 +327,4 @@ export function writeSafetensors(
   } finally {
     closeSync(fd);
   }
-}
-
-/** writeSync until every byte is written (a single call may write fewer). */
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }
