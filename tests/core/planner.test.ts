@@ -187,11 +187,30 @@ describe('plan', () => {
     expect(() => plan(base, { ...dev(8000), baseRssBytes: -1 })).toThrow(PlanError);
   });
 
-  it("scales step time, and only step time, by the device's measured step-time factor", () => {
+  it("scales the non-matmul part of step time, and nothing else, by the device's measured step-time factor", () => {
     const one = plan(base, dev(8000)),
       slow = plan(base, { ...dev(8000), stepTimeFactor: 1.5 });
-    expect(slow.forecast.stepMs).toBeCloseTo(1.5 * one.forecast.stepMs, 9);
-    expect(slow.forecast.totalMs).toBeCloseTo(1.5 * one.forecast.totalMs, 6);
+    expect(slow.forecast.stepMs).toBeGreaterThan(one.forecast.stepMs);
+    expect(slow.forecast.stepMs).toBeLessThan(1.5 * one.forecast.stepMs);
+    expect(slow.forecast.totalMs / slow.forecast.stepMs).toBeCloseTo(one.forecast.totalMs / one.forecast.stepMs, 9);
+    // matmul time follows the SGEMM reading only: a cost model with nothing but matmuls ignores the factor ...
+    const matmulOnly = {
+      ...CALIBRATION,
+      msPerLayerPass: 0,
+      msPerLayerToken: 0,
+      msPerAttScore: 0,
+      msPerStep: 0,
+      msPerUpdatedParam: 0,
+      msPerDequantElem: 0,
+    };
+    const mm = plan(base, dev(8000), matmulOnly).forecast.stepMs;
+    expect(mm).toBeGreaterThan(0);
+    expect(plan(base, { ...dev(8000), stepTimeFactor: 1.5 }, matmulOnly).forecast.stepMs).toBeCloseTo(mm, 9);
+    // ... and one without matmul time scales wholly by it
+    const noMatmul = { ...CALIBRATION, mmEfficiency: Number.POSITIVE_INFINITY };
+    const other = plan(base, dev(8000), noMatmul).forecast.stepMs;
+    expect(plan(base, { ...dev(8000), stepTimeFactor: 1.5 }, noMatmul).forecast.stepMs).toBeCloseTo(1.5 * other, 9);
+    expect(mm + other).toBeCloseTo(one.forecast.stepMs, 6);
     expect(slow.forecast.peakRssBytes).toBe(one.forecast.peakRssBytes);
     expect(slow.forecast.peakTfBytes).toBe(one.forecast.peakTfBytes);
     expect([slow.microBatch, slow.exitLayers, slow.prefixCache]).toEqual([one.microBatch, one.exitLayers, one.prefixCache]);

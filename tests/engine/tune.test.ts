@@ -298,7 +298,10 @@ describe('measureStepFactor', () => {
       const f = await measureStepFactor(dev, 0.05);
       expect(f.steps).toBeGreaterThanOrEqual(3);
       expect(f.measuredMs).toBeGreaterThan(0);
-      expect(f.reading).toBeCloseTo(Math.min(4, Math.max(0.25, f.measuredMs / f.forecastMs)), 9);
+      // the reading scales the forecast's non-matmul part: (measured - matmul) / (forecast - matmul)
+      expect(f.matmulMs).toBeGreaterThan(0);
+      expect(f.matmulMs).toBeLessThan(f.forecastMs);
+      expect(f.reading).toBeCloseTo(Math.min(4, Math.max(0.25, (f.measuredMs - f.matmulMs) / (f.forecastMs - f.matmulMs))), 9);
       expect([f.readings, f.factor]).toEqual([1, f.reading]); // nothing remembered yet
       // the forecast is the planner's for the device: 100x the SGEMM throughput, less time (and its own readings)
       const fast = await measureStepFactor({ ...dev, matmulGflops: 5000 }, 0.05);

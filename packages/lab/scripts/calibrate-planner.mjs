@@ -9,8 +9,9 @@
 // --growth alone measures only the RSS terms the grid's short runs cannot show (rssAtStart, rssLongRun,
 // rssPerDataToken; a few minutes) and keeps every other coefficient.
 // --scale FILE --models-dir DIR --scale-train FILE (with --refit): the scale bench's runs (random models of real
-// configurations in DIR, their training file) join the memory fits, whose per-element coefficients one small
-// model cannot separate (its features are nearly collinear); step time stays fitted on the grid.
+// configurations in DIR, their training file) join the memory and step-time fits, whose per-element
+// coefficients one small model cannot separate (its features are nearly collinear). Run the grid and the scale
+// bench on the same machine: the step-time fit takes the two as one machine's.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -421,13 +422,16 @@ if (flag('--scale')) {
         exits: p.exitLayers,
         mb: p.microBatch,
         cache: p.prefixCache,
+        G: p.device.matmulGflops,
         measured: run.plan.measured,
         x: costFeatures(input, p.exitLayers, p.microBatch, p.prefixCache),
       });
     }
   }
-  process.stderr.write(`${scalePoints.length} scale-bench runs join the memory fits\n`);
+  process.stderr.write(`${scalePoints.length} scale-bench runs join the memory and step-time fits\n`);
 }
+
+const timePoints = [...points, ...scalePoints];
 
 // The fixed cost of a layer pass (see overhead()): measured now, or with --refit taken from the last run.
 let passOverhead;
@@ -517,14 +521,22 @@ function nnls(rows, y) {
 }
 // Layer-equivalents E = window layers + rho x prefix layers: rho measured (below), the rest by NNLS on
 // relative errors (each row divided by its measured step time).
-function timeRowsFor(rho) {
-  return points.map((p) => {
+// Scale-bench points join with their own run's SGEMM reading: on one small model FLOPs are nearly collinear
+// with the per-token term, and only real shapes separate matmul time from the rest.
+function timeRowsFor(rho, pts = timePoints) {
+  return pts.map((p) => {
     const t = p.x.time,
       E = t.tapeLayers + rho * t.prefixLayers,
       a = p.x.accum;
-    return [(p.x.trainFlops / (G * 1e9)) * 1000 * a, E * a, E * p.x.N * a, E * t.attScores * a, p.x.updParams, p.x.dequantElems * a, 1].map(
-      (v) => v / p.measured.stepMs,
-    );
+    return [
+      (p.x.trainFlops / ((p.G ?? G) * 1e9)) * 1000 * a,
+      E * a,
+      E * p.x.N * a,
+      E * t.attScores * a,
+      p.x.updParams,
+      p.x.dequantElems * a,
+      1,
+    ].map((v) => v / p.measured.stepMs);
   });
 }
 // rho measured, not fitted (it is nearly collinear with the per-layer terms): per Edge-LLM point with a
@@ -537,11 +549,24 @@ const ratios = points
 const rho = ratios.length ? ratios[Math.floor(ratios.length / 2)] : 0.35;
 // With the pass overhead measured, its column's contribution is subtracted and the column fixed.
 const pass0 = passOverhead?.msPerLayerPass;
-const rowsT = timeRowsFor(rho);
-const yT = points.map((_p, i) => (pass0 === undefined ? 1 : 1 - pass0 * rowsT[i][1]));
-const solT = nnls(pass0 === undefined ? rowsT : rowsT.map((r) => r.filter((_, j) => j !== 1)), yT);
-const fit = { rho, sol: pass0 === undefined ? solT : [solT[0], pass0, ...solT.slice(1)] };
-const [invEff, pass, tok, att, upd, deq, step] = fit.sol;
+function fitTime(pts) {
+  const rowsT = timeRowsFor(rho, pts);
+  const yT = pts.map((_p, i) => (pass0 === undefined ? 1 : 1 - pass0 * rowsT[i][1]));
+  const solT = nnls(pass0 === undefined ? rowsT : rowsT.map((r) => r.filter((_, j) => j !== 1)), yT);
+  return pass0 === undefined ? solT : [solT[0], pass0, ...solT.slice(1)];
+}
+/** The time coefficients of a solution vector of fitTime (the rest of the cost model is filled by the caller). */
+const timeCoeffs = ([invEff, pass, tok, att, upd, deq, step]) => ({
+  mmEfficiency: 1 / (invEff || 1e-9),
+  prefixPassCost: rho,
+  msPerLayerPass: pass,
+  msPerLayerToken: tok,
+  msPerAttScore: att,
+  msPerStep: step,
+  msPerUpdatedParam: upd,
+  msPerDequantElem: deq,
+});
+const fit = { rho, sol: fitTime(timePoints) };
 const coeffs = {
   actD,
   actF,
@@ -553,14 +578,7 @@ const coeffs = {
   rssAtStart,
   rssLongRun: growthMeasured.rssLongRun,
   rssPerDataToken: growthMeasured.rssPerDataToken,
-  mmEfficiency: 1 / (invEff || 1e-9),
-  prefixPassCost: fit.rho,
-  msPerLayerPass: pass,
-  msPerLayerToken: tok,
-  msPerAttScore: att,
-  msPerStep: step,
-  msPerUpdatedParam: upd,
-  msPerDequantElem: deq,
+  ...timeCoeffs(fit.sol),
 };
 const report = points.map((p) => {
   const input = {
@@ -603,22 +621,37 @@ for (const r of report)
     `${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`,
   );
 // The scale runs as forecast with the new coefficients (on a device as large as their memory budget).
+// Step time also held out: fitted without that model's runs (leave one model out), then forecast.
+const heldOutCoeffs = new Map(
+  [...new Set(scalePoints.map((p) => p.model))].map((m) => [
+    m,
+    { ...coeffs, ...timeCoeffs(fitTime(timePoints.filter((p) => p.model !== m))) },
+  ]),
+);
 const scaleReport = scalePoints.map((p) => {
-  const f = plan(
-    { ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache },
-    { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: G },
-    coeffs,
-  ).forecast;
-  const e = { peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 };
+  const forecastWith = (c) =>
+    plan(
+      { ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache },
+      { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: p.G },
+      c,
+    ).forecast;
+  const f = forecastWith(coeffs),
+    held = forecastWith(heldOutCoeffs.get(p.model));
+  const e = {
+    peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1,
+    peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1,
+    stepMs: f.stepMs / p.measured.stepMs - 1,
+    stepMsHeldOut: held.stepMs / p.measured.stepMs - 1,
+  };
   process.stderr.write(
-    `scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${(e.peakTfBytes * 100).toFixed(1)}%, RSS ${(e.peakRssBytes * 100).toFixed(1)}%\n`,
+    `scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${(e.peakTfBytes * 100).toFixed(1)}%, RSS ${(e.peakRssBytes * 100).toFixed(1)}%, step ${(e.stepMs * 100).toFixed(1)}% (model held out: ${(e.stepMsHeldOut * 100).toFixed(1)}%)\n`,
   );
   return {
     model: p.model,
     variant: p.variant,
     mb: p.mb,
-    measured: { peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
-    forecast: { peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
+    measured: { peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes, stepMs: p.measured.stepMs },
+    forecast: { peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes, stepMs: f.stepMs, stepMsHeldOut: held.stepMs },
     error: e,
   };
 });

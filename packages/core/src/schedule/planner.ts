@@ -49,8 +49,9 @@ export interface DeviceProfile {
    */
   baseRssBytes?: number;
   /**
-   * This machine's step time over the calibrated cost model's for the same work and SGEMM reading
-   * (schedule/speed.ts measureStepFactor): every step-time forecast is multiplied by it. Absent = 1
+   * This machine's non-matmul step time over the calibrated cost model's for the same work
+   * (schedule/speed.ts measureStepFactor): the forecast's non-matmul part (per-layer, per-token, dequantization
+   * and optimizer terms) is multiplied by it; its matmul part already follows matmulGflops. Absent = 1
    * (the calibration machine's balance of matmul and other work).
    */
   stepTimeFactor?: number;
@@ -349,6 +350,8 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
     weightTf,
     weightAll,
     trainable,
+    /** LoRA and exit-head parameters the run trains in all (what a checkpoint saves, with their AdamW moments) */
+    trainableParams: training ? trainableParams : 0,
     prefixOut,
     headRowBytes,
     act,
@@ -377,13 +380,12 @@ function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: numbe
     rho = c.prefixPassCost;
   // Matmul time from FLOPs (prefix FLOPs at the same efficiency); the rest per layer-equivalent.
   const E = t.tapeLayers + rho * t.prefixLayers;
-  const microMs =
-    (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000 +
-    E * (c.msPerLayerPass + c.msPerLayerToken * x.N + c.msPerAttScore * t.attScores) +
-    c.msPerDequantElem * x.dequantElems;
+  const matmulMs = (flops / (dev.matmulGflops * 1e9 * c.mmEfficiency)) * 1000;
+  const otherMs = E * (c.msPerLayerPass + c.msPerLayerToken * x.N + c.msPerAttScore * t.attScores) + c.msPerDequantElem * x.dequantElems;
   // mode `none`: a forward pass per micro-batch, without the optimizer step's fixed cost
   const update = inp.mode === 'none' ? 0 : c.msPerStep + c.msPerUpdatedParam * x.updParams;
-  const stepMs = (x.accum * microMs + update) * (dev.stepTimeFactor ?? 1);
+  // The SGEMM reading already scales the matmul time to this machine; the step-time factor scales the rest.
+  const stepMs = x.accum * matmulMs + (x.accum * otherMs + update) * (dev.stepTimeFactor ?? 1);
   return {
     storage: x.storage,
     depth: x.depth,

@@ -11,7 +11,7 @@ import { DEFAULT_LORA } from '../model/lora.js';
 import { initLlamaWeights } from '../model/init.js';
 import { AdaptiveTrainer, DEFAULT_TUNE } from '../tune/trainer.js';
 import { Rng } from '../util/rng.js';
-import { plan, type DeviceProfile } from '@edgetune/core';
+import { plan, type DeviceProfile, type PlanInput } from '@edgetune/core';
 import { CALIBRATION, type CostCoefficients } from '@edgetune/core';
 import { backendInfo, recentReadings } from '../backend/index.js';
 import { cpus, hostname } from 'node:os';
@@ -27,12 +27,15 @@ export interface StepFactor {
    *  recentReadings), as the SGEMM reading takes the highest: other work (tests, a worker starting a job)
    *  only slows the reference down, and one process's reading is noisy on a shared machine */
   factor: number;
-  /** this measurement: measured / forecast step time of the reference workload, clamped to [0.25, 4] */
+  /** this measurement: the reference workload's measured step time less its forecast matmul time, over
+   *  the forecast's non-matmul time, clamped to [0.25, 4] */
   reading: number;
   /** median measured step of the reference workload, ms */
   measuredMs: number;
   /** the planner's forecast for it on `device` with factor 1, ms */
   forecastMs: number;
+  /** the matmul part of that forecast (what the factor does not scale), ms */
+  matmulMs: number;
   /** timed steps (after 2 warm-up steps) */
   steps: number;
   /** readings the factor is the lowest of */
@@ -41,9 +44,11 @@ export interface StepFactor {
 
 /**
  * Times a small reference training workload on this machine and compares it with the planner's forecast
- * for it on `device` (its `matmulGflops` included): the ratio, as the lowest of the machine's recent
- * readings, is DeviceProfile.stepTimeFactor, which scales every step-time forecast. The workload has the calibration model's shape, so on the calibration
- * machine the factor is ~1 by construction. Runs about `seconds` (at least 3 timed steps) on the active
+ * for it on `device` (its `matmulGflops` included): the measured time less the forecast's matmul time, over
+ * the forecast's non-matmul time, as the lowest of the machine's recent readings, is
+ * DeviceProfile.stepTimeFactor, which scales the non-matmul part of every step-time forecast (the matmul part
+ * follows the SGEMM reading). The workload has the calibration model's shape, so on the calibration machine
+ * the factor is ~1 by construction. Runs about `seconds` (at least 3 timed steps) on the active
  * TF.js backend; its tensors and variables are freed afterwards (the wasm heap keeps its high-water mark,
  * ~20 MB, below a job's own).
  * @param device the device the forecast assumes (memory fields are not used).
@@ -67,22 +72,24 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 2, coef
     rope_theta: 10000,
     tie_word_embeddings: true,
   });
-  const forecast = plan(
-    {
-      model: config,
-      mode: 'vanilla',
-      loraR: DEFAULT_LORA.r,
-      batchSize: REF.microBatch,
-      seqLen: REF.seqLen,
-      steps: 100,
-      trainExamples: 16,
-      microBatch: REF.microBatch,
-      prefixCache: false,
-    },
-    { ...device, memoryBudgetBytes: Number.MAX_SAFE_INTEGER, tensorBudgetBytes: undefined, stepTimeFactor: 1 },
-    coeffs,
-  );
+  const input: PlanInput = {
+    model: config,
+    mode: 'vanilla',
+    loraR: DEFAULT_LORA.r,
+    batchSize: REF.microBatch,
+    seqLen: REF.seqLen,
+    steps: 100,
+    trainExamples: 16,
+    microBatch: REF.microBatch,
+    prefixCache: false,
+  };
+  const unlimited = { ...device, memoryBudgetBytes: Number.MAX_SAFE_INTEGER, tensorBudgetBytes: undefined };
+  const forecast = plan(input, { ...unlimited, stepTimeFactor: 1 }, coeffs);
   if (!forecast.fits) throw new Error(`reference workload does not fit: ${forecast.reason}`);
+  // The factor scales only the non-matmul part of a forecast (planner estimate): that part is the
+  // difference between the forecasts at factor 2 and 1.
+  const otherMs = plan(input, { ...unlimited, stepTimeFactor: 2 }, coeffs).forecast.stepMs - forecast.forecast.stepMs;
+  const matmulMs = forecast.forecast.stepMs - otherMs;
   const engine = tf.engine();
   const varsBefore = new Set(Object.keys(engine.registeredVariables));
   const rng = new Rng(7);
@@ -112,11 +119,11 @@ export async function measureStepFactor(device: DeviceProfile, seconds = 2, coef
   const sorted = [...ms].sort((a, b) => a - b),
     measuredMs = sorted[Math.floor(sorted.length / 2)];
   const forecastMs = forecast.forecast.stepMs,
-    reading = Math.min(4, Math.max(0.25, measuredMs / forecastMs));
+    reading = otherMs > 0 ? Math.min(4, Math.max(0.25, (measuredMs - matmulMs) / otherMs)) : 1;
   // Keyed by the SGEMM reading's bucket and the cost model too: the factor is relative to the forecast.
   const info = backendInfo();
   const costModel = createHash('sha256').update(JSON.stringify(coeffs)).digest('hex').slice(0, 12);
   const key = `step-factor:${info?.backend ?? tf.getBackend()}:${info?.matmul ?? '?'}:${device.threads}:${Math.round(device.matmulGflops / 10)}:${costModel}:${cpus()[0]?.model ?? '?'}:${hostname()}`;
   const recent = recentReadings(key, reading).sort((a, b) => a - b);
-  return { factor: recent[0], reading, measuredMs, forecastMs, steps: ms.length, readings: recent.length };
+  return { factor: recent[0], reading, measuredMs, forecastMs, matmulMs, steps: ms.length, readings: recent.length };
 }
