@@ -9,6 +9,7 @@ import { parseLlamaConfig, toHfConfig, type LlamaConfig } from '@edgetune/core';
 import {
   frozenBytes,
   frozenKernelActive,
+  frozenLoraLinear,
   frozenMatMulT,
   gatherRows,
   narrowBf16,
@@ -17,6 +18,7 @@ import {
   widenAll,
   type FrozenMatrix,
 } from '../../packages/engine/src/backend/frozen.js';
+import { loraLinear } from '../../packages/engine/src/backend/fused.js';
 import { quantizeWeight } from '../../packages/engine/src/compress/quantize.js';
 import { LlamaModel } from '../../packages/engine/src/model/llama.js';
 import { initLlamaWeights, saveModelFolder } from '../../packages/engine/src/model/init.js';
@@ -104,6 +106,69 @@ describe('frozen matrices', () => {
       });
     }
   }
+
+  for (const native of [true, false])
+    it(`frozenLoraLinear (${native ? 'native' : 'JS fallback'}): equals loraLinear over the widened weight (same dropout mask), gradients w.r.t. x, A and B too`, () => {
+      setFrozenNative(native);
+      const w = formats[4][1],
+        W = tf.tensor2d(widenAll(w), [rows, cols]);
+      const r4 = rng(12);
+      const a = tf.tensor2d(
+          Float32Array.from({ length: 4 * cols }, () => r4() * 0.3),
+          [4, cols],
+        ),
+        b = tf.tensor2d(
+          Float32Array.from({ length: rows * 4 }, () => r4() * 0.3),
+          [rows, 4],
+        );
+      const xt = tf.tensor2d(x, [n, cols]),
+        dyt = tf.tensor2d(dy, [n, rows]);
+      for (const dropout of [0, 0.3]) {
+        const o = { scale: 2, dropout, seed: 7 };
+        const f = (lin: (xi: tf.Tensor2D, ai: tf.Tensor2D, bi: tf.Tensor2D) => tf.Tensor2D) =>
+          tf.valueAndGrads((xi: tf.Tensor, ai: tf.Tensor, bi: tf.Tensor) =>
+            tf.sum(tf.mul(lin(xi as tf.Tensor2D, ai as tf.Tensor2D, bi as tf.Tensor2D), dyt)),
+          )([xt, a, b]);
+        const got = f((xi, ai, bi) => frozenLoraLinear(xi, w, ai, bi, o)),
+          want = f((xi, ai, bi) => loraLinear(xi, W, ai, bi, o));
+        expect(relErr(got.value.dataSync(), want.value.dataSync()), `dropout ${dropout}`).toBeLessThan(1e-5);
+        got.grads.forEach((g, i) =>
+          expect(relErr(g.dataSync(), want.grads[i].dataSync()), `dropout ${dropout} grad ${i}`).toBeLessThan(1e-5),
+        );
+        tf.dispose([got.value, ...got.grads, want.value, ...want.grads]);
+      }
+      expect(() => frozenLoraLinear(xt, w, b, a, { scale: 1, dropout: 0 })).toThrow(/do not fit weight/);
+      tf.dispose([W, a, b, xt, dyt]);
+      setFrozenNative(true);
+    });
+
+  it('frozenLoraLinear keeps only its input and the LoRA factors for backward (no [n, out] sums, no dropped copy of x)', () => {
+    const w = formats[1][1];
+    const a = tf.randomNormal([4, cols]) as tf.Tensor2D,
+      b = tf.randomNormal([rows, 4]) as tf.Tensor2D,
+      xt = tf.randomNormal([64, cols]) as tf.Tensor2D;
+    const saved = (lin: (xi: tf.Tensor2D) => tf.Tensor2D) => {
+      let bytes = 0;
+      tf.grad((xi: tf.Tensor) => {
+        const tape = (tf.engine() as unknown as { state: { activeTape: { saved?: tf.Tensor[] }[] } }).state.activeTape;
+        const from = tape.length;
+        const y = lin(xi as tf.Tensor2D);
+        const ids = new Map<object, number>();
+        for (const node of tape.slice(from)) for (const t of node.saved ?? []) ids.set(t.dataId, t.size * 4);
+        bytes = [...ids.values()].reduce((p, q) => p + q, 0);
+        return tf.sum(y);
+      })(xt).dispose();
+      return bytes;
+    };
+    const o = { scale: 1, dropout: 0.1, seed: 3 };
+    // x, A and B themselves
+    expect(saved((xi) => frozenLoraLinear(xi, w, a, b, o))).toBe((64 * cols + 4 * cols + rows * 4) * 4);
+    // the same product as separate ops keeps at least the two [64, rows] summands of its add
+    const ops = (xi: tf.Tensor2D) =>
+      tf.add(frozenMatMulT(xi, w), tf.matMul(tf.mul(tf.matMul(xi, a, false, true), o.scale), b, false, true)) as tf.Tensor2D;
+    expect(saved(ops)).toBeGreaterThanOrEqual(2 * 64 * rows * 4);
+    tf.dispose([a, b, xt]);
+  });
 
   it('gathers embedding rows of every format and refuses an id outside the matrix', () => {
     for (const [, w] of formats) {

@@ -9,7 +9,8 @@
 // --growth alone measures only the RSS terms the grid's short runs cannot show (rssAtStart, rssLongRun,
 // rssPerDataToken; a few minutes) and keeps every other coefficient.
 // --scale FILE --models-dir DIR --scale-train FILE (with --refit): the scale bench's runs (random models of real
-// configurations in DIR, their training file) join the memory and step-time fits, whose per-element
+// configurations in DIR, their training file) join the memory and step-time fits (--scale-time FILE: the step
+// times of another run of the bench), whose per-element
 // coefficients one small model cannot separate (its features are nearly collinear). Run the grid and the scale
 // bench on the same machine: the step-time fit takes the two as one machine's.
 import { spawnSync } from 'node:child_process';
@@ -389,13 +390,10 @@ for (const cfg of refit
 
 // --scale: one memory point per run of the scale bench, with the plan input its job had (bench/scale.ts settings).
 const flag = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-const scalePoints = [];
-if (flag('--scale')) {
-  if (!refit || !flag('--models-dir') || !flag('--scale-train')) {
-    process.stderr.write('calibrate-planner: --scale needs --refit, --models-dir DIR and --scale-train FILE\n');
-    process.exit(2);
-  }
-  const scale = JSON.parse(readFileSync(flag('--scale'), 'utf8'));
+/** One point per run of a scale-bench result file, with the plan input its job had. */
+async function scalePointsOf(file) {
+  const points = [];
+  const scale = JSON.parse(readFileSync(file, 'utf8'));
   for (const row of scale.results) {
     const dir = join(flag('--models-dir'), row.model);
     const cfg = loadLlamaConfig(dir);
@@ -415,7 +413,7 @@ if (flag('--scale')) {
       });
       const policy = run.bits ? uniformPolicy(cfg.numHiddenLayers, run.bits) : null;
       const input = planInputOf(cfg, storedDtype(readWeightIndex(dir)), opts, examples, scale.settings.maxLength, policy);
-      scalePoints.push({
+      points.push({
         model: row.model,
         variant,
         input,
@@ -428,10 +426,23 @@ if (flag('--scale')) {
       });
     }
   }
-  process.stderr.write(`${scalePoints.length} scale-bench runs join the memory and step-time fits\n`);
+  return points;
+}
+// --scale-time FILE: the step times from another run of the bench (default: --scale's), e.g. a run on an otherwise
+// idle machine when the memory run was not.
+let scalePoints = [],
+  scaleTimePoints = [];
+if (flag('--scale')) {
+  if (!refit || !flag('--models-dir') || !flag('--scale-train')) {
+    process.stderr.write('calibrate-planner: --scale needs --refit, --models-dir DIR and --scale-train FILE\n');
+    process.exit(2);
+  }
+  scalePoints = await scalePointsOf(flag('--scale'));
+  scaleTimePoints = flag('--scale-time') ? await scalePointsOf(flag('--scale-time')) : scalePoints;
+  process.stderr.write(`${scalePoints.length} scale-bench runs join the memory fit, ${scaleTimePoints.length} the step-time fit\n`);
 }
 
-const timePoints = [...points, ...scalePoints];
+const timePoints = [...points, ...scaleTimePoints];
 
 // The fixed cost of a layer pass (see overhead()): measured now, or with --refit taken from the last run.
 let passOverhead;
@@ -620,38 +631,46 @@ for (const r of report)
   process.stderr.write(
     `${r.mode}${r.prefix ? ` ${r.prefix} prefix` : ''}${r.exits ? ` exits ${r.exits}` : ''}${r.headRank ? ` head rank ${r.headRank}` : ''}${r.r ? ` LoRA r ${r.r}` : ''} mb ${r.mb} T ${r.T} bits ${r.bits}: step ${(r.error.stepMs * 100).toFixed(1)}%, TF peak ${(r.error.peakTfBytes * 100).toFixed(1)}%, RSS ${(r.error.peakRssBytes * 100).toFixed(1)}%\n`,
   );
-// The scale runs as forecast with the new coefficients (on a device as large as their memory budget).
-// Step time also held out: fitted without that model's runs (leave one model out), then forecast.
+// The scale runs as forecast with the new coefficients (on a device as large as their memory budget): memory
+// for --scale's runs, step time for --scale-time's (the same runs without it), also held out: fitted without
+// that model's runs (leave one model out), then forecast.
 const heldOutCoeffs = new Map(
-  [...new Set(scalePoints.map((p) => p.model))].map((m) => [
+  [...new Set(scaleTimePoints.map((p) => p.model))].map((m) => [
     m,
     { ...coeffs, ...timeCoeffs(fitTime(timePoints.filter((p) => p.model !== m))) },
   ]),
 );
+const forecastOf = (p, c) =>
+  plan(
+    { ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache },
+    { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: p.G },
+    c,
+  ).forecast;
+const pct = (v) => `${(v * 100).toFixed(1)}%`;
 const scaleReport = scalePoints.map((p) => {
-  const forecastWith = (c) =>
-    plan(
-      { ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache },
-      { memoryBudgetBytes: 1e12, threads: 2, backend: 'wasm', matmulGflops: p.G },
-      c,
-    ).forecast;
-  const f = forecastWith(coeffs),
-    held = forecastWith(heldOutCoeffs.get(p.model));
-  const e = {
-    peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1,
-    peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1,
-    stepMs: f.stepMs / p.measured.stepMs - 1,
-    stepMsHeldOut: held.stepMs / p.measured.stepMs - 1,
-  };
-  process.stderr.write(
-    `scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${(e.peakTfBytes * 100).toFixed(1)}%, RSS ${(e.peakRssBytes * 100).toFixed(1)}%, step ${(e.stepMs * 100).toFixed(1)}% (model held out: ${(e.stepMsHeldOut * 100).toFixed(1)}%)\n`,
-  );
+  const f = forecastOf(p, coeffs);
+  const e = { peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 };
+  process.stderr.write(`scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${pct(e.peakTfBytes)}, RSS ${pct(e.peakRssBytes)}\n`);
   return {
     model: p.model,
     variant: p.variant,
     mb: p.mb,
-    measured: { peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes, stepMs: p.measured.stepMs },
-    forecast: { peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes, stepMs: f.stepMs, stepMsHeldOut: held.stepMs },
+    measured: { peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
+    forecast: { peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
+    error: e,
+  };
+});
+const scaleTimeReport = scaleTimePoints.map((p) => {
+  const f = forecastOf(p, coeffs).stepMs,
+    held = forecastOf(p, heldOutCoeffs.get(p.model)).stepMs;
+  const e = { stepMs: f / p.measured.stepMs - 1, stepMsHeldOut: held / p.measured.stepMs - 1 };
+  process.stderr.write(`scale ${p.model} ${p.variant} mb ${p.mb}: step ${pct(e.stepMs)} (model held out: ${pct(e.stepMsHeldOut)})\n`);
+  return {
+    model: p.model,
+    variant: p.variant,
+    mb: p.mb,
+    measured: { stepMs: p.measured.stepMs },
+    forecast: { stepMs: f, stepMsHeldOut: held },
     error: e,
   };
 });
@@ -670,7 +689,16 @@ writeFileSync(
       passOverhead,
       growth: { date: refit?.growth?.date ?? date, ...growthMeasured },
       points: report,
-      ...(flag('--scale') ? { scale: { file: relative(root, resolve(flag('--scale'))), points: scaleReport } } : {}),
+      ...(flag('--scale')
+        ? {
+            scale: {
+              file: relative(root, resolve(flag('--scale'))),
+              points: scaleReport,
+              timeFile: relative(root, resolve(flag('--scale-time') ?? flag('--scale'))),
+              timePoints: scaleTimeReport,
+            },
+          }
+        : {}),
     },
     null,
     2,

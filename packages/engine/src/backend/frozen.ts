@@ -11,7 +11,7 @@ import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { PackedWeight } from '../compress/quantize.js';
 import { dequantizeWeight } from '../compress/quantize.js';
 import { floatToHalf, halfToFloatTable } from '../io/safetensors.js';
-import { customOp, kernelMem } from './fused.js';
+import { customOp, dropout, dropoutSeed, FUSED_KERNELS, fusedKernelsActive, kernelMem, type LoraLinearOptions } from './fused.js';
 import { loadNativeAddon, type BlasAddon } from './native.js';
 import type { KernelArgs } from './types.js';
 
@@ -260,6 +260,51 @@ export function frozenMatMulT(x: tf.Tensor2D, m: FrozenMatrix): tf.Tensor2D {
     value: frozenProduct(xi as tf.Tensor2D, w, false),
     gradFunc: (dy) => [frozenProduct(dy as tf.Tensor2D, w, true)],
   })) as tf.Tensor2D;
+}
+
+/**
+ * y = x W^T + scale * (dropout(x) A^T) B^T for a frozen W [out, in] kept outside the heap and trained LoRA
+ * factors (PEFT LoraLayer over a frozen base linear). Differentiable w.r.t. x, A and B. With the native
+ * kernels it is one op that keeps only x (alive anyway as the linear's input), A and B for backward, and
+ * draws the dropout mask again from its seed there (loraLinear's dA/dB kernel): as separate ops, the sum
+ * would keep both its [n, out] inputs and the branch its dropped copy of x, which made a layer over packed
+ * or 16-bit weights keep ~1.6x the activations of one over float32 tensors. Without them, those ops.
+ * x [n, in], a [r, in] (lora_A), b [out, r] (lora_B) -> [n, out].
+ * @throws Error when the shapes do not fit.
+ */
+export function frozenLoraLinear(x: tf.Tensor2D, m: FrozenMatrix, a: tf.Tensor2D, b: tf.Tensor2D, o: LoraLinearOptions): tf.Tensor2D {
+  const w = resident(m);
+  if (x.shape[1] !== w.cols || a.shape[1] !== w.cols || b.shape[0] !== w.rows || b.shape[1] !== a.shape[0])
+    throw new Error(`frozen LoRA linear: x [${x.shape}] a [${a.shape}] b [${b.shape}] do not fit weight [${w.rows}, ${w.cols}]`);
+  const seed = dropoutSeed(o.seed);
+  if (!frozenKernelActive() || !fusedKernelsActive()) {
+    const xin = o.dropout > 0 ? dropout(x, o.dropout, seed) : x;
+    return tf.add(frozenMatMulT(x, w), tf.matMul(tf.mul(tf.matMul(xin, a, false, true), o.scale), b, false, true)) as tf.Tensor2D;
+  }
+  const drop = (t: tf.Tensor2D) => (o.dropout > 0 ? (dropout(t, o.dropout, seed) as tf.Tensor2D) : t);
+  const attrs = { scale: o.scale, rate: o.dropout, seed: o.dropout > 0 ? seed : 0 };
+  return customOp([x, a, b], ([xx, aa, bb], save) => {
+    // Inside the op the tape is off and its temporaries are freed when it returns.
+    const low = tf.matMul(drop(xx as tf.Tensor2D), aa, false, true);
+    const value = tf.add(frozenProduct(xx as tf.Tensor2D, w, false), tf.matMul(tf.mul(low, o.scale), bb, false, true));
+    save([xx, aa, bb]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, sa, sb] = saved;
+        // dlow = scale * dy B [n, r]; dA = dlow^T dropout(x), dB = scale * dy^T (dropout(x) A^T)
+        const [da, db, dlow] = tf
+          .engine()
+          .runKernel(
+            FUSED_KERNELS.loraLinearGradAB,
+            { dy, x: sx, a: sa, b: sb } as tf.NamedTensorMap,
+            attrs as unknown as tf.NamedAttrMap,
+          ) as tf.Tensor[];
+        const dx = tf.add(frozenProduct(dy as tf.Tensor2D, w, true), drop(tf.matMul(dlow, sa) as tf.Tensor2D));
+        return [dx, da, db];
+      },
+    };
+  }) as tf.Tensor2D;
 }
 
 /** x W^T for any weight: tf.matMul for a tensor, {@link frozenMatMulT} for a frozen matrix. x [n, in] -> [n, out]. */

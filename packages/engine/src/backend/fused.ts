@@ -699,8 +699,9 @@ export function dropout(x: tf.Tensor, rate: number, seed?: number): tf.Tensor {
   return runKernel<tf.Tensor>(FUSED_KERNELS.dropout, { x }, { rate, seed: dropoutSeed(seed) });
 }
 
-/** An integer seed in (-2^52, 2^52) for the native dropout mask; random when absent. */
-function dropoutSeed(seed: number | undefined): number {
+/** An integer seed in (-2^52, 2^52) for the native dropout mask; random when absent. Idempotent on its
+ *  own results, so a seed drawn once gives the same mask on every later `dropout` call. */
+export function dropoutSeed(seed: number | undefined): number {
   return seed === undefined || !Number.isFinite(seed) ? Math.floor(Math.random() * 2 ** 52) : Math.trunc(seed) % 2 ** 52;
 }
 

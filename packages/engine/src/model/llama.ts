@@ -25,6 +25,7 @@ import { readWeightTensors, type NamedTensor } from '../io/safetensors.js';
 import {
   type FileMatrix,
   frozenBytes,
+  frozenLoraLinear,
   frozenMatMulT,
   gatherRows,
   isTensor,
@@ -473,9 +474,11 @@ export class LlamaModel {
     const seed = ctx?.seed === undefined ? undefined : ctx.seed * 7919 + salt;
     const ext = lin.packed ?? lin.stored;
     let y: tf.Tensor;
-    if (ext) {
-      // Frozen weight outside the heap: its product widens it block by block (backend/frozen.ts); the
-      // LoRA branch runs as TF.js ops on the same input.
+    if (ext && lora && xq === x) {
+      // Frozen weight outside the heap: its product widens it block by block (backend/frozen.ts), the
+      // LoRA branch beside it in the same op.
+      y = frozenLoraLinear(x, ext, lora.A as tf.Tensor2D, lora.B as tf.Tensor2D, { scale: lora.scale, dropout: rate, seed });
+    } else if (ext) {
       y = frozenMatMulT(xq, ext);
       if (lora) {
         const xin = rate > 0 ? dropout(x, rate, seed) : x;
