@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// `npm start`: applies migrations, then runs the API and one worker until SIGINT/SIGTERM, which it
-// forwards (the worker checkpoints its running job and re-queues it). Once the API answers /readyz and the
-// worker has joined the queue, prints where the API, Swagger UI and dashboard are (HOST and PORT as the API
-// reads them). Configuration: see README.
+// `npm start`: waits for PostgreSQL (a line per attempt), applies migrations, then runs the API and one worker
+// (each waits for the stores it needs the same way) until SIGINT/SIGTERM, which it forwards (the worker
+// checkpoints its running job and re-queues it). Once the API answers /readyz and the worker has joined the
+// queue, prints where the API, Swagger UI and dashboard are (HOST and PORT as the API reads them).
+// Configuration: see README.
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,18 @@ try {
   if (!(e instanceof core.ConfigError)) throw e;
   console.error(`edgetune: ${e.message}`);
   process.exit(2);
+}
+// PostgreSQL first: a line per attempt, with backoff, until its server answers (the migration creates the
+// database when it is missing, so this asks the server's `postgres` database); credentials it refuses end here
+const store = await import('@edgetune/store');
+const server = new URL(config.databaseUrl);
+server.pathname = '/postgres';
+try {
+  await store.waitForDatabase(server.toString(), (line) => console.error(`edgetune: ${line}`));
+} catch (e) {
+  if (!(e instanceof store.StoreConfigError)) throw e;
+  console.error(`edgetune: ${e.message}`);
+  process.exit(1);
 }
 const mig = spawnSync(process.execPath, [join(root, 'scripts', 'db-migrate.mjs'), 'deploy'], { stdio: 'inherit' });
 if (mig.status !== 0) process.exit(mig.status ?? 1);
@@ -61,6 +74,7 @@ async function announce() {
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', () => {});
   const queue = new Queue(core.QUEUE_NAME, { connection: redis, prefix: config.queuePrefix });
+  queue.on('error', () => {}); // a Redis outage: the API and the worker report it
   const worker = await waitUntil(async () => (await queue.getWorkers()).length > 0, 60_000);
   await queue.close().catch(() => {});
   redis.disconnect();

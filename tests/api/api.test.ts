@@ -890,7 +890,8 @@ describe('jobs', () => {
           quant: [0.02, 0.01, 0.01, 0.005],
           profile: { method: 'wanda', dense_loss: 5.9, layers: expect.any(Array) },
         },
-        calibration: { description: expect.stringContaining('file_x'), sequences: 8, seq_len: 128, tokens: 1024 },
+        // no job of this project profiled it: the calibration data is not named
+        calibration: { description: expect.not.stringContaining('file_x'), sequences: 8, seq_len: 128, tokens: 1024 },
         job_count: 0,
       });
       expect(got.sensitivity.profile.layers[0]).toEqual({

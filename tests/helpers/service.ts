@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = join(here, '..', '..');
 const PG_ADMIN_URL = process.env.EDGETUNE_TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
-const REDIS_URL = process.env.EDGETUNE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const SHARED_REDIS_URL = process.env.EDGETUNE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** The bootstrap admin key of every test environment. */
 export const ADMIN_KEY = 'et-test-admin-key-0123456789abcdefghijklmnop';
@@ -57,8 +57,8 @@ export interface TestEnv {
   destroy: () => Promise<void>;
 }
 
-async function admin(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+async function admin(sql: string, adminUrl = PG_ADMIN_URL): Promise<void> {
+  const c = new pg.Client({ connectionString: adminUrl });
   await c.connect();
   try {
     await c.query(sql);
@@ -69,16 +69,21 @@ async function admin(sql: string): Promise<void> {
 
 /**
  * Creates a database `edgetune_test_<random>` migrated with `npm run db:migrate`'s script, a queue
- * prefix, and a models folder (filled by `setupModels`, e.g. with createTinyModel).
+ * prefix, and a models folder (filled by `setupModels`, e.g. with createTinyModel). `pgAdminUrl` and
+ * `redisUrl` choose other servers than the shared ones (e.g. private ones from stores.ts).
  */
-export async function createTestEnv(opts: { setupModels?: (modelsDir: string) => void; env?: NodeJS.ProcessEnv } = {}): Promise<TestEnv> {
+export async function createTestEnv(
+  opts: { setupModels?: (modelsDir: string) => void; env?: NodeJS.ProcessEnv; pgAdminUrl?: string; redisUrl?: string } = {},
+): Promise<TestEnv> {
   const id = randomBytes(6).toString('hex');
   const dir = mkdtempSync(join(tmpdir(), `edgetune-svc-${id}-`));
   const dbName = `edgetune_test_${id}`;
-  const u = new URL(PG_ADMIN_URL);
+  const adminUrl = opts.pgAdminUrl ?? PG_ADMIN_URL;
+  const redisUrl = opts.redisUrl ?? SHARED_REDIS_URL;
+  const u = new URL(adminUrl);
   u.pathname = `/${dbName}`;
   const databaseUrl = u.toString();
-  await admin(`CREATE DATABASE "${dbName}"`);
+  await admin(`CREATE DATABASE "${dbName}"`, adminUrl);
   const modelsDir = join(dir, 'models');
   try {
     const mig = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'db-migrate.mjs'), 'deploy'], {
@@ -89,7 +94,7 @@ export async function createTestEnv(opts: { setupModels?: (modelsDir: string) =>
     mkdirSync(modelsDir, { recursive: true });
     opts.setupModels?.(modelsDir);
   } catch (e) {
-    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch(() => {});
+    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`, adminUrl).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
@@ -97,7 +102,7 @@ export async function createTestEnv(opts: { setupModels?: (modelsDir: string) =>
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL: databaseUrl,
-    REDIS_URL,
+    REDIS_URL: redisUrl,
     EDGETUNE_QUEUE_PREFIX: prefix,
     EDGETUNE_MODELS_DIR: modelsDir,
     EDGETUNE_BOOTSTRAP_API_KEY: ADMIN_KEY,
@@ -111,8 +116,10 @@ export async function createTestEnv(opts: { setupModels?: (modelsDir: string) =>
     ...opts.env,
   };
   const destroy = async () => {
-    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch(() => {});
-    const r = new Redis(REDIS_URL);
+    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`, adminUrl).catch(() => {});
+    // a private Redis may be gone by now: give up rather than retry forever
+    const r = new Redis(redisUrl, { retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    r.on('error', () => {});
     try {
       let cursor = '0';
       do {
@@ -120,12 +127,14 @@ export async function createTestEnv(opts: { setupModels?: (modelsDir: string) =>
         if (keys.length) await r.del(...keys);
         cursor = next;
       } while (cursor !== '0');
+    } catch {
+      // the Redis is gone, and its keys with it
     } finally {
       r.disconnect();
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  return { dir, dbName, databaseUrl, redisUrl: REDIS_URL, prefix, modelsDir, env, destroy };
+  return { dir, dbName, databaseUrl, redisUrl, prefix, modelsDir, env, destroy };
 }
 
 /** Starts the API in this process (port 0); returns its base URL. */

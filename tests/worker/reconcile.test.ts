@@ -263,8 +263,32 @@ describe('reconcileJobs', () => {
     const j = await jobRow('running', { queueJobId: 'current-queue-job' });
     expect(await settleFailedQueueJob(deps, j.id, 'an-older-queue-job', STALLED)).toBeNull();
     expect((await row(j.id)).status).toBe('running');
-    expect(await settleFailedQueueJob(deps, j.id, 'current-queue-job', 'Unexpected exit code: 137 signal: null')).toBe('failed');
-    expect((await row(j.id)).error).toMatchObject({ code: 'worker_error', message: expect.stringContaining('Unexpected exit code: 137') });
+    expect(await settleFailedQueueJob(deps, j.id, 'current-queue-job', 'processor threw: boom')).toBe('failed');
+    expect((await row(j.id)).error).toMatchObject({ code: 'worker_error', message: expect.stringContaining('boom') });
+  });
+
+  it('settleFailedQueueJob: a job whose process died goes back to the queue from its checkpoint, 3 times, then fails with worker_crashed', async () => {
+    const j = await jobRow('running', { queueJobId: 'crashing-0' });
+    await checkpoint(j.id, 5);
+    const reasons = [
+      'Unexpected exit code: null signal: SIGKILL',
+      'job interrupted: Connection terminated unexpectedly',
+      'Unexpected exit code: 134 signal: null',
+    ];
+    let current = 'crashing-0';
+    for (const reason of reasons) {
+      expect(await settleFailedQueueJob(deps, j.id, current, reason, 'another-worker:1')).toBeNull(); // not that worker's attempt
+      expect(await settleFailedQueueJob(deps, j.id, current, reason)).toBe('queued');
+      const r = await row(j.id);
+      expect(r).toMatchObject({ status: 'queued', step: 5 });
+      expect(r.queueJobId).not.toBe(current);
+      current = r.queueJobId!;
+      await db.job.update({ where: { id: j.id }, data: { status: 'running' } }); // the next attempt claims it
+    }
+    expect(await settleFailedQueueJob(deps, j.id, current, 'Unexpected exit code: null signal: SIGKILL')).toBe('failed');
+    expect((await row(j.id)).error).toMatchObject({ code: 'worker_crashed', message: expect.stringContaining('SIGKILL') });
+    const requeued = (await statusEvents(j.id)).filter((e) => e.data.requeued_after === 'crash');
+    expect(requeued.map((e) => e.data.resume_step)).toEqual([5, 5, 5]);
   });
 });
 

@@ -9,12 +9,13 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import deps, { type DepsOptions } from './plugins/deps.js';
-import errorHandling from './plugins/errors.js';
+import errorHandling, { clientErrorHandler, frameworkErrors } from './plugins/errors.js';
 import auth from './plugins/auth.js';
+import rateLimits from './plugins/rate-limit.js';
 import openApi from './plugins/swagger.js';
 import metrics from './plugins/metrics.js';
 import { NAMED_SCHEMAS } from './schemas.js';
-import { validatorCompiler } from './validation.js';
+import { rejectUnstorableText, validatorCompiler } from './validation.js';
 import health from './routes/health.js';
 import files from './routes/files.js';
 import jobs from './routes/jobs/index.js';
@@ -38,14 +39,18 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: o.logger ?? false,
     genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
+    frameworkErrors, // router and HTTP parser errors answer problem+json too
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(deps, { config: o.config, db: o.db, redis: o.redis, queue: o.queue });
   await app.register(errorHandling);
   app.removeContentTypeParser('text/plain'); // JSON or multipart only: anything else is 415
+  await app.register(rateLimits); // before auth: a flood is refused before its key is looked up
   await app.register(auth);
   for (const s of NAMED_SCHEMAS) app.addSchema(s);
   app.setValidatorCompiler(validatorCompiler(NAMED_SCHEMAS));
+  app.addHook('preValidation', rejectUnstorableText); // NUL and unpaired surrogates: 400, never a database error
   await app.register(multipart, { limits: { fileSize: o.config.maxFileBytes } });
   await app.register(openApi);
   await app.register(metrics); // GET /metrics and the request timer (before the routes it times)

@@ -13,10 +13,17 @@ export class EventHub {
     private readonly prefix: string,
   ) {}
 
-  /** Subscribes (lazily, once). */
+  /**
+   * Subscribes (lazily, once).
+   * @throws Error at once when Redis is unreachable on a fail-fast connection (streams poll meanwhile, and the
+   *   next one tries again); a subscription Redis does not confirm fails after the connection's command timeout.
+   */
   start(): Promise<void> {
     if (!this.ready) {
-      this.sub = this.redis.duplicate();
+      if (this.redis.options.enableOfflineQueue === false && this.redis.status !== 'ready')
+        return Promise.reject(new Error(`Redis is unreachable (connection ${this.redis.status})`));
+      // offline queue on: its first SUBSCRIBE waits for this new connection's own connect
+      this.sub = this.redis.duplicate({ enableOfflineQueue: true });
       this.sub.on('message', (_ch: string, jobId: string) => {
         for (const fn of this.listeners.get(jobId) ?? []) fn();
       });

@@ -32,8 +32,9 @@ export async function createApiKey(
 }
 
 /**
- * When `secret` is set and no API key exists at all: creates project `default` with an admin key
- * holding that secret. Idempotent across restarts and safe against concurrent starts.
+ * When `secret` is set and no API key exists at all: creates project `default` with the operator key
+ * holding that secret (an admin key of every project: the only key that may create projects and administer
+ * projects other than its own). Idempotent across restarts and safe against concurrent starts.
  * @returns true when it created the key.
  */
 export async function bootstrapAdminKey(db: PrismaClient, secret: string | null): Promise<boolean> {
@@ -45,8 +46,57 @@ export async function bootstrapAdminKey(db: PrismaClient, secret: string | null)
       (await tx.project.findFirst({ where: { name: 'default' } })) ??
       (await tx.project.create({ data: { id: newId('project'), name: 'default' } }));
     await tx.apiKey.create({
-      data: { id: newId('key'), projectId: project.id, name: 'bootstrap', admin: true, prefix: keyPrefix(secret), hash: hashKey(secret) },
+      data: {
+        id: newId('key'),
+        projectId: project.id,
+        name: 'bootstrap',
+        admin: true,
+        operator: true,
+        prefix: keyPrefix(secret),
+        hash: hashKey(secret),
+      },
     });
     return true;
   });
+}
+
+/** What a request's key resolves to. */
+export interface ResolvedKey {
+  id: string;
+  projectId: string;
+  admin: boolean;
+  operator: boolean;
+  lastUsedAt: Date | null;
+}
+
+/**
+ * Valid API keys by hash, each for `ttlMs` after it was read (so a key revoked through another API process
+ * stops working within `ttlMs`), at most `maxEntries` at once (the oldest read goes first).
+ */
+export class ApiKeyCache {
+  private readonly entries = new Map<string, { key: ResolvedKey; until: number }>();
+  constructor(
+    readonly ttlMs = 1000,
+    readonly maxEntries = 10_000,
+  ) {}
+
+  /** The cached key of `hash`, or undefined when absent or expired. */
+  get(hash: string, now = Date.now()): ResolvedKey | undefined {
+    const e = this.entries.get(hash);
+    if (e && e.until > now) return e.key;
+    if (e) this.entries.delete(hash);
+    return undefined;
+  }
+
+  /** Caches a valid key. */
+  set(hash: string, key: ResolvedKey, now = Date.now()): void {
+    this.entries.delete(hash);
+    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(hash, { key, until: now + this.ttlMs });
+  }
+
+  /** Forgets every key (after a revocation in this process, so that it takes effect at once). */
+  clear(): void {
+    this.entries.clear();
+  }
 }

@@ -16,6 +16,20 @@ import {
 } from '@edgetune/core';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+// Bounds no real request reaches; they keep hostile values (1e308, 2^63) out of the planner and the database.
+/** optimizer steps (max_steps, warmup_steps, eval_steps, checkpointing.every_n_steps) */
+const MAX_STEPS = 1_000_000;
+/** exit-head LoRA rank: about the hidden size of the largest models an edge box tunes */
+const MAX_HEAD_RANK = 1024;
+/** twice the largest lora_r (alpha = 2r is the common choice) */
+const MAX_LORA_ALPHA = 2048;
+/** a decoder layer index */
+const MAX_LAYER_INDEX = 1023;
+/** a device memory budget: 4 TiB */
+const MAX_MEMORY_BYTES = 2 ** 42;
+/** an id or model name in a request body */
+const MAX_ID_LENGTH = 256;
 const Auto = <T extends TSchema>(t: T) => Type.Union([Type.Literal('auto'), t]);
 const Timestamp = (description: string) => Type.Integer({ description: `${description} (unix seconds)` });
 
@@ -81,8 +95,12 @@ export const DeletedFile = Type.Object(
   { id: Type.String(), object: Type.Literal('file'), deleted: Type.Boolean() },
   { $id: 'DeletedFile' },
 );
+export const DeletedJob = Type.Object(
+  { id: Type.String(), object: Type.Literal('fine_tuning.job'), deleted: Type.Boolean() },
+  { $id: 'DeletedJob' },
+);
 
-const ExitLayers = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: 64 });
+const ExitLayers = Type.Array(Type.Integer({ minimum: 0, maximum: MAX_LAYER_INDEX }), { minItems: 1, maxItems: 64 });
 
 const budgetProps = {
   target_sparsity: Type.Number({
@@ -166,7 +184,7 @@ export const MethodInput = Type.Object(
           head_rank: Type.Optional(
             Type.Integer({
               minimum: 0,
-              maximum: 4096,
+              maximum: MAX_HEAD_RANK,
               description:
                 'exit heads: 0 = a full trainable copy of lm_head per exit (official code); r > 0 = lm_head shared and frozen plus a rank-r LoRA per exit (far less memory). Default 0',
             }),
@@ -190,7 +208,11 @@ export const MethodInput = Type.Object(
 export const DeviceInput = Type.Object(
   {
     memory_budget_bytes: Type.Optional(
-      Type.Integer({ minimum: 1, description: "memory the job may use (process resident set), bytes; default: the worker's free memory" }),
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_MEMORY_BYTES,
+        description: "memory the job may use (process resident set), bytes; default: the worker's free memory",
+      }),
     ),
     threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: "matmul (BLAS) threads; default: the worker's cores" })),
   },
@@ -323,14 +345,16 @@ export const HyperparametersInput = Type.Object(
     learning_rate: Type.Optional(
       Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'peak learning rate; overrides learning_rate_multiplier' }),
     ),
-    max_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'optimizer steps in total; overrides n_epochs' })),
+    max_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_STEPS, description: 'optimizer steps in total; overrides n_epochs' })),
     gradient_accumulation_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
-    warmup_steps: Type.Optional(Auto(Type.Integer({ minimum: 0 }))),
+    warmup_steps: Type.Optional(Auto(Type.Integer({ minimum: 0, maximum: MAX_STEPS }))),
     lr_scheduler: Type.Optional(Type.Enum(['cosine', 'linear', 'constant'])),
     weight_decay: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
-    max_grad_norm: Type.Optional(Type.Number({ minimum: 0 })),
+    max_grad_norm: Type.Optional(Type.Number({ minimum: 0, maximum: 1000 })),
     lora_r: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
-    lora_alpha: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    lora_alpha: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: MAX_LORA_ALPHA, description: 'LoRA scaling numerator (scaling = lora_alpha / lora_r)' }),
+    ),
     lora_dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9 })),
     target_modules: Type.Optional(Type.Union([Type.Literal('all-linear'), Type.Array(Type.String(), { minItems: 1, maxItems: 7 })])),
     max_length: Type.Optional(Type.Integer({ minimum: 8, maximum: 32768, description: 'tokens per example after truncation' })),
@@ -347,7 +371,11 @@ export const HyperparametersInput = Type.Object(
         {
           patience: Type.Integer({ minimum: 1, maximum: 1000, description: 'evaluations without an improvement before training stops' }),
           min_delta: Type.Optional(
-            Type.Number({ minimum: 0, description: 'smallest change of the validation metric that counts as an improvement; default 0' }),
+            Type.Number({
+              minimum: 0,
+              maximum: 1000,
+              description: 'smallest change of the validation metric that counts as an improvement; default 0',
+            }),
           ),
         },
         {
@@ -361,6 +389,7 @@ export const HyperparametersInput = Type.Object(
       Auto(
         Type.Integer({
           minimum: 1,
+          maximum: MAX_STEPS,
           description: `optimizer steps between in-loop validation evaluations; auto: max(1, round(total steps / ${AUTO_EVALUATIONS})) when early_stopping or time_budget_s is set and there is a validation_file, else none`,
         }),
       ),
@@ -376,13 +405,24 @@ export const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.String(
 
 export const JobCreate = Type.Object(
   {
-    model: Type.String({ minLength: 1, description: 'a base model id from GET /v1/models' }),
-    training_file: Type.String({ minLength: 1 }),
-    validation_file: Type.Optional(Nullable(Type.String({ minLength: 1 }))),
+    model: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'a base model id from GET /v1/models' }),
+    training_file: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH }),
+    validation_file: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH }))),
     method: Type.Optional(ref(MethodInput)),
     hyperparameters: Type.Optional(ref(HyperparametersInput)),
     checkpointing: Type.Optional(
-      Type.Object({ every_n_steps: Type.Optional(Auto(Type.Integer({ minimum: 1 }))) }, { additionalProperties: false }),
+      Type.Object(
+        {
+          every_n_steps: Type.Optional(Auto(Type.Integer({ minimum: 1, maximum: MAX_STEPS }))),
+          keep_after_finish: Type.Optional(
+            Type.Boolean({
+              description:
+                'keep the checkpoints the job holds at its end (the latest EDGETUNE_CHECKPOINTS_KEPT and the best on validation); default false: they are deleted when the job ends',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
     ),
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2147483647 })),
     suffix: Type.Optional(Nullable(Type.String({ maxLength: 64, pattern: '^[A-Za-z0-9_.-]*$' }))),
@@ -518,7 +558,7 @@ export const Job = Type.Object(
       early_stopping: Nullable(Type.Object({ patience: Type.Integer(), min_delta: Type.Number() })),
       eval_steps: Nullable(Type.Integer({ description: 'optimizer steps between in-loop evaluations; null: none' })),
     }),
-    checkpointing: Type.Object({ every_n_steps: Type.Integer() }),
+    checkpointing: Type.Object({ every_n_steps: Type.Integer(), keep_after_finish: Type.Boolean() }),
     seed: Type.Integer(),
     suffix: Nullable(Type.String()),
     metadata: Metadata,
@@ -772,7 +812,9 @@ export const RecommendationCreate = Type.Object(
         [
           Type.Object(
             {
-              memory_budget_bytes: Type.Optional(Type.Integer({ minimum: 1, description: "bytes; default: the planning worker's" })),
+              memory_budget_bytes: Type.Optional(
+                Type.Integer({ minimum: 1, maximum: MAX_MEMORY_BYTES, description: "bytes; default: the planning worker's" }),
+              ),
               threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
             },
             { additionalProperties: false },
@@ -899,7 +941,7 @@ export const RecommendationObject = Type.Object(
 );
 export const RecommendationList = listOf(RecommendationObject, 'RecommendationList');
 export const RecommendationStart = Type.Object(
-  { candidate: Type.Optional(Type.Integer({ minimum: 0, description: 'index into candidates; default best_candidate' })) },
+  { candidate: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'index into candidates; default best_candidate' })) },
   { $id: 'RecommendationStart', additionalProperties: false },
 );
 
@@ -987,7 +1029,9 @@ const ServingParams = {
       { additionalProperties: false, description: 'include_usage: a last chunk with `usage`' },
     ),
   ),
-  seed: Type.Optional(Type.Integer({ description: 'sampling seed (temperature > 0)' })),
+  seed: Type.Optional(
+    Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: 'sampling seed (temperature > 0)' }),
+  ),
   n: Type.Optional(Type.Literal(1, { description: 'only 1 choice' })),
   user: Type.Optional(Type.String()),
   labels: Type.Optional(
@@ -1087,6 +1131,7 @@ export const NAMED_SCHEMAS: TSchema[] = [
   FileObject,
   FileList,
   DeletedFile,
+  DeletedJob,
   CompressionInput,
   Compression,
   MethodInput,

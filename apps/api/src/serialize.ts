@@ -47,6 +47,7 @@ export interface JobRow {
   method: unknown;
   hyperparameters: unknown;
   checkpointEvery: number;
+  keepCheckpoints: boolean;
   seed: number;
   suffix: string | null;
   metadata: unknown;
@@ -100,7 +101,7 @@ export function jobObject(
     validation_file: j.validationFile,
     method: withCompression(j.method) as Static<typeof S.Job>['method'],
     hyperparameters: withStopping(j.hyperparameters) as Static<typeof S.Job>['hyperparameters'],
-    checkpointing: { every_n_steps: j.checkpointEvery },
+    checkpointing: { every_n_steps: j.checkpointEvery, keep_after_finish: j.keepCheckpoints },
     seed: j.seed,
     suffix: j.suffix,
     metadata: (j.metadata ?? {}) as Record<string, string>,

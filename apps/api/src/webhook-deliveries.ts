@@ -14,7 +14,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { WEBHOOK_QUEUE_NAME, type Config, type WebhookQueueData } from '@edgetune/core';
-import { enqueueDelivery, webhookQueue, type PrismaClient } from '@edgetune/store';
+import { enqueueDelivery, isStoreUnavailable, webhookQueue, type PrismaClient } from '@edgetune/store';
 
 /** How often the sweep looks for pending deliveries the queue lost, ms. */
 const SWEEP_INTERVAL_MS = 60_000;
@@ -128,7 +128,10 @@ export function startWebhookDeliveries(deps: DeliveryDeps): { stop: () => Promis
     prefix: deps.config.queuePrefix,
     concurrency: CONCURRENCY,
   });
-  worker.on('error', (e) => deps.log.warn(`webhook sender: ${e.message}`));
+  // a store outage is logged once by the API's store watch, not at every reconnection attempt
+  worker.on('error', (e) => {
+    if (!isStoreUnavailable(e)) deps.log.warn(`webhook sender: ${e.message}`);
+  });
   worker.on('failed', (job, e) => deps.log.warn(`webhook delivery ${job?.data.deliveryId}: ${e.message}`));
   const runSweep = () => sweep(deps).catch((e: Error) => deps.log.warn(`webhook sweep: ${e.message}`));
   void runSweep();

@@ -5,9 +5,13 @@
  *
  * - `cancelling` -> `cancelled` when its queue job failed, completed or is gone (its worker died
  *   before it stopped the job: nothing runs it any more);
+ * - `queued`/`running` -> back in the queue, resuming from its latest checkpoint, when its queue job failed
+ *   because the job's process died (a signal such as the OOM killer's SIGKILL) or the run was interrupted by
+ *   its stores (a database unreachable for longer than the run retries); after {@link MAX_CRASH_RESUMES}
+ *   such resumes it fails with `worker_crashed` instead (a job that kills its process every time);
  * - `queued`/`running` -> `failed` with `worker_lost` when its queue job failed because it stalled more
  *   than `EDGETUNE_MAX_STALLED_COUNT` times (the documented limit on worker deaths), or `worker_error` when
- *   the processor itself failed;
+ *   the processor failed otherwise;
  * - `queued`/`running` -> back in the queue under a new queue job id, resuming from its latest
  *   checkpoint, when its queue job is gone or completed without finishing the row (e.g. a process died
  *   between writing `queued` and enqueueing, or Redis lost the queue job);
@@ -59,6 +63,13 @@ export const RECONCILE_GRACE_MS = 30_000;
 /** `validating_files` rows this recent are skipped: their `POST /v1/jobs` may still be under way (it takes milliseconds). */
 export const VALIDATING_GRACE_MS = 60_000;
 
+/** How a delivery whose run was interrupted by its stores fails (processor.ts prefixes the error with it). */
+export const INTERRUPTED = 'job interrupted:';
+/** Times a job goes back to the queue after its process died or its run was interrupted, before it fails with `worker_crashed`. */
+export const MAX_CRASH_RESUMES = 3;
+/** Failure reasons of a delivery whose process died (BullMQ's sandbox: `Unexpected exit code: <code> signal: <signal>`) or was interrupted. */
+const CRASHED = /^(?:Unexpected exit code|job interrupted:)/;
+
 /** Statuses of an accepted job that is not finished. */
 const OPEN_STATUSES = ['queued', 'running', 'cancelling'];
 /** BullMQ states in which BullMQ still delivers (or is running) the job. */
@@ -69,6 +80,12 @@ type OpenRow = { id: string; status: string; queueJobId: string | null };
 
 /** The job error of a queue job that failed with `reason`. */
 function lostError(reason: string): JobError {
+  if (CRASHED.test(reason))
+    return {
+      code: 'worker_crashed',
+      message: `The job's process died or was interrupted ${MAX_CRASH_RESUMES + 1} times; last: ${reason}`,
+      param: null,
+    };
   return STALLED.test(reason)
     ? {
         code: 'worker_lost',
@@ -76,6 +93,11 @@ function lostError(reason: string): JobError {
         param: null,
       }
     : { code: 'worker_error', message: `The worker could not run the job: ${reason}`, param: null };
+}
+
+/** How many times job `jobId` went back to the queue after its process died or its run was interrupted. */
+function crashResumes(db: PrismaClient, jobId: string): Promise<number> {
+  return db.jobEvent.count({ where: { jobId, type: 'status', data: { path: ['requeued_after'], equals: 'crash' } } });
 }
 
 /**
@@ -107,7 +129,8 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
     ]);
     return 'cancelled';
   }
-  if (queueState === 'failed') {
+  const crashed = queueState === 'failed' && CRASHED.test(reason ?? '') && (await crashResumes(db, row.id)) < MAX_CRASH_RESUMES;
+  if (queueState === 'failed' && !crashed) {
     const error = lostError(reason ?? 'unknown failure');
     const r = await db.job.updateMany({ where, data: { status: 'failed', error: error as object, finishedAt: now, etaSeconds: null } });
     if (!r.count) return null;
@@ -116,19 +139,26 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
     ]);
     return 'failed';
   }
-  // gone, or completed without finishing the row: back to the queue, from the latest checkpoint
+  // crashed, gone, or completed without finishing the row: back to the queue, from the latest checkpoint
   const last = await db.checkpoint.findFirst({ where: { jobId: row.id }, orderBy: { step: 'desc' }, select: { step: true } });
   const step = last?.step ?? 0;
   const queueJobId = `${row.id}-q${now.getTime().toString(36)}`;
   const r = await db.job.updateMany({ where, data: { status: 'queued', queueJobId, step, etaSeconds: null } });
   if (!r.count) return null;
   await addEvents(db, deps.redis, deps.prefix, row.id, [
-    {
-      type: 'status',
-      level: 'warn',
-      message: `The job's queue entry ${row.queueJobId ?? '(none)'} was lost (${queueState}); job re-queued, it resumes from step ${step}`,
-      data: { status: 'queued', resume_step: step, queue_state: queueState },
-    },
+    crashed
+      ? {
+          type: 'status',
+          level: 'warn',
+          message: `The job's process died or was interrupted (${reason}); job re-queued, it resumes from step ${step}`,
+          data: { status: 'queued', resume_step: step, queue_state: queueState, requeued_after: 'crash' },
+        }
+      : {
+          type: 'status',
+          level: 'warn',
+          message: `The job's queue entry ${row.queueJobId ?? '(none)'} was lost (${queueState}); job re-queued, it resumes from step ${step}`,
+          data: { status: 'queued', resume_step: step, queue_state: queueState },
+        },
   ]);
   // If this throws, the row names a queue job that does not exist: the next pass re-queues it again.
   await enqueueJob(deps.queue, row.id, queueJobId);
@@ -137,9 +167,11 @@ async function settle(deps: ReconcileDeps, row: OpenRow, queueState: string, rea
 
 /**
  * Settles job `jobId` after its queue job `queueJobId` failed for good with `reason` (the worker's
- * `failed` event: the processor crashed, or BullMQ gave up on a job that stalled too often): a
- * `cancelling` job ends `cancelled`, a `queued`/`running` one `failed` (`worker_lost` for stalls, else
- * `worker_error`). Does nothing for a finished job or one that has moved on to another queue job.
+ * `failed` event: the job's process died, or BullMQ gave up on a job that stalled too often): a
+ * `cancelling` job ends `cancelled`, a `queued`/`running` one goes back to the queue when its process
+ * died (at most {@link MAX_CRASH_RESUMES} times), else `failed` (`worker_lost` for stalls, `worker_crashed`,
+ * else `worker_error`). Does nothing for a finished job, one that has moved on to another queue job, or,
+ * with `workerId` (the worker whose delivery failed), a job another worker's attempt is running now.
  * @returns the new status, or null when nothing changed.
  * @throws database errors (Prisma) as they come.
  */
@@ -148,10 +180,12 @@ export async function settleFailedQueueJob(
   jobId: string,
   queueJobId: string,
   reason: string,
-): Promise<'cancelled' | 'failed' | null> {
-  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { id: true, status: true, queueJobId: true } });
+  workerId?: string,
+): Promise<Reconciled['to'] | null> {
+  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { id: true, status: true, queueJobId: true, workerId: true } });
   if (!row || !OPEN_STATUSES.includes(row.status) || (row.queueJobId !== null && row.queueJobId !== queueJobId)) return null;
-  return (await settle(deps, row, 'failed', reason)) as 'cancelled' | 'failed' | null;
+  if (workerId && row.status === 'running' && row.workerId !== workerId) return null;
+  return settle(deps, { id: row.id, status: row.status, queueJobId: row.queueJobId }, 'failed', reason);
 }
 
 /**

@@ -22,8 +22,12 @@ export type { AbortReason, RunContext, RunOutcome } from './job/context.js';
 /**
  * Runs job `jobId` once. Never throws for job-level failures: they end up in the job row. With
  * `queueJobId` (the BullMQ job that delivered it), a delivery that is no longer the row's queue job (the
- * job was re-queued under another one meanwhile) is skipped, so one job never runs twice at once.
- * @throws database errors (Prisma) met while recording the outcome.
+ * job was re-queued under another one meanwhile) is skipped. The run is attempt `attempts + 1` of the job,
+ * and every write it makes is fenced by that number: once a newer attempt claims the job (a lock that
+ * expired while this one still ran, a re-queue), this run's writes are refused and it stops as
+ * `superseded`, leaving the job to the newer attempt. Transient database errors are retried for minutes.
+ * @throws database errors (Prisma) met while recording the outcome, or once retrying gave up: the job is
+ * then not failed, but re-queued from its last checkpoint by the worker (reconcile.ts).
  */
 export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSignal, queueJobId?: string): Promise<RunOutcome> {
   const run = await claimJob(ctx, jobId, queueJobId);
@@ -56,7 +60,11 @@ export async function runJob(ctx: RunContext, jobId: string, signal?: AbortSigna
     return await succeed(run, inputs, report, policy);
   } catch (e) {
     await progress?.flush().catch(() => {});
-    return await settleError(run, e as Error, abort.controller.signal);
+    return await settleError(run, e as Error, abort.controller.signal).catch((err: Error) => {
+      if (err.name !== 'StaleAttemptError') throw err;
+      run.log(`stopped: ${err.message}`);
+      return 'superseded' as const;
+    });
   } finally {
     stopPolling();
     abort.release();

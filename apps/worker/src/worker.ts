@@ -11,13 +11,26 @@ import {
   channels,
   fingerprintCacheSnapshot,
   loadConfig,
+  sweepScratchDirs,
   QUEUE_NAME,
   scanModels,
   type ControlMessage,
   type QueueJobData,
   type WorkerDevice,
 } from '@edgetune/core';
-import { createPrisma, heartbeatWorker, redisConnection, registerModels, removeWorker } from '@edgetune/store';
+import {
+  createPrisma,
+  heartbeatWorker,
+  isStoreUnavailable,
+  redisConnection,
+  registerModels,
+  removeWorker,
+  StoreWatch,
+  storeAddress,
+  waitForDatabase,
+  waitForRedis,
+  watchRedis,
+} from '@edgetune/store';
 import { probeDevice, workerDevice, type ProbedDevice } from './device.js';
 import { reconcileJobs, settleFailedQueueJob, type ReconcileDeps } from './reconcile.js';
 import { startServing } from './serving/workers.js';
@@ -38,7 +51,13 @@ export async function startWorker(
   const config = loadConfig(env);
   const id = `${config.hostName}:${process.pid}`;
   process.env.EDGETUNE_WORKER_ID = id; // inherited by the sandboxed children
-  const db = createPrisma(config.databaseUrl, { max: 3 });
+  // workspaces of job processes that were killed (their owner no longer runs)
+  for (const dir of await sweepScratchDirs(config.workDir, null)) log(`[worker ${id}] removed stale workspace ${dir}`);
+  // Both stores first (a line per attempt, with backoff); later outages: a line when a store goes, one when it is back.
+  const storeLog = (l: string) => log(`[worker ${id}] ${l}`);
+  await waitForDatabase(config.databaseUrl, storeLog);
+  await waitForRedis(config.redisUrl, storeLog);
+  const db = createPrisma(config.databaseUrl, { max: 3, watch: new StoreWatch('PostgreSQL', storeAddress(config.databaseUrl), storeLog) });
   const models = await scanModels(config.modelsDir, log);
   await registerModels(db, models, `worker@${config.hostName}`, (m) => log(`[worker ${id}] ${m}`));
   log(`[worker ${id}] base models in ${config.modelsDir}: ${models.map((m) => m.id).join(', ') || '(none)'}`);
@@ -58,22 +77,26 @@ export async function startWorker(
   });
   const active = new Map<string, string>(); // db job id -> queue job id
   const pub = redisConnection(config.redisUrl);
-  pub.on('error', () => {});
+  watchRedis(pub, new StoreWatch('Redis', storeAddress(config.redisUrl), storeLog));
   worker.on('active', (job) => {
     active.set(job.data.jobId, job.id!);
   });
   worker.on('completed', (job) => {
     active.delete(job.data.jobId);
   });
-  worker.on('error', (err) => log(`[worker ${id}] ${err.message}`));
+  worker.on('error', (err) => {
+    if (!isStoreUnavailable(err)) log(`[worker ${id}] ${err.message}`); // outages: logged by the store watches
+  });
   const queue = new Queue<QueueJobData>(QUEUE_NAME, { connection: pub, prefix: config.queuePrefix });
+  queue.on('error', () => {}); // connection errors of `pub`: logged by its watch
   const deps: ReconcileDeps = { db, queue, redis: pub, prefix: config.queuePrefix };
   worker.on('failed', (job, err) => {
     if (!job) return;
     active.delete(job.data.jobId);
-    // The processor records job failures itself; this covers what it could not (crash, too many stalls).
+    // The processor records job failures itself; this covers what it could not (its process died, too many
+    // stalls): a died process goes back to the queue from its checkpoint (reconcile.ts).
     // If this write is lost too, the next reconciliation pass settles the job from the failed queue job.
-    settleFailedQueueJob(deps, job.data.jobId, job.id!, err.message).catch((e) =>
+    settleFailedQueueJob(deps, job.data.jobId, job.id!, err.message, id).catch((e) =>
       log(`[worker ${id}] failed to record failure: ${(e as Error).message}`),
     );
   });
@@ -84,7 +107,9 @@ export async function startWorker(
       .then((done) => {
         for (const r of done) log(`[worker ${id}] reconciled ${r.jobId}: ${r.from} -> ${r.to} (queue job ${r.queueState})`);
       })
-      .catch((e) => log(`[worker ${id}] reconciliation failed: ${(e as Error).message}`))
+      .catch((e) => {
+        if (!isStoreUnavailable(e)) log(`[worker ${id}] reconciliation failed: ${(e as Error).message}`); // outages: the watches
+      })
       .finally(() => {
         pass = null;
       }));
@@ -124,7 +149,9 @@ export async function startWorker(
       if (!device || active.size === 0) device = workerDevice(config, probed);
       await heartbeatWorker(db, { id, host: config.hostName, pid: process.pid, concurrency: config.workerConcurrency, device });
     })()
-      .catch((e) => log(`[worker ${id}] heartbeat failed: ${(e as Error).message}`))
+      .catch((e) => {
+        if (!isStoreUnavailable(e)) log(`[worker ${id}] heartbeat failed: ${(e as Error).message}`); // outages: the watches
+      })
       .finally(() => {
         beating = null;
       }));

@@ -19,6 +19,8 @@ export * from './service/jobconfig.js';
 export * from './service/models.js';
 export * from './service/fingerprint.js';
 export * from './service/plan.js';
+export * from './service/limits.js';
+export * from './service/scratch.js';
 export * from './service/queue.js';
 export * from './service/inference.js';
 export * from './service/workers.js';

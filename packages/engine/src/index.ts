@@ -15,7 +15,7 @@ export type { NamedTensor, TensorToWrite } from './io/safetensors.js';
 export * from './tokenizer/index.js';
 export { classificationLabels, collate, encodeChatPrompt, encodePrompt, encodeRecord, recordAnswer } from './data/index.js';
 export type { Batch, EncodedExample } from './data/index.js';
-export { AdaptiveTrainer, DEFAULT_TUNE } from './tune/trainer.js';
+export { AdaptiveTrainer, DEFAULT_TUNE, TrainingDivergedError } from './tune/trainer.js';
 export type { TuneOptions, TuneMode, WindowSchedule, StepReport, TrainerState, TrainerStateDict, HostTensor } from './tune/trainer.js';
 export { saveTrainerCheckpoint, loadTrainerCheckpoint, hasTrainerCheckpoint, CHECKPOINT_FILES } from './tune/checkpoint.js';
 export type { Stateful, CallbackStateDict } from './tune/checkpoint.js';

@@ -119,3 +119,20 @@ export async function blobToFile(db: PrismaClient, id: string, path: string): Pr
     await once(out, 'close');
   }
 }
+
+/** A client or an interactive transaction's client: what {@link freeBlobs} runs on. */
+type BlobWriter = Pick<PrismaClient, 'blob'>;
+
+/**
+ * Deletes the blobs of `ids` that no file, checkpoint or adapter references any more (their chunks go with
+ * them); a blob still referenced is kept, so callers may pass every blob the rows they deleted held.
+ * @returns how many blobs were deleted
+ * @throws the database's errors
+ */
+export async function freeBlobs(db: BlobWriter, ids: readonly string[]): Promise<number> {
+  if (!ids.length) return 0;
+  const r = await db.blob.deleteMany({
+    where: { id: { in: [...ids] }, file: { is: null }, checkpoint: { is: null }, adapter: { is: null } },
+  });
+  return r.count;
+}

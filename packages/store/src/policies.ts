@@ -132,8 +132,17 @@ export function budgetOf(row: PolicyRow): Compression {
   };
 }
 
-/** The API's policy object (also written into job bundles as `policy.json`). */
-export function policyObject(row: PolicyRow, jobCount?: number) {
+/** What a policy shows of the data it was profiled on when the viewer may not see the job that profiled it. */
+export const CALIBRATION_ELSEWHERE = 'the training file of the job that profiled this policy (not shown: it is not one of yours)';
+
+/**
+ * The API's policy object (also written into job bundles as `policy.json`). Policies are shared by every project,
+ * the job that profiled one is not: unless `o.showSource` (the viewer's project ran that job), the calibration
+ * description, which names that job's training file, is replaced by {@link CALIBRATION_ELSEWHERE}.
+ */
+export function policyObject(row: PolicyRow, o: { jobCount?: number; showSource?: boolean } = {}) {
+  const { jobCount } = o;
+  const calibration = (row.calibration ?? null) as { description: string; sequences: number; seq_len: number; tokens: number } | null;
   const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
   return {
     id: row.id,
@@ -152,7 +161,7 @@ export function policyObject(row: PolicyRow, jobCount?: number) {
       quant: nums(row.quantSensitivity),
       profile: (row.sensitivity ?? null) as Record<string, unknown> | null,
     },
-    calibration: (row.calibration ?? null) as { description: string; sequences: number; seq_len: number; tokens: number } | null,
+    calibration: calibration && !o.showSource ? { ...calibration, description: CALIBRATION_ELSEWHERE } : calibration,
     ...(jobCount !== undefined ? { job_count: jobCount } : {}),
   };
 }

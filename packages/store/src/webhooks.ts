@@ -25,7 +25,10 @@ export function webhookQueue(redis: Redis, prefix: string): Queue<WebhookQueueDa
   let byPrefix = queues.get(redis);
   if (!byPrefix) queues.set(redis, (byPrefix = new Map()));
   let q = byPrefix.get(prefix);
-  if (!q) byPrefix.set(prefix, (q = new Queue<WebhookQueueData>(WEBHOOK_QUEUE_NAME, { connection: redis, prefix })));
+  if (!q) {
+    byPrefix.set(prefix, (q = new Queue<WebhookQueueData>(WEBHOOK_QUEUE_NAME, { connection: redis, prefix })));
+    q.on('error', () => {}); // connection errors: for the connection's owner to report (BullMQ prints unheard ones)
+  }
   return q;
 }
 
@@ -47,7 +50,7 @@ export async function enqueueDelivery(queue: Queue<WebhookQueueData>, deliveryId
  * @throws database errors (Prisma) as they come.
  */
 export async function deliveriesOf(
-  db: PrismaClient,
+  db: PrismaClient | Prisma.TransactionClient,
   jobId: string,
   events: RecordedEvent[],
 ): Promise<Prisma.WebhookDeliveryCreateManyInput[]> {

@@ -24,6 +24,7 @@ function requestOf(v) {
   if (v.validation_file) body.validation_file = v.validation_file;
   if (v.suffix) body.suffix = v.suffix;
   for (const [k, where] of Object.entries(NUMBERS)) if (v[k] !== '' && v[k] !== undefined) body[where][k] = Number(v[k]);
+  if (v.keep_after_finish) body.checkpointing.keep_after_finish = true;
   return body;
 }
 
@@ -83,6 +84,7 @@ export function NewJobPage() {
     lora_r: '',
     eval_steps: '',
     every_n_steps: '',
+    keep_after_finish: false,
   });
   const [dry, setDry] = useState(null);
   const [error, setError] = useState(null);
@@ -134,6 +136,10 @@ export function NewJobPage() {
         ${field('lora_r', 'LoRA rank', { step: 1, min: 1 })}
         ${field('eval_steps', 'Validate every n steps', { step: 1, min: 1 })}
         ${field('every_n_steps', 'Checkpoint every n steps', { step: 1, min: 1 })}
+        <label><input name="keep_after_finish" type="checkbox" checked=${v.keep_after_finish} onChange=${(e) => {
+          setValues({ ...v, keep_after_finish: e.currentTarget.checked });
+          setDry(null);
+        }} /> Keep checkpoints after the job ends</label>
       </fieldset>
       <div class="buttons">
         <button type="submit" disabled=${busy || !v.model || !v.training_file}>Plan</button>

@@ -1,56 +1,69 @@
 /** `/v1/files`: JSONL datasets, validated line by line at upload and stored as blobs. */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { makeScratchDir } from '@edgetune/core';
 import { readBlob } from '@edgetune/store';
 import { ApiError, type ProblemItem } from '../errors.js';
+import { multipartError } from '../plugins/errors.js';
+import { assertStorable } from '../validation.js';
 import { authOf } from '../plugins/auth.js';
 import { idempotencyKeyOf, idempotencyOptions, idempotent, requestHash } from '../idempotency.js';
 import { createFile, deleteFile, FILE_PURPOSES, findFile, listFiles, type Upload } from '../services/files.js';
 import { fileObject } from '../serialize.js';
 import { DeletedFile, FileList, FileObject, IdParams, listQuery, problems, ref } from '../schemas.js';
 
+/** Name of an upload's scratch folder in the OS temp folder (server.ts removes those of dead API processes at start). */
+export const UPLOAD_SCRATCH = 'edgetune-upload';
+
 /**
  * Reads the multipart form of an upload into `path` (its sha256, hex, computed on the way).
- * @throws ApiError 400 `invalid_request` for a missing or unknown field, 413 `file_too_large` past `maxBytes`
+ * @throws ApiError 400 `invalid_request` for a missing or unknown field or a NUL in one, 400 `invalid_multipart`
+ *   for a malformed body, 413 `file_too_large` past `maxBytes`
  */
 async function receiveUpload(req: FastifyRequest, path: string, maxBytes: number): Promise<Upload & { sha256: string }> {
   let purpose: string | null = null;
   let filename: string | null = null;
   const hash = createHash('sha256');
   let bytes = 0;
-  for await (const part of req.parts({ limits: { fileSize: maxBytes, files: 1, fields: 4 } })) {
-    if (part.type === 'file') {
-      if (part.fieldname !== 'file') {
-        part.file.resume();
-        throw new ApiError(400, 'invalid_request', `Unexpected file field "${part.fieldname}"; send the dataset as "file"`, {
-          param: part.fieldname,
-        });
+  // the parser's errors (no boundary, a truncated part) are the client's: 400 invalid_multipart
+  try {
+    for await (const part of req.parts({ limits: { fileSize: maxBytes, files: 1, fields: 4 } })) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'file') {
+          part.file.resume();
+          throw new ApiError(400, 'invalid_request', `Unexpected file field "${part.fieldname}"; send the dataset as "file"`, {
+            param: part.fieldname,
+          });
+        }
+        filename = part.filename || 'upload.jsonl';
+        await pipeline(
+          part.file,
+          new Transform({
+            transform(chunk: Buffer, _e, cb) {
+              hash.update(chunk);
+              bytes += chunk.length;
+              cb(null, chunk);
+            },
+          }),
+          createWriteStream(path),
+        );
+        if (part.file.truncated)
+          throw new ApiError(413, 'file_too_large', `The file exceeds the upload limit of ${maxBytes} bytes`, { param: 'file' });
+      } else if (part.fieldname === 'purpose') {
+        purpose = String(part.value);
       }
-      filename = part.filename || 'upload.jsonl';
-      await pipeline(
-        part.file,
-        new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            hash.update(chunk);
-            bytes += chunk.length;
-            cb(null, chunk);
-          },
-        }),
-        createWriteStream(path),
-      );
-      if (part.file.truncated)
-        throw new ApiError(413, 'file_too_large', `The file exceeds the upload limit of ${maxBytes} bytes`, { param: 'file' });
-    } else if (part.fieldname === 'purpose') {
-      purpose = String(part.value);
     }
+  } catch (e) {
+    throw multipartError(e);
   }
+  assertStorable({ purpose, file: filename }, '');
   const missing: ProblemItem[] = [];
   if (!purpose) missing.push({ param: 'purpose', message: 'purpose is required' });
   else if (!(FILE_PURPOSES as readonly string[]).includes(purpose))
@@ -93,7 +106,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       const { projectId } = authOf(req);
       if (!req.isMultipart())
         throw new ApiError(415, 'unsupported_media_type', 'Upload files as multipart/form-data with fields "purpose" and "file"');
-      const dir = await mkdtemp(join(tmpdir(), 'edgetune-upload-'));
+      const dir = await makeScratchDir(tmpdir(), UPLOAD_SCRATCH);
       try {
         const upload = await receiveUpload(req, join(dir, 'upload.jsonl'), config.maxFileBytes);
         const key = idempotencyKeyOf(req);

@@ -54,6 +54,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       if (bad.length)
         throw new ApiError(503, 'not_ready', `Not ready: ${bad.map(([k, v]) => `${k} ${v}`).join('; ')}`, {
           headers: { 'retry-after': '5' },
+          extra: { checks }, // each store's state, as in the 200 answer
         });
       return { status: 'ok', checks };
     },

@@ -1,6 +1,10 @@
-/** `/v1/projects` (admin keys only): projects and their API keys. */
+/**
+ * `/v1/projects` (admin keys only): projects and their API keys. An admin key administers its own project; the
+ * operator key (created at bootstrap) every project, and only it creates projects. Another project's id answers
+ * 404 `project_not_found` to an admin key, as an unknown id does.
+ */
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { requireAdmin } from '../plugins/auth.js';
+import { requireAdmin, requireOperator, requireProjectAdmin } from '../plugins/auth.js';
 import { idempotencyOptions, idempotentTx, requestHash } from '../idempotency.js';
 import { createApiKey } from '../keys.js';
 import { createProject, findProject, listApiKeys, listProjects, revokeApiKey } from '../services/projects.js';
@@ -16,14 +20,14 @@ const projects: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         operationId: 'createProject',
-        summary: 'Create a project (admin)',
+        summary: 'Create a project (operator key)',
         tags: ['projects'],
         body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false }),
         response: { 201: ref(Project), ...problems(400, 401, 403, 409) },
       },
     },
     async (req, reply) => {
-      requireAdmin(req);
+      requireOperator(req);
       return idempotentTx(
         db,
         req,
@@ -40,15 +44,15 @@ const projects: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         operationId: 'listProjects',
-        summary: 'List projects (admin)',
+        summary: "List projects (admin: the key's own project; operator key: every project)",
         tags: ['projects'],
         querystring: ListQuery,
         response: { 200: ref(ProjectList), ...problems(400, 401, 403) },
       },
     },
     async (req) => {
-      requireAdmin(req);
-      return listProjects(db, { limit: req.query.limit ?? 20, after: req.query.after });
+      const a = requireAdmin(req);
+      return listProjects(db, { limit: req.query.limit ?? 20, after: req.query.after, only: a.operator ? undefined : a.projectId });
     },
   );
 
@@ -68,7 +72,7 @@ const projects: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      requireAdmin(req);
+      requireProjectAdmin(req, req.params.id);
       const p = await findProject(db, req.params.id);
       return idempotentTx(
         db,
@@ -96,7 +100,7 @@ const projects: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
-      requireAdmin(req);
+      requireProjectAdmin(req, req.params.id);
       return listApiKeys(db, (await findProject(db, req.params.id)).id);
     },
   );
@@ -113,8 +117,10 @@ const projects: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
-      requireAdmin(req);
-      return revokeApiKey(db, (await findProject(db, req.params.id)).id, req.params.key_id);
+      requireProjectAdmin(req, req.params.id);
+      const key = await revokeApiKey(db, (await findProject(db, req.params.id)).id, req.params.key_id);
+      app.apiKeys.clear(); // revoked at once in this process (others within the cache's second)
+      return key;
     },
   );
 };

@@ -2,7 +2,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { DatasetError, isTerminal, newId, parseJsonlLine } from '@edgetune/core';
-import { putBlob, type PrismaClient } from '@edgetune/store';
+import { freeBlobs, putBlob, type PrismaClient } from '@edgetune/store';
 import { ApiError, notFound, type ProblemItem } from '../errors.js';
 import { fileObject, listPage } from '../serialize.js';
 
@@ -144,6 +144,9 @@ export async function deleteFile(db: PrismaClient, projectId: string, id: string
   });
   const active = users.find((j) => !isTerminal(j.status));
   if (active) throw new ApiError(409, 'file_in_use', `Job ${active.id} (${active.status}) uses this file`, { param: 'id' });
-  await db.$transaction([db.file.delete({ where: { id: f.id } }), db.blob.delete({ where: { id: f.blobId } })]);
+  await db.$transaction(async (tx) => {
+    await tx.file.delete({ where: { id: f.id } });
+    await freeBlobs(tx, [f.blobId]);
+  });
   return { id: f.id, object: 'file' as const, deleted: true };
 }

@@ -62,6 +62,7 @@ export class InferenceRelay {
     let q = this.queues.get(model);
     if (!q) {
       q = new Queue<InferenceRequest>(inferenceQueueName(model), { connection: this.redis, prefix: this.prefix });
+      q.on('error', () => {}); // connection errors: reported by the API's Redis watch
       this.queues.set(model, q);
     }
     return q;
@@ -69,7 +70,8 @@ export class InferenceRelay {
 
   private subscriber(): Redis {
     if (!this.sub) {
-      this.sub = this.redis.duplicate();
+      // offline queue on: its first SUBSCRIBE waits for this new connection's own connect (bounded by the command timeout)
+      this.sub = this.redis.duplicate({ enableOfflineQueue: true });
       this.sub.on('error', () => {});
       this.sub.on('message', (channel: string, raw: string) => {
         try {

@@ -6,6 +6,8 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   channels,
+  checkpointBytesOf,
+  exceededLimits,
   hostFingerprint,
   isEdgeLlmMethod,
   isTerminal,
@@ -13,6 +15,7 @@ import {
   parseLlamaConfig,
   planJob,
   resolveJobConfig,
+  formatDuration,
   JobConfigError,
   type Config,
   type ControlMessage,
@@ -21,7 +24,16 @@ import {
   type QueueJobData,
   type ResolvedJobConfig,
 } from '@edgetune/core';
-import { addEvents, enqueueJob, findPolicy, planningWorker, type PrismaClient } from '@edgetune/store';
+import {
+  addEvents,
+  dropFinishedCheckpoints,
+  enqueueJob,
+  findPolicy,
+  freeBlobs,
+  planningWorker,
+  queryRows,
+  type PrismaClient,
+} from '@edgetune/store';
 import { ApiError, notFound } from '../errors.js';
 import { checkpointObject, jobObject, listPage, type JobRow } from '../serialize.js';
 import type { JobCreateBody, JobDryRunObject, JobObject } from '../schemas.js';
@@ -38,17 +50,101 @@ export interface JobDeps {
    * the queue prefix (its Redis channels); device defaults of the plan when no worker is live (EDGETUNE_DEVICE_*);
    * the heartbeat that tells live workers; the models folder (a local model's fingerprint keys its stored policies)
    */
-  config: Pick<Config, 'queuePrefix' | 'deviceMemoryBytes' | 'deviceThreads' | 'deviceGflops' | 'modelsDir' | 'workerHeartbeatMs'>;
+  config: Pick<
+    Config,
+    | 'queuePrefix'
+    | 'deviceMemoryBytes'
+    | 'deviceThreads'
+    | 'deviceGflops'
+    | 'modelsDir'
+    | 'workerHeartbeatMs'
+    | 'maxJobSeconds'
+    | 'maxCheckpointBytes'
+    | 'checkpointsKept'
+  >;
 }
 
-/** The job object of a row (counts checkpoints and adapters). */
+/** The job object of a row (counts checkpoints and adapters: one query). */
 export async function renderJob(db: PrismaClient, j: JobRow): Promise<JobObject> {
-  const [count, latest, adapters] = await Promise.all([
-    db.checkpoint.count({ where: { jobId: j.id } }),
-    db.checkpoint.findFirst({ where: { jobId: j.id }, orderBy: { step: 'desc' }, select: { id: true } }),
-    db.adapter.findMany({ where: { jobId: j.id }, select: { format: true }, orderBy: { format: 'asc' } }),
-  ]);
-  return jobObject(j, { checkpointCount: count, latestCheckpointId: latest?.id ?? null, adapterFormats: adapters.map((a) => a.format) });
+  return jobObject(j, (await jobExtras(db, [j.id])).get(j.id) ?? NO_EXTRAS);
+}
+
+/** What the job object adds to a row. */
+type JobExtras = Parameters<typeof jobObject>[1];
+const NO_EXTRAS: JobExtras = { checkpointCount: 0, latestCheckpointId: null, adapterFormats: [] };
+
+/** What the job object adds to a row, as columns of a `jobs j` query: checkpoint count, latest checkpoint, adapter formats. */
+const JOB_EXTRAS = `(SELECT count(*) FROM checkpoints c WHERE c.job_id = j.id)::int AS x_checkpoint_count,
+  (SELECT c.id FROM checkpoints c WHERE c.job_id = j.id ORDER BY c.step DESC LIMIT 1) AS x_latest_checkpoint_id,
+  ARRAY(SELECT a.format FROM adapters a WHERE a.job_id = j.id ORDER BY a.format) AS x_adapter_formats`;
+
+/** A row of `SELECT ..., JOB_EXTRAS`. */
+interface ExtrasRow {
+  id: string;
+  xCheckpointCount: number;
+  xLatestCheckpointId: string | null;
+  xAdapterFormats: string[];
+}
+
+/** The extras of a row of `SELECT ..., JOB_EXTRAS`. */
+function extrasOf(r: ExtrasRow): JobExtras {
+  return { checkpointCount: r.xCheckpointCount, latestCheckpointId: r.xLatestCheckpointId, adapterFormats: r.xAdapterFormats };
+}
+
+/** The extras of the jobs `ids`, by id, in one query. */
+async function jobExtras(db: PrismaClient, ids: string[]): Promise<Map<string, JobExtras>> {
+  if (!ids.length) return new Map();
+  const rows = await queryRows<ExtrasRow>(db, `SELECT j.id, ${JOB_EXTRAS} FROM jobs j WHERE j.id = ANY($1::text[])`, [ids]);
+  return new Map(rows.map((r) => [r.id, extrasOf(r)]));
+}
+
+/** The fields of a job row the job object reads: a field JobRow gains and this lacks fails to compile. */
+const JOB_FIELDS: Record<keyof JobRow, true> = {
+  id: true,
+  projectId: true,
+  model: true,
+  trainingFile: true,
+  validationFile: true,
+  status: true,
+  method: true,
+  hyperparameters: true,
+  checkpointEvery: true,
+  keepCheckpoints: true,
+  seed: true,
+  suffix: true,
+  metadata: true,
+  fineTunedModel: true,
+  error: true,
+  step: true,
+  totalSteps: true,
+  etaSeconds: true,
+  latestMetrics: true,
+  result: true,
+  trainedTokens: true,
+  attempts: true,
+  createdAt: true,
+  updatedAt: true,
+  startedAt: true,
+  finishedAt: true,
+  device: true,
+  plan: true,
+  policyId: true,
+};
+
+/** `GET /v1/jobs/{id}`'s statement: named columns (every `jobs` column is its field's name in snake case), so it can be prepared. */
+const GET_JOB_SQL = `SELECT ${Object.keys(JOB_FIELDS)
+  .map((f) => `j.${f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`)
+  .join(', ')}, ${JOB_EXTRAS} FROM jobs j WHERE j.id = $1 AND j.project_id = $2`;
+
+/**
+ * The job object of a job of the project in one query, straight from the pg pool and prepared once per
+ * connection (what `GET /v1/jobs/{id}` answers: the hottest read).
+ * @throws ApiError 404 `job_not_found`
+ */
+export async function getJob(db: PrismaClient, projectId: string, id: string): Promise<JobObject> {
+  const [row] = await queryRows<JobRow & ExtrasRow>(db, GET_JOB_SQL, [id, projectId], 'edgetune_get_job');
+  if (!row) throw notFound('job', id);
+  return jobObject(row, extrasOf(row));
 }
 
 /** A job of the project or 404. */
@@ -79,6 +175,8 @@ interface PreparedJob {
   plan: JobPlan;
   /** the stored policy the job would reuse */
   policyId: string | null;
+  /** bytes of one of its checkpoints (checkpointBytesOf) */
+  checkpointBytes: number;
 }
 
 /** Checks the model and files, resolves the configuration, and plans the job (nothing is written). */
@@ -120,7 +218,8 @@ async function prepareJob(deps: JobDeps, projectId: string, body: JobCreateBody)
       throw new ApiError(400, 'invalid_request', `The job cannot be planned: ${(e as Error).message}`, { param: null });
     throw e;
   }
-  return { model, train, val, cfg, plan, policyId: stored?.id ?? null };
+  const checkpointBytes = checkpointBytesOf(shape, cfg, train.records, plan, model.storedDtype);
+  return { model, train, val, cfg, plan, policyId: stored?.id ?? null, checkpointBytes };
 }
 
 /** `POST /v1/jobs?dry_run=true`: the resolved job and its plan; creates nothing. */
@@ -163,7 +262,7 @@ export async function createJob(
   const { db } = deps;
   const prior = idempotencyKey ? await priorJob(deps, projectId, idempotencyKey) : null;
   if (prior) return prior;
-  const { model, train, val, cfg, plan } = await prepareJob(deps, projectId, body);
+  const { model, train, val, cfg, plan, checkpointBytes } = await prepareJob(deps, projectId, body);
   if (!plan.fits) {
     const param = cfg.device?.memory_budget_bytes != null ? 'device.memory_budget_bytes' : 'device';
     throw new ApiError(
@@ -175,6 +274,7 @@ export async function createJob(
       { param, extra: { plan } },
     );
   }
+  refuseOverLimits(deps, cfg, plan, checkpointBytes);
   const id = newId('job');
   try {
     await db.job.create({
@@ -188,6 +288,7 @@ export async function createJob(
         method: cfg.method as object,
         hyperparameters: cfg.hyperparameters as object,
         checkpointEvery: cfg.checkpointEvery,
+        keepCheckpoints: body.checkpointing?.keep_after_finish ?? false,
         seed: cfg.seed,
         suffix: body.suffix ?? null,
         metadata: (body.metadata ?? {}) as object,
@@ -214,6 +315,32 @@ export async function createJob(
     },
   ]);
   return acceptJob(deps, projectId, id);
+}
+
+/** `bytes` in GiB or MiB, as a person reads it. */
+function byteText(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
+}
+
+/**
+ * Refuses a job whose plan exceeds the service's limits (exceededLimits: forecast training time, checkpoint
+ * storage held at once).
+ * @throws ApiError 422 `job_exceeds_limits`, each limit with what the job needs and what is allowed (also in `limits`)
+ */
+function refuseOverLimits(deps: JobDeps, cfg: ResolvedJobConfig, plan: JobPlan, checkpointBytes: number): void {
+  const over = exceededLimits(plan, cfg, checkpointBytes, deps.config);
+  if (!over.length) return;
+  const clauses = over.map((o) =>
+    o.limit === 'time'
+      ? `its forecast training time is ${formatDuration(o.needs * 1000)} (${o.needs} s), over the limit of ${o.allowed} s (${o.variable}); ` +
+        'lower hyperparameters.n_epochs, max_steps, batch_size or gradient_accumulation_steps, or set hyperparameters.time_budget_s'
+      : `its checkpoints would hold ${byteText(o.needs)} (${o.needs} bytes: ${byteText(checkpointBytes)} each), over the limit of ${o.allowed} bytes (${o.variable}); ` +
+        'lower method.edge_llm.head_rank or hyperparameters.lora_r, or use fewer exits',
+  );
+  throw new ApiError(422, 'job_exceeds_limits', `The job exceeds this service's limits: ${clauses.join('; ')}.`, {
+    param: over[0].limit === 'time' ? 'hyperparameters' : 'method',
+    extra: { limits: over, plan },
+  });
 }
 
 /** Failures of a job before it was accepted: the request that created it answered an error, so a retry creates it afresh. */
@@ -291,6 +418,8 @@ export async function cancelJob(deps: JobDeps, projectId: string, id: string): P
   });
   if (q.count) {
     if (j.queueJobId) await deps.queue.remove(j.queueJobId).catch(() => 0);
+    // a job re-queued to resume holds checkpoints: they go with it unless it asked to keep them
+    await dropFinishedCheckpoints(db, id);
     await addEvents(db, deps.redis, deps.config.queuePrefix, id, [
       { type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } },
     ]);
@@ -309,6 +438,34 @@ export async function cancelJob(deps: JobDeps, projectId: string, id: string): P
     }
   }
   return renderJob(db, await findJob(db, projectId, id));
+}
+
+/**
+ * Deletes a finished job (succeeded, failed or cancelled) with its events, checkpoints and adapters, and frees
+ * their blobs. A job that is not finished is refused: cancel it first.
+ * @throws ApiError 404 `job_not_found`; 409 `job_not_finished` while it is queued, running or being cancelled
+ */
+export async function deleteJob(db: PrismaClient, projectId: string, id: string) {
+  await findJob(db, projectId, id);
+  return db.$transaction(async (tx) => {
+    // the row locked, so no worker or cancel changes its status meanwhile
+    const [row] = await tx.$queryRaw<{ status: string }[]>`SELECT status FROM jobs WHERE id = ${id} FOR UPDATE`;
+    if (!row) throw notFound('job', id);
+    if (!isTerminal(row.status))
+      throw new ApiError(409, 'job_not_finished', `Job ${id} is ${row.status}; cancel it (POST /v1/jobs/${id}/cancel), then delete it`, {
+        param: 'id',
+      });
+    const held = [
+      ...(await tx.checkpoint.findMany({ where: { jobId: id }, select: { blobId: true } })),
+      ...(await tx.adapter.findMany({ where: { jobId: id }, select: { blobId: true } })),
+    ];
+    await tx.job.delete({ where: { id } }); // events, checkpoints and adapters cascade
+    await freeBlobs(
+      tx,
+      held.map((h) => h.blobId),
+    );
+    return { id, object: 'fine_tuning.job' as const, deleted: true };
+  });
 }
 
 /** Filters and cursor of {@link listJobs}. */
@@ -346,7 +503,14 @@ export async function listJobs(db: PrismaClient, projectId: string, q: JobListQu
     orderBy: { seq: 'desc' },
     take: q.limit + 1,
   });
-  return listPage(await Promise.all(rows.map((r) => renderJob(db, r))), q.limit);
+  const extras = await jobExtras(
+    db,
+    rows.map((r) => r.id),
+  );
+  return listPage(
+    rows.map((r) => jobObject(r, extras.get(r.id) ?? NO_EXTRAS)),
+    q.limit,
+  );
 }
 
 /**

@@ -10,19 +10,20 @@ export async function createProject(db: Prisma.TransactionClient, name: string) 
 }
 
 /**
- * A page of projects, oldest first.
- * @throws ApiError 400 `invalid_cursor` when `after` is not a project
+ * A page of projects, oldest first; with `only`, of that project alone (an admin key's view).
+ * @throws ApiError 400 `invalid_cursor` when `after` is not a project (one it may list)
  */
-export async function listProjects(db: PrismaClient, q: { limit: number; after?: string }) {
+export async function listProjects(db: PrismaClient, q: { limit: number; after?: string; only?: string }) {
+  const scope = q.only === undefined ? {} : { id: q.only };
   let after: Date | undefined, afterId: string | undefined;
   if (q.after) {
-    const a = await db.project.findUnique({ where: { id: q.after } });
+    const a = q.only === undefined || q.only === q.after ? await db.project.findUnique({ where: { id: q.after } }) : null;
     if (!a) throw new ApiError(400, 'invalid_cursor', `after: no project ${q.after}`, { param: 'after' });
     after = a.createdAt;
     afterId = a.id;
   }
   const rows = await db.project.findMany({
-    where: after ? { OR: [{ createdAt: { gt: after } }, { createdAt: after, id: { gt: afterId } }] } : {},
+    where: { ...scope, ...(after ? { OR: [{ createdAt: { gt: after } }, { createdAt: after, id: { gt: afterId } }] } : {}) },
     orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
     take: q.limit + 1,
   });

@@ -26,15 +26,18 @@ export function isShutdown(signal: AbortSignal): boolean {
 }
 
 /**
- * Aborts `controller` with `cancel` once the row is `cancelling` or finished, read every {@link POLL_MS}.
+ * Aborts `controller` with `cancel` once the row is `cancelling` or finished, and with `superseded` once a
+ * newer attempt claimed the job or it went back to the queue (a reconciler re-queued it), read every
+ * {@link POLL_MS}.
  * @returns a function that stops polling.
  */
 export function pollForCancel(run: JobRun, controller: AbortController): () => void {
   const timer = setInterval(() => {
-    run.ctx.db.job.findUnique({ where: { id: run.id }, select: { status: true } }).then(
+    run.ctx.db.job.findUnique({ where: { id: run.id }, select: { status: true, attempts: true } }).then(
       (r) => {
-        if (r && (r.status === 'cancelling' || isTerminal(r.status)) && !controller.signal.aborted)
-          controller.abort('cancel' satisfies AbortReason);
+        if (!r || controller.signal.aborted) return;
+        if (r.attempts !== run.attempt || r.status === 'queued') controller.abort('superseded' satisfies AbortReason);
+        else if (r.status === 'cancelling' || isTerminal(r.status)) controller.abort('cancel' satisfies AbortReason);
       },
       () => {},
     );

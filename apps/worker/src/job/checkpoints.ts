@@ -2,7 +2,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newId } from '@edgetune/core';
-import { putBlob } from '@edgetune/store';
+import { pruneCheckpoints, putBlob, withDbRetry } from '@edgetune/store';
 import { packTar } from '../pack.js';
 import { isShutdown } from './cancel.js';
 import type { JobRun } from './context.js';
@@ -31,18 +31,29 @@ export async function storeCheckpoint(
   await progress.flush();
   const tarFile = join(work, `ckpt-${step}.tar`);
   await packTar(dir, CHECKPOINT_FILES, tarFile);
-  const blob = await putBlob(db, tarFile, 'application/x-tar');
+  const blob = await withDbRetry(() => putBlob(db, tarFile, 'application/x-tar'));
   await rm(tarFile, { force: true });
   const last = progress.lastStep;
-  const metrics = last ? { train_loss: last.loss, exit_layer: last.exitLayer, window: last.window } : {};
-  const existing = await db.checkpoint.findUnique({ where: { jobId_step: { jobId: run.id, step } } });
-  if (existing) {
-    await db.$transaction([
-      db.checkpoint.update({ where: { id: existing.id }, data: { blobId: blob.id, metrics } }),
-      db.blob.delete({ where: { id: existing.blobId } }),
-    ]);
-  } else {
-    await db.checkpoint.create({ data: { id: newId('checkpoint'), jobId: run.id, step, metrics, blobId: blob.id } });
-  }
+  const metrics = {
+    ...(last ? { train_loss: last.loss, exit_layer: last.exitLayer, window: last.window } : {}),
+    // the latest in-loop validation: the checkpoint with the lowest is kept as the best (store pruneCheckpoints)
+    ...(progress.lastEval ? { valid_loss: progress.lastEval.loss, valid_step: progress.lastEval.step } : {}),
+  };
+  // only while this attempt owns the job: a stale one drops its blob and replaces nothing
+  await run
+    .write(async (tx) => {
+      const existing = await tx.checkpoint.findUnique({ where: { jobId_step: { jobId: run.id, step } } });
+      if (existing) {
+        await tx.checkpoint.update({ where: { id: existing.id }, data: { blobId: blob.id, metrics } });
+        await tx.blob.delete({ where: { id: existing.blobId } });
+      } else {
+        await tx.checkpoint.create({ data: { id: newId('checkpoint'), jobId: run.id, step, metrics, blobId: blob.id } });
+      }
+      await pruneCheckpoints(tx, run.id, run.ctx.config.checkpointsKept);
+    })
+    .catch(async (e: Error) => {
+      await db.blob.deleteMany({ where: { id: blob.id } }).catch(() => {});
+      throw e;
+    });
   await run.events([{ message: `Checkpoint saved at step ${step}`, data: { step, bytes: blob.size } }]);
 }

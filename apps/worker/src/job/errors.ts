@@ -25,6 +25,8 @@ export const USER_ERRORS: Readonly<Record<string, ErrorEntry>> = {
   PlanNotFeasibleError: { code: 'plan_does_not_fit', param: 'device.memory_budget_bytes' },
   PolicyError: { code: 'invalid_compression', param: 'method.edge_llm.compression' },
   RagOptionsError: { code: 'invalid_method', param: 'method.rag' },
+  // the hyperparameters (learning rate, lora_alpha) made the loss, gradients or weights non-finite
+  TrainingDivergedError: { code: 'training_diverged', param: 'hyperparameters' },
 };
 
 /** Whether `err` is the user's doing (a {@link USER_ERRORS} name), not the service's. */

@@ -1,7 +1,8 @@
 /**
  * How a run ends: succeeded (adapters and result stored), failed (with the job's error), cancelled, or
  * re-queued by a shutdown. Every status change is a compare-and-set on the row's status, so a cancel that
- * came in meanwhile wins.
+ * came in meanwhile wins, and is fenced by the run's attempt (store fence.ts): a run that a newer attempt
+ * took over ends `superseded`, changing nothing.
  */
 import type { TuneJobReport } from '@edgetune/engine';
 import {
@@ -15,10 +16,21 @@ import {
   type JobPlan,
   type Plan,
 } from '@edgetune/core';
-import { enqueueJob, policyObject, putBlob } from '@edgetune/store';
+import {
+  announceEvents,
+  enqueueJob,
+  isTransientDbError,
+  policyObject,
+  putBlob,
+  recordEvents,
+  StaleAttemptError,
+  withDbRetry,
+  type NewJobEvent,
+  type Prisma,
+} from '@edgetune/store';
 import { normalizeArtifacts, packAdapters } from '../pack.js';
 import { isShutdown } from './cancel.js';
-import { addJobEvents, type JobRun, type RunContext, type RunOutcome } from './context.js';
+import { addJobEvents, type AbortReason, type JobRun, type RunContext, type RunOutcome } from './context.js';
 import { isUserError, jobErrorOf } from './errors.js';
 import type { JobInputs } from './inputs.js';
 import { planPolicyOf, type PolicyChoice } from './policy.js';
@@ -28,33 +40,67 @@ type StoredBlob = Awaited<ReturnType<typeof putBlob>>;
 
 /** Ends job `jobId` `cancelled` when its status is one of `from`. @throws database errors (Prisma) as they come. */
 export async function markCancelled(ctx: RunContext, jobId: string, from = ['cancelling', 'running', 'queued']): Promise<'cancelled'> {
-  await ctx.db.job.updateMany({
+  const r = await ctx.db.job.updateMany({
     where: { id: jobId, status: { in: from } },
     data: { status: 'cancelled', finishedAt: new Date(), etaSeconds: null },
   });
-  await addJobEvents(ctx, jobId, [{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);
+  if (r.count) await addJobEvents(ctx, jobId, [{ type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } }]);
   return 'cancelled';
 }
 
-/** Ends the run's job `failed` with `error`. @throws database errors (Prisma) as they come. */
+/**
+ * Changes the run's job with `data` and records `events`, in one transaction while the run owns the job and
+ * the job is in one of `statuses`.
+ * @throws StaleAttemptError when it is not; database errors (Prisma) once retrying gives up.
+ */
+async function endRun(run: JobRun, statuses: readonly string[], data: Prisma.JobUpdateInput, events: NewJobEvent[]): Promise<void> {
+  const ids = await run.write(async (tx) => {
+    await tx.job.update({ where: { id: run.id }, data });
+    return recordEvents(tx, run.id, events);
+  }, statuses);
+  await announceEvents(run.ctx.redis, run.ctx.config.queuePrefix, run.id, ids);
+}
+
+/** Whether `err` refused a write of `run` only because its job is being cancelled (the run still owns it). */
+function cancellingOwn(run: JobRun, err: unknown): boolean {
+  const now = err instanceof StaleAttemptError ? err.current : null;
+  return now?.status === 'cancelling' && now.attempts === run.attempt;
+}
+
+/** Ends the run's job `cancelled`. @throws StaleAttemptError, database errors (Prisma) as they come. */
+export async function cancelRun(run: JobRun): Promise<'cancelled'> {
+  await endRun(run, ['running', 'cancelling'], { status: 'cancelled', finishedAt: new Date(), etaSeconds: null }, [
+    { type: 'status', message: 'Job cancelled', data: { status: 'cancelled' } },
+  ]);
+  return 'cancelled';
+}
+
+/** Ends the run's job `failed` with `error`. @throws StaleAttemptError, database errors (Prisma) as they come. */
 export async function failJob(run: JobRun, error: JobError): Promise<'failed'> {
-  await run.ctx.db.job.updateMany({
-    where: { id: run.id, status: { in: ['running', 'cancelling'] } },
-    data: { status: 'failed', error: error as object, finishedAt: new Date(), etaSeconds: null },
-  });
-  await run.events([{ type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } }]);
+  await endRun(run, ['running', 'cancelling'], { status: 'failed', error: error as object, finishedAt: new Date(), etaSeconds: null }, [
+    { type: 'status', level: 'error', message: `Job failed: ${error.message}`, data: { status: 'failed', error } },
+  ]);
   return 'failed';
 }
 
 /**
- * Ends a run that threw `err`: aborted by a shutdown it goes back to the queue, by a cancel it ends
- * `cancelled`; else the job fails with {@link jobErrorOf}, and an infeasible plan is recorded on the job.
+ * Ends a run that threw `err`: taken over by a newer attempt it ends `superseded` without writing; aborted by
+ * a shutdown it goes back to the queue, by a cancel it ends `cancelled`; else the job fails with
+ * {@link jobErrorOf}, and an infeasible plan is recorded on the job.
+ * @throws `err` when it is a transient database error (the job is not failed for the database's restart:
+ * the delivery fails, and the worker re-queues the job from its last checkpoint); StaleAttemptError and
+ * database errors met while recording the outcome.
  */
 export async function settleError(run: JobRun, err: Error, signal: AbortSignal): Promise<RunOutcome> {
+  if (err.name === 'StaleAttemptError' || (signal.aborted && signal.reason === ('superseded' satisfies AbortReason))) {
+    run.log(`stopped: ${err.name === 'StaleAttemptError' ? err.message : 'the job was re-queued or claimed by a newer attempt'}`);
+    return 'superseded';
+  }
   if (err.name === 'AbortError' || signal.aborted) {
     if (isShutdown(signal)) return requeue(run);
-    return markCancelled(run.ctx, run.id);
+    return cancelRun(run);
   }
+  if (isTransientDbError(err)) throw err;
   run.log(`${isUserError(err) ? 'job error' : 'internal error'}: ${err.stack ?? err.message}`);
   if (err.name === 'PlanNotFeasibleError') await recordInfeasiblePlan(run, (err as Error & { plan: Plan }).plan);
   return failJob(run, jobErrorOf(err));
@@ -66,7 +112,7 @@ async function recordInfeasiblePlan(run: JobRun, plan: Plan): Promise<void> {
     admission: admissionOf((run.job.plan ?? null) as JobPlan | null),
     deviceSource: { source: 'worker', workerId: run.ctx.workerId },
   });
-  await run.ctx.db.job.update({ where: { id: run.id }, data: { plan: p as object } }).catch(() => {});
+  await run.write((tx) => tx.job.update({ where: { id: run.id }, data: { plan: p as object } })).catch(() => {});
   await run.events([{ level: 'error', message: `Plan: ${describePlan(p)}`, data: { plan: p } }]).catch(() => {});
 }
 
@@ -76,23 +122,26 @@ async function recordInfeasiblePlan(run: JobRun, plan: Plan): Promise<void> {
  */
 export async function requeue(run: JobRun): Promise<RunOutcome> {
   const { db, workerId } = run.ctx;
-  const j = await db.job.findUnique({ where: { id: run.id }, select: { status: true, attempts: true } });
+  const j = await db.job.findUnique({ where: { id: run.id }, select: { status: true } });
   if (!j) return 'skipped';
-  if (j.status === 'cancelling') return markCancelled(run.ctx, run.id, ['cancelling']);
+  if (j.status === 'cancelling') return cancelRun(run);
   const last = await db.checkpoint.findFirst({ where: { jobId: run.id }, orderBy: { step: 'desc' }, select: { step: true } });
-  const queueJobId = `${run.id}-r${j.attempts}`;
-  await db.job.updateMany({
-    where: { id: run.id, status: 'running' },
-    data: { status: 'queued', etaSeconds: null, queueJobId, step: last?.step ?? 0 },
-  });
-  await run.events([
-    {
-      type: 'status',
-      level: 'warn',
-      message: `Worker ${workerId} shut down; job re-queued, it resumes from step ${last?.step ?? 0}`,
-      data: { status: 'queued', resume_step: last?.step ?? 0 },
-    },
-  ]);
+  const step = last?.step ?? 0;
+  const queueJobId = `${run.id}-r${run.attempt}`;
+  try {
+    await endRun(run, ['running'], { status: 'queued', etaSeconds: null, queueJobId, step }, [
+      {
+        type: 'status',
+        level: 'warn',
+        message: `Worker ${workerId} shut down; job re-queued, it resumes from step ${step}`,
+        data: { status: 'queued', resume_step: step },
+      },
+    ]);
+  } catch (e) {
+    // a cancel that came in since the read wins
+    if (cancellingOwn(run, e)) return cancelRun(run);
+    throw e;
+  }
   await enqueueJob(run.ctx.queue, run.id, queueJobId);
   return 'requeued';
 }
@@ -101,7 +150,8 @@ export async function requeue(run: JobRun): Promise<RunOutcome> {
  * Ends a trained and evaluated run: stores its adapters (PEFT and edge bundle), then marks the job
  * `succeeded` with its result, plan and adapters in one transaction, unless a cancel came in meanwhile
  * (then the blobs are dropped and the job ends `cancelled`).
- * @throws database, blob and tar errors as they come.
+ * @throws StaleAttemptError when a newer attempt owns the job (the blobs are dropped); database, blob and
+ * tar errors as they come.
  */
 export async function succeed(run: JobRun, inputs: JobInputs, report: TuneJobReport, policy: PolicyChoice): Promise<RunOutcome> {
   const { db, workerId } = run.ctx;
@@ -121,12 +171,15 @@ export async function succeed(run: JobRun, inputs: JobInputs, report: TuneJobRep
   const stored = await storeAdapters(run, inputs, policy);
   run.tick('adapters stored');
   const result: Record<string, unknown> = { ...resultOf(report), compression: compressionResultOf(report, policy.used) };
-  if (!(await completeJob(run, report, result, plan, stored))) {
+  try {
+    await completeJob(run, report, result, plan, stored);
+    return 'succeeded';
+  } catch (e) {
+    // not this attempt's job any more, or being cancelled: the adapters are nobody's
     await db.blob.deleteMany({ where: { id: { in: stored.map((s) => s.blob.id) } } });
-    return markCancelled(run.ctx, run.id);
+    if (cancellingOwn(run, e)) return cancelRun(run);
+    throw e;
   }
-  await run.events(successEvents(plan, result));
-  return 'succeeded';
 }
 
 /** Packs the engine's output as the job's adapter archives and stores them as blobs (not yet the job's). */
@@ -144,39 +197,47 @@ async function storeAdapters(run: JobRun, inputs: JobInputs, policy: PolicyChoic
     compression: policy.budget,
   });
   const stored: { format: string; blob: StoredBlob }[] = [];
-  for (const [format, file] of Object.entries(tars)) stored.push({ format, blob: await putBlob(db, file, 'application/x-tar') });
+  for (const [format, file] of Object.entries(tars))
+    stored.push({ format, blob: await withDbRetry(() => putBlob(db, file, 'application/x-tar')) });
   return stored;
 }
 
-/** Marks a running job `succeeded` with its result, plan and adapters. @returns false when it was no longer running. */
+/**
+ * Marks the run's job `succeeded` with its result, plan, adapters and success events, in one transaction
+ * while the run owns the job and it is `running`.
+ * @throws StaleAttemptError when it is not (nothing is written); database errors (Prisma) once retrying gives up.
+ */
 async function completeJob(
   run: JobRun,
   report: TuneJobReport,
   result: Record<string, unknown>,
   plan: JobPlan | null,
   stored: { format: string; blob: StoredBlob }[],
-): Promise<boolean> {
+): Promise<void> {
   const { job, id: jobId } = run;
-  return run.ctx.db.$transaction(async (tx) => {
-    const r = await tx.job.updateMany({
-      where: { id: jobId, status: 'running' },
-      data: {
-        status: 'succeeded',
-        finishedAt: new Date(),
-        step: report.steps,
-        etaSeconds: null,
-        result: result as object,
-        trainedTokens: BigInt(report.tokens),
-        ...(plan ? { plan: plan as object } : {}),
-        fineTunedModel: `ft:${job.model}:${job.suffix ?? ''}:${jobId}`,
-      },
-    });
-    if (!r.count) return false;
-    await tx.adapter.deleteMany({ where: { jobId } });
-    for (const s of stored)
-      await tx.adapter.create({
-        data: { id: newId('adapter'), jobId, format: s.format, blobId: s.blob.id, sha256: s.blob.sha256, size: BigInt(s.blob.size) },
+  const ids = await run.write(
+    async (tx) => {
+      await tx.job.update({
+        where: { id: jobId },
+        data: {
+          status: 'succeeded',
+          finishedAt: new Date(),
+          step: report.steps,
+          etaSeconds: null,
+          result: result as object,
+          trainedTokens: BigInt(report.tokens),
+          ...(plan ? { plan: plan as object } : {}),
+          fineTunedModel: `ft:${job.model}:${job.suffix ?? ''}:${jobId}`,
+        },
       });
-    return true;
-  });
+      await tx.adapter.deleteMany({ where: { jobId } });
+      for (const s of stored)
+        await tx.adapter.create({
+          data: { id: newId('adapter'), jobId, format: s.format, blobId: s.blob.id, sha256: s.blob.sha256, size: BigInt(s.blob.size) },
+        });
+      return recordEvents(tx, jobId, successEvents(plan, result));
+    },
+    ['running'],
+  );
+  await announceEvents(run.ctx.redis, run.ctx.config.queuePrefix, jobId, ids);
 }

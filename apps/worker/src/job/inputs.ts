@@ -1,5 +1,6 @@
 /** A job's inputs on this worker: its workspace, its training and validation files, and its latest checkpoint. */
-import { mkdir, mkdtemp } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { makeScratchDir } from '@edgetune/core';
 import { join } from 'node:path';
 import { blobToFile } from '@edgetune/store';
 import { unpackTar } from '../pack.js';
@@ -21,11 +22,14 @@ export interface JobInputs {
   resumeStep: number | null;
 }
 
-/** Creates the run's workspace, `<workDir>/<job id>-XXXXXX`. @returns its path. */
+/**
+ * Creates the run's workspace, `<workDir>/<job id>-<host>-<pid>-XXXXXX` (core makeScratchDir: a worker starting
+ * later removes it if this process dies without doing so). @returns its path.
+ */
 export async function openWorkspace(run: JobRun): Promise<string> {
   const { workDir } = run.ctx.config;
   await mkdir(workDir, { recursive: true });
-  return mkdtemp(join(workDir, `${run.id}-`));
+  return makeScratchDir(workDir, run.id);
 }
 
 /**
@@ -50,7 +54,7 @@ export async function fetchInputs(run: JobRun, work: string): Promise<JobInputs 
     const tarFile = join(work, 'checkpoint.tar');
     await blobToFile(db, ckpt.blobId, tarFile);
     await unpackTar(tarFile, join(outDir, 'checkpoint'));
-    await db.job.update({ where: { id: run.id }, data: { step: ckpt.step } });
+    await run.write((tx) => tx.job.update({ where: { id: run.id }, data: { step: ckpt.step } }));
   }
   return { work, outDir, trainFile: files[0].path, validationFile: files[1]?.path, resumeStep: ckpt?.step ?? null };
 }

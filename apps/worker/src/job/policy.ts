@@ -91,7 +91,7 @@ export async function resolvePolicy(run: JobRun, trainFile: string): Promise<Pol
 /** Makes `row` the run's policy: on the job's row, in its log and events. */
 async function usePolicy(run: JobRun, choice: PolicyChoice, row: PolicyRow, origin: PolicyOrigin, fingerprint: string): Promise<void> {
   choice.used = { id: row.id, reused: origin === 'reused' || origin === 'adopted' };
-  await run.ctx.db.job.update({ where: { id: run.id }, data: { policyId: row.id } });
+  await run.write((tx) => tx.job.update({ where: { id: run.id }, data: { policyId: row.id } }));
   run.log(`LUC policy ${row.id} ${POLICY_MESSAGES[origin]}`);
   await run.events([
     {

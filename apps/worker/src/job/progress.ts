@@ -7,7 +7,7 @@ import { validationPointOf } from './result.js';
 /** Milliseconds between two writes of step metrics. */
 const FLUSH_MS = 250;
 
-/** Records that the run started, or resumed from the checkpoint at `resumeStep`. */
+/** Records that the run started, or resumed from the checkpoint at `resumeStep`, with the pid of the process that runs it. */
 export async function reportStarted(run: JobRun, resumeStep: number | null): Promise<void> {
   const { attempt } = run;
   const { workerId } = run.ctx;
@@ -18,7 +18,7 @@ export async function reportStarted(run: JobRun, resumeStep: number | null): Pro
         resumeStep !== null
           ? `Job resumed from checkpoint at step ${resumeStep} (attempt ${attempt}) on ${workerId}`
           : `Job started (attempt ${attempt}) on ${workerId}`,
-      data: { status: 'running', attempt, worker_id: workerId, resumed_from_step: resumeStep },
+      data: { status: 'running', attempt, worker_id: workerId, pid: process.pid, resumed_from_step: resumeStep },
     },
   ]);
 }
@@ -30,6 +30,8 @@ export async function reportStarted(run: JobRun, resumeStep: number | null): Pro
 export class ProgressReporter {
   /** the last step's report (its loss, exit and window go with the next checkpoint) */
   lastStep: StepReport | null = null;
+  /** the latest in-loop validation point (its loss goes with the next checkpoint) */
+  lastEval: ValidationPoint | null = null;
   private pending: NewJobEvent[] = [];
   private row: { step: number; etaSeconds: number; latestMetrics: object } | null = null;
   private lastFlush = Date.now();
@@ -58,30 +60,37 @@ export class ProgressReporter {
       // this job process's resident memory (GET /metrics sums it per worker)
       rss_bytes: process.memoryUsage.rss(),
     };
-    this.pending.push({
-      type: 'metrics',
-      message: `step ${r.step}/${r.totalSteps}: loss ${r.loss.toFixed(4)} (exit ${r.exitLayer})`,
-      data: metrics,
-    });
+    // a resumed attempt retrains the steps after its checkpoint that an earlier attempt already recorded
+    if (r.step > this.run.recorded.step)
+      this.pending.push({
+        type: 'metrics',
+        message: `step ${r.step}/${r.totalSteps}: loss ${r.loss.toFixed(4)} (exit ${r.exitLayer})`,
+        data: metrics,
+      });
     this.row = { step: r.step, etaSeconds: Math.round(r.etaMs / 1000), latestMetrics: metrics };
     if (Date.now() - this.lastFlush >= FLUSH_MS || r.step === r.totalSteps || this.signal.aborted) await this.flush();
   }
 
   /** Records an in-loop validation evaluation as a `metrics` event (data `validation_point`), written at once. */
   async onEval(p: ValidationPoint): Promise<void> {
+    this.lastEval = p;
+    if (p.step <= this.run.recorded.evalStep) return;
     const v = p.accuracy === null ? `loss ${p.loss.toFixed(4)}` : `accuracy ${(100 * p.accuracy).toFixed(1)}%, loss ${p.loss.toFixed(4)}`;
     this.pending.push({ type: 'metrics', message: `validation at step ${p.step}: ${v}`, data: { validation_point: validationPointOf(p) } });
     await this.flush();
   }
 
-  /** Writes the queued events and progress. @throws database errors (Prisma) as they come. */
+  /**
+   * Writes the queued events and progress while this attempt owns the job.
+   * @throws StaleAttemptError once a newer attempt owns the job; database errors (Prisma) once retrying gives up.
+   */
   async flush(): Promise<void> {
     this.lastFlush = Date.now();
     if (this.pending.length) await this.run.events(this.pending.splice(0));
     if (this.row) {
       const p = this.row;
       this.row = null;
-      await this.run.ctx.db.job.update({ where: { id: this.run.id }, data: p });
+      await this.run.write((tx) => tx.job.update({ where: { id: this.run.id }, data: p }));
     }
   }
 }

@@ -5,11 +5,11 @@
  * model (an adapter changes the model's weights); later requests reuse it. The answer is published on the
  * request's Redis channel, text deltas first when it streams.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SandboxedJob } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { inferenceChannel, loadConfig, type Config, type InferenceMessage, type InferenceRequest } from '@edgetune/core';
+import { inferenceChannel, loadConfig, makeScratchDir, type Config, type InferenceMessage, type InferenceRequest } from '@edgetune/core';
 import { blobToFile, createPrisma, redisConnection, type PrismaClient } from '@edgetune/store';
 import { unpackTar } from '../pack.js';
 import { answer, InferenceRequestError, type ServedModel } from './answer.js';
@@ -28,7 +28,9 @@ process.once('disconnect', () => process.exit(1));
 function context(): NonNullable<typeof ctx> {
   if (ctx) return ctx;
   const config = loadConfig();
-  ctx = { config, db: createPrisma(config.databaseUrl, { max: 2 }), redis: redisConnection(config.redisUrl) };
+  const redis = redisConnection(config.redisUrl);
+  redis.on('error', () => {}); // a Redis outage: the parent worker logs it once
+  ctx = { config, db: createPrisma(config.databaseUrl, { max: 2 }), redis };
   return ctx;
 }
 
@@ -44,7 +46,7 @@ async function loadServed(req: InferenceRequest): Promise<ServedModel> {
   const m = await (engine ??= loadEngine());
   const modelDir = join(config.modelsDir, req.model);
   await mkdir(config.workDir, { recursive: true });
-  const dir = await mkdtemp(join(config.workDir, 'serve-'));
+  const dir = await makeScratchDir(config.workDir, 'serve');
   try {
     const tarFile = join(dir, 'bundle.tar');
     await blobToFile(db, req.adapterBlobId, tarFile);

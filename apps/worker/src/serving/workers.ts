@@ -7,7 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'bullmq';
 import { inferenceQueueName, type Config, type InferenceRequest } from '@edgetune/core';
-import { redisConnection } from '@edgetune/store';
+import { isStoreUnavailable, redisConnection } from '@edgetune/store';
 
 /**
  * Starts consuming the inference queues of `models` (base model ids).
@@ -30,7 +30,9 @@ export async function startServing(
       removeOnComplete: { count: 0 },
       removeOnFail: { count: 0 },
     });
-    w.on('error', (err) => log(`[serving ${model}] ${err.message}`));
+    w.on('error', (err) => {
+      if (!isStoreUnavailable(err)) log(`[serving ${model}] ${err.message}`); // outages: logged by the worker's store watches
+    });
     return w;
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));

@@ -108,7 +108,7 @@ export interface paths {
         put?: never;
         /**
          * Create a tuning job (or plan one: ?dry_run=true)
-         * @description Creates a tuning job on a base model: `method.type` `edge_llm` (Edge-LLM adaptive layer tuning, optionally on a model compressed first: `method.edge_llm.compression`, LUC), `lora` (LoRA on every layer), `rag` (no training: BM25 retrieval of training examples into each prompt), or `rag_edge_llm` / `rag_lora` (tuning on retrieval-augmented prompts). `hyperparameters.time_budget_s` bounds training time and `hyperparameters.early_stopping` (needs a `validation_file`, else 400 `validation_file_required`) stops it when the validation metric stops improving; both keep the best-on-validation weights and report `result.validation_curve`, `best_step` and `stopped_by`. "auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker's own memory and cores): micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit its memory budget, or whose TF.js tensors would exceed the backend's heap ceiling (wasm: 4294901760 bytes), is refused with 422 `plan_does_not_fit` (the figures in the message, the plan in the problem) before anything is created. `?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.
+         * @description Creates a tuning job on a base model: `method.type` `edge_llm` (Edge-LLM adaptive layer tuning, optionally on a model compressed first: `method.edge_llm.compression`, LUC), `lora` (LoRA on every layer), `rag` (no training: BM25 retrieval of training examples into each prompt), or `rag_edge_llm` / `rag_lora` (tuning on retrieval-augmented prompts). `hyperparameters.time_budget_s` bounds training time and `hyperparameters.early_stopping` (needs a `validation_file`, else 400 `validation_file_required`) stops it when the validation metric stops improving; both keep the best-on-validation weights and report `result.validation_curve`, `best_step` and `stopped_by`. "auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker's own memory and cores): micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit its memory budget, or whose TF.js tensors would exceed the backend's heap ceiling (wasm: 4294901760 bytes), is refused with 422 `plan_does_not_fit` (the figures in the message, the plan in the problem) before anything is created; so is a job whose forecast training time or checkpoint storage exceeds the service's limits (EDGETUNE_MAX_JOB_SECONDS, EDGETUNE_MAX_CHECKPOINT_BYTES): 422 `job_exceeds_limits`, each limit with what the job needs in `limits`. `?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.
          */
         post: operations["createJob"];
         delete?: never;
@@ -132,7 +132,7 @@ export interface paths {
         put?: never;
         /**
          * Create a tuning job (or plan one: ?dry_run=true) (OpenAI path: alias of POST /v1/jobs)
-         * @description Creates a tuning job on a base model: `method.type` `edge_llm` (Edge-LLM adaptive layer tuning, optionally on a model compressed first: `method.edge_llm.compression`, LUC), `lora` (LoRA on every layer), `rag` (no training: BM25 retrieval of training examples into each prompt), or `rag_edge_llm` / `rag_lora` (tuning on retrieval-augmented prompts). `hyperparameters.time_budget_s` bounds training time and `hyperparameters.early_stopping` (needs a `validation_file`, else 400 `validation_file_required`) stops it when the validation metric stops improving; both keep the best-on-validation weights and report `result.validation_curve`, `best_step` and `stopped_by`. "auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker's own memory and cores): micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit its memory budget, or whose TF.js tensors would exceed the backend's heap ceiling (wasm: 4294901760 bytes), is refused with 422 `plan_does_not_fit` (the figures in the message, the plan in the problem) before anything is created. `?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.
+         * @description Creates a tuning job on a base model: `method.type` `edge_llm` (Edge-LLM adaptive layer tuning, optionally on a model compressed first: `method.edge_llm.compression`, LUC), `lora` (LoRA on every layer), `rag` (no training: BM25 retrieval of training examples into each prompt), or `rag_edge_llm` / `rag_lora` (tuning on retrieval-augmented prompts). `hyperparameters.time_budget_s` bounds training time and `hyperparameters.early_stopping` (needs a `validation_file`, else 400 `validation_file_required`) stops it when the validation metric stops improving; both keep the best-on-validation weights and report `result.validation_curve`, `best_step` and `stopped_by`. "auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker's own memory and cores): micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit its memory budget, or whose TF.js tensors would exceed the backend's heap ceiling (wasm: 4294901760 bytes), is refused with 422 `plan_does_not_fit` (the figures in the message, the plan in the problem) before anything is created; so is a job whose forecast training time or checkpoint storage exceeds the service's limits (EDGETUNE_MAX_JOB_SECONDS, EDGETUNE_MAX_CHECKPOINT_BYTES): 422 `job_exceeds_limits`, each limit with what the job needs in `limits`. `?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.
          */
         post: operations["fineTuningCreateJob"];
         delete?: never;
@@ -152,7 +152,11 @@ export interface paths {
         get: operations["getJob"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a finished job
+         * @description Deletes a succeeded, failed or cancelled job with its events, checkpoints and adapters, and frees their stored bytes. A job that is queued, running or being cancelled is refused with 409 `job_not_finished`: cancel it first.
+         */
+        delete: operations["deleteJob"];
         options?: never;
         head?: never;
         patch?: never;
@@ -169,7 +173,11 @@ export interface paths {
         get: operations["fineTuningGetJob"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a finished job (OpenAI path: alias of DELETE /v1/jobs/:id)
+         * @description Deletes a succeeded, failed or cancelled job with its events, checkpoints and adapters, and frees their stored bytes. A job that is queued, running or being cancelled is refused with 409 `job_not_finished`: cancel it first.
+         */
+        delete: operations["fineTuningDeleteJob"];
         options?: never;
         head?: never;
         patch?: never;
@@ -487,10 +495,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List projects (admin) */
+        /** List projects (admin: the key's own project; operator key: every project) */
         get: operations["listProjects"];
         put?: never;
-        /** Create a project (admin) */
+        /** Create a project (operator key) */
         post: operations["createProject"];
         delete?: never;
         options?: never;
@@ -727,6 +735,12 @@ export interface components {
             object: "file";
             deleted: boolean;
         };
+        DeletedJob: {
+            id: string;
+            /** @enum {string} */
+            object: "fine_tuning.job";
+            deleted: boolean;
+        };
         /** @description Layer-wise unified compression (LUC) budget: the base model is pruned and quantized layer by layer before tuning, following a policy built from per-layer sensitivities. The policy of a model's weights and budget is made once and reused by every later job with the same model content (fingerprint) and budget (GET /v1/policies). */
         CompressionInput: {
             /** @description mean fraction of each decoder layer's linear weights to prune (0 = prune nothing) */
@@ -824,6 +838,7 @@ export interface components {
             weight_decay?: number;
             max_grad_norm?: number;
             lora_r?: number;
+            /** @description LoRA scaling numerator (scaling = lora_alpha / lora_r) */
             lora_alpha?: number;
             lora_dropout?: number;
             target_modules?: "all-linear" | string[];
@@ -856,6 +871,8 @@ export interface components {
             hyperparameters?: components["schemas"]["HyperparametersInput"];
             checkpointing?: {
                 every_n_steps?: "auto" | number;
+                /** @description keep the checkpoints the job holds at its end (the latest EDGETUNE_CHECKPOINTS_KEPT and the best on validation); default false: they are deleted when the job ends */
+                keep_after_finish?: boolean;
             };
             seed?: number;
             suffix?: string | null;
@@ -1087,6 +1104,7 @@ export interface components {
             };
             checkpointing: {
                 every_n_steps: number;
+                keep_after_finish: boolean;
             };
             seed: number;
             suffix: string | null;
@@ -2170,7 +2188,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The job does not fit its memory budget or the backend's heap ceiling (`plan_does_not_fit`; the forecast is in `plan`) */
+            /** @description The job does not fit its memory budget or the backend's heap ceiling (`plan_does_not_fit`; the forecast is in `plan`), or exceeds the service's time or checkpoint storage limits (`job_exceeds_limits`; each in `limits`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2295,7 +2313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The job does not fit its memory budget or the backend's heap ceiling (`plan_does_not_fit`; the forecast is in `plan`) */
+            /** @description The job does not fit its memory budget or the backend's heap ceiling (`plan_does_not_fit`; the forecast is in `plan`), or exceeds the service's time or checkpoint storage limits (`job_exceeds_limits`; each in `limits`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2355,6 +2373,55 @@ export interface operations {
             };
         };
     };
+    deleteJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedJob"];
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource in this project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the resource state or an earlier request with the same Idempotency-Key */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     fineTuningGetJob: {
         parameters: {
             query?: never;
@@ -2386,6 +2453,55 @@ export interface operations {
             };
             /** @description No such resource in this project */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    fineTuningDeleteJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedJob"];
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource in this project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the resource state or an earlier request with the same Idempotency-Key */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -20,6 +20,20 @@ export interface Config {
   queuePrefix: string;
   /** upload limit for one file, bytes */
   maxFileBytes: number;
+  /**
+   * `/v1` rate limits (in-process counters, per window of `rateLimitWindowMs`): requests per API key, requests per
+   * client address, failed authentications per client address; 0 turns one off
+   */
+  rateLimitWindowMs: number;
+  rateLimitPerKey: number;
+  rateLimitPerAddress: number;
+  authFailureLimit: number;
+  /** longest forecast training time of a job, seconds (0: no limit) */
+  maxJobSeconds: number;
+  /** most forecast checkpoint storage of one job, bytes (0: no limit) */
+  maxCheckpointBytes: number;
+  /** checkpoints a running job keeps (the latest ones; the best on validation besides) */
+  checkpointsKept: number;
   /** how long an Idempotency-Key's request may go without renewing its claim before a retry takes the key over, ms */
   idempotencyTimeoutMs: number;
   /** how long an Idempotency-Key's stored answer is kept (from its request's last claim), ms: after it the key is new */
@@ -126,6 +140,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapApiKey: text('EDGETUNE_BOOTSTRAP_API_KEY') ?? null,
     queuePrefix: text('EDGETUNE_QUEUE_PREFIX') as string,
     maxFileBytes: num('EDGETUNE_MAX_FILE_BYTES'),
+    rateLimitWindowMs: num('EDGETUNE_RATE_LIMIT_WINDOW_MS'),
+    rateLimitPerKey: num('EDGETUNE_RATE_LIMIT_PER_KEY'),
+    rateLimitPerAddress: num('EDGETUNE_RATE_LIMIT_PER_ADDRESS'),
+    authFailureLimit: num('EDGETUNE_AUTH_FAILURE_LIMIT'),
+    maxJobSeconds: num('EDGETUNE_MAX_JOB_SECONDS'),
+    maxCheckpointBytes: num('EDGETUNE_MAX_CHECKPOINT_BYTES'),
+    checkpointsKept: num('EDGETUNE_CHECKPOINTS_KEPT'),
     idempotencyTimeoutMs: num('EDGETUNE_IDEMPOTENCY_TIMEOUT_MS'),
     idempotencyRetentionMs: num('EDGETUNE_IDEMPOTENCY_RETENTION_MS'),
     webhookMaxAttempts: num('EDGETUNE_WEBHOOK_MAX_ATTEMPTS'),

@@ -22,6 +22,13 @@ backend starts: the workers' job processes and the \`edgetune-engine\` and \`edg
 (\`edgetune-lab\`), compose (\`docker-compose.yml\`).
 
 A worker on another LAN box needs only \`DATABASE_URL\`, \`REDIS_URL\` and its own models folder.
+
+A store that cannot be reached at startup does not stop anything: \`npm start\` and the API wait for PostgreSQL,
+a worker for PostgreSQL and Redis, printing one line per attempt (\`PostgreSQL at HOST:PORT is unreachable
+(ECONNREFUSED); retrying in 4 s\`, then every 15 s at most) until it answers. The API starts without Redis: reads
+answer, and what needs the queue answers 503 \`queue_unavailable\` until Redis is back. A server that answers but
+refuses (wrong password or user, a database that does not exist) stops them with one line and exit code 1. A store
+that goes away later is one line when it goes and one when it is back ([service.md](service.md#store-outages)).
 `;
 
 /** A table cell: pipes escaped, so a meaning may contain one. */

@@ -96,6 +96,59 @@ const SERVICE_VARS: EnvVar[] = [
     meaning: 'upload limit per file, bytes (413 above it)',
   },
   {
+    name: 'EDGETUNE_RATE_LIMIT_WINDOW_MS',
+    readBy: 'api',
+    check: positiveInt,
+    default: 60_000,
+    meaning: 'window of the `/v1` rate limits below, ms: each counter starts with its first request and resets after this long',
+  },
+  {
+    name: 'EDGETUNE_RATE_LIMIT_PER_KEY',
+    readBy: 'api',
+    check: count,
+    default: 3000,
+    meaning: 'requests one API key may make to `/v1` per window (429 `rate_limited` with `Retry-After` above it; `0`: no limit)',
+  },
+  {
+    name: 'EDGETUNE_RATE_LIMIT_PER_ADDRESS',
+    readBy: 'api',
+    check: count,
+    default: 6000,
+    meaning: 'requests one client address may make to `/v1` per window, whatever key it sends (`0`: no limit)',
+  },
+  {
+    name: 'EDGETUNE_AUTH_FAILURE_LIMIT',
+    readBy: 'api',
+    check: count,
+    default: 30,
+    meaning:
+      'failed authentications (401) one client address may have per window; past it every `/v1` request from that address answers 429 `rate_limited` until the window ends (`0`: no limit)',
+  },
+  {
+    name: 'EDGETUNE_MAX_JOB_SECONDS',
+    readBy: 'api',
+    check: count,
+    default: 86_400,
+    meaning:
+      "longest training time a job may be forecast to take, seconds (its plan's `forecast.total_ms`, which a `hyperparameters.time_budget_s` bounds): a longer job is refused with 422 `job_exceeds_limits` before it is queued; `0`: no limit",
+  },
+  {
+    name: 'EDGETUNE_MAX_CHECKPOINT_BYTES',
+    readBy: 'api',
+    check: count,
+    default: 2_147_483_648,
+    meaning:
+      'most checkpoint storage one job may be forecast to hold at once, bytes (one checkpoint: its trainable weights and AdamW moments, times the checkpoints kept): a job above it is refused with 422 `job_exceeds_limits` before it is queued; `0`: no limit',
+  },
+  {
+    name: 'EDGETUNE_CHECKPOINTS_KEPT',
+    readBy: 'both',
+    check: positiveInt,
+    default: 2,
+    meaning:
+      'checkpoints a job keeps while it runs: the latest this many, plus the best on validation when the job validates in the loop; the rest are deleted (blobs freed) as new ones are stored. When the job ends they are all deleted unless it asked `checkpointing.keep_after_finish`',
+  },
+  {
     name: 'EDGETUNE_IDEMPOTENCY_TIMEOUT_MS',
     readBy: 'api',
     check: positiveInt,

@@ -30,6 +30,13 @@ export function scheduledLr(peak: number, step: number, total: number, warmup: n
   return kind === 'linear' ? peak * (1 - p) : peak * 0.5 * (1 + Math.cos(Math.PI * p));
 }
 
+/** The global L2 norm of `tensors` (float64 through the native addon when loaded, else a float32 TF.js reduction). */
+export function globalNorm(tensors: readonly tf.Tensor[]): number {
+  if (!tensors.length) return 0;
+  const sq = sumOfSquares([...tensors]);
+  return sq !== null ? Math.sqrt(sq) : tf.tidy(() => tf.sqrt(tf.addN(tensors.map((t) => tf.sum(tf.square(t))))).dataSync()[0]);
+}
+
 /**
  * Scales gradients in place so their global L2 norm is at most `maxNorm`.
  * @returns the norm before clipping.
@@ -38,8 +45,7 @@ export function clipByGlobalNorm(grads: Record<string, tf.Tensor>, maxNorm: numb
   const names = Object.keys(grads);
   if (!names.length) return 0;
   // Native: one float64 pass per gradient; else a TF.js reduction (float32).
-  const sq = sumOfSquares(names.map((n) => grads[n]));
-  const norm = sq !== null ? Math.sqrt(sq) : tf.tidy(() => tf.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]))))).dataSync()[0]);
+  const norm = globalNorm(names.map((n) => grads[n]));
   if (maxNorm > 0 && norm > maxNorm) {
     const s = maxNorm / (norm + 1e-6);
     for (const n of names) {

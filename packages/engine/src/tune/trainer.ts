@@ -16,7 +16,7 @@ import type { LlamaModel, Linear } from '../model/llama.js';
 import { attachLora, type LoraConfig } from '../model/lora.js';
 import { sparseSoftmaxCrossEntropy } from '../backend/index.js';
 import { Rng } from '../util/rng.js';
-import { AdamW, clipByGlobalNorm, scheduledLr, type LrSchedule } from './optim.js';
+import { AdamW, clipByGlobalNorm, globalNorm, scheduledLr, type LrSchedule } from './optim.js';
 import { defaultExitLayers, IGNORE_INDEX } from '@edgetune/core';
 import { createExits, exitLogits, windowLayers, type ExitHead } from './exits.js';
 import { BatchIterator, type Batch, type BatchCursor, type Example } from './batches.js';
@@ -90,6 +90,24 @@ export const DEFAULT_TUNE: Omit<TuneOptions, 'lora'> = {
   seed: 42,
   trainHeads: true,
 };
+
+/**
+ * A run that diverged: the loss, the gradients' norm or the updated weights of step `step` are not finite
+ * (NaN or infinite), so further steps cannot recover. Thrown before the non-finite gradients are applied;
+ * with non-finite weights, after the update that made them.
+ */
+export class TrainingDivergedError extends Error {
+  constructor(
+    /** the optimizer step (1-based) that diverged */
+    readonly step: number,
+    /** what was not finite */
+    readonly quantity: 'loss' | 'gradient norm' | 'weights',
+    readonly value: number,
+  ) {
+    super(`training diverged at step ${step}: the ${quantity} is ${value}; lower the learning rate or lora_alpha`);
+    this.name = 'TrainingDivergedError';
+  }
+}
 
 /** What one optimizer step reports (units: ms, tokens, bytes). */
 export interface StepReport {
@@ -432,12 +450,24 @@ export class AdaptiveTrainer {
       this.opts.warmupSteps,
       this.opts.lrSchedule,
     );
+    const diverged = (quantity: TrainingDivergedError['quantity'], value: number) => {
+      tf.dispose(Object.values(acc));
+      acc = {};
+      return new TrainingDivergedError(s + 1, quantity, value);
+    };
     const update = () => {
       const u0 = performance.now();
+      // A non-finite loss or gradient would poison every weight it reaches: stop before applying it.
+      const loss = lossSum / this.opts.gradAccum;
+      if (!Number.isFinite(loss)) throw diverged('loss', loss);
       gradNorm = clipByGlobalNorm(acc, this.opts.maxGradNorm);
+      if (!Number.isFinite(gradNorm)) throw diverged('gradient norm', gradNorm);
       this.optimizer.apply(vars, acc, lr);
       tf.dispose(Object.values(acc));
       acc = {};
+      // A huge learning rate overflows the weights with finite gradients: caught here, not one step late.
+      const weightNorm = globalNorm(vars);
+      if (!Number.isFinite(weightNorm)) throw diverged('weights', weightNorm);
       phases.updateMs += performance.now() - u0;
     };
     const mm = this.opts.measureMemory;

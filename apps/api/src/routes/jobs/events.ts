@@ -60,7 +60,8 @@ const events: FastifyPluginAsyncTypebox = async (app) => {
       const j = await findJob(db, authOf(req).projectId, req.params.id);
       const lastEventId = req.headers['last-event-id'];
       const seq = await eventCursor(db, j.id, lastEventId || req.query.after, lastEventId ? 'Last-Event-ID' : 'after');
-      await app.hub.start();
+      // without Redis the stream still follows the job, by polling, until the hub can subscribe again
+      await app.hub.start().catch(() => {});
       await followJobEvents(app, reply, j.id, seq);
     },
   );

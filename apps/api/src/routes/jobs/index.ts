@@ -6,8 +6,8 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { JOB_STATUSES } from '@edgetune/core';
 import { authOf } from '../../plugins/auth.js';
 import { idempotencyKeyOf, idempotencyOptions, idempotent, requestHash } from '../../idempotency.js';
-import { cancelJob, createJob, dryRunJob, findJob, listJobs, renderJob, type JobDeps } from '../../services/jobs.js';
-import { IdParams, Job, JobCreate, JobCreateQuery, JobDryRun, JobList, listQuery, problems, ref } from '../../schemas.js';
+import { cancelJob, createJob, deleteJob, dryRunJob, getJob, listJobs, type JobDeps } from '../../services/jobs.js';
+import { DeletedJob, IdParams, Job, JobCreate, JobCreateQuery, JobDryRun, JobList, listQuery, problems, ref } from '../../schemas.js';
 import events from './events.js';
 import artifacts from './artifacts.js';
 
@@ -39,7 +39,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
           '"auto" values are resolved and echoed back. The job is planned for its `device` (default: the worker\'s own memory and cores): ' +
           'micro-batch, gradient accumulation, exit windows, prefix caching, with a memory and time forecast (`plan`); a job whose plan cannot fit ' +
           "its memory budget, or whose TF.js tensors would exceed the backend's heap ceiling (wasm: 4294901760 bytes), is refused with 422 " +
-          '`plan_does_not_fit` (the figures in the message, the plan in the problem) before anything is created. ' +
+          '`plan_does_not_fit` (the figures in the message, the plan in the problem) before anything is created; so is a job whose forecast training time or checkpoint storage ' +
+          "exceeds the service's limits (EDGETUNE_MAX_JOB_SECONDS, EDGETUNE_MAX_CHECKPOINT_BYTES): 422 `job_exceeds_limits`, each limit with what the job needs in `limits`. " +
           '`?dry_run=true` returns the plan (200, object `job.plan`, also when it does not fit) and creates nothing. Supports Idempotency-Key: a retry that takes over the key of a request whose API process died ' +
           'answers the job that request created (accepting it if it had not been queued yet) rather than creating a second one.',
         querystring: JobCreateQuery,
@@ -51,7 +52,10 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
             400,
             401,
             409,
-            [422, "The job does not fit its memory budget or the backend's heap ceiling (`plan_does_not_fit`; the forecast is in `plan`)"],
+            [
+              422,
+              "The job does not fit its memory budget or the backend's heap ceiling (`plan_does_not_fit`; the forecast is in `plan`), or exceeds the service's time or checkpoint storage limits (`job_exceeds_limits`; each in `limits`)",
+            ],
             503,
           ),
         },
@@ -106,7 +110,24 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ref(Job), ...problems(401, 404) },
       },
     },
-    async (req) => renderJob(db, await findJob(db, authOf(req).projectId, req.params.id)),
+    async (req) => getJob(db, authOf(req).projectId, req.params.id),
+  );
+
+  app.delete(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        operationId: 'deleteJob',
+        summary: 'Delete a finished job',
+        tags: ['jobs'],
+        params: IdParams,
+        description:
+          'Deletes a succeeded, failed or cancelled job with its events, checkpoints and adapters, and frees their stored bytes. ' +
+          'A job that is queued, running or being cancelled is refused with 409 `job_not_finished`: cancel it first.',
+        response: { 200: ref(DeletedJob), ...problems(401, 404, 409) },
+      },
+    },
+    async (req) => deleteJob(db, authOf(req).projectId, req.params.id),
   );
 
   app.post(
