@@ -47,7 +47,7 @@ afterAll(async () => {
   await t?.destroy();
 });
 
-/** The job of the issue: 256 examples x 1024 accumulation steps per optimizer step, 8 steps, on the small model. */
+/** A job far past any limit: 256 examples x 1024 accumulation steps per optimizer step, 8 steps, on the small model. */
 const longJob = {
   model: 'small-llama',
   training_file: '',
