@@ -50,6 +50,30 @@ async function waitFor(ready: () => boolean | Promise<boolean>, ms: number, what
 }
 
 /** Sends `signal` to `proc` and resolves once it has exited. */
+/** A private store's server process, its output appended to `out.log` (for error messages). */
+function spawnServer(cmd: string, args: string[], opts: { uid?: number; gid?: number }, out: { log: string }): ChildProcess {
+  const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  const keep = (d: Buffer) => {
+    out.log += d;
+  };
+  p.stdout?.on('data', keep);
+  p.stderr?.on('data', keep);
+  return p;
+}
+
+/** Waits until `ready` says the server answers, within `ms`. @throws Error when it exits first or the time is up (with its output) */
+function waitForServer(p: ChildProcess, name: string, ready: () => Promise<boolean>, ms: number, out: { log: string }): Promise<void> {
+  return waitFor(
+    () => {
+      if (p.exitCode !== null) throw new Error(`${name} exited ${p.exitCode}:\n${out.log}`);
+      return ready();
+    },
+    ms,
+    name,
+    () => out.log,
+  );
+}
+
 function stopProcess(proc: ChildProcess | null, signal: NodeJS.Signals): Promise<void> {
   if (!proc || proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
   const exited = new Promise<void>((res) => proc.once('exit', () => res()));
@@ -112,38 +136,23 @@ export async function startPostgres(): Promise<PrivateStore> {
   }
   const port = await freePort();
   let proc: ChildProcess | null = null;
-  let log = '';
+  const out = { log: '' };
   const spawnOnce = async () => {
     const args = ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'];
     args.push('-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100');
-    const p = spawn(join(bin, 'postgres'), args, { stdio: ['ignore', 'pipe', 'pipe'], ...user });
-    proc = p;
-    p.stdout?.on('data', (d) => {
-      log += d;
-    });
-    p.stderr?.on('data', (d) => {
-      log += d;
-    });
+    proc = spawnServer(join(bin, 'postgres'), args, user ?? {}, out);
     // ready once a login completes (during crash recovery the server answers "starting up" instead)
-    await waitFor(
-      () => {
-        if (p.exitCode !== null) throw new Error(`postgres exited ${p.exitCode}:\n${log}`);
-        return pgAccepts(port);
-      },
-      30_000,
-      'PostgreSQL',
-      () => log,
-    );
+    await waitForServer(proc, 'PostgreSQL', () => pgAccepts(port), 30_000, out);
   };
   const start = async () => {
     if (proc && proc.exitCode === null && proc.signalCode === null) return;
     // after a SIGKILL the old backends may hold the shared memory or the pid file a moment longer
     for (let attempt = 1; ; attempt++) {
-      const from = log.length;
+      const from = out.log.length;
       try {
         return await spawnOnce();
       } catch (e) {
-        if (attempt >= 5 || !/shared memory block is still in use|lock file .* already exists/.test(log.slice(from))) throw e;
+        if (attempt >= 5 || !/shared memory block is still in use|lock file .* already exists/.test(out.log.slice(from))) throw e;
         await sleep(200 * attempt);
       }
     }
@@ -192,28 +201,13 @@ export async function startRedis(opts: { appendOnly?: boolean } = {}): Promise<P
   const port = await freePort();
   const appendOnly = opts.appendOnly ?? false;
   let proc: ChildProcess | null = null;
-  let log = '';
+  const out = { log: '' };
   const start = async () => {
     if (proc && proc.exitCode === null && proc.signalCode === null) return;
     const args = ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', ''];
     args.push('--appendonly', appendOnly ? 'yes' : 'no', '--appendfsync', 'always', '--daemonize', 'no');
-    const p = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    proc = p;
-    p.stdout?.on('data', (d) => {
-      log += d;
-    });
-    p.stderr?.on('data', (d) => {
-      log += d;
-    });
-    await waitFor(
-      () => {
-        if (p.exitCode !== null) throw new Error(`redis-server exited ${p.exitCode}:\n${log}`);
-        return answers(port, 'PING\r\n', (reply) => reply.startsWith('+PONG'));
-      },
-      15_000,
-      'Redis',
-      () => log,
-    );
+    proc = spawnServer('redis-server', args, {}, out);
+    await waitForServer(proc, 'Redis', () => answers(port, 'PING\r\n', (reply) => reply.startsWith('+PONG')), 15_000, out);
   };
   // SIGTERM: redis-server shuts down cleanly (and rewrites nothing without persistence)
   const stop = (mode: StopMode = 'fast') => stopProcess(proc, mode === 'kill' ? 'SIGKILL' : 'SIGTERM');

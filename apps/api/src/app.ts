@@ -41,6 +41,8 @@ export async function buildApp(o: BuildAppOptions): Promise<FastifyInstance> {
     genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
     frameworkErrors, // router and HTTP parser errors answer problem+json too
     clientErrorHandler,
+    // close ends event streams too (clients resume with Last-Event-ID) instead of waiting for them
+    forceCloseConnections: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(deps, { config: o.config, db: o.db, redis: o.redis, queue: o.queue });

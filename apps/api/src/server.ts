@@ -28,6 +28,8 @@ import {
 
 /** How long a request's query waits for a database connection, ms: an outage answers 503 within about this. */
 const API_DB_CONNECT_TIMEOUT_MS = 2000;
+/** How long each part of stopping (sweeper, webhook sender, HTTP server, queue, pool) may take before the next goes ahead, ms. */
+const STOP_STEP_MS = 10_000;
 
 /**
  * Starts the API; resolves once it listens. Returns a stop function. It waits for PostgreSQL first (one line
@@ -69,15 +71,31 @@ export async function startApi(
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   let stopping: Promise<void> | null = null;
+  // each step bounded: a store in a bad state must not keep a stopping API from exiting
+  const step = (what: string, run: () => Promise<unknown>) =>
+    new Promise<void>((done) => {
+      const timer = setTimeout(() => {
+        log(`stopping: ${what} still under way after ${STOP_STEP_MS} ms; going on`);
+        done();
+      }, STOP_STEP_MS);
+      timer.unref();
+      run().then(
+        () => done(),
+        (e: Error) => {
+          log(`stopping: ${what}: ${e.message}`);
+          done();
+        },
+      );
+    });
   const stop = () =>
     (stopping ??= (async () => {
-      await sweeper.stop();
-      await deliveries.stop();
-      await app.close();
-      await queue.close();
+      await step('idempotency sweeper', () => sweeper.stop());
+      await step('webhook sender', () => deliveries.stop());
+      await step('HTTP server', () => app.close());
+      await step('job queue', () => queue.close());
       redis.disconnect();
       workerRedis.disconnect();
-      await db.$disconnect();
+      await step('database pool', () => db.$disconnect());
     })());
   return { port, stop };
 }
