@@ -195,9 +195,9 @@ describe('a job survives', () => {
     process.kill(pid, 'SIGCONT');
     await sleep(4000);
     await pgStore.start();
+    // the same attempt goes on (its writes retried, or its queries waiting for a connection): not failed, not re-queued
     await expectLikeReference(id, w.log);
     expect((await row(id)).attempts).toBe(1);
-    expect(w.log()).toMatch(new RegExp(`\\[${id}\\] database unreachable, retrying`));
   });
 
   it('Redis restarted without persistence while a reconciler re-queues the job its first run still trains', async () => {

@@ -47,6 +47,14 @@ export function createPrisma(url: string, opts: PrismaOptions = {}): PrismaClien
     // an idle connection the server closed: the pool replaces it on next use
     if (isDatabaseUnavailable(e)) watch?.down(e);
   });
+  // A connection checked out but between queries (a transaction, a blob upload) that the server ends emits
+  // 'error' on its client, which pg-pool does not listen to then: unheard, it would end the process. Its next
+  // query fails instead, with an error isDatabaseUnavailable recognises (callers retry).
+  pool.on('connect', (c) =>
+    c.on('error', (e) => {
+      if (isDatabaseUnavailable(e)) watch?.down(e);
+    }),
+  );
   if (watch) {
     pool.on('connect', () => watch.recovered());
     // pg-pool reports a failed connection attempt only to the caller: tell the watch too (a pool whose
