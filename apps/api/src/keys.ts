@@ -1,11 +1,31 @@
 /** API keys: `et-<44 base62 chars>` secrets; only their sha256 is stored. */
 import { createHash } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
 import type { Prisma, PrismaClient } from '@edgetune/store';
 import { newId, randomString } from '@edgetune/core';
 
 /** sha256 (hex) of a key secret. Keys are high-entropy random strings, so a fast hash is enough. */
 export function hashKey(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex');
+}
+
+/** The request's `Authorization: Bearer <key>` secret, or null (no header, or another scheme). */
+export function bearerOf(req: FastifyRequest): string | null {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  return m ? m[1] : null;
+}
+
+const bearerHashes = new WeakMap<FastifyRequest, string | null>();
+
+/** {@link hashKey} of the request's bearer secret, or null: computed once per request (rate limits and auth both need it). */
+export function bearerHashOf(req: FastifyRequest): string | null {
+  let h = bearerHashes.get(req);
+  if (h === undefined) {
+    const secret = bearerOf(req);
+    h = secret === null ? null : hashKey(secret);
+    bearerHashes.set(req, h);
+  }
+  return h;
 }
 
 /** A new random secret. */

@@ -7,6 +7,7 @@
 import { tmpdir } from 'node:os';
 import { Queue } from 'bullmq';
 import { buildApp } from './app.js';
+import { within } from './deadline.js';
 import { UPLOAD_SCRATCH } from './routes/files.js';
 import { startIdempotencySweeper } from './idempotency.js';
 import { startWebhookDeliveries } from './webhook-deliveries.js';
@@ -73,20 +74,10 @@ export async function startApi(
   let stopping: Promise<void> | null = null;
   // each step bounded: a store in a bad state must not keep a stopping API from exiting
   const step = (what: string, run: () => Promise<unknown>) =>
-    new Promise<void>((done) => {
-      const timer = setTimeout(() => {
-        log(`stopping: ${what} still under way after ${STOP_STEP_MS} ms; going on`);
-        done();
-      }, STOP_STEP_MS);
-      timer.unref();
-      run().then(
-        () => done(),
-        (e: Error) => {
-          log(`stopping: ${what}: ${e.message}`);
-          done();
-        },
-      );
-    });
+    within(run(), STOP_STEP_MS).then(
+      () => {},
+      (e: Error) => log(`stopping: ${what}: ${e.message === 'timeout' ? `still under way after ${STOP_STEP_MS} ms; going on` : e.message}`),
+    );
   const stop = () =>
     (stopping ??= (async () => {
       await step('idempotency sweeper', () => sweeper.stop());

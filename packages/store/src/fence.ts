@@ -35,7 +35,7 @@ export class StaleAttemptError extends Error {
   }
 }
 
-/** How long a fenced transaction may sit idle holding the job's row before PostgreSQL ends its session, ms. */
+/** How long a fenced transaction may sit idle holding the job's row before PostgreSQL closes its connection, ms. */
 const IDLE_IN_LOCK_MS = 10_000;
 
 /**

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { ApiKeyCache, hashKey, type ResolvedKey } from '../keys.js';
+import { ApiKeyCache, bearerHashOf, type ResolvedKey } from '../keys.js';
 import { ApiError, notFound } from '../errors.js';
 
 /** Who is calling. */
@@ -92,12 +92,12 @@ const auth = fp(
         throw new ApiError(401, 'missing_api_key', 'Missing API key: send Authorization: Bearer <key>', {
           headers: { 'www-authenticate': 'Bearer' },
         });
-      const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-      if (!m)
+      const hash = bearerHashOf(req);
+      if (hash === null)
         throw new ApiError(401, 'invalid_api_key', 'Authorization must be "Bearer <key>"', {
           headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
         });
-      const key = await resolveKey(app, hashKey(m[1]));
+      const key = await resolveKey(app, hash);
       if (!key)
         throw new ApiError(401, 'invalid_api_key', 'Invalid or revoked API key', {
           headers: { 'www-authenticate': 'Bearer error="invalid_token"' },

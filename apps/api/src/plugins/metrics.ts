@@ -10,6 +10,7 @@ import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Aggregator, collectDefaultMetrics, Gauge, Histogram, type MetricType, Registry } from 'prom-client';
 import { QUEUE_NAME } from '@edgetune/core';
+import { within } from '../deadline.js';
 import { ApiError } from '../errors.js';
 import { JOB_DURATION_BUCKETS_SECONDS, jobStats, workerStats, type DurationHistogram } from '../services/metrics.js';
 
@@ -60,11 +61,6 @@ class RowHistogram extends Histogram<'status' | 'le'> {
   getForPromString() {
     return this.get();
   }
-}
-
-/** Rejects after `ms` (a Redis client with `maxRetriesPerRequest: null` waits forever while Redis is down). */
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), ms).unref())]);
 }
 
 /** sha256 of a token, so that comparing two takes the same time whatever they share. */

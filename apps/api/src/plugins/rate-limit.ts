@@ -11,13 +11,7 @@ import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
 import { ApiError } from '../errors.js';
-import { hashKey } from '../keys.js';
-
-/** The bearer token of a request, or null. */
-function bearerOf(req: FastifyRequest): string | null {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  return m ? m[1] : null;
-}
+import { bearerHashOf } from '../keys.js';
 
 /** 429 `rate_limited`, retry after `ttlMs` (at least 1 s). */
 function rateLimited(what: string, ttlMs: number): ApiError {
@@ -34,7 +28,7 @@ const limits = fp(
     const limiter = (max: number, keyGenerator: (req: FastifyRequest) => string): Limiter | null =>
       max > 0 ? app.createRateLimit({ max, timeWindow, keyGenerator }) : null;
     const perAddress = limiter(rateLimitPerAddress, (req) => req.ip);
-    const perKey = limiter(rateLimitPerKey, (req) => hashKey(bearerOf(req) ?? ''));
+    const perKey = limiter(rateLimitPerKey, (req) => bearerHashOf(req) ?? '');
     const failures = limiter(authFailureLimit, (req) => req.ip);
 
     /** Counts the request (or, with `peek`, only reads the counter) and throws 429 once it is over (at, with `peek`) the limit. */
@@ -47,7 +41,7 @@ const limits = fp(
       if (!req.url.startsWith('/v1/')) return;
       await check(failures, req, 'failed authentications from this address', true);
       await check(perAddress, req, 'requests from this address');
-      if (bearerOf(req)) await check(perKey, req, 'requests with this API key');
+      if (bearerHashOf(req) !== null) await check(perKey, req, 'requests with this API key');
     });
     // counted before the answer leaves, so that a burst of wrong keys is cut off within the limit
     app.addHook('onSend', async (req, reply) => {

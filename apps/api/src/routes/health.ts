@@ -1,5 +1,6 @@
 /** Liveness and readiness. */
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { within } from '../deadline.js';
 import { ApiError } from '../errors.js';
 import { problems } from '../schemas.js';
 
@@ -30,8 +31,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
     },
     async () => {
       const checks: Record<string, string> = {};
-      const timeout = <T>(p: Promise<T>) =>
-        Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000).unref())]);
+      const timeout = <T>(p: Promise<T>) => within(p, 2000);
       await Promise.all([
         timeout(db.$queryRawUnsafe('SELECT 1')).then(
           () => {
