@@ -1,6 +1,8 @@
 // The planner's decisions and forecast arithmetic (pure, no TF.js).
 import { describe, it, expect } from 'vitest';
 import {
+  FROZEN_SCRATCH_BYTES,
+  frozenKernelIsNative,
   plan,
   plannerStoredDtype,
   PlanError,
@@ -288,18 +290,29 @@ describe('plan: stored dtype and the backend heap ceiling', () => {
     expect(plan({ ...packed, storedDtype: 'F32' }, dev(8000))).toEqual(plan(packed, dev(8000)));
   });
 
-  it('16-bit storage keeps the embeddings and dense layers out of the TF.js peak, at 2 bytes/param in RSS, plus one float32 layer', () => {
+  it('16-bit storage keeps the embeddings and dense layers out of the TF.js peak, at 2 bytes/param in RSS, plus the widening scratch', () => {
     const f32 = plan(base, dev(8000)).forecast,
       bf16 = plan({ ...base, storedDtype: 'BF16' }, dev(8000)).forecast;
     const linears = 192 * 192 + 2 * 96 * 192 + 192 * 192 + 3 * 512 * 192; // q, k, v, o, gate, up, down
     const embed = 4096 * 192; // tied
     const layerF32 = linears * 4 + 2 * 192 * 4; // + the two norms
-    // F32 holds every weight as float32 tensors; BF16 holds one layer's float32 copy in the heap
-    expect(f32.peakTfBytes - bf16.peakTfBytes).toBe(embed * 4 + 8 * layerF32 - layerF32);
-    expect(bf16.weightBytes).toBe(embed * 2 + 8 * (linears * 2 + 2 * 192 * 4) + layerF32);
+    // F32 holds every weight as float32 tensors; BF16 none: the native kernel widens blocks in its own scratch
+    expect(dev(8000).backend).toBe('wasm');
+    expect(f32.peakTfBytes - bf16.peakTfBytes).toBe(embed * 4 + 8 * layerF32);
+    expect(bf16.weightBytes).toBe(embed * 2 + 8 * (linears * 2 + 2 * 192 * 4) + FROZEN_SCRATCH_BYTES);
     expect(f32.weightBytes).toBe(embed * 4 + 8 * layerF32);
     expect(bf16.peakRssBytes).toBeLessThan(f32.peakRssBytes);
     expect(plan({ ...base, storedDtype: 'F16' }, dev(8000)).forecast).toEqual(bf16);
+    // without the kernel, the largest weight (gate/up/down, 512 x 192) is widened into a tensor and a JS array
+    const largest = 512 * 192 * 4;
+    const viaTensor = plan({ ...base, storedDtype: 'BF16' }, { ...dev(8000), frozenKernel: 'tensor' }).forecast;
+    expect(viaTensor.peakTfBytes - bf16.peakTfBytes).toBe(largest);
+    expect(viaTensor.weightBytes).toBe(embed * 2 + 8 * (linears * 2 + 2 * 192 * 4) + 2 * largest);
+    // the tensorflow backend (GPU boxes) has no addon kernel: `tensor` by default
+    const tfBackend = plan({ ...base, storedDtype: 'BF16' }, { ...dev(8000), backend: 'tensorflow', frozenKernel: undefined }).forecast;
+    expect(tfBackend.weightBytes).toBe(viaTensor.weightBytes);
+    expect(frozenKernelIsNative({ backend: 'cpu' })).toBe(true);
+    expect(frozenKernelIsNative({ backend: 'wasm', frozenKernel: 'tensor' })).toBe(false);
   });
 
   it('F32-stored TinyLlama-1.1B is refused on wasm by the heap ceiling, with the figures; the cpu backend has no ceiling', () => {

@@ -61,6 +61,22 @@ export interface DeviceProfile {
    * A plan whose TF.js peak exceeds it is refused, like one over tensorBudgetBytes.
    */
   tensorHeapCeilingBytes?: number;
+  /**
+   * How linears over frozen weights kept outside the heap (16-bit or LUC-packed) run: `native`, the addon's
+   * kernel widens a block of rows at a time in its own scratch (native/frozen.c, BLOCK_FLOATS floats, outside
+   * the TF.js heap); `tensor`, each weight is widened into a transient float32 tensor freed after its product
+   * (backend/frozen.ts, without the addon or on other backends). Absent: `native` on the wasm and cpu
+   * backends, else `tensor`.
+   */
+  frozenKernel?: 'native' | 'tensor';
+}
+
+/** Bytes of the native frozen kernel's scratch block (native/frozen.c BLOCK_FLOATS float32s). */
+export const FROZEN_SCRATCH_BYTES = 4 * 2 ** 20;
+
+/** Whether a device runs frozen linears natively ({@link DeviceProfile.frozenKernel}, defaulted by backend). */
+export function frozenKernelIsNative(dev: Pick<DeviceProfile, 'backend' | 'frozenKernel'>): boolean {
+  return dev.frozenKernel ? dev.frozenKernel === 'native' : dev.backend === 'wasm' || dev.backend === 'cpu';
 }
 
 /**
@@ -252,8 +268,9 @@ export function prefixCacheHits(
  * The raw quantities of one choice of (exits, micro-batch, cache), before the fitted coefficients:
  * bytes of weights and trainable state, the activation "features" (element counts the coefficients
  * multiply), FLOPs and layer passes. Exported for the calibration script.
+ * @param nativeFrozen frozen linears run in the addon's kernel (DeviceProfile.frozenKernel `native`)
  */
-export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache: boolean) {
+export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache: boolean, nativeFrozen = true) {
   const m = inp.model,
     L = m.numHiddenLayers,
     V = m.vocabSize,
@@ -273,20 +290,25 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const bits = inp.policy?.bits ?? new Array(L).fill(16);
   const storage = bits.map(storageOf);
   // Frozen weights: embeddings (+ untied head) + layers in their storage; packed layers are JS memory
-  // (not TF.js tensors) plus one layer's transient float32 copy while it runs. With 16-bit storage the
-  // embeddings and dense layers stay at their stored 2 bytes/param outside the heap in the same way.
+  // (not TF.js tensors). With 16-bit storage the embeddings and dense layers stay at their stored 2
+  // bytes/param outside the heap in the same way. A product over them widens a block of rows in the native
+  // kernel's scratch (outside the heap), or without it the whole weight into a transient float32 tensor.
   const half = inp.storedDtype === 'F16' || inp.storedDtype === 'BF16';
   const embedParams = V * d * (m.tieWordEmbeddings ? 1 : 2);
   const embedTf = half ? 0 : embedParams * 4;
   const embed = embedParams * (half ? 2 : 4);
   const layerBytes = storage.map((s) => layerWeightBytes(m, s === 'f32' && half ? 'f16' : s, gs));
   const tfLayerBytes = storage.map((s, i) => (s === 'f32' && !half ? layerBytes[i] : 0));
-  const transient = half || storage.some((s) => s !== 'f32') ? layerWeightBytes(m, 'f32', 0) : 0;
-  const weightTf = embedTf + tfLayerBytes.reduce((a, b) => a + b, 0) + transient;
-  const weightAll = embed + layerBytes.reduce((a, b) => a + b, 0) + transient;
-  // Trainable state: LoRA (all layers) + exit norms/heads; Adam m and v for everything trained so far.
   const q = m.numAttentionHeads * m.headDim,
     kv = m.numKeyValueHeads * m.headDim;
+  const outside = half || storage.some((s) => s !== 'f32');
+  // without the kernel: the widened weight as a JS array and as a tensor
+  const largestWeight = 4 * Math.max(q * d, f * d);
+  const transientTf = outside && !nativeFrozen ? largestWeight : 0;
+  const transientOutside = outside ? (nativeFrozen ? FROZEN_SCRATCH_BYTES : largestWeight) : 0;
+  const weightTf = embedTf + tfLayerBytes.reduce((a, b) => a + b, 0) + transientTf;
+  const weightAll = embed + layerBytes.reduce((a, b) => a + b, 0) + transientOutside + transientTf;
+  // Trainable state: LoRA (all layers) + exit norms/heads; Adam m and v for everything trained so far.
   const loraPerLayer = r * (d + q + d + kv + d + kv + q + d + d + f + d + f + f + d) * (nl / 7);
   const hr = inp.headRank ?? 0;
   const headParams = hr > 0 ? hr * (V + d) + d : V * d + d;
@@ -367,7 +389,7 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
 
 /** Forecast of one choice from its features and the fitted coefficients. */
 function estimate(inp: PlanInput, dev: DeviceProfile, exits: number[], mb: number, cache: boolean, c: CostCoefficients) {
-  const x = costFeatures(inp, exits, mb, cache);
+  const x = costFeatures(inp, exits, mb, cache, frozenKernelIsNative(dev));
   const activations =
     4 * (c.actD * x.act.d + c.actF * x.act.f + c.actAtt * x.act.att + c.actLora * x.act.lora) + x.prefixOut + x.headRowBytes;
   const peakTf = c.tfFixed + x.weightTf + x.trainable + activations;

@@ -42,6 +42,7 @@ import {
 } from '@edgetune/core';
 import { measureStepFactor } from '../schedule/speed.js';
 import { backendInfo, plannerSgemmPeak } from '../backend/index.js';
+import { frozenKernelActive } from '../backend/frozen.js';
 import { freemem } from 'node:os';
 import {
   buildPolicy,
@@ -195,6 +196,7 @@ export function localDevice(d: Partial<DeviceProfile> = {}): DeviceProfile {
       const ceiling = d.tensorHeapCeilingBytes ?? tensorHeapCeilingOf(d.backend ?? info?.backend ?? 'wasm');
       return ceiling === undefined ? {} : { tensorHeapCeilingBytes: ceiling };
     })(),
+    frozenKernel: d.frozenKernel ?? (frozenKernelActive() ? 'native' : 'tensor'),
   };
 }
 
