@@ -490,18 +490,23 @@ function lstsq(X, y, ridge = 1e-9) {
 }
 // Memory: peakTf - weights - trainable - prefixOut = tfFixed + 4 (actD d + actF f + actAtt att + actLora lora).
 // Relative weighting (divide each row by its target) so small and large configurations count alike.
-const memPoints = [...points, ...scalePoints];
-const memRows = memPoints.map((p) => [1, 4 * p.x.act.d, 4 * p.x.act.f, 4 * p.x.act.att, 4 * p.x.act.lora]);
-const memY = memPoints.map((p) => p.measured.peakTfBytes - p.x.weightTf - p.x.trainable - p.x.prefixOut - p.x.headRowBytes);
-const w = memPoints.map((p) => 1 / p.measured.peakTfBytes);
 // Non-negative (a negative bytes-per-element would forecast less memory for more work outside the grid).
-const [tfFixed, actD, actF, actAtt, actLora] = nnls(
-  memRows.map((r, i) => r.map((v) => v * w[i])),
-  memY.map((v, i) => v * w[i]),
-);
-const rssRows = memPoints.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
-const rssY = memPoints.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
-const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
+// RSS = rssBase + rssPerTfByte x TF.js peak + bytes outside the heap.
+function fitMemory(pts) {
+  const rows = pts.map((p) => [1, 4 * p.x.act.d, 4 * p.x.act.f, 4 * p.x.act.att, 4 * p.x.act.lora]);
+  const y = pts.map((p) => p.measured.peakTfBytes - p.x.weightTf - p.x.trainable - p.x.prefixOut - p.x.headRowBytes);
+  const wt = pts.map((p) => 1 / p.measured.peakTfBytes);
+  const [tfFixed, actD, actF, actAtt, actLora] = nnls(
+    rows.map((r, i) => r.map((v) => v * wt[i])),
+    y.map((v, i) => v * wt[i]),
+  );
+  const rssRows = pts.map((p) => [1, p.measured.peakTfBytes].map((v) => v / p.measured.peakRssBytes));
+  const rssY = pts.map((p) => (p.measured.peakRssBytes - (p.x.weightAll - p.x.weightTf)) / p.measured.peakRssBytes);
+  const [rssBase, rssPerTfByte] = lstsq(rssRows, rssY);
+  return { tfFixed, actD, actF, actAtt, actLora, rssBase, rssPerTfByte };
+}
+const memPoints = [...points, ...scalePoints];
+const { tfFixed, actD, actF, actAtt, actLora, rssBase, rssPerTfByte } = fitMemory(memPoints);
 // What the short grid runs cannot show: measured (--refit: the last run's measurement when it has one).
 const growthMeasured = refit?.growth ?? measureGrowth();
 const rssAtStart = median(
@@ -640,6 +645,9 @@ const heldOutCoeffs = new Map(
     { ...coeffs, ...timeCoeffs(fitTime(timePoints.filter((p) => p.model !== m))) },
   ]),
 );
+const heldOutMemory = new Map(
+  [...new Set(scalePoints.map((p) => p.model))].map((m) => [m, { ...coeffs, ...fitMemory(memPoints.filter((p) => p.model !== m)) }]),
+);
 const forecastOf = (p, c) =>
   plan(
     { ...p.input, microBatch: p.mb, exitLayers: p.exits, prefixCache: p.cache },
@@ -648,15 +656,28 @@ const forecastOf = (p, c) =>
   ).forecast;
 const pct = (v) => `${(v * 100).toFixed(1)}%`;
 const scaleReport = scalePoints.map((p) => {
-  const f = forecastOf(p, coeffs);
-  const e = { peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1, peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1 };
-  process.stderr.write(`scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${pct(e.peakTfBytes)}, RSS ${pct(e.peakRssBytes)}\n`);
+  const f = forecastOf(p, coeffs),
+    held = forecastOf(p, heldOutMemory.get(p.model));
+  const e = {
+    peakTfBytes: f.peakTfBytes / p.measured.peakTfBytes - 1,
+    peakRssBytes: f.peakRssBytes / p.measured.peakRssBytes - 1,
+    peakTfBytesHeldOut: held.peakTfBytes / p.measured.peakTfBytes - 1,
+    peakRssBytesHeldOut: held.peakRssBytes / p.measured.peakRssBytes - 1,
+  };
+  process.stderr.write(
+    `scale ${p.model} ${p.variant} mb ${p.mb}: TF peak ${pct(e.peakTfBytes)}, RSS ${pct(e.peakRssBytes)} (model held out: ${pct(e.peakTfBytesHeldOut)}, ${pct(e.peakRssBytesHeldOut)})\n`,
+  );
   return {
     model: p.model,
     variant: p.variant,
     mb: p.mb,
     measured: { peakTfBytes: p.measured.peakTfBytes, peakRssBytes: p.measured.peakRssBytes },
-    forecast: { peakTfBytes: f.peakTfBytes, peakRssBytes: f.peakRssBytes },
+    forecast: {
+      peakTfBytes: f.peakTfBytes,
+      peakRssBytes: f.peakRssBytes,
+      peakTfBytesHeldOut: held.peakTfBytes,
+      peakRssBytesHeldOut: held.peakRssBytes,
+    },
     error: e,
   };
 });
