@@ -303,8 +303,8 @@ describe('plan: stored dtype and the backend heap ceiling', () => {
     expect(f32.weightBytes).toBe(embed * 4 + 8 * layerF32);
     expect(bf16.peakRssBytes).toBeLessThan(f32.peakRssBytes);
     expect(plan({ ...base, storedDtype: 'F16' }, dev(8000)).forecast).toEqual(bf16);
-    // without the kernel, the largest weight (gate/up/down, 512 x 192) is widened into a tensor and a JS array
-    const largest = 512 * 192 * 4;
+    // without the kernel, the largest weight (the 16-bit head, 4096 x 192) is widened into a tensor and a JS array
+    const largest = 4096 * 192 * 4;
     const viaTensor = plan({ ...base, storedDtype: 'BF16' }, { ...dev(8000), frozenKernel: 'tensor' }).forecast;
     expect(viaTensor.peakTfBytes - bf16.peakTfBytes).toBe(largest);
     expect(viaTensor.weightBytes).toBe(embed * 2 + 8 * (linears * 2 + 2 * 192 * 4) + 2 * largest);

@@ -302,8 +302,8 @@ export function costFeatures(inp: PlanInput, exits: number[], mb: number, cache:
   const q = m.numAttentionHeads * m.headDim,
     kv = m.numKeyValueHeads * m.headDim;
   const outside = half || storage.some((s) => s !== 'f32');
-  // without the kernel: the widened weight as a JS array and as a tensor
-  const largestWeight = 4 * Math.max(q * d, f * d);
+  // without the kernel: the widened weight as a JS array and as a tensor (a 16-bit head over the whole vocabulary)
+  const largestWeight = 4 * Math.max(q * d, f * d, half ? V * d : 0);
   const transientTf = outside && !nativeFrozen ? largestWeight : 0;
   const transientOutside = outside ? (nativeFrozen ? FROZEN_SCRATCH_BYTES : largestWeight) : 0;
   const weightTf = embedTf + tfLayerBytes.reduce((a, b) => a + b, 0) + transientTf;
